@@ -1,0 +1,2 @@
+//! Placeholder replaced by the http1 codec benches.
+fn main() {}

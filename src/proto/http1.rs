@@ -1,0 +1,1 @@
+//! TODO(http1 helper)

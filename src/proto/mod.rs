@@ -1,0 +1,3 @@
+//! Sans-IO protocol codecs: bytes in, events and bytes out. No socket, no clock.
+
+pub mod http1;

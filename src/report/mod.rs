@@ -1,0 +1,99 @@
+//! Reports of a finished (or interrupted) run: the human summary, the versioned JSON document,
+//! lossless histogram encoding and secret redaction.
+//!
+//! Reports only format what the engine measured; they never touch sockets or clocks (the host
+//! facts are read once, outside the run). Every string that came from the user — URL, headers,
+//! command line — passes through [`redact`] before it is printed or written.
+
+use std::time::{Duration, SystemTime};
+
+use crate::metrics::Recorder;
+
+pub mod hdr;
+pub mod host;
+pub mod json;
+pub mod redact;
+pub mod text;
+
+/// Cost and health of one worker thread.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerStats {
+    /// CPU the worker was pinned to, if pinned.
+    pub cpu: Option<usize>,
+    /// Connections this worker drove.
+    pub connections: usize,
+    /// User CPU time of the worker thread, ns.
+    pub cpu_user_ns: u64,
+    /// System CPU time of the worker thread, ns.
+    pub cpu_sys_ns: u64,
+    /// Longest time the event loop spent between two polls, ns.
+    pub max_stall_ns: u64,
+}
+
+/// What the engine hands to the reports after the workers join.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// All workers' recorders merged.
+    pub recorder: Recorder,
+    /// Per-worker cost, in worker order.
+    pub workers: Vec<WorkerStats>,
+    /// Wall-clock start of the measured window (after warm-up).
+    pub started_at: SystemTime,
+    /// Length of the measured window.
+    pub elapsed: Duration,
+    /// True when Ctrl-C ended the run early.
+    pub interrupted: bool,
+    /// Peak resident set size of the process, bytes (includes an in-process target).
+    pub peak_rss_bytes: u64,
+}
+
+/// The run's configuration as the reports show it. Strings are raw; reports redact them.
+#[derive(Clone, Debug, Default)]
+pub struct RunMeta {
+    /// "http" for now; "ws" and "probe" later.
+    pub mode: String,
+    /// Target URL as given (or the built-in target's URL).
+    pub url: String,
+    /// True when the run used the in-process built-in target.
+    pub builtin_target: bool,
+    /// The process's command line.
+    pub command_line: Vec<String>,
+    /// Request method.
+    pub method: String,
+    /// Extra request headers as given with `-H`.
+    pub headers: Vec<(String, String)>,
+    /// Request body length in bytes.
+    pub body_len: usize,
+    /// Concurrent connections asked for.
+    pub connections: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// CPUs the workers were pinned to (empty when not pinned).
+    pub worker_cpus: Vec<usize>,
+    /// CPUs the in-process target was pinned to (empty when none or not pinned).
+    pub target_cpus: Vec<usize>,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// `-d`, when the run was bounded by time.
+    pub duration: Option<Duration>,
+    /// `-n`, when the run was bounded by a request count.
+    pub requests: Option<u64>,
+    /// Warm-up excluded from the results.
+    pub warmup: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// True for https.
+    pub tls: bool,
+    /// `--insecure` was given: certificate chain and name were not checked.
+    pub insecure: bool,
+    /// TLS session resumption enabled (no `--no-resume`).
+    pub resume: bool,
+    /// `--sni`, when given.
+    pub sni: Option<String>,
+    /// `--ca`, when given.
+    pub ca_file: Option<String>,
+    /// Soft RLIMIT_NOFILE in force for the run.
+    pub fd_limit: u64,
+}
