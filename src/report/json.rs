@@ -1,1 +1,586 @@
-//! TODO(report helper)
+//! The machine-readable report: one versioned JSON document per run, stable enough to diff runs,
+//! feed dashboards and merge runs from several machines (every phase carries its full
+//! HdrHistogram, so merging never averages percentiles).
+//!
+//! This module owns the schema below and must keep it backward compatible within a `schema`
+//! version: fields may be added, never renamed, retyped or removed (that needs `…v2`). It formats
+//! only what the engine measured; every user-supplied string goes through [`redact`], and it
+//! never reads the host (the caller passes [`HostFacts`]).
+//!
+//! # Schema `connbench.report.v1`
+//!
+//! Durations are seconds (`_s`, float) or microseconds (`_us`, float) as the name says; phase
+//! values are integer nanoseconds. Rates divide by `duration_s` and are 0 when it is 0. Object
+//! keys are written in alphabetical order.
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `schema` | string | always `"connbench.report.v1"` ([`SCHEMA`]) |
+//! | `connbench_version` | string | version of the binary that ran |
+//! | `mode` | string | `"http"` (later `"ws"`, `"probe"`) |
+//! | `started_at` | string | start of the measured window (after warm-up), RFC 3339 UTC, whole seconds: `2023-11-14T22:13:20Z` |
+//! | `started_at_unix_ms` | integer | the same instant, ms since the Unix epoch |
+//! | `duration_s` | number | length of the measured window |
+//! | `interrupted` | bool | Ctrl-C ended the run early; results are partial |
+//! | `insecure` | bool | `--insecure`: certificates were NOT verified (always present) |
+//! | `command_line` | array of string | the process arguments, redacted |
+//! | `target.url` | string | target URL, redacted |
+//! | `target.builtin` | bool | the in-process built-in target was used |
+//! | `config.method` | string | request method |
+//! | `config.headers` | array of string | extra request headers as `"Name: value"`, secret values redacted |
+//! | `config.body_len` | integer | request body bytes |
+//! | `config.connections` | integer | concurrent connections asked for |
+//! | `config.threads` | integer | worker threads |
+//! | `config.worker_cpus` | array of integer | CPUs the workers were pinned to (empty: not pinned) |
+//! | `config.target_cpus` | array of integer | CPUs the in-process target was pinned to |
+//! | `config.pipeline` | integer | requests in flight per connection |
+//! | `config.duration_s` | number \| null | `-d`, when the run was time-bounded |
+//! | `config.requests` | integer \| null | `-n`, when the run was count-bounded |
+//! | `config.warmup_s` | number | warm-up excluded from every number here |
+//! | `config.timeout_s` | number | per-request timeout |
+//! | `config.connect_timeout_s` | number | TCP connect timeout |
+//! | `config.tls` | bool | https |
+//! | `config.resume` | bool | TLS session resumption enabled |
+//! | `config.sni` | string \| null | `--sni` |
+//! | `config.ca_file` | string \| null | `--ca` |
+//! | `config.fd_limit` | integer | soft RLIMIT_NOFILE in force |
+//! | `host.cpus_online` | integer | logical CPUs online |
+//! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
+//! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
+//! | `host.kernel` | string \| null | `uname -r` |
+//! | `host.arch` | string | e.g. `x86_64` |
+//! | `host.os` | string | e.g. `linux` |
+//! | `throughput.requests_per_s` | number | requests sent ÷ duration |
+//! | `throughput.responses_per_s` | number | responses fully framed ÷ duration |
+//! | `throughput.bytes_in_per_s` | number | socket bytes read ÷ duration (TLS records included) |
+//! | `throughput.bytes_out_per_s` | number | socket bytes written ÷ duration |
+//! | `counters.requests` | integer | requests whose first byte was written |
+//! | `counters.responses` | integer | responses fully framed |
+//! | `counters.bytes_in`, `counters.bytes_out` | integer | socket bytes read / written |
+//! | `counters.connections_opened` | integer | `connect()` calls |
+//! | `counters.connections_established` | integer | connections that completed (TLS: handshake done) |
+//! | `counters.reused_requests` | integer | requests sent on a connection that already carried one |
+//! | `counters.reuse_rate` | number | `reused_requests ÷ requests` (0..1; 0 with no requests) |
+//! | `counters.server_closes` | integer | connections the server closed (`Connection: close`, …) |
+//! | `responses.{1xx,2xx,3xx,4xx,429,5xx,other}` | integer | responses by status class (4xx excludes 429); all keys present |
+//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io` |
+//! | `errors.total` | integer | sum of all classes |
+//! | `tls` | object \| null | null when the run was not TLS |
+//! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |
+//! | `tls.handshakes_full`, `tls.handshakes_resumed` | integer | handshakes by kind |
+//! | `phases.{connect,tls,ttfb,total}` | object | one per phase, always all four |
+//! | `phases.*.unit` | string | always `"ns"` |
+//! | `phases.*.count` | integer | samples |
+//! | `phases.*.{min,p50,p90,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 |
+//! | `phases.*.{mean,stdev}` | number \| null | ns; null when `count` is 0 |
+//! | `phases.*.hdr` | string | the full histogram, base64 HdrHistogram V2+deflate ([`hdr::encode`]); present even when empty |
+//! | `client.cpu_user_s`, `client.cpu_sys_s` | number | CPU time of all worker threads |
+//! | `client.cpu_per_request_us` | number \| null | (user + sys) ÷ responses; null with 0 responses |
+//! | `client.peak_rss_bytes` | integer | peak RSS of the process (includes an in-process target); 0 if unknown |
+//! | `client.max_loop_stall_us` | number | worst gap between two polls over all workers |
+//! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
+
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use super::host::HostFacts;
+use super::{hdr, redact, RunMeta, RunResult, WorkerStats};
+use crate::metrics::{ErrorClass, Phase, StatusClass};
+
+/// Identifies this document format; bumped only for incompatible changes.
+pub const SCHEMA: &str = "connbench.report.v1";
+
+/// Build the report document (see the module doc for every field).
+pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
+    let c = &run.recorder.counters;
+    let secs = run.elapsed.as_secs_f64();
+    let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let started_ms = unix_ms(run.started_at);
+
+    let responses: Map<String, Value> = StatusClass::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), json!(c.status[s.index()])))
+        .collect();
+    let mut errors: Map<String, Value> = ErrorClass::ALL
+        .iter()
+        .map(|e| (e.name().to_string(), json!(c.errors[e.index()])))
+        .collect();
+    errors.insert("total".into(), json!(c.total_errors()));
+    let phases: Map<String, Value> = Phase::ALL
+        .iter()
+        .map(|&p| (p.name().to_string(), phase(run.recorder.histogram(p))))
+        .collect();
+
+    let tls = if meta.tls {
+        let f = &run.recorder.tls;
+        json!({
+            "version": f.version,
+            "cipher_suite": f.cipher_suite,
+            "kx_group": f.kx_group,
+            "alpn": f.alpn,
+            "handshakes_full": c.handshakes_full,
+            "handshakes_resumed": c.handshakes_resumed,
+        })
+    } else {
+        Value::Null
+    };
+
+    json!({
+        "schema": SCHEMA,
+        "connbench_version": env!("CARGO_PKG_VERSION"),
+        "mode": meta.mode,
+        "started_at": rfc3339(started_ms.div_euclid(1000)),
+        "started_at_unix_ms": started_ms,
+        "duration_s": secs,
+        "interrupted": run.interrupted,
+        "insecure": meta.insecure,
+        "command_line": redact::command_line(&meta.command_line),
+        "target": {
+            "url": redact::url(&meta.url),
+            "builtin": meta.builtin_target,
+        },
+        "config": {
+            "method": meta.method,
+            "headers": meta.headers.iter().map(|(n, v)| redact::header(n, v)).collect::<Vec<_>>(),
+            "body_len": meta.body_len,
+            "connections": meta.connections,
+            "threads": meta.threads,
+            "worker_cpus": meta.worker_cpus,
+            "target_cpus": meta.target_cpus,
+            "pipeline": meta.pipeline,
+            "duration_s": meta.duration.map(|d| d.as_secs_f64()),
+            "requests": meta.requests,
+            "warmup_s": meta.warmup.as_secs_f64(),
+            "timeout_s": meta.timeout.as_secs_f64(),
+            "connect_timeout_s": meta.connect_timeout.as_secs_f64(),
+            "tls": meta.tls,
+            "resume": meta.resume,
+            "sni": meta.sni,
+            "ca_file": meta.ca_file,
+            "fd_limit": meta.fd_limit,
+        },
+        "host": {
+            "cpus_online": host.cpus_online,
+            "cpus_allowed": host.cpus_allowed,
+            "clocksource": host.clocksource,
+            "kernel": host.kernel,
+            "arch": host.arch,
+            "os": host.os,
+        },
+        "throughput": {
+            "requests_per_s": per_s(c.requests),
+            "responses_per_s": per_s(c.responses),
+            "bytes_in_per_s": per_s(c.bytes_in),
+            "bytes_out_per_s": per_s(c.bytes_out),
+        },
+        "counters": {
+            "requests": c.requests,
+            "responses": c.responses,
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+            "connections_opened": c.connections_opened,
+            "connections_established": c.connections_established,
+            "reused_requests": c.reused_requests,
+            "reuse_rate": c.reuse_rate(),
+            "server_closes": c.server_closes,
+        },
+        "responses": responses,
+        "errors": errors,
+        "tls": tls,
+        "phases": phases,
+        "client": client(&run.workers, c.responses, run.peak_rss_bytes),
+    })
+}
+
+/// One `phases.*` object.
+fn phase(h: &Histogram<u64>) -> Value {
+    let hdr = hdr::encode(h);
+    if h.is_empty() {
+        return json!({
+            "unit": "ns", "count": 0,
+            "min": null, "p50": null, "p90": null, "p99": null, "p999": null, "max": null,
+            "mean": null, "stdev": null,
+            "hdr": hdr,
+        });
+    }
+    json!({
+        "unit": "ns",
+        "count": h.len(),
+        "min": h.min(),
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "max": h.max(),
+        "mean": h.mean(),
+        "stdev": h.stdev(),
+        "hdr": hdr,
+    })
+}
+
+/// The `client` object: the benchmark's own cost.
+fn client(workers: &[WorkerStats], responses: u64, peak_rss_bytes: u64) -> Value {
+    let user: u64 = workers.iter().map(|w| w.cpu_user_ns).sum();
+    let sys: u64 = workers.iter().map(|w| w.cpu_sys_ns).sum();
+    let stall = workers.iter().map(|w| w.max_stall_ns).max().unwrap_or(0);
+    let per_request_us =
+        (responses > 0).then(|| (user as f64 + sys as f64) / responses as f64 / 1e3);
+    let per_worker: Vec<Value> = workers
+        .iter()
+        .map(|w| {
+            json!({
+                "cpu": w.cpu,
+                "connections": w.connections,
+                "cpu_user_s": w.cpu_user_ns as f64 / 1e9,
+                "cpu_sys_s": w.cpu_sys_ns as f64 / 1e9,
+                "max_loop_stall_us": w.max_stall_ns as f64 / 1e3,
+            })
+        })
+        .collect();
+    json!({
+        "cpu_user_s": user as f64 / 1e9,
+        "cpu_sys_s": sys as f64 / 1e9,
+        "cpu_per_request_us": per_request_us,
+        "peak_rss_bytes": peak_rss_bytes,
+        "max_loop_stall_us": stall as f64 / 1e3,
+        "workers": per_worker,
+    })
+}
+
+/// Write the document pretty-printed with a trailing newline: to stdout for `"-"`, else to a
+/// file created or truncated at `dest`.
+pub fn write(dest: &str, v: &Value) -> io::Result<()> {
+    if dest == "-" {
+        let stdout = io::stdout();
+        let mut w = stdout.lock();
+        write_to(&mut w, v)
+    } else {
+        let mut w = io::BufWriter::new(std::fs::File::create(dest)?);
+        write_to(&mut w, v)
+    }
+}
+
+fn write_to(w: &mut impl Write, v: &Value) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, v)?;
+    w.write_all(b"\n")?;
+    // Flush explicitly: BufWriter's drop would swallow a late write error (e.g. disk full).
+    w.flush()
+}
+
+/// Milliseconds since the Unix epoch (negative before it, saturating far outside i64).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+/// RFC 3339 UTC timestamp, whole seconds: `1700000000` → `"2023-11-14T22:13:20Z"`.
+/// Written by hand (days → civil date, Howard Hinnant's `civil_from_days`) to avoid a date crate.
+pub fn rfc3339(unix_secs: i64) -> String {
+    let days = unix_secs.div_euclid(86_400);
+    let sod = unix_secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
+/// Eras are 400-year cycles of 146,097 days starting on 0000-03-01, so leap days fall at the
+/// end of each shifted year and need no special case.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Saturate: only absurd SystemTimes get near these bounds, and then any date is fine.
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of (March-based) year, [0, 365]
+    let mp = (5 * doy + 2) / 153; // March = 0, [0, 11]
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32; // [1, 31]
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32; // [1, 12]
+    let y = yoe.saturating_add(era.saturating_mul(400));
+    (if m <= 2 { y.saturating_add(1) } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::{Recorder, TlsFacts};
+
+    fn host() -> HostFacts {
+        HostFacts {
+            cpus_online: 2,
+            cpus_allowed: 2,
+            clocksource: Some("tsc".into()),
+            kernel: Some("6.18.0".into()),
+            arch: "x86_64",
+            os: "linux",
+        }
+    }
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            mode: "http".into(),
+            url: "https://bob:PW-LEAK-1@api.example.com/trades?symbol=BTC&api_key=KEY-LEAK-2#x"
+                .into(),
+            command_line: vec![
+                "connbench".into(),
+                "http".into(),
+                "-H".into(),
+                "Authorization: Bearer HDR-LEAK-3".into(),
+                "--header=X-Api-Key: HDR-LEAK-4".into(),
+                "https://bob:PW-LEAK-1@api.example.com/trades?symbol=BTC&api_key=KEY-LEAK-2#x"
+                    .into(),
+            ],
+            method: "GET".into(),
+            headers: vec![
+                ("Authorization".into(), "Bearer HDR-LEAK-3".into()),
+                ("X-Api-Key".into(), "HDR-LEAK-4".into()),
+                ("Accept".into(), "application/json".into()),
+            ],
+            connections: 4,
+            threads: 2,
+            worker_cpus: vec![0, 1],
+            pipeline: 1,
+            duration: Some(Duration::from_secs(2)),
+            warmup: Duration::from_millis(500),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            tls: true,
+            resume: true,
+            sni: Some("api.example.com".into()),
+            fd_limit: 4096,
+            ..RunMeta::default()
+        }
+    }
+
+    fn run() -> RunResult {
+        let mut r = Recorder::new();
+        for i in 1..=200u64 {
+            r.record(Phase::Total, i * 1_000);
+            r.record(Phase::Ttfb, i * 900);
+            r.response(200);
+        }
+        r.record(Phase::Connect, 40_000);
+        r.counters.requests = 201;
+        r.counters.reused_requests = 197;
+        r.counters.bytes_in = 1_000_000;
+        r.counters.bytes_out = 50_000;
+        r.counters.connections_opened = 4;
+        r.counters.handshakes_full = 4;
+        r.error(ErrorClass::ReadTimeout);
+        r.tls = TlsFacts {
+            version: Some("TLSv1_3".into()),
+            cipher_suite: Some("TLS13_AES_128_GCM_SHA256".into()),
+            kx_group: Some("X25519".into()),
+            alpn: Some("http/1.1".into()),
+        };
+        RunResult {
+            recorder: r,
+            workers: vec![
+                WorkerStats {
+                    cpu: Some(0),
+                    connections: 2,
+                    cpu_user_ns: 100_000_000,
+                    cpu_sys_ns: 200_000_000,
+                    max_stall_ns: 50_000,
+                },
+                WorkerStats {
+                    cpu: None,
+                    connections: 2,
+                    cpu_user_ns: 100_000_000,
+                    cpu_sys_ns: 0,
+                    max_stall_ns: 70_000,
+                },
+            ],
+            started_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+            peak_rss_bytes: 10 << 20,
+        }
+    }
+
+    #[test]
+    fn top_level_fields() {
+        let v = render(&meta(), &run(), &host());
+        assert_eq!(v["schema"], SCHEMA);
+        assert_eq!(v["connbench_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["started_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["started_at_unix_ms"], 1_700_000_000_123i64);
+        assert_eq!(v["duration_s"], 2.0);
+        assert_eq!(v["insecure"], false);
+        assert_eq!(v["interrupted"], false);
+        assert_eq!(v["config"]["duration_s"], 2.0);
+        assert_eq!(v["config"]["requests"], Value::Null);
+        assert_eq!(v["config"]["warmup_s"], 0.5);
+        assert_eq!(v["config"]["worker_cpus"], json!([0, 1]));
+        assert_eq!(v["host"]["clocksource"], "tsc");
+        assert_eq!(v["throughput"]["responses_per_s"], 100.0);
+        assert_eq!(v["throughput"]["bytes_in_per_s"], 500_000.0);
+        assert_eq!(v["counters"]["reused_requests"], 197);
+        assert_eq!(v["responses"]["2xx"], 200);
+        assert_eq!(v["tls"]["alpn"], "http/1.1");
+        assert_eq!(v["tls"]["handshakes_full"], 4);
+        assert_eq!(v["client"]["cpu_per_request_us"], 2_000.0);
+        assert_eq!(v["client"]["max_loop_stall_us"], 70.0);
+        assert_eq!(v["client"]["workers"][1]["cpu"], Value::Null);
+        assert_eq!(v["client"]["workers"][0]["cpu_sys_s"], 0.2);
+    }
+
+    #[test]
+    fn insecure_and_tls_null_are_explicit() {
+        let mut m = meta();
+        m.tls = false;
+        m.insecure = true;
+        let v = render(&m, &run(), &host());
+        assert_eq!(v["insecure"], true);
+        assert!(v.as_object().expect("object").contains_key("tls"));
+        assert_eq!(v["tls"], Value::Null);
+        let plain = render(&RunMeta::default(), &run(), &host());
+        assert_eq!(plain["insecure"], false, "present even when false");
+    }
+
+    #[test]
+    fn every_error_class_and_status_key_present() {
+        let v = render(&meta(), &run(), &host());
+        let errors = v["errors"].as_object().expect("object");
+        for e in ErrorClass::ALL {
+            let expect = u64::from(e == ErrorClass::ReadTimeout);
+            assert_eq!(errors[e.name()], expect, "{}", e.name());
+        }
+        assert_eq!(errors["total"], 1);
+        assert_eq!(errors.len(), ErrorClass::COUNT + 1);
+        let responses = v["responses"].as_object().expect("object");
+        for s in ["1xx", "2xx", "3xx", "4xx", "429", "5xx", "other"] {
+            assert!(responses.contains_key(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn phase_hdr_decodes_to_the_same_counts() {
+        let r = run();
+        let v = render(&meta(), &r, &host());
+        for p in Phase::ALL {
+            let o = &v["phases"][p.name()];
+            let h = r.recorder.histogram(p);
+            let back = hdr::decode(o["hdr"].as_str().expect("hdr string")).expect("decodes");
+            assert_eq!(&back, h, "{}", p.name());
+            assert_eq!(o["count"], h.len());
+            assert_eq!(o["unit"], "ns");
+            if h.is_empty() {
+                for k in ["min", "p50", "p90", "p99", "p999", "max", "mean", "stdev"] {
+                    assert_eq!(o[k], Value::Null, "{}.{k}", p.name());
+                }
+            } else {
+                assert_eq!(o["p99"], back.value_at_quantile(0.99));
+                assert_eq!(o["max"], back.max());
+            }
+        }
+        assert_eq!(v["phases"]["tls"]["count"], 0);
+        assert_eq!(v["phases"]["total"]["count"], 200);
+    }
+
+    #[test]
+    fn no_secret_anywhere() {
+        let v = render(&meta(), &run(), &host());
+        let s = v.to_string();
+        for secret in ["PW-LEAK-1", "KEY-LEAK-2", "HDR-LEAK-3", "HDR-LEAK-4", "bob"] {
+            assert!(!s.contains(secret), "{secret} leaked: {s}");
+        }
+        assert!(s.contains("symbol=BTC"));
+        assert_eq!(
+            v["target"]["url"],
+            "https://[redacted]@api.example.com/trades?symbol=BTC&api_key=[redacted]#x"
+        );
+        assert_eq!(
+            v["config"]["headers"],
+            json!([
+                "Authorization: [redacted]",
+                "X-Api-Key: [redacted]",
+                "Accept: application/json"
+            ])
+        );
+    }
+
+    #[test]
+    fn zero_elapsed_and_zero_responses() {
+        let mut r = run();
+        r.elapsed = Duration::ZERO;
+        r.recorder = Recorder::new();
+        let v = render(&meta(), &r, &host());
+        assert_eq!(v["throughput"]["requests_per_s"], 0.0);
+        assert_eq!(v["client"]["cpu_per_request_us"], Value::Null);
+        assert_eq!(v["counters"]["reuse_rate"], 0.0);
+    }
+
+    #[test]
+    fn rfc3339_known_timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_868_799), "2000-02-29T23:59:59Z");
+        assert_eq!(rfc3339(4_107_542_400), "2100-03-01T00:00:00Z"); // 2100 is not leap
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        // Absurd inputs format without panicking.
+        let _ = rfc3339(i64::MAX);
+        let _ = rfc3339(i64::MIN);
+        assert_eq!(unix_ms(UNIX_EPOCH - Duration::from_millis(1500)), -1500);
+    }
+
+    #[test]
+    fn civil_dates_match_a_day_by_day_calendar() {
+        // Walk one full 400-year cycle from 1970 and compare with a naive calendar.
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
+        for days in 0..146_097i64 {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let len = match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn write_pretty_with_trailing_newline() {
+        let v = render(&meta(), &run(), &host());
+        let path = std::env::temp_dir().join(format!(
+            "connbench-json-test-{}-{}.json",
+            std::process::id(),
+            unix_ms(SystemTime::now())
+        ));
+        let dest = path.to_str().expect("utf-8 temp path");
+        std::fs::write(&path, "x".repeat(100_000)).expect("pre-fill");
+        write(dest, &v).expect("writes");
+        let text = std::fs::read_to_string(&path).expect("reads back");
+        std::fs::remove_file(&path).expect("cleanup");
+        assert!(text.ends_with("}\n"), "truncated and newline-terminated");
+        assert!(text.contains("\n  \"schema\": "), "pretty-printed");
+        // Compare text, not parsed values: serde_json's default float parser may be 1 ULP off.
+        let expect = serde_json::to_string_pretty(&v).expect("serializes") + "\n";
+        assert_eq!(text, expect);
+        let back: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(back["schema"], SCHEMA);
+        assert!(write("/nonexistent-dir/connbench/x.json", &v).is_err());
+    }
+}

@@ -1,1 +1,670 @@
-//! TODO(report helper)
+//! The human summary printed after a run: what ran, one aligned row per phase (count, min,
+//! p50/p90/p99/p99.9, max, mean), then throughput, connection reuse, status classes, error
+//! classes, TLS facts and the client's own cost — the lines a wrk or k6 user looks for.
+//!
+//! Durations are auto-scaled (ns/µs/ms/s, 3 significant digits); byte rates use decimal units
+//! (MB/s), memory binary units (MiB). Every user-supplied string goes through [`redact`] first.
+//! This module only formats: it must not compute anything the JSON report would disagree with,
+//! print, or read the host.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::{redact, RunMeta, RunResult};
+use crate::metrics::{Counters, ErrorClass, Phase, StatusClass};
+
+/// Width of the phase-name column.
+const NAME_W: usize = 8;
+/// Width of the count column and of every statistic column.
+const COL_W: usize = 10;
+/// Width of the label column of the summary lines ("throughput", "reuse", …).
+const LABEL_W: usize = 12;
+
+/// Render the text summary of a run. Ends with a newline.
+pub fn render(meta: &RunMeta, run: &RunResult) -> String {
+    let c = &run.recorder.counters;
+    let mut out = String::new();
+    header(&mut out, meta, run);
+    out.push('\n');
+    phase_table(&mut out, run);
+    out.push('\n');
+    throughput(&mut out, c, run.elapsed);
+    reuse(&mut out, c);
+    responses(&mut out, c);
+    errors(&mut out, c);
+    if meta.tls {
+        tls(&mut out, meta, run);
+    }
+    client(&mut out, run);
+    if meta.insecure {
+        // Repeated at the end: the part people paste into tickets must carry the caveat too.
+        out.push_str(INSECURE_WARNING);
+        out.push('\n');
+    }
+    out
+}
+
+/// Printed whenever `--insecure` was given.
+pub const INSECURE_WARNING: &str = "WARNING: --insecure: certificates were not verified";
+/// Printed when Ctrl-C ended the run early.
+pub const INTERRUPTED_NOTE: &str = "interrupted (Ctrl-C): partial results";
+
+fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let _ = write!(
+        out,
+        "connbench {}  {}  {}",
+        env!("CARGO_PKG_VERSION"),
+        meta.mode,
+        redact::url(&meta.url)
+    );
+    if meta.builtin_target {
+        out.push_str("  (built-in target)");
+    }
+    out.push('\n');
+
+    let mut workers = format!(
+        "{} on {}",
+        plural(meta.connections as u64, "connection"),
+        plural(meta.threads as u64, "worker")
+    );
+    if meta.worker_cpus.is_empty() {
+        workers.push_str(" (not pinned)");
+    } else {
+        let _ = write!(workers, " ({})", cpus(&meta.worker_cpus));
+    }
+    if !meta.target_cpus.is_empty() {
+        let _ = write!(workers, ", target on {}", cpus(&meta.target_cpus));
+    }
+    let _ = writeln!(
+        out,
+        "  {}, pipeline {}, {} (warm-up {})",
+        workers,
+        meta.pipeline,
+        bound(meta),
+        secs_short(meta.warmup)
+    );
+
+    if meta.method != "GET" || meta.body_len > 0 || !meta.headers.is_empty() {
+        let _ = write!(out, "  {}", meta.method);
+        if meta.body_len > 0 {
+            let _ = write!(out, ", body {} B", meta.body_len);
+        }
+        if !meta.headers.is_empty() {
+            let hs: Vec<String> = meta
+                .headers
+                .iter()
+                .map(|(n, v)| redact::header(n, v))
+                .collect();
+            let _ = write!(out, ", headers: {}", hs.join("; "));
+        }
+        out.push('\n');
+    }
+    if meta.insecure {
+        out.push_str(INSECURE_WARNING);
+        out.push('\n');
+    }
+    if run.interrupted {
+        out.push_str(INTERRUPTED_NOTE);
+        out.push('\n');
+    }
+}
+
+/// What bounded the run: `-n`, `-d`, both, or neither.
+fn bound(meta: &RunMeta) -> String {
+    match (meta.requests, meta.duration) {
+        (Some(n), Some(d)) => format!("{n} requests or {}, whichever first", secs2(d)),
+        (Some(n), None) => format!("{n} requests"),
+        (None, Some(d)) => secs2(d),
+        (None, None) => "until interrupted".to_string(),
+    }
+}
+
+fn phase_table(out: &mut String, run: &RunResult) {
+    let _ = write!(out, "{:<NAME_W$}{:>COL_W$}", "phase", "count");
+    for h in ["min", "p50", "p90", "p99", "p99.9", "max", "mean"] {
+        let _ = write!(out, "{h:>COL_W$}");
+    }
+    out.push('\n');
+    for phase in Phase::ALL {
+        let h = run.recorder.histogram(phase);
+        let _ = write!(out, "{:<NAME_W$}", phase.name());
+        if h.is_empty() {
+            let _ = writeln!(out, "{:>COL_W$}", "-");
+            continue;
+        }
+        let _ = write!(out, "{:>COL_W$}", h.len());
+        for v in stats(h) {
+            let _ = write!(out, "{:>COL_W$}", dur_compact(v));
+        }
+        out.push('\n');
+    }
+}
+
+/// min, p50, p90, p99, p99.9, max, mean of a non-empty histogram, in ns.
+fn stats(h: &Histogram<u64>) -> [f64; 7] {
+    [
+        h.min() as f64,
+        h.value_at_quantile(0.50) as f64,
+        h.value_at_quantile(0.90) as f64,
+        h.value_at_quantile(0.99) as f64,
+        h.value_at_quantile(0.999) as f64,
+        h.max() as f64,
+        h.mean(),
+    ]
+}
+
+fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    label(out, "throughput");
+    if secs > 0.0 {
+        let _ = write!(
+            out,
+            "{} req/s   {} in   {} out",
+            rate(c.responses as f64 / secs),
+            bytes_rate(c.bytes_in as f64 / secs),
+            bytes_rate(c.bytes_out as f64 / secs)
+        );
+    } else {
+        out.push_str("- req/s");
+    }
+    let _ = writeln!(
+        out,
+        "   ({} in {})",
+        plural(c.responses, "response"),
+        secs2(elapsed)
+    );
+}
+
+fn reuse(out: &mut String, c: &Counters) {
+    label(out, "reuse");
+    if c.requests == 0 {
+        out.push_str("- %");
+    } else {
+        let _ = write!(out, "{:.3} %", c.reuse_rate() * 100.0);
+    }
+    let _ = writeln!(
+        out,
+        "   ({} opened, {} of {} reused a connection, {})",
+        plural(c.connections_opened, "connection"),
+        c.reused_requests,
+        plural(c.requests, "request"),
+        plural(c.server_closes, "server close")
+    );
+}
+
+fn responses(out: &mut String, c: &Counters) {
+    label(out, "responses");
+    let mut parts = Vec::new();
+    for class in StatusClass::ALL {
+        let n = c.status[class.index()];
+        // 1xx and out-of-range codes are rare; shown only when they happened.
+        let always = !matches!(class, StatusClass::Informational | StatusClass::Other);
+        if always || n > 0 {
+            parts.push(format!("{} {}", class.name(), n));
+        }
+    }
+    let _ = writeln!(out, "{}", parts.join("   "));
+}
+
+fn errors(out: &mut String, c: &Counters) {
+    label(out, "errors");
+    let hit: Vec<ErrorClass> = ErrorClass::ALL
+        .into_iter()
+        .filter(|e| c.errors[e.index()] > 0)
+        .collect();
+    if hit.is_empty() {
+        out.push_str("none\n");
+        return;
+    }
+    let parts: Vec<String> = hit
+        .iter()
+        .map(|e| format!("{} {}", e.name(), c.errors[e.index()]))
+        .collect();
+    out.push_str(&parts.join("   "));
+    if hit.iter().any(|e| e.is_local()) {
+        out.push_str("   (local_*: limits of this client, not the server)");
+    }
+    out.push('\n');
+}
+
+fn tls(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let f = &run.recorder.tls;
+    let c = &run.recorder.counters;
+    label(out, "tls");
+    if f.is_known() {
+        let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".to_string());
+        let _ = write!(
+            out,
+            "{}  {}  {}  alpn {}",
+            dash(&f.version),
+            dash(&f.cipher_suite),
+            dash(&f.kx_group),
+            dash(&f.alpn)
+        );
+    } else {
+        out.push_str("no handshake completed");
+    }
+    let _ = write!(
+        out,
+        "  · handshakes {} full, {} resumed",
+        c.handshakes_full, c.handshakes_resumed
+    );
+    if !meta.resume {
+        out.push_str(" (resumption off)");
+    }
+    if let Some(sni) = &meta.sni {
+        let _ = write!(out, "  · sni {sni}");
+    }
+    if let Some(ca) = &meta.ca_file {
+        let _ = write!(out, "  · ca {ca}");
+    }
+    out.push('\n');
+}
+
+fn client(out: &mut String, run: &RunResult) {
+    let user: u64 = run.workers.iter().map(|w| w.cpu_user_ns).sum();
+    let sys: u64 = run.workers.iter().map(|w| w.cpu_sys_ns).sum();
+    let stall = run
+        .workers
+        .iter()
+        .map(|w| w.max_stall_ns)
+        .max()
+        .unwrap_or(0);
+    let responses = run.recorder.counters.responses;
+    label(out, "client");
+    if responses > 0 {
+        let per = (user as f64 + sys as f64) / responses as f64;
+        let _ = write!(out, "{} CPU/request", dur_spaced(per));
+    } else {
+        out.push_str("- CPU/request");
+    }
+    let _ = write!(
+        out,
+        " (user {:.2} s, sys {:.2} s)  ·  peak RSS ",
+        user as f64 / 1e9,
+        sys as f64 / 1e9
+    );
+    if run.peak_rss_bytes > 0 {
+        out.push_str(&mebibytes(run.peak_rss_bytes));
+    } else {
+        out.push('-');
+    }
+    let _ = writeln!(out, "  ·  worst loop stall {}", dur_spaced(stall as f64));
+}
+
+fn label(out: &mut String, l: &str) {
+    let _ = write!(out, "{l:<LABEL_W$}");
+}
+
+/// `n thing` / `n things`.
+fn plural(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("{n} {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
+
+/// "cpu 3" or "cpus 0-3,6".
+fn cpus(list: &[usize]) -> String {
+    let mut sorted = list.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut ranges: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && end.checked_add(1) == Some(sorted[i + 1]) {
+            i += 1;
+            end = sorted[i];
+        }
+        ranges.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    let word = if sorted.len() == 1 { "cpu" } else { "cpus" };
+    format!("{word} {}", ranges.join(","))
+}
+
+/// 3 significant digits for 0 ≤ v < 999.5 (values that round up to 1000 belong to the next
+/// unit, which the callers pick before calling).
+fn sig3(v: f64) -> String {
+    if v >= 99.95 {
+        format!("{v:.0}")
+    } else if v >= 9.995 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Split nanoseconds into a 3-significant-digit number and its unit (ns, µs, ms, s).
+fn dur_parts(ns: f64) -> (String, &'static str) {
+    if !ns.is_finite() || ns < 0.0 {
+        return ("-".to_string(), "");
+    }
+    // Whole nanoseconds: sub-ns digits would be noise from the mean.
+    if ns < 999.5 {
+        return (format!("{ns:.0}"), "ns");
+    }
+    for (scale, unit) in [(1e3, "µs"), (1e6, "ms")] {
+        let v = ns / scale;
+        if v < 999.5 {
+            return (sig3(v), unit);
+        }
+    }
+    let s = ns / 1e9;
+    (
+        if s < 999.5 {
+            sig3(s)
+        } else {
+            format!("{s:.0}")
+        },
+        "s",
+    )
+}
+
+/// "38.1µs": for table cells.
+pub fn dur_compact(ns: f64) -> String {
+    let (n, u) = dur_parts(ns);
+    format!("{n}{u}")
+}
+
+/// "38.1 µs": for prose.
+pub fn dur_spaced(ns: f64) -> String {
+    let (n, u) = dur_parts(ns);
+    if u.is_empty() {
+        n
+    } else {
+        format!("{n} {u}")
+    }
+}
+
+/// Scale with `base` through `units` (first unit = no scaling), 3 significant digits; the last
+/// unit takes whatever is left. Shared by the byte formatters.
+fn scaled(v: f64, base: f64, units: &[&str]) -> String {
+    let mut v = v.max(0.0);
+    for (i, unit) in units.iter().enumerate() {
+        if v < 999.5 || i + 1 == units.len() {
+            // The base unit counts whole bytes; larger units get 3 significant digits.
+            let n = if i == 0 || v >= 999.5 {
+                format!("{v:.0}")
+            } else {
+                sig3(v)
+            };
+            return format!("{n} {unit}");
+        }
+        v /= base;
+    }
+    format!("{v:.0}")
+}
+
+/// "12.3 MB/s" (decimal units, as network rates are quoted).
+fn bytes_rate(per_s: f64) -> String {
+    scaled(per_s, 1000.0, &["B/s", "kB/s", "MB/s", "GB/s", "TB/s"])
+}
+
+/// "12.3 MiB" (binary units, as memory is quoted).
+fn mebibytes(bytes: u64) -> String {
+    scaled(bytes as f64, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"])
+}
+
+/// Requests per second: whole numbers once they are large enough to be.
+fn rate(v: f64) -> String {
+    if v >= 99.95 {
+        format!("{v:.0}")
+    } else {
+        sig3(v)
+    }
+}
+
+/// "10.00 s".
+fn secs2(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// "0 s", "2 s", "1.5 s".
+fn secs_short(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        return format!("{} s", d.as_secs());
+    }
+    let s = format!("{:.3}", d.as_secs_f64());
+    format!("{} s", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::metrics::{Recorder, TlsFacts};
+    use crate::report::WorkerStats;
+
+    fn meta() -> RunMeta {
+        RunMeta {
+            mode: "http".into(),
+            url: "http://127.0.0.1:41234/".into(),
+            builtin_target: true,
+            command_line: vec!["connbench".into(), "http".into()],
+            method: "GET".into(),
+            connections: 10,
+            threads: 1,
+            worker_cpus: vec![1],
+            pipeline: 1,
+            duration: Some(Duration::from_secs(10)),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            resume: true,
+            fd_limit: 1024,
+            ..RunMeta::default()
+        }
+    }
+
+    fn run() -> RunResult {
+        let mut r = Recorder::new();
+        for i in 0..10u64 {
+            r.record(Phase::Connect, 38_100 + i * 1_000);
+        }
+        for i in 0..1_000u64 {
+            r.record(Phase::Ttfb, 40_000 + i * 10);
+            r.record(Phase::Total, 52_300 + i * 10);
+            r.response(if i == 0 { 404 } else { 200 });
+        }
+        r.counters.requests = 1_000;
+        r.counters.reused_requests = 990;
+        r.counters.connections_opened = 10;
+        r.counters.connections_established = 10;
+        r.counters.bytes_in = 12_300_000;
+        r.counters.bytes_out = 4_100_000;
+        RunResult {
+            recorder: r,
+            workers: vec![WorkerStats {
+                cpu: Some(1),
+                connections: 10,
+                cpu_user_ns: 510_000_000,
+                cpu_sys_ns: 700_000_000,
+                max_stall_ns: 120_000,
+            }],
+            started_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(10),
+            interrupted: false,
+            peak_rss_bytes: 12_900_000,
+        }
+    }
+
+    #[test]
+    fn every_phase_has_a_row_and_empty_ones_show_dash() {
+        let t = render(&meta(), &run());
+        let rows: Vec<&str> = t.lines().collect();
+        for p in Phase::ALL {
+            let row = rows
+                .iter()
+                .find(|l| l.starts_with(&format!("{:<NAME_W$}", p.name())))
+                .unwrap_or_else(|| panic!("no row for {}: {t}", p.name()));
+            if p == Phase::Tls {
+                assert_eq!(row.trim_end(), format!("{:<NAME_W$}{:>COL_W$}", "tls", "-"));
+            } else {
+                assert!(!row.contains(" - "), "{row}");
+            }
+        }
+        let connect = rows.iter().find(|l| l.starts_with("connect")).expect("row");
+        assert!(connect.contains("38.1µs"), "{connect}");
+        assert!(
+            t.contains("  10 connections on 1 worker (cpu 1), pipeline 1, 10.00 s (warm-up 0 s)")
+        );
+        assert!(t.contains("(built-in target)"));
+    }
+
+    #[test]
+    fn table_columns_line_up() {
+        let t = render(&meta(), &run());
+        let lines: Vec<&str> = t.lines().collect();
+        let head = lines
+            .iter()
+            .position(|l| l.starts_with("phase"))
+            .expect("header");
+        let width = |l: &str| l.chars().count();
+        let w = width(lines[head]);
+        assert_eq!(w, NAME_W + 8 * COL_W);
+        for l in &lines[head + 1..head + 1 + Phase::COUNT] {
+            if !l.trim_end().ends_with('-') {
+                assert_eq!(width(l), w, "misaligned: {l:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn summary_lines() {
+        let t = render(&meta(), &run());
+        assert!(
+            t.contains(
+                "throughput  100 req/s   1.23 MB/s in   410 kB/s out   (1000 responses in 10.00 s)"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("reuse       99.000 %   (10 connections opened, 990 of 1000 requests reused a connection, 0 server closes)"), "{t}");
+        assert!(
+            t.contains("responses   2xx 999   3xx 0   4xx 1   429 0   5xx 0\n"),
+            "{t}"
+        );
+        assert!(!t.contains("1xx") && !t.contains("other"));
+        assert!(t.contains("errors      none\n"));
+        assert!(t.contains("client      1.21 ms CPU/request (user 0.51 s, sys 0.70 s)  ·  peak RSS 12.3 MiB  ·  worst loop stall 120 µs"), "{t}");
+        assert!(!t.contains("handshakes"), "no TLS line for plain http");
+        assert!(!t.contains("WARNING") && !t.contains("interrupted"));
+    }
+
+    #[test]
+    fn errors_tls_and_warnings() {
+        let mut m = meta();
+        m.tls = true;
+        m.insecure = true;
+        m.resume = false;
+        m.requests = Some(5_000);
+        m.duration = None;
+        m.worker_cpus = vec![0, 1, 2, 3, 6];
+        m.threads = 5;
+        let mut r = run();
+        r.interrupted = true;
+        r.recorder.error(ErrorClass::ConnectRefused);
+        r.recorder.error(ErrorClass::ConnectRefused);
+        r.recorder.error(ErrorClass::FdLimit);
+        r.recorder.response(101);
+        r.recorder.counters.handshakes_full = 10;
+        r.recorder.tls = TlsFacts {
+            version: Some("TLSv1_3".into()),
+            cipher_suite: Some("TLS13_AES_256_GCM_SHA384".into()),
+            kx_group: Some("X25519".into()),
+            alpn: None,
+        };
+        let t = render(&m, &r);
+        assert!(
+            t.contains("errors      connect_refused 2   local_fd_limit 1   (local_*"),
+            "{t}"
+        );
+        assert!(t.contains("tls         TLSv1_3  TLS13_AES_256_GCM_SHA384  X25519  alpn -  · handshakes 10 full, 0 resumed (resumption off)"), "{t}");
+        assert!(t.contains("1xx 1   2xx"), "{t}");
+        assert_eq!(t.matches(INSECURE_WARNING).count(), 2, "{t}");
+        assert!(t.contains(INTERRUPTED_NOTE));
+        assert!(
+            t.contains("on 5 workers (cpus 0-3,6), pipeline 1, 5000 requests (warm-up 0 s)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn no_secret_reaches_the_summary() {
+        let mut m = meta();
+        m.url = "https://alice:HUNTER2@api.example.com/v1/trades?symbol=BTC&api_key=K3Y".into();
+        m.headers = vec![
+            ("Authorization".into(), "Bearer S3CRET".into()),
+            ("X-Note".into(), "token bucket".into()),
+        ];
+        m.method = "POST".into();
+        m.body_len = 12;
+        let t = render(&m, &run());
+        for s in ["HUNTER2", "K3Y", "S3CRET", "alice"] {
+            assert!(!t.contains(s), "{s} leaked:\n{t}");
+        }
+        assert!(t.contains("symbol=BTC"));
+        assert!(
+            t.contains("POST, body 12 B, headers: Authorization: [redacted]; X-Note: token bucket"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn zero_responses_and_zero_elapsed() {
+        let mut r = run();
+        r.recorder = Recorder::new();
+        r.elapsed = Duration::ZERO;
+        r.peak_rss_bytes = 0;
+        let t = render(&meta(), &r);
+        assert!(
+            t.contains("throughput  - req/s   (0 responses in 0.00 s)"),
+            "{t}"
+        );
+        assert!(t.contains("reuse       - %"), "{t}");
+        assert!(t.contains("client      - CPU/request"), "{t}");
+        assert!(t.contains("peak RSS -"), "{t}");
+        for p in Phase::ALL {
+            assert!(t.contains(&format!("{:<NAME_W$}{:>COL_W$}\n", p.name(), "-")));
+        }
+    }
+
+    #[test]
+    fn units_scale_at_three_significant_digits() {
+        assert_eq!(dur_compact(1.0), "1ns");
+        assert_eq!(dur_compact(512.0), "512ns");
+        assert_eq!(dur_compact(999.4), "999ns");
+        assert_eq!(dur_compact(999.6), "1.00µs");
+        assert_eq!(dur_compact(38_149.0), "38.1µs");
+        assert_eq!(dur_compact(99_960.0), "100µs");
+        assert_eq!(dur_compact(999_600.0), "1.00ms");
+        assert_eq!(dur_compact(12_345_678.0), "12.3ms");
+        assert_eq!(dur_compact(1_234_000_000.0), "1.23s");
+        assert_eq!(dur_compact(60_000_000_000.0), "60.0s");
+        assert_eq!(dur_compact(2e12), "2000s");
+        assert_eq!(dur_spaced(120_000.0), "120 µs");
+        assert_eq!(dur_spaced(f64::NAN), "-");
+        assert_eq!(bytes_rate(12_345_678.0), "12.3 MB/s");
+        assert_eq!(bytes_rate(999.0), "999 B/s");
+        assert_eq!(mebibytes(12_900_000), "12.3 MiB");
+        assert_eq!(mebibytes(512), "512 B");
+        assert_eq!(secs_short(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(secs_short(Duration::from_secs(2)), "2 s");
+        assert_eq!(rate(51_234.4), "51234");
+        assert_eq!(rate(3.5), "3.50");
+        assert_eq!(cpus(&[3]), "cpu 3");
+        assert_eq!(
+            cpus(&[usize::MAX, 0, usize::MAX - 1]),
+            format!("cpus 0,{}-{}", usize::MAX - 1, usize::MAX)
+        );
+    }
+}
