@@ -1,1 +1,15 @@
-fn main() {}
+//! The `connbench` binary: parse, run, map errors to exit codes. Everything else is the library.
+
+use clap::Parser;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = connbench::cli::Cli::parse();
+    match connbench::app::run(cli, argv) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("connbench: error: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! Executes the commands: turns validated arguments into a plan (resolving the host, reading
+//! the body file, choosing CPUs, starting the built-in target when no URL is given), runs the
+//! engine, and writes the reports.
+//!
+//! Every error that stops a command before it runs is an [`AppError`] whose message names the
+//! problem and the fix; `main` prints it on one line and exits with [`AppError::exit_code`].
+
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::cli::{self, Command, HttpArgs, OverLimitArg, ServeArgs, UsageError};
+use crate::engine::{self, EngineError};
+use crate::plan::{HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan};
+use crate::report::{self, RunMeta};
+use crate::target::{self, OverLimit, ServeConfig, ServeError, ServerHandle};
+
+/// Exit code of a completed run.
+pub const EXIT_OK: i32 = 0;
+/// Exit code of bad input or configuration.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code of a run ended by Ctrl-C (the report is still written).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Why a command could not run.
+#[derive(Debug)]
+pub enum AppError {
+    /// Bad command-line input.
+    Usage(UsageError),
+    /// The engine refused the plan.
+    Engine(EngineError),
+    /// The built-in target could not start.
+    Serve(ServeError),
+    /// The report could not be written.
+    Report(String),
+}
+
+impl AppError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Usage(_) | AppError::Engine(_) | AppError::Serve(_) => EXIT_USAGE,
+            AppError::Report(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::Usage(e) => write!(f, "{e}"),
+            AppError::Engine(e) => write!(f, "{e}"),
+            AppError::Serve(e) => write!(f, "{e}"),
+            AppError::Report(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<UsageError> for AppError {
+    fn from(e: UsageError) -> Self {
+        AppError::Usage(e)
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        AppError::Engine(e)
+    }
+}
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, AppError> {
+    Err(AppError::Usage(UsageError(msg.into())))
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
+    match cli.command {
+        Command::Http(a) => http(a, argv),
+        Command::Serve(a) => serve(a),
+    }
+}
+
+/// Where the workers and the in-process target run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuPlan {
+    /// Worker threads.
+    pub threads: usize,
+    /// Worker pinning.
+    pub pinning: Pinning,
+    /// CPUs for the in-process target (empty: not pinned).
+    pub target_cpus: Vec<usize>,
+}
+
+/// Choose worker threads and CPUs. `allowed` is this process's CPU mask (read before any
+/// pinning). With an in-process target and at least two CPUs, the target gets the first CPU
+/// and the workers the rest, so client and server never share a core.
+pub fn plan_cpus(
+    allowed: &[usize],
+    threads: Option<usize>,
+    cpus: Option<&[usize]>,
+    no_pin: bool,
+    connections: usize,
+    builtin: bool,
+) -> Result<CpuPlan, UsageError> {
+    if let Some(list) = cpus {
+        if let Some(bad) = list.iter().find(|c| !allowed.contains(c)) {
+            return Err(UsageError(format!(
+                "--cpus: CPU {bad} is not available to this process (allowed: {})",
+                allowed
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
+        }
+    }
+    let (pool, target_cpus): (Vec<usize>, Vec<usize>) = match cpus {
+        Some(list) => {
+            let rest: Vec<usize> = allowed
+                .iter()
+                .copied()
+                .filter(|c| !list.contains(c))
+                .collect();
+            let target = if builtin && !rest.is_empty() {
+                vec![rest[0]]
+            } else {
+                vec![]
+            };
+            (list.to_vec(), target)
+        }
+        None if builtin && allowed.len() >= 2 && !no_pin => {
+            (allowed[1..].to_vec(), vec![allowed[0]])
+        }
+        None => (allowed.to_vec(), vec![]),
+    };
+    let threads = threads
+        .unwrap_or(pool.len().max(1))
+        .min(connections)
+        .max(1);
+    let pinning = if no_pin || threads > pool.len() {
+        Pinning::None
+    } else {
+        Pinning::Cpus(pool[..threads].to_vec())
+    };
+    Ok(CpuPlan {
+        threads,
+        pinning,
+        target_cpus,
+    })
+}
+
+/// Parse and resolve a target URL.
+pub fn parse_target(raw: &str) -> Result<(Target, Option<(String, String)>), AppError> {
+    let url = match url::Url::parse(raw) {
+        Ok(u) => u,
+        Err(e) => {
+            return usage(format!(
+                "invalid URL {}: {e} (expected e.g. https://host:port/path)",
+                report::redact::url(raw)
+            ))
+        }
+    };
+    let scheme = match url.scheme() {
+        "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        other => {
+            return usage(format!(
+                "unsupported URL scheme {other:?} (connbench http takes http:// or https://)"
+            ))
+        }
+    };
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        None => return usage("URL has no host (expected e.g. http://127.0.0.1:8080/)"),
+    };
+    let default_port = if scheme == Scheme::Https { 443 } else { 80 };
+    let port = url.port().unwrap_or(default_port);
+    let host_for_header = match url.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        _ => host.clone(),
+    };
+    let authority = if port == default_port {
+        host_for_header
+    } else {
+        format!("{host_for_header}:{port}")
+    };
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let addrs: Vec<_> = match (host.as_str(), port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return usage(format!("cannot resolve host {host:?}: {e} (check the URL)")),
+    };
+    if addrs.is_empty() {
+        return usage(format!("host {host:?} resolved to no address (check the URL)"));
+    }
+    let credentials = if url.username().is_empty() {
+        None
+    } else {
+        let user = percent_decode(url.username());
+        let pass = url.password().map(percent_decode).unwrap_or_default();
+        Some((user, pass))
+    };
+    Ok((
+        Target {
+            scheme,
+            host,
+            port,
+            path,
+            authority,
+            addrs,
+            url: raw.to_string(),
+        },
+        credentials,
+    ))
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
+    cli::validate_http(&a)?;
+    let builtin = a.url.as_deref().is_none_or(|u| u.starts_with('/'));
+    if a.builtin_tls && !builtin {
+        return usage("--tls only applies to the built-in target; give an https:// URL instead");
+    }
+    let allowed = crate::sys::allowed_cpus();
+    let cpus = plan_cpus(
+        &allowed,
+        a.threads,
+        a.cpus.as_ref().map(|c| c.0.as_slice()),
+        a.no_pin,
+        a.connections,
+        builtin,
+    )?;
+    let fd_limit = engine::check_fd_limit(a.connections, if builtin { 2 } else { 1 })?;
+
+    let mut headers = Vec::with_capacity(a.headers.len());
+    for h in &a.headers {
+        headers.push(cli::parse_header(h)?);
+    }
+    let body = match (&a.body, &a.body_file) {
+        (Some(b), _) => b.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path).map_err(|e| {
+            AppError::Usage(UsageError(format!(
+                "cannot read --body-file {}: {e}",
+                path.display()
+            )))
+        })?,
+        (None, None) => Vec::new(),
+    };
+
+    // The built-in target, when no URL was given, runs in this process until the run ends.
+    let mut server: Option<ServerHandle> = None;
+    let mut extra_ca_pem = None;
+    let url = if builtin {
+        let path = a.url.clone().unwrap_or_else(|| "/".to_string());
+        let handle = target::start(ServeConfig {
+            http_port: (!a.builtin_tls).then_some(0),
+            https_port: a.builtin_tls.then_some(0),
+            cpus: cpus.target_cpus.clone(),
+            ..ServeConfig::default()
+        })
+        .map_err(AppError::Serve)?;
+        let url = if a.builtin_tls {
+            let addr = handle.https_addr().expect("TLS listener requested");
+            extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
+            format!("https://localhost:{}{}", addr.port(), path)
+        } else {
+            let addr = handle.http_addr().expect("plain listener requested");
+            format!("http://{addr}{path}")
+        };
+        server = Some(handle);
+        url
+    } else {
+        a.url.clone().unwrap_or_default()
+    };
+    let (target, credentials) = parse_target(&url)?;
+    if let Some((user, pass)) = credentials {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+        }
+    }
+    let tls = TlsPlan {
+        ca_file: a.ca.clone(),
+        extra_ca_pem,
+        insecure: a.insecure,
+        sni: a.sni.clone(),
+        resume: !a.no_resume,
+        keylog: true,
+    };
+    let stop = match (a.requests, a.duration) {
+        (Some(n), _) => Stop::Requests(n),
+        (None, Some(d)) => Stop::Duration(d),
+        (None, None) => Stop::Duration(Duration::from_secs(10)),
+    };
+    let plan = HttpPlan {
+        target,
+        tls,
+        method: a.method.clone(),
+        headers,
+        body,
+        connections: a.connections,
+        threads: cpus.threads,
+        pinning: cpus.pinning.clone(),
+        pipeline: a.pipeline,
+        stop,
+        warmup: a.warmup,
+        timeout: a.timeout,
+        connect_timeout: a.connect_timeout,
+        progress: !a.quiet,
+    };
+    let meta = RunMeta {
+        mode: "http".to_string(),
+        url: plan.target.url.clone(),
+        builtin_target: builtin,
+        command_line: argv,
+        method: plan.method.clone(),
+        headers: plan.headers.clone(),
+        body_len: plan.body.len(),
+        connections: plan.connections,
+        threads: plan.threads,
+        worker_cpus: match &plan.pinning {
+            Pinning::Cpus(c) => c.clone(),
+            Pinning::None => vec![],
+        },
+        target_cpus: if server.is_some() {
+            cpus.target_cpus.clone()
+        } else {
+            vec![]
+        },
+        pipeline: plan.pipeline,
+        duration: match stop {
+            Stop::Duration(d) => Some(d),
+            Stop::Requests(_) => None,
+        },
+        requests: match stop {
+            Stop::Requests(n) => Some(n),
+            Stop::Duration(_) => None,
+        },
+        warmup: plan.warmup,
+        timeout: plan.timeout,
+        connect_timeout: plan.connect_timeout,
+        tls: plan.target.scheme == Scheme::Https,
+        insecure: plan.tls.insecure,
+        resume: plan.tls.resume,
+        sni: plan.tls.sni.clone(),
+        ca_file: plan.tls.ca_file.as_ref().map(|p| p.display().to_string()),
+        fd_limit,
+    };
+    if plan.tls.insecure {
+        eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
+    }
+    if !a.quiet {
+        eprintln!(
+            "connbench: {} connections, {} worker(s), {} against {}{}",
+            plan.connections,
+            plan.threads,
+            match stop {
+                Stop::Duration(d) => format!("{:?}", d),
+                Stop::Requests(n) => format!("{n} requests"),
+            },
+            report::redact::url(&plan.target.url),
+            if builtin { " (built-in target)" } else { "" },
+        );
+    }
+    crate::sys::install_interrupt_handler();
+    let result = engine::run(&plan);
+    if let Some(s) = server.take() {
+        s.stop();
+    }
+    let result = result?;
+    let text = report::text::render(&meta, &result);
+    let json_to_stdout = a.json.as_deref() == Some("-");
+    if json_to_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(dest) = &a.json {
+        let host = report::host::HostFacts::collect();
+        let v = report::json::render(&meta, &result, &host);
+        report::json::write(dest, &v)
+            .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    Ok(if result.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn serve(a: ServeArgs) -> Result<i32, AppError> {
+    if a.threads == 0 {
+        return usage("--threads must be at least 1");
+    }
+    if a.max_conns == Some(0) {
+        return usage("--max-conns must be at least 1");
+    }
+    if a.close_after == Some(0) {
+        return usage("--close-after must be at least 1");
+    }
+    let cfg = ServeConfig {
+        bind: a.bind,
+        http_port: (!a.no_http).then_some(a.http),
+        https_port: (!a.no_https).then_some(a.https),
+        threads: a.threads,
+        cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
+        max_conns: a.max_conns,
+        over_limit: match a.over_limit {
+            OverLimitArg::Refuse => OverLimit::Refuse,
+            OverLimitArg::TooMany => OverLimit::TooMany,
+        },
+        close_after: a.close_after,
+        cert_out: a.cert_out.clone(),
+    };
+    crate::sys::raise_fd_limit();
+    let handle = target::start(cfg).map_err(AppError::Serve)?;
+    if let Some(addr) = handle.http_addr() {
+        println!("http   http://{addr}/");
+    }
+    if let Some(addr) = handle.https_addr() {
+        println!("https  https://{addr}/   (self-signed; SANs 127.0.0.1, ::1, localhost)");
+        match &a.cert_out {
+            Some(p) => println!("cert   {} (use --ca {})", p.display(), p.display()),
+            None => print!("{}", handle.ca_pem()),
+        }
+    }
+    println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    crate::sys::install_interrupt_handler();
+    let start = Instant::now();
+    while !crate::sys::interrupted() && a.run_for.is_none_or(|d| start.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = handle.stats();
+    handle.stop();
+    println!(
+        "served {} requests on {} connections ({} rejected)",
+        stats.requests, stats.accepted, stats.rejected
+    );
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_target_gets_its_own_cpu() {
+        let p = plan_cpus(&[0, 1], None, None, false, 10, true).unwrap();
+        assert_eq!(p.threads, 1);
+        assert_eq!(p.pinning, Pinning::Cpus(vec![1]));
+        assert_eq!(p.target_cpus, vec![0]);
+    }
+
+    #[test]
+    fn threads_never_exceed_connections() {
+        let p = plan_cpus(&[0, 1, 2, 3], None, None, false, 2, false).unwrap();
+        assert_eq!(p.threads, 2);
+        assert_eq!(p.pinning, Pinning::Cpus(vec![0, 1]));
+    }
+
+    #[test]
+    fn explicit_cpus_must_be_allowed() {
+        let e = plan_cpus(&[0, 1], None, Some(&[5]), false, 10, false).unwrap_err();
+        assert!(e.0.contains("CPU 5"), "{e}");
+        let p = plan_cpus(&[0, 1, 2, 3], None, Some(&[2, 3]), false, 10, true).unwrap();
+        assert_eq!(p.pinning, Pinning::Cpus(vec![2, 3]));
+        assert_eq!(p.target_cpus, vec![0]);
+    }
+
+    #[test]
+    fn more_threads_than_cpus_are_not_pinned() {
+        let p = plan_cpus(&[0, 1], Some(4), None, false, 10, false).unwrap();
+        assert_eq!(p.threads, 4);
+        assert_eq!(p.pinning, Pinning::None);
+        let p = plan_cpus(&[0, 1], None, None, true, 10, true).unwrap();
+        assert_eq!(p.pinning, Pinning::None);
+        assert!(p.target_cpus.is_empty());
+    }
+
+    #[test]
+    fn urls_parse_and_resolve() {
+        let (t, cred) = parse_target("http://127.0.0.1:8080/a/b?x=1").unwrap();
+        assert_eq!(t.scheme, Scheme::Http);
+        assert_eq!(t.port, 8080);
+        assert_eq!(t.path, "/a/b?x=1");
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert!(cred.is_none());
+        let (t, _) = parse_target("https://[::1]/").unwrap();
+        assert_eq!(t.port, 443);
+        assert_eq!(t.authority, "[::1]");
+        assert_eq!(t.host, "::1");
+        let (_, cred) = parse_target("http://us%40er:p%3Ass@127.0.0.1/").unwrap();
+        assert_eq!(cred, Some(("us@er".into(), "p:ss".into())));
+    }
+
+    #[test]
+    fn bad_urls_are_usage_errors() {
+        for bad in ["not a url", "ftp://127.0.0.1/", "http://", "ws://127.0.0.1/"] {
+            let e = parse_target(bad).unwrap_err();
+            assert_eq!(e.exit_code(), EXIT_USAGE, "{bad}");
+        }
+        // Credentials in a rejected URL are not echoed back.
+        let e = parse_target("http://user:hunter2@:80/").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

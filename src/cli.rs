@@ -1,0 +1,355 @@
+//! Command-line definitions (clap derive) and their validation into plain values.
+//!
+//! Everything here is pure: parsing of durations, CPU lists, headers and URLs, with errors that
+//! name the problem and the fix. Resolving hosts, reading files and starting the built-in target
+//! happen in `app`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A bad command-line value: one line for the user, exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+/// connbench: per-phase HTTP/1.1 and TLS latency from pinned event-loop workers.
+#[derive(Debug, Parser)]
+#[command(name = "connbench", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load an HTTP/1.1 or HTTPS server with keep-alive connections and time every phase.
+    Http(HttpArgs),
+    /// Run the built-in loopback target (HTTP/1.1 keep-alive, plain and TLS).
+    Serve(ServeArgs),
+}
+
+/// `connbench http`.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Target URL (http:// or https://). Omitted, or a path like /delay/1000: the built-in
+    /// target is started in this process on loopback and loaded.
+    pub url: Option<String>,
+
+    /// Concurrent connections (across all workers).
+    #[arg(short = 'c', long = "connections", default_value_t = 10)]
+    pub connections: usize,
+
+    /// Worker threads [default: the CPUs this process may use, at most one per connection].
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+
+    /// Run for this long (e.g. 10s, 500ms, 2m). Excludes --warmup.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+
+    /// Send exactly this many requests, then stop.
+    #[arg(short = 'n', long = "requests")]
+    pub requests: Option<u64>,
+
+    /// Request method.
+    #[arg(short = 'm', long = "method", default_value = "GET")]
+    pub method: String,
+
+    /// Extra request header "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Request body.
+    #[arg(long = "body", conflicts_with = "body_file")]
+    pub body: Option<String>,
+
+    /// Request body read from a file.
+    #[arg(long = "body-file", value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+
+    /// Requests in flight per connection (HTTP/1.1 pipelining).
+    #[arg(long = "pipeline", default_value_t = 1)]
+    pub pipeline: usize,
+
+    /// A request without a complete response after this long fails as read_timeout.
+    #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+
+    /// A TCP connect (or TLS handshake) not done after this long fails.
+    #[arg(long = "connect-timeout", value_parser = parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+
+    /// Run this long before measuring; nothing from the warm-up is reported.
+    #[arg(long = "warmup", value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+
+    /// Trust the certificates in this PEM file too (e.g. `connbench serve --cert-out`).
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Do not verify the certificate chain or name (signatures are still checked).
+    #[arg(long = "insecure", short = 'k')]
+    pub insecure: bool,
+
+    /// TLS server name to send and verify instead of the URL host.
+    #[arg(long = "sni", value_name = "NAME")]
+    pub sni: Option<String>,
+
+    /// Disable TLS session resumption: every connection does a full handshake.
+    #[arg(long = "no-resume")]
+    pub no_resume: bool,
+
+    /// With the built-in target: load its TLS port instead of the plain one.
+    #[arg(long = "tls")]
+    pub builtin_tls: bool,
+
+    /// Do not pin worker threads to CPUs.
+    #[arg(long = "no-pin", conflicts_with = "cpus")]
+    pub no_pin: bool,
+
+    /// Pin workers to these CPUs, e.g. 2,3 or 0-3 (one worker per CPU by default).
+    #[arg(long = "cpus", value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+
+    /// Write the JSON report here ("-" for stdout; the text summary then goes to stderr).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// No live progress line and no start banner.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+/// What the built-in target does with connections past `--max-conns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverLimitArg {
+    /// Accept and reset at once.
+    Refuse,
+    /// Answer 429 Too Many Requests and close.
+    #[value(name = "429")]
+    TooMany,
+}
+
+/// `connbench serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to bind (loopback unless you ask for another).
+    #[arg(long = "bind", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+
+    /// Plain HTTP port (0 = any free port).
+    #[arg(long = "http", value_name = "PORT", default_value_t = 8080)]
+    pub http: u16,
+
+    /// HTTPS port (0 = any free port).
+    #[arg(long = "https", value_name = "PORT", default_value_t = 8443)]
+    pub https: u16,
+
+    /// Serve no plain HTTP port.
+    #[arg(long = "no-http", conflicts_with = "no_https")]
+    pub no_http: bool,
+
+    /// Serve no HTTPS port.
+    #[arg(long = "no-https")]
+    pub no_https: bool,
+
+    /// Event-loop threads.
+    #[arg(long = "threads", default_value_t = 1)]
+    pub threads: usize,
+
+    /// Pin the event loops to these CPUs, e.g. 0 or 0-1.
+    #[arg(long = "cpus", value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+
+    /// Past this many concurrent connections, refuse or answer 429 (see --over-limit).
+    #[arg(long = "max-conns", value_name = "N")]
+    pub max_conns: Option<usize>,
+
+    /// What to do past --max-conns.
+    #[arg(long = "over-limit", value_enum, default_value = "refuse")]
+    pub over_limit: OverLimitArg,
+
+    /// Answer the N-th request of each connection with Connection: close, then close it.
+    #[arg(long = "close-after", value_name = "N")]
+    pub close_after: Option<u64>,
+
+    /// Write the self-signed certificate (PEM) here, for clients' --ca.
+    #[arg(long = "cert-out", value_name = "FILE")]
+    pub cert_out: Option<PathBuf>,
+
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub run_for: Option<Duration>,
+}
+
+/// A parsed `--cpus` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// Parse "10s", "250ms", "100us", "2m", "1h", or a bare number of seconds ("1.5").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 10s, 500ms, 2m)"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit {unit:?} in {s:?} (use ns, us, ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(format!("duration {s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse "0,2,4-7" into CPU ids (sorted, no duplicates).
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("invalid CPU list {s:?} (use e.g. 2,3 or 0-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().map_err(|_| bad())?;
+                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("empty CPU list {s:?} (use e.g. 2,3 or 0-3)"));
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(CpuList(out))
+}
+
+/// Split "Name: value" into its parts.
+pub fn parse_header(h: &str) -> Result<(String, String), UsageError> {
+    match h.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
+        }
+        // The value is not echoed: it may be a secret.
+        _ => usage(
+            "invalid -H value: expected \"Name: value\" (e.g. -H 'Accept: application/json')",
+        ),
+    }
+}
+
+/// Check the numeric flags of `http` that clap cannot.
+pub fn validate_http(a: &HttpArgs) -> Result<(), UsageError> {
+    if a.connections == 0 {
+        return usage("-c must be at least 1 (concurrent connections)");
+    }
+    if a.threads == Some(0) {
+        return usage("-t must be at least 1 (worker threads)");
+    }
+    if a.requests == Some(0) {
+        return usage("-n must be at least 1 (requests to send)");
+    }
+    if a.duration == Some(Duration::ZERO) {
+        return usage("-d must be longer than 0 (e.g. -d 10s)");
+    }
+    if a.pipeline == 0 {
+        return usage("--pipeline must be at least 1");
+    }
+    if a.timeout.is_zero() || a.connect_timeout.is_zero() {
+        return usage("--timeout and --connect-timeout must be longer than 0");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("100us").unwrap(), Duration::from_micros(100));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("10x").unwrap_err().contains("unit"));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("2,3").unwrap(), CpuList(vec![2, 3]));
+        assert_eq!(parse_cpu_list("0-2,1").unwrap(), CpuList(vec![0, 1, 2]));
+        assert!(parse_cpu_list("3-1").is_err());
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list(",").is_err());
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            parse_header("Accept: text/plain").unwrap(),
+            ("Accept".into(), "text/plain".into())
+        );
+        assert_eq!(
+            parse_header("X-Empty:").unwrap(),
+            ("X-Empty".into(), String::new())
+        );
+        let e = parse_header("Authorization secret-token").unwrap_err();
+        assert!(!e.0.contains("secret-token"), "{e}");
+        assert!(parse_header(": x").is_err());
+    }
+
+    #[test]
+    fn zero_connections_is_a_usage_error() {
+        let cli = Cli::try_parse_from(["connbench", "http", "-c", "0"]).unwrap();
+        let Command::Http(a) = cli.command else {
+            panic!("expected http")
+        };
+        assert!(validate_http(&a).unwrap_err().0.contains("-c"));
+    }
+
+    #[test]
+    fn duration_and_requests_conflict() {
+        assert!(Cli::try_parse_from(["connbench", "http", "-d", "1s", "-n", "5"]).is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! The load engine: turns an [`HttpPlan`] into pinned worker threads, coordinates the run
+//! (duration, `-n`, Ctrl-C, live progress), and merges what the workers measured.
+//!
+//! The coordinator thread never touches a connection. It sleeps in short steps, reads the
+//! workers' relaxed progress counters for the live line, and at the end sets the stop flag and
+//! wakes every worker's `Poll` through its `Waker`. Configuration errors are returned before any
+//! thread starts; once the run started, failures are only counted.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant, SystemTime};
+
+pub mod buf;
+pub mod socket;
+pub mod transport;
+pub mod worker;
+
+use crate::metrics::Recorder;
+use crate::plan::{HttpPlan, Pinning, Scheme, Stop};
+use crate::proto::http1::{encode_request, RequestError};
+use crate::report::RunResult;
+use crate::tls::TlsError;
+use transport::{Plain, Tls, TlsCtx, Transport};
+use worker::{Live, Setup, Worker};
+
+/// File descriptors kept free for everything that is not a connection.
+pub const FD_RESERVE: u64 = 64;
+
+/// Why a run could not start. Every variant is the user's to fix (exit code 2).
+#[derive(Debug)]
+pub enum EngineError {
+    /// The request could not be serialized from the given method/headers/body.
+    Request(RequestError),
+    /// The TLS settings are unusable.
+    Tls(TlsError),
+    /// More connections than the file-descriptor limit allows.
+    TooManyConnections {
+        /// Connections asked for.
+        connections: usize,
+        /// Descriptors they need (two per connection with the in-process target).
+        needed: u64,
+        /// The soft RLIMIT_NOFILE after raising it to the hard limit.
+        limit: u64,
+    },
+    /// A worker thread or its poller could not be created.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Request(e) => write!(f, "{e}"),
+            EngineError::Tls(e) => write!(f, "{e}"),
+            EngineError::TooManyConnections {
+                connections,
+                needed,
+                limit,
+            } => write!(
+                f,
+                "-c {connections} needs {needed} file descriptors but the limit is {limit} \
+                 (lower -c, or raise the hard limit: ulimit -Hn / LimitNOFILE)"
+            ),
+            EngineError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<TlsError> for EngineError {
+    fn from(e: TlsError) -> Self {
+        EngineError::Tls(e)
+    }
+}
+
+/// Check that `connections` fit under the fd limit (raised to the hard limit first).
+/// `fds_per_connection` is 2 when the target runs in this process.
+pub fn check_fd_limit(connections: usize, fds_per_connection: u64) -> Result<u64, EngineError> {
+    let limit = crate::sys::raise_fd_limit();
+    let needed = connections as u64 * fds_per_connection + FD_RESERVE;
+    if needed > limit {
+        return Err(EngineError::TooManyConnections {
+            connections,
+            needed,
+            limit,
+        });
+    }
+    Ok(limit)
+}
+
+/// Run the plan to completion (or until Ctrl-C) and return the merged measurements.
+pub fn run(plan: &HttpPlan) -> Result<RunResult, EngineError> {
+    let request: Arc<[u8]> = encode_request(
+        &plan.method,
+        &plan.target.path,
+        &plan.target.authority,
+        &plan.headers,
+        &plan.body,
+    )
+    .map_err(EngineError::Request)?
+    .into();
+    match plan.target.scheme {
+        Scheme::Http => run_with::<Plain>(plan, request, |_| ()),
+        Scheme::Https => {
+            let base = crate::tls::client_config(&plan.tls)?;
+            let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
+            let resume = plan.tls.resume;
+            run_with::<Tls>(plan, request, move |_| TlsCtx {
+                config: crate::tls::worker_config(&base, resume),
+                name: name.clone(),
+            })
+        }
+    }
+}
+
+fn run_with<T>(
+    plan: &HttpPlan,
+    request: Arc<[u8]>,
+    ctx: impl Fn(usize) -> T::Ctx,
+) -> Result<RunResult, EngineError>
+where
+    T: Transport + 'static,
+    T::Ctx: Send + 'static,
+{
+    let threads = plan.threads.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut handles = Vec::with_capacity(threads);
+    let head_request = plan.method.eq_ignore_ascii_case("HEAD");
+    for id in 0..threads {
+        let cpu = match &plan.pinning {
+            Pinning::Cpus(cpus) => cpus.get(id).copied(),
+            Pinning::None => None,
+        };
+        let setup = Setup {
+            id,
+            cpu,
+            connections: plan.connections_of(id),
+            budget: plan.requests_of(id),
+            addr: plan.target.addrs[0],
+            request: request.clone(),
+            pipeline: plan.pipeline,
+            head_request,
+            warmup: plan.warmup,
+            timeout: plan.timeout,
+            connect_timeout: plan.connect_timeout,
+            ctx: ctx(id),
+            stop: stop.clone(),
+            progress: lives[id].clone(),
+        };
+        let barrier = barrier.clone();
+        let ready_tx = ready_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("connbench-w{id}"))
+            .spawn(move || {
+                if let Some(cpu) = setup.cpu {
+                    crate::sys::pin_current_thread(cpu);
+                }
+                let (worker, waker) = match Worker::<T>::new(setup) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        barrier.wait();
+                        return None;
+                    }
+                };
+                let _ = ready_tx.send(Ok(waker));
+                barrier.wait();
+                Some(worker.run())
+            })
+            .map_err(EngineError::Spawn)?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut wakers = Vec::with_capacity(threads);
+    let mut spawn_error = None;
+    for r in ready_rx.iter().take(threads) {
+        match r {
+            Ok(w) => wakers.push(w),
+            Err(e) => spawn_error = Some(e),
+        }
+    }
+    if spawn_error.is_some() {
+        stop.store(true, Ordering::SeqCst);
+    }
+    barrier.wait();
+    let start = Instant::now();
+    let wall_start = SystemTime::now();
+
+    let ended_at = coordinate(plan, start, &stop, &lives, spawn_error.is_some());
+    stop.store(true, Ordering::SeqCst);
+    for w in &wakers {
+        let _ = w.wake();
+    }
+
+    let mut recorder = Recorder::new();
+    let mut workers = Vec::with_capacity(threads);
+    let mut last_finish = None::<Instant>;
+    for h in handles {
+        if let Ok(Some(out)) = h.join() {
+            recorder.merge(&out.recorder);
+            workers.push(out.stats);
+            last_finish = Some(last_finish.map_or(out.finished_at, |t| t.max(out.finished_at)));
+        }
+    }
+    if let Some(e) = spawn_error {
+        return Err(EngineError::Spawn(e));
+    }
+    let window_start = start + plan.warmup;
+    let end = match plan.stop {
+        Stop::Requests(_) if !ended_at.interrupted => last_finish.unwrap_or(ended_at.at),
+        _ => ended_at.at,
+    };
+    Ok(RunResult {
+        recorder,
+        workers,
+        started_at: wall_start + plan.warmup,
+        elapsed: end.saturating_duration_since(window_start),
+        interrupted: ended_at.interrupted,
+        peak_rss_bytes: crate::sys::peak_rss_bytes(),
+    })
+}
+
+struct Ended {
+    at: Instant,
+    interrupted: bool,
+}
+
+/// Wait for the end of the run, drawing the live progress line when asked.
+fn coordinate(
+    plan: &HttpPlan,
+    start: Instant,
+    stop: &AtomicBool,
+    lives: &[Arc<Live>],
+    failed: bool,
+) -> Ended {
+    let deadline = match plan.stop {
+        Stop::Duration(d) => Some(start + plan.warmup + d),
+        Stop::Requests(_) => None,
+    };
+    let progress = plan.progress && crate::sys::stderr_is_tty();
+    let mut next_line = start + Duration::from_secs(1);
+    let mut last_responses = 0u64;
+    let mut drew = false;
+    loop {
+        let now = Instant::now();
+        if failed || stop.load(Ordering::Relaxed) {
+            return Ended {
+                at: now,
+                interrupted: false,
+            };
+        }
+        if crate::sys::interrupted() {
+            if drew {
+                eprint!("\r\x1b[K");
+            }
+            return Ended {
+                at: now,
+                interrupted: true,
+            };
+        }
+        if deadline.is_some_and(|d| now >= d)
+            || lives.iter().all(|l| l.done.load(Ordering::Acquire))
+        {
+            if drew {
+                eprint!("\r\x1b[K");
+            }
+            return Ended {
+                at: now,
+                interrupted: false,
+            };
+        }
+        if progress && now >= next_line {
+            let responses: u64 = lives
+                .iter()
+                .map(|l| l.responses.load(Ordering::Relaxed))
+                .sum();
+            let errors: u64 = lives.iter().map(|l| l.errors.load(Ordering::Relaxed)).sum();
+            let open: u64 = lives.iter().map(|l| l.open.load(Ordering::Relaxed)).sum();
+            let rate = responses.saturating_sub(last_responses);
+            last_responses = responses;
+            let secs = (now - start).as_secs();
+            let phase = if now < start + plan.warmup {
+                " (warm-up)"
+            } else {
+                ""
+            };
+            eprint!(
+                "\r\x1b[K[{secs:>4}s] {rate:>9} req/s  {errors} errors  {open} open{phase}"
+            );
+            let _ = std::io::stderr().flush();
+            drew = true;
+            next_line += Duration::from_secs(1);
+        }
+        let mut nap = Duration::from_millis(5);
+        if let Some(d) = deadline {
+            nap = nap.min(d.saturating_duration_since(now));
+        }
+        std::thread::sleep(nap);
+    }
+}

@@ -1,0 +1,722 @@
+//! One worker: a thread with its own `mio::Poll`, its own connections and its own Recorder.
+//!
+//! Each connection lives in a fixed slot; a slot's socket is replaced when the server closes it
+//! or it fails, and the slot's generation is bumped so stale events for the old socket (still in
+//! the current `Events` batch) are ignored. Tokens are `slot | generation << 32`.
+//!
+//! Hot-path rules:
+//! 1. Sockets are registered once, edge-triggered, READABLE | WRITABLE; no `epoll_ctl` per
+//!    request. Closing the fd removes it from epoll, so there is no deregister either.
+//! 2. The next request is written right after a response completes, in the same event.
+//! 3. Nothing allocates per request: the request bytes are pre-serialized (K copies for
+//!    pipelining), the in-flight queue and buffers are sized at start.
+//! 4. Clock reads only where a metric is defined: before each request write, after each socket
+//!    read, at connect and handshake completion, plus one per loop iteration for timers.
+//!
+//! Timers (connect/request timeouts and reconnect backoff) are a periodic sweep over the slots
+//! (every [`SWEEP_EVERY`]) plus an exact wake-up for the earliest backoff. Later load shapes
+//! (constant rate) add their own schedule beside it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::buf::RecvBuf;
+use super::socket;
+use super::transport::{Failure, Transport};
+use crate::metrics::{ErrorClass, Phase, Recorder};
+use crate::proto::http1::{Progress, ResponseDecoder};
+use crate::report::WorkerStats;
+
+/// How often timeouts are checked.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(20);
+/// Longest a failing slot waits before it reconnects.
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// Token of the waker (never a slot: slots are < 2^32 with a generation above).
+const WAKER: Token = Token(usize::MAX);
+/// Per-worker socket read scratch for TLS records.
+const SCRATCH: usize = 64 * 1024;
+
+/// State shared between one worker and the coordinator: written by the worker with relaxed
+/// stores once per loop iteration, read by the progress line. Cache-line aligned so workers
+/// never share a line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct Live {
+    /// Responses fully framed in the measured window.
+    pub responses: AtomicU64,
+    /// Failures in the measured window.
+    pub errors: AtomicU64,
+    /// Connections currently open.
+    pub open: AtomicU64,
+    /// The worker has sent its whole `-n` share and seen every answer.
+    pub done: AtomicBool,
+}
+
+/// Everything a worker needs, prepared by the coordinator.
+pub struct Setup<C> {
+    /// Worker index.
+    pub id: usize,
+    /// CPU to pin to.
+    pub cpu: Option<usize>,
+    /// Connections this worker drives.
+    pub connections: usize,
+    /// Requests this worker must send (`-n`), or None.
+    pub budget: Option<u64>,
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// One serialized request.
+    pub request: Arc<[u8]>,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// The request method is HEAD (responses have no body).
+    pub head_request: bool,
+    /// Warm-up excluded from results.
+    pub warmup: Duration,
+    /// Request timeout.
+    pub timeout: Duration,
+    /// Connect (and handshake) timeout.
+    pub connect_timeout: Duration,
+    /// Transport context (TLS config).
+    pub ctx: C,
+    /// Set by the coordinator to end the run.
+    pub stop: Arc<AtomicBool>,
+    /// This worker's progress cell.
+    pub progress: Arc<Live>,
+}
+
+/// What a worker hands back when it ends.
+pub struct Output {
+    /// Measurements of the measured window.
+    pub recorder: Recorder,
+    /// Cost and health.
+    pub stats: WorkerStats,
+    /// When the worker's last request was answered (or the worker stopped).
+    pub finished_at: Instant,
+}
+
+/// Life of a slot's current connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// No socket; waiting to reconnect at this instant.
+    Backoff(Instant),
+    /// `connect()` called, waiting for the socket to become writable.
+    Connecting,
+    /// TCP established, TLS handshake in progress.
+    Handshaking,
+    /// Ready to carry requests.
+    Ready,
+    /// No socket and none will be opened (budget spent or run stopping).
+    Done,
+}
+
+/// One request on the wire.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    /// When its first byte was written.
+    at: Instant,
+    /// TTFB already recorded.
+    ttfb_seen: bool,
+    /// Recording epoch it was sent in (requests from the warm-up are not recorded).
+    epoch: u32,
+}
+
+struct Conn<T> {
+    gen: u32,
+    state: State,
+    sock: Option<mio::net::TcpStream>,
+    transport: Option<T>,
+    /// When `connect()` was called.
+    t_connect: Instant,
+    /// When TCP completed.
+    t_established: Instant,
+    rb: RecvBuf,
+    pending: Vec<u8>,
+    decoder: ResponseDecoder,
+    inflight: VecDeque<Sent>,
+    /// Requests this connection has carried.
+    carried: u64,
+    /// A response arrived on this connection.
+    answered: bool,
+    /// Consecutive connections of this slot that failed before any response.
+    failures: u32,
+}
+
+/// What the framer saw in one `recv`.
+#[derive(Default)]
+struct Framed {
+    completed: usize,
+    closing: bool,
+}
+
+/// A worker instance, generic over the transport (TLS is chosen once).
+pub struct Worker<T: Transport> {
+    setup: Setup<T::Ctx>,
+    poll: Poll,
+    conns: Vec<Conn<T>>,
+    rec: Recorder,
+    /// `pipeline` copies of the request, so K requests go out in one write.
+    batch: Vec<u8>,
+    scratch: Box<[u8]>,
+    /// Requests still to send under `-n`.
+    budget: Option<u64>,
+    inflight_total: u64,
+    open: u64,
+    epoch: u32,
+    stopping: bool,
+    next_backoff: Option<Instant>,
+    max_stall: Duration,
+}
+
+impl<T: Transport> Worker<T> {
+    /// Build the worker (allocates everything it will need) and its waker.
+    pub fn new(setup: Setup<T::Ctx>) -> std::io::Result<(Worker<T>, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let now = Instant::now();
+        let pipeline = setup.pipeline.max(1);
+        let conns = (0..setup.connections)
+            .map(|_| Conn {
+                gen: 0,
+                state: State::Backoff(now),
+                sock: None,
+                transport: None,
+                t_connect: now,
+                t_established: now,
+                rb: RecvBuf::new(),
+                pending: Vec::with_capacity(setup.request.len() * pipeline),
+                decoder: ResponseDecoder::new(),
+                inflight: VecDeque::with_capacity(pipeline),
+                carried: 0,
+                answered: false,
+                failures: 0,
+            })
+            .collect();
+        let batch = setup.request.repeat(pipeline);
+        let budget = setup.budget;
+        Ok((
+            Worker {
+                setup,
+                poll,
+                conns,
+                rec: Recorder::new(),
+                batch,
+                scratch: vec![0; SCRATCH].into_boxed_slice(),
+                budget,
+                inflight_total: 0,
+                open: 0,
+                epoch: 0,
+                stopping: false,
+                next_backoff: None,
+                max_stall: Duration::ZERO,
+            },
+            waker,
+        ))
+    }
+
+    /// Run until the coordinator says stop or, under `-n`, every request was answered.
+    pub fn run(mut self) -> Output {
+        let started = Instant::now();
+        let warm_end = started + self.setup.warmup;
+        let mut warm = self.setup.warmup.is_zero();
+        let mut events = Events::with_capacity(1024);
+        for slot in 0..self.conns.len() {
+            self.open(slot);
+        }
+        let mut next_sweep = started + SWEEP_EVERY;
+        let mut finished_at = None;
+        loop {
+            let now = Instant::now();
+            let mut wake = next_sweep;
+            if let Some(b) = self.next_backoff {
+                wake = wake.min(b);
+            }
+            if !warm {
+                wake = wake.min(warm_end);
+            }
+            let timeout = wake.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            let loop_now = Instant::now();
+            for ev in events.iter() {
+                self.on_event(ev);
+            }
+            if self.setup.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            if !warm && now >= warm_end {
+                // The warm-up is over: forget it. Requests still in flight from it are not
+                // recorded when they complete (their epoch is older).
+                warm = true;
+                self.rec.reset();
+                self.epoch += 1;
+            }
+            if now >= next_sweep || self.next_backoff.is_some_and(|b| now >= b) {
+                self.sweep(now);
+                next_sweep = now + SWEEP_EVERY;
+            }
+            self.publish();
+            if self.budget == Some(0) && self.inflight_total == 0 {
+                finished_at = Some(Instant::now());
+                self.setup.progress.done.store(true, Ordering::Release);
+                break;
+            }
+            self.max_stall = self.max_stall.max(Instant::now() - loop_now);
+        }
+        self.stopping = true;
+        let finished_at = finished_at.unwrap_or_else(Instant::now);
+        self.publish();
+        self.setup.progress.done.store(true, Ordering::Release);
+        let (user, sys) = crate::sys::thread_cpu_time();
+        // Sockets close as the worker drops; the server sees an orderly FIN.
+        Output {
+            stats: WorkerStats {
+                cpu: self.setup.cpu,
+                connections: self.setup.connections,
+                cpu_user_ns: user.as_nanos() as u64,
+                cpu_sys_ns: sys.as_nanos() as u64,
+                max_stall_ns: self.max_stall.as_nanos() as u64,
+            },
+            recorder: std::mem::take(&mut self.rec),
+            finished_at,
+        }
+    }
+
+    fn publish(&self) {
+        let p = &self.setup.progress;
+        let c = &self.rec.counters;
+        p.responses.store(c.responses, Ordering::Relaxed);
+        p.errors.store(c.total_errors(), Ordering::Relaxed);
+        p.open.store(self.open, Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn token(slot: usize, gen: u32) -> Token {
+        Token(slot | (gen as usize) << 32)
+    }
+
+    /// Open a connection in `slot` (its previous socket is gone).
+    fn open(&mut self, slot: usize) {
+        if self.stopping || self.budget == Some(0) {
+            self.conns[slot].state = State::Done;
+            return;
+        }
+        let addr = self.setup.addr;
+        let c = &mut self.conns[slot];
+        c.t_connect = Instant::now();
+        self.rec.counters.connections_opened += 1;
+        let mut sock = match socket::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(slot, ErrorClass::from_connect_error(&e));
+                return;
+            }
+        };
+        let token = Self::token(slot, c.gen);
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            self.fail(slot, ErrorClass::from_connect_error(&e));
+            return;
+        }
+        let c = &mut self.conns[slot];
+        c.sock = Some(sock);
+        c.state = State::Connecting;
+        self.open += 1;
+    }
+
+    fn on_event(&mut self, ev: &Event) {
+        let token = ev.token();
+        if token == WAKER {
+            return;
+        }
+        let slot = token.0 & 0xFFFF_FFFF;
+        let gen = (token.0 >> 32) as u32;
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        if c.gen != gen {
+            return; // an event for a socket this slot already replaced
+        }
+        match c.state {
+            State::Connecting => {
+                if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
+                    self.on_connect_event(slot);
+                }
+            }
+            State::Handshaking | State::Ready => {
+                if ev.is_writable() && !self.flush(slot) {
+                    return;
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.on_readable(slot);
+                }
+            }
+            State::Backoff(_) | State::Done => {}
+        }
+    }
+
+    fn on_connect_event(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        let sock = c.sock.as_ref().expect("connecting slot has a socket");
+        match socket::is_connected(sock) {
+            Ok(false) => {}
+            Ok(true) => {
+                let now = Instant::now();
+                c.t_established = now;
+                let connect = now - c.t_connect;
+                self.rec.record(Phase::Connect, connect.as_nanos() as u64);
+                match T::start(&self.setup.ctx) {
+                    Ok(t) => {
+                        let handshaking = t.is_handshaking();
+                        c.transport = Some(t);
+                        if handshaking {
+                            c.state = State::Handshaking;
+                            self.flush(slot);
+                        } else {
+                            self.on_ready(slot);
+                        }
+                    }
+                    Err(f) => self.on_failure(slot, f),
+                }
+            }
+            Err(e) => self.fail(slot, ErrorClass::from_connect_error(&e)),
+        }
+    }
+
+    /// The connection can carry requests: count it and send the first batch.
+    fn on_ready(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        c.state = State::Ready;
+        self.rec.counters.connections_established += 1;
+        if let Some(t) = &c.transport {
+            match t.resumed() {
+                Some(true) => self.rec.counters.handshakes_resumed += 1,
+                Some(false) => self.rec.counters.handshakes_full += 1,
+                None => {}
+            }
+            if !self.rec.tls.is_known() && t.resumed().is_some() {
+                t.describe(&mut self.rec.tls);
+            }
+        }
+        let k = self.setup.pipeline.max(1);
+        self.send(slot, k);
+    }
+
+    /// Write up to `k` requests on `slot` (fewer when the `-n` budget runs out).
+    fn send(&mut self, slot: usize, k: usize) {
+        let k = match self.budget {
+            Some(b) => (b as usize).min(k),
+            None => k,
+        };
+        if k == 0 || self.stopping {
+            return;
+        }
+        let c = &mut self.conns[slot];
+        let at = Instant::now();
+        for _ in 0..k {
+            c.inflight.push_back(Sent {
+                at,
+                ttfb_seen: false,
+                epoch: self.epoch,
+            });
+            if c.carried > 0 {
+                self.rec.counters.reused_requests += 1;
+            }
+            c.carried += 1;
+        }
+        self.rec.counters.requests += k as u64;
+        self.inflight_total += k as u64;
+        if let Some(b) = &mut self.budget {
+            *b -= k as u64;
+        }
+        let len = self.setup.request.len() * k;
+        let (sock, t) = (c.sock.as_mut(), c.transport.as_mut());
+        let (Some(sock), Some(t)) = (sock, t) else {
+            return;
+        };
+        if let Err(e) = t.send(
+            sock,
+            &self.batch[..len],
+            &mut c.pending,
+            &mut self.rec.counters.bytes_out,
+        ) {
+            self.fail(slot, ErrorClass::from_io_error(&e));
+        }
+    }
+
+    /// Write queued output; false when the connection failed.
+    fn flush(&mut self, slot: usize) -> bool {
+        let c = &mut self.conns[slot];
+        let (Some(sock), Some(t)) = (c.sock.as_mut(), c.transport.as_mut()) else {
+            return true;
+        };
+        match t.flush(sock, &mut c.pending, &mut self.rec.counters.bytes_out) {
+            Ok(_) => true,
+            Err(e) => {
+                let class = if c.state == State::Handshaking {
+                    ErrorClass::TlsHandshake
+                } else {
+                    ErrorClass::from_io_error(&e)
+                };
+                self.fail(slot, class);
+                false
+            }
+        }
+    }
+
+    fn on_readable(&mut self, slot: usize) {
+        let head = self.setup.head_request;
+        let epoch = self.epoch;
+        let c = &mut self.conns[slot];
+        let (Some(sock), Some(t)) = (c.sock.as_mut(), c.transport.as_mut()) else {
+            return;
+        };
+        let mut framed = Framed::default();
+        let mut bytes_in = 0;
+        let decoder = &mut c.decoder;
+        let inflight = &mut c.inflight;
+        let rec = &mut self.rec;
+        let res = t.recv(sock, &mut self.scratch, &mut c.rb, &mut bytes_in, |rb, now| {
+            frame(decoder, inflight, rec, head, epoch, rb, now, &mut framed)
+        });
+        self.rec.counters.bytes_in += bytes_in;
+        if framed.completed > 0 {
+            c.answered = true;
+            c.failures = 0;
+            self.inflight_total -= framed.completed as u64;
+        }
+        let recv = match res {
+            Ok(r) => r,
+            Err(f) => return self.on_failure(slot, f),
+        };
+        if let Some(done) = recv.handshake_done {
+            let tls = done - c.t_established;
+            self.rec.record(Phase::Tls, tls.as_nanos() as u64);
+            self.on_ready(slot);
+            if self.conns[slot].state != State::Ready {
+                return;
+            }
+        }
+        if framed.closing {
+            // The server said this connection carries nothing more.
+            self.rec.counters.server_closes += 1;
+            let lost = !self.conns[slot].inflight.is_empty();
+            if lost {
+                self.fail(slot, ErrorClass::EofMidResponse);
+            } else {
+                self.replace(slot);
+            }
+            return;
+        }
+        if recv.eof {
+            return self.on_eof(slot);
+        }
+        if framed.completed > 0 {
+            self.send(slot, framed.completed);
+        }
+        // TLS may have queued records of its own (handshake flights, alerts); for plain TCP
+        // with nothing pending this is free.
+        if self.conns[slot].sock.is_some() {
+            self.flush(slot);
+        }
+    }
+
+    fn on_eof(&mut self, slot: usize) {
+        let epoch = self.epoch;
+        let c = &mut self.conns[slot];
+        if c.state == State::Handshaking {
+            return self.fail(slot, ErrorClass::TlsHandshake);
+        }
+        match c.decoder.finish_eof(c.rb.pending()) {
+            Ok(Some(info)) => {
+                // A close-delimited body ends here.
+                let now = Instant::now();
+                if let Some(s) = c.inflight.pop_front() {
+                    self.inflight_total -= 1;
+                    if s.epoch == epoch {
+                        self.rec.record(Phase::Total, (now - s.at).as_nanos() as u64);
+                        self.rec.response(info.status);
+                    }
+                }
+                self.rec.counters.server_closes += 1;
+                if self.conns[slot].inflight.is_empty() {
+                    self.replace(slot);
+                } else {
+                    self.fail(slot, ErrorClass::EofMidResponse);
+                }
+            }
+            Ok(None) if c.inflight.is_empty() => {
+                // An idle keep-alive connection closed by the server: not a failure.
+                self.rec.counters.server_closes += 1;
+                self.replace(slot);
+            }
+            Ok(None) | Err(_) => self.fail(slot, ErrorClass::EofMidResponse),
+        }
+    }
+
+    fn on_failure(&mut self, slot: usize, f: Failure) {
+        let state = self.conns[slot].state;
+        let class = match f {
+            Failure::Tls(class) => class,
+            Failure::Protocol => ErrorClass::Protocol,
+            Failure::Io(e) => match state {
+                State::Handshaking => ErrorClass::TlsHandshake,
+                _ => ErrorClass::from_io_error(&e),
+            },
+        };
+        if state == State::Ready
+            && self.conns[slot].inflight.is_empty()
+            && matches!(class, ErrorClass::ResetMidResponse)
+        {
+            // A reset on an idle keep-alive connection loses no request.
+            self.rec.counters.server_closes += 1;
+            return self.replace(slot);
+        }
+        self.fail(slot, class);
+    }
+
+    /// Count a failure, drop the connection, and reconnect after a backoff if nothing was ever
+    /// answered on this slot's recent connections (so a dead server is not hammered).
+    fn fail(&mut self, slot: usize, class: ErrorClass) {
+        self.rec.error(class);
+        let c = &mut self.conns[slot];
+        if c.carried == 0 {
+            // The request this connection was opened for never went out: under `-n` it counts
+            // as sent and failed, so a run against a dead server still ends.
+            if let Some(b) = &mut self.budget {
+                *b = b.saturating_sub(1);
+            }
+        }
+        let failures = if c.answered { 0 } else { c.failures + 1 };
+        self.close(slot);
+        let c = &mut self.conns[slot];
+        c.failures = failures;
+        if failures == 0 {
+            self.open(slot);
+        } else {
+            let wait = Duration::from_millis(1u64 << failures.min(7).saturating_sub(1))
+                .min(MAX_BACKOFF);
+            let at = Instant::now() + wait;
+            c.state = State::Backoff(at);
+            self.next_backoff = Some(self.next_backoff.map_or(at, |b| b.min(at)));
+        }
+    }
+
+    /// Close the slot's connection and open a new one right away.
+    fn replace(&mut self, slot: usize) {
+        let failures = self.conns[slot].failures;
+        self.close(slot);
+        self.conns[slot].failures = failures;
+        self.open(slot);
+    }
+
+    fn close(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        if c.sock.take().is_some() {
+            self.open -= 1;
+        }
+        c.transport = None;
+        self.inflight_total -= c.inflight.len() as u64;
+        c.inflight.clear();
+        c.rb.clear();
+        c.pending.clear();
+        c.decoder.reset();
+        c.carried = 0;
+        c.answered = false;
+        c.failures = 0;
+        c.gen = c.gen.wrapping_add(1);
+        c.state = State::Done;
+    }
+
+    /// Timeouts and due reconnects.
+    fn sweep(&mut self, now: Instant) {
+        self.next_backoff = None;
+        for slot in 0..self.conns.len() {
+            let c = &self.conns[slot];
+            match c.state {
+                State::Backoff(at) if at <= now => self.open(slot),
+                State::Backoff(at) => {
+                    self.next_backoff = Some(self.next_backoff.map_or(at, |b| b.min(at)));
+                }
+                State::Connecting if now - c.t_connect >= self.setup.connect_timeout => {
+                    self.fail(slot, ErrorClass::ConnectTimeout)
+                }
+                State::Handshaking if now - c.t_established >= self.setup.connect_timeout => {
+                    self.fail(slot, ErrorClass::TlsHandshake)
+                }
+                State::Ready => {
+                    if let Some(s) = c.inflight.front() {
+                        if now - s.at >= self.setup.timeout {
+                            self.fail(slot, ErrorClass::ReadTimeout);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // fail() inside the loop may have scheduled backoffs before this pass reached them.
+        for c in &self.conns {
+            if let State::Backoff(at) = c.state {
+                self.next_backoff = Some(self.next_backoff.map_or(at, |b| b.min(at)));
+            }
+        }
+    }
+}
+
+/// Frame every response the buffer completes, recording TTFB and total per request.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn frame(
+    decoder: &mut ResponseDecoder,
+    inflight: &mut VecDeque<Sent>,
+    rec: &mut Recorder,
+    head: bool,
+    epoch: u32,
+    rb: &mut RecvBuf,
+    now: Instant,
+    framed: &mut Framed,
+) -> Result<(), Failure> {
+    while !rb.is_empty() && !framed.closing {
+        let Some(front) = inflight.front_mut() else {
+            // Bytes nobody asked for.
+            return Err(Failure::Protocol);
+        };
+        if !front.ttfb_seen {
+            front.ttfb_seen = true;
+            if front.epoch == epoch {
+                rec.record(Phase::Ttfb, (now - front.at).as_nanos() as u64);
+            }
+        }
+        let (n, progress) = decoder
+            .decode(rb.pending(), head)
+            .map_err(|_| Failure::Protocol)?;
+        rb.consume(n);
+        match progress {
+            Progress::Partial => return Ok(()),
+            Progress::Complete(info) => {
+                let s = inflight.pop_front().expect("front exists");
+                if s.epoch == epoch {
+                    rec.record(Phase::Total, (now - s.at).as_nanos() as u64);
+                    rec.response(info.status);
+                }
+                framed.completed += 1;
+                if !info.keep_alive {
+                    framed.closing = true;
+                }
+            }
+        }
+    }
+    Ok(())
+}

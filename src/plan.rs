@@ -1,0 +1,145 @@
+//! The run plan: everything a run needs, as plain data, validated before any I/O happens.
+//!
+//! `cli` builds a [`HttpPlan`] from the command line (or tests build one directly); `engine::run`
+//! executes it. Nothing here opens a socket or reads a clock. Later load shapes (constant rate,
+//! stages) and WebSocket sessions extend this data, not the engine's signature.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `http` or `https`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain TCP.
+    Http,
+    /// TLS over TCP.
+    Https,
+}
+
+/// A resolved target.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Scheme.
+    pub scheme: Scheme,
+    /// Host as written in the URL (no brackets for IPv6), used for SNI and Host.
+    pub host: String,
+    /// Port (explicit or the scheme's default).
+    pub port: u16,
+    /// Path and query, at least "/".
+    pub path: String,
+    /// Value of the Host header: host, plus ":port" when not the default.
+    pub authority: String,
+    /// Resolved addresses; connections go to the first, in order.
+    pub addrs: Vec<SocketAddr>,
+    /// The URL as the user gave it (reports redact it).
+    pub url: String,
+}
+
+/// TLS settings (used only for https).
+#[derive(Clone, Debug, Default)]
+pub struct TlsPlan {
+    /// Extra trust anchors (PEM file) on top of webpki-roots.
+    pub ca_file: Option<PathBuf>,
+    /// Extra trust anchors given in memory (the in-process target's certificate).
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Skip chain and name verification (signatures are still checked).
+    pub insecure: bool,
+    /// Server name to send and verify instead of the URL host.
+    pub sni: Option<String>,
+    /// Allow session resumption (tickets / session ids).
+    pub resume: bool,
+    /// Write key material to $SSLKEYLOGFILE when set.
+    pub keylog: bool,
+}
+
+/// What ends the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// After this long (measured from the end of the warm-up).
+    Duration(Duration),
+    /// After exactly this many requests were sent and answered or failed.
+    Requests(u64),
+}
+
+/// Which CPUs the workers run on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pinning {
+    /// No affinity set.
+    None,
+    /// Worker i is pinned to `cpus[i]`.
+    Cpus(Vec<usize>),
+}
+
+/// A complete HTTP load run.
+#[derive(Clone, Debug)]
+pub struct HttpPlan {
+    /// Where to send requests.
+    pub target: Target,
+    /// TLS settings, used when the scheme is https.
+    pub tls: TlsPlan,
+    /// Request method.
+    pub method: String,
+    /// Extra headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Request body.
+    pub body: Vec<u8>,
+    /// Concurrent connections across all workers.
+    pub connections: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// CPU pinning of the workers.
+    pub pinning: Pinning,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// What ends the run.
+    pub stop: Stop,
+    /// Warm-up excluded from the results.
+    pub warmup: Duration,
+    /// A request with no complete response after this long fails as a read timeout.
+    pub timeout: Duration,
+    /// A TCP connect not complete after this long fails as a connect timeout.
+    pub connect_timeout: Duration,
+    /// Show a live progress line on stderr (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl HttpPlan {
+    /// How many connections worker `w` drives (the first workers take the remainder).
+    pub fn connections_of(&self, w: usize) -> usize {
+        share(self.connections as u64, self.threads, w) as usize
+    }
+
+    /// How many requests worker `w` must send under `-n` (None when time-bounded).
+    pub fn requests_of(&self, w: usize) -> Option<u64> {
+        match self.stop {
+            Stop::Requests(n) => Some(share(n, self.threads, w)),
+            Stop::Duration(_) => None,
+        }
+    }
+}
+
+/// Split `total` over `parts` as evenly as possible; part `i` gets one extra while remainder lasts.
+pub fn share(total: u64, parts: usize, i: usize) -> u64 {
+    let parts = parts.max(1) as u64;
+    let i = i as u64;
+    total / parts + u64::from(i < total % parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn share_splits_exactly() {
+        for total in [0u64, 1, 7, 1000, 1001] {
+            for parts in 1..6 {
+                let sum: u64 = (0..parts).map(|i| share(total, parts, i)).sum();
+                assert_eq!(sum, total, "total {total} parts {parts}");
+                let max = (0..parts).map(|i| share(total, parts, i)).max().unwrap();
+                let min = (0..parts).map(|i| share(total, parts, i)).min().unwrap();
+                assert!(max - min <= 1);
+            }
+        }
+    }
+}
