@@ -121,8 +121,9 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -195,7 +196,9 @@ mod tests {
         );
         assert_eq!(p("hello there\r\n\r\n"), Err(HeadError::Malformed));
         assert_eq!(p("GET / HTTP/2.0\r\n\r\n"), Err(HeadError::Malformed));
-        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
         assert_eq!(
             p(&format!("GET / HTTP/1.1\r\n{many}\r\n")),
             Err(HeadError::TooLarge)

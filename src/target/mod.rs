@@ -129,7 +129,10 @@ impl fmt::Display for ServeError {
                 path.display()
             ),
             ServeError::Tls(msg) => {
-                write!(f, "cannot set up TLS for the target: {msg} (run without HTTPS)")
+                write!(
+                    f,
+                    "cannot set up TLS for the target: {msg} (run without HTTPS)"
+                )
             }
             ServeError::Thread(msg) => write!(
                 f,
@@ -350,6 +353,20 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
         return Err(ServeError::Config(
             "close_after counts requests from 1; use 1 to close after the first".into(),
         ));
+    }
+    if !cfg.cpus.is_empty() {
+        // Checked here, on the caller's thread, because after pinning `get_core_ids` only sees
+        // one CPU (libs.md §6), and because core_affinity aborts on ids past CPU_SETSIZE.
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        if let Some(bad) = cfg.cpus.iter().find(|c| !allowed.contains(c)) {
+            return Err(ServeError::Config(format!(
+                "CPU {bad} is not available to this process (allowed: {allowed:?})"
+            )));
+        }
     }
     if cfg.max_conns == Some(0) {
         return Err(ServeError::Config(

@@ -406,7 +406,7 @@ fn trades_json(q: &TradesQuery, out: &mut Vec<u8>) {
         let id = first_id + i;
         let cents = 6_700_000 + (id.wrapping_mul(7919) % 100_000);
         let qty = 1 + id.wrapping_mul(31) % 9999;
-        let side = if id % 2 == 0 { "buy" } else { "sell" };
+        let side = if id.is_multiple_of(2) { "buy" } else { "sell" };
         // Oldest first, 1 ms apart, the newest stamped now.
         let ts = now_us.saturating_sub((limit - 1 - i) * 1000);
         if i > 0 {
@@ -532,7 +532,12 @@ mod tests {
         let headers = r
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
         (r.code.expect("code"), headers, n)
     }
@@ -583,7 +588,10 @@ mod tests {
         assert_eq!(header(&hs, "content-type"), Some("application/json"));
         assert_eq!(header(&hs, "server"), Some("connbench"));
         let body = &wire[n..];
-        assert_eq!(header(&hs, "content-length"), Some(&*body.len().to_string()));
+        assert_eq!(
+            header(&hs, "content-length"),
+            Some(&*body.len().to_string())
+        );
         assert!((150..=260).contains(&body.len()), "{}", body.len());
         let v: serde_json::Value = serde_json::from_slice(body).expect("json");
         assert_eq!(v["trades"].as_array().map(Vec::len), Some(2));
