@@ -1,1 +1,380 @@
-//! TODO(target helper)
+//! The built-in loopback target (`connbench serve`): a real HTTP/1.1 keep-alive server, plain and
+//! TLS, that the load engine, the integration tests, the benches and users point connbench at.
+//!
+//! This module owns the public surface ([`start`], [`ServeConfig`], [`ServerHandle`]) and the
+//! start/stop choreography: listeners are bound and the certificate is generated *before* any
+//! thread runs, so every configuration error surfaces from [`start`] and never from a loop. The
+//! work itself lives in submodules: [`listener`] (socket2 listeners), [`tls`] (rcgen + rustls),
+//! [`http`] (sans-IO request heads → replies), [`routes`] (sans-IO response bytes), [`conn`]
+//! (one connection's buffers and transport pump) and [`event_loop`] (one mio loop per thread).
+//!
+//! It must never be the bottleneck of a benchmark: no thread per connection, no allocation per
+//! request on `/` in steady state, no sleeping, no lock on the request path. It must never panic
+//! on input either: a connection that misbehaves is simply closed.
+
+mod conn;
+mod event_loop;
+mod http;
+mod listener;
+mod routes;
+mod tls;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+/// What to do with a connection past `max_conns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverLimit {
+    /// Accept and immediately reset it (SO_LINGER 0 close): the client sees a reset.
+    Refuse,
+    /// Answer its requests with `429 Too Many Requests` + `Connection: close` (then close).
+    TooMany,
+}
+
+/// How to run the target. `Default` is one thread, both listeners on ephemeral loopback ports.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to bind both listeners to (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// Plain HTTP port: `Some(0)` = ephemeral (default), `None` = no plain listener.
+    pub http_port: Option<u16>,
+    /// HTTPS port: `Some(0)` = ephemeral (default), `None` = no TLS listener.
+    pub https_port: Option<u16>,
+    /// Event-loop threads (default 1); with more than one, each has its own SO_REUSEPORT
+    /// listener on the same port and the kernel spreads connections.
+    pub threads: usize,
+    /// Pin thread i to `cpus[i % len]` (core_affinity); empty = no pinning.
+    pub cpus: Vec<usize>,
+    /// Concurrent admitted connections across all threads and both ports.
+    pub max_conns: Option<usize>,
+    /// What happens to connections past `max_conns` (default [`OverLimit::Refuse`]).
+    pub over_limit: OverLimit,
+    /// The N-th request of each connection (N ≥ 1) gets `Connection: close`, then the
+    /// connection is closed.
+    pub close_after: Option<u64>,
+    /// Write the self-signed certificate PEM here.
+    pub cert_out: Option<PathBuf>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: Some(0),
+            https_port: Some(0),
+            threads: 1,
+            cpus: Vec::new(),
+            max_conns: None,
+            over_limit: OverLimit::Refuse,
+            close_after: None,
+            cert_out: None,
+        }
+    }
+}
+
+/// Counters summed over all threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Requests parsed and answered (including error answers such as 400 and 429).
+    pub requests: u64,
+    /// Connections admitted (within `max_conns`).
+    pub accepted: u64,
+    /// Connections past `max_conns`: reset (`Refuse`) or answered 429 (`TooMany`).
+    pub rejected: u64,
+    /// Admitted connections currently open.
+    pub open: u64,
+}
+
+/// Why the target could not start. Each variant's `Display` is one line naming the problem and
+/// the fix.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The configuration itself is inconsistent (the caller's fault).
+    Config(String),
+    /// A listener could not be created, bound or put in listening state.
+    Bind {
+        /// The address that failed.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The certificate PEM could not be written to `cert_out`.
+    CertOut {
+        /// The path from `cert_out`.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Certificate generation or the rustls configuration failed.
+    Tls(String),
+    /// An event-loop thread could not be created (poll, waker, spawn) or pinned.
+    Thread(String),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Config(msg) => write!(f, "invalid target configuration: {msg}"),
+            ServeError::Bind { addr, source } => write!(
+                f,
+                "cannot listen on {addr}: {source} (pick another port, or 0 for an ephemeral one)"
+            ),
+            ServeError::CertOut { path, source } => write!(
+                f,
+                "cannot write the certificate to {}: {source} (choose a writable path)",
+                path.display()
+            ),
+            ServeError::Tls(msg) => {
+                write!(
+                    f,
+                    "cannot set up TLS for the target: {msg} (run without HTTPS)"
+                )
+            }
+            ServeError::Thread(msg) => write!(
+                f,
+                "cannot start a target thread: {msg} (use fewer threads or other --cpus)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Bind { source, .. } | ServeError::CertOut { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Counters one event loop updates with relaxed atomics. One cache line per thread so loops
+/// never share a line; only [`ServerHandle::stats`] reads across them.
+#[repr(align(64))]
+#[derive(Default)]
+struct ThreadCounters {
+    requests: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// State shared by every loop of one server. Read-only except `stop` (set once) and `open`
+/// (touched only on accept and close, never per request).
+struct Shared {
+    stop: AtomicBool,
+    /// Admitted connections open right now, across threads and ports.
+    open: AtomicUsize,
+    max_conns: Option<usize>,
+    over_limit: OverLimit,
+    close_after: Option<u64>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// `GET /` answered keep-alive over HTTP/1.1: status line, headers and body, built once.
+    index_response: Box<[u8]>,
+}
+
+/// A running target. Dropping it stops it, like [`ServerHandle::stop`].
+pub struct ServerHandle {
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    ca_pem: String,
+    shared: Arc<Shared>,
+    counters: Vec<Arc<ThreadCounters>>,
+    wakers: Vec<Arc<mio::Waker>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("http_addr", &self.http_addr)
+            .field("https_addr", &self.https_addr)
+            .field("threads", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// Address of the plain HTTP listener, if any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Address of the TLS listener, if any.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// PEM of the self-signed certificate (clients use it as their CA).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Counters summed over threads (relaxed atomics updated by the loops; cheap).
+    pub fn stats(&self) -> ServerStats {
+        let mut s = ServerStats {
+            open: self.shared.open.load(Ordering::Relaxed) as u64,
+            ..ServerStats::default()
+        };
+        for c in &self.counters {
+            s.requests += c.requests.load(Ordering::Relaxed);
+            s.accepted += c.accepted.load(Ordering::Relaxed);
+            s.rejected += c.rejected.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// Stop every thread (Waker + flag), close all sockets, join. Drop does the same.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for w in &self.wakers {
+            // A failed wake only delays the stop to the loop's next wakeup; loops also poll with
+            // a bounded timeout so they always see the flag.
+            let _ = w.wake();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Bind, generate the certificate, spawn the event loops, return once listening.
+pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
+    validate(&cfg)?;
+
+    let (cert, tls_config) = tls::build()?;
+    if let Some(path) = &cfg.cert_out {
+        std::fs::write(path, cert.as_bytes()).map_err(|source| ServeError::CertOut {
+            path: path.clone(),
+            source,
+        })?;
+    }
+
+    let http = cfg
+        .http_port
+        .map(|port| listener::bind_group(SocketAddr::new(cfg.bind, port), cfg.threads))
+        .transpose()?;
+    let https = cfg
+        .https_port
+        .map(|port| listener::bind_group(SocketAddr::new(cfg.bind, port), cfg.threads))
+        .transpose()?;
+    let http_addr = http.as_ref().map(|g| g.addr);
+    let https_addr = https.as_ref().map(|g| g.addr);
+    let mut http_listeners = http.map(|g| g.listeners).unwrap_or_default().into_iter();
+    let mut https_listeners = https.map(|g| g.listeners).unwrap_or_default().into_iter();
+
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        open: AtomicUsize::new(0),
+        max_conns: cfg.max_conns,
+        over_limit: cfg.over_limit,
+        close_after: cfg.close_after,
+        tls: https_addr.map(|_| Arc::new(tls_config)),
+        index_response: routes::index_response(),
+    });
+
+    let mut handle = ServerHandle {
+        http_addr,
+        https_addr,
+        ca_pem: cert,
+        shared: Arc::clone(&shared),
+        counters: Vec::with_capacity(cfg.threads),
+        wakers: Vec::with_capacity(cfg.threads),
+        threads: Vec::with_capacity(cfg.threads),
+    };
+
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), ServeError>>();
+    for i in 0..cfg.threads {
+        let counters = Arc::new(ThreadCounters::default());
+        let lp = event_loop::Loop::new(
+            Arc::clone(&shared),
+            Arc::clone(&counters),
+            http_listeners.next(),
+            https_listeners.next(),
+        )?;
+        handle.counters.push(counters);
+        handle.wakers.push(lp.waker());
+        let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
+        let ready = ready_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("connbench-target-{i}"))
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+                        let _ = ready.send(Err(ServeError::Thread(format!(
+                            "cannot pin thread {i} to CPU {cpu}"
+                        ))));
+                        return;
+                    }
+                }
+                let _ = ready.send(Ok(()));
+                drop(ready);
+                lp.run();
+            });
+        match spawned {
+            Ok(t) => handle.threads.push(t),
+            // `handle` drops here and stops the threads already spawned.
+            Err(e) => return Err(ServeError::Thread(e.to_string())),
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..cfg.threads {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ServeError::Thread("a thread exited while starting".into())),
+        }
+    }
+    Ok(handle)
+}
+
+fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
+    if cfg.threads == 0 {
+        return Err(ServeError::Config("threads must be at least 1".into()));
+    }
+    if cfg.http_port.is_none() && cfg.https_port.is_none() {
+        return Err(ServeError::Config(
+            "neither an HTTP nor an HTTPS port is enabled; enable at least one".into(),
+        ));
+    }
+    if cfg.close_after == Some(0) {
+        return Err(ServeError::Config(
+            "close_after counts requests from 1; use 1 to close after the first".into(),
+        ));
+    }
+    if !cfg.cpus.is_empty() {
+        // Checked here, on the caller's thread, because after pinning `get_core_ids` only sees
+        // one CPU (libs.md §6), and because core_affinity aborts on ids past CPU_SETSIZE.
+        let allowed: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        if let Some(bad) = cfg.cpus.iter().find(|c| !allowed.contains(c)) {
+            return Err(ServeError::Config(format!(
+                "CPU {bad} is not available to this process (allowed: {allowed:?})"
+            )));
+        }
+    }
+    if cfg.max_conns == Some(0) {
+        return Err(ServeError::Config(
+            "max_conns of 0 would reject everything; use at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,546 @@
+//! One accepted connection: its transport (plain or rustls), its reused input and output
+//! buffers, the queue of replies owed in request order, and the pump that moves bytes between
+//! them. The event loop calls [`Conn::drive`] on every readiness event and timer; this module
+//! never registers, polls or sleeps.
+//!
+//! Edge-triggered contract (mio always uses EPOLLET, libs.md §3), as rules:
+//! 1. Every `drive` reads until `WouldBlock` (or a short read on a plain stream socket, which
+//!    epoll(7) allows as proof of "drained" — unless the peer hung up, where EOF must be read),
+//!    and writes until `WouldBlock` or nothing is left.
+//! 2. Reading may stop early only for back-pressure (too many replies queued, or the close
+//!    reply queued). Back-pressure always has a wakeup behind it: a writable edge when output is
+//!    blocked, or a timer when the head of the queue is a delayed reply.
+//! 3. A connection that used its round budget returns [`Outcome::Again`]; the loop revisits it
+//!    without waiting for epoll, because no new edge would come for bytes already buffered.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use rustls::ServerConnection;
+
+use super::http::{self, HeadError, Request};
+use super::routes::{self, Body, ConnHeader, Reply, Route};
+use super::{Shared, ThreadCounters};
+
+/// Initial input buffer; grows to [`http::MAX_HEAD`] only for a large head.
+const IN_INITIAL: usize = 4 * 1024;
+/// Output bytes gathered before a write: several pipelined responses go out in one syscall, and
+/// bodies larger than this stream straight from the static fill buffer.
+const HIGH_WATER: usize = 16 * 1024;
+/// Replies queued per connection before reading pauses (pipelining back-pressure).
+const MAX_PIPELINE: usize = 64;
+/// Read/write rounds per `drive` before yielding to other connections.
+const MAX_ROUNDS: usize = 32;
+/// How long a closing connection keeps discarding input before the socket is dropped, so the
+/// final response is not destroyed by a reset triggered by unread request bytes.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Everything a connection needs from its loop for one `drive` call.
+pub(super) struct Ctx<'a> {
+    /// Loop time taken right after `poll` returned.
+    pub(super) now: Instant,
+    /// The event carried EPOLLRDHUP: the peer closed, so a short read is not proof of drained.
+    pub(super) rdhup: bool,
+    pub(super) shared: &'a Shared,
+    pub(super) counters: &'a ThreadCounters,
+    /// Per-thread formatting buffer (trades JSON, small bodies).
+    pub(super) scratch: &'a mut Vec<u8>,
+    /// Deadlines this call asks the loop to wake the connection at.
+    pub(super) timers: &'a mut Vec<Instant>,
+}
+
+/// What the loop should do with the connection after `drive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Wait for the next event or timer.
+    Keep,
+    /// Round budget used with work left: drive again in this loop iteration's tail.
+    Again,
+    /// Drop the connection (closes the socket).
+    Close,
+}
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Reading requests and answering them.
+    Open,
+    /// The last reply (close, error, 429, close_after) is queued; no more requests are parsed.
+    Finishing,
+    /// Write side shut after the last reply; input is discarded until EOF or the deadline.
+    Lingering { until: Instant },
+}
+
+/// The byte stream under HTTP: the loop never branches on TLS, only this enum does.
+pub(super) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+/// A rustls server session over a non-blocking socket.
+pub(super) struct TlsStream {
+    sock: TcpStream,
+    tls: ServerConnection,
+}
+
+impl Transport {
+    /// Wraps an accepted socket; `tls` is the server config when it came in on the TLS port.
+    pub(super) fn new(
+        sock: TcpStream,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Transport> {
+        Ok(match tls {
+            None => Transport::Plain(sock),
+            Some(cfg) => {
+                let tls = ServerConnection::new(Arc::clone(cfg)).map_err(io::Error::other)?;
+                Transport::Tls(Box::new(TlsStream { sock, tls }))
+            }
+        })
+    }
+
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => &t.sock,
+        }
+    }
+
+    /// Plaintext in. `Ok(0)` is EOF; `WouldBlock` means drained.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
+        }
+    }
+
+    /// Plaintext out; accepts at least one byte or fails (`WouldBlock` when full).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self {
+            Transport::Plain(s) => s.write(buf)?,
+            Transport::Tls(t) => t.write(buf)?,
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        Ok(n)
+    }
+
+    /// Pushes buffered TLS records to the socket (`WouldBlock` if some remain).
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+
+    /// TLS records are still waiting for the socket.
+    fn pending(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+            Transport::Tls(t) => t.tls.wants_write(),
+        }
+    }
+
+    /// A short read proves the socket drained only when no TLS layer sits between.
+    fn short_read_means_drained(&self) -> bool {
+        matches!(self, Transport::Plain(_))
+    }
+
+    /// Best-effort end of our direction: close_notify for TLS, then a TCP FIN.
+    fn close_write(&mut self) {
+        if let Transport::Tls(t) = self {
+            t.tls.send_close_notify();
+            let _ = t.flush();
+        }
+        let _ = self.sock().shutdown(Shutdown::Write);
+    }
+}
+
+impl TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // TCP EOF without close_notify: clients do it all the time; for a server it
+                // only means "no more requests".
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            // The reader is empty, so rustls will accept more ciphertext (it refuses while more
+            // than 16 KiB of plaintext is unread, libs.md §2).
+            if self.tls.read_tls(&mut self.sock)? == 0 {
+                // EOF is recorded; the next reader() call reports it.
+                continue;
+            }
+            if let Err(e) = self.tls.process_new_packets() {
+                // Send the alert rustls queued, then give up on the connection.
+                let _ = self.tls.write_tls(&mut self.sock);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tls.writer().write(buf)?;
+        if n > 0 {
+            return Ok(n);
+        }
+        // rustls' outgoing buffer is at its limit: make room, then try once more.
+        self.flush()?;
+        self.tls.writer().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            if self.tls.write_tls(&mut self.sock)? == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One connection's state; see the module docs for the pumping rules.
+pub(super) struct Conn {
+    transport: Transport,
+    state: State,
+    /// Input bytes live in `inbuf[in_start..in_end]`.
+    inbuf: Vec<u8>,
+    in_start: usize,
+    in_end: usize,
+    /// Bytes after `in_start` already scanned for the end of the head.
+    scanned: usize,
+    /// Request body bytes still to skip before the next head.
+    discard: u64,
+    /// Output bytes live in `out[out_pos..]`; the vector is reused for the connection's life.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The body of the reply whose head is already in `out`.
+    body: Option<Body>,
+    /// Replies not yet serialized, in request order.
+    replies: VecDeque<Reply>,
+    /// Requests parsed on this connection (for `close_after`).
+    requests: u64,
+    /// The peer sent EOF: answer what was received, then close.
+    read_eof: bool,
+    /// Admitted past `max_conns` in `TooMany` mode: the first request gets 429.
+    over_limit: bool,
+    /// Counted in `Shared::open` (and must be uncounted on close).
+    pub(super) admitted: bool,
+}
+
+impl Conn {
+    pub(super) fn new(transport: Transport, admitted: bool) -> Conn {
+        Conn {
+            transport,
+            state: State::Open,
+            inbuf: vec![0; IN_INITIAL],
+            in_start: 0,
+            in_end: 0,
+            scanned: 0,
+            discard: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            body: None,
+            replies: VecDeque::new(),
+            requests: 0,
+            read_eof: false,
+            over_limit: !admitted,
+            admitted,
+        }
+    }
+
+    /// Handles readiness or a timer: reads, parses, answers, and decides what happens next.
+    pub(super) fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        if let State::Lingering { until } = self.state {
+            return self.linger(ctx.now, until);
+        }
+        let mut may_read = true;
+        let mut rounds = 0;
+        loop {
+            let read = match self.pump_in(ctx, &mut may_read) {
+                Ok(p) => p,
+                Err(_) => return Outcome::Close,
+            };
+            let wrote = match self.pump_out(ctx) {
+                Ok(p) => p,
+                Err(_) => return Outcome::Close,
+            };
+            if !read && !wrote {
+                break;
+            }
+            rounds += 1;
+            if rounds == MAX_ROUNDS {
+                return Outcome::Again;
+            }
+        }
+        let idle = self.replies.is_empty()
+            && self.body.is_none()
+            && self.out_pos == self.out.len()
+            && !self.transport.pending();
+        if !idle {
+            return Outcome::Keep;
+        }
+        if self.read_eof {
+            // Nothing owed and nothing more will come.
+            return Outcome::Close;
+        }
+        if self.state == State::Finishing {
+            self.transport.close_write();
+            let until = ctx.now + LINGER;
+            self.state = State::Lingering { until };
+            ctx.timers.push(until);
+            return self.linger(ctx.now, until);
+        }
+        Outcome::Keep
+    }
+
+    /// Reads and parses until drained, back-pressured, or finished. Returns whether anything
+    /// was consumed.
+    fn pump_in(&mut self, ctx: &mut Ctx<'_>, may_read: &mut bool) -> io::Result<bool> {
+        let mut progress = self.parse_buffered(ctx);
+        while *may_read
+            && self.state == State::Open
+            && !self.read_eof
+            && self.replies.len() < MAX_PIPELINE
+        {
+            self.make_room();
+            let spare = self.inbuf.len() - self.in_end;
+            if spare == 0 {
+                // Full of parsed-but-unanswerable input; the queue draining frees it (rule 2).
+                break;
+            }
+            match self.transport.read(&mut self.inbuf[self.in_end..]) {
+                Ok(0) => {
+                    self.read_eof = true;
+                    progress = true;
+                }
+                Ok(n) => {
+                    self.in_end += n;
+                    progress = true;
+                    if n < spare && !ctx.rdhup && self.transport.short_read_means_drained() {
+                        *may_read = false;
+                    }
+                    self.parse_buffered(ctx);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *may_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Compacts the input buffer, and grows it when an unfinished head fills it.
+    fn make_room(&mut self) {
+        if self.in_end < self.inbuf.len() {
+            return;
+        }
+        if self.in_start > 0 {
+            self.inbuf.copy_within(self.in_start..self.in_end, 0);
+            self.in_end -= self.in_start;
+            self.in_start = 0;
+        } else if self.inbuf.len() < http::MAX_HEAD {
+            let len = (self.inbuf.len() * 2).min(http::MAX_HEAD);
+            self.inbuf.resize(len, 0);
+        }
+    }
+
+    /// Turns buffered bytes into queued replies. Returns whether anything was consumed.
+    fn parse_buffered(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let mut progress = false;
+        while self.state == State::Open && self.replies.len() < MAX_PIPELINE {
+            let avail = self.in_end - self.in_start;
+            if self.discard > 0 {
+                let skip = self.discard.min(avail as u64) as usize;
+                if skip == 0 {
+                    break;
+                }
+                self.in_start += skip;
+                self.discard -= skip as u64;
+                progress = true;
+                continue;
+            }
+            let buf = &self.inbuf[self.in_start..self.in_end];
+            let Some(len) = http::find_head_end(buf, self.scanned) else {
+                self.scanned = buf.len();
+                if buf.len() >= http::MAX_HEAD {
+                    self.count_request(ctx);
+                    self.queue_last(Route::Status(HeadError::TooLarge.status()));
+                    progress = true;
+                }
+                break;
+            };
+            let parsed = http::parse_head(&buf[..len]);
+            self.in_start += len;
+            self.scanned = 0;
+            progress = true;
+            self.count_request(ctx);
+            match parsed {
+                Ok(req) => self.queue_request(&req, ctx),
+                Err(e) => self.queue_last(Route::Status(e.status())),
+            }
+        }
+        if self.in_start == self.in_end {
+            self.in_start = 0;
+            self.in_end = 0;
+        }
+        progress
+    }
+
+    fn count_request(&mut self, ctx: &Ctx<'_>) {
+        self.requests += 1;
+        ctx.counters.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn queue_request(&mut self, req: &Request, ctx: &mut Ctx<'_>) {
+        let last = self.over_limit
+            || !req.keep_alive
+            || ctx.shared.close_after.is_some_and(|n| self.requests >= n);
+        let route = if self.over_limit {
+            Route::Status(429)
+        } else {
+            req.route
+        };
+        let not_before = match route {
+            // The cap in `routes::route` keeps this from overflowing; `checked_add` makes sure.
+            Route::Delay(us) => match ctx.now.checked_add(Duration::from_micros(us)) {
+                Some(t) => {
+                    ctx.timers.push(t);
+                    Some(t)
+                }
+                None => return self.queue_last(Route::Status(400)),
+            },
+            _ => None,
+        };
+        let conn = if last {
+            ConnHeader::Close
+        } else if req.http10 {
+            ConnHeader::KeepAlive
+        } else {
+            ConnHeader::Default
+        };
+        self.replies.push_back(Reply {
+            route,
+            head_only: req.head_only,
+            http10: req.http10,
+            conn,
+            not_before,
+        });
+        self.discard = req.body_len;
+        if last {
+            self.state = State::Finishing;
+        }
+    }
+
+    /// Queues an error answer that ends the connection.
+    fn queue_last(&mut self, route: Route) {
+        self.replies.push_back(Reply {
+            route,
+            head_only: false,
+            http10: false,
+            conn: ConnHeader::Close,
+            not_before: None,
+        });
+        self.state = State::Finishing;
+    }
+
+    /// Serializes due replies and writes until blocked or done. Returns whether bytes moved.
+    fn pump_out(&mut self, ctx: &mut Ctx<'_>) -> io::Result<bool> {
+        let mut progress = false;
+        loop {
+            self.fill(ctx);
+            let result = if self.out_pos < self.out.len() {
+                self.transport
+                    .write(&self.out[self.out_pos..])
+                    .map(|n| self.wrote_out(n))
+            } else if let Some(body) = &mut self.body {
+                // `fill` stopped because the next piece is larger than the gather limit: send it
+                // straight from the static buffer, no copy.
+                let piece = body.direct();
+                match self.transport.write(piece) {
+                    Ok(n) => {
+                        body.advance(n, &mut self.out);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                break;
+            };
+            match result {
+                Ok(()) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.transport.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(progress),
+        }
+    }
+
+    fn wrote_out(&mut self, n: usize) {
+        self.out_pos += n;
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+
+    /// Moves due replies (heads, small bodies) into `out` up to [`HIGH_WATER`] pending bytes.
+    fn fill(&mut self, ctx: &mut Ctx<'_>) {
+        let limit = self.out_pos + HIGH_WATER;
+        loop {
+            if let Some(body) = &mut self.body {
+                if !body.fill(&mut self.out, limit) {
+                    return;
+                }
+                self.body = None;
+            }
+            if self.out.len() >= limit {
+                return;
+            }
+            let Some(front) = self.replies.front() else {
+                return;
+            };
+            // A delayed reply holds back the ones behind it: responses leave in request order.
+            if front.not_before.is_some_and(|t| ctx.now < t) {
+                return;
+            }
+            let Some(reply) = self.replies.pop_front() else {
+                return;
+            };
+            self.body = routes::write_reply(
+                &reply,
+                &ctx.shared.index_response,
+                &mut self.out,
+                ctx.scratch,
+            );
+        }
+    }
+
+    /// Discards input after our last reply until EOF, an error, or the deadline.
+    fn linger(&mut self, now: Instant, until: Instant) -> Outcome {
+        if now >= until {
+            return Outcome::Close;
+        }
+        for _ in 0..MAX_ROUNDS {
+            match Read::read(&mut self.transport.sock(), &mut self.inbuf) {
+                Ok(0) => return Outcome::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Outcome::Close,
+            }
+        }
+        Outcome::Again
+    }
+}
