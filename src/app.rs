@@ -78,7 +78,7 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, AppError> {
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
     match cli.command {
-        Command::Http(a) => http(a, argv),
+        Command::Http(a) => http(*a, argv),
         Command::Serve(a) => serve(a),
     }
 }
@@ -136,10 +136,7 @@ pub fn plan_cpus(
         }
         None => (allowed.to_vec(), vec![]),
     };
-    let threads = threads
-        .unwrap_or(pool.len().max(1))
-        .min(connections)
-        .max(1);
+    let threads = threads.unwrap_or(pool.len().max(1)).min(connections).max(1);
     let pinning = if no_pin || threads > pool.len() {
         Pinning::None
     } else {
@@ -199,7 +196,9 @@ pub fn parse_target(raw: &str) -> Result<(Target, Option<(String, String)>), App
         Err(e) => return usage(format!("cannot resolve host {host:?}: {e} (check the URL)")),
     };
     if addrs.is_empty() {
-        return usage(format!("host {host:?} resolved to no address (check the URL)"));
+        return usage(format!(
+            "host {host:?} resolved to no address (check the URL)"
+        ));
     }
     let credentials = if url.username().is_empty() {
         None
@@ -526,7 +525,12 @@ mod tests {
 
     #[test]
     fn bad_urls_are_usage_errors() {
-        for bad in ["not a url", "ftp://127.0.0.1/", "http://", "ws://127.0.0.1/"] {
+        for bad in [
+            "not a url",
+            "ftp://127.0.0.1/",
+            "http://",
+            "ws://127.0.0.1/",
+        ] {
             let e = parse_target(bad).unwrap_err();
             assert_eq!(e.exit_code(), EXIT_USAGE, "{bad}");
         }

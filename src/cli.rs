@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load an HTTP/1.1 or HTTPS server with keep-alive connections and time every phase.
-    Http(HttpArgs),
+    Http(Box<HttpArgs>),
     /// Run the built-in loopback target (HTTP/1.1 keep-alive, plain and TLS).
     Serve(ServeArgs),
 }
@@ -263,9 +263,9 @@ pub fn parse_header(h: &str) -> Result<(String, String), UsageError> {
             Ok((name.trim().to_string(), value.trim().to_string()))
         }
         // The value is not echoed: it may be a secret.
-        _ => usage(
-            "invalid -H value: expected \"Name: value\" (e.g. -H 'Accept: application/json')",
-        ),
+        _ => {
+            usage("invalid -H value: expected \"Name: value\" (e.g. -H 'Accept: application/json')")
+        }
     }
 }
 

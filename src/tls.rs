@@ -27,7 +27,10 @@ use crate::plan::TlsPlan;
 #[derive(Debug)]
 pub enum TlsError {
     /// The `--ca` file could not be read.
-    CaRead { path: PathBuf, source: std::io::Error },
+    CaRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The `--ca` file holds no usable certificate.
     CaEmpty { path: PathBuf },
     /// The `--ca` file holds a certificate rustls rejects as a trust anchor.

@@ -131,7 +131,7 @@ where
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
     let head_request = plan.method.eq_ignore_ascii_case("HEAD");
-    for id in 0..threads {
+    for (id, live) in lives.iter().enumerate() {
         let cpu = match &plan.pinning {
             Pinning::Cpus(cpus) => cpus.get(id).copied(),
             Pinning::None => None,
@@ -150,7 +150,7 @@ where
             connect_timeout: plan.connect_timeout,
             ctx: ctx(id),
             stop: stop.clone(),
-            progress: lives[id].clone(),
+            progress: live.clone(),
         };
         let barrier = barrier.clone();
         let ready_tx = ready_tx.clone();
@@ -289,9 +289,7 @@ fn coordinate(
             } else {
                 ""
             };
-            eprint!(
-                "\r\x1b[K[{secs:>4}s] {rate:>9} req/s  {errors} errors  {open} open{phase}"
-            );
+            eprint!("\r\x1b[K[{secs:>4}s] {rate:>9} req/s  {errors} errors  {open} open{phase}");
             let _ = std::io::stderr().flush();
             drew = true;
             next_line += Duration::from_secs(1);

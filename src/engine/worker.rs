@@ -488,9 +488,13 @@ impl<T: Transport> Worker<T> {
         let decoder = &mut c.decoder;
         let inflight = &mut c.inflight;
         let rec = &mut self.rec;
-        let res = t.recv(sock, &mut self.scratch, &mut c.rb, &mut bytes_in, |rb, now| {
-            frame(decoder, inflight, rec, head, epoch, rb, now, &mut framed)
-        });
+        let res = t.recv(
+            sock,
+            &mut self.scratch,
+            &mut c.rb,
+            &mut bytes_in,
+            |rb, now| frame(decoder, inflight, rec, head, epoch, rb, now, &mut framed),
+        );
         self.rec.counters.bytes_in += bytes_in;
         if framed.completed > 0 {
             c.answered = true;
@@ -546,7 +550,8 @@ impl<T: Transport> Worker<T> {
                 if let Some(s) = c.inflight.pop_front() {
                     self.inflight_total -= 1;
                     if s.epoch == epoch {
-                        self.rec.record(Phase::Total, (now - s.at).as_nanos() as u64);
+                        self.rec
+                            .record(Phase::Total, (now - s.at).as_nanos() as u64);
                         self.rec.response(info.status);
                     }
                 }
@@ -606,8 +611,8 @@ impl<T: Transport> Worker<T> {
         if failures == 0 {
             self.open(slot);
         } else {
-            let wait = Duration::from_millis(1u64 << failures.min(7).saturating_sub(1))
-                .min(MAX_BACKOFF);
+            let wait =
+                Duration::from_millis(1u64 << failures.min(7).saturating_sub(1)).min(MAX_BACKOFF);
             let at = Instant::now() + wait;
             c.state = State::Backoff(at);
             self.next_backoff = Some(self.next_backoff.map_or(at, |b| b.min(at)));

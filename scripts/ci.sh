@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command: what CI runs (.ci/run) and what you run before pushing.
+# Needs only the Rust toolchain: every server the tests talk to is started in-process on
+# loopback (port 0) and stopped by handle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+echo "== cargo test (unit, codec, end-to-end, allocation count, benches in test mode)"
+cargo test --all-targets

@@ -1,0 +1,96 @@
+//! No heap allocation per request in steady state, checked by counting.
+//!
+//! Its own test binary (not part of `tests/tests.rs`) because it installs a counting global
+//! allocator and must be the only thing running in its process: two runs of different lengths
+//! against the in-process target are counted, and the difference divided by the difference in
+//! requests is the allocations per request of client *and* target together. Connection setup,
+//! histograms and threads cost the same in both runs and cancel out.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use connbench::plan::{HttpPlan, Pinning, Stop, TlsPlan};
+use connbench::target::{self, ServeConfig};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
+    let (target, _) = connbench::app::parse_target(url).expect("url");
+    HttpPlan {
+        target,
+        tls: TlsPlan {
+            extra_ca_pem: ca,
+            resume: true,
+            ..TlsPlan::default()
+        },
+        method: "GET".into(),
+        headers: vec![],
+        body: vec![],
+        connections: 4,
+        threads: 1,
+        pinning: Pinning::None,
+        pipeline: 1,
+        stop: Stop::Requests(requests),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(5),
+        progress: false,
+    }
+}
+
+fn allocs_per_request(url: &str, ca: Option<Vec<u8>>) -> f64 {
+    let (short, long) = (2_000u64, 22_000u64);
+    let count = |n: u64| {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let r = connbench::engine::run(&plan(url, ca.clone(), n)).expect("run");
+        let after = ALLOCS.load(Ordering::Relaxed);
+        assert_eq!(r.recorder.counters.responses, n, "every request answered");
+        after - before
+    };
+    count(short); // warm every lazy initialisation once
+    let a = count(short);
+    let b = count(long);
+    (b as f64 - a as f64) / (long - short) as f64
+}
+
+#[test]
+fn plain_keep_alive_allocates_nothing_per_request() {
+    let server = target::start(ServeConfig::default()).expect("target");
+    let url = format!("http://{}/", server.http_addr().unwrap());
+    let per = allocs_per_request(&url, None);
+    let tls_url = format!("https://localhost:{}/", server.https_addr().unwrap().port());
+    let tls_per = allocs_per_request(&tls_url, Some(server.ca_pem().as_bytes().to_vec()));
+    server.stop();
+    eprintln!("allocations per request: plain {per:.4}, tls {tls_per:.4} (client + target)");
+    assert!(
+        per < 0.01,
+        "plain keep-alive allocates {per} times per request"
+    );
+    // TLS: rustls' buffered connections allocate one Vec per record in each direction, on
+    // each side (4 in all). Nothing of connbench's own may add to that.
+    assert!(
+        tls_per < 4.5,
+        "TLS keep-alive allocates {tls_per} times per request"
+    );
+}

@@ -1,0 +1,386 @@
+//! End-to-end tests: the real `connbench` binary against the built-in target, started in this
+//! process on ephemeral loopback ports and stopped through its handle. Every test checks the
+//! JSON report the run wrote (or the exit code and message of a bad invocation).
+
+mod util;
+
+use util::{assert_usage_error, connbench, connbench_raw, http_url, https_url, serve, write_ca};
+
+const PHASES: [&str; 4] = ["connect", "tls", "ttfb", "total"];
+
+#[test]
+fn plain_keep_alive_counts_phases_and_reuses_connections() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let r = connbench(&["http", &url, "-c", "4", "-n", "2000", "--no-pin", "-t", "1"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/counters/responses"), 2000);
+    assert_eq!(r.u64("/responses/2xx"), 2000);
+    assert_eq!(r.u64("/errors/total"), 0);
+    assert_eq!(r.u64("/phases/connect/count"), 4);
+    assert_eq!(r.u64("/phases/tls/count"), 0, "no TLS phase on plain TCP");
+    assert_eq!(r.u64("/phases/ttfb/count"), 2000);
+    assert_eq!(r.u64("/phases/total/count"), 2000);
+    assert!(r.f64("/counters/reuse_rate") >= 0.99);
+    assert_eq!(r.u64("/counters/connections_opened"), 4);
+    // total ≥ ttfb for the same requests: compare medians
+    assert!(r.u64("/phases/total/p50") >= r.u64("/phases/ttfb/p50"));
+    assert!(r.report()["tls"].is_null());
+    assert_eq!(r.report()["insecure"], false);
+    assert_eq!(r.report()["schema"], "connbench.report.v1");
+}
+
+#[test]
+fn tls_with_ca_counts_all_four_phases() {
+    let s = serve(|_| {});
+    let dir = util::TempDir::new("tls");
+    let ca = write_ca(&s, &dir);
+    let url = https_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "-c",
+        "4",
+        "-n",
+        "1000",
+        "--no-pin",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/counters/responses"), 1000);
+    for p in PHASES {
+        assert!(r.u64(&format!("/phases/{p}/count")) > 0, "phase {p} empty");
+    }
+    assert_eq!(r.u64("/phases/tls/count"), 4);
+    let tls = &r.report()["tls"];
+    assert!(tls["version"].as_str().unwrap().contains("TLS"), "{tls}");
+    assert!(tls["cipher_suite"].is_string());
+    assert!(tls["kx_group"].is_string());
+    assert_eq!(tls["alpn"], "http/1.1");
+    assert_eq!(r.report()["insecure"], false);
+}
+
+#[test]
+fn close_after_10_gives_reuse_rate_0_9_and_matching_connections() {
+    let s = serve(|c| c.close_after = Some(10));
+    let url = http_url(&s, "/");
+    let r = connbench(&["http", &url, "-c", "4", "-n", "2000", "--no-pin"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/counters/responses"), 2000);
+    assert_eq!(r.u64("/errors/total"), 0);
+    let reuse = r.f64("/counters/reuse_rate");
+    assert!((reuse - 0.9).abs() <= 0.01, "reuse {reuse}");
+    // Every connection carries 10 requests and is closed by the server; only at the very end
+    // of a -n run may the last few (at most one per slot) carry fewer or none.
+    let carried = r.u64("/counters/requests") - r.u64("/counters/reused_requests");
+    let opened = r.u64("/counters/connections_opened");
+    let closes = r.u64("/counters/server_closes");
+    assert!((200..=204).contains(&carried), "connections that carried requests: {carried}");
+    assert!((carried..=carried + 4).contains(&opened), "opened {opened}");
+    assert!((carried - 4..=carried).contains(&closes), "server closes {closes}");
+}
+
+#[test]
+fn status_429_lands_in_its_own_class() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/status/429");
+    let r = connbench(&["http", &url, "-c", "2", "-n", "300", "--no-pin"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/responses/429"), 300);
+    assert_eq!(r.u64("/responses/4xx"), 0);
+    assert_eq!(r.u64("/responses/2xx"), 0);
+}
+
+#[test]
+fn delayed_responses_show_in_ttfb() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/delay/2000");
+    let r = connbench(&["http", &url, "-c", "4", "-n", "200", "--no-pin"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/counters/responses"), 200);
+    let p50 = r.u64("/phases/ttfb/p50");
+    assert!(p50 >= 2_000_000, "ttfb p50 {p50} ns < 2 ms");
+}
+
+#[test]
+fn exact_request_count_is_honoured_with_pipelining() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    for pipeline in ["1", "4"] {
+        let r = connbench(&[
+            "http",
+            &url,
+            "-c",
+            "3",
+            "-n",
+            "1000",
+            "--pipeline",
+            pipeline,
+            "--no-pin",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.u64("/counters/requests"), 1000, "pipeline {pipeline}");
+        assert_eq!(r.u64("/counters/responses"), 1000, "pipeline {pipeline}");
+    }
+    s.stop();
+}
+
+#[test]
+fn tls_without_ca_is_a_certificate_error_not_a_crash() {
+    let s = serve(|_| {});
+    let url = https_url(&s, "/");
+    let r = connbench(&["http", &url, "-c", "2", "-n", "20", "--no-pin"]);
+    s.stop();
+    assert_eq!(
+        r.code, 0,
+        "a failing connection never aborts the run: {}",
+        r.stderr
+    );
+    assert_eq!(r.u64("/counters/responses"), 0);
+    assert!(r.u64("/errors/tls_certificate") > 0);
+    assert_eq!(
+        r.u64("/errors/tls_certificate"),
+        r.u64("/errors/total"),
+        "only certificate errors"
+    );
+}
+
+#[test]
+fn insecure_succeeds_and_says_so() {
+    let s = serve(|_| {});
+    let url = https_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--insecure",
+        "-c",
+        "2",
+        "-n",
+        "200",
+        "--no-pin",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/counters/responses"), 200);
+    assert_eq!(r.report()["insecure"], true);
+    assert!(
+        r.stderr.contains("--insecure"),
+        "warning on stderr: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn no_resume_gives_only_full_handshakes_and_reconnects_resume_otherwise() {
+    let s = serve(|c| c.close_after = Some(5));
+    let dir = util::TempDir::new("resume");
+    let ca = write_ca(&s, &dir);
+    let url = https_url(&s, "/");
+    let ca = ca.to_str().unwrap();
+    let args = ["http", &url, "--ca", ca, "-c", "2", "-n", "200", "--no-pin"];
+    let full = connbench(&[&args[..], &["--no-resume"]].concat());
+    let resumed = connbench(&args);
+    s.stop();
+    for r in [&full, &resumed] {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.u64("/counters/responses"), 200);
+        assert_eq!(
+            r.u64("/tls/handshakes_full") + r.u64("/tls/handshakes_resumed"),
+            40
+        );
+    }
+    assert_eq!(full.u64("/tls/handshakes_resumed"), 0);
+    assert_eq!(full.u64("/tls/handshakes_full"), 40);
+    assert!(
+        resumed.u64("/tls/handshakes_resumed") >= 30,
+        "reconnects should resume: {}",
+        resumed.report()["tls"]
+    );
+}
+
+#[test]
+fn head_and_chunked_responses_are_framed() {
+    let s = serve(|_| {});
+    let head = connbench(&[
+        "http",
+        &http_url(&s, "/bytes/5000"),
+        "-m",
+        "HEAD",
+        "-n",
+        "100",
+        "-c",
+        "2",
+        "--no-pin",
+    ]);
+    let chunked = connbench(&[
+        "http",
+        &http_url(&s, "/chunked/10000"),
+        "-n",
+        "100",
+        "-c",
+        "2",
+        "--no-pin",
+    ]);
+    s.stop();
+    assert_eq!(head.u64("/responses/2xx"), 100, "{}", head.stderr);
+    assert!(
+        head.u64("/counters/bytes_in") < 100 * 5000,
+        "HEAD carries no body"
+    );
+    assert_eq!(chunked.u64("/responses/2xx"), 100, "{}", chunked.stderr);
+    assert!(chunked.u64("/counters/bytes_in") > 100 * 10000);
+    assert_eq!(chunked.u64("/errors/total"), 0);
+}
+
+#[test]
+fn builtin_target_is_the_default() {
+    let r = connbench(&["http", "-c", "2", "-d", "1s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report()["target"]["builtin"], true);
+    assert!(r.u64("/counters/responses") > 100);
+    assert!(
+        r.stdout.contains("ttfb"),
+        "text summary on stdout: {}",
+        r.stdout
+    );
+    // a path instead of a URL picks a route of the built-in target
+    let r = connbench(&["http", "/status/503", "-c", "1", "-n", "10"]);
+    assert_eq!(r.u64("/responses/5xx"), 10, "{}", r.stderr);
+}
+
+#[test]
+fn secrets_never_reach_the_output() {
+    let s = serve(|_| {});
+    let port = s.http_addr().unwrap().port();
+    let url = format!("http://alice:hunter2@127.0.0.1:{port}/?symbol=BTCUSDT&api_key=k3yv4lue");
+    let r = connbench(&[
+        "http",
+        &url,
+        "-H",
+        "Authorization: Bearer t0psecret",
+        "-n",
+        "20",
+        "-c",
+        "1",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/responses/2xx"), 20);
+    let json = r.report().to_string();
+    for secret in ["hunter2", "k3yv4lue", "t0psecret"] {
+        assert!(!json.contains(secret), "{secret} in JSON");
+        assert!(!r.stdout.contains(secret), "{secret} in stdout");
+        assert!(!r.stderr.contains(secret), "{secret} in stderr");
+    }
+    assert!(json.contains("BTCUSDT"), "harmless parameters stay");
+}
+
+#[test]
+fn json_to_stdout_moves_the_summary_to_stderr() {
+    let s = serve(|_| {});
+    let r = connbench_raw(&[
+        "http",
+        &http_url(&s, "/"),
+        "-n",
+        "50",
+        "-c",
+        "1",
+        "--json",
+        "-",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("stdout is JSON");
+    assert_eq!(v["counters"]["responses"], 50);
+    assert!(r.stderr.contains("ttfb"));
+}
+
+#[test]
+fn ctrl_c_still_writes_the_report() {
+    let s = serve(|_| {});
+    let dir = util::TempDir::new("sigint");
+    let json = dir.path("r.json");
+    let child = std::process::Command::new(util::bin())
+        .args([
+            "http",
+            &http_url(&s, "/"),
+            "-c",
+            "2",
+            "-d",
+            "30s",
+            "-q",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    s.stop();
+    assert_eq!(out.status.code(), Some(130));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report written")).unwrap();
+    assert_eq!(v["interrupted"], true);
+    assert!(v["counters"]["responses"].as_u64().unwrap() > 0);
+    assert!(v["duration_s"].as_f64().unwrap() < 20.0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
+}
+
+#[test]
+fn bad_input_exits_2_with_one_clear_line() {
+    assert_usage_error(&connbench_raw(&["http", "not a url"]), "invalid URL");
+    assert_usage_error(&connbench_raw(&["http", "ftp://127.0.0.1/"]), "scheme");
+    assert_usage_error(
+        &connbench_raw(&["http", "http://127.0.0.1:9/", "-c", "0"]),
+        "-c",
+    );
+    assert_usage_error(
+        &connbench_raw(&[
+            "http",
+            "https://127.0.0.1:9/",
+            "--ca",
+            "/nonexistent/ca.pem",
+            "-n",
+            "1",
+        ]),
+        "--ca",
+    );
+    assert_usage_error(
+        &connbench_raw(&["http", "http://127.0.0.1:9/", "-d", "5x"]),
+        "duration",
+    );
+    assert_usage_error(
+        &connbench_raw(&["http", "http://127.0.0.1:9/", "-H", "nocolon"]),
+        "-H",
+    );
+    assert_usage_error(
+        &connbench_raw(&["http", "http://127.0.0.1:9/", "-c", "1000000"]),
+        "file descriptors",
+    );
+    assert_usage_error(&connbench_raw(&["http", "http://[::1/"]), "invalid URL");
+}
+
+#[test]
+fn refused_connections_are_counted_and_the_run_ends() {
+    // Bind then drop a listener: nothing listens on that port afterwards.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let r = connbench(&["http", &url, "-c", "2", "-n", "10", "--no-pin"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/errors/connect_refused"), 10);
+    assert_eq!(r.u64("/counters/responses"), 0);
+}
