@@ -79,9 +79,15 @@ fn close_after_10_gives_reuse_rate_0_9_and_matching_connections() {
     let carried = r.u64("/counters/requests") - r.u64("/counters/reused_requests");
     let opened = r.u64("/counters/connections_opened");
     let closes = r.u64("/counters/server_closes");
-    assert!((200..=204).contains(&carried), "connections that carried requests: {carried}");
+    assert!(
+        (200..=204).contains(&carried),
+        "connections that carried requests: {carried}"
+    );
     assert!((carried..=carried + 4).contains(&opened), "opened {opened}");
-    assert!((carried - 4..=carried).contains(&closes), "server closes {closes}");
+    assert!(
+        (carried - 4..=carried).contains(&closes),
+        "server closes {closes}"
+    );
 }
 
 #[test]
