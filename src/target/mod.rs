@@ -49,7 +49,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// Pin thread i to `cpus[i % len]` (core_affinity); empty = no pinning.
     pub cpus: Vec<usize>,
-    /// Concurrent admitted connections across all threads and both ports.
+    /// Concurrent admitted connections across all threads and both ports (`Some(0)` rejects
+    /// every connection, which is a valid fault to inject).
     pub max_conns: Option<usize>,
     /// What happens to connections past `max_conns` (default [`OverLimit::Refuse`]).
     pub over_limit: OverLimit,
@@ -367,11 +368,6 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
                 "CPU {bad} is not available to this process (allowed: {allowed:?})"
             )));
         }
-    }
-    if cfg.max_conns == Some(0) {
-        return Err(ServeError::Config(
-            "max_conns of 0 would reject everything; use at least 1".into(),
-        ));
     }
     Ok(())
 }
