@@ -4,9 +4,14 @@
 //! This module owns the public surface ([`start`], [`ServeConfig`], [`ServerHandle`]) and the
 //! start/stop choreography: listeners are bound and the certificate is generated *before* any
 //! thread runs, so every configuration error surfaces from [`start`] and never from a loop. The
-//! work itself lives in submodules: [`listener`] (socket2 listeners), [`tls`] (rcgen + rustls),
-//! [`http`] (sans-IO request heads → replies), [`routes`] (sans-IO response bytes), [`conn`]
-//! (one connection's buffers and transport pump) and [`event_loop`] (one mio loop per thread).
+//! work itself lives in private submodules: `listener` (socket2 listeners), `tls` (rcgen +
+//! rustls), `http` (sans-IO request heads), `routes` (sans-IO routing and response bytes),
+//! `conn` (one connection's buffers and transport pump) and `event_loop` (one mio loop per
+//! thread: slab, timers, accept).
+//!
+//! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
+//! Required` and a close (only Content-Length bodies are read, and discarded); a head over
+//! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
 //!
 //! It must never be the bottleneck of a benchmark: no thread per connection, no allocation per
 //! request on `/` in steady state, no sleeping, no lock on the request path. It must never panic
