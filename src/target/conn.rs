@@ -44,7 +44,8 @@ const LINGER: Duration = Duration::from_secs(2);
 pub(super) struct Ctx<'a> {
     /// Loop time taken right after `poll` returned.
     pub(super) now: Instant,
-    /// The event carried EPOLLRDHUP: the peer closed, so a short read is not proof of drained.
+    /// The event carried EPOLLRDHUP: the peer closed its side, so a short read is not proof of
+    /// drained (the EOF behind the data must still be read).
     pub(super) rdhup: bool,
     pub(super) shared: &'a Shared,
     pub(super) counters: &'a ThreadCounters,
@@ -229,6 +230,9 @@ pub(super) struct Conn {
     requests: u64,
     /// The peer sent EOF: answer what was received, then close.
     read_eof: bool,
+    /// Some event carried EPOLLRDHUP. Remembered because that edge is delivered once: a later
+    /// drive (writable edge, timer) must still read until EOF instead of trusting a short read.
+    peer_hup: bool,
     /// Admitted past `max_conns` in `TooMany` mode: the first request gets 429.
     over_limit: bool,
     /// Counted in `Shared::open` (and must be uncounted on close).
@@ -251,6 +255,7 @@ impl Conn {
             replies: VecDeque::new(),
             requests: 0,
             read_eof: false,
+            peer_hup: false,
             over_limit: !admitted,
             admitted,
         }
@@ -261,6 +266,7 @@ impl Conn {
         if let State::Lingering { until } = self.state {
             return self.linger(ctx.now, until);
         }
+        self.peer_hup |= ctx.rdhup;
         let mut may_read = true;
         let mut rounds = 0;
         loop {
@@ -324,7 +330,7 @@ impl Conn {
                 Ok(n) => {
                     self.in_end += n;
                     progress = true;
-                    if n < spare && !ctx.rdhup && self.transport.short_read_means_drained() {
+                    if n < spare && !self.peer_hup && self.transport.short_read_means_drained() {
                         *may_read = false;
                     }
                     self.parse_buffered(ctx);

@@ -4,9 +4,14 @@
 //! This module owns the public surface ([`start`], [`ServeConfig`], [`ServerHandle`]) and the
 //! start/stop choreography: listeners are bound and the certificate is generated *before* any
 //! thread runs, so every configuration error surfaces from [`start`] and never from a loop. The
-//! work itself lives in submodules: [`listener`] (socket2 listeners), [`tls`] (rcgen + rustls),
-//! [`http`] (sans-IO request heads → replies), [`routes`] (sans-IO response bytes), [`conn`]
-//! (one connection's buffers and transport pump) and [`event_loop`] (one mio loop per thread).
+//! work itself lives in private submodules: `listener` (socket2 listeners), `tls` (rcgen +
+//! rustls), `http` (sans-IO request heads), `routes` (sans-IO routing and response bytes),
+//! `conn` (one connection's buffers and transport pump) and `event_loop` (one mio loop per
+//! thread: slab, timers, accept).
+//!
+//! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
+//! Required` and a close (only Content-Length bodies are read, and discarded); a head over
+//! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
 //!
 //! It must never be the bottleneck of a benchmark: no thread per connection, no allocation per
 //! request on `/` in steady state, no sleeping, no lock on the request path. It must never panic
@@ -49,7 +54,8 @@ pub struct ServeConfig {
     pub threads: usize,
     /// Pin thread i to `cpus[i % len]` (core_affinity); empty = no pinning.
     pub cpus: Vec<usize>,
-    /// Concurrent admitted connections across all threads and both ports.
+    /// Concurrent admitted connections across all threads and both ports (`Some(0)` rejects
+    /// every connection, which is a valid fault to inject).
     pub max_conns: Option<usize>,
     /// What happens to connections past `max_conns` (default [`OverLimit::Refuse`]).
     pub over_limit: OverLimit,
@@ -367,11 +373,6 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
                 "CPU {bad} is not available to this process (allowed: {allowed:?})"
             )));
         }
-    }
-    if cfg.max_conns == Some(0) {
-        return Err(ServeError::Config(
-            "max_conns of 0 would reject everything; use at least 1".into(),
-        ));
     }
     Ok(())
 }

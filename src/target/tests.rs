@@ -412,6 +412,27 @@ fn half_closed_client_still_gets_its_answers() {
 }
 
 #[test]
+fn half_close_behind_a_full_pipeline_is_still_seen() {
+    // A delayed request holds back a full pipeline behind it, more requests follow, then EOF.
+    // The EPOLLRDHUP edge arrives while reading is paused; the rest is read from the one
+    // timer-driven drive, where a short read must not be taken as "drained" or the EOF behind
+    // it is never seen and the connection leaks.
+    let h = serve(plain_only());
+    let mut c = Client::connect(h.http_addr().expect("http"));
+    let mut reqs = "GET /delay/20000 HTTP/1.1\r\nHost: t\r\n\r\n".to_string();
+    reqs.push_str(&"GET /bytes/1 HTTP/1.1\r\nHost: t\r\n\r\n".repeat(300));
+    c.send(&reqs);
+    c.s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    for i in 0..301 {
+        let r = c.response(false);
+        assert_eq!((r.code, r.body.len() == 1), (200, i >= 1), "response {i}");
+    }
+    assert!(c.closed());
+    assert!(wait_for(|| h.stats().open == 0), "{:?}", h.stats());
+    h.stop();
+}
+
+#[test]
 fn malformed_requests_get_400_and_close() {
     let h = serve(plain_only());
     let addr = h.http_addr().expect("http");
@@ -468,6 +489,23 @@ fn max_conns_refuse_resets_the_extra_connection() {
     assert!(wait_for(|| h.stats().open == 1));
     assert_eq!(Client::connect(addr).get("/").code, 200);
     assert_eq!(b.get("/").code, 200);
+    h.stop();
+}
+
+#[test]
+fn max_conns_zero_rejects_everything() {
+    let h = serve(ServeConfig {
+        max_conns: Some(0),
+        over_limit: OverLimit::TooMany,
+        ..plain_only()
+    });
+    for _ in 0..3 {
+        let mut c = Client::connect(h.http_addr().expect("http"));
+        assert_eq!(c.get("/").code, 429);
+        assert!(c.closed());
+    }
+    let s = h.stats();
+    assert_eq!((s.accepted, s.rejected, s.open), (0, 3, 0));
     h.stop();
 }
 
