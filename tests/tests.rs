@@ -390,3 +390,64 @@ fn refused_connections_are_counted_and_the_run_ends() {
     assert_eq!(r.u64("/errors/connect_refused"), 10);
     assert_eq!(r.u64("/counters/responses"), 0);
 }
+
+#[test]
+fn serve_subcommand_serves_plain_and_tls_with_its_certificate() {
+    use std::io::BufRead;
+    let dir = util::TempDir::new("serve");
+    let cert = dir.path("cert.pem");
+    let mut child = std::process::Command::new(util::bin())
+        .args([
+            "serve",
+            "--http",
+            "0",
+            "--https",
+            "0",
+            "--for",
+            "60s",
+            "--cert-out",
+        ])
+        .arg(&cert)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let (mut http, mut https) = (None, None);
+    for line in lines.by_ref().take(10) {
+        let line = line.unwrap();
+        let url = line.split_whitespace().nth(1).map(str::to_string);
+        if line.starts_with("http ") {
+            http = url;
+        } else if line.starts_with("https ") {
+            // the certificate names localhost, not the address
+            https = url.map(|u| u.replace("127.0.0.1", "localhost"));
+        }
+        if http.is_some() && https.is_some() {
+            break;
+        }
+    }
+    let (http, https) = (http.expect("http line"), https.expect("https line"));
+    let plain = connbench(&["http", &http, "-n", "50", "-c", "1"]);
+    let tls = connbench(&[
+        "http",
+        &https,
+        "--ca",
+        cert.to_str().unwrap(),
+        "-n",
+        "50",
+        "-c",
+        "1",
+    ]);
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("serve exits");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "serve exit {status:?}");
+    assert_eq!(plain.u64("/responses/2xx"), 50, "{}", plain.stderr);
+    assert_eq!(tls.u64("/responses/2xx"), 50, "{}", tls.stderr);
+    assert!(
+        rest.iter().any(|l| l.contains("served 100 requests")),
+        "final stats: {rest:?}"
+    );
+}
