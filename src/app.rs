@@ -287,7 +287,7 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         let url = if a.builtin_tls {
             let addr = handle.https_addr().expect("TLS listener requested");
             extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
-            format!("https://localhost:{}{}", addr.port(), path)
+            format!("https://{addr}{path}")
         } else {
             let addr = handle.http_addr().expect("plain listener requested");
             format!("http://{addr}{path}")

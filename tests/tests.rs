@@ -420,8 +420,7 @@ fn serve_subcommand_serves_plain_and_tls_with_its_certificate() {
         if line.starts_with("http ") {
             http = url;
         } else if line.starts_with("https ") {
-            // the certificate names localhost, not the address
-            https = url.map(|u| u.replace("127.0.0.1", "localhost"));
+            https = url;
         }
         if http.is_some() && https.is_some() {
             break;
@@ -450,4 +449,30 @@ fn serve_subcommand_serves_plain_and_tls_with_its_certificate() {
         rest.iter().any(|l| l.contains("served 100 requests")),
         "final stats: {rest:?}"
     );
+}
+
+#[test]
+fn tls_verifies_a_dns_name_whichever_address_localhost_resolves_to_first() {
+    let s = serve(|_| {});
+    let dir = util::TempDir::new("dnsname");
+    let ca = write_ca(&s, &dir);
+    let url = format!("https://localhost:{}/", s.https_addr().unwrap().port());
+    let r = connbench(&[
+        "http",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "-c",
+        "2",
+        "-n",
+        "100",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // If ::1 comes first, each slot is refused there once (a failed request of the -n budget)
+    // and moves on to 127.0.0.1.
+    let refused = r.u64("/errors/connect_refused");
+    assert!(refused <= 2, "refused {refused}");
+    assert_eq!(r.u64("/responses/2xx") + refused, 100);
+    assert_eq!(r.u64("/errors/total"), r.u64("/errors/connect_refused"));
 }

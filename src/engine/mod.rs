@@ -141,7 +141,7 @@ where
             cpu,
             connections: plan.connections_of(id),
             budget: plan.requests_of(id),
-            addr: plan.target.addrs[0],
+            addrs: plan.target.addrs.clone(),
             request: request.clone(),
             pipeline: plan.pipeline,
             head_request,

@@ -68,8 +68,10 @@ pub struct Setup<C> {
     pub connections: usize,
     /// Requests this worker must send (`-n`), or None.
     pub budget: Option<u64>,
-    /// Where to connect.
-    pub addr: SocketAddr,
+    /// Where to connect: the resolved addresses, in resolver order. A slot whose connect is
+    /// refused or times out moves on to the next one (so `localhost` works whichever of
+    /// 127.0.0.1 and ::1 the server listens on).
+    pub addrs: Vec<SocketAddr>,
     /// One serialized request.
     pub request: Arc<[u8]>,
     /// Requests in flight per connection.
@@ -145,6 +147,8 @@ struct Conn<T> {
     answered: bool,
     /// Consecutive connections of this slot that failed before any response.
     failures: u32,
+    /// Index into `Setup::addrs` this slot connects to.
+    addr_idx: usize,
 }
 
 /// What the framer saw in one `recv`.
@@ -195,6 +199,7 @@ impl<T: Transport> Worker<T> {
                 carried: 0,
                 answered: false,
                 failures: 0,
+                addr_idx: 0,
             })
             .collect();
         let batch = setup.request.repeat(pipeline);
@@ -310,8 +315,8 @@ impl<T: Transport> Worker<T> {
             self.conns[slot].state = State::Done;
             return;
         }
-        let addr = self.setup.addr;
         let c = &mut self.conns[slot];
+        let addr = self.setup.addrs[c.addr_idx % self.setup.addrs.len()];
         c.t_connect = Instant::now();
         self.rec.counters.connections_opened += 1;
         let mut sock = match socket::connect(addr) {
@@ -605,6 +610,12 @@ impl<T: Transport> Worker<T> {
             }
         }
         let failures = if c.answered { 0 } else { c.failures + 1 };
+        if matches!(
+            class,
+            ErrorClass::ConnectRefused | ErrorClass::ConnectTimeout
+        ) {
+            c.addr_idx = (c.addr_idx + 1) % self.setup.addrs.len();
+        }
         self.close(slot);
         let c = &mut self.conns[slot];
         c.failures = failures;

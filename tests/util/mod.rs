@@ -47,13 +47,9 @@ pub fn http_url(s: &ServerHandle, path: &str) -> String {
     format!("http://{}{}", s.http_addr().expect("plain port"), path)
 }
 
-/// https URL with the name the target's certificate carries.
+/// https URL of the target; its certificate carries the IP address as a SAN.
 pub fn https_url(s: &ServerHandle, path: &str) -> String {
-    format!(
-        "https://localhost:{}{}",
-        s.https_addr().expect("tls port").port(),
-        path
-    )
+    format!("https://{}{}", s.https_addr().expect("tls port"), path)
 }
 
 /// Write the target's certificate where `--ca` can read it.
