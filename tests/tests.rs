@@ -476,3 +476,162 @@ fn tls_verifies_a_dns_name_whichever_address_localhost_resolves_to_first() {
     assert_eq!(r.u64("/responses/2xx") + refused, 100);
     assert_eq!(r.u64("/errors/total"), r.u64("/errors/connect_refused"));
 }
+
+#[test]
+fn slow_responses_fail_as_read_timeouts() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/delay/3000000");
+    let started = std::time::Instant::now();
+    let r = connbench(&["http", &url, "--timeout", "200ms", "-c", "2", "-n", "4"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/errors/read_timeout"), 4);
+    assert_eq!(r.u64("/counters/responses"), 0);
+    assert_eq!(
+        r.u64("/phases/total/count"),
+        0,
+        "timeouts are not latencies"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn connects_that_never_complete_fail_as_connect_timeouts() {
+    // A listener that never accepts, with the smallest backlog: once its queue is full the
+    // kernel drops further SYNs, so those connects hang until --connect-timeout.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let url = format!("http://{addr}/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--connect-timeout",
+        "200ms",
+        "--timeout",
+        "300ms",
+        "-c",
+        "8",
+        "-d",
+        "1s",
+    ]);
+    drop(sock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.u64("/errors/connect_timeout") > 0,
+        "{}",
+        r.report()["errors"]
+    );
+    assert_eq!(r.u64("/counters/responses"), 0);
+}
+
+#[test]
+fn warmup_is_excluded_from_the_results() {
+    let s = serve(|_| {});
+    let r = connbench(&[
+        "http",
+        &http_url(&s, "/"),
+        "-c",
+        "2",
+        "--warmup",
+        "500ms",
+        "-d",
+        "1s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let d = r.f64("/duration_s");
+    assert!((0.9..1.5).contains(&d), "measured window {d}");
+    assert!(r.u64("/phases/ttfb/count") > 0);
+    // Both connections were set up during the warm-up: nothing of that is reported.
+    assert_eq!(r.u64("/phases/connect/count"), 0);
+    assert_eq!(r.u64("/counters/connections_opened"), 0);
+    assert_eq!(r.f64("/config/warmup_s"), 0.5);
+}
+
+#[test]
+fn post_bodies_and_headers_are_sent() {
+    let s = serve(|_| {});
+    let dir = util::TempDir::new("body");
+    let body = dir.path("body.json");
+    std::fs::write(&body, vec![b'x'; 1000]).unwrap();
+    let r = connbench(&[
+        "http",
+        &http_url(&s, "/"),
+        "-m",
+        "POST",
+        "--body-file",
+        body.to_str().unwrap(),
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Test: 1",
+        "-n",
+        "100",
+        "-c",
+        "2",
+    ]);
+    s.stop();
+    assert_eq!(r.u64("/responses/2xx"), 100, "{}", r.stderr);
+    assert!(r.u64("/counters/bytes_out") >= 100 * 1000);
+    assert_eq!(r.u64("/config/body_len"), 1000);
+    let headers = r.report()["config"]["headers"].to_string();
+    assert!(headers.contains("X-Test: 1"), "{headers}");
+}
+
+#[test]
+fn sni_overrides_the_verified_name_and_keylog_is_written() {
+    let s = serve(|_| {});
+    let dir = util::TempDir::new("sni");
+    let ca = write_ca(&s, &dir);
+    let ca = ca.to_str().unwrap();
+    let url = https_url(&s, "/");
+    let keylog = dir.path("keys.log");
+    let out = std::process::Command::new(util::bin())
+        .args([
+            "http",
+            &url,
+            "--ca",
+            ca,
+            "--sni",
+            "localhost",
+            "-n",
+            "20",
+            "-c",
+            "1",
+            "-q",
+        ])
+        .env("SSLKEYLOGFILE", &keylog)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2xx 20"));
+    let keys = std::fs::read_to_string(&keylog).expect("SSLKEYLOGFILE written");
+    assert!(keys.contains("CLIENT_TRAFFIC_SECRET_0") || keys.contains("CLIENT_RANDOM"));
+    // a name the certificate does not carry fails verification
+    let wrong = connbench(&[
+        "http",
+        &url,
+        "--ca",
+        ca,
+        "--sni",
+        "wrong.example",
+        "-n",
+        "3",
+        "-c",
+        "1",
+    ]);
+    s.stop();
+    assert_eq!(wrong.u64("/errors/tls_certificate"), 3, "{}", wrong.stderr);
+}
