@@ -635,3 +635,35 @@ fn sni_overrides_the_verified_name_and_keylog_is_written() {
     s.stop();
     assert_eq!(wrong.u64("/errors/tls_certificate"), 3, "{}", wrong.stderr);
 }
+
+#[test]
+fn progress_line_only_on_a_terminal() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    // stderr is a pipe here: no progress line.
+    let piped = connbench_raw(&["http", &url, "-c", "1", "-d", "1500ms"]);
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert!(!piped.stderr.contains("req/s"), "{}", piped.stderr);
+    // Under a pseudo-terminal (util-linux `script`), one line per second, redrawn in place.
+    let dir = util::TempDir::new("tty");
+    let log = dir.path("tty.log");
+    let cmd = format!("{} http {url} -c 1 -d 2500ms", util::bin());
+    let status = std::process::Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status();
+    s.stop();
+    let Ok(status) = status else {
+        eprintln!("`script` (util-linux) not installed: the terminal half of this test is skipped");
+        return;
+    };
+    assert!(status.success());
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(out.matches(" req/s ").count() >= 2, "{out}");
+    assert!(out.contains("\r\x1b[K"), "redrawn in place");
+    // quiet: nothing
+    let quiet = connbench_raw(&["http", "-c", "1", "-d", "1s", "-q"]);
+    assert!(!quiet.stderr.contains("connbench:"), "{}", quiet.stderr);
+}
