@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::cli::{self, Command, HttpArgs, OverLimitArg, ServeArgs, UsageError};
+use crate::cli::{self, Command, HttpArgs, JitterArg, OverLimitArg, ServeArgs, UsageError, WsArgs, WsModeArg};
 use crate::engine::{self, EngineError};
-use crate::plan::{HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan};
-use crate::report::{self, RunMeta};
+use crate::engine::reconnect::{BackoffPolicy, Jitter};
+use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
+use crate::proto::jsonfield::{FieldPath, TsUnit};
+use crate::report::{self, RunMeta, WsMeta};
 use crate::target::{self, OverLimit, ServeConfig, ServeError, ServerHandle};
 
 /// Exit code of a completed run.
@@ -79,6 +81,7 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, AppError> {
 pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
     match cli.command {
         Command::Http(a) => http(*a, argv),
+        Command::Ws(a) => ws(*a, argv),
         Command::Serve(a) => serve(a),
     }
 }
@@ -149,8 +152,17 @@ pub fn plan_cpus(
     })
 }
 
-/// Parse and resolve a target URL.
+/// Parse and resolve an http(s) target URL.
 pub fn parse_target(raw: &str) -> Result<(Target, Option<(String, String)>), AppError> {
+    parse_url(raw, false)
+}
+
+/// Parse and resolve a target URL: http/https, or ws/wss when `websocket` (then http/https
+/// are refused with a hint).
+pub fn parse_url(
+    raw: &str,
+    websocket: bool,
+) -> Result<(Target, Option<(String, String)>), AppError> {
     let url = match url::Url::parse(raw) {
         Ok(u) => u,
         Err(e) => {
@@ -160,12 +172,18 @@ pub fn parse_target(raw: &str) -> Result<(Target, Option<(String, String)>), App
             ))
         }
     };
-    let scheme = match url.scheme() {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        other => {
+    let scheme = match (url.scheme(), websocket) {
+        ("http", false) | ("ws", true) => Scheme::Http,
+        ("https", false) | ("wss", true) => Scheme::Https,
+        (other, false) => {
             return usage(format!(
-                "unsupported URL scheme {other:?} (connbench http takes http:// or https://)"
+                "unsupported URL scheme {other:?} (connbench http takes http:// or https://; \
+                 for ws:// use connbench ws)"
+            ))
+        }
+        (other, true) => {
+            return usage(format!(
+                "unsupported URL scheme {other:?} (connbench ws takes ws:// or wss://)"
             ))
         }
     };
@@ -373,6 +391,7 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         sni: plan.tls.sni.clone(),
         ca_file: plan.tls.ca_file.as_ref().map(|p| p.display().to_string()),
         fd_limit,
+        ws: None,
     };
     if plan.tls.insecure {
         eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
@@ -395,17 +414,297 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     if let Some(s) = server.take() {
         s.stop();
     }
-    let result = result?;
-    let text = report::text::render(&meta, &result);
-    let json_to_stdout = a.json.as_deref() == Some("-");
-    if json_to_stdout {
+    finish(&meta, result?, a.json.as_deref())
+}
+
+fn field_path(flag: &str, s: &str) -> Result<FieldPath, AppError> {
+    FieldPath::parse(s).map_err(|e| AppError::Usage(UsageError(format!("{flag}: {e}"))))
+}
+
+fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
+    if a.connections == 0 {
+        return usage("-c must be at least 1 (concurrent connections)");
+    }
+    if a.threads == Some(0) {
+        return usage("-t must be at least 1 (worker threads)");
+    }
+    if a.duration.is_zero() || a.connect_timeout.is_zero() {
+        return usage("-d and --connect-timeout must be longer than 0");
+    }
+    if a.mode == WsModeArg::Echo && !(a.send_rate > 0.0 && a.send_rate.is_finite()) {
+        return usage("--send-rate must be a positive number of messages per second");
+    }
+    if a.mode == WsModeArg::Ping && a.ping_interval.is_zero() {
+        return usage("--ping-interval must be longer than 0");
+    }
+    if a.backoff_base.is_zero() || a.backoff_cap < a.backoff_base {
+        return usage("--backoff-base must be > 0 and not above --backoff-cap");
+    }
+    let builtin = a.url.as_deref().is_none_or(|u| u.starts_with('/'));
+    if a.builtin_tls && !builtin {
+        return usage("--tls only applies to the built-in target; give a wss:// URL instead");
+    }
+    let allowed = crate::sys::allowed_cpus();
+    let cpus = plan_cpus(
+        &allowed,
+        a.threads,
+        a.cpus.as_ref().map(|c| c.0.as_slice()),
+        a.no_pin,
+        a.connections,
+        builtin,
+    )?;
+    let fd_limit = engine::check_fd_limit(a.connections, if builtin { 2 } else { 1 })?;
+    let mut headers = Vec::with_capacity(a.headers.len());
+    for h in &a.headers {
+        headers.push(cli::parse_header(h)?);
+    }
+    let ts_unit = match &a.ts_unit {
+        None => None,
+        Some(u) => Some(TsUnit::parse(u).ok_or_else(|| {
+            AppError::Usage(UsageError(format!(
+                "invalid --ts-unit {u:?} (use s, ms, us or ns)"
+            )))
+        })?),
+    };
+    let heartbeat = match a.heartbeat.as_deref() {
+        None | Some("off") => Heartbeat::Off,
+        Some("ping") => Heartbeat::Ping,
+        Some(h) => match h.strip_prefix("text:") {
+            Some(t) if !t.is_empty() => Heartbeat::Text(t.to_string()),
+            _ => {
+                return usage(format!(
+                    "invalid --heartbeat {h:?} (use ping, or text:MESSAGE such as text:ping)"
+                ))
+            }
+        },
+    };
+    let heartbeat = match (a.mode, heartbeat) {
+        // Ping mode is a protocol-ping heartbeat at --ping-interval.
+        (WsModeArg::Ping, _) => Heartbeat::Ping,
+        (_, h) => h,
+    };
+    let heartbeat_interval = if a.mode == WsModeArg::Ping {
+        a.ping_interval
+    } else {
+        a.heartbeat_interval
+    };
+    if heartbeat != Heartbeat::Off && heartbeat_interval.is_zero() {
+        return usage("--heartbeat-interval must be longer than 0");
+    }
+    let reconnect_budget = match &a.reconnect_budget {
+        None => None,
+        Some(b) => Some(
+            engine::reconnect::parse_budget(b)
+                .map_err(|e| AppError::Usage(UsageError(format!("--reconnect-budget: {e}"))))?,
+        ),
+    };
+
+    // The built-in target: /ws streams, /echo echoes. Its messages carry "timestamp" (µs) and
+    // "seq" per "stream", so latency and gaps are measured without further flags.
+    let mut templates = a.subscribe.clone();
+    let (mut exchanges, mut channels, mut symbols) =
+        (a.exchanges.clone(), a.channels.clone(), a.symbols.clone());
+    let mut ts_field = a.ts_field.clone();
+    let mut seq_field = a.seq_field.clone();
+    let mut server: Option<ServerHandle> = None;
+    let mut extra_ca_pem = None;
+    let url = if builtin {
+        let default_path = if a.mode == WsModeArg::Echo { "/echo" } else { "/ws" };
+        let path = a.url.clone().unwrap_or_else(|| default_path.to_string());
+        if path.starts_with("/ws") && a.mode == WsModeArg::Stream {
+            if templates.is_empty() {
+                templates.push(
+                    r#"{"op":"subscribe","exchange":"{exchange}","channel":"{channel}","symbol":"{symbol}"}"#
+                        .to_string(),
+                );
+            }
+            for (list, default) in [
+                (&mut exchanges, "binance"),
+                (&mut channels, "trades"),
+                (&mut symbols, "BTCUSDT"),
+            ] {
+                if list.is_empty() {
+                    list.push(default.to_string());
+                }
+            }
+            ts_field.get_or_insert_with(|| "timestamp".to_string());
+            seq_field.get_or_insert_with(|| "seq".to_string());
+        }
+        let handle = target::start(ServeConfig {
+            http_port: (!a.builtin_tls).then_some(0),
+            https_port: a.builtin_tls.then_some(0),
+            cpus: cpus.target_cpus.clone(),
+            ..ServeConfig::default()
+        })
+        .map_err(AppError::Serve)?;
+        let url = if a.builtin_tls {
+            let addr = handle.https_addr().expect("TLS listener requested");
+            extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
+            format!("wss://{addr}{path}")
+        } else {
+            let addr = handle.http_addr().expect("plain listener requested");
+            format!("ws://{addr}{path}")
+        };
+        server = Some(handle);
+        url
+    } else {
+        a.url.clone().unwrap_or_default()
+    };
+    let subscriptions = cli::expand_subscriptions(&templates, &exchanges, &channels, &symbols)?;
+    let (target, credentials) = parse_url(&url, true)?;
+    if let Some((user, pass)) = credentials {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+        }
+    }
+    let plan = WsPlan {
+        target,
+        tls: TlsPlan {
+            ca_file: a.ca.clone(),
+            extra_ca_pem,
+            insecure: a.insecure,
+            sni: a.sni.clone(),
+            resume: !a.no_resume,
+            keylog: true,
+        },
+        headers,
+        connections: a.connections,
+        threads: cpus.threads,
+        pinning: cpus.pinning.clone(),
+        duration: a.duration,
+        warmup: a.warmup,
+        connect_timeout: a.connect_timeout,
+        progress: !a.quiet,
+        subscriptions,
+        mode: match a.mode {
+            WsModeArg::Stream => WsMode::Stream,
+            WsModeArg::Echo => WsMode::Echo,
+            WsModeArg::Ping => WsMode::Ping,
+        },
+        send_rate: a.send_rate,
+        message_size: a.message_size,
+        ping_interval: a.ping_interval,
+        ts_field: ts_field
+            .as_deref()
+            .map(|f| field_path("--ts-field", f))
+            .transpose()?,
+        ts_unit,
+        seq_field: seq_field
+            .as_deref()
+            .map(|f| field_path("--seq-field", f))
+            .transpose()?,
+        stream_field: field_path("--stream-field", &a.stream_field)?,
+        utf8_check: !a.no_utf8_check,
+        max_message: a.max_message.max(125),
+        backoff: BackoffPolicy {
+            jitter: match a.backoff {
+                JitterArg::Full => Jitter::Full,
+                JitterArg::Decorrelated => Jitter::Decorrelated,
+            },
+            base: a.backoff_base,
+            cap: a.backoff_cap,
+            max_retries: a.max_retries,
+        },
+        reconnect_budget,
+        stale_after: a.stale_after,
+        heartbeat: heartbeat.clone(),
+        heartbeat_interval,
+        send_buffer: a.send_buffer,
+    };
+    let meta = RunMeta {
+        mode: "ws".to_string(),
+        url: plan.target.url.clone(),
+        builtin_target: builtin,
+        command_line: argv,
+        method: "GET".to_string(),
+        headers: plan.headers.clone(),
+        body_len: 0,
+        connections: plan.connections,
+        threads: plan.threads,
+        worker_cpus: match &plan.pinning {
+            Pinning::Cpus(c) => c.clone(),
+            Pinning::None => vec![],
+        },
+        target_cpus: if server.is_some() {
+            cpus.target_cpus.clone()
+        } else {
+            vec![]
+        },
+        pipeline: 1,
+        duration: Some(plan.duration),
+        requests: None,
+        warmup: plan.warmup,
+        timeout: plan.connect_timeout,
+        connect_timeout: plan.connect_timeout,
+        tls: plan.target.scheme == Scheme::Https,
+        insecure: plan.tls.insecure,
+        resume: plan.tls.resume,
+        sni: plan.tls.sni.clone(),
+        ca_file: plan.tls.ca_file.as_ref().map(|p| p.display().to_string()),
+        fd_limit,
+        ws: Some(WsMeta {
+            mode: format!("{:?}", a.mode).to_lowercase(),
+            subscriptions: plan.subscriptions.clone(),
+            send_rate: plan.send_rate,
+            message_size: plan.message_size,
+            ping_interval: plan.ping_interval,
+            ts_field,
+            ts_unit: a.ts_unit.clone(),
+            seq_field,
+            stream_field: a.stream_field.clone(),
+            stale_after: plan.stale_after,
+            heartbeat: match &heartbeat {
+                Heartbeat::Off => "off".to_string(),
+                Heartbeat::Ping => "ping".to_string(),
+                Heartbeat::Text(t) => format!("text:{}", report::redact::message(t)),
+            },
+            heartbeat_interval,
+            backoff: format!("{:?}", a.backoff).to_lowercase(),
+            backoff_base: a.backoff_base,
+            backoff_cap: a.backoff_cap,
+            max_retries: a.max_retries,
+            reconnect_budget,
+            send_buffer: a.send_buffer,
+            utf8_check: plan.utf8_check,
+            max_message: plan.max_message,
+        }),
+    };
+    if plan.tls.insecure {
+        eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
+    }
+    if !a.quiet {
+        eprintln!(
+            "connbench: {} WebSocket connections, {} worker(s), {:?} against {}{}",
+            plan.connections,
+            plan.threads,
+            plan.duration,
+            report::redact::url(&plan.target.url),
+            if builtin { " (built-in target)" } else { "" },
+        );
+    }
+    crate::sys::install_interrupt_handler();
+    let result = engine::run_ws(&plan);
+    if let Some(s) = server.take() {
+        s.stop();
+    }
+    finish(&meta, result?, a.json.as_deref())
+}
+
+/// Print the summary, write the JSON report, choose the exit code.
+fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Result<i32, AppError> {
+    let text = report::text::render(meta, &result);
+    if json == Some("-") {
         eprint!("{text}");
     } else {
         print!("{text}");
     }
-    if let Some(dest) = &a.json {
+    if let Some(dest) = json {
         let host = report::host::HostFacts::collect();
-        let v = report::json::render(&meta, &result, &host);
+        let v = report::json::render(meta, &result, &host);
         report::json::write(dest, &v)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
     }

@@ -39,8 +39,228 @@ pub struct Cli {
 pub enum Command {
     /// Load an HTTP/1.1 or HTTPS server with keep-alive connections and time every phase.
     Http(Box<HttpArgs>),
+    /// Open WebSocket connections, subscribe, and time every phase and every message.
+    Ws(Box<WsArgs>),
     /// Run the built-in loopback target (HTTP/1.1 keep-alive, plain and TLS).
     Serve(ServeArgs),
+}
+
+/// `--mode` of `connbench ws`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WsModeArg {
+    /// Receive what the server pushes after the subscriptions.
+    Stream,
+    /// Send --send-rate messages per connection carrying a send timestamp; time the echoes.
+    Echo,
+    /// Send protocol pings every --ping-interval; time the pongs.
+    Ping,
+}
+
+/// `--backoff` of `connbench ws`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JitterArg {
+    /// sleep = random(0, min(cap, base·2^attempt)).
+    Full,
+    /// sleep = min(cap, random(base, previous·3)).
+    Decorrelated,
+}
+
+/// `connbench ws`.
+#[derive(Debug, Args)]
+pub struct WsArgs {
+    /// ws:// or wss:// URL. Omitted, or a path (/ws, /echo): the built-in target is started in
+    /// this process and used.
+    pub url: Option<String>,
+
+    /// Concurrent connections (across all workers).
+    #[arg(short = 'c', long = "connections", default_value_t = 10)]
+    pub connections: usize,
+
+    /// Worker threads [default: the CPUs this process may use, at most one per connection].
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+
+    /// Run for this long (after --warmup).
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+
+    /// Run this long before measuring; nothing from the warm-up is reported.
+    #[arg(long = "warmup", value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+
+    /// TCP connect, TLS handshake and the upgrade must each finish within this.
+    #[arg(long = "connect-timeout", value_parser = parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+
+    /// Extra upgrade request header "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Message sent after the upgrade (repeatable). {exchange}, {channel} and {symbol} expand
+    /// over --exchanges/--channels/--symbols; {conn} is the connection's index.
+    #[arg(long = "subscribe", value_name = "TEMPLATE")]
+    pub subscribe: Vec<String>,
+
+    /// Values of {exchange}, comma-separated.
+    #[arg(long = "exchanges", value_name = "LIST", value_delimiter = ',')]
+    pub exchanges: Vec<String>,
+
+    /// Values of {channel}, comma-separated.
+    #[arg(long = "channels", value_name = "LIST", value_delimiter = ',')]
+    pub channels: Vec<String>,
+
+    /// Values of {symbol}, comma-separated.
+    #[arg(long = "symbols", value_name = "LIST", value_delimiter = ',')]
+    pub symbols: Vec<String>,
+
+    /// What each connection does once upgraded.
+    #[arg(long = "mode", value_enum, default_value = "stream")]
+    pub mode: WsModeArg,
+
+    /// Echo mode: messages per second per connection.
+    #[arg(long = "send-rate", default_value_t = 10.0)]
+    pub send_rate: f64,
+
+    /// Echo mode: bytes per message (at least the ~40-byte timestamp envelope).
+    #[arg(long = "message-size", default_value_t = 64)]
+    pub message_size: usize,
+
+    /// Ping mode: interval between protocol pings.
+    #[arg(long = "ping-interval", value_parser = parse_duration, default_value = "1s")]
+    pub ping_interval: Duration,
+
+    /// JSON path of the server's timestamp in each message (e.g. timestamp, E, data.ts): gives
+    /// one-way message latency (assumes synchronized clocks).
+    #[arg(long = "ts-field", value_name = "PATH")]
+    pub ts_field: Option<String>,
+
+    /// Unit of --ts-field: s, ms, us or ns [default: inferred from its magnitude].
+    #[arg(long = "ts-unit", value_name = "UNIT")]
+    pub ts_unit: Option<String>,
+
+    /// JSON path of a per-stream sequence number: counts gaps and missing messages.
+    #[arg(long = "seq-field", value_name = "PATH")]
+    pub seq_field: Option<String>,
+
+    /// JSON path of the stream name that sequence numbers belong to.
+    #[arg(long = "stream-field", value_name = "PATH", default_value = "stream")]
+    pub stream_field: String,
+
+    /// Do not validate text messages as UTF-8 (raw speed).
+    #[arg(long = "no-utf8-check")]
+    pub no_utf8_check: bool,
+
+    /// Largest message accepted, in bytes (bigger: protocol error, close 1009).
+    #[arg(long = "max-message", default_value_t = 16 * 1024 * 1024)]
+    pub max_message: usize,
+
+    /// Reconnect backoff jitter.
+    #[arg(long = "backoff", value_enum, default_value = "full")]
+    pub backoff: JitterArg,
+
+    /// Reconnect backoff base.
+    #[arg(long = "backoff-base", value_parser = parse_duration, default_value = "100ms")]
+    pub backoff_base: Duration,
+
+    /// Reconnect backoff cap.
+    #[arg(long = "backoff-cap", value_parser = parse_duration, default_value = "10s")]
+    pub backoff_cap: Duration,
+
+    /// Give a connection up after this many failed attempts in a row [default: never].
+    #[arg(long = "max-retries", value_name = "N")]
+    pub max_retries: Option<u32>,
+
+    /// At most K reconnects per period, e.g. 300/5m (Binance's per-IP limit).
+    #[arg(long = "reconnect-budget", value_name = "K/PERIOD")]
+    pub reconnect_budget: Option<String>,
+
+    /// No data message for this long: replace the connection.
+    #[arg(long = "stale-after", value_parser = parse_duration)]
+    pub stale_after: Option<Duration>,
+
+    /// Client heartbeat: ping (protocol ping), or text:MESSAGE (e.g. text:ping, 'text:{"op":"ping"}').
+    #[arg(long = "heartbeat", value_name = "KIND")]
+    pub heartbeat: Option<String>,
+
+    /// Interval of --heartbeat.
+    #[arg(long = "heartbeat-interval", value_parser = parse_duration, default_value = "20s")]
+    pub heartbeat_interval: Duration,
+
+    /// Echo messages kept while a connection is down, sent after resubscribing.
+    #[arg(long = "send-buffer", default_value_t = 1000)]
+    pub send_buffer: usize,
+
+    /// Trust the certificates in this PEM file too.
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Do not verify the certificate chain or name (signatures are still checked).
+    #[arg(long = "insecure", short = 'k')]
+    pub insecure: bool,
+
+    /// TLS server name to send and verify instead of the URL host.
+    #[arg(long = "sni", value_name = "NAME")]
+    pub sni: Option<String>,
+
+    /// Disable TLS session resumption.
+    #[arg(long = "no-resume")]
+    pub no_resume: bool,
+
+    /// With the built-in target: use its TLS port (wss).
+    #[arg(long = "tls")]
+    pub builtin_tls: bool,
+
+    /// Do not pin worker threads to CPUs.
+    #[arg(long = "no-pin", conflicts_with = "cpus")]
+    pub no_pin: bool,
+
+    /// Pin workers to these CPUs, e.g. 2,3 or 0-3.
+    #[arg(long = "cpus", value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+
+    /// Write the JSON report here ("-" for stdout).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// No live progress line and no start banner.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+/// Expand subscription templates over the lists: each template is repeated for every
+/// combination of the lists its placeholders use (exchange-major), `{conn}` is left for the
+/// engine to fill per connection.
+pub fn expand_subscriptions(
+    templates: &[String],
+    exchanges: &[String],
+    channels: &[String],
+    symbols: &[String],
+) -> Result<Vec<String>, UsageError> {
+    let mut out = Vec::new();
+    for t in templates {
+        let lists: [(&str, &str, &[String]); 3] = [
+            ("{exchange}", "--exchanges", exchanges),
+            ("{channel}", "--channels", channels),
+            ("{symbol}", "--symbols", symbols),
+        ];
+        let mut variants = vec![t.clone()];
+        for (ph, flag, values) in lists {
+            if !t.contains(ph) {
+                continue;
+            }
+            if values.is_empty() {
+                return usage(format!(
+                    "--subscribe template uses {ph} but {flag} is empty (e.g. {flag} a,b)"
+                ));
+            }
+            variants = variants
+                .iter()
+                .flat_map(|v| values.iter().map(move |x| v.replace(ph, x)))
+                .collect();
+        }
+        out.extend(variants);
+    }
+    Ok(out)
 }
 
 /// `connbench http`.
@@ -195,6 +415,30 @@ pub struct ServeArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub run_for: Option<Duration>,
+
+    /// WebSocket /ws: data messages per second per connection.
+    #[arg(long = "ws-rate", default_value_t = 10.0)]
+    pub ws_rate: f64,
+
+    /// WebSocket fault: close each connection abnormally (no close frame) this long after its upgrade.
+    #[arg(long = "ws-drop-every", value_name = "DURATION", value_parser = parse_duration)]
+    pub ws_drop_every: Option<Duration>,
+
+    /// WebSocket fault: skip one sequence number every N messages of a subscription.
+    #[arg(long = "ws-gap-every", value_name = "N")]
+    pub ws_gap_every: Option<u64>,
+
+    /// WebSocket fault: stop sending data this long after the upgrade (the connection stays open).
+    #[arg(long = "ws-stall-after", value_name = "DURATION", value_parser = parse_duration)]
+    pub ws_stall_after: Option<Duration>,
+
+    /// WebSocket: ping every client this often; clients that do not pong in time are dropped.
+    #[arg(long = "ws-ping-every", value_name = "DURATION", value_parser = parse_duration)]
+    pub ws_ping_every: Option<Duration>,
+
+    /// WebSocket: how long a client has to answer a ping [default: until the next ping].
+    #[arg(long = "ws-pong-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub ws_pong_timeout: Option<Duration>,
 }
 
 /// A parsed `--cpus` list.
@@ -346,6 +590,28 @@ mod tests {
             panic!("expected http")
         };
         assert!(validate_http(&a).unwrap_err().0.contains("-c"));
+    }
+
+    #[test]
+    fn subscriptions_expand_over_the_lists() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let subs = expand_subscriptions(
+            &v(&[r#"{"op":"subscribe","args":["{channel}.{symbol}"],"ex":"{exchange}","c":{conn}}"#]),
+            &v(&["binance", "bybit"]),
+            &v(&["trades", "orderbook"]),
+            &v(&["BTCUSDT"]),
+        )
+        .unwrap();
+        assert_eq!(subs.len(), 4);
+        assert_eq!(
+            subs[0],
+            r#"{"op":"subscribe","args":["trades.BTCUSDT"],"ex":"binance","c":{conn}}"#
+        );
+        assert!(subs[3].contains("orderbook.BTCUSDT") && subs[3].contains("bybit"));
+        // a template without placeholders is sent as is
+        assert_eq!(expand_subscriptions(&v(&["hello"]), &[], &[], &[]).unwrap(), v(&["hello"]));
+        let e = expand_subscriptions(&v(&["{symbol}"]), &[], &[], &[]).unwrap_err();
+        assert!(e.0.contains("--symbols"), "{e}");
     }
 
     #[test]

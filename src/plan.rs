@@ -143,3 +143,85 @@ mod tests {
         }
     }
 }
+
+/// What a WebSocket connection does once upgraded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsMode {
+    /// Receive what the server pushes after the subscriptions.
+    Stream,
+    /// Send `send_rate` messages per second per connection, each carrying its send time, and
+    /// time their echoes.
+    Echo,
+    /// Send protocol pings every `ping_interval` and time the pongs.
+    Ping,
+}
+
+/// A client heartbeat sent every `heartbeat_interval` while a connection is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// None.
+    Off,
+    /// A protocol ping frame.
+    Ping,
+    /// A text message, e.g. `ping` (OKX) or `{"op":"ping"}` (Bybit).
+    Text(String),
+}
+
+/// A complete WebSocket run.
+#[derive(Clone, Debug)]
+pub struct WsPlan {
+    /// Where to connect (ws → plain, wss → TLS).
+    pub target: Target,
+    /// TLS settings for wss.
+    pub tls: TlsPlan,
+    /// Extra headers on the upgrade request.
+    pub headers: Vec<(String, String)>,
+    /// Concurrent connections across all workers.
+    pub connections: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// CPU pinning of the workers.
+    pub pinning: Pinning,
+    /// How long to run (after the warm-up).
+    pub duration: Duration,
+    /// Warm-up excluded from the results.
+    pub warmup: Duration,
+    /// TCP connect, TLS handshake and upgrade must each finish within this.
+    pub connect_timeout: Duration,
+    /// Live progress line.
+    pub progress: bool,
+    /// Subscription messages, in order; `{conn}` is replaced by the connection's index.
+    pub subscriptions: Vec<String>,
+    /// What the connection does once upgraded.
+    pub mode: WsMode,
+    /// Echo mode: messages per second per connection.
+    pub send_rate: f64,
+    /// Echo mode: size of each message in bytes.
+    pub message_size: usize,
+    /// Ping mode: interval between pings.
+    pub ping_interval: Duration,
+    /// JSON path of the server timestamp in each message (one-way latency).
+    pub ts_field: Option<crate::proto::jsonfield::FieldPath>,
+    /// Unit of that timestamp (None: inferred from its magnitude).
+    pub ts_unit: Option<crate::proto::jsonfield::TsUnit>,
+    /// JSON path of a sequence number (gap detection).
+    pub seq_field: Option<crate::proto::jsonfield::FieldPath>,
+    /// JSON path of the stream name that sequence numbers belong to.
+    pub stream_field: crate::proto::jsonfield::FieldPath,
+    /// Validate text messages as UTF-8.
+    pub utf8_check: bool,
+    /// Largest message accepted.
+    pub max_message: usize,
+    /// Reconnect backoff.
+    pub backoff: crate::engine::reconnect::BackoffPolicy,
+    /// At most this many reconnects per period (split evenly over the workers).
+    pub reconnect_budget: Option<(u32, Duration)>,
+    /// No data message for this long: the connection is replaced.
+    pub stale_after: Option<Duration>,
+    /// Client heartbeat.
+    pub heartbeat: Heartbeat,
+    /// Interval of the client heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Messages kept while a connection is down (echo mode), sent after resubscribing.
+    pub send_buffer: usize,
+}

@@ -13,12 +13,14 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
+pub mod reconnect;
 pub mod socket;
 pub mod transport;
 pub mod worker;
+pub mod ws;
 
 use crate::metrics::Recorder;
-use crate::plan::{HttpPlan, Pinning, Scheme, Stop};
+use crate::plan::{share, HttpPlan, Pinning, Scheme, Stop, WsPlan};
 use crate::proto::http1::{encode_request, RequestError};
 use crate::report::RunResult;
 use crate::tls::TlsError;
@@ -124,18 +126,15 @@ where
     T: Transport + 'static,
     T::Ctx: Send + 'static,
 {
-    let threads = plan.threads.max(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let mut handles = Vec::with_capacity(threads);
     let head_request = plan.method.eq_ignore_ascii_case("HEAD");
-    for (id, live) in lives.iter().enumerate() {
-        let cpu = match &plan.pinning {
-            Pinning::Cpus(cpus) => cpus.get(id).copied(),
-            Pinning::None => None,
-        };
+    let shape = RunShape {
+        threads: plan.threads,
+        pinning: plan.pinning.clone(),
+        stop: plan.stop,
+        warmup: plan.warmup,
+        progress: plan.progress,
+    };
+    run_workers(&shape, |id, cpu, stop, live| {
         let setup = Setup {
             id,
             cpu,
@@ -149,18 +148,121 @@ where
             timeout: plan.timeout,
             connect_timeout: plan.connect_timeout,
             ctx: ctx(id),
-            stop: stop.clone(),
-            progress: live.clone(),
+            stop,
+            progress: live,
         };
+        move || {
+            let (worker, waker) = Worker::<T>::new(setup)?;
+            std::io::Result::Ok((waker, move || worker.run()))
+        }
+    })
+}
+
+/// Run a WebSocket plan to completion (or until Ctrl-C) and return the merged measurements.
+pub fn run_ws(plan: &WsPlan) -> Result<RunResult, EngineError> {
+    let plan = Arc::new(plan.clone());
+    match plan.target.scheme {
+        Scheme::Http => run_ws_with::<Plain>(plan, |_| ()),
+        Scheme::Https => {
+            let base = crate::tls::client_config(&plan.tls)?;
+            let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
+            let resume = plan.tls.resume;
+            run_ws_with::<Tls>(plan, move |_| TlsCtx {
+                config: crate::tls::worker_config(&base, resume),
+                name: name.clone(),
+            })
+        }
+    }
+}
+
+fn run_ws_with<T>(
+    plan: Arc<WsPlan>,
+    ctx: impl Fn(usize) -> T::Ctx,
+) -> Result<RunResult, EngineError>
+where
+    T: Transport + 'static,
+    T::Ctx: Send + 'static,
+{
+    let shape = RunShape {
+        threads: plan.threads,
+        pinning: plan.pinning.clone(),
+        stop: Stop::Duration(plan.duration),
+        warmup: plan.warmup,
+        progress: plan.progress,
+    };
+    let threads = plan.threads.max(1);
+    let mut first_conn = 0;
+    run_workers(&shape, |id, cpu, stop, live| {
+        let connections = share(plan.connections as u64, threads, id) as usize;
+        let setup = ws::WsSetup {
+            id,
+            cpu,
+            connections,
+            first_conn,
+            plan: plan.clone(),
+            // Each worker enforces its share of the budget: no lock between workers.
+            budget: plan
+                .reconnect_budget
+                .map(|(k, per)| (share(k as u64, threads, id).max(1) as u32, per)),
+            ctx: ctx(id),
+            stop,
+            progress: live,
+        };
+        first_conn += connections;
+        move || {
+            let (worker, waker) = ws::WsWorker::<T>::new(setup)?;
+            std::io::Result::Ok((waker, move || worker.run()))
+        }
+    })
+}
+
+/// What the coordinator needs of a run, whatever its protocol.
+#[derive(Clone, Debug)]
+pub struct RunShape {
+    /// Worker threads.
+    pub threads: usize,
+    /// Worker pinning.
+    pub pinning: Pinning,
+    /// What ends the run.
+    pub stop: Stop,
+    /// Warm-up excluded from the results.
+    pub warmup: Duration,
+    /// Live progress line (when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// Spawn one pinned thread per worker, start them together, coordinate the run, join and merge.
+/// `job(id, cpu, stop, live)` returns the builder that runs *inside* the worker's thread: it
+/// creates the worker (its Poll, its buffers) and returns its waker and its run function.
+pub fn run_workers<J, R>(
+    shape: &RunShape,
+    mut job: impl FnMut(usize, Option<usize>, Arc<AtomicBool>, Arc<Live>) -> J,
+) -> Result<RunResult, EngineError>
+where
+    J: FnOnce() -> std::io::Result<(Arc<mio::Waker>, R)> + Send + 'static,
+    R: FnOnce() -> worker::Output,
+{
+    let threads = shape.threads.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut handles = Vec::with_capacity(threads);
+    for (id, live) in lives.iter().enumerate() {
+        let cpu = match &shape.pinning {
+            Pinning::Cpus(cpus) => cpus.get(id).copied(),
+            Pinning::None => None,
+        };
+        let build = job(id, cpu, stop.clone(), live.clone());
         let barrier = barrier.clone();
         let ready_tx = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("connbench-w{id}"))
             .spawn(move || {
-                if let Some(cpu) = setup.cpu {
+                if let Some(cpu) = cpu {
                     crate::sys::pin_current_thread(cpu);
                 }
-                let (worker, waker) = match Worker::<T>::new(setup) {
+                let (waker, run) = match build() {
                     Ok(w) => w,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -170,7 +272,7 @@ where
                 };
                 let _ = ready_tx.send(Ok(waker));
                 barrier.wait();
-                Some(worker.run())
+                Some(run())
             })
             .map_err(EngineError::Spawn)?;
         handles.push(handle);
@@ -191,7 +293,7 @@ where
     let start = Instant::now();
     let wall_start = SystemTime::now();
 
-    let ended_at = coordinate(plan, start, &stop, &lives, spawn_error.is_some());
+    let ended_at = coordinate(shape, start, &stop, &lives, spawn_error.is_some());
     stop.store(true, Ordering::SeqCst);
     for w in &wakers {
         let _ = w.wake();
@@ -210,29 +312,32 @@ where
     if let Some(e) = spawn_error {
         return Err(EngineError::Spawn(e));
     }
-    let window_start = start + plan.warmup;
-    let end = match plan.stop {
+    let window_start = start + shape.warmup;
+    let end = match shape.stop {
         Stop::Requests(_) if !ended_at.interrupted => last_finish.unwrap_or(ended_at.at),
         _ => ended_at.at,
     };
     Ok(RunResult {
         recorder,
         workers,
-        started_at: wall_start + plan.warmup,
+        started_at: wall_start + shape.warmup,
         elapsed: end.saturating_duration_since(window_start),
         interrupted: ended_at.interrupted,
         peak_rss_bytes: crate::sys::peak_rss_bytes(),
+        peak_open: ended_at.peak_open,
     })
 }
 
 struct Ended {
     at: Instant,
     interrupted: bool,
+    /// Most connections open at once, sampled every few ms.
+    peak_open: u64,
 }
 
 /// Wait for the end of the run, drawing the live progress line when asked.
 fn coordinate(
-    plan: &HttpPlan,
+    plan: &RunShape,
     start: Instant,
     stop: &AtomicBool,
     lives: &[Arc<Live>],
@@ -246,12 +351,16 @@ fn coordinate(
     let mut next_line = start + Duration::from_secs(1);
     let mut last_responses = 0u64;
     let mut drew = false;
+    let mut peak_open = 0u64;
     loop {
         let now = Instant::now();
+        let open: u64 = lives.iter().map(|l| l.open.load(Ordering::Relaxed)).sum();
+        peak_open = peak_open.max(open);
         if failed || stop.load(Ordering::Relaxed) {
             return Ended {
                 at: now,
                 interrupted: false,
+                peak_open,
             };
         }
         if crate::sys::interrupted() {
@@ -261,6 +370,7 @@ fn coordinate(
             return Ended {
                 at: now,
                 interrupted: true,
+                peak_open,
             };
         }
         if deadline.is_some_and(|d| now >= d)
@@ -272,6 +382,7 @@ fn coordinate(
             return Ended {
                 at: now,
                 interrupted: false,
+                peak_open,
             };
         }
         if progress && now >= next_line {
@@ -280,7 +391,6 @@ fn coordinate(
                 .map(|l| l.responses.load(Ordering::Relaxed))
                 .sum();
             let errors: u64 = lives.iter().map(|l| l.errors.load(Ordering::Relaxed)).sum();
-            let open: u64 = lives.iter().map(|l| l.open.load(Ordering::Relaxed)).sum();
             let rate = responses.saturating_sub(last_responses);
             last_responses = responses;
             let secs = (now - start).as_secs();

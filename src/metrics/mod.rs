@@ -25,13 +25,58 @@ pub enum Phase {
     Ttfb,
     /// Request first byte written → response fully framed.
     Total,
+    /// WebSocket upgrade request first byte written → 101 validated.
+    Upgrade,
+    /// WebSocket subscriptions written → first data message received.
+    FirstMessage,
+    /// One-way message latency: receive time − the server's timestamp in the message
+    /// (assumes synchronized clocks).
+    Latency,
+    /// Round trip: an echo message or a protocol ping sent → its echo or pong received.
+    Rtt,
+    /// A connection lost → its replacement upgraded.
+    Outage,
+    /// A connection lost → every subscription sent again on its replacement.
+    Resubscribe,
 }
 
 impl Phase {
     /// Number of phases.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 10;
     /// Every phase, in report order.
-    pub const ALL: [Phase; Phase::COUNT] = [Phase::Connect, Phase::Tls, Phase::Ttfb, Phase::Total];
+    pub const ALL: [Phase; Phase::COUNT] = [
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Ttfb,
+        Phase::Total,
+        Phase::Upgrade,
+        Phase::FirstMessage,
+        Phase::Latency,
+        Phase::Rtt,
+        Phase::Outage,
+        Phase::Resubscribe,
+    ];
+    /// The phases an HTTP run reports.
+    pub const HTTP: [Phase; 4] = [Phase::Connect, Phase::Tls, Phase::Ttfb, Phase::Total];
+    /// The phases a WebSocket run reports.
+    pub const WS: [Phase; 8] = [
+        Phase::Connect,
+        Phase::Tls,
+        Phase::Upgrade,
+        Phase::FirstMessage,
+        Phase::Latency,
+        Phase::Rtt,
+        Phase::Outage,
+        Phase::Resubscribe,
+    ];
+
+    /// The phases a run of this mode reports ("http", "ws").
+    pub fn for_mode(mode: &str) -> &'static [Phase] {
+        match mode {
+            "ws" => &Phase::WS,
+            _ => &Phase::HTTP,
+        }
+    }
 
     /// Stable lower-case name used in text and JSON reports.
     pub fn name(self) -> &'static str {
@@ -40,6 +85,12 @@ impl Phase {
             Phase::Tls => "tls",
             Phase::Ttfb => "ttfb",
             Phase::Total => "total",
+            Phase::Upgrade => "upgrade",
+            Phase::FirstMessage => "first_message",
+            Phase::Latency => "latency",
+            Phase::Rtt => "rtt",
+            Phase::Outage => "outage",
+            Phase::Resubscribe => "resubscribe",
         }
     }
 
@@ -80,11 +131,19 @@ pub enum ErrorClass {
     Protocol,
     /// Any other socket error.
     Io,
+    /// The server answered the WebSocket upgrade with something other than a valid 101.
+    UpgradeRejected,
+    /// The server broke the WebSocket protocol (bad frame, bad UTF-8, oversize message).
+    WsProtocol,
+    /// The WebSocket connection ended without a close frame (close code 1006).
+    WsAbnormalClose,
+    /// No message arrived for `--stale-after`: the connection was replaced.
+    Stale,
 }
 
 impl ErrorClass {
     /// Number of error classes.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 17;
     /// Every class, in report order.
     pub const ALL: [ErrorClass; ErrorClass::COUNT] = [
         ErrorClass::ConnectRefused,
@@ -100,6 +159,10 @@ impl ErrorClass {
         ErrorClass::EofMidResponse,
         ErrorClass::Protocol,
         ErrorClass::Io,
+        ErrorClass::UpgradeRejected,
+        ErrorClass::WsProtocol,
+        ErrorClass::WsAbnormalClose,
+        ErrorClass::Stale,
     ];
 
     /// Stable snake_case name used in text and JSON reports.
@@ -118,6 +181,10 @@ impl ErrorClass {
             ErrorClass::EofMidResponse => "eof_mid_response",
             ErrorClass::Protocol => "protocol",
             ErrorClass::Io => "io",
+            ErrorClass::UpgradeRejected => "upgrade_rejected",
+            ErrorClass::WsProtocol => "ws_protocol",
+            ErrorClass::WsAbnormalClose => "ws_abnormal_close",
+            ErrorClass::Stale => "stale",
         }
     }
 
@@ -251,6 +318,8 @@ pub struct Counters {
     /// Connections closed because the server said `Connection: close` (or HTTP/1.0, or a
     /// close-delimited body).
     pub server_closes: u64,
+    /// WebSocket counters.
+    pub ws: WsCounters,
 }
 
 impl Counters {
@@ -272,6 +341,7 @@ impl Counters {
         self.handshakes_full += o.handshakes_full;
         self.handshakes_resumed += o.handshakes_resumed;
         self.server_closes += o.server_closes;
+        self.ws.add(&o.ws);
     }
 
     /// Total of every error class.
@@ -286,6 +356,140 @@ impl Counters {
         } else {
             self.reused_requests as f64 / self.requests as f64
         }
+    }
+}
+
+/// Why a WebSocket connection was replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReconnectCause {
+    /// The server sent a close frame.
+    ServerClose,
+    /// The connection ended without a close frame (EOF, reset).
+    Abnormal,
+    /// Connect, TLS, upgrade or protocol failure.
+    Error,
+    /// No message for `--stale-after`.
+    Stale,
+}
+
+impl ReconnectCause {
+    /// Number of causes.
+    pub const COUNT: usize = 4;
+    /// Every cause, in report order.
+    pub const ALL: [ReconnectCause; ReconnectCause::COUNT] = [
+        ReconnectCause::ServerClose,
+        ReconnectCause::Abnormal,
+        ReconnectCause::Error,
+        ReconnectCause::Stale,
+    ];
+
+    /// Stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReconnectCause::ServerClose => "server_close",
+            ReconnectCause::Abnormal => "abnormal_close",
+            ReconnectCause::Error => "error",
+            ReconnectCause::Stale => "stale",
+        }
+    }
+
+    /// Index into per-cause arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Close codes counted one by one (1000..=1015); anything else lands in `other`.
+pub const CLOSE_CODE_FIRST: u16 = 1000;
+/// Number of individually counted close codes.
+pub const CLOSE_CODES: usize = 16;
+
+/// WebSocket counters (all zero in an HTTP run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WsCounters {
+    /// Data messages received (text or binary, reassembled).
+    pub messages_in: u64,
+    /// Data messages sent (subscriptions, echo payloads, text heartbeats).
+    pub messages_out: u64,
+    /// Upgrades validated (101).
+    pub upgraded: u64,
+    /// Subscription messages sent.
+    pub subscriptions_sent: u64,
+    /// Connections that sent their subscriptions again after a reconnect.
+    pub resubscribed: u64,
+    /// Reconnects by cause.
+    pub reconnects: [u64; ReconnectCause::COUNT],
+    /// Slots that gave up after `--max-retries`.
+    pub retries_exhausted: u64,
+    /// Close codes the server sent, 1000..=1015.
+    pub close_codes: [u64; CLOSE_CODES],
+    /// Close codes the server sent outside 1000..=1015 (or a close frame without a code).
+    pub close_codes_other: u64,
+    /// Protocol pings answered with a pong.
+    pub pings_answered: u64,
+    /// Protocol pings sent (ping mode, heartbeats).
+    pub pings_sent: u64,
+    /// Pongs received.
+    pub pongs_received: u64,
+    /// Sequence gaps (a message whose sequence number skipped ahead).
+    pub seq_gaps: u64,
+    /// Sequence numbers skipped in all gaps.
+    pub seq_missing: u64,
+    /// Messages whose sequence number went backwards (a new numbering).
+    pub seq_backwards: u64,
+    /// Messages without the `--ts-field` (or not a number).
+    pub ts_missing: u64,
+    /// Messages whose timestamp lay in the future (clock skew): counted here, not recorded as
+    /// latency.
+    pub ts_future: u64,
+    /// Messages queued while disconnected and sent after resubscribing.
+    pub buffered_sent: u64,
+    /// Messages dropped because the send buffer was full while disconnected.
+    pub buffer_dropped: u64,
+}
+
+impl WsCounters {
+    /// Add another worker's WebSocket counters into these.
+    pub fn add(&mut self, o: &WsCounters) {
+        self.messages_in += o.messages_in;
+        self.messages_out += o.messages_out;
+        self.upgraded += o.upgraded;
+        self.subscriptions_sent += o.subscriptions_sent;
+        self.resubscribed += o.resubscribed;
+        for (a, b) in self.reconnects.iter_mut().zip(o.reconnects.iter()) {
+            *a += b;
+        }
+        self.retries_exhausted += o.retries_exhausted;
+        for (a, b) in self.close_codes.iter_mut().zip(o.close_codes.iter()) {
+            *a += b;
+        }
+        self.close_codes_other += o.close_codes_other;
+        self.pings_answered += o.pings_answered;
+        self.pings_sent += o.pings_sent;
+        self.pongs_received += o.pongs_received;
+        self.seq_gaps += o.seq_gaps;
+        self.seq_missing += o.seq_missing;
+        self.seq_backwards += o.seq_backwards;
+        self.ts_missing += o.ts_missing;
+        self.ts_future += o.ts_future;
+        self.buffered_sent += o.buffered_sent;
+        self.buffer_dropped += o.buffer_dropped;
+    }
+
+    /// Count a close code the server sent.
+    pub fn close_code(&mut self, code: Option<u16>) {
+        match code {
+            Some(c) if (CLOSE_CODE_FIRST..CLOSE_CODE_FIRST + CLOSE_CODES as u16).contains(&c) => {
+                self.close_codes[(c - CLOSE_CODE_FIRST) as usize] += 1
+            }
+            _ => self.close_codes_other += 1,
+        }
+    }
+
+    /// Total reconnects, all causes.
+    pub fn total_reconnects(&self) -> u64 {
+        self.reconnects.iter().sum()
     }
 }
 
@@ -317,6 +521,8 @@ pub struct Recorder {
     pub counters: Counters,
     /// TLS facts from the first completed handshake.
     pub tls: TlsFacts,
+    /// Unit of the server timestamps used for message latency (given or inferred).
+    pub ts_unit: Option<&'static str>,
 }
 
 /// A fresh phase histogram with the crate's bounds.
@@ -338,6 +544,7 @@ impl Recorder {
             hist: std::array::from_fn(|_| new_histogram()),
             counters: Counters::default(),
             tls: TlsFacts::default(),
+            ts_unit: None,
         }
     }
 
@@ -374,6 +581,9 @@ impl Recorder {
         self.counters.add(&other.counters);
         if !self.tls.is_known() {
             self.tls = other.tls.clone();
+        }
+        if self.ts_unit.is_none() {
+            self.ts_unit = other.ts_unit;
         }
     }
 

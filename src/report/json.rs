@@ -109,7 +109,7 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         .map(|e| (e.name().to_string(), json!(c.errors[e.index()])))
         .collect();
     errors.insert("total".into(), json!(c.total_errors()));
-    let phases: Map<String, Value> = Phase::ALL
+    let phases: Map<String, Value> = Phase::for_mode(&meta.mode)
         .iter()
         .map(|&p| (p.name().to_string(), phase(run.recorder.histogram(p))))
         .collect();
@@ -469,7 +469,7 @@ mod tests {
     fn phase_hdr_decodes_to_the_same_counts() {
         let r = run();
         let v = render(&meta(), &r, &host());
-        for p in Phase::ALL {
+        for p in Phase::HTTP {
             let o = &v["phases"][p.name()];
             let h = r.recorder.histogram(p);
             let back = hdr::decode(o["hdr"].as_str().expect("hdr string")).expect("decodes");

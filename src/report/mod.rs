@@ -45,6 +45,8 @@ pub struct RunResult {
     pub interrupted: bool,
     /// Peak resident set size of the process, bytes (includes an in-process target).
     pub peak_rss_bytes: u64,
+    /// Most connections open at once (sampled by the coordinator every few ms).
+    pub peak_open: u64,
 }
 
 /// The run's configuration as the reports show it. Strings are raw; reports redact them.
@@ -96,4 +98,51 @@ pub struct RunMeta {
     pub ca_file: Option<String>,
     /// Soft RLIMIT_NOFILE in force for the run.
     pub fd_limit: u64,
+    /// WebSocket settings (`ws` runs only).
+    pub ws: Option<WsMeta>,
+}
+
+/// The WebSocket settings as the reports show them (strings raw; reports redact them).
+#[derive(Clone, Debug, Default)]
+pub struct WsMeta {
+    /// "stream", "echo" or "ping".
+    pub mode: String,
+    /// Subscription messages (templates expanded, `{conn}` not yet filled).
+    pub subscriptions: Vec<String>,
+    /// Echo: messages per second per connection.
+    pub send_rate: f64,
+    /// Echo: bytes per message.
+    pub message_size: usize,
+    /// Ping mode: interval.
+    pub ping_interval: Duration,
+    /// `--ts-field`.
+    pub ts_field: Option<String>,
+    /// `--ts-unit` as given (None: inferred).
+    pub ts_unit: Option<String>,
+    /// `--seq-field`.
+    pub seq_field: Option<String>,
+    /// `--stream-field`.
+    pub stream_field: String,
+    /// `--stale-after`.
+    pub stale_after: Option<Duration>,
+    /// Heartbeat: "off", "ping" or "text:…".
+    pub heartbeat: String,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// "full" or "decorrelated".
+    pub backoff: String,
+    /// Backoff base.
+    pub backoff_base: Duration,
+    /// Backoff cap.
+    pub backoff_cap: Duration,
+    /// `--max-retries`.
+    pub max_retries: Option<u32>,
+    /// `--reconnect-budget` as (count, period).
+    pub reconnect_budget: Option<(u32, Duration)>,
+    /// `--send-buffer`.
+    pub send_buffer: usize,
+    /// UTF-8 validation of text messages.
+    pub utf8_check: bool,
+    /// `--max-message`.
+    pub max_message: usize,
 }

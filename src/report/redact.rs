@@ -342,6 +342,21 @@ fn value_arg(arg: &str) -> String {
     arg.to_string()
 }
 
+/// A message the user asked to send (a WebSocket subscription, a heartbeat): values under
+/// secret-named keys of a JSON message are redacted (login messages carry keys and
+/// signatures); other text is returned as is.
+pub fn message(text: &str) -> String {
+    let t = text.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
+            if redact_json(&mut v) {
+                return v.to_string();
+            }
+        }
+    }
+    text.to_string()
+}
+
 /// Replace values under secret-named keys anywhere in a JSON document; true if any changed.
 /// Strings elsewhere still get URL redaction.
 fn redact_json(v: &mut serde_json::Value) -> bool {

@@ -28,7 +28,7 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     let mut out = String::new();
     header(&mut out, meta, run);
     out.push('\n');
-    phase_table(&mut out, run);
+    phase_table(&mut out, meta, run);
     out.push('\n');
     throughput(&mut out, c, run.elapsed);
     reuse(&mut out, c);
@@ -121,15 +121,23 @@ fn bound(meta: &RunMeta) -> String {
     }
 }
 
-fn phase_table(out: &mut String, run: &RunResult) {
-    let _ = write!(out, "{:<NAME_W$}{:>COL_W$}", "phase", "count");
+fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let phases = Phase::for_mode(&meta.mode);
+    // The name column fits the longest phase name of the mode ("first_message" in ws).
+    let name_w = phases
+        .iter()
+        .map(|p| p.name().len() + 1)
+        .max()
+        .unwrap_or(NAME_W)
+        .max(NAME_W);
+    let _ = write!(out, "{:<name_w$}{:>COL_W$}", "phase", "count");
     for h in ["min", "p50", "p90", "p99", "p99.9", "max", "mean"] {
         let _ = write!(out, "{h:>COL_W$}");
     }
     out.push('\n');
-    for phase in Phase::ALL {
+    for &phase in phases {
         let h = run.recorder.histogram(phase);
-        let _ = write!(out, "{:<NAME_W$}", phase.name());
+        let _ = write!(out, "{:<name_w$}", phase.name());
         if h.is_empty() {
             let _ = writeln!(out, "{:>COL_W$}", "-");
             continue;
@@ -502,7 +510,7 @@ mod tests {
     fn every_phase_has_a_row_and_empty_ones_show_dash() {
         let t = render(&meta(), &run());
         let rows: Vec<&str> = t.lines().collect();
-        for p in Phase::ALL {
+        for p in Phase::HTTP {
             let row = rows
                 .iter()
                 .find(|l| l.starts_with(&format!("{:<NAME_W$}", p.name())))
@@ -532,7 +540,7 @@ mod tests {
         let width = |l: &str| l.chars().count();
         let w = width(lines[head]);
         assert_eq!(w, NAME_W + 8 * COL_W);
-        for l in &lines[head + 1..head + 1 + Phase::COUNT] {
+        for l in &lines[head + 1..head + 1 + Phase::HTTP.len()] {
             if !l.trim_end().ends_with('-') {
                 assert_eq!(width(l), w, "misaligned: {l:?}");
             }
@@ -633,7 +641,7 @@ mod tests {
         assert!(t.contains("reuse       - %"), "{t}");
         assert!(t.contains("client      - CPU/request"), "{t}");
         assert!(t.contains("peak RSS -"), "{t}");
-        for p in Phase::ALL {
+        for p in Phase::HTTP {
             assert!(t.contains(&format!("{:<NAME_W$}{:>COL_W$}\n", p.name(), "-")));
         }
     }
