@@ -1,3 +1,4 @@
 //! Sans-IO protocol codecs: bytes in, events and bytes out. No socket, no clock.
 
 pub mod http1;
+pub mod ws;
