@@ -23,6 +23,7 @@ mod http;
 mod listener;
 mod routes;
 mod tls;
+mod ws;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
