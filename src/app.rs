@@ -738,6 +738,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         },
         close_after: a.close_after,
         cert_out: a.cert_out.clone(),
+        ..ServeConfig::default()
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;

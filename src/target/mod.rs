@@ -23,6 +23,7 @@ mod http;
 mod listener;
 mod routes;
 mod tls;
+mod ws;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What to do with a connection past `max_conns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +66,24 @@ pub struct ServeConfig {
     pub close_after: Option<u64>,
     /// Write the self-signed certificate PEM here.
     pub cert_out: Option<PathBuf>,
+    /// Data messages per second per WebSocket connection on `/ws` (default 10.0), round-robin
+    /// over its subscriptions. `0.0` sends none (subscriptions are still acknowledged).
+    pub ws_rate: f64,
+    /// Abnormal close: this long after the upgrade, each connection's TCP connection is closed
+    /// WITHOUT a close frame (clean FIN, so bytes already written arrive; the client sees 1006).
+    pub ws_drop_every: Option<Duration>,
+    /// Every N-th data message of a subscription (N ≥ 1) skips one seq number. The first
+    /// message of a subscription never skips: a gap needs a predecessor to be visible.
+    pub ws_gap_every: Option<u64>,
+    /// This long after the upgrade, stop sending data messages; the connection stays open and
+    /// control frames are still answered.
+    pub ws_stall_after: Option<Duration>,
+    /// Send a ping (payload = 8-byte big-endian counter) every D. A client that has not answered
+    /// the previous ping with a matching pong by the time the next one is due (or within
+    /// `ws_pong_timeout` if set) gets close 1008 "pong timeout", then the connection closes.
+    pub ws_ping_every: Option<Duration>,
+    /// Deadline for the pong, counted from its ping (needs `ws_ping_every`).
+    pub ws_pong_timeout: Option<Duration>,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +98,12 @@ impl Default for ServeConfig {
             over_limit: OverLimit::Refuse,
             close_after: None,
             cert_out: None,
+            ws_rate: 10.0,
+            ws_drop_every: None,
+            ws_gap_every: None,
+            ws_stall_after: None,
+            ws_ping_every: None,
+            ws_pong_timeout: None,
         }
     }
 }
@@ -93,6 +119,23 @@ pub struct ServerStats {
     pub rejected: u64,
     /// Admitted connections currently open.
     pub open: u64,
+    /// WebSocket upgrades answered with 101 (both ports, `/ws` and `/echo`).
+    pub ws_upgrades: u64,
+    /// Data messages handed to the socket layer on `/ws` (not counting back-pressure drops).
+    pub ws_messages_sent: u64,
+    /// Data messages sent whose seq skipped ahead of the previously sent one of the same
+    /// subscription (injected gaps and back-pressure drops alike), counted when the message
+    /// after the gap is sent: a client that receives every sent message sees exactly this many.
+    pub ws_gaps: u64,
+    /// Abnormal closes done by `ws_drop_every` (no close frame).
+    pub ws_drops: u64,
+    /// Connections closed with 1008 because a pong did not come back in time.
+    pub ws_pong_timeouts: u64,
+    /// Subscriptions acknowledged on `/ws`.
+    pub ws_subscriptions: u64,
+    /// Data messages not sent because the client was not reading (the per-connection output
+    /// bound was reached). Their seq numbers are consumed, so the client sees a gap.
+    pub ws_messages_dropped: u64,
 }
 
 /// Why the target could not start. Each variant's `Display` is one line naming the problem and
@@ -165,6 +208,13 @@ struct ThreadCounters {
     requests: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
+    ws_upgrades: AtomicU64,
+    ws_messages_sent: AtomicU64,
+    ws_gaps: AtomicU64,
+    ws_drops: AtomicU64,
+    ws_pong_timeouts: AtomicU64,
+    ws_subscriptions: AtomicU64,
+    ws_messages_dropped: AtomicU64,
 }
 
 /// State shared by every loop of one server. Read-only except `stop` (set once) and `open`
@@ -228,6 +278,13 @@ impl ServerHandle {
             s.requests += c.requests.load(Ordering::Relaxed);
             s.accepted += c.accepted.load(Ordering::Relaxed);
             s.rejected += c.rejected.load(Ordering::Relaxed);
+            s.ws_upgrades += c.ws_upgrades.load(Ordering::Relaxed);
+            s.ws_messages_sent += c.ws_messages_sent.load(Ordering::Relaxed);
+            s.ws_gaps += c.ws_gaps.load(Ordering::Relaxed);
+            s.ws_drops += c.ws_drops.load(Ordering::Relaxed);
+            s.ws_pong_timeouts += c.ws_pong_timeouts.load(Ordering::Relaxed);
+            s.ws_subscriptions += c.ws_subscriptions.load(Ordering::Relaxed);
+            s.ws_messages_dropped += c.ws_messages_dropped.load(Ordering::Relaxed);
         }
         s
     }
@@ -346,6 +403,9 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
     Ok(handle)
 }
 
+/// Longest WebSocket fault delay accepted (one week).
+const MAX_WS_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
     if cfg.threads == 0 {
         return Err(ServeError::Config("threads must be at least 1".into()));
@@ -358,6 +418,44 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
     if cfg.close_after == Some(0) {
         return Err(ServeError::Config(
             "close_after counts requests from 1; use 1 to close after the first".into(),
+        ));
+    }
+    if !(cfg.ws_rate.is_finite() && cfg.ws_rate >= 0.0) {
+        return Err(ServeError::Config(format!(
+            "ws_rate must be a finite number of messages per second ≥ 0, not {}",
+            cfg.ws_rate
+        )));
+    }
+    if cfg.ws_gap_every == Some(0) {
+        return Err(ServeError::Config(
+            "ws_gap_every counts messages from 1; use 1 to skip on every message".into(),
+        ));
+    }
+    for (name, d) in [
+        ("ws_drop_every", cfg.ws_drop_every),
+        ("ws_stall_after", cfg.ws_stall_after),
+        ("ws_ping_every", cfg.ws_ping_every),
+        ("ws_pong_timeout", cfg.ws_pong_timeout),
+    ] {
+        match d {
+            Some(d) if d.is_zero() => {
+                return Err(ServeError::Config(format!(
+                    "{name} must be longer than zero"
+                )))
+            }
+            // Keeps `upgrade instant + d` from overflowing an Instant on any platform.
+            Some(d) if d > MAX_WS_DELAY => {
+                return Err(ServeError::Config(format!(
+                    "{name} must be at most {} s",
+                    MAX_WS_DELAY.as_secs()
+                )))
+            }
+            _ => {}
+        }
+    }
+    if cfg.ws_pong_timeout.is_some() && cfg.ws_ping_every.is_none() {
+        return Err(ServeError::Config(
+            "ws_pong_timeout needs ws_ping_every (no ping, no pong to wait for)".into(),
         ));
     }
     if !cfg.cpus.is_empty() {
