@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
 use super::reconnect::{Backoff, Budget};
@@ -37,7 +37,8 @@ use super::transport::{Failure, Transport};
 use super::worker::{Live, Output};
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
-use crate::proto::jsonfield::{self, FieldPath, Raw, SeqEvent, SeqTracker, TsUnit};
+use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
+use crate::proto::seq::{SeqEvent, SeqTracker};
 use crate::proto::ws::{self, Decoder, Frame, Handshake, OpCode, Progress, UpgradeError};
 use crate::report::WorkerStats;
 

@@ -191,7 +191,83 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         "errors": errors,
         "tls": tls,
         "phases": phases,
-        "client": client(&run.workers, c.responses, run.peak_rss_bytes),
+        "client": client(
+            &run.workers,
+            if meta.ws.is_some() { c.ws.messages_in } else { c.responses },
+            run.peak_rss_bytes,
+        ),
+        "ws": meta.ws.as_ref().map(|w| websocket(w, run)),
+        "peak_open_connections": run.peak_open,
+    })
+}
+
+/// The `ws` object of a WebSocket run: its settings (redacted) and its counters.
+fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
+    use crate::metrics::{ReconnectCause, CLOSE_CODE_FIRST};
+    let w = &run.recorder.counters.ws;
+    let c = &run.recorder.counters;
+    let secs = run.elapsed.as_secs_f64();
+    let reconnects: Map<String, Value> = ReconnectCause::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(w.reconnects[r.index()])))
+        .collect();
+    let mut close_codes: Map<String, Value> = w
+        .close_codes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| ((CLOSE_CODE_FIRST + i as u16).to_string(), json!(n)))
+        .collect();
+    if w.close_codes_other > 0 {
+        close_codes.insert("other".into(), json!(w.close_codes_other));
+    }
+    json!({
+        "mode": m.mode,
+        "subscriptions": m.subscriptions.iter().map(|s| redact::message(s)).collect::<Vec<_>>(),
+        "send_rate": m.send_rate,
+        "message_size": m.message_size,
+        "ping_interval_s": m.ping_interval.as_secs_f64(),
+        "ts_field": m.ts_field,
+        "ts_unit": run.recorder.ts_unit,
+        "ts_unit_inferred": m.ts_unit.is_none(),
+        "latency_note": "one-way latency assumes synchronized client and server clocks",
+        "seq_field": m.seq_field,
+        "stream_field": m.stream_field,
+        "stale_after_s": m.stale_after.map(|d| d.as_secs_f64()),
+        "heartbeat": m.heartbeat,
+        "heartbeat_interval_s": m.heartbeat_interval.as_secs_f64(),
+        "backoff": m.backoff,
+        "backoff_base_s": m.backoff_base.as_secs_f64(),
+        "backoff_cap_s": m.backoff_cap.as_secs_f64(),
+        "max_retries": m.max_retries,
+        "reconnect_budget": m.reconnect_budget.map(|(k, per)| json!({"count": k, "period_s": per.as_secs_f64()})),
+        "send_buffer": m.send_buffer,
+        "utf8_check": m.utf8_check,
+        "max_message": m.max_message,
+        "connections_attempted": c.connections_opened,
+        "connections_upgraded": w.upgraded,
+        "connections_failed": c.connections_opened.saturating_sub(w.upgraded),
+        "success_rate": if c.connections_opened > 0 { w.upgraded as f64 / c.connections_opened as f64 } else { 0.0 },
+        "peak_open": run.peak_open,
+        "messages_in": w.messages_in,
+        "messages_out": w.messages_out,
+        "messages_in_per_s": if secs > 0.0 { w.messages_in as f64 / secs } else { 0.0 },
+        "subscriptions_sent": w.subscriptions_sent,
+        "resubscribed": w.resubscribed,
+        "reconnects": reconnects,
+        "reconnects_total": w.total_reconnects(),
+        "retries_exhausted": w.retries_exhausted,
+        "close_codes": close_codes,
+        "pings_answered": w.pings_answered,
+        "pings_sent": w.pings_sent,
+        "pongs_received": w.pongs_received,
+        "seq_gaps": w.seq_gaps,
+        "seq_missing": w.seq_missing,
+        "seq_restarts": w.seq_backwards,
+        "ts_missing": w.ts_missing,
+        "ts_future": w.ts_future,
+        "buffered_sent": w.buffered_sent,
+        "buffer_dropped": w.buffer_dropped,
     })
 }
 

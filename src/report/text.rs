@@ -30,9 +30,14 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     out.push('\n');
     phase_table(&mut out, meta, run);
     out.push('\n');
-    throughput(&mut out, c, run.elapsed);
-    reuse(&mut out, c);
-    responses(&mut out, c);
+    match &meta.ws {
+        Some(ws) => websocket(&mut out, ws, run),
+        None => {
+            throughput(&mut out, c, run.elapsed);
+            reuse(&mut out, c);
+            responses(&mut out, c);
+        }
+    }
     errors(&mut out, c);
     if meta.tls {
         tls(&mut out, meta, run);
@@ -280,13 +285,19 @@ fn client(out: &mut String, run: &RunResult) {
         .map(|w| w.max_stall_ns)
         .max()
         .unwrap_or(0);
-    let responses = run.recorder.counters.responses;
+    // Per request for HTTP, per received message for WebSocket.
+    let (units, unit) = match run.recorder.counters.responses {
+        0 if run.recorder.counters.ws.messages_in > 0 => {
+            (run.recorder.counters.ws.messages_in, "message")
+        }
+        n => (n, "request"),
+    };
     label(out, "client");
-    if responses > 0 {
-        let per = (user as f64 + sys as f64) / responses as f64;
-        let _ = write!(out, "{} CPU/request", dur_spaced(per));
+    if units > 0 {
+        let per = (user as f64 + sys as f64) / units as f64;
+        let _ = write!(out, "{} CPU/{unit}", dur_spaced(per));
     } else {
-        out.push_str("- CPU/request");
+        let _ = write!(out, "- CPU/{unit}");
     }
     let _ = write!(
         out,
@@ -300,6 +311,103 @@ fn client(out: &mut String, run: &RunResult) {
         out.push('-');
     }
     let _ = writeln!(out, "  ·  worst loop stall {}", dur_spaced(stall as f64));
+}
+
+/// The WebSocket lines: messages, connections, reconnects, close codes, sequence, latency
+/// caveat, pings.
+fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
+    let c = &run.recorder.counters;
+    let w = &c.ws;
+    let secs = run.elapsed.as_secs_f64();
+    label(out, "messages");
+    let per_s = |n: u64| if secs > 0.0 { rate(n as f64 / secs) } else { "-".into() };
+    let _ = writeln!(
+        out,
+        "{} in ({}/s)   {} out ({}/s)   {} in   {} out",
+        w.messages_in,
+        per_s(w.messages_in),
+        w.messages_out,
+        per_s(w.messages_out),
+        bytes_rate(if secs > 0.0 { c.bytes_in as f64 / secs } else { 0.0 }),
+        bytes_rate(if secs > 0.0 { c.bytes_out as f64 / secs } else { 0.0 }),
+    );
+    label(out, "connections");
+    let attempted = c.connections_opened;
+    let success = if attempted > 0 {
+        format!("{:.1} %", w.upgraded as f64 * 100.0 / attempted as f64)
+    } else {
+        "-".into()
+    };
+    let _ = writeln!(
+        out,
+        "{} attempted   {} upgraded   {} failed   ({} success)   peak {} open",
+        attempted,
+        w.upgraded,
+        attempted.saturating_sub(w.upgraded),
+        success,
+        run.peak_open
+    );
+    label(out, "reconnects");
+    if w.total_reconnects() == 0 {
+        out.push_str("none");
+    } else {
+        let parts: Vec<String> = crate::metrics::ReconnectCause::ALL
+            .iter()
+            .filter(|r| w.reconnects[r.index()] > 0)
+            .map(|r| format!("{} {}", r.name(), w.reconnects[r.index()]))
+            .collect();
+        out.push_str(&parts.join("   "));
+    }
+    let _ = writeln!(
+        out,
+        "   ·  resubscribed {}   retries exhausted {}   buffered {} sent, {} dropped",
+        w.resubscribed, w.retries_exhausted, w.buffered_sent, w.buffer_dropped
+    );
+    let mut codes: Vec<String> = w
+        .close_codes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| format!("{} ×{n}", crate::metrics::CLOSE_CODE_FIRST + i as u16))
+        .collect();
+    if w.close_codes_other > 0 {
+        codes.push(format!("other ×{}", w.close_codes_other));
+    }
+    label(out, "close codes");
+    let _ = writeln!(
+        out,
+        "{}",
+        if codes.is_empty() {
+            "none from the server".to_string()
+        } else {
+            codes.join("   ")
+        }
+    );
+    if let Some(f) = &meta.seq_field {
+        label(out, "sequence");
+        let _ = writeln!(
+            out,
+            "{} gaps, {} missing, {} restarts   (field {f:?} per {:?})",
+            w.seq_gaps, w.seq_missing, w.seq_backwards, meta.stream_field
+        );
+    }
+    if let Some(f) = &meta.ts_field {
+        label(out, "latency");
+        let unit = run.recorder.ts_unit.unwrap_or("?");
+        let how = if meta.ts_unit.is_some() { "given" } else { "inferred" };
+        let _ = writeln!(
+            out,
+            "one-way from {f:?} ({unit}, {how}); assumes client and server clocks are \
+             synchronized   ({} without it, {} in the future)",
+            w.ts_missing, w.ts_future
+        );
+    }
+    label(out, "pings");
+    let _ = writeln!(
+        out,
+        "{} server pings answered   {} sent, {} pongs",
+        w.pings_answered, w.pings_sent, w.pongs_received
+    );
 }
 
 fn label(out: &mut String, l: &str) {
