@@ -725,6 +725,12 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     if a.close_after == Some(0) {
         return usage("--close-after must be at least 1");
     }
+    if !(a.ws_rate >= 0.0 && a.ws_rate.is_finite()) {
+        return usage("--ws-rate must be a number of messages per second (0 or more)");
+    }
+    if a.ws_gap_every == Some(0) {
+        return usage("--ws-gap-every must be at least 1");
+    }
     let cfg = ServeConfig {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),
@@ -753,6 +759,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         }
     }
     println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N");
+    println!("ws     /ws (subscribe, then {}/s per connection)  /echo", a.ws_rate);
     use std::io::Write;
     let _ = std::io::stdout().flush();
     crate::sys::install_interrupt_handler();

@@ -221,7 +221,7 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
     if w.close_codes_other > 0 {
         close_codes.insert("other".into(), json!(w.close_codes_other));
     }
-    json!({
+    let mut settings = json!({
         "mode": m.mode,
         "subscriptions": m.subscriptions.iter().map(|s| redact::message(s)).collect::<Vec<_>>(),
         "send_rate": m.send_rate,
@@ -244,6 +244,9 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
         "send_buffer": m.send_buffer,
         "utf8_check": m.utf8_check,
         "max_message": m.max_message,
+    });
+    // Two halves: one json! call this long exceeds the macro's recursion limit.
+    let counters = json!({
         "connections_attempted": c.connections_opened,
         "connections_upgraded": w.upgraded,
         "connections_failed": c.connections_opened.saturating_sub(w.upgraded),
@@ -268,7 +271,11 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
         "ts_future": w.ts_future,
         "buffered_sent": w.buffered_sent,
         "buffer_dropped": w.buffer_dropped,
-    })
+    });
+    if let (Value::Object(a), Value::Object(b)) = (&mut settings, counters) {
+        a.extend(b);
+    }
+    settings
 }
 
 /// One `phases.*` object.
