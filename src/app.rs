@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::cli::{self, Command, HttpArgs, JitterArg, OverLimitArg, ServeArgs, UsageError, WsArgs, WsModeArg};
-use crate::engine::{self, EngineError};
+use crate::cli::{
+    self, Command, HttpArgs, JitterArg, OverLimitArg, ServeArgs, UsageError, WsArgs, WsModeArg,
+};
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
+use crate::engine::{self, EngineError};
 use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
 use crate::proto::jsonfield::{FieldPath, TsUnit};
 use crate::report::{self, RunMeta, WsMeta};
@@ -509,7 +511,11 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let mut server: Option<ServerHandle> = None;
     let mut extra_ca_pem = None;
     let url = if builtin {
-        let default_path = if a.mode == WsModeArg::Echo { "/echo" } else { "/ws" };
+        let default_path = if a.mode == WsModeArg::Echo {
+            "/echo"
+        } else {
+            "/ws"
+        };
         let path = a.url.clone().unwrap_or_else(|| default_path.to_string());
         if path.starts_with("/ws") && a.mode == WsModeArg::Stream {
             if templates.is_empty() {
@@ -759,7 +765,10 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         }
     }
     println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N");
-    println!("ws     /ws (subscribe, then {}/s per connection)  /echo", a.ws_rate);
+    println!(
+        "ws     /ws (subscribe, then {}/s per connection)  /echo",
+        a.ws_rate
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     crate::sys::install_interrupt_handler();

@@ -596,7 +596,9 @@ mod tests {
     fn subscriptions_expand_over_the_lists() {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let subs = expand_subscriptions(
-            &v(&[r#"{"op":"subscribe","args":["{channel}.{symbol}"],"ex":"{exchange}","c":{conn}}"#]),
+            &v(&[
+                r#"{"op":"subscribe","args":["{channel}.{symbol}"],"ex":"{exchange}","c":{conn}}"#,
+            ]),
             &v(&["binance", "bybit"]),
             &v(&["trades", "orderbook"]),
             &v(&["BTCUSDT"]),
@@ -609,7 +611,10 @@ mod tests {
         );
         assert!(subs[3].contains("orderbook.BTCUSDT") && subs[3].contains("bybit"));
         // a template without placeholders is sent as is
-        assert_eq!(expand_subscriptions(&v(&["hello"]), &[], &[], &[]).unwrap(), v(&["hello"]));
+        assert_eq!(
+            expand_subscriptions(&v(&["hello"]), &[], &[], &[]).unwrap(),
+            v(&["hello"])
+        );
         let e = expand_subscriptions(&v(&["{symbol}"]), &[], &[], &[]).unwrap_err();
         assert!(e.0.contains("--symbols"), "{e}");
     }

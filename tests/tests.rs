@@ -3,6 +3,7 @@
 //! JSON report the run wrote (or the exit code and message of a bad invocation).
 
 mod util;
+mod ws;
 
 use util::{assert_usage_error, connbench, connbench_raw, http_url, https_url, serve, write_ca};
 

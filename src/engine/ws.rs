@@ -578,10 +578,16 @@ impl<T: Transport> WsWorker<T> {
             ts_unit: &mut self.ts_unit,
             echo_path: &self.echo_path,
         };
-        let res = t.recv(sock, &mut self.scratch, &mut s.rb, &mut bytes_in, |rb, now| {
-            on_bytes(p, &mut rx, rb, now);
-            Ok(())
-        });
+        let res = t.recv(
+            sock,
+            &mut self.scratch,
+            &mut s.rb,
+            &mut bytes_in,
+            |rb, now| {
+                on_bytes(p, &mut rx, rb, now);
+                Ok(())
+            },
+        );
         self.rec.counters.bytes_in += bytes_in;
         let recv = match res {
             Ok(r) => r,
@@ -685,9 +691,11 @@ impl<T: Transport> WsWorker<T> {
             let s = &self.slots[slot];
             match state {
                 State::Backoff(at) if at <= now => self.open(slot),
-                State::Connecting if now - s.p.t_connect >= plan.connect_timeout => {
-                    self.lose(slot, ReconnectCause::Error, Some(ErrorClass::ConnectTimeout))
-                }
+                State::Connecting if now - s.p.t_connect >= plan.connect_timeout => self.lose(
+                    slot,
+                    ReconnectCause::Error,
+                    Some(ErrorClass::ConnectTimeout),
+                ),
                 State::Handshaking if now - s.p.t_established >= plan.connect_timeout => {
                     self.lose(slot, ReconnectCause::Error, Some(ErrorClass::TlsHandshake))
                 }
@@ -695,10 +703,7 @@ impl<T: Transport> WsWorker<T> {
                     self.lose(slot, ReconnectCause::Error, Some(ErrorClass::ReadTimeout))
                 }
                 State::Open => {
-                    if plan
-                        .stale_after
-                        .is_some_and(|st| now - s.p.last_data >= st)
-                    {
+                    if plan.stale_after.is_some_and(|st| now - s.p.last_data >= st) {
                         self.lose(slot, ReconnectCause::Stale, Some(ErrorClass::Stale));
                         continue;
                     }
@@ -794,7 +799,11 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
         return;
     }
     if p.state == State::Upgrading {
-        let accept = p.handshake.as_ref().map(|h| h.accept.as_str()).unwrap_or("");
+        let accept = p
+            .handshake
+            .as_ref()
+            .map(|h| h.accept.as_str())
+            .unwrap_or("");
         match ws::parse_upgrade_response(rb.pending(), accept) {
             Ok(None) => return,
             Ok(Some(n)) => {

@@ -489,6 +489,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             interrupted: false,
             peak_rss_bytes: 10 << 20,
+            peak_open: 4,
         }
     }
 

@@ -320,7 +320,13 @@ fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
     let w = &c.ws;
     let secs = run.elapsed.as_secs_f64();
     label(out, "messages");
-    let per_s = |n: u64| if secs > 0.0 { rate(n as f64 / secs) } else { "-".into() };
+    let per_s = |n: u64| {
+        if secs > 0.0 {
+            rate(n as f64 / secs)
+        } else {
+            "-".into()
+        }
+    };
     let _ = writeln!(
         out,
         "{} in ({}/s)   {} out ({}/s)   {} in   {} out",
@@ -328,8 +334,16 @@ fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
         per_s(w.messages_in),
         w.messages_out,
         per_s(w.messages_out),
-        bytes_rate(if secs > 0.0 { c.bytes_in as f64 / secs } else { 0.0 }),
-        bytes_rate(if secs > 0.0 { c.bytes_out as f64 / secs } else { 0.0 }),
+        bytes_rate(if secs > 0.0 {
+            c.bytes_in as f64 / secs
+        } else {
+            0.0
+        }),
+        bytes_rate(if secs > 0.0 {
+            c.bytes_out as f64 / secs
+        } else {
+            0.0
+        }),
     );
     label(out, "connections");
     let attempted = c.connections_opened;
@@ -394,7 +408,11 @@ fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
     if let Some(f) = &meta.ts_field {
         label(out, "latency");
         let unit = run.recorder.ts_unit.unwrap_or("?");
-        let how = if meta.ts_unit.is_some() { "given" } else { "inferred" };
+        let how = if meta.ts_unit.is_some() {
+            "given"
+        } else {
+            "inferred"
+        };
         let _ = writeln!(
             out,
             "one-way from {f:?} ({unit}, {how}); assumes client and server clocks are \
@@ -611,6 +629,7 @@ mod tests {
             elapsed: Duration::from_secs(10),
             interrupted: false,
             peak_rss_bytes: 12_900_000,
+            peak_open: 10,
         }
     }
 

@@ -1,0 +1,445 @@
+//! `connbench ws` end to end against the built-in target's WebSocket routes, with its faults.
+
+use crate::util::{assert_usage_error, connbench, connbench_raw, serve, write_ca, TempDir};
+use connbench::target::ServerHandle;
+
+fn ws_url(s: &ServerHandle, path: &str) -> String {
+    format!("ws://{}{}", s.http_addr().unwrap(), path)
+}
+
+const SUB: &str =
+    r#"{"op":"subscribe","exchange":"{exchange}","channel":"{channel}","symbol":"{symbol}"}"#;
+
+#[test]
+fn stream_mode_receives_messages_and_records_latency() {
+    let s = serve(|c| c.ws_rate = 200.0);
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "1500ms",
+        "--subscribe",
+        SUB,
+        "--exchanges",
+        "binance,bybit",
+        "--channels",
+        "trades",
+        "--symbols",
+        "BTCUSDT",
+        "--ts-field",
+        "timestamp",
+        "--seq-field",
+        "seq",
+    ]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &r.report()["ws"];
+    assert_eq!(ws["connections_upgraded"], 4, "{ws}");
+    assert_eq!(
+        ws["subscriptions_sent"], 8,
+        "two subscriptions per connection"
+    );
+    assert_eq!(stats.ws_subscriptions, 8);
+    assert!(r.u64("/ws/messages_in") > 400, "{ws}");
+    assert_eq!(r.u64("/phases/upgrade/count"), 4);
+    assert_eq!(r.u64("/phases/first_message/count"), 4);
+    assert!(r.u64("/phases/latency/count") > 400);
+    assert_eq!(ws["ts_unit"], "us", "µs timestamps are inferred");
+    assert_eq!(r.u64("/ws/seq_gaps"), 0);
+    assert_eq!(r.u64("/errors/total"), 0);
+    assert_eq!(r.u64("/ws/reconnects_total"), 0);
+    // one-way latency on loopback: well under a second
+    assert!(r.u64("/phases/latency/p50") < 1_000_000_000);
+    assert!(
+        r.stdout.contains("synchronized"),
+        "the caveat is printed: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn gaps_are_counted_exactly() {
+    // Every 5th message skips a sequence number; the server then goes quiet, so every message
+    // it sent has arrived when the client stops.
+    let s = serve(|c| {
+        c.ws_rate = 100.0;
+        c.ws_gap_every = Some(5);
+        c.ws_stall_after = Some(std::time::Duration::from_millis(700));
+    });
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "3",
+        "-d",
+        "1500ms",
+        "--subscribe",
+        r#"{"op":"subscribe","symbol":"ETHUSDT"}"#,
+        "--seq-field",
+        "seq",
+    ]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(stats.ws_gaps > 0);
+    assert_eq!(r.u64("/ws/seq_gaps"), stats.ws_gaps, "{}", r.report()["ws"]);
+    assert_eq!(
+        r.u64("/ws/seq_missing"),
+        stats.ws_gaps,
+        "one number skipped per gap"
+    );
+}
+
+#[test]
+fn drops_reconnect_and_resubscribe() {
+    let s = serve(|c| {
+        c.ws_rate = 200.0;
+        c.ws_drop_every = Some(std::time::Duration::from_millis(300));
+        c.ws_gap_every = Some(7);
+    });
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "2s",
+        "--subscribe",
+        SUB,
+        "--exchanges",
+        "binance",
+        "--channels",
+        "trades",
+        "--symbols",
+        "BTCUSDT",
+        "--seq-field",
+        "seq",
+        "--backoff-base",
+        "20ms",
+    ]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &r.report()["ws"];
+    let abnormal = r.u64("/ws/reconnects/abnormal_close");
+    assert!(abnormal >= 4, "{ws}");
+    assert_eq!(r.u64("/errors/ws_abnormal_close"), abnormal);
+    // every replacement that upgraded sent its subscription again
+    let upgraded = r.u64("/ws/connections_upgraded");
+    assert_eq!(r.u64("/ws/resubscribed"), upgraded - 4, "{ws}");
+    assert_eq!(r.u64("/ws/subscriptions_sent"), upgraded);
+    assert_eq!(r.u64("/phases/outage/count"), upgraded - 4);
+    assert_eq!(r.u64("/phases/resubscribe/count"), upgraded - 4);
+    assert!(
+        r.u64("/ws/seq_restarts") > 0,
+        "a new connection starts a new numbering"
+    );
+    // Gaps the server revealed; only messages in flight when the client stopped (at most one
+    // per connection) may be missing from the client's count.
+    let gaps = r.u64("/ws/seq_gaps");
+    assert!(
+        gaps <= stats.ws_gaps && gaps + 4 >= stats.ws_gaps,
+        "client {gaps} server {}",
+        stats.ws_gaps
+    );
+}
+
+#[test]
+fn stale_connections_are_replaced() {
+    let s = serve(|c| {
+        c.ws_rate = 100.0;
+        c.ws_stall_after = Some(std::time::Duration::from_millis(200));
+    });
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "1500ms",
+        "--subscribe",
+        SUB,
+        "--symbols",
+        "X",
+        "--exchanges",
+        "e",
+        "--channels",
+        "c",
+        "--stale-after",
+        "250ms",
+        "--backoff-base",
+        "10ms",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.u64("/ws/reconnects/stale") >= 2, "{}", r.report()["ws"]);
+    assert_eq!(r.u64("/errors/stale"), r.u64("/ws/reconnects/stale"));
+    assert!(r.u64("/ws/resubscribed") >= 2);
+}
+
+#[test]
+fn server_pings_are_answered_and_the_connection_stays() {
+    let s = serve(|c| {
+        c.ws_rate = 20.0;
+        c.ws_ping_every = Some(std::time::Duration::from_millis(100));
+    });
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "3",
+        "-d",
+        "1500ms",
+        "--subscribe",
+        SUB,
+        "--symbols",
+        "X",
+        "--exchanges",
+        "e",
+        "--channels",
+        "c",
+    ]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.u64("/ws/pings_answered") >= 3 * 10,
+        "{}",
+        r.report()["ws"]
+    );
+    assert_eq!(stats.ws_pong_timeouts, 0);
+    assert_eq!(r.u64("/ws/reconnects_total"), 0);
+    assert_eq!(r.u64("/ws/connections_upgraded"), 3);
+}
+
+#[test]
+fn a_plain_http_answer_is_an_upgrade_error() {
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "--backoff-base",
+        "50ms",
+    ]);
+    s.stop();
+    assert_eq!(
+        r.code, 0,
+        "a failing connection never aborts the run: {}",
+        r.stderr
+    );
+    assert!(r.u64("/errors/upgrade_rejected") >= 2);
+    assert_eq!(r.u64("/ws/connections_upgraded"), 0);
+}
+
+#[test]
+fn echo_mode_times_round_trips_and_buffers_while_down() {
+    let s = serve(|c| c.ws_drop_every = Some(std::time::Duration::from_millis(400)));
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "--send-rate",
+        "200",
+        "-c",
+        "2",
+        "-d",
+        "1500ms",
+        "--backoff-base",
+        "30ms",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rtt = r.u64("/phases/rtt/count");
+    assert!(rtt > 200, "{}", r.report()["ws"]);
+    assert!(r.u64("/ws/messages_out") > 200);
+    assert!(r.u64("/ws/reconnects/abnormal_close") >= 2);
+    assert!(
+        r.u64("/ws/buffered_sent") > 0,
+        "messages owed during outages are sent after reconnecting"
+    );
+    // a one-message buffer drops the rest
+    let s = serve(|c| c.ws_drop_every = Some(std::time::Duration::from_millis(300)));
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "--send-rate",
+        "500",
+        "-c",
+        "1",
+        "-d",
+        "1s",
+        "--backoff-base",
+        "50ms",
+        "--send-buffer",
+        "1",
+    ]);
+    s.stop();
+    assert!(r.u64("/ws/buffer_dropped") > 0, "{}", r.report()["ws"]);
+}
+
+#[test]
+fn ping_mode_times_pongs() {
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "ping",
+        "--ping-interval",
+        "50ms",
+        "-c",
+        "2",
+        "-d",
+        "1s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.u64("/ws/pings_sent") >= 20);
+    assert!(r.u64("/ws/pongs_received") >= 20);
+    assert!(r.u64("/phases/rtt/count") >= 20);
+}
+
+#[test]
+fn wss_with_ca_times_tls_and_upgrade() {
+    let s = serve(|c| c.ws_rate = 100.0);
+    let dir = TempDir::new("wss");
+    let ca = write_ca(&s, &dir);
+    let url = format!("wss://{}/ws", s.https_addr().unwrap());
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--subscribe",
+        SUB,
+        "--symbols",
+        "X",
+        "--exchanges",
+        "e",
+        "--channels",
+        "c",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/phases/tls/count"), 2);
+    assert_eq!(r.u64("/phases/upgrade/count"), 2);
+    assert!(r.u64("/ws/messages_in") > 50);
+    assert!(r.report()["tls"]["version"].is_string());
+}
+
+#[test]
+fn retries_run_out_against_a_dead_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let started = std::time::Instant::now();
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "20s",
+        "--max-retries",
+        "3",
+        "--backoff-base",
+        "10ms",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/ws/retries_exhausted"), 2);
+    assert_eq!(
+        r.u64("/errors/connect_refused"),
+        2 * 4,
+        "first try plus 3 retries each"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the run ends when every slot gave up"
+    );
+}
+
+#[test]
+fn the_reconnect_budget_limits_reconnects() {
+    let s = serve(|c| c.ws_drop_every = Some(std::time::Duration::from_millis(100)));
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "1500ms",
+        "--backoff-base",
+        "1ms",
+        "--reconnect-budget",
+        "2/1m",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.u64("/ws/connections_upgraded"),
+        3,
+        "the first connection plus 2 budgeted reconnects: {}",
+        r.report()["ws"]
+    );
+}
+
+#[test]
+fn ws_bad_input_exits_2() {
+    assert_usage_error(&connbench_raw(&["ws", "http://127.0.0.1:9/"]), "ws://");
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--ts-unit", "hours"]),
+        "--ts-unit",
+    );
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--subscribe", "{symbol}"]),
+        "--symbols",
+    );
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--reconnect-budget", "lots"]),
+        "--reconnect-budget",
+    );
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--heartbeat", "shout"]),
+        "--heartbeat",
+    );
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--ts-field", "a..b"]),
+        "--ts-field",
+    );
+}
+
+#[test]
+fn the_builtin_websocket_target_is_the_default() {
+    let r = connbench(&["ws", "-c", "2", "-d", "1s"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report()["target"]["builtin"], true);
+    assert!(r.u64("/ws/messages_in") > 0);
+    assert!(r.u64("/phases/latency/count") > 0);
+}
