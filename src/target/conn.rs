@@ -1,7 +1,8 @@
 //! One accepted connection: its transport (plain or rustls), its reused input and output
 //! buffers, the queue of replies owed in request order, and the pump that moves bytes between
-//! them. The event loop calls [`Conn::drive`] on every readiness event and timer; this module
-//! never registers, polls or sleeps.
+//! them. After a `101` it pumps WebSocket frames through the same buffers instead (decoder from
+//! `ws`, behaviour from `session`). The event loop calls [`Conn::drive`] on every readiness
+//! event and timer; this module never registers, polls or sleeps.
 //!
 //! Edge-triggered contract (mio always uses EPOLLET, libs.md §3), as rules:
 //! 1. Every `drive` reads until `WouldBlock` (or a short read on a plain stream socket, which
@@ -12,19 +13,26 @@
 //!    blocked, or a timer when the head of the queue is a delayed reply.
 //! 3. A connection that used its round budget returns [`Outcome::Again`]; the loop revisits it
 //!    without waiting for epoll, because no new edge would come for bytes already buffered.
+//! 4. WebSocket output is bounded: reading pauses while more than [`WS_OUT_MAX`] bytes wait to
+//!    be written (the writable edge resumes it), and data messages are dropped past that bound,
+//!    so a client that stops reading costs at most about 2 MiB and never blocks the loop.
+//! 5. A WebSocket connection keeps at most one wake-up in the loop's timer heap ahead of the
+//!    one it needs (`WsConn::armed`), however many messages per second it sends.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use rustls::ServerConnection;
 
 use super::http::{self, HeadError, Request};
 use super::routes::{self, Body, ConnHeader, Reply, Route};
+use super::session::{Flow, Kind, Output, Session, Tally};
+use super::ws::{self, Decoder};
 use super::{Shared, ThreadCounters};
 
 /// Initial input buffer; grows to [`http::MAX_HEAD`] only for a large head.
@@ -39,6 +47,15 @@ const MAX_ROUNDS: usize = 32;
 /// How long a closing connection keeps discarding input before the socket is dropped, so the
 /// final response is not destroyed by a reset triggered by unread request bytes.
 const LINGER: Duration = Duration::from_secs(2);
+/// WebSocket output waiting for the socket before reading pauses and data messages are dropped
+/// (rule 4).
+const WS_OUT_MAX: usize = 1 << 20;
+/// Written output bytes at the front of `out` worth a compaction: a client that keeps up only
+/// partially must not make the buffer creep forward forever.
+const OUT_COMPACT_AT: usize = 64 * 1024;
+/// Output capacity kept once drained; a burst (a 1 MiB echo, a back-pressure episode) returns
+/// the rest to the allocator.
+const OUT_KEEP: usize = 64 * 1024;
 
 /// Everything a connection needs from its loop for one `drive` call.
 pub(super) struct Ctx<'a> {
@@ -71,7 +88,13 @@ pub(super) enum Outcome {
 enum State {
     /// Reading requests and answering them.
     Open,
-    /// The last reply (close, error, 429, close_after) is queued; no more requests are parsed.
+    /// A `101` is queued (behind any earlier replies): no more HTTP is parsed, since the bytes
+    /// after the upgrade request are WebSocket frames.
+    Upgrading,
+    /// Upgraded: frames in, frames out.
+    WebSocket,
+    /// The last reply (close, error, 429, close_after) or the WebSocket close frame is queued;
+    /// no more requests or messages are parsed.
     Finishing,
     /// Write side shut after the last reply; input is discarded until EOF or the deadline.
     Lingering { until: Instant },
@@ -207,6 +230,17 @@ impl TlsStream {
     }
 }
 
+/// The WebSocket half of an upgraded connection (boxed: plain HTTP connections do not pay for
+/// it).
+struct WsConn {
+    decoder: Decoder,
+    session: Session,
+    /// The earliest wake-up this connection has in the loop's timer heap (rule 5).
+    armed: Option<Instant>,
+    /// Once a close frame is queued: give up on a client that does not read it by then.
+    close_by: Option<Instant>,
+}
+
 /// One connection's state; see the module docs for the pumping rules.
 pub(super) struct Conn {
     transport: Transport,
@@ -237,6 +271,8 @@ pub(super) struct Conn {
     over_limit: bool,
     /// Counted in `Shared::open` (and must be uncounted on close).
     pub(super) admitted: bool,
+    /// Set by the `101`: the connection speaks WebSocket from then on.
+    ws: Option<Box<WsConn>>,
 }
 
 impl Conn {
@@ -258,6 +294,7 @@ impl Conn {
             peer_hup: false,
             over_limit: !admitted,
             admitted,
+            ws: None,
         }
     }
 
@@ -267,6 +304,9 @@ impl Conn {
             return self.linger(ctx.now, until);
         }
         self.peer_hup |= ctx.rdhup;
+        if self.ws.is_some() {
+            return self.drive_ws(ctx);
+        }
         let mut may_read = true;
         let mut rounds = 0;
         loop {
@@ -278,6 +318,11 @@ impl Conn {
                 Ok(p) => p,
                 Err(_) => return Outcome::Close,
             };
+            if self.ws.is_some() {
+                // The 101 went into `out`: frames the client pipelined behind the upgrade
+                // request are already in `inbuf`, and the WebSocket pump takes them from there.
+                return self.drive_ws(ctx);
+            }
             if !read && !wrote {
                 break;
             }
@@ -406,14 +451,27 @@ impl Conn {
     }
 
     fn queue_request(&mut self, req: &Request, ctx: &mut Ctx<'_>) {
-        let last = self.over_limit
-            || !req.keep_alive
-            || ctx.shared.close_after.is_some_and(|n| self.requests >= n);
         let route = if self.over_limit {
             Route::Status(429)
         } else {
             req.route
         };
+        if let Route::Upgrade { .. } = route {
+            // `close_after` counts HTTP exchanges; an upgraded connection lives by WebSocket
+            // rules instead, so the upgrade is answered even when it is the N-th request.
+            self.replies.push_back(Reply {
+                route,
+                head_only: false,
+                http10: false,
+                conn: ConnHeader::Default,
+                not_before: None,
+            });
+            self.state = State::Upgrading;
+            return;
+        }
+        let last = self.over_limit
+            || !req.keep_alive
+            || ctx.shared.close_after.is_some_and(|n| self.requests >= n);
         let not_before = match route {
             // The cap in `routes::route` keeps this from overflowing; `checked_add` makes sure.
             Route::Delay(us) => match ctx.now.checked_add(Duration::from_micros(us)) {
@@ -498,6 +556,12 @@ impl Conn {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
+            if self.out.capacity() > 4 * OUT_KEEP {
+                self.out.shrink_to(OUT_KEEP);
+            }
+        } else if self.out_pos >= OUT_COMPACT_AT {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
         }
     }
 
@@ -530,7 +594,220 @@ impl Conn {
                 &mut self.out,
                 ctx.scratch,
             );
+            if let Route::Upgrade { kind, .. } = reply.route {
+                // The 101 is the last reply: parsing stopped at the upgrade request.
+                self.start_ws(kind, ctx);
+                return;
+            }
         }
+    }
+
+    /// Switches to WebSocket once the 101 is in `out`; the session's clock starts now.
+    fn start_ws(&mut self, kind: Kind, ctx: &mut Ctx<'_>) {
+        self.state = State::WebSocket;
+        self.ws = Some(Box::new(WsConn {
+            decoder: Decoder::default(),
+            session: Session::new(kind, ctx.shared.ws, ctx.now),
+            armed: None,
+            close_by: None,
+        }));
+        ctx.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The WebSocket counterpart of [`Conn::drive`]: counts go to the thread's atomics once.
+    fn drive_ws(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let mut tally = Tally::default();
+        let outcome = self.pump_ws(ctx, &mut tally);
+        add_tally(ctx.counters, &tally);
+        outcome
+    }
+
+    fn pump_ws(&mut self, ctx: &mut Ctx<'_>, tally: &mut Tally) -> Outcome {
+        // One wall-clock read per wake: every message sent in it is stamped with it.
+        let wall_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut may_read = true;
+        let mut rounds = 0;
+        loop {
+            let read = match self.ws_pump_in(ctx, &mut may_read, tally) {
+                Ok(p) => p,
+                Err(_) => return Outcome::Close,
+            };
+            if self.state == State::WebSocket {
+                match self.ws_tick(ctx, wall_us, tally) {
+                    Flow::Continue => {}
+                    Flow::Close => self.state = State::Finishing,
+                    Flow::Drop => return self.drop_abnormally(ctx),
+                }
+            }
+            let wrote = match self.pump_out(ctx) {
+                Ok(p) => p,
+                Err(_) => return Outcome::Close,
+            };
+            if !read && !wrote {
+                break;
+            }
+            rounds += 1;
+            if rounds == MAX_ROUNDS {
+                return Outcome::Again;
+            }
+        }
+        if self.state == State::Finishing {
+            return self.finish_ws(ctx);
+        }
+        self.arm_timer(ctx);
+        Outcome::Keep
+    }
+
+    /// Reads and decodes frames until drained or back-pressured (rule 4).
+    fn ws_pump_in(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        may_read: &mut bool,
+        tally: &mut Tally,
+    ) -> io::Result<bool> {
+        let mut progress = self.ws_decode(ctx, tally);
+        while *may_read
+            && self.state == State::WebSocket
+            && self.out.len() - self.out_pos < WS_OUT_MAX
+        {
+            self.make_room();
+            let spare = self.inbuf.len() - self.in_end;
+            if spare == 0 {
+                // Unreachable: the decoder consumes every whole header, and a control frame
+                // (≤ 131 bytes) always fits after compaction.
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+            match self.transport.read(&mut self.inbuf[self.in_end..]) {
+                // The peer went away without a close frame.
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    self.in_end += n;
+                    progress = true;
+                    if n < spare && !self.peer_hup && self.transport.short_read_means_drained() {
+                        *may_read = false;
+                    }
+                    self.ws_decode(ctx, tally);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *may_read = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Turns buffered bytes into events and answers them. Returns whether anything was used.
+    fn ws_decode(&mut self, ctx: &mut Ctx<'_>, tally: &mut Tally) -> bool {
+        let Some(wsc) = self.ws.as_deref_mut() else {
+            return false;
+        };
+        let limit = self.out_pos + WS_OUT_MAX;
+        let mut progress = false;
+        while self.state == State::WebSocket {
+            let step = match wsc
+                .decoder
+                .decode(&mut self.inbuf[self.in_start..self.in_end])
+            {
+                Ok(step) => step,
+                Err(fault) => {
+                    ws::push_close(&mut self.out, Some(fault.code()), fault.reason());
+                    self.state = State::Finishing;
+                    return true;
+                }
+            };
+            self.in_start += step.consumed;
+            let Some(event) = step.event else {
+                if step.consumed == 0 {
+                    break;
+                }
+                progress = true;
+                continue;
+            };
+            progress = true;
+            let mut o = Output {
+                out: &mut self.out,
+                limit,
+                scratch: ctx.scratch,
+            };
+            if wsc.session.on_event(event, ctx.now, &mut o, tally) == Flow::Close {
+                self.state = State::Finishing;
+            }
+        }
+        if self.in_start == self.in_end {
+            self.in_start = 0;
+            self.in_end = 0;
+        }
+        progress
+    }
+
+    fn ws_tick(&mut self, ctx: &mut Ctx<'_>, wall_us: u64, tally: &mut Tally) -> Flow {
+        let Some(wsc) = self.ws.as_deref_mut() else {
+            return Flow::Continue;
+        };
+        let mut o = Output {
+            out: &mut self.out,
+            limit: self.out_pos + WS_OUT_MAX,
+            scratch: ctx.scratch,
+        };
+        wsc.session.tick(ctx.now, wall_us, &mut o, tally)
+    }
+
+    /// A close frame is queued: once it is written, FIN and linger; a client that does not read
+    /// it within [`LINGER`] is cut off.
+    fn finish_ws(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let idle = self.out_pos == self.out.len() && !self.transport.pending();
+        if idle {
+            self.transport.close_write();
+            let until = ctx.now + LINGER;
+            self.state = State::Lingering { until };
+            ctx.timers.push(until);
+            return self.linger(ctx.now, until);
+        }
+        let Some(wsc) = self.ws.as_deref_mut() else {
+            return Outcome::Close;
+        };
+        match wsc.close_by {
+            Some(t) if ctx.now >= t => Outcome::Close,
+            Some(_) => Outcome::Keep,
+            None => {
+                let t = ctx.now + LINGER;
+                wsc.close_by = Some(t);
+                ctx.timers.push(t);
+                Outcome::Keep
+            }
+        }
+    }
+
+    /// `ws_drop_every`: end the TCP connection without a close frame. Output the socket has
+    /// not taken is discarded; what it took still arrives, followed by a clean FIN.
+    fn drop_abnormally(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        self.out.clear();
+        self.out_pos = 0;
+        self.transport.close_write();
+        let until = ctx.now + LINGER;
+        self.state = State::Lingering { until };
+        ctx.timers.push(until);
+        self.linger(ctx.now, until)
+    }
+
+    /// Asks the loop for a wake-up at the session's next deadline, unless one at or before it
+    /// is already pending (rule 5).
+    fn arm_timer(&mut self, ctx: &mut Ctx<'_>) {
+        let Some(wsc) = self.ws.as_deref_mut() else {
+            return;
+        };
+        let Some(next) = wsc.session.next_deadline() else {
+            return;
+        };
+        if wsc.armed.is_some_and(|a| a > ctx.now && a <= next) {
+            return;
+        }
+        // Strictly in the future, so the loop's timer pass cannot spin on it.
+        let next = next.max(ctx.now + Duration::from_micros(1));
+        wsc.armed = Some(next);
+        ctx.timers.push(next);
     }
 
     /// Discards input after our last reply until EOF, an error, or the deadline.
@@ -548,5 +825,22 @@ impl Conn {
             }
         }
         Outcome::Again
+    }
+}
+
+/// Adds one drive's WebSocket counts to the thread's counters (skipping zero adds: they are
+/// still atomic read-modify-writes).
+fn add_tally(c: &ThreadCounters, t: &Tally) {
+    for (counter, n) in [
+        (&c.ws_messages_sent, t.sent),
+        (&c.ws_gaps, t.gaps),
+        (&c.ws_messages_dropped, t.dropped),
+        (&c.ws_subscriptions, t.subscriptions),
+        (&c.ws_drops, t.drops),
+        (&c.ws_pong_timeouts, t.pong_timeouts),
+    ] {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }

@@ -8,6 +8,7 @@
 use std::mem::MaybeUninit;
 
 use super::routes::{self, Route};
+use super::ws;
 
 /// Longest request head accepted; longer heads get 431 and the connection closes.
 pub(super) const MAX_HEAD: usize = 16 * 1024;
@@ -89,13 +90,24 @@ pub(super) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
     let mut close = false;
     let mut keep_alive = false;
     let mut body_len: Option<u64> = None;
+    let mut ws = WsHeaders::default();
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                ws.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            ws.upgrade_websocket |= h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-version") {
+            ws.version_13 = h.value.trim_ascii() == b"13";
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+            ws.key = Some(h.value.trim_ascii());
         } else if h.name.eq_ignore_ascii_case("content-length") {
             let n = parse_length(h.value).ok_or(HeadError::Malformed)?;
             // Repeated Content-Length must agree (RFC 9112 §6.3); otherwise framing is ambiguous.
@@ -107,13 +119,52 @@ pub(super) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
             return Err(HeadError::LengthRequired);
         }
     }
+    let body_len = body_len.unwrap_or(0);
+    let mut keep_alive = if http10 { keep_alive && !close } else { !close };
+    let mut route = routes::route(path);
+    if let Route::WsEndpoint(kind) = route {
+        route = ws.route(kind, method == "GET" && !http10 && body_len == 0);
+        // A refused upgrade closes: the client's next bytes may already be frames.
+        keep_alive &= matches!(route, Route::Upgrade { .. });
+    }
     Ok(Request {
-        route: routes::route(path),
+        route,
         head_only: method == "HEAD",
         http10,
-        keep_alive: if http10 { keep_alive && !close } else { !close },
-        body_len: body_len.unwrap_or(0),
+        keep_alive,
+        body_len,
     })
+}
+
+/// The headers a WebSocket upgrade needs (RFC 6455 §4.2.1).
+#[derive(Default)]
+struct WsHeaders<'a> {
+    upgrade_websocket: bool,
+    connection_upgrade: bool,
+    version_13: bool,
+    key: Option<&'a [u8]>,
+}
+
+impl WsHeaders<'_> {
+    /// `GET` over HTTP/1.1 without a body (`plain_get`), `Upgrade: websocket`, `Connection:
+    /// upgrade` and a 16-byte key: 101; wrong or missing version: 426 (which names version
+    /// 13); anything else: 400.
+    fn route(&self, kind: super::session::Kind, plain_get: bool) -> Route {
+        let key = match self.key {
+            Some(key) if ws::valid_key(key) => key,
+            _ => return Route::Status(400),
+        };
+        if !(plain_get && self.upgrade_websocket && self.connection_upgrade) {
+            return Route::Status(400);
+        }
+        if !self.version_13 {
+            return Route::Status(426);
+        }
+        Route::Upgrade {
+            kind,
+            accept: ws::accept_key(key),
+        }
+    }
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {
@@ -128,7 +179,61 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::session::Kind;
     use super::*;
+
+    #[test]
+    fn websocket_upgrade_validation() {
+        let ok = "GET /ws?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\
+                  Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let r = parse_head(ok.as_bytes()).expect("valid");
+        assert_eq!(
+            r.route,
+            Route::Upgrade {
+                kind: Kind::Feed,
+                accept: *b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+            }
+        );
+        assert!(r.keep_alive);
+        let echo = ok.replace("/ws?x=1", "/echo");
+        assert!(matches!(
+            parse_head(echo.as_bytes()).expect("valid").route,
+            Route::Upgrade {
+                kind: Kind::Echo,
+                ..
+            }
+        ));
+        let status = |req: String| {
+            let r = parse_head(req.as_bytes()).expect("valid head");
+            match r.route {
+                Route::Status(code) => {
+                    assert!(!r.keep_alive, "a refused upgrade closes");
+                    code
+                }
+                other => panic!("expected a status, got {other:?}"),
+            }
+        };
+        assert_eq!(status(ok.replace("13", "8")), 426);
+        assert_eq!(status(ok.replace("Sec-WebSocket-Version: 13\r\n", "")), 426);
+        assert_eq!(status(ok.replace("GET", "POST")), 400);
+        assert_eq!(status(ok.replace("HTTP/1.1", "HTTP/1.0")), 400);
+        assert_eq!(
+            status(ok.replace("Upgrade: WebSocket", "Upgrade: h2c")),
+            400
+        );
+        assert_eq!(status(ok.replace("keep-alive, Upgrade", "keep-alive")), 400);
+        assert_eq!(status(ok.replace("dGhlIHNhbXBsZSBub25jZQ==", "short")), 400);
+        assert_eq!(
+            status(ok.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "")),
+            400
+        );
+        // Other paths ignore upgrade headers entirely.
+        let other = ok.replace("/ws?x=1", "/");
+        assert_eq!(
+            parse_head(other.as_bytes()).expect("valid").route,
+            Route::Index
+        );
+    }
 
     #[test]
     fn head_end_whole_bytewise_and_with_trailing_bytes() {

@@ -22,6 +22,7 @@ mod event_loop;
 mod http;
 mod listener;
 mod routes;
+mod session;
 mod tls;
 mod ws;
 
@@ -229,6 +230,8 @@ struct Shared {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// `GET /` answered keep-alive over HTTP/1.1: status line, headers and body, built once.
     index_response: Box<[u8]>,
+    /// WebSocket rate and faults.
+    ws: session::Settings,
 }
 
 /// A running target. Dropping it stops it, like [`ServerHandle::stop`].
@@ -346,6 +349,14 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
         close_after: cfg.close_after,
         tls: https_addr.map(|_| Arc::new(tls_config)),
         index_response: routes::index_response(),
+        ws: session::Settings {
+            rate: cfg.ws_rate,
+            drop_every: cfg.ws_drop_every,
+            gap_every: cfg.ws_gap_every,
+            stall_after: cfg.ws_stall_after,
+            ping_every: cfg.ws_ping_every,
+            pong_timeout: cfg.ws_pong_timeout,
+        },
     });
 
     let mut handle = ServerHandle {
@@ -403,6 +414,9 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
     Ok(handle)
 }
 
+/// Highest per-connection WebSocket data rate accepted: beyond it a loop would spend its time
+/// formatting messages no client can read.
+const MAX_WS_RATE: f64 = 1_000_000.0;
 /// Longest WebSocket fault delay accepted (one week).
 const MAX_WS_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -420,9 +434,9 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
             "close_after counts requests from 1; use 1 to close after the first".into(),
         ));
     }
-    if !(cfg.ws_rate.is_finite() && cfg.ws_rate >= 0.0) {
+    if !(cfg.ws_rate.is_finite() && (0.0..=MAX_WS_RATE).contains(&cfg.ws_rate)) {
         return Err(ServeError::Config(format!(
-            "ws_rate must be a finite number of messages per second ≥ 0, not {}",
+            "ws_rate must be between 0 and {MAX_WS_RATE} messages per second per connection, not {}",
             cfg.ws_rate
         )));
     }

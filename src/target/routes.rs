@@ -10,6 +10,8 @@
 use std::io::Write as _;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::session::Kind;
+
 /// Largest body `/bytes/N` and `/chunked/N` will send.
 pub(super) const MAX_BODY: u64 = 64 << 20;
 /// Longest delay `/delay/MICROS` accepts (10 minutes); bounds the timer heap's horizon and keeps
@@ -48,6 +50,12 @@ pub(super) enum Route {
     Status(u16),
     /// `/exchanges/{exchange}/trades?symbol=S&limit=N`.
     Trades(TradesQuery),
+    /// `/ws` or `/echo` before the upgrade headers are checked; `http::parse_head` turns it
+    /// into [`Route::Upgrade`] or an error status, so it never reaches [`write_reply`].
+    WsEndpoint(Kind),
+    /// A valid WebSocket upgrade: `101 Switching Protocols` with this accept key, after which
+    /// the connection speaks WebSocket.
+    Upgrade { kind: Kind, accept: [u8; 28] },
 }
 
 /// A short ASCII token stored inline so a [`Route`] stays `Copy` and allocation-free.
@@ -116,6 +124,8 @@ pub(super) fn route(target: &str) -> Route {
             _ => Route::Status(400),
         },
         ("exchanges", Some(ex), Some("trades"), None) => trades(ex, query),
+        ("ws", None, None, None) => Route::WsEndpoint(Kind::Feed),
+        ("echo", None, None, None) => Route::WsEndpoint(Kind::Echo),
         _ => Route::Status(404),
     }
 }
@@ -348,6 +358,23 @@ pub(super) fn write_reply(
             push_small(out, reply, 200, "application/json", scratch);
             None
         }
+        Route::Upgrade { accept, .. } => {
+            out.extend_from_slice(
+                b"HTTP/1.1 101 Switching Protocols\r\nServer: connbench\r\nUpgrade: websocket\r\n\
+                  Connection: Upgrade\r\nSec-WebSocket-Accept: ",
+            );
+            out.extend_from_slice(&accept);
+            out.extend_from_slice(b"\r\n\r\n");
+            None
+        }
+        // Unreachable by construction (see the variant); answered like any bad request.
+        Route::WsEndpoint(_) => {
+            let bad = Reply {
+                route: Route::Status(400),
+                ..*reply
+            };
+            write_reply(&bad, index, out, scratch)
+        }
     }
 }
 
@@ -379,6 +406,10 @@ fn push_head(out: &mut Vec<u8>, code: u16, ctype: Option<&str>, len: Length, con
         }
         Length::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Length::None => {}
+    }
+    if code == 426 {
+        // RFC 6455 §4.2.2: tell the client which protocol version this server speaks.
+        out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
     }
     match conn {
         ConnHeader::Default => {}
@@ -452,6 +483,7 @@ fn push_hex(out: &mut Vec<u8>, mut n: usize) {
 
 fn reason(code: u16) -> &'static str {
     match code {
+        101 => "Switching Protocols",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -472,6 +504,7 @@ fn reason(code: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         418 => "I'm a teapot",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
