@@ -2222,6 +2222,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn damaged_streams_decode_the_same_however_they_are_split() {
+        // Valid frames with random bytes overwritten: whatever happens (events, then perhaps an
+        // error), it must not panic and must not depend on how the bytes arrive.
+        let mut rng = Prng(0x5eed_0003);
+        for round in 0..300 {
+            let mut wire = Vec::new();
+            for _ in 0..1 + rng.below(6) {
+                let (frames, _) = random_message(&mut rng);
+                for (op, fin, payload) in frames {
+                    if payload.len() <= 600 {
+                        wire.extend(frame(op.bits(), fin, &payload));
+                    }
+                }
+            }
+            for _ in 0..rng.below(4) {
+                if !wire.is_empty() {
+                    let at = rng.below(wire.len());
+                    wire[at] = rng.next() as u8;
+                }
+            }
+            let utf8_check = rng.below(2) == 0;
+            let make = || Decoder::new(2000, utf8_check);
+            let whole = feed(&mut make(), [&wire[..]]);
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let end = (at + 1 + rng.below(40)).min(wire.len());
+                chunks.push(&wire[at..end]);
+                at = end;
+            }
+            let split = feed(&mut make(), chunks);
+            assert_eq!(split.events, whole.events, "round {round}");
+            assert_eq!(split.error, whole.error, "round {round}");
+            if whole.error.is_none() {
+                assert_eq!(split.leftover, whole.leftover, "round {round}");
+            }
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
     // Handshake
     // -----------------------------------------------------------------------------------------
