@@ -932,11 +932,7 @@ impl Decoder {
         if b1 & 0x80 != 0 {
             return Err(WsError::MaskedFrame);
         }
-        let len7 = b1 & 0x7F;
-        if opcode.is_control() && usize::from(len7) > CONTROL_MAX {
-            return Err(WsError::ControlTooLong);
-        }
-        let (header_len, payload_len) = match len7 {
+        let (header_len, payload_len) = match b1 & 0x7F {
             126 => match buf.get(2..).and_then(|b| b.first_chunk::<2>()) {
                 Some(bytes) => (4, u64::from(u16::from_be_bytes(*bytes))),
                 None => return Ok(None),
@@ -950,7 +946,13 @@ impl Decoder {
         if payload_len >> 63 != 0 {
             return Err(WsError::InvalidLength);
         }
-        if !opcode.is_control() {
+        // The real length, not the form: a short control frame in a non-minimal form is as
+        // acceptable as a data frame in one.
+        if opcode.is_control() {
+            if payload_len > CONTROL_MAX as u64 {
+                return Err(WsError::ControlTooLong);
+            }
+        } else {
             let so_far = if opcode == OpCode::Continuation {
                 self.reassembly.len()
             } else {
@@ -998,5 +1000,1552 @@ fn parse_close(payload: &[u8]) -> Result<(Option<u16>, &str), WsError> {
             let reason = std::str::from_utf8(reason).map_err(|_| WsError::InvalidCloseReason)?;
             Ok((Some(code), reason))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Read, Write};
+
+    // -----------------------------------------------------------------------------------------
+    // Helpers: server frames, a deterministic PRNG, owned events
+    // -----------------------------------------------------------------------------------------
+
+    const TEXT: u8 = 0x1;
+    const BINARY: u8 = 0x2;
+    const CONT: u8 = 0x0;
+    const CLOSE: u8 = 0x8;
+    const PING: u8 = 0x9;
+    const PONG: u8 = 0xA;
+
+    /// An unmasked server frame with the minimal length form.
+    fn frame(op: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let form = match payload.len() {
+            0..=125 => 7,
+            126..=65535 => 16,
+            _ => 64,
+        };
+        frame_with_form(op, fin, payload, form)
+    }
+
+    /// An unmasked server frame whose length uses the given form (7, 16 or 64 bits), minimal
+    /// or not.
+    fn frame_with_form(op: u8, fin: bool, payload: &[u8], form: u8) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | op];
+        match form {
+            7 => out.push(payload.len() as u8),
+            16 => {
+                out.push(126);
+                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(127);
+                out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason);
+        p
+    }
+
+    fn concat(parts: &[Vec<u8>]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// splitmix64: small, deterministic, good enough to pick lengths and split points.
+    struct Prng(u64);
+
+    impl Prng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+
+        fn mask(&mut self) -> [u8; 4] {
+            (self.next() as u32).to_ne_bytes()
+        }
+
+        /// A random length: mostly small (JSON-sized), sometimes around the 16/64-bit forms.
+        fn length(&mut self) -> usize {
+            match self.below(10) {
+                0..=5 => self.below(130),
+                6 | 7 => self.below(2000),
+                8 => 65_530 + self.below(12),
+                _ => self.below(70_000),
+            }
+        }
+
+        /// Random text of about `n` bytes mixing 1-, 2-, 3- and 4-byte characters.
+        fn text(&mut self, n: usize) -> String {
+            let mut s = String::with_capacity(n + 4);
+            while s.len() < n {
+                s.push(*self.pick(&['a', '{', '"', 'é', 'ß', '€', '中', '😀', '𝄞']));
+            }
+            s
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+
+        /// Cut `len` bytes into `parts` pieces at random points (pieces may be empty).
+        fn cuts(&mut self, len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+            let mut points: Vec<usize> = (1..parts).map(|_| self.below(len + 1)).collect();
+            points.sort_unstable();
+            let mut ranges = Vec::new();
+            let mut start = 0;
+            for p in points.into_iter().chain([len]) {
+                ranges.push(start..p);
+                start = p;
+            }
+            ranges
+        }
+    }
+
+    /// An event with owned data, comparable across decoders.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Ev {
+        Msg { text: bool, data: Vec<u8> },
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+        Close(Option<u16>, String),
+    }
+
+    fn text(s: &str) -> Ev {
+        Ev::Msg {
+            text: true,
+            data: s.as_bytes().to_vec(),
+        }
+    }
+
+    fn binary(b: &[u8]) -> Ev {
+        Ev::Msg {
+            text: false,
+            data: b.to_vec(),
+        }
+    }
+
+    fn owned(frame: Frame<'_>) -> Ev {
+        match frame {
+            Frame::Message { text, data } => Ev::Msg {
+                text,
+                data: data.to_vec(),
+            },
+            Frame::Ping(p) => Ev::Ping(p.to_vec()),
+            Frame::Pong(p) => Ev::Pong(p.to_vec()),
+            Frame::Close { code, reason } => Ev::Close(code, reason.to_owned()),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Feeding harness: exactly what the engine does (append, decode in a loop, drop consumed).
+    // -----------------------------------------------------------------------------------------
+
+    #[derive(Debug)]
+    struct Outcome {
+        events: Vec<Ev>,
+        error: Option<WsError>,
+        leftover: Vec<u8>,
+    }
+
+    fn feed<'a>(dec: &mut Decoder, chunks: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut events = Vec::new();
+        let mut steps = 0usize;
+        for chunk in chunks {
+            pending.extend_from_slice(chunk);
+            loop {
+                steps += 1;
+                assert!(steps < 1_000_000, "decoder loops without input");
+                let (n, event) = match dec.decode(&pending) {
+                    Ok((n, Progress::Partial)) => (n, None),
+                    Ok((n, Progress::Frame(f))) => (n, Some(owned(f))),
+                    Err(e) => {
+                        return Outcome {
+                            events,
+                            error: Some(e),
+                            leftover: pending,
+                        }
+                    }
+                };
+                assert!(n <= pending.len(), "consumed {n} of {}", pending.len());
+                pending.drain(..n);
+                match event {
+                    Some(ev) => {
+                        assert!(n > 0, "an event consumed nothing");
+                        events.push(ev);
+                    }
+                    // A fragment was consumed: there may be more frames in the buffer.
+                    None if n > 0 => {}
+                    None => {
+                        // "Needs more input": the same bytes again change nothing.
+                        assert!(matches!(dec.decode(&pending), Ok((0, Progress::Partial))));
+                        break;
+                    }
+                }
+            }
+        }
+        Outcome {
+            events,
+            error: None,
+            leftover: pending,
+        }
+    }
+
+    /// The start of another frame, which must stay unconsumed after a case's input.
+    const TRAILING: &[u8] = &[0x81, 0x05, b'h', b'e'];
+
+    fn decoder() -> Decoder {
+        Decoder::new(1 << 20, true)
+    }
+
+    /// Check one decoder case whole, byte by byte, split in two at every point (short inputs)
+    /// or at random points (long ones), and with trailing bytes that must stay unconsumed.
+    fn check_with(
+        make: impl Fn() -> Decoder,
+        name: &str,
+        input: &[u8],
+        expect: &[Ev],
+        error: Option<WsError>,
+    ) {
+        let mut feeds: Vec<(String, Vec<&[u8]>)> = vec![
+            ("whole".into(), vec![input]),
+            ("bytewise".into(), input.chunks(1).collect()),
+        ];
+        let mut splits: Vec<usize> = if input.len() <= 1024 {
+            (1..input.len()).collect()
+        } else {
+            let mut rng = Prng(input.len() as u64);
+            (0..16).map(|_| 1 + rng.below(input.len() - 1)).collect()
+        };
+        splits.dedup();
+        for split in splits {
+            feeds.push((
+                format!("split at {split}"),
+                vec![&input[..split], &input[split..]],
+            ));
+        }
+        for (how, chunks) in feeds {
+            let ctx = format!("case {name:?}, fed {how}");
+            let mut dec = make();
+            let out = feed(&mut dec, chunks);
+            assert_eq!(out.events, expect, "{ctx}");
+            assert_eq!(out.error, error, "{ctx}");
+            match &error {
+                None => assert!(
+                    out.leftover.is_empty(),
+                    "{ctx}: leftover {:?}",
+                    out.leftover
+                ),
+                Some(e) => {
+                    // The decoder stays failed until reset, then works again.
+                    assert_eq!(dec.decode(&[0x81, 0x00]), Err(e.clone()), "{ctx}");
+                    dec.reset();
+                    assert_eq!(
+                        dec.decode(&[0x81, 0x01, b'x']),
+                        Ok((
+                            3,
+                            Progress::Frame(Frame::Message {
+                                text: true,
+                                data: b"x"
+                            })
+                        )),
+                        "{ctx}"
+                    );
+                }
+            }
+        }
+
+        let mut with_trailing = input.to_vec();
+        with_trailing.extend_from_slice(TRAILING);
+        for (how, chunks) in [
+            ("whole + trailing", vec![&with_trailing[..]]),
+            ("bytewise + trailing", with_trailing.chunks(1).collect()),
+        ] {
+            let ctx = format!("case {name:?}, fed {how}");
+            let out = feed(&mut make(), chunks);
+            assert_eq!(out.events, expect, "{ctx}");
+            assert_eq!(out.error, error, "{ctx}");
+            if error.is_none() {
+                assert_eq!(out.leftover, TRAILING, "{ctx}");
+            }
+        }
+    }
+
+    fn ok_case(name: &str, input: &[u8], expect: &[Ev]) {
+        check_with(decoder, name, input, expect, None);
+    }
+
+    fn err_case(name: &str, input: &[u8], expect: &[Ev], e: WsError) {
+        check_with(decoder, name, input, expect, Some(e));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Single frames and lengths
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn every_length_form_decodes() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let bin = frame(BINARY, true, &payload);
+            let header_len = match len {
+                0..=125 => 2,
+                126..=65535 => 4,
+                _ => 10,
+            };
+            assert_eq!(bin.len(), header_len + len, "len {len}");
+            ok_case(&format!("binary {len}"), &bin, &[binary(&payload)]);
+
+            let text_payload: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            ok_case(
+                &format!("text {len}"),
+                &frame(TEXT, true, text_payload.as_bytes()),
+                &[text(&text_payload)],
+            );
+        }
+    }
+
+    #[test]
+    fn single_frame_messages_borrow_the_input() {
+        let input = frame(TEXT, true, b"{\"a\":1}");
+        let mut dec = decoder();
+        match dec.decode(&input) {
+            Ok((n, Progress::Frame(Frame::Message { text: true, data }))) => {
+                assert_eq!(n, input.len());
+                assert_eq!(data, b"{\"a\":1}");
+                // Zero-copy: the data points into the caller's buffer.
+                assert_eq!(data.as_ptr(), input[2..].as_ptr());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn non_minimal_lengths_are_accepted() {
+        // RFC 6455 §5.2 puts the minimal-encoding MUST on the sender; a lenient receiver
+        // costs nothing and keeps odd servers measurable.
+        ok_case(
+            "5 bytes in the 16-bit form",
+            &frame_with_form(TEXT, true, b"hello", 16),
+            &[text("hello")],
+        );
+        ok_case(
+            "5 bytes in the 64-bit form",
+            &frame_with_form(BINARY, true, b"hello", 64),
+            &[binary(b"hello")],
+        );
+        ok_case(
+            "ping in the 16-bit form",
+            &frame_with_form(PING, true, b"p", 16),
+            &[Ev::Ping(b"p".to_vec())],
+        );
+    }
+
+    #[test]
+    fn several_frames_in_one_buffer_come_out_one_per_call() {
+        let input = concat(&[
+            frame(TEXT, true, b"one"),
+            frame(PING, true, b""),
+            frame(BINARY, true, &[0, 1, 2]),
+            frame(PONG, true, b"pp"),
+            frame(TEXT, true, b""),
+        ]);
+        ok_case(
+            "five frames",
+            &input,
+            &[
+                text("one"),
+                Ev::Ping(vec![]),
+                binary(&[0, 1, 2]),
+                Ev::Pong(b"pp".to_vec()),
+                text(""),
+            ],
+        );
+        let mut dec = decoder();
+        assert!(matches!(dec.decode(&input), Ok((5, Progress::Frame(_)))));
+    }
+
+    #[test]
+    fn partial_frames_consume_nothing() {
+        let input = frame(BINARY, true, &[7u8; 300]);
+        let mut dec = decoder();
+        for end in 0..input.len() {
+            assert_eq!(
+                dec.decode(&input[..end]),
+                Ok((0, Progress::Partial)),
+                "{end}"
+            );
+        }
+        assert!(matches!(
+            dec.decode(&input),
+            Ok((n, Progress::Frame(Frame::Message { text: false, .. }))) if n == input.len()
+        ));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Fragmentation
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn fragmented_text_with_interleaved_control_frames() {
+        let input = concat(&[
+            frame(TEXT, false, b"Hel"),
+            frame(PING, true, b"p1"),
+            frame(CONT, false, b"lo"),
+            frame(PONG, true, b""),
+            frame(CONT, false, b""),
+            frame(CONT, true, b" world"),
+            frame(TEXT, true, b"next"),
+        ]);
+        ok_case(
+            "fragmented text",
+            &input,
+            &[
+                Ev::Ping(b"p1".to_vec()),
+                Ev::Pong(vec![]),
+                text("Hello world"),
+                text("next"),
+            ],
+        );
+    }
+
+    #[test]
+    fn fragmented_binary_and_empty_fragments() {
+        ok_case(
+            "binary in three",
+            &concat(&[
+                frame(BINARY, false, &[1, 2]),
+                frame(CONT, false, &[3]),
+                frame(CONT, true, &[4, 5]),
+            ]),
+            &[binary(&[1, 2, 3, 4, 5])],
+        );
+        ok_case(
+            "all fragments empty",
+            &concat(&[frame(TEXT, false, b""), frame(CONT, true, b"")]),
+            &[text("")],
+        );
+        ok_case(
+            "close between fragments",
+            &concat(&[
+                frame(BINARY, false, &[1]),
+                frame(CLOSE, true, &close_payload(1001, b"away")),
+                frame(CONT, true, &[2]),
+            ]),
+            &[Ev::Close(Some(1001), "away".into()), binary(&[1, 2])],
+        );
+    }
+
+    #[test]
+    fn fragments_are_consumed_as_soon_as_complete() {
+        let first = frame(TEXT, false, b"ab");
+        let second = frame(CONT, true, b"cd");
+        let mut input = first.clone();
+        input.extend_from_slice(&second[..3]);
+        let mut dec = decoder();
+        assert_eq!(dec.decode(&input), Ok((first.len(), Progress::Partial)));
+        assert_eq!(dec.decode(&second[..3]), Ok((0, Progress::Partial)));
+        assert_eq!(
+            dec.decode(&second),
+            Ok((
+                second.len(),
+                Progress::Frame(Frame::Message {
+                    text: true,
+                    data: b"abcd"
+                })
+            ))
+        );
+    }
+
+    #[test]
+    fn reassembly_buffer_is_reused_and_large_ones_shrink() {
+        let mut dec = decoder();
+        let small = concat(&[
+            frame(BINARY, false, &[1; 100]),
+            frame(CONT, true, &[2; 100]),
+        ]);
+        assert_eq!(feed(&mut dec, [&small[..]]).events.len(), 1);
+        let capacity = dec.reassembly.capacity();
+        assert!(capacity >= 200);
+        let pointer = dec.reassembly.as_ptr();
+        assert_eq!(feed(&mut dec, [&small[..]]).events.len(), 1);
+        // Same allocation: steady state does not allocate.
+        assert_eq!(
+            (dec.reassembly.as_ptr(), dec.reassembly.capacity()),
+            (pointer, capacity)
+        );
+
+        let big = concat(&[
+            frame(BINARY, false, &[3; 100_000]),
+            frame(CONT, true, &[4; 100_000]),
+        ]);
+        let first_len = 10 + 100_000;
+        assert_eq!(dec.decode(&big), Ok((first_len, Progress::Partial)));
+        assert!(matches!(
+            dec.decode(&big[first_len..]),
+            Ok((_, Progress::Frame(Frame::Message { text: false, data }))) if data.len() == 200_000
+        ));
+        assert!(dec.reassembly.capacity() >= 200_000);
+        // The next call releases the delivered message and gives the memory back.
+        assert_eq!(dec.decode(&[]), Ok((0, Progress::Partial)));
+        assert!(dec.reassembly.capacity() <= RETAIN_CAPACITY);
+        assert!(dec.reassembly.is_empty());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Close frames
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn close_frames() {
+        ok_case(
+            "close with code and reason",
+            &frame(CLOSE, true, &close_payload(1000, "done ✓".as_bytes())),
+            &[Ev::Close(Some(1000), "done ✓".into())],
+        );
+        ok_case(
+            "close without payload",
+            &frame(CLOSE, true, b""),
+            &[Ev::Close(None, String::new())],
+        );
+        ok_case(
+            "close with code only",
+            &frame(CLOSE, true, &close_payload(4999, b"")),
+            &[Ev::Close(Some(4999), String::new())],
+        );
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+        ]
+        .into_iter()
+        .chain([3000, 3999, 4000, 4999])
+        {
+            ok_case(
+                &format!("close {code}"),
+                &frame(CLOSE, true, &close_payload(code, b"r")),
+                &[Ev::Close(Some(code), "r".into())],
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Protocol errors, each with its close code
+    // -----------------------------------------------------------------------------------------
+
+    fn assert_code(e: &WsError, code: u16) {
+        assert_eq!(e.close_code(), code, "{e:?}");
+    }
+
+    #[test]
+    fn reserved_bits_and_opcodes() {
+        for rsv in [0x40u8, 0x20, 0x10, 0x70] {
+            let mut f = frame(TEXT, true, b"x");
+            f[0] |= rsv;
+            err_case(&format!("rsv {rsv:#x}"), &f, &[], WsError::ReservedBits);
+        }
+        for op in (0x3u8..=0x7).chain(0xB..=0xF) {
+            err_case(
+                &format!("opcode {op:#x}"),
+                &frame(op, true, b""),
+                &[],
+                WsError::ReservedOpcode(op),
+            );
+        }
+        assert_code(&WsError::ReservedBits, 1002);
+        assert_code(&WsError::ReservedOpcode(3), 1002);
+    }
+
+    #[test]
+    fn control_frame_rules() {
+        for op in [CLOSE, PING, PONG] {
+            err_case(
+                &format!("fragmented control {op:#x}"),
+                &frame(op, false, b""),
+                &[],
+                WsError::FragmentedControl,
+            );
+            err_case(
+                &format!("control {op:#x} of 126 bytes"),
+                &frame(op, true, &[b'a'; 126]),
+                &[],
+                WsError::ControlTooLong,
+            );
+            err_case(
+                &format!("control {op:#x} of 200 bytes, 64-bit form"),
+                &frame_with_form(op, true, &[b'a'; 200], 64),
+                &[],
+                WsError::ControlTooLong,
+            );
+        }
+        ok_case(
+            "ping of 125 bytes",
+            &frame(PING, true, &[b'a'; 125]),
+            &[Ev::Ping(vec![b'a'; 125])],
+        );
+        assert_code(&WsError::FragmentedControl, 1002);
+        assert_code(&WsError::ControlTooLong, 1002);
+    }
+
+    #[test]
+    fn fragmentation_errors() {
+        err_case(
+            "continuation without a start",
+            &frame(CONT, true, b"x"),
+            &[],
+            WsError::UnexpectedContinuation,
+        );
+        err_case(
+            "continuation after a complete message",
+            &concat(&[frame(TEXT, true, b"a"), frame(CONT, true, b"b")]),
+            &[text("a")],
+            WsError::UnexpectedContinuation,
+        );
+        err_case(
+            "new text inside a fragmented message",
+            &concat(&[
+                frame(BINARY, false, b"a"),
+                frame(PING, true, b""),
+                frame(TEXT, true, b"b"),
+            ]),
+            &[Ev::Ping(vec![])],
+            WsError::ExpectedContinuation,
+        );
+        err_case(
+            "new binary inside a fragmented message",
+            &concat(&[frame(TEXT, false, b"a"), frame(BINARY, false, b"b")]),
+            &[],
+            WsError::ExpectedContinuation,
+        );
+        assert_code(&WsError::UnexpectedContinuation, 1002);
+        assert_code(&WsError::ExpectedContinuation, 1002);
+    }
+
+    #[test]
+    fn masked_frames_and_bad_lengths() {
+        let mut masked = frame(TEXT, true, b"");
+        masked[1] |= 0x80;
+        masked.extend_from_slice(&[1, 2, 3, 4]);
+        err_case("masked frame", &masked, &[], WsError::MaskedFrame);
+        let mut huge = vec![0x82, 127];
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        err_case("length msb set", &huge, &[], WsError::InvalidLength);
+        assert_code(&WsError::MaskedFrame, 1002);
+        assert_code(&WsError::InvalidLength, 1002);
+    }
+
+    #[test]
+    fn invalid_close_payloads() {
+        err_case(
+            "1-byte close",
+            &frame(CLOSE, true, &[3]),
+            &[],
+            WsError::CloseTooShort,
+        );
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            err_case(
+                &format!("close code {code}"),
+                &frame(CLOSE, true, &close_payload(code, b"")),
+                &[],
+                WsError::InvalidCloseCode(code),
+            );
+        }
+        err_case(
+            "close reason not utf-8",
+            &frame(CLOSE, true, &close_payload(1000, b"bad \xff")),
+            &[],
+            WsError::InvalidCloseReason,
+        );
+        // Close reasons are validated even when text is not (they are returned as &str).
+        check_with(
+            || Decoder::new(1024, false),
+            "close reason, utf8_check off",
+            &frame(CLOSE, true, &close_payload(1000, b"\xc3")),
+            &[],
+            Some(WsError::InvalidCloseReason),
+        );
+        assert_code(&WsError::CloseTooShort, 1002);
+        assert_code(&WsError::InvalidCloseCode(1005), 1002);
+        assert_code(&WsError::InvalidCloseReason, 1007);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // UTF-8
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn invalid_utf8_in_single_frames() {
+        for bad in [
+            &b"\xff"[..],
+            b"ab\xc0\xafcd",     // overlong
+            b"\xed\xa0\x80",     // surrogate
+            b"\xf4\x90\x80\x80", // above U+10FFFF
+            b"ok\xe2\x82",       // truncated at the end of the message
+            b"\x80",             // lone continuation byte
+        ] {
+            err_case(
+                &format!("text {bad:?}"),
+                &frame(TEXT, true, bad),
+                &[],
+                WsError::InvalidUtf8,
+            );
+        }
+        // The same bytes as binary are fine, and so is text when checking is off.
+        ok_case(
+            "binary ff",
+            &frame(BINARY, true, b"\xff"),
+            &[binary(b"\xff")],
+        );
+        check_with(
+            || Decoder::new(1024, false),
+            "unchecked text",
+            &frame(TEXT, true, b"\xff"),
+            &[Ev::Msg {
+                text: true,
+                data: b"\xff".to_vec(),
+            }],
+            None,
+        );
+        assert_code(&WsError::InvalidUtf8, 1007);
+    }
+
+    #[test]
+    fn four_byte_sequences_split_at_every_point() {
+        let message = "a😀b𝄞c".as_bytes();
+        for first in 0..=message.len() {
+            for second in first..=message.len() {
+                let input = concat(&[
+                    frame(TEXT, false, &message[..first]),
+                    frame(CONT, false, &message[first..second]),
+                    frame(CONT, true, &message[second..]),
+                ]);
+                ok_case(
+                    &format!("split at {first} and {second}"),
+                    &input,
+                    &[text("a😀b𝄞c")],
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_across_fragments() {
+        // A 4-byte sequence cut short by the end of the message.
+        let emoji = "😀".as_bytes();
+        for cut in 1..4 {
+            err_case(
+                &format!("truncated after {cut} bytes"),
+                &concat(&[frame(TEXT, false, &emoji[..cut]), frame(CONT, true, b"")]),
+                &[],
+                WsError::InvalidUtf8,
+            );
+        }
+        // A lead byte whose continuation arrives in the next fragment and is wrong.
+        err_case(
+            "bad continuation in the next fragment",
+            &concat(&[frame(TEXT, false, b"\xf0\x9f"), frame(CONT, true, b"(x")]),
+            &[],
+            WsError::InvalidUtf8,
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast() {
+        // F0 28 can never become valid: the error comes with the first fragment, before the
+        // final one (never sent here) could complete the message.
+        let mut dec = decoder();
+        let first = frame(TEXT, false, b"ok\xf0\x28");
+        assert_eq!(dec.decode(&first), Err(WsError::InvalidUtf8));
+
+        // Inside one large frame: the error comes as soon as the bad byte arrives, long
+        // before the frame is complete.
+        let mut payload = vec![b'a'; 10_000];
+        payload[10] = 0xff;
+        let big = frame(TEXT, true, &payload);
+        let mut dec = decoder();
+        assert_eq!(dec.decode(&big[..4 + 10]), Ok((0, Progress::Partial)));
+        assert_eq!(dec.decode(&big[..4 + 11]), Err(WsError::InvalidUtf8));
+
+        // A valid prefix of a sequence at the end of a fragment is not an error (yet).
+        let mut dec = decoder();
+        let first = frame(TEXT, false, b"ok\xf0\x9f");
+        assert_eq!(dec.decode(&first), Ok((first.len(), Progress::Partial)));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Maximum message size
+    // -----------------------------------------------------------------------------------------
+
+    #[test]
+    fn max_message_size() {
+        let small = || Decoder::new(100, true);
+        check_with(
+            small,
+            "exactly the maximum",
+            &frame(BINARY, true, &[1; 100]),
+            &[binary(&[1; 100])],
+            None,
+        );
+        check_with(
+            small,
+            "one byte over",
+            &frame(BINARY, true, &[1; 101]),
+            &[],
+            Some(WsError::MessageTooBig {
+                size: 101,
+                max: 100,
+            }),
+        );
+        check_with(
+            small,
+            "fragments exactly at the maximum",
+            &concat(&[
+                frame(TEXT, false, &[b'a'; 60]),
+                frame(CONT, true, &[b'b'; 40]),
+            ]),
+            &[Ev::Msg {
+                text: true,
+                data: [[b'a'; 60].as_slice(), &[b'b'; 40]].concat(),
+            }],
+            None,
+        );
+        check_with(
+            small,
+            "fragments over the maximum",
+            &concat(&[
+                frame(TEXT, false, &[b'a'; 60]),
+                frame(PING, true, b""),
+                frame(CONT, false, &[b'b'; 40]),
+                frame(CONT, true, &[b'c'; 1]),
+            ]),
+            &[Ev::Ping(vec![])],
+            Some(WsError::MessageTooBig {
+                size: 101,
+                max: 100,
+            }),
+        );
+        // Control frames are bounded by 125 bytes, not by the message maximum.
+        check_with(
+            || Decoder::new(10, true),
+            "ping above a tiny maximum",
+            &frame(PING, true, &[0; 20]),
+            &[Ev::Ping(vec![0; 20])],
+            None,
+        );
+        // The limit is checked from the header alone: nothing of the payload is needed.
+        let mut dec = Decoder::new(1000, true);
+        assert_eq!(
+            dec.decode(&[0x82, 127, 0, 0, 0, 1, 0, 0, 0, 0]),
+            Err(WsError::MessageTooBig {
+                size: 1 << 32,
+                max: 1000
+            })
+        );
+        assert_code(&WsError::MessageTooBig { size: 1, max: 0 }, 1009);
+    }
+
+    #[test]
+    fn errors_display_on_one_line() {
+        let errors = [
+            WsError::ReservedBits,
+            WsError::ReservedOpcode(0xB),
+            WsError::FragmentedControl,
+            WsError::ControlTooLong,
+            WsError::UnexpectedContinuation,
+            WsError::ExpectedContinuation,
+            WsError::MaskedFrame,
+            WsError::InvalidLength,
+            WsError::CloseTooShort,
+            WsError::InvalidCloseCode(1005),
+            WsError::InvalidUtf8,
+            WsError::InvalidCloseReason,
+            WsError::MessageTooBig { size: 2, max: 1 },
+        ];
+        for e in errors {
+            let text = e.to_string();
+            assert!(!text.is_empty() && !text.contains(['\n', '\r']), "{text:?}");
+        }
+        for e in [
+            UpgradeError::Status(200),
+            UpgradeError::BadAccept,
+            UpgradeError::MissingUpgrade,
+            UpgradeError::Malformed("x"),
+            UpgradeError::HeadTooLarge,
+        ] {
+            let text = e.to_string();
+            assert!(!text.is_empty() && !text.contains(['\n', '\r']), "{text:?}");
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Encoding and masking
+    // -----------------------------------------------------------------------------------------
+
+    fn mask_reference(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b ^= mask[(offset + i) % 4];
+        }
+    }
+
+    #[test]
+    fn apply_mask_matches_the_byte_reference() {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let data: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37)).collect();
+        // Every buffer alignment, every mask offset, every length.
+        for align in 0..8 {
+            for offset in 0..8 {
+                for len in 0..=64 {
+                    let mut fast = data[align..align + len].to_vec();
+                    let mut slow = fast.clone();
+                    let mut backing = data.clone();
+                    let aligned = &mut backing[align..align + len];
+                    apply_mask(&mut fast, mask, offset);
+                    apply_mask(aligned, mask, offset);
+                    mask_reference(&mut slow, mask, offset);
+                    assert_eq!(fast, slow, "align {align} offset {offset} len {len}");
+                    assert_eq!(
+                        aligned,
+                        &slow[..],
+                        "align {align} offset {offset} len {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn masking_in_pieces_equals_masking_whole() {
+        let mask = [9, 8, 7, 6];
+        let data: Vec<u8> = (0..200u8).collect();
+        let mut whole = data.clone();
+        apply_mask(&mut whole, mask, 0);
+        for split in 0..data.len() {
+            let mut pieces = data.clone();
+            let (a, b) = pieces.split_at_mut(split);
+            apply_mask(a, mask, 0);
+            apply_mask(b, mask, split);
+            assert_eq!(pieces, whole, "split {split}");
+        }
+    }
+
+    /// Parse a client frame by hand (reference for the encoder): fin, opcode bits, mask and the
+    /// unmasked payload, checking the minimal length form.
+    fn parse_client_frame(bytes: &[u8]) -> (bool, u8, [u8; 4], Vec<u8>) {
+        let fin = bytes[0] & 0x80 != 0;
+        assert_eq!(bytes[0] & 0x70, 0, "reserved bits");
+        assert_eq!(bytes[1] & 0x80, 0x80, "client frames are masked");
+        let (len, at) = match bytes[1] & 0x7F {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        let minimal = match len {
+            0..=125 => 2,
+            126..=65535 => 4,
+            _ => 10,
+        };
+        assert_eq!(at, minimal, "length form for {len}");
+        let mask: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
+        assert_eq!(bytes.len(), at + 4 + len);
+        let mut payload = bytes[at + 4..].to_vec();
+        mask_reference(&mut payload, mask, 0);
+        (fin, bytes[0] & 0x0F, mask, payload)
+    }
+
+    #[test]
+    fn encode_frame_lengths_and_masking() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            for (op, fin) in [(OpCode::Binary, true), (OpCode::Text, false)] {
+                let mut out = b"prefix".to_vec();
+                encode_frame(&mut out, op, fin, &payload, [1, 2, 3, 0xff]);
+                assert_eq!(&out[..6], b"prefix");
+                let (f, bits, mask, data) = parse_client_frame(&out[6..]);
+                assert_eq!((f, bits, mask), (fin, op.bits(), [1, 2, 3, 0xff]));
+                assert_eq!(data, payload, "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn encode_frame_does_not_allocate_with_capacity() {
+        let mut out = Vec::with_capacity(200);
+        let pointer = out.as_ptr();
+        for _ in 0..5 {
+            out.clear();
+            encode_frame(&mut out, OpCode::Text, true, &[b'x'; 100], [1, 2, 3, 4]);
+            encode_close(&mut out, 1000, "bye", [5, 6, 7, 8]);
+            assert_eq!((out.as_ptr(), out.capacity()), (pointer, 200));
+        }
+    }
+
+    #[test]
+    fn encode_close_frames() {
+        let mut out = Vec::new();
+        encode_close(&mut out, 1001, "going away", [4, 3, 2, 1]);
+        let (fin, op, _, payload) = parse_client_frame(&out);
+        assert!(fin);
+        assert_eq!(op, OpCode::Close.bits());
+        assert_eq!(payload, close_payload(1001, b"going away"));
+
+        // A long reason is cut at a character boundary to fit 125 bytes.
+        let long = "é".repeat(100); // 200 bytes
+        out.clear();
+        encode_close(&mut out, 1000, &long, [0; 4]);
+        let (_, _, _, payload) = parse_client_frame(&out);
+        assert_eq!(payload.len(), 2 + 122);
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
+    }
+
+    #[test]
+    fn opcode_bits_round_trip() {
+        for bits in 0..16u8 {
+            match OpCode::from_bits(bits) {
+                Some(op) => assert_eq!(op.bits(), bits),
+                None => assert!(matches!(bits, 0x3..=0x7 | 0xB..=0xF)),
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Oracle: tungstenite
+    // -----------------------------------------------------------------------------------------
+
+    /// An in-memory stream for tungstenite: reads from a buffer, swallows writes (pongs).
+    struct Pipe {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn from_tungstenite(message: tungstenite::Message) -> Ev {
+        use tungstenite::Message;
+        match message {
+            Message::Text(s) => text(s.as_str()),
+            Message::Binary(b) => binary(&b),
+            Message::Ping(p) => Ev::Ping(p.to_vec()),
+            Message::Pong(p) => Ev::Pong(p.to_vec()),
+            Message::Close(None) => Ev::Close(None, String::new()),
+            Message::Close(Some(c)) => Ev::Close(Some(c.code.into()), c.reason.as_str().into()),
+            Message::Frame(f) => panic!("raw frame from read: {f:?}"),
+        }
+    }
+
+    /// One frame to send: opcode, FIN, payload.
+    type PlannedFrame = (OpCode, bool, Vec<u8>);
+
+    /// A random message as a list of (opcode, fin, payload) frames plus the event it makes,
+    /// with a ping between fragments now and then.
+    fn random_message(rng: &mut Prng) -> (Vec<PlannedFrame>, Vec<Ev>) {
+        let is_text = rng.below(2) == 0;
+        let len = rng.length();
+        let data = if is_text {
+            rng.text(len).into_bytes()
+        } else {
+            rng.bytes(len)
+        };
+        let parts = if rng.below(3) == 0 {
+            1 + rng.below(5)
+        } else {
+            1
+        };
+        let mut frames = Vec::new();
+        let mut events = Vec::new();
+        let ranges = rng.cuts(data.len(), parts);
+        let last = ranges.len() - 1;
+        for (i, range) in ranges.into_iter().enumerate() {
+            let op = match (i, is_text) {
+                (0, true) => OpCode::Text,
+                (0, false) => OpCode::Binary,
+                _ => OpCode::Continuation,
+            };
+            frames.push((op, i == last, data[range].to_vec()));
+            if i != last && rng.below(3) == 0 {
+                let ping_len = rng.below(126);
+                let ping = rng.bytes(ping_len);
+                events.push(Ev::Ping(ping.clone()));
+                frames.push((OpCode::Ping, true, ping));
+            }
+        }
+        events.push(Ev::Msg {
+            text: is_text,
+            data,
+        });
+        (frames, events)
+    }
+
+    #[test]
+    fn oracle_tungstenite_server_decodes_our_frames() {
+        let mut rng = Prng(0x5eed_0001);
+        for round in 0..40 {
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..1 + rng.below(8) {
+                let (frames, events) = random_message(&mut rng);
+                for (op, fin, payload) in frames {
+                    encode_frame(&mut wire, op, fin, &payload, rng.mask());
+                }
+                expected.extend(events);
+            }
+            let code = *rng.pick(&[1000u16, 1001, 1011, 3000, 4999]);
+            encode_close(&mut wire, code, "bye ✓", rng.mask());
+            expected.push(Ev::Close(Some(code), "bye ✓".into()));
+
+            let mut pipe = Pipe {
+                input: Cursor::new(wire),
+                output: Vec::new(),
+            };
+            let mut server = tungstenite::protocol::WebSocketContext::new(
+                tungstenite::protocol::Role::Server,
+                None,
+            );
+            let got: Vec<Ev> = (0..expected.len())
+                .map(|i| {
+                    let message = server
+                        .read(&mut pipe)
+                        .unwrap_or_else(|e| panic!("round {round}, message {i}: {e}"));
+                    from_tungstenite(message)
+                })
+                .collect();
+            assert_eq!(got, expected, "round {round}");
+        }
+    }
+
+    #[test]
+    fn oracle_we_decode_tungstenite_server_frames() {
+        use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode as TOp};
+        use tungstenite::protocol::frame::{CloseFrame, Frame as TFrame};
+
+        let mut rng = Prng(0x5eed_0002);
+        for round in 0..40 {
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for _ in 0..1 + rng.below(8) {
+                let (frames, events) = random_message(&mut rng);
+                for (op, fin, payload) in frames {
+                    let frame = match op {
+                        OpCode::Text => TFrame::message(payload, TOp::Data(Data::Text), fin),
+                        OpCode::Binary => TFrame::message(payload, TOp::Data(Data::Binary), fin),
+                        OpCode::Continuation => {
+                            TFrame::message(payload, TOp::Data(Data::Continue), fin)
+                        }
+                        OpCode::Ping => TFrame::ping(payload),
+                        other => panic!("not generated: {other:?}"),
+                    };
+                    frame.format(&mut wire).expect("format into a Vec");
+                }
+                expected.extend(events);
+            }
+            if rng.below(2) == 0 {
+                TFrame::pong(b"pong".to_vec())
+                    .format(&mut wire)
+                    .expect("format");
+                expected.push(Ev::Pong(b"pong".to_vec()));
+            }
+            TFrame::close(Some(CloseFrame {
+                code: CloseCode::from(1000),
+                reason: "done".into(),
+            }))
+            .format(&mut wire)
+            .expect("format");
+            expected.push(Ev::Close(Some(1000), "done".into()));
+
+            // Random read sizes, as a socket would deliver them.
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let small = rng.below(4) == 0;
+                let n = 1 + rng.below(if small { 16 } else { 9000 });
+                let end = (at + n).min(wire.len());
+                chunks.push(&wire[at..end]);
+                at = end;
+            }
+            let out = feed(&mut decoder(), chunks);
+            assert_eq!(out.error, None, "round {round}");
+            assert!(out.leftover.is_empty(), "round {round}");
+            assert_eq!(out.events, expected, "round {round}");
+        }
+    }
+
+    #[test]
+    fn oracle_frame_headers_match_tungstenite() {
+        // Our encoder's header against tungstenite's header parser, across the length forms.
+        use tungstenite::protocol::frame::FrameHeader;
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let mut out = Vec::new();
+            encode_frame(&mut out, OpCode::Binary, false, &vec![0; len], [1, 2, 3, 4]);
+            let mut cursor = Cursor::new(&out[..]);
+            let (header, parsed_len) = FrameHeader::parse(&mut cursor)
+                .expect("valid header")
+                .expect("complete header");
+            assert_eq!(parsed_len, len as u64);
+            assert!(!header.is_final);
+            assert_eq!(header.mask, Some([1, 2, 3, 4]));
+            assert_eq!(cursor.position() as usize, out.len() - len);
+        }
+    }
+
+    #[test]
+    fn damaged_streams_decode_the_same_however_they_are_split() {
+        // Valid frames with random bytes overwritten: whatever happens (events, then perhaps an
+        // error), it must not panic and must not depend on how the bytes arrive.
+        let mut rng = Prng(0x5eed_0003);
+        for round in 0..300 {
+            let mut wire = Vec::new();
+            for _ in 0..1 + rng.below(6) {
+                let (frames, _) = random_message(&mut rng);
+                for (op, fin, payload) in frames {
+                    if payload.len() <= 600 {
+                        wire.extend(frame(op.bits(), fin, &payload));
+                    }
+                }
+            }
+            for _ in 0..rng.below(4) {
+                if !wire.is_empty() {
+                    let at = rng.below(wire.len());
+                    wire[at] = rng.next() as u8;
+                }
+            }
+            let utf8_check = rng.below(2) == 0;
+            let make = || Decoder::new(2000, utf8_check);
+            let whole = feed(&mut make(), [&wire[..]]);
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            while at < wire.len() {
+                let end = (at + 1 + rng.below(40)).min(wire.len());
+                chunks.push(&wire[at..end]);
+                at = end;
+            }
+            let split = feed(&mut make(), chunks);
+            assert_eq!(split.events, whole.events, "round {round}");
+            assert_eq!(split.error, whole.error, "round {round}");
+            if whole.error.is_none() {
+                assert_eq!(split.leftover, whole.leftover, "round {round}");
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Handshake
+    // -----------------------------------------------------------------------------------------
+
+    const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    #[test]
+    fn accept_matches_the_rfc_sample() {
+        assert_eq!(accept_for(SAMPLE_KEY), SAMPLE_ACCEPT);
+        assert_eq!(Handshake::from_key(SAMPLE_KEY).accept, SAMPLE_ACCEPT);
+        assert_eq!(
+            accept_for("x3JJHMbDL1EzLkh9GBhXDw=="),
+            tungstenite::handshake::derive_accept_key(b"x3JJHMbDL1EzLkh9GBhXDw==")
+        );
+    }
+
+    #[test]
+    fn handshake_keys_are_random_16_byte_nonces() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let a = Handshake::new(&mut rng);
+        let b = Handshake::new(&mut rng);
+        assert_ne!(a.key, b.key);
+        for h in [&a, &b] {
+            assert_eq!(h.key.len(), 24);
+            assert_eq!(BASE64.decode(&h.key).expect("base64").len(), 16);
+            assert_eq!(h.accept, accept_for(&h.key));
+        }
+        // Through a trait object too (`?Sized`).
+        let dyn_rng: &mut dyn rand::Rng = &mut rng;
+        assert_eq!(Handshake::new(dyn_rng).key.len(), 24);
+    }
+
+    fn parse_request(bytes: &[u8]) -> (String, Vec<(String, String)>) {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let status = req.parse(bytes).expect("valid request");
+        assert_eq!(status, httparse::Status::Complete(bytes.len()));
+        assert_eq!((req.method, req.version), (Some("GET"), Some(1)));
+        let fields = req
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8(h.value.to_vec()).expect("utf-8"),
+                )
+            })
+            .collect();
+        (req.path.expect("path").to_string(), fields)
+    }
+
+    fn hdrs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn encode_upgrade_is_a_valid_request() {
+        let ua = concat!("connbench/", env!("CARGO_PKG_VERSION"));
+        let bytes = encode_upgrade(
+            "/ws?stream=btcusdt@trade",
+            "127.0.0.1:9001",
+            SAMPLE_KEY,
+            &hdrs(&[("Origin", "http://x"), ("Sec-WebSocket-Protocol", "chat")]),
+        )
+        .expect("valid");
+        let (path, fields) = parse_request(&bytes);
+        assert_eq!(path, "/ws?stream=btcusdt@trade");
+        assert_eq!(
+            fields,
+            hdrs(&[
+                ("Host", "127.0.0.1:9001"),
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", SAMPLE_KEY),
+                ("Sec-WebSocket-Version", "13"),
+                ("User-Agent", ua),
+                ("Origin", "http://x"),
+                ("Sec-WebSocket-Protocol", "chat"),
+            ])
+        );
+
+        // A user Host and User-Agent replace the automatic ones.
+        let bytes = encode_upgrade(
+            "/",
+            "",
+            SAMPLE_KEY,
+            &hdrs(&[("host", "example.com"), ("User-Agent", "me")]),
+        )
+        .expect("valid");
+        let (_, fields) = parse_request(&bytes);
+        assert_eq!(
+            fields,
+            hdrs(&[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", SAMPLE_KEY),
+                ("Sec-WebSocket-Version", "13"),
+                ("host", "example.com"),
+                ("User-Agent", "me"),
+            ])
+        );
+        assert!(encode_upgrade("/", "h", SAMPLE_KEY, &hdrs(&[("Content-Length", "0")])).is_ok());
+    }
+
+    #[test]
+    fn encode_upgrade_rejects_bad_input() {
+        let enc = |target: &str, host: &str, key: &str, user: &[(&str, &str)]| {
+            encode_upgrade(target, host, key, &hdrs(user))
+        };
+        for target in ["", "ws", "*", "http://h/", "/a b", "/a\r\nX: y", "/é"] {
+            assert_eq!(
+                enc(target, "h", SAMPLE_KEY, &[]),
+                Err(RequestError::InvalidTarget(target.into()))
+            );
+        }
+        for host in ["", "a b", "a\r\nb"] {
+            assert_eq!(
+                enc("/", host, SAMPLE_KEY, &[]),
+                Err(RequestError::InvalidHost(host.into()))
+            );
+        }
+        for key in ["", "k\r\nX: y"] {
+            assert_eq!(
+                enc("/", "h", key, &[]),
+                Err(RequestError::InvalidHeaderValue("Sec-WebSocket-Key".into()))
+            );
+        }
+        for name in [
+            "",
+            "X Y",
+            "X:Y",
+            "Upgrade",
+            "connection",
+            "Sec-WebSocket-Key",
+        ]
+        .into_iter()
+        .chain(["sec-websocket-version", "Sec-WebSocket-Extensions"])
+        {
+            assert_eq!(
+                enc("/", "h", SAMPLE_KEY, &[(name, "v")]),
+                Err(RequestError::InvalidHeaderName(name.into()))
+            );
+        }
+        for value in ["a\r\nInjected: 1", "a\nb", "a\0b"] {
+            assert_eq!(
+                enc("/", "h", SAMPLE_KEY, &[("X-V", value)]),
+                Err(RequestError::InvalidHeaderValue("X-V".into()))
+            );
+        }
+        assert_eq!(
+            enc("/", "h", SAMPLE_KEY, &[("Host", "a"), ("HOST", "b")]),
+            Err(RequestError::DuplicateHost)
+        );
+        assert_eq!(
+            enc("/", "h", SAMPLE_KEY, &[("Content-Length", "3")]),
+            Err(RequestError::ContentLengthMismatch {
+                given: "3".into(),
+                body: 0
+            })
+        );
+        assert_eq!(
+            enc("/", "h", SAMPLE_KEY, &[("Transfer-Encoding", "chunked")]),
+            Err(RequestError::TransferEncodingGiven("chunked".into()))
+        );
+    }
+
+    fn response_101(accept: &str) -> String {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn parse_upgrade_accepts_a_valid_101_and_leaves_frames() {
+        let head = response_101(SAMPLE_ACCEPT);
+        let mut input = head.clone().into_bytes();
+        let first_frame = frame(TEXT, true, b"hello");
+        input.extend_from_slice(&first_frame);
+        assert_eq!(
+            parse_upgrade_response(&input, SAMPLE_ACCEPT),
+            Ok(Some(head.len()))
+        );
+        // The bytes after the head are the first frame.
+        let mut dec = decoder();
+        assert!(matches!(
+            dec.decode(&input[head.len()..]),
+            Ok((
+                7,
+                Progress::Frame(Frame::Message {
+                    text: true,
+                    data: b"hello"
+                })
+            ))
+        ));
+
+        // Every partial head needs more bytes and consumes nothing.
+        for end in 0..head.len() {
+            assert_eq!(
+                parse_upgrade_response(&input[..end], SAMPLE_ACCEPT),
+                Ok(None),
+                "{end}"
+            );
+        }
+
+        // Case, list values, OWS and interim responses.
+        let lenient = format!(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nconnection: keep-alive, UPGRADE\r\nsec-websocket-accept:  {SAMPLE_ACCEPT} \r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+        );
+        assert_eq!(
+            parse_upgrade_response(lenient.as_bytes(), SAMPLE_ACCEPT),
+            Ok(Some(lenient.len()))
+        );
+        assert_eq!(
+            parse_upgrade_response(&lenient.as_bytes()[..lenient.len() - 1], SAMPLE_ACCEPT),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn parse_upgrade_rejects_bad_answers() {
+        let parse = |s: &str| parse_upgrade_response(s.as_bytes(), SAMPLE_ACCEPT);
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            Err(UpgradeError::Status(200))
+        );
+        assert_eq!(
+            parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 426 Upgrade Required\r\n\r\n"),
+            Err(UpgradeError::Status(426))
+        );
+        // The status is known as soon as the head is complete, body or not.
+        assert_eq!(
+            parse("HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\npartial"),
+            Err(UpgradeError::Status(403))
+        );
+        assert_eq!(
+            parse(&response_101("s3pPLMBiTxaQ9kYGzzhZRbK+xOA=")),
+            Err(UpgradeError::BadAccept)
+        );
+        assert_eq!(
+            parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
+            Err(UpgradeError::BadAccept)
+        );
+        let twice = format!(
+            "HTTP/1.1 101 S\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n"
+        );
+        assert_eq!(parse(&twice), Err(UpgradeError::BadAccept));
+        for missing in [
+            format!("HTTP/1.1 101 S\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n"),
+            format!("HTTP/1.1 101 S\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n"),
+            format!("HTTP/1.1 101 S\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n"),
+            format!("HTTP/1.1 101 S\r\nUpgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n"),
+        ] {
+            assert_eq!(parse(&missing), Err(UpgradeError::MissingUpgrade), "{missing:?}");
+        }
+        let extension = format!(
+            "HTTP/1.1 101 S\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        );
+        assert!(matches!(parse(&extension), Err(UpgradeError::Malformed(_))));
+        assert!(matches!(
+            parse(&format!("HTTP/1.0 101 S\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n")),
+            Err(UpgradeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse("HTTP/1.1 abc\r\n\r\n"),
+            Err(UpgradeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse("SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(UpgradeError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse("HTTP/1.1 999 X\r\n\r\n"),
+            Err(UpgradeError::Malformed(_))
+        ));
+
+        let mut endless = b"HTTP/1.1 101 S\r\nX-Pad: ".to_vec();
+        endless.resize(HEAD_MAX + 10, b'p');
+        assert_eq!(
+            parse_upgrade_response(&endless, SAMPLE_ACCEPT),
+            Err(UpgradeError::HeadTooLarge)
+        );
     }
 }
