@@ -84,7 +84,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
     match cli.command {
         Command::Http(a) => http(*a, argv),
         Command::Ws(a) => ws(*a, argv),
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => serve(*a),
     }
 }
 

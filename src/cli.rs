@@ -42,7 +42,7 @@ pub enum Command {
     /// Open WebSocket connections, subscribe, and time every phase and every message.
     Ws(Box<WsArgs>),
     /// Run the built-in loopback target (HTTP/1.1 keep-alive, plain and TLS).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// `--mode` of `connbench ws`.
