@@ -82,16 +82,33 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
     if !meta.target_cpus.is_empty() {
         let _ = write!(workers, ", target on {}", cpus(&meta.target_cpus));
     }
-    let _ = writeln!(
-        out,
-        "  {}, pipeline {}, {} (warm-up {})",
-        workers,
-        meta.pipeline,
-        bound(meta),
-        secs_short(meta.warmup)
-    );
+    match &meta.ws {
+        Some(ws) => {
+            let _ = writeln!(
+                out,
+                "  {}, {} mode, {} (warm-up {})",
+                workers,
+                ws.mode,
+                bound(meta),
+                secs_short(meta.warmup)
+            );
+            for sub in &ws.subscriptions {
+                let _ = writeln!(out, "  subscribe {}", redact::message(sub));
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  {}, pipeline {}, {} (warm-up {})",
+                workers,
+                meta.pipeline,
+                bound(meta),
+                secs_short(meta.warmup)
+            );
+        }
+    }
 
-    if meta.method != "GET" || meta.body_len > 0 || !meta.headers.is_empty() {
+    if meta.method != "GET" || meta.body_len > 0 || !meta.headers.is_empty() && meta.ws.is_none() {
         let _ = write!(out, "  {}", meta.method);
         if meta.body_len > 0 {
             let _ = write!(out, ", body {} B", meta.body_len);

@@ -443,3 +443,35 @@ fn the_builtin_websocket_target_is_the_default() {
     assert!(r.u64("/ws/messages_in") > 0);
     assert!(r.u64("/phases/latency/count") > 0);
 }
+
+#[test]
+fn secrets_in_subscriptions_and_headers_are_redacted() {
+    let s = serve(|c| c.ws_rate = 50.0);
+    let url = ws_url(&s, "/ws?token=qu3rys3cret");
+    let login = r#"{"op":"subscribe","args":["trades.BTCUSDT"],"apiKey":"k3ys3cret","signature":"s1gs3cret"}"#;
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "500ms",
+        "--subscribe",
+        login,
+        "-H",
+        "X-MBX-APIKEY: h3ads3cret",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.u64("/ws/messages_in") > 0,
+        "the subscription itself was sent unredacted"
+    );
+    let json = r.report().to_string();
+    for secret in ["qu3rys3cret", "k3ys3cret", "s1gs3cret", "h3ads3cret"] {
+        assert!(!json.contains(secret), "{secret} in JSON");
+        assert!(!r.stdout.contains(secret), "{secret} in stdout");
+        assert!(!r.stderr.contains(secret), "{secret} in stderr");
+    }
+    assert!(json.contains("trades.BTCUSDT"));
+}
