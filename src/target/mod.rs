@@ -491,3 +491,5 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ws_tests;

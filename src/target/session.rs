@@ -289,7 +289,7 @@ impl Session {
         let skip = self
             .settings
             .gap_every
-            .is_some_and(|n| sub.generated > 1 && sub.generated % n == 0);
+            .is_some_and(|n| sub.generated > 1 && sub.generated.is_multiple_of(n));
         sub.seq += if skip { 2 } else { 1 };
         if o.out.len() >= o.limit {
             tally.dropped += 1;
