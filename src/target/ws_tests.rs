@@ -784,6 +784,7 @@ fn scale_many_feed_connections() {
         s.set_nonblocking(true).expect("nonblocking");
     }
     let cpu0 = process_cpu();
+    let server0 = server_thread_cpu();
     let sent0 = h.stats().ws_messages_sent;
     let t0 = Instant::now();
     let mut buf = vec![0u8; 64 * 1024];
@@ -802,12 +803,15 @@ fn scale_many_feed_connections() {
     let secs = t0.elapsed().as_secs_f64();
     let sent = h.stats().ws_messages_sent - sent0;
     let cpu = process_cpu() - cpu0;
+    let server_cpu = server_thread_cpu() - server0;
     let expected = CONNS as f64 * RATE;
     println!(
         "{CONNS} conns x {RATE} msg/s: {:.0} msg/s sent (expected {expected:.0}), {:.1} MB/s read, \
-         process CPU {:.0}% of one core (server + draining client), dropped {}",
+         server thread CPU {:.0}% of one core, process {:.0}% (with the draining client), \
+         dropped {}",
         sent as f64 / secs,
         received as f64 / secs / 1e6,
+        server_cpu / secs * 100.0,
         cpu / secs * 100.0,
         h.stats().ws_messages_dropped
     );
@@ -818,7 +822,26 @@ fn scale_many_feed_connections() {
 
 /// User + system CPU seconds of this process (Linux `/proc/self/stat`, clock ticks of 100 Hz).
 fn process_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu("/proc/self/stat")
+}
+
+/// The same for the target's event-loop thread(s) (`comm` is cut to 15 bytes by the kernel).
+fn server_thread_cpu() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("connbench-targe"))
+        })
+        .map(|t| stat_cpu(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+fn stat_cpu(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
