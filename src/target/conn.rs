@@ -614,11 +614,13 @@ impl Conn {
         ctx.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The WebSocket counterpart of [`Conn::drive`]: counts go to the thread's atomics once.
+    /// The WebSocket counterpart of [`Conn::drive`]. Counts are batched in a [`Tally`] and
+    /// published before the bytes they describe are written, so a client that has seen an
+    /// effect (a gap, a 1008, a drop) also sees it counted in `stats()`.
     fn drive_ws(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
         let mut tally = Tally::default();
         let outcome = self.pump_ws(ctx, &mut tally);
-        add_tally(ctx.counters, &tally);
+        publish(ctx.counters, &mut tally);
         outcome
     }
 
@@ -638,9 +640,13 @@ impl Conn {
                 match self.ws_tick(ctx, wall_us, tally) {
                     Flow::Continue => {}
                     Flow::Close => self.state = State::Finishing,
-                    Flow::Drop => return self.drop_abnormally(ctx),
+                    Flow::Drop => {
+                        publish(ctx.counters, tally);
+                        return self.drop_abnormally(ctx);
+                    }
                 }
             }
+            publish(ctx.counters, tally);
             let wrote = match self.pump_out(ctx) {
                 Ok(p) => p,
                 Err(_) => return Outcome::Close,
@@ -828,9 +834,9 @@ impl Conn {
     }
 }
 
-/// Adds one drive's WebSocket counts to the thread's counters (skipping zero adds: they are
-/// still atomic read-modify-writes).
-fn add_tally(c: &ThreadCounters, t: &Tally) {
+/// Moves batched WebSocket counts to the thread's counters and zeroes the batch (zero adds are
+/// skipped: they would still be atomic read-modify-writes).
+fn publish(c: &ThreadCounters, t: &mut Tally) {
     for (counter, n) in [
         (&c.ws_messages_sent, t.sent),
         (&c.ws_gaps, t.gaps),
@@ -843,4 +849,5 @@ fn add_tally(c: &ThreadCounters, t: &Tally) {
             counter.fetch_add(n, Ordering::Relaxed);
         }
     }
+    *t = Tally::default();
 }

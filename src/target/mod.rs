@@ -1,21 +1,38 @@
-//! The built-in loopback target (`connbench serve`): a real HTTP/1.1 keep-alive server, plain and
-//! TLS, that the load engine, the integration tests, the benches and users point connbench at.
+//! The built-in loopback target (`connbench serve`): a real HTTP/1.1 keep-alive and WebSocket
+//! server, plain and TLS, that the load engine, the integration tests, the benches and users
+//! point connbench at.
 //!
 //! This module owns the public surface ([`start`], [`ServeConfig`], [`ServerHandle`]) and the
 //! start/stop choreography: listeners are bound and the certificate is generated *before* any
 //! thread runs, so every configuration error surfaces from [`start`] and never from a loop. The
 //! work itself lives in private submodules: `listener` (socket2 listeners), `tls` (rcgen +
-//! rustls), `http` (sans-IO request heads), `routes` (sans-IO routing and response bytes),
-//! `conn` (one connection's buffers and transport pump) and `event_loop` (one mio loop per
+//! rustls), `http` (sans-IO request heads, upgrade validation), `routes` (sans-IO routing and
+//! response bytes), `ws` (sans-IO WebSocket framing, server role), `session` (sans-IO
+//! WebSocket behaviour: echo, market-data feed, heartbeat, faults), `conn` (one connection's
+//! buffers and transport pump, HTTP then maybe WebSocket) and `event_loop` (one mio loop per
 //! thread: slab, timers, accept).
 //!
 //! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
 //! Required` and a close (only Content-Length bodies are read, and discarded); a head over
 //! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
 //!
+//! WebSocket, on both ports, at `/ws` and `/echo` (query ignored): a valid RFC 6455 upgrade
+//! gets `101`; a bad or missing `Sec-WebSocket-Version` gets `426` naming version 13; any other
+//! defect gets `400`; both close. Frames the client pipelines behind the upgrade request are
+//! kept. Client frames must be masked (else close 1002); messages are limited to 1 MiB (1009);
+//! text must be UTF-8 (1007); pings get pongs with the same payload; a close is answered with
+//! the same code and then a FIN. `/echo` echoes text and binary. `/ws` takes subscriptions
+//! (any text containing `subscribe`, acknowledged with `{"event":"subscribed","stream":...}`)
+//! and sends `ws_rate` messages per second round-robin over them, shaped
+//! `{"stream":..,"seq":..,"timestamp":<µs>,"price":"..","qty":"..","side":"buy"}`; it answers
+//! text `ping` with `pong` and `{"op":"ping"}` with `{"op":"pong"}`, and takes `unsubscribe`.
+//! The `ws_*` fault knobs of [`ServeConfig`] apply per connection, timed from its upgrade. A
+//! client that stops reading costs at most about 2 MiB: past 1 MiB of unsent output, data
+//! messages are dropped (counted, and visible to the client as seq gaps).
+//!
 //! It must never be the bottleneck of a benchmark: no thread per connection, no allocation per
-//! request on `/` in steady state, no sleeping, no lock on the request path. It must never panic
-//! on input either: a connection that misbehaves is simply closed.
+//! request on `/` or per WebSocket message in steady state, no sleeping, no lock on the request
+//! path. It must never panic on input either: a connection that misbehaves is simply closed.
 
 mod conn;
 mod event_loop;
@@ -68,7 +85,8 @@ pub struct ServeConfig {
     /// Write the self-signed certificate PEM here.
     pub cert_out: Option<PathBuf>,
     /// Data messages per second per WebSocket connection on `/ws` (default 10.0), round-robin
-    /// over its subscriptions. `0.0` sends none (subscriptions are still acknowledged).
+    /// over its subscriptions; 0 to 1,000,000. `0.0` sends none (subscriptions are still
+    /// acknowledged).
     pub ws_rate: f64,
     /// Abnormal close: this long after the upgrade, each connection's TCP connection is closed
     /// WITHOUT a close frame (clean FIN, so bytes already written arrive; the client sees 1006).
@@ -491,3 +509,5 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ws_tests;
