@@ -750,7 +750,12 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         },
         close_after: a.close_after,
         cert_out: a.cert_out.clone(),
-        ..ServeConfig::default()
+        ws_rate: a.ws_rate,
+        ws_drop_every: a.ws_drop_every,
+        ws_gap_every: a.ws_gap_every,
+        ws_stall_after: a.ws_stall_after,
+        ws_ping_every: a.ws_ping_every,
+        ws_pong_timeout: a.ws_pong_timeout,
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;
@@ -779,8 +784,14 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     let stats = handle.stats();
     handle.stop();
     println!(
-        "served {} requests on {} connections ({} rejected)",
-        stats.requests, stats.accepted, stats.rejected
+        "served {} requests on {} connections ({} rejected); {} WebSocket upgrades, {} messages sent, {} gaps, {} drops",
+        stats.requests,
+        stats.accepted,
+        stats.rejected,
+        stats.ws_upgrades,
+        stats.ws_messages_sent,
+        stats.ws_gaps,
+        stats.ws_drops
     );
     Ok(EXIT_OK)
 }

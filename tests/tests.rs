@@ -406,6 +406,10 @@ fn serve_subcommand_serves_plain_and_tls_with_its_certificate() {
             "0",
             "--for",
             "60s",
+            "--ws-rate",
+            "300",
+            "--ws-gap-every",
+            "10",
             "--cert-out",
         ])
         .arg(&cert)
@@ -439,6 +443,20 @@ fn serve_subcommand_serves_plain_and_tls_with_its_certificate() {
         "-c",
         "1",
     ]);
+    // the WebSocket flags reach the target: 300 messages/s with a gap every 10th
+    let ws_url = format!("{}ws", http.replace("http://", "ws://"));
+    let stream = connbench(&[
+        "ws",
+        &ws_url,
+        "-c",
+        "1",
+        "-d",
+        "1s",
+        "--subscribe",
+        r#"{"op":"subscribe","symbol":"X"}"#,
+        "--seq-field",
+        "seq",
+    ]);
     // SAFETY: signalling our own child by PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().expect("serve exits");
@@ -446,8 +464,19 @@ fn serve_subcommand_serves_plain_and_tls_with_its_certificate() {
     assert!(status.success(), "serve exit {status:?}");
     assert_eq!(plain.u64("/responses/2xx"), 50, "{}", plain.stderr);
     assert_eq!(tls.u64("/responses/2xx"), 50, "{}", tls.stderr);
+    let msgs = stream.u64("/ws/messages_in");
     assert!(
-        rest.iter().any(|l| l.contains("served 100 requests")),
+        (150..=400).contains(&msgs),
+        "--ws-rate 300 for 1 s gave {msgs}"
+    );
+    assert!(
+        stream.u64("/ws/seq_gaps") >= 10,
+        "{}",
+        stream.report()["ws"]
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("served 101 requests") && l.contains("1 WebSocket upgrades")),
         "final stats: {rest:?}"
     );
 }
