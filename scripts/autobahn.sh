@@ -11,6 +11,7 @@
 #   CONNBENCH     connbench binary (default: cargo build --release, then target/release/connbench)
 # Exit: 0 pass (or skipped: no Python 2.7), 1 failure.
 set -euo pipefail
+export PIP_NO_PYTHON_VERSION_WARNING=1  # pip 20 on 2.7 warns about the end of Python 2 on every call
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
