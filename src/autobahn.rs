@@ -164,13 +164,13 @@ pub fn run(url: &str, agent: &str, cases: Option<&[u32]>) -> Result<Summary, Aut
         }
     };
 
-    let mut ran = 0;
+    let mut ran: u32 = 0;
     for &case in &selected {
         let target = format!("/runCase?case={case}&agent={agent}");
         let mut conn = server.open(&target, &mut peer.rng, CASE_DEADLINE)?;
         match peer.session(&mut conn, true, &mut |_, _| {}) {
             End::TimedOut => {}
-            End::Closed(_) | End::Failed(_) | End::Dropped => ran += 1,
+            End::Closed(_) | End::Failed(_) | End::Dropped => ran = ran.saturating_add(1),
         }
     }
 
@@ -183,7 +183,8 @@ pub fn run(url: &str, agent: &str, cases: Option<&[u32]>) -> Result<Summary, Aut
         )));
     }
     Ok(Summary {
-        cases: selected.len() as u32,
+        // At most `count` distinct cases, but a caller's list may repeat them.
+        cases: u32::try_from(selected.len()).unwrap_or(u32::MAX),
         ran,
     })
 }
