@@ -43,6 +43,24 @@ pub enum Command {
     Ws(Box<WsArgs>),
     /// Run the built-in loopback target (HTTP/1.1 keep-alive, plain and TLS).
     Serve(Box<ServeArgs>),
+    /// Run the Autobahn|Testsuite fuzzing server's cases against connbench's WebSocket client.
+    Autobahn(AutobahnArgs),
+}
+
+/// `connbench autobahn`.
+#[derive(Debug, Args)]
+pub struct AutobahnArgs {
+    /// The fuzzing server (`wstest -m fuzzingserver`), ws://HOST:PORT.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:9001")]
+    pub url: String,
+
+    /// Agent name the reports are filed under.
+    #[arg(long = "agent", default_value = "connbench")]
+    pub agent: String,
+
+    /// Cases to run, 1-based (e.g. 1-10,42) [default: all the server has].
+    #[arg(long = "cases", value_name = "LIST", value_parser = crate::autobahn::parse_cases)]
+    pub cases: Option<crate::autobahn::CaseList>,
 }
 
 /// `--mode` of `connbench ws`.

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod app;
+pub mod autobahn;
 pub mod cli;
 pub mod engine;
 pub mod metrics;
