@@ -13,3 +13,8 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== cargo test (unit, codec, end-to-end, allocation count, benches in test mode)"
 cargo test --all-targets
+
+echo "== WebSocket conformance: Autobahn|Testsuite fuzzing server against connbench's client"
+# Needs Python 2.7 (pyenv on these machines); the script says SKIPPED plainly when it is absent.
+cargo build --bin connbench
+CONNBENCH=target/debug/connbench scripts/autobahn.sh
