@@ -2,7 +2,9 @@
 //! in Rust — tungstenite over a blocking socket, serde_json to read the timestamp of each message
 //! — so connbench's receive path can be measured against it on the same server.
 //!
-//! Usage: ws_tungstenite URL SECONDS SUBSCRIBE_JSON
+//! Usage: ws_tungstenite URL SECONDS SUBSCRIBE_JSON [serde|jsonfield]
+//! `serde` (default) parses each message with serde_json; `jsonfield` reads the timestamp with
+//! connbench's own scanner, so framing and parsing costs can be told apart.
 //! Prints one JSON line: messages, thread CPU seconds, elapsed seconds, latency p50 (ns).
 
 use std::net::TcpStream;
@@ -12,10 +14,14 @@ use tungstenite::{client, Message};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        eprintln!("usage: ws_tungstenite ws://127.0.0.1:PORT/ws SECONDS SUBSCRIBE_JSON");
+    if !(4..=5).contains(&args.len()) {
+        eprintln!(
+            "usage: ws_tungstenite ws://127.0.0.1:PORT/ws SECONDS SUBSCRIBE_JSON [serde|jsonfield]"
+        );
         std::process::exit(2);
     }
+    let scan = args.get(4).map(String::as_str) == Some("jsonfield");
+    let path = connbench::proto::jsonfield::FieldPath::parse("timestamp").unwrap();
     let url = &args[1];
     let secs: f64 = args[2].parse().expect("seconds");
     let addr = url
@@ -42,11 +48,14 @@ fn main() {
         match ws.read() {
             Ok(Message::Text(t)) => {
                 messages += 1;
-                let v: serde_json::Value = match serde_json::from_str(t.as_str()) {
-                    Ok(v) => v,
-                    Err(_) => continue,
+                let ts = if scan {
+                    connbench::proto::jsonfield::find_u64(t.as_bytes(), &path)
+                } else {
+                    serde_json::from_str::<serde_json::Value>(t.as_str())
+                        .ok()
+                        .and_then(|v| v.get("timestamp").and_then(|x| x.as_u64()))
                 };
-                if let Some(ts) = v.get("timestamp").and_then(|x| x.as_u64()) {
+                if let Some(ts) = ts {
                     let now_us = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .unwrap()

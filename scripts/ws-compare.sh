@@ -47,7 +47,8 @@ SUB='{"op":"subscribe","exchange":"binance","channel":"trades","symbol":"BTCUSDT
 for r in $(seq "$ROUNDS"); do
   "$CB" ws "ws://127.0.0.1:$HP/ws" -c 1 -t 1 --cpus "$CLIENT_CPU" -d "${DURATION}s" \
     --subscribe "$SUB" --ts-field timestamp --json "$tmp/cb$r.json" -q >/dev/null
-  taskset -c "$CLIENT_CPU" "$TG" "ws://127.0.0.1:$HP/ws" "$DURATION" "$SUB" >"$tmp/tg$r.json"
+  taskset -c "$CLIENT_CPU" "$TG" "ws://127.0.0.1:$HP/ws" "$DURATION" "$SUB" serde >"$tmp/tg$r.json"
+  taskset -c "$CLIENT_CPU" "$TG" "ws://127.0.0.1:$HP/ws" "$DURATION" "$SUB" jsonfield >"$tmp/tj$r.json"
 done
 
 # Idle wss connections: the RSS difference between a small and a large run, so fixed costs
@@ -60,21 +61,24 @@ done
 python3 - "$tmp" "$ROUNDS" "$IDLE_CONNS" "$RATE" <<'PY'
 import json, statistics, sys
 tmp, rounds, idle, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-cb, tg = [], []
+cb, tg, tj = [], [], []
 for r in range(1, rounds + 1):
     j = json.load(open(f"{tmp}/cb{r}.json"))
     cpu = j["client"]["cpu_user_s"] + j["client"]["cpu_sys_s"]
     m = j["ws"]["messages_in"]
     cb.append((m / j["duration_s"], m / cpu if cpu else 0.0, j["phases"]["latency"]["p50"]))
-    t = json.loads(open(f"{tmp}/tg{r}.json").read())
-    tg.append((t["messages"] / t["elapsed_s"], t["messages"] / t["cpu_s"] if t["cpu_s"] else 0.0, t["latency_p50_ns"]))
+    for name, xs in (("tg", tg), ("tj", tj)):
+        t = json.loads(open(f"{tmp}/{name}{r}.json").read())
+        xs.append((t["messages"] / t["elapsed_s"], t["messages"] / t["cpu_s"] if t["cpu_s"] else 0.0, t["latency_p50_ns"]))
 med = lambda xs, i: statistics.median(x[i] for x in xs)
 print(f"# connbench ws vs tungstenite + serde_json (target --ws-rate {rate}/s, 1 connection, 1 client thread, medians of {rounds})\n")
 print("| client | msgs/s received | msgs per client CPU-second | latency p50 |")
 print("|---|---:|---:|---:|")
-for name, xs in (("connbench ws --ts-field timestamp", cb), ("tungstenite + serde_json", tg)):
+for name, xs in (("connbench ws --ts-field timestamp", cb), ("tungstenite + serde_json", tg),
+                 ("tungstenite + connbench's field scanner", tj)):
     print(f"| {name} | {med(xs,0):,.0f} | {med(xs,1):,.0f} | {med(xs,2)/1000:,.1f} µs |")
-print(f"\nconnbench / tungstenite, messages per CPU-second: **{med(cb,1)/med(tg,1):.2f}×**\n")
+print(f"\nconnbench / tungstenite + serde_json, messages per CPU-second: **{med(cb,1)/med(tg,1):.2f}×**; "
+      f"connbench / tungstenite + the same scanner: **{med(cb,1)/med(tj,1):.2f}×**\n")
 small = json.load(open(f"{tmp}/idle-small.json"))
 large = json.load(open(f"{tmp}/idle-large.json"))
 up_s, up_l = small["ws"]["connections_upgraded"], large["ws"]["connections_upgraded"]

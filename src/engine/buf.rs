@@ -4,10 +4,12 @@
 //! only ever has to hold one response head plus what one read delivers; it grows (once, up to
 //! [`MAX_CAPACITY`]) only for response heads larger than the initial capacity.
 
-/// Initial capacity of a connection's receive buffer.
-pub const INITIAL_CAPACITY: usize = 16 * 1024;
-/// Largest the buffer grows: a 64 KiB response head plus one read.
-pub const MAX_CAPACITY: usize = 64 * 1024 + INITIAL_CAPACITY;
+/// Initial capacity of a connection's receive buffer: small, because thousands of idle
+/// connections each hold one; a response or frame larger than one read is consumed as it
+/// arrives, so the buffer only grows for long response heads.
+pub const INITIAL_CAPACITY: usize = 4 * 1024;
+/// Largest the buffer grows: a 64 KiB response head plus one 16 KiB read.
+pub const MAX_CAPACITY: usize = 80 * 1024;
 
 /// A byte buffer with a consumed prefix and a filled region: `data[start..end]` is pending.
 #[derive(Debug)]

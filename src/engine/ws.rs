@@ -214,7 +214,8 @@ impl<T: Transport> WsWorker<T> {
                 sock: None,
                 transport: None,
                 rb: RecvBuf::new(),
-                pending: Vec::with_capacity(4096),
+                // Only used when the socket refuses part of a write: grows on first need.
+                pending: Vec::new(),
                 addr_idx: 0,
                 backoff: Backoff::default(),
                 echo_accounted: 0,
@@ -223,7 +224,7 @@ impl<T: Transport> WsWorker<T> {
                     state: State::Backoff(now),
                     handshake: None,
                     decoder: Decoder::new(plan.max_message, plan.utf8_check),
-                    out: Vec::with_capacity(4096),
+                    out: Vec::with_capacity(512),
                     subs: render_subscriptions(&plan, setup.first_conn + i),
                     seqs: Vec::new(),
                     t_connect: now,
