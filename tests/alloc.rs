@@ -1,4 +1,5 @@
-//! No heap allocation per request in steady state, checked by counting.
+//! No heap allocation per request (HTTP) or per message (WebSocket) in steady state, checked by
+//! counting.
 //!
 //! Its own test binary (not part of `tests/tests.rs`) because it installs a counting global
 //! allocator and must be the only thing running in its process: two runs of different lengths
@@ -34,6 +35,9 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static A: Counting = Counting;
+
+/// The counter is process-wide: the tests of this binary take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
     let (target, _) = connbench::app::parse_target(url).expect("url");
@@ -76,6 +80,7 @@ fn allocs_per_request(url: &str, ca: Option<Vec<u8>>) -> f64 {
 
 #[test]
 fn plain_keep_alive_allocates_nothing_per_request() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let server = target::start(ServeConfig::default()).expect("target");
     let url = format!("http://{}/", server.http_addr().unwrap());
     let per = allocs_per_request(&url, None);
@@ -93,4 +98,69 @@ fn plain_keep_alive_allocates_nothing_per_request() {
         tls_per < 4.5,
         "TLS keep-alive allocates {tls_per} times per request"
     );
+}
+
+fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
+    use connbench::engine::reconnect::BackoffPolicy;
+    use connbench::plan::{Heartbeat, WsMode, WsPlan};
+    use connbench::proto::jsonfield::FieldPath;
+    let (target, _) = connbench::app::parse_url(url, true).expect("url");
+    WsPlan {
+        target,
+        tls: TlsPlan::default(),
+        headers: vec![],
+        connections: 2,
+        threads: 1,
+        pinning: Pinning::None,
+        duration,
+        warmup: Duration::ZERO,
+        connect_timeout: Duration::from_secs(5),
+        progress: false,
+        subscriptions: vec![r#"{"op":"subscribe","symbol":"BTCUSDT"}"#.into()],
+        mode: WsMode::Stream,
+        send_rate: 0.0,
+        message_size: 64,
+        ping_interval: Duration::from_secs(1),
+        ts_field: Some(FieldPath::parse("timestamp").unwrap()),
+        ts_unit: None,
+        seq_field: Some(FieldPath::parse("seq").unwrap()),
+        stream_field: FieldPath::parse("stream").unwrap(),
+        utf8_check: true,
+        max_message: 1 << 20,
+        backoff: BackoffPolicy::default(),
+        reconnect_budget: None,
+        stale_after: None,
+        heartbeat: Heartbeat::Off,
+        heartbeat_interval: Duration::from_secs(20),
+        send_buffer: 100,
+    }
+}
+
+#[test]
+fn websocket_stream_allocates_nothing_per_message() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = target::start(ServeConfig {
+        ws_rate: 20_000.0,
+        https_port: None,
+        ..ServeConfig::default()
+    })
+    .expect("target");
+    let url = format!("ws://{}/ws", server.http_addr().unwrap());
+    let count = |d: Duration| {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let r = connbench::engine::run_ws(&ws_plan(&url, d)).expect("run");
+        let after = ALLOCS.load(Ordering::Relaxed);
+        (after - before, r.recorder.counters.ws.messages_in)
+    };
+    count(Duration::from_millis(300));
+    let (a, ma) = count(Duration::from_millis(300));
+    let (b, mb) = count(Duration::from_millis(1300));
+    server.stop();
+    assert!(
+        mb > ma + 10_000,
+        "the longer run received more: {ma} vs {mb}"
+    );
+    let per = (b as f64 - a as f64) / (mb - ma) as f64;
+    eprintln!("allocations per WebSocket message: {per:.4} (client + target)");
+    assert!(per < 0.01, "{per} allocations per message");
 }

@@ -475,3 +475,51 @@ fn secrets_in_subscriptions_and_headers_are_redacted() {
     }
     assert!(json.contains("trades.BTCUSDT"));
 }
+
+#[test]
+fn client_heartbeats_are_sent_and_answered() {
+    let s = serve(|c| c.ws_rate = 0.0);
+    let url = ws_url(&s, "/ws");
+    // A JSON heartbeat (Bybit style): the target answers {"op":"pong"}.
+    let text = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "1s",
+        "--heartbeat",
+        r#"text:{"op":"ping"}"#,
+        "--heartbeat-interval",
+        "100ms",
+    ]);
+    // A protocol ping heartbeat: pongs come back and give round trips.
+    let ping = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "1s",
+        "--heartbeat",
+        "ping",
+        "--heartbeat-interval",
+        "100ms",
+    ]);
+    s.stop();
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let out = text.u64("/ws/messages_out");
+    assert!(
+        (6..=12).contains(&out),
+        "about one heartbeat per 100 ms: {out}"
+    );
+    assert_eq!(
+        text.u64("/ws/messages_in"),
+        out,
+        "each answered with a pong message"
+    );
+    assert_eq!(text.report()["ws"]["heartbeat"], r#"text:{"op":"ping"}"#);
+    assert!(ping.u64("/ws/pings_sent") >= 6);
+    assert!(ping.u64("/ws/pongs_received") + 1 >= ping.u64("/ws/pings_sent"));
+    assert!(ping.u64("/phases/rtt/count") >= 6);
+}
