@@ -35,7 +35,7 @@ use super::reconnect::{Backoff, Budget};
 use super::socket;
 use super::transport::{Failure, Transport};
 use super::worker::{Live, Output};
-use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder};
+use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
 use crate::proto::seq::{SeqEvent, SeqTracker};
@@ -812,7 +812,10 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                 upgraded(p, rx, now);
             }
             Err(e) => {
-                let _: UpgradeError = e;
+                // A non-101 answer is counted by its status class (the JSON `responses`).
+                if let UpgradeError::Status(code) = e {
+                    rx.rec.counters.status[StatusClass::of(code).index()] += 1;
+                }
                 p.verdict = Verdict::Lose(ReconnectCause::Error, Some(ErrorClass::UpgradeRejected));
                 return;
             }

@@ -378,6 +378,20 @@ fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
         success,
         run.peak_open
     );
+    if c.status.iter().any(|&n| n > 0) {
+        // Upgrades answered with something other than 101, by status class.
+        label(out, "rejected");
+        let parts: Vec<String> = StatusClass::ALL
+            .iter()
+            .filter(|s| c.status[s.index()] > 0)
+            .map(|s| format!("{} {}", s.name(), c.status[s.index()]))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}   (upgrade answered without 101)",
+            parts.join("   ")
+        );
+    }
     label(out, "reconnects");
     if w.total_reconnects() == 0 {
         out.push_str("none");

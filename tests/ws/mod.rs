@@ -240,8 +240,16 @@ fn a_plain_http_answer_is_an_upgrade_error() {
         "a failing connection never aborts the run: {}",
         r.stderr
     );
-    assert!(r.u64("/errors/upgrade_rejected") >= 2);
+    let rejected = r.u64("/errors/upgrade_rejected");
+    assert!(rejected >= 2);
     assert_eq!(r.u64("/ws/connections_upgraded"), 0);
+    // the status of the answer is kept: the built-in target says 200 on /
+    assert_eq!(r.u64("/responses/2xx"), rejected);
+    assert!(
+        r.stdout.contains("upgrade answered without 101"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
