@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use crate::cli::{
-    self, Command, HttpArgs, JitterArg, OverLimitArg, ServeArgs, UsageError, WsArgs, WsModeArg,
+    self, Command, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ServeArgs, TlsArgs, UsageError,
+    WsArgs, WsModeArg,
 };
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
 use crate::engine::{self, EngineError};
@@ -283,27 +284,186 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
-    cli::validate_http(&a)?;
-    let builtin = a.url.as_deref().is_none_or(|u| u.starts_with('/'));
-    if a.builtin_tls && !builtin {
-        return usage("--tls only applies to the built-in target; give an https:// URL instead");
+/// What every load command sets up the same way before building its plan.
+struct Prepared {
+    /// The run uses the in-process built-in target.
+    builtin: bool,
+    cpus: CpuPlan,
+    fd_limit: u64,
+    /// `-H` headers, plus Basic auth from URL credentials.
+    headers: Vec<(String, String)>,
+    /// The in-process target, stopped after the run.
+    server: Option<ServerHandle>,
+    target: Target,
+    tls: TlsPlan,
+}
+
+/// Validate the shared flags, choose CPUs, check the fd limit, start the built-in target when
+/// no URL (or only a path) was given, resolve the target and build the TLS settings.
+fn prepare(
+    load: &LoadArgs,
+    tls: &TlsArgs,
+    url: Option<&str>,
+    websocket: bool,
+    default_path: &str,
+) -> Result<Prepared, AppError> {
+    cli::validate_load(load)?;
+    let builtin = url.is_none_or(|u| u.starts_with('/'));
+    let (plain, secure) = if websocket {
+        ("ws", "wss")
+    } else {
+        ("http", "https")
+    };
+    if tls.builtin_tls && !builtin {
+        return usage(format!(
+            "--tls only applies to the built-in target; give a {secure}:// URL instead"
+        ));
     }
-    let allowed = crate::sys::allowed_cpus();
     let cpus = plan_cpus(
-        &allowed,
-        a.threads,
-        a.cpus.as_ref().map(|c| c.0.as_slice()),
-        a.no_pin,
-        a.connections,
+        &crate::sys::allowed_cpus(),
+        load.threads,
+        load.cpus.as_ref().map(|c| c.0.as_slice()),
+        load.no_pin,
+        load.connections,
         builtin,
     )?;
-    let fd_limit = engine::check_fd_limit(a.connections, if builtin { 2 } else { 1 })?;
-
-    let mut headers = Vec::with_capacity(a.headers.len());
-    for h in &a.headers {
+    let fd_limit = engine::check_fd_limit(load.connections, if builtin { 2 } else { 1 })?;
+    let mut headers = Vec::with_capacity(load.headers.len() + 1);
+    for h in &load.headers {
         headers.push(cli::parse_header(h)?);
     }
+    // The built-in target runs in this process, on CPUs apart from the workers, until the run
+    // ends; its certificate is trusted in memory.
+    let mut server = None;
+    let mut extra_ca_pem = None;
+    let url = if builtin {
+        let path = url.unwrap_or(default_path);
+        let handle = target::start(ServeConfig {
+            http_port: (!tls.builtin_tls).then_some(0),
+            https_port: tls.builtin_tls.then_some(0),
+            cpus: cpus.target_cpus.clone(),
+            ..ServeConfig::default()
+        })
+        .map_err(AppError::Serve)?;
+        let url = match (handle.http_addr(), handle.https_addr()) {
+            (_, Some(addr)) if tls.builtin_tls => {
+                extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
+                format!("{secure}://{addr}{path}")
+            }
+            (Some(addr), _) => format!("{plain}://{addr}{path}"),
+            _ => unreachable!("the built-in target listens on the port it was asked for"),
+        };
+        server = Some(handle);
+        url
+    } else {
+        url.unwrap_or_default().to_string()
+    };
+    let (target, credentials) = parse_url(&url, websocket)?;
+    if let Some((user, pass)) = credentials {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+        }
+    }
+    Ok(Prepared {
+        builtin,
+        cpus,
+        fd_limit,
+        headers,
+        server,
+        target,
+        tls: TlsPlan {
+            ca_file: tls.ca.clone(),
+            extra_ca_pem,
+            insecure: tls.insecure,
+            sni: tls.sni.clone(),
+            resume: !tls.no_resume,
+            keylog: true,
+        },
+    })
+}
+
+impl Prepared {
+    /// The report's description of the run, from what every command shares.
+    fn meta(&self, mode: &str, load: &LoadArgs, argv: Vec<String>) -> RunMeta {
+        RunMeta {
+            mode: mode.to_string(),
+            url: self.target.url.clone(),
+            builtin_target: self.builtin,
+            command_line: argv,
+            method: "GET".to_string(),
+            headers: self.headers.clone(),
+            body_len: 0,
+            connections: load.connections,
+            threads: self.cpus.threads,
+            worker_cpus: match &self.cpus.pinning {
+                Pinning::Cpus(c) => c.clone(),
+                Pinning::None => vec![],
+            },
+            target_cpus: if self.server.is_some() {
+                self.cpus.target_cpus.clone()
+            } else {
+                vec![]
+            },
+            pipeline: 1,
+            duration: None,
+            requests: None,
+            warmup: load.warmup,
+            timeout: load.connect_timeout,
+            connect_timeout: load.connect_timeout,
+            tls: self.target.scheme == Scheme::Https,
+            insecure: self.tls.insecure,
+            resume: self.tls.resume,
+            sni: self.tls.sni.clone(),
+            ca_file: self.tls.ca_file.as_ref().map(|p| p.display().to_string()),
+            fd_limit: self.fd_limit,
+            ws: None,
+        }
+    }
+
+    /// Warn, announce, run, stop the in-process target, report.
+    fn execute(
+        mut self,
+        meta: &RunMeta,
+        load: &LoadArgs,
+        what: &str,
+        run: impl FnOnce() -> Result<report::RunResult, EngineError>,
+    ) -> Result<i32, AppError> {
+        if self.tls.insecure {
+            eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
+        }
+        if !load.quiet {
+            eprintln!(
+                "connbench: {} {what}, {} worker(s), {} against {}{}",
+                load.connections,
+                self.cpus.threads,
+                match (meta.requests, meta.duration) {
+                    (Some(n), _) => format!("{n} requests"),
+                    (None, Some(d)) => format!("{d:?}"),
+                    (None, None) => "until interrupted".to_string(),
+                },
+                report::redact::url(&self.target.url),
+                if self.builtin {
+                    " (built-in target)"
+                } else {
+                    ""
+                },
+            );
+        }
+        crate::sys::install_interrupt_handler();
+        let result = run();
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+        finish(meta, result?, load.json.as_deref())
+    }
+}
+
+fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
+    cli::validate_http(&a)?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {
@@ -314,90 +474,31 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         })?,
         (None, None) => Vec::new(),
     };
-
-    // The built-in target, when no URL was given, runs in this process until the run ends.
-    let mut server: Option<ServerHandle> = None;
-    let mut extra_ca_pem = None;
-    let url = if builtin {
-        let path = a.url.clone().unwrap_or_else(|| "/".to_string());
-        let handle = target::start(ServeConfig {
-            http_port: (!a.builtin_tls).then_some(0),
-            https_port: a.builtin_tls.then_some(0),
-            cpus: cpus.target_cpus.clone(),
-            ..ServeConfig::default()
-        })
-        .map_err(AppError::Serve)?;
-        let url = if a.builtin_tls {
-            let addr = handle.https_addr().expect("TLS listener requested");
-            extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
-            format!("https://{addr}{path}")
-        } else {
-            let addr = handle.http_addr().expect("plain listener requested");
-            format!("http://{addr}{path}")
-        };
-        server = Some(handle);
-        url
-    } else {
-        a.url.clone().unwrap_or_default()
-    };
-    let (target, credentials) = parse_target(&url)?;
-    if let Some((user, pass)) = credentials {
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            headers.push(("Authorization".to_string(), format!("Basic {token}")));
-        }
-    }
-    let tls = TlsPlan {
-        ca_file: a.ca.clone(),
-        extra_ca_pem,
-        insecure: a.insecure,
-        sni: a.sni.clone(),
-        resume: !a.no_resume,
-        keylog: true,
-    };
+    let p = prepare(&a.load, &a.tls, a.url.as_deref(), false, "/")?;
     let stop = match (a.requests, a.duration) {
         (Some(n), _) => Stop::Requests(n),
         (None, Some(d)) => Stop::Duration(d),
         (None, None) => Stop::Duration(Duration::from_secs(10)),
     };
     let plan = HttpPlan {
-        target,
-        tls,
+        target: p.target.clone(),
+        tls: p.tls.clone(),
         method: a.method.clone(),
-        headers,
+        headers: p.headers.clone(),
         body,
-        connections: a.connections,
-        threads: cpus.threads,
-        pinning: cpus.pinning.clone(),
+        connections: a.load.connections,
+        threads: p.cpus.threads,
+        pinning: p.cpus.pinning.clone(),
         pipeline: a.pipeline,
         stop,
-        warmup: a.warmup,
+        warmup: a.load.warmup,
         timeout: a.timeout,
-        connect_timeout: a.connect_timeout,
-        progress: !a.quiet,
+        connect_timeout: a.load.connect_timeout,
+        progress: !a.load.quiet,
     };
     let meta = RunMeta {
-        mode: "http".to_string(),
-        url: plan.target.url.clone(),
-        builtin_target: builtin,
-        command_line: argv,
         method: plan.method.clone(),
-        headers: plan.headers.clone(),
         body_len: plan.body.len(),
-        connections: plan.connections,
-        threads: plan.threads,
-        worker_cpus: match &plan.pinning {
-            Pinning::Cpus(c) => c.clone(),
-            Pinning::None => vec![],
-        },
-        target_cpus: if server.is_some() {
-            cpus.target_cpus.clone()
-        } else {
-            vec![]
-        },
         pipeline: plan.pipeline,
         duration: match stop {
             Stop::Duration(d) => Some(d),
@@ -407,39 +508,10 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Requests(n) => Some(n),
             Stop::Duration(_) => None,
         },
-        warmup: plan.warmup,
         timeout: plan.timeout,
-        connect_timeout: plan.connect_timeout,
-        tls: plan.target.scheme == Scheme::Https,
-        insecure: plan.tls.insecure,
-        resume: plan.tls.resume,
-        sni: plan.tls.sni.clone(),
-        ca_file: plan.tls.ca_file.as_ref().map(|p| p.display().to_string()),
-        fd_limit,
-        ws: None,
+        ..p.meta("http", &a.load, argv)
     };
-    if plan.tls.insecure {
-        eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
-    }
-    if !a.quiet {
-        eprintln!(
-            "connbench: {} connections, {} worker(s), {} against {}{}",
-            plan.connections,
-            plan.threads,
-            match stop {
-                Stop::Duration(d) => format!("{:?}", d),
-                Stop::Requests(n) => format!("{n} requests"),
-            },
-            report::redact::url(&plan.target.url),
-            if builtin { " (built-in target)" } else { "" },
-        );
-    }
-    crate::sys::install_interrupt_handler();
-    let result = engine::run(&plan);
-    if let Some(s) = server.take() {
-        s.stop();
-    }
-    finish(&meta, result?, a.json.as_deref())
+    p.execute(&meta, &a.load, "connections", || engine::run(&plan))
 }
 
 fn field_path(flag: &str, s: &str) -> Result<FieldPath, AppError> {
@@ -447,14 +519,8 @@ fn field_path(flag: &str, s: &str) -> Result<FieldPath, AppError> {
 }
 
 fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
-    if a.connections == 0 {
-        return usage("-c must be at least 1 (concurrent connections)");
-    }
-    if a.threads == Some(0) {
-        return usage("-t must be at least 1 (worker threads)");
-    }
-    if a.duration.is_zero() || a.connect_timeout.is_zero() {
-        return usage("-d and --connect-timeout must be longer than 0");
+    if a.duration.is_zero() {
+        return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
     if a.mode == WsModeArg::Echo && !(a.send_rate > 0.0 && a.send_rate.is_finite()) {
         return usage("--send-rate must be a positive number of messages per second");
@@ -464,24 +530,6 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
     }
     if a.backoff_base.is_zero() || a.backoff_cap < a.backoff_base {
         return usage("--backoff-base must be > 0 and not above --backoff-cap");
-    }
-    let builtin = a.url.as_deref().is_none_or(|u| u.starts_with('/'));
-    if a.builtin_tls && !builtin {
-        return usage("--tls only applies to the built-in target; give a wss:// URL instead");
-    }
-    let allowed = crate::sys::allowed_cpus();
-    let cpus = plan_cpus(
-        &allowed,
-        a.threads,
-        a.cpus.as_ref().map(|c| c.0.as_slice()),
-        a.no_pin,
-        a.connections,
-        builtin,
-    )?;
-    let fd_limit = engine::check_fd_limit(a.connections, if builtin { 2 } else { 1 })?;
-    let mut headers = Vec::with_capacity(a.headers.len());
-    for h in &a.headers {
-        headers.push(cli::parse_header(h)?);
     }
     let ts_unit = match &a.ts_unit {
         None => None,
@@ -503,15 +551,10 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
             }
         },
     };
-    let heartbeat = match (a.mode, heartbeat) {
-        // Ping mode is a protocol-ping heartbeat at --ping-interval.
-        (WsModeArg::Ping, _) => Heartbeat::Ping,
-        (_, h) => h,
-    };
-    let heartbeat_interval = if a.mode == WsModeArg::Ping {
-        a.ping_interval
-    } else {
-        a.heartbeat_interval
+    // Ping mode is a protocol-ping heartbeat at --ping-interval.
+    let (heartbeat, heartbeat_interval) = match a.mode {
+        WsModeArg::Ping => (Heartbeat::Ping, a.ping_interval),
+        _ => (heartbeat, a.heartbeat_interval),
     };
     if heartbeat != Heartbeat::Off && heartbeat_interval.is_zero() {
         return usage("--heartbeat-interval must be longer than 0");
@@ -523,91 +566,51 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
                 .map_err(|e| AppError::Usage(UsageError(format!("--reconnect-budget: {e}"))))?,
         ),
     };
+    let default_path = if a.mode == WsModeArg::Echo {
+        "/echo"
+    } else {
+        "/ws"
+    };
+    let p = prepare(&a.load, &a.tls, a.url.as_deref(), true, default_path)?;
 
-    // The built-in target: /ws streams, /echo echoes. Its messages carry "timestamp" (µs) and
-    // "seq" per "stream", so latency and gaps are measured without further flags.
+    // The built-in target's /ws messages carry "timestamp" (µs) and "seq" per "stream": with
+    // no flags, subscribe to one stream and measure latency and gaps.
     let mut templates = a.subscribe.clone();
     let (mut exchanges, mut channels, mut symbols) =
         (a.exchanges.clone(), a.channels.clone(), a.symbols.clone());
     let mut ts_field = a.ts_field.clone();
     let mut seq_field = a.seq_field.clone();
-    let mut server: Option<ServerHandle> = None;
-    let mut extra_ca_pem = None;
-    let url = if builtin {
-        let default_path = if a.mode == WsModeArg::Echo {
-            "/echo"
-        } else {
-            "/ws"
-        };
-        let path = a.url.clone().unwrap_or_else(|| default_path.to_string());
-        if path.starts_with("/ws") && a.mode == WsModeArg::Stream {
-            if templates.is_empty() {
-                templates.push(
-                    r#"{"op":"subscribe","exchange":"{exchange}","channel":"{channel}","symbol":"{symbol}"}"#
-                        .to_string(),
-                );
-            }
-            for (list, default) in [
-                (&mut exchanges, "binance"),
-                (&mut channels, "trades"),
-                (&mut symbols, "BTCUSDT"),
-            ] {
-                if list.is_empty() {
-                    list.push(default.to_string());
-                }
-            }
-            ts_field.get_or_insert_with(|| "timestamp".to_string());
-            seq_field.get_or_insert_with(|| "seq".to_string());
+    if p.builtin && p.target.path.starts_with("/ws") && a.mode == WsModeArg::Stream {
+        if templates.is_empty() {
+            templates.push(
+                r#"{"op":"subscribe","exchange":"{exchange}","channel":"{channel}","symbol":"{symbol}"}"#
+                    .to_string(),
+            );
         }
-        let handle = target::start(ServeConfig {
-            http_port: (!a.builtin_tls).then_some(0),
-            https_port: a.builtin_tls.then_some(0),
-            cpus: cpus.target_cpus.clone(),
-            ..ServeConfig::default()
-        })
-        .map_err(AppError::Serve)?;
-        let url = if a.builtin_tls {
-            let addr = handle.https_addr().expect("TLS listener requested");
-            extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
-            format!("wss://{addr}{path}")
-        } else {
-            let addr = handle.http_addr().expect("plain listener requested");
-            format!("ws://{addr}{path}")
-        };
-        server = Some(handle);
-        url
-    } else {
-        a.url.clone().unwrap_or_default()
-    };
-    let subscriptions = cli::expand_subscriptions(&templates, &exchanges, &channels, &symbols)?;
-    let (target, credentials) = parse_url(&url, true)?;
-    if let Some((user, pass)) = credentials {
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+        for (list, default) in [
+            (&mut exchanges, "binance"),
+            (&mut channels, "trades"),
+            (&mut symbols, "BTCUSDT"),
+        ] {
+            if list.is_empty() {
+                list.push(default.to_string());
+            }
         }
+        ts_field.get_or_insert_with(|| "timestamp".to_string());
+        seq_field.get_or_insert_with(|| "seq".to_string());
     }
+    let subscriptions = cli::expand_subscriptions(&templates, &exchanges, &channels, &symbols)?;
     let plan = WsPlan {
-        target,
-        tls: TlsPlan {
-            ca_file: a.ca.clone(),
-            extra_ca_pem,
-            insecure: a.insecure,
-            sni: a.sni.clone(),
-            resume: !a.no_resume,
-            keylog: true,
-        },
-        headers,
-        connections: a.connections,
-        threads: cpus.threads,
-        pinning: cpus.pinning.clone(),
+        target: p.target.clone(),
+        tls: p.tls.clone(),
+        headers: p.headers.clone(),
+        connections: a.load.connections,
+        threads: p.cpus.threads,
+        pinning: p.cpus.pinning.clone(),
         duration: a.duration,
-        warmup: a.warmup,
-        connect_timeout: a.connect_timeout,
-        progress: !a.quiet,
+        warmup: a.load.warmup,
+        connect_timeout: a.load.connect_timeout,
+        progress: !a.load.quiet,
         subscriptions,
         mode: match a.mode {
             WsModeArg::Stream => WsMode::Stream,
@@ -645,36 +648,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         send_buffer: a.send_buffer,
     };
     let meta = RunMeta {
-        mode: "ws".to_string(),
-        url: plan.target.url.clone(),
-        builtin_target: builtin,
-        command_line: argv,
-        method: "GET".to_string(),
-        headers: plan.headers.clone(),
-        body_len: 0,
-        connections: plan.connections,
-        threads: plan.threads,
-        worker_cpus: match &plan.pinning {
-            Pinning::Cpus(c) => c.clone(),
-            Pinning::None => vec![],
-        },
-        target_cpus: if server.is_some() {
-            cpus.target_cpus.clone()
-        } else {
-            vec![]
-        },
-        pipeline: 1,
         duration: Some(plan.duration),
-        requests: None,
-        warmup: plan.warmup,
-        timeout: plan.connect_timeout,
-        connect_timeout: plan.connect_timeout,
-        tls: plan.target.scheme == Scheme::Https,
-        insecure: plan.tls.insecure,
-        resume: plan.tls.resume,
-        sni: plan.tls.sni.clone(),
-        ca_file: plan.tls.ca_file.as_ref().map(|p| p.display().to_string()),
-        fd_limit,
         ws: Some(WsMeta {
             mode: format!("{:?}", a.mode).to_lowercase(),
             subscriptions: plan.subscriptions.clone(),
@@ -701,26 +675,11 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
             utf8_check: plan.utf8_check,
             max_message: plan.max_message,
         }),
+        ..p.meta("ws", &a.load, argv)
     };
-    if plan.tls.insecure {
-        eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
-    }
-    if !a.quiet {
-        eprintln!(
-            "connbench: {} WebSocket connections, {} worker(s), {:?} against {}{}",
-            plan.connections,
-            plan.threads,
-            plan.duration,
-            report::redact::url(&plan.target.url),
-            if builtin { " (built-in target)" } else { "" },
-        );
-    }
-    crate::sys::install_interrupt_handler();
-    let result = engine::run_ws(&plan);
-    if let Some(s) = server.take() {
-        s.stop();
-    }
-    finish(&meta, result?, a.json.as_deref())
+    p.execute(&meta, &a.load, "WebSocket connections", || {
+        engine::run_ws(&plan)
+    })
 }
 
 /// Print the summary, write the JSON report, choose the exit code.

@@ -90,29 +90,17 @@ pub struct WsArgs {
     /// this process and used.
     pub url: Option<String>,
 
-    /// Concurrent connections (across all workers).
-    #[arg(short = 'c', long = "connections", default_value_t = 10)]
-    pub connections: usize,
+    /// Connections, workers, pinning, timing, output.
+    #[command(flatten)]
+    pub load: LoadArgs,
 
-    /// Worker threads [default: the CPUs this process may use, at most one per connection].
-    #[arg(short = 't', long = "threads")]
-    pub threads: Option<usize>,
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Run for this long (after --warmup).
     #[arg(short = 'd', long = "duration", value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
-
-    /// Run this long before measuring; nothing from the warm-up is reported.
-    #[arg(long = "warmup", value_parser = parse_duration, default_value = "0s")]
-    pub warmup: Duration,
-
-    /// TCP connect, TLS handshake and the upgrade must each finish within this.
-    #[arg(long = "connect-timeout", value_parser = parse_duration, default_value = "5s")]
-    pub connect_timeout: Duration,
-
-    /// Extra upgrade request header "Name: value" (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
 
     /// Message sent after the upgrade (repeatable). {exchange}, {channel} and {symbol} expand
     /// over --exchanges/--channels/--symbols; {conn} is the connection's index.
@@ -207,42 +195,6 @@ pub struct WsArgs {
     /// Echo messages kept while a connection is down, sent after resubscribing.
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,
-
-    /// Trust the certificates in this PEM file too.
-    #[arg(long = "ca", value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-
-    /// Do not verify the certificate chain or name (signatures are still checked).
-    #[arg(long = "insecure", short = 'k')]
-    pub insecure: bool,
-
-    /// TLS server name to send and verify instead of the URL host.
-    #[arg(long = "sni", value_name = "NAME")]
-    pub sni: Option<String>,
-
-    /// Disable TLS session resumption.
-    #[arg(long = "no-resume")]
-    pub no_resume: bool,
-
-    /// With the built-in target: use its TLS port (wss).
-    #[arg(long = "tls")]
-    pub builtin_tls: bool,
-
-    /// Do not pin worker threads to CPUs.
-    #[arg(long = "no-pin", conflicts_with = "cpus")]
-    pub no_pin: bool,
-
-    /// Pin workers to these CPUs, e.g. 2,3 or 0-3.
-    #[arg(long = "cpus", value_name = "LIST", value_parser = parse_cpu_list)]
-    pub cpus: Option<CpuList>,
-
-    /// Write the JSON report here ("-" for stdout).
-    #[arg(long = "json", value_name = "FILE")]
-    pub json: Option<String>,
-
-    /// No live progress line and no start banner.
-    #[arg(short = 'q', long = "quiet")]
-    pub quiet: bool,
 }
 
 /// Expand subscription templates over the lists: each template is repeated for every
@@ -281,13 +233,9 @@ pub fn expand_subscriptions(
     Ok(out)
 }
 
-/// `connbench http`.
+/// Flags every load command shares: connections, workers, pinning, timing, output.
 #[derive(Debug, Args)]
-pub struct HttpArgs {
-    /// Target URL (http:// or https://). Omitted, or a path like /delay/1000: the built-in
-    /// target is started in this process on loopback and loaded.
-    pub url: Option<String>,
-
+pub struct LoadArgs {
     /// Concurrent connections (across all workers).
     #[arg(short = 'c', long = "connections", default_value_t = 10)]
     pub connections: usize,
@@ -296,65 +244,17 @@ pub struct HttpArgs {
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
 
-    /// Run for this long (e.g. 10s, 500ms, 2m). Excludes --warmup.
-    #[arg(short = 'd', long = "duration", value_parser = parse_duration, conflicts_with = "requests")]
-    pub duration: Option<Duration>,
-
-    /// Send exactly this many requests, then stop.
-    #[arg(short = 'n', long = "requests")]
-    pub requests: Option<u64>,
-
-    /// Request method.
-    #[arg(short = 'm', long = "method", default_value = "GET")]
-    pub method: String,
-
-    /// Extra request header "Name: value" (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
-
-    /// Request body.
-    #[arg(long = "body", conflicts_with = "body_file")]
-    pub body: Option<String>,
-
-    /// Request body read from a file.
-    #[arg(long = "body-file", value_name = "FILE")]
-    pub body_file: Option<PathBuf>,
-
-    /// Requests in flight per connection (HTTP/1.1 pipelining).
-    #[arg(long = "pipeline", default_value_t = 1)]
-    pub pipeline: usize,
-
-    /// A request without a complete response after this long fails as read_timeout.
-    #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
-    pub timeout: Duration,
-
-    /// A TCP connect (or TLS handshake) not done after this long fails.
-    #[arg(long = "connect-timeout", value_parser = parse_duration, default_value = "5s")]
-    pub connect_timeout: Duration,
-
     /// Run this long before measuring; nothing from the warm-up is reported.
     #[arg(long = "warmup", value_parser = parse_duration, default_value = "0s")]
     pub warmup: Duration,
 
-    /// Trust the certificates in this PEM file too (e.g. `connbench serve --cert-out`).
-    #[arg(long = "ca", value_name = "FILE")]
-    pub ca: Option<PathBuf>,
+    /// A TCP connect (or TLS handshake, or WebSocket upgrade) not done after this long fails.
+    #[arg(long = "connect-timeout", value_parser = parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
 
-    /// Do not verify the certificate chain or name (signatures are still checked).
-    #[arg(long = "insecure", short = 'k')]
-    pub insecure: bool,
-
-    /// TLS server name to send and verify instead of the URL host.
-    #[arg(long = "sni", value_name = "NAME")]
-    pub sni: Option<String>,
-
-    /// Disable TLS session resumption: every connection does a full handshake.
-    #[arg(long = "no-resume")]
-    pub no_resume: bool,
-
-    /// With the built-in target: load its TLS port instead of the plain one.
-    #[arg(long = "tls")]
-    pub builtin_tls: bool,
+    /// Extra request header "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
 
     /// Do not pin worker threads to CPUs.
     #[arg(long = "no-pin", conflicts_with = "cpus")]
@@ -371,6 +271,74 @@ pub struct HttpArgs {
     /// No live progress line and no start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+}
+
+/// TLS flags of the load commands.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Trust the certificates in this PEM file too (e.g. `connbench serve --cert-out`).
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Do not verify the certificate chain or name (signatures are still checked).
+    #[arg(long = "insecure", short = 'k')]
+    pub insecure: bool,
+
+    /// TLS server name to send and verify instead of the URL host.
+    #[arg(long = "sni", value_name = "NAME")]
+    pub sni: Option<String>,
+
+    /// Disable TLS session resumption: every connection does a full handshake.
+    #[arg(long = "no-resume")]
+    pub no_resume: bool,
+
+    /// With the built-in target: use its TLS port instead of the plain one.
+    #[arg(long = "tls")]
+    pub builtin_tls: bool,
+}
+
+/// `connbench http`.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Target URL (http:// or https://). Omitted, or a path like /delay/1000: the built-in
+    /// target is started in this process on loopback and loaded.
+    pub url: Option<String>,
+
+    /// Connections, workers, pinning, timing, output.
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// Run for this long (e.g. 10s, 500ms, 2m). Excludes --warmup.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+
+    /// Send exactly this many requests, then stop.
+    #[arg(short = 'n', long = "requests")]
+    pub requests: Option<u64>,
+
+    /// Request method.
+    #[arg(short = 'm', long = "method", default_value = "GET")]
+    pub method: String,
+
+    /// Request body.
+    #[arg(long = "body", conflicts_with = "body_file")]
+    pub body: Option<String>,
+
+    /// Request body read from a file.
+    #[arg(long = "body-file", value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+
+    /// Requests in flight per connection (HTTP/1.1 pipelining).
+    #[arg(long = "pipeline", default_value_t = 1)]
+    pub pipeline: usize,
+
+    /// A request without a complete response after this long fails as read_timeout.
+    #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
 }
 
 /// What the built-in target does with connections past `--max-conns`.
@@ -531,14 +499,23 @@ pub fn parse_header(h: &str) -> Result<(String, String), UsageError> {
     }
 }
 
-/// Check the numeric flags of `http` that clap cannot.
-pub fn validate_http(a: &HttpArgs) -> Result<(), UsageError> {
+/// Check the shared load flags that clap cannot.
+pub fn validate_load(a: &LoadArgs) -> Result<(), UsageError> {
     if a.connections == 0 {
         return usage("-c must be at least 1 (concurrent connections)");
     }
     if a.threads == Some(0) {
         return usage("-t must be at least 1 (worker threads)");
     }
+    if a.connect_timeout.is_zero() {
+        return usage("--connect-timeout must be longer than 0");
+    }
+    Ok(())
+}
+
+/// Check the numeric flags of `http` that clap cannot.
+pub fn validate_http(a: &HttpArgs) -> Result<(), UsageError> {
+    validate_load(&a.load)?;
     if a.requests == Some(0) {
         return usage("-n must be at least 1 (requests to send)");
     }
@@ -548,8 +525,8 @@ pub fn validate_http(a: &HttpArgs) -> Result<(), UsageError> {
     if a.pipeline == 0 {
         return usage("--pipeline must be at least 1");
     }
-    if a.timeout.is_zero() || a.connect_timeout.is_zero() {
-        return usage("--timeout and --connect-timeout must be longer than 0");
+    if a.timeout.is_zero() {
+        return usage("--timeout must be longer than 0");
     }
     Ok(())
 }

@@ -252,7 +252,7 @@ fn is_valid_field_value(value: &[u8]) -> bool {
 }
 
 /// Strip optional whitespace (SP / HTAB) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }

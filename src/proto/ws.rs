@@ -30,7 +30,7 @@ use std::mem::MaybeUninit;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::proto::http1::RequestError;
+use crate::proto::http1::{trim_ows, RequestError};
 
 /// RFC 6455 §1.3: appended to the key before hashing.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -111,120 +111,33 @@ pub fn encode_upgrade(
     key: &str,
     headers: &[(String, String)],
 ) -> Result<Vec<u8>, RequestError> {
-    if !is_valid_target(target) {
+    if !target.starts_with('/') {
         return Err(RequestError::InvalidTarget(target.to_owned()));
     }
-    if key.is_empty() || !is_valid_field_value(key.as_bytes()) {
+    if key.is_empty() || key.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(RequestError::InvalidHeaderValue(
             "Sec-WebSocket-Key".to_owned(),
         ));
     }
-    let mut has_host = false;
-    let mut has_user_agent = false;
-    for (name, value) in headers {
-        if !is_token(name.as_bytes()) {
-            return Err(RequestError::InvalidHeaderName(name.clone()));
-        }
-        if !is_valid_field_value(value.as_bytes()) {
-            return Err(RequestError::InvalidHeaderValue(name.clone()));
-        }
-        if name.eq_ignore_ascii_case("host") {
-            if has_host {
-                return Err(RequestError::DuplicateHost);
-            }
-            has_host = true;
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            has_user_agent = true;
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if trim_ows(value.as_bytes()) != b"0" {
-                return Err(RequestError::ContentLengthMismatch {
-                    given: value.clone(),
-                    body: 0,
-                });
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(RequestError::TransferEncodingGiven(value.clone()));
-        } else if RESERVED_HEADERS
+    if let Some((name, _)) = headers.iter().find(|(name, _)| {
+        RESERVED_HEADERS
             .iter()
             .any(|reserved| name.eq_ignore_ascii_case(reserved))
-        {
-            return Err(RequestError::InvalidHeaderName(name.clone()));
-        }
+    }) {
+        return Err(RequestError::InvalidHeaderName(name.clone()));
     }
-    if !has_host && !is_valid_host(host) {
-        return Err(RequestError::InvalidHost(host.to_owned()));
+    // Everything else (validation, Host, User-Agent, no body) is an ordinary GET.
+    let mut all = Vec::with_capacity(headers.len() + 4);
+    for (name, value) in [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ] {
+        all.push((name.to_owned(), value.to_owned()));
     }
-
-    let user_agent = concat!("connbench/", env!("CARGO_PKG_VERSION"));
-    // Sized up front so the one allocation is the only one.
-    let capacity = target.len()
-        + host.len()
-        + key.len()
-        + user_agent.len()
-        + headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 4)
-            .sum::<usize>()
-        + 160;
-    let mut out = Vec::with_capacity(capacity);
-    out.extend_from_slice(b"GET ");
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !has_host {
-        push_field(&mut out, "Host", host);
-    }
-    out.extend_from_slice(b"Upgrade: websocket\r\nConnection: Upgrade\r\n");
-    push_field(&mut out, "Sec-WebSocket-Key", key);
-    out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n");
-    if !has_user_agent {
-        push_field(&mut out, "User-Agent", user_agent);
-    }
-    for (name, value) in headers {
-        push_field(&mut out, name, value);
-    }
-    out.extend_from_slice(b"\r\n");
-    Ok(out)
-}
-
-fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// RFC 9110 `token = 1*tchar`.
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty()
-        && s.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Origin-form only (RFC 6455 §4.1: the request-target is the resource name).
-fn is_valid_target(target: &str) -> bool {
-    target.starts_with('/') && target.bytes().all(|b| b.is_ascii_graphic())
-}
-
-fn is_valid_host(host: &str) -> bool {
-    !host.is_empty() && host.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// RFC 9110 §5.5: visible characters, SP, HTAB and obs-text; no other control character.
-fn is_valid_field_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-}
-
-/// Strip optional whitespace (SP / HTAB) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
+    all.extend_from_slice(headers);
+    crate::proto::http1::encode_request("GET", target, host, &all, &[])
 }
 
 /// Non-empty, OWS-trimmed elements of a comma-separated field value.
@@ -2341,9 +2254,9 @@ mod tests {
                 ("Connection", "Upgrade"),
                 ("Sec-WebSocket-Key", SAMPLE_KEY),
                 ("Sec-WebSocket-Version", "13"),
-                ("User-Agent", ua),
                 ("Origin", "http://x"),
                 ("Sec-WebSocket-Protocol", "chat"),
+                ("User-Agent", ua),
             ])
         );
 
