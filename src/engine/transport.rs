@@ -96,6 +96,19 @@ pub trait Transport: Sized {
         F: FnMut(&mut RecvBuf, Instant) -> Result<(), Failure>;
 }
 
+/// Count a completed handshake as full or resumed, and note what it negotiated the first time.
+/// Nothing for plain TCP.
+pub fn record_handshake<T: Transport>(rec: &mut crate::metrics::Recorder, t: &T) {
+    match t.resumed() {
+        Some(true) => rec.counters.handshakes_resumed += 1,
+        Some(false) => rec.counters.handshakes_full += 1,
+        None => return,
+    }
+    if !rec.tls.is_known() {
+        t.describe(&mut rec.tls);
+    }
+}
+
 /// Plain TCP: no state beyond the socket.
 #[derive(Debug)]
 pub struct Plain;

@@ -406,14 +406,7 @@ impl<T: Transport> Worker<T> {
         c.state = State::Ready;
         self.rec.counters.connections_established += 1;
         if let Some(t) = &c.transport {
-            match t.resumed() {
-                Some(true) => self.rec.counters.handshakes_resumed += 1,
-                Some(false) => self.rec.counters.handshakes_full += 1,
-                None => {}
-            }
-            if !self.rec.tls.is_known() && t.resumed().is_some() {
-                t.describe(&mut self.rec.tls);
-            }
+            super::transport::record_handshake(&mut self.rec, t);
         }
         let k = self.setup.pipeline.max(1);
         self.send(slot, k);

@@ -488,14 +488,7 @@ impl<T: Transport> WsWorker<T> {
         let plan = self.setup.plan.clone();
         let s = &mut self.slots[slot];
         if let Some(t) = &s.transport {
-            match t.resumed() {
-                Some(true) => self.rec.counters.handshakes_resumed += 1,
-                Some(false) => self.rec.counters.handshakes_full += 1,
-                None => {}
-            }
-            if !self.rec.tls.is_known() && t.resumed().is_some() {
-                t.describe(&mut self.rec.tls);
-            }
+            super::transport::record_handshake(&mut self.rec, t);
         }
         self.rec.counters.connections_established += 1;
         let hs = Handshake::new(&mut self.rng);
