@@ -495,6 +495,7 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         timeout: a.timeout,
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
+        intervals: a.load.hlog.is_some(),
     };
     let meta = RunMeta {
         method: plan.method.clone(),
@@ -611,6 +612,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         warmup: a.load.warmup,
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
+        intervals: a.load.hlog.is_some(),
         subscriptions,
         mode: match a.mode {
             WsModeArg::Stream => WsMode::Stream,

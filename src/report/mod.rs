@@ -47,6 +47,8 @@ pub struct RunResult {
     pub peak_rss_bytes: u64,
     /// Most connections open at once (sampled by the coordinator every few ms).
     pub peak_open: u64,
+    /// One-second intervals of the measured window (empty unless `--hlog`).
+    pub intervals: Vec<crate::metrics::Interval>,
 }
 
 /// The run's configuration as the reports show it. Strings are raw; reports redact them.
