@@ -14,6 +14,7 @@ use crate::cli::{
     self, Command, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ServeArgs, TlsArgs, UsageError,
     WsArgs, WsModeArg,
 };
+use crate::engine::pace::Arrival;
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
 use crate::engine::{self, EngineError};
 use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
@@ -421,6 +422,7 @@ impl Prepared {
             ca_file: self.tls.ca_file.as_ref().map(|p| p.display().to_string()),
             fd_limit: self.fd_limit,
             ws: None,
+            rate: None,
         }
     }
 
@@ -496,8 +498,20 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
         intervals: a.load.hlog.is_some(),
+        rate: a.rate.map(|r| {
+            (
+                r,
+                match a.arrival {
+                    cli::ArrivalArg::Uniform => Arrival::Uniform,
+                    cli::ArrivalArg::Poisson => Arrival::Poisson,
+                },
+            )
+        }),
     };
     let meta = RunMeta {
+        rate: plan
+            .rate
+            .map(|(r, arrival)| (r, arrival.name().to_string())),
         method: plan.method.clone(),
         body_len: plan.body.len(),
         pipeline: plan.pipeline,

@@ -2,6 +2,7 @@
 //! process on ephemeral loopback ports and stopped through its handle. Every test checks the
 //! JSON report the run wrote (or the exit code and message of a bad invocation).
 
+mod rate;
 mod util;
 mod ws;
 
@@ -720,6 +721,7 @@ fn interval_histograms_add_up_to_the_run() {
         connect_timeout: std::time::Duration::from_secs(5),
         progress: false,
         intervals: true,
+        rate: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();
