@@ -476,8 +476,26 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         })?,
         (None, None) => Vec::new(),
     };
-    let p = prepare(&a.load, &a.tls, a.url.as_deref(), false, "/")?;
+    let stages = match (&a.stages, &a.scenario) {
+        (Some(st), _) => st.0.clone(),
+        (None, Some(name)) => vec![crate::plan::scenario(name).ok_or_else(|| {
+            AppError::Usage(UsageError(format!(
+                "unknown --scenario {name:?} (light, medium or heavy)"
+            )))
+        })?],
+        (None, None) => Vec::new(),
+    };
+    let mut load = a.load;
+    if !stages.is_empty() {
+        if !load.warmup.is_zero() {
+            return usage("--warmup does not combine with --stages: the first ramp is the warm-up");
+        }
+        // The slots: as many as the busiest stage.
+        load.connections = stages.iter().map(|s| s.connections).max().unwrap_or(1);
+    }
+    let p = prepare(&load, &a.tls, a.url.as_deref(), false, "/")?;
     let stop = match (a.requests, a.duration) {
+        _ if !stages.is_empty() => Stop::Duration(stages.iter().map(|s| s.ramp + s.hold).sum()),
         (Some(n), _) => Stop::Requests(n),
         (None, Some(d)) => Stop::Duration(d),
         (None, None) => Stop::Duration(Duration::from_secs(10)),
@@ -488,16 +506,17 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         method: a.method.clone(),
         headers: p.headers.clone(),
         body,
-        connections: a.load.connections,
+        connections: load.connections,
         threads: p.cpus.threads,
         pinning: p.cpus.pinning.clone(),
         pipeline: a.pipeline,
         stop,
-        warmup: a.load.warmup,
+        warmup: load.warmup,
         timeout: a.timeout,
-        connect_timeout: a.load.connect_timeout,
-        progress: !a.load.quiet,
-        intervals: a.load.hlog.is_some(),
+        connect_timeout: load.connect_timeout,
+        progress: !load.quiet,
+        intervals: load.hlog.is_some(),
+        stages,
         rate: a.rate.map(|r| {
             (
                 r,
@@ -524,9 +543,9 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Duration(_) => None,
         },
         timeout: plan.timeout,
-        ..p.meta("http", &a.load, argv)
+        ..p.meta("http", &load, argv)
     };
-    p.execute(&meta, &a.load, "connections", || engine::run(&plan))
+    p.execute(&meta, &load, "connections", || engine::run(&plan))
 }
 
 fn field_path(flag: &str, s: &str) -> Result<FieldPath, AppError> {

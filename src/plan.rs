@@ -106,6 +106,8 @@ pub struct HttpPlan {
     pub intervals: bool,
     /// Constant-rate mode: requests per second across all workers, and their spacing.
     pub rate: Option<(f64, crate::engine::pace::Arrival)>,
+    /// Ramp profile (`--stages`, `--scenario`); empty: all connections from the start.
+    pub stages: Vec<Stage>,
 }
 
 impl HttpPlan {
@@ -230,4 +232,184 @@ pub struct WsPlan {
     pub heartbeat_interval: Duration,
     /// Messages kept while a connection is down (echo mode), sent after resubscribing.
     pub send_buffer: usize,
+}
+
+/// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage {
+    /// Connections at the end of the ramp (and during the hold).
+    pub connections: usize,
+    /// Ramp duration (from the previous stage's count).
+    pub ramp: Duration,
+    /// Sustained duration.
+    pub hold: Duration,
+}
+
+/// One reported window of a staged run: a stage's ramp or its hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageWindow {
+    /// 1-based stage number.
+    pub stage: usize,
+    /// "ramp" or "hold".
+    pub kind: &'static str,
+    /// Offset from the start of the run.
+    pub start: Duration,
+    /// Length.
+    pub length: Duration,
+    /// Connections at the start of the window.
+    pub from: usize,
+    /// Connections at the end of the window.
+    pub to: usize,
+}
+
+/// The seed's three scenarios: light 50@10s+30s, medium 200@20s+45s, heavy 500@30s+60s.
+pub fn scenario(name: &str) -> Option<Stage> {
+    let (connections, ramp, hold) = match name {
+        "light" => (50, 10, 30),
+        "medium" => (200, 20, 45),
+        "heavy" => (500, 30, 60),
+        _ => return None,
+    };
+    Some(Stage {
+        connections,
+        ramp: Duration::from_secs(ramp),
+        hold: Duration::from_secs(hold),
+    })
+}
+
+/// The ramp and hold windows of a stage list, in time order (zero-length windows omitted).
+pub fn stage_windows(stages: &[Stage]) -> Vec<StageWindow> {
+    let mut out = Vec::new();
+    let mut t = Duration::ZERO;
+    let mut prev = 0;
+    for (i, s) in stages.iter().enumerate() {
+        for (kind, length, from, to) in [
+            ("ramp", s.ramp, prev, s.connections),
+            ("hold", s.hold, s.connections, s.connections),
+        ] {
+            if !length.is_zero() {
+                out.push(StageWindow {
+                    stage: i + 1,
+                    kind,
+                    start: t,
+                    length,
+                    from,
+                    to,
+                });
+            }
+            t += length;
+        }
+        prev = s.connections;
+    }
+    out
+}
+
+/// Connections a staged run wants open `t` into the run: linear over each ramp, rounded
+/// towards the stage's count (so the count is reached within the ramp, as the seed's stepped
+/// ramp does), flat over each hold, the last stage's count after the end.
+pub fn stage_target(stages: &[Stage], t: Duration) -> usize {
+    let mut start = Duration::ZERO;
+    let mut prev = 0usize;
+    for s in stages {
+        if t < start + s.ramp {
+            let f = (t - start).as_secs_f64() / s.ramp.as_secs_f64();
+            let step = (s.connections.abs_diff(prev) as f64 * f).ceil() as usize;
+            return if s.connections >= prev {
+                prev + step
+            } else {
+                prev - step
+            };
+        }
+        start += s.ramp;
+        if t < start + s.hold {
+            return s.connections;
+        }
+        start += s.hold;
+        prev = s.connections;
+    }
+    prev
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn targets_ramp_linearly_and_hold() {
+        let st = [
+            Stage {
+                connections: 50,
+                ramp: secs(10.0),
+                hold: secs(30.0),
+            },
+            Stage {
+                connections: 200,
+                ramp: secs(20.0),
+                hold: secs(45.0),
+            },
+        ];
+        assert_eq!(stage_target(&st, secs(0.0)), 0);
+        assert_eq!(stage_target(&st, secs(5.0)), 25);
+        assert_eq!(stage_target(&st, secs(10.0)), 50);
+        assert_eq!(stage_target(&st, secs(39.9)), 50);
+        assert_eq!(stage_target(&st, secs(50.0)), 125);
+        assert_eq!(stage_target(&st, secs(70.0)), 200);
+        assert_eq!(stage_target(&st, secs(500.0)), 200);
+        // ramping down
+        let down = [
+            Stage {
+                connections: 10,
+                ramp: secs(0.0),
+                hold: secs(1.0),
+            },
+            Stage {
+                connections: 0,
+                ramp: secs(1.0),
+                hold: secs(0.0),
+            },
+        ];
+        assert_eq!(stage_target(&down, secs(0.5)), 10);
+        assert_eq!(stage_target(&down, secs(1.5)), 5);
+    }
+
+    #[test]
+    fn windows_cover_the_run_in_order() {
+        let st = [
+            Stage {
+                connections: 4,
+                ramp: secs(1.0),
+                hold: secs(2.0),
+            },
+            Stage {
+                connections: 8,
+                ramp: secs(0.0),
+                hold: secs(1.0),
+            },
+        ];
+        let w = stage_windows(&st);
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            (w[0].kind, w[0].from, w[0].to, w[0].start),
+            ("ramp", 0, 4, secs(0.0))
+        );
+        assert_eq!(
+            (w[1].kind, w[1].start, w[1].length),
+            ("hold", secs(1.0), secs(2.0))
+        );
+        assert_eq!(
+            (w[2].stage, w[2].kind, w[2].from, w[2].start),
+            (2, "hold", 8, secs(3.0))
+        );
+    }
+
+    #[test]
+    fn scenarios_are_the_seeds() {
+        assert_eq!(scenario("medium").unwrap().connections, 200);
+        assert_eq!(scenario("heavy").unwrap().hold, secs(60.0));
+        assert!(scenario("extreme").is_none());
+    }
 }

@@ -62,6 +62,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         progress: false,
         intervals: false,
         rate: None,
+        stages: vec![],
     }
 }
 

@@ -722,6 +722,7 @@ fn interval_histograms_add_up_to_the_run() {
         progress: false,
         intervals: true,
         rate: None,
+        stages: vec![],
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

@@ -136,6 +136,7 @@ where
         warmup: plan.warmup,
         progress: plan.progress,
         intervals: plan.intervals,
+        stages: crate::plan::stage_windows(&plan.stages),
     };
     run_workers(&shape, |id, cpu, stop, live| {
         let setup = Setup {
@@ -152,6 +153,8 @@ where
             connect_timeout: plan.connect_timeout,
             // The total rate is split evenly over the workers; each keeps its own schedule.
             rate: plan.rate.map(|(r, arrival)| (r / threads as f64, arrival)),
+            stages: plan.stages.clone(),
+            workers: threads,
             ctx: ctx(id),
             stop,
             progress: live,
@@ -195,6 +198,7 @@ where
         warmup: plan.warmup,
         progress: plan.progress,
         intervals: plan.intervals,
+        stages: Vec::new(),
     };
     let threads = plan.threads.max(1);
     let mut first_conn = 0;
@@ -237,6 +241,8 @@ pub struct RunShape {
     pub progress: bool,
     /// Collect one-second interval histograms (`--hlog`).
     pub intervals: bool,
+    /// Staged runs: the windows workers cut their measurements at.
+    pub stages: Vec<crate::plan::StageWindow>,
 }
 
 /// Spawn one pinned thread per worker, start them together, coordinate the run, join and merge.
@@ -317,8 +323,21 @@ where
     let mut recorder = Recorder::new();
     let mut workers = Vec::with_capacity(threads);
     let mut last_finish = None::<Instant>;
+    let mut stages: Vec<crate::report::StageResult> = shape
+        .stages
+        .iter()
+        .map(|w| crate::report::StageResult {
+            window: w.clone(),
+            recorder: Recorder::new(),
+            open_at_end: 0,
+        })
+        .collect();
     for h in handles {
         if let Ok(Some(out)) = h.join() {
+            for (into, (rec, open)) in stages.iter_mut().zip(out.windows.iter()) {
+                into.recorder.merge(rec);
+                into.open_at_end += open;
+            }
             recorder.merge(&out.recorder);
             workers.push(out.stats);
             last_finish = Some(last_finish.map_or(out.finished_at, |t| t.max(out.finished_at)));
@@ -342,6 +361,7 @@ where
         peak_rss_bytes: crate::sys::peak_rss_bytes(),
         peak_open: ended_at.peak_open,
         intervals: merge_intervals(&lives, elapsed),
+        stages,
     })
 }
 

@@ -147,6 +147,10 @@ pub struct Setup<C> {
     pub connect_timeout: Duration,
     /// Constant-rate mode: this worker's requests per second and their spacing.
     pub rate: Option<(f64, Arrival)>,
+    /// Ramp profile of the whole run (this worker drives its share of each stage's count).
+    pub stages: Vec<crate::plan::Stage>,
+    /// Number of workers (to take this worker's share of a stage's connections).
+    pub workers: usize,
     /// Transport context (TLS config).
     pub ctx: C,
     /// Set by the coordinator to end the run.
@@ -159,6 +163,9 @@ pub struct Setup<C> {
 pub struct Output {
     /// Measurements of the measured window.
     pub recorder: Recorder,
+    /// Staged runs: this worker's measurements per stage window (ramp, hold, …) and the
+    /// connections it had open at the end of each.
+    pub windows: Vec<(Recorder, u64)>,
     /// Cost and health.
     pub stats: WorkerStats,
     /// When the worker's last request was answered (or the worker stopped).
@@ -233,6 +240,15 @@ struct Pacer {
     backlog: VecDeque<Instant>,
 }
 
+/// A staged run's clock: which window we are in and how many slots should be active.
+struct Stager {
+    windows: Vec<crate::plan::StageWindow>,
+    window: usize,
+    start: Instant,
+    next_check: Instant,
+    done: Vec<(Recorder, u64)>,
+}
+
 /// A worker instance, generic over the transport (TLS is chosen once).
 pub struct Worker<T: Transport> {
     setup: Setup<T::Ctx>,
@@ -251,6 +267,9 @@ pub struct Worker<T: Transport> {
     next_backoff: Option<Instant>,
     max_stall: Duration,
     pacer: Option<Pacer>,
+    /// Slots `0..active` should hold a connection; the rest are parked (staged runs).
+    active: usize,
+    stager: Option<Stager>,
 }
 
 impl<T: Transport> Worker<T> {
@@ -280,6 +299,7 @@ impl<T: Transport> Worker<T> {
             .collect();
         let batch = setup.request.repeat(pipeline);
         let budget = setup.budget;
+        let has_stages = !setup.stages.is_empty();
         let pacer = match setup.rate {
             Some((rate, arrival)) => {
                 let timer = Timer::new()?;
@@ -313,6 +333,8 @@ impl<T: Transport> Worker<T> {
                 next_backoff: None,
                 max_stall: Duration::ZERO,
                 pacer,
+                active: if has_stages { 0 } else { usize::MAX },
+                stager: None,
             },
             waker,
         ))
@@ -330,6 +352,16 @@ impl<T: Transport> Worker<T> {
         let mut next_sweep = started + SWEEP_EVERY;
         let mut finished_at = None;
         let mut intervals = IntervalClock::new(&self.setup.progress, &mut self.rec, warm_end);
+        if !self.setup.stages.is_empty() {
+            self.stager = Some(Stager {
+                windows: crate::plan::stage_windows(&self.setup.stages),
+                window: 0,
+                start: started,
+                next_check: started,
+                done: Vec::new(),
+            });
+            self.stage_tick(started);
+        }
         if let Some(p) = &mut self.pacer {
             p.schedule = Schedule::new(
                 self.setup.rate.map_or(1.0, |r| r.0),
@@ -380,6 +412,7 @@ impl<T: Transport> Worker<T> {
                 self.sweep(now);
                 next_sweep = now + SWEEP_EVERY;
             }
+            self.stage_tick(now);
             self.publish();
             if self.budget == Some(0) && self.inflight_total == 0 {
                 finished_at = Some(Instant::now());
@@ -404,8 +437,20 @@ impl<T: Transport> Worker<T> {
         self.publish();
         self.setup.progress.done.store(true, Ordering::Release);
         let (user, sys) = crate::sys::thread_cpu_time();
+        // Staged: the last window ends here, and the run is the sum of its windows.
+        let windows = match self.stager.take() {
+            Some(mut st) => {
+                st.done.push((std::mem::take(&mut self.rec), self.open));
+                for (w, _) in &st.done {
+                    self.rec.merge(w);
+                }
+                st.done
+            }
+            None => Vec::new(),
+        };
         // Sockets close as the worker drops; the server sees an orderly FIN.
         Output {
+            windows,
             stats: WorkerStats {
                 cpu: self.setup.cpu,
                 connections: self.setup.connections,
@@ -433,7 +478,8 @@ impl<T: Transport> Worker<T> {
 
     /// Open a connection in `slot` (its previous socket is gone).
     fn open(&mut self, slot: usize) {
-        if self.stopping || self.budget == Some(0) {
+        if self.stopping || self.budget == Some(0) || slot >= self.active {
+            // Done, or parked until a stage wants this slot.
             self.conns[slot].state = State::Done;
             return;
         }
@@ -854,6 +900,43 @@ impl<T: Transport> Worker<T> {
         c.failures = 0;
         c.gen = c.gen.wrapping_add(1);
         c.state = State::Done;
+    }
+
+    /// Staged runs: move to the next window when due, and open or close connections so this
+    /// worker holds its share of the stage's current target.
+    fn stage_tick(&mut self, now: Instant) {
+        let Some(st) = &mut self.stager else {
+            return;
+        };
+        if now < st.next_check {
+            return;
+        }
+        // The seed steps its ramps 10 times a second; this does 100.
+        st.next_check = now + Duration::from_millis(10);
+        let t = now - st.start;
+        while st.window + 1 < st.windows.len() && t >= st.windows[st.window + 1].start {
+            st.done.push((std::mem::take(&mut self.rec), self.open));
+            st.window += 1;
+        }
+        let total = crate::plan::stage_target(&self.setup.stages, t);
+        let want = crate::plan::share(total as u64, self.setup.workers, self.setup.id) as usize;
+        let want = want.min(self.conns.len());
+        let have = self.active.min(self.conns.len());
+        if want > have {
+            self.active = want;
+            for slot in have..want {
+                if self.conns[slot].sock.is_none() {
+                    self.open(slot);
+                }
+            }
+        } else if want < have {
+            self.active = want;
+            // Ramping down: these connections close now (what they had in flight is dropped on
+            // purpose, not counted as a failure).
+            for slot in want..have {
+                self.close(slot);
+            }
+        }
     }
 
     /// Timeouts and due reconnects.

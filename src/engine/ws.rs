@@ -347,6 +347,7 @@ impl<T: Transport> WsWorker<T> {
                 max_stall_ns: self.max_stall.as_nanos() as u64,
             },
             recorder: std::mem::take(&mut self.rec),
+            windows: Vec::new(),
             finished_at: Instant::now(),
         }
     }

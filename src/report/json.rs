@@ -199,6 +199,7 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         ),
         "ws": meta.ws.as_ref().map(|w| websocket(w, run)),
         "peak_open_connections": run.peak_open,
+        "stages": run.stages.iter().map(|s| stage(meta, s)).collect::<Vec<_>>(),
         "rate": meta.rate.as_ref().map(|(asked, arrival)| json!({
             "asked_per_s": asked,
             "arrival": arrival,
@@ -283,6 +284,33 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
         a.extend(b);
     }
     settings
+}
+
+/// One window of a staged run: what it asked, what it got, its phases.
+fn stage(meta: &RunMeta, s: &super::StageResult) -> Value {
+    let c = &s.recorder.counters;
+    let secs = s.window.length.as_secs_f64();
+    let phases: Map<String, Value> = meta
+        .phases()
+        .iter()
+        .map(|&p| (p.name().to_string(), phase(s.recorder.histogram(p))))
+        .collect();
+    json!({
+        "stage": s.window.stage,
+        "window": s.window.kind,
+        "start_s": s.window.start.as_secs_f64(),
+        "duration_s": secs,
+        "connections_from": s.window.from,
+        "connections_to": s.window.to,
+        "open_at_end": s.open_at_end,
+        "connections_opened": c.connections_opened,
+        "requests": c.requests,
+        "responses": c.responses,
+        "responses_per_s": if secs > 0.0 { c.responses as f64 / secs } else { 0.0 },
+        "reuse_rate": c.reuse_rate(),
+        "errors": c.total_errors(),
+        "phases": phases,
+    })
 }
 
 /// One `phases.*` object.
@@ -498,6 +526,7 @@ mod tests {
             peak_rss_bytes: 10 << 20,
             peak_open: 4,
             intervals: vec![],
+            stages: vec![],
         }
     }
 

@@ -49,6 +49,19 @@ pub struct RunResult {
     pub peak_open: u64,
     /// One-second intervals of the measured window (empty unless `--hlog`).
     pub intervals: Vec<crate::metrics::Interval>,
+    /// Staged runs: each stage's ramp and hold windows (empty otherwise).
+    pub stages: Vec<StageResult>,
+}
+
+/// The measurements of one window of a staged run.
+#[derive(Clone, Debug)]
+pub struct StageResult {
+    /// Which window.
+    pub window: crate::plan::StageWindow,
+    /// All workers' measurements in it.
+    pub recorder: Recorder,
+    /// Connections open when it ended.
+    pub open_at_end: u64,
 }
 
 /// The run's configuration as the reports show it. Strings are raw; reports redact them.

@@ -42,6 +42,9 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         }
     }
     errors(&mut out, c);
+    if !run.stages.is_empty() {
+        stages(&mut out, meta, run);
+    }
     if meta.tls {
         tls(&mut out, meta, run);
     }
@@ -208,6 +211,49 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
         plural(c.responses, "response"),
         secs2(elapsed)
     );
+}
+
+/// Staged runs: one row per ramp or hold window (the lines above are the whole run).
+fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let _ = writeln!(
+        out,
+        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p99     errors"
+    );
+    let timed = if meta.rate.is_some() {
+        Phase::Corrected
+    } else {
+        Phase::Total
+    };
+    for s in &run.stages {
+        let c = &s.recorder.counters;
+        let h = s.recorder.histogram(timed);
+        let q = |x: f64| {
+            if h.is_empty() {
+                "-".to_string()
+            } else {
+                dur_compact(h.value_at_quantile(x) as f64)
+            }
+        };
+        let secs = s.window.length.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10}",
+            s.window.stage,
+            s.window.kind,
+            format!("{}→{}", s.window.from, s.window.to),
+            c.connections_opened,
+            s.open_at_end,
+            c.requests,
+            if secs > 0.0 {
+                rate(c.responses as f64 / secs)
+            } else {
+                "-".into()
+            },
+            q(0.5),
+            q(0.99),
+            c.total_errors()
+        );
+    }
 }
 
 /// Rate mode: asked vs achieved, and a warning when the client could not keep up.
@@ -703,6 +749,7 @@ mod tests {
             peak_rss_bytes: 12_900_000,
             peak_open: 10,
             intervals: vec![],
+            stages: vec![],
         }
     }
 

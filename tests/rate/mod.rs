@@ -85,3 +85,89 @@ fn rate_mode_bad_input() {
     let r = connbench_raw(&["http", "http://127.0.0.1:9/", "-R", "100", "-n", "5"]);
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn stages_open_the_asked_connections_in_the_asked_windows() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--stages",
+        "4@400ms+400ms,8@400ms+400ms,2@0s+400ms",
+        "--no-pin",
+        "-t",
+        "2",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = r.report()["stages"].as_array().expect("stages").clone();
+    let got: Vec<(String, u64, u64)> = st
+        .iter()
+        .map(|w| {
+            (
+                format!("{}{}", w["stage"], w["window"].as_str().unwrap()),
+                w["connections_opened"].as_u64().unwrap(),
+                w["open_at_end"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64, u64)> = vec![
+        ("1ramp".into(), 4, 4),
+        ("1hold".into(), 0, 4),
+        ("2ramp".into(), 4, 8),
+        ("2hold".into(), 0, 8),
+        ("3hold".into(), 0, 2),
+    ];
+    assert_eq!(got, want, "{}", r.report()["stages"]);
+    // each window measured on its own; the whole run is their sum
+    let sum: u64 = st.iter().map(|w| w["responses"].as_u64().unwrap()).sum();
+    assert_eq!(sum, r.u64("/counters/responses"));
+    assert!(st.iter().all(|w| w["responses"].as_u64().unwrap() > 0));
+    assert!((r.f64("/duration_s") - 2.0).abs() < 0.2);
+    assert!(
+        r.stdout.contains("0→4") && r.stdout.contains("4→8"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn scenarios_and_stages_refuse_conflicting_flags() {
+    for args in [
+        vec![
+            "http",
+            "http://127.0.0.1:9/",
+            "--stages",
+            "10@1s+1s",
+            "-c",
+            "5",
+        ],
+        vec![
+            "http",
+            "http://127.0.0.1:9/",
+            "--scenario",
+            "light",
+            "-d",
+            "5s",
+        ],
+        vec!["http", "http://127.0.0.1:9/", "--scenario", "extreme"],
+    ] {
+        assert_eq!(connbench_raw(&args).code, 2, "{args:?}");
+    }
+    assert_usage_error(
+        &connbench_raw(&["http", "http://127.0.0.1:9/", "--stages", "10@1s"]),
+        "--stages",
+    );
+    assert_usage_error(
+        &connbench_raw(&[
+            "http",
+            "http://127.0.0.1:9/",
+            "--stages",
+            "10@1s+1s",
+            "--warmup",
+            "1s",
+        ]),
+        "--warmup",
+    );
+}
