@@ -719,6 +719,9 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     if a.ws_gap_every == Some(0) {
         return usage("--ws-gap-every must be at least 1");
     }
+    if a.stall_for.is_some_and(|d| d.is_zero()) {
+        return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
+    }
     let cfg = ServeConfig {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),
@@ -738,6 +741,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         ws_stall_after: a.ws_stall_after,
         ws_ping_every: a.ws_ping_every,
         ws_pong_timeout: a.ws_pong_timeout,
+        http_stall: a.stall_at.zip(a.stall_for),
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;
@@ -775,6 +779,12 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         stats.ws_gaps,
         stats.ws_drops
     );
+    if a.stall_at.is_some() {
+        println!(
+            "stall  {} requests were held by --stall-at/--stall-for",
+            stats.http_stalled_requests
+        );
+    }
     Ok(EXIT_OK)
 }
 

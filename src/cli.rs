@@ -425,6 +425,15 @@ pub struct ServeArgs {
     /// WebSocket: how long a client has to answer a ping [default: until the next ping].
     #[arg(long = "ws-pong-timeout", value_name = "DURATION", value_parser = parse_duration)]
     pub ws_pong_timeout: Option<Duration>,
+
+    /// HTTP fault: this long after start, stop answering HTTP requests for --stall-for (they
+    /// are still read and queued, then all answered in order).
+    #[arg(long = "stall-at", value_name = "DURATION", value_parser = parse_duration, requires = "stall_for")]
+    pub stall_at: Option<Duration>,
+
+    /// HTTP fault: how long the stall started by --stall-at lasts.
+    #[arg(long = "stall-for", value_name = "DURATION", value_parser = parse_duration, requires = "stall_at")]
+    pub stall_for: Option<Duration>,
 }
 
 /// A parsed `--cpus` list.
