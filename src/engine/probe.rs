@@ -1620,6 +1620,132 @@ mod tests {
         );
     }
 
+    /// A connection's protocol state outside any socket, fed bytes by hand.
+    struct Fed {
+        step: Step,
+        http: ResponseDecoder,
+        ws: Option<Box<WsState>>,
+        awaiting: bool,
+        p: Proto,
+        rb: RecvBuf,
+        rec: Recorder,
+        rng: StdRng,
+    }
+
+    impl Fed {
+        fn new(step: Step, ws_accept: Option<&str>) -> Fed {
+            Fed {
+                step,
+                http: ResponseDecoder::new(),
+                ws: ws_accept.map(|a| {
+                    Box::new(WsState {
+                        accept: a.to_string(),
+                        decoder: Decoder::new(WS_MAX_MESSAGE, false),
+                    })
+                }),
+                awaiting: false,
+                p: Proto::default(),
+                rb: RecvBuf::new(),
+                rec: Recorder::new(),
+                rng: StdRng::seed_from_u64(1),
+            }
+        }
+
+        fn feed(&mut self, bytes: &[u8]) {
+            let spare = self.rb.spare();
+            spare[..bytes.len()].copy_from_slice(bytes);
+            self.rb.filled(bytes.len());
+            let mut st = ConnState {
+                step: &mut self.step,
+                http: &mut self.http,
+                ws: &mut self.ws,
+                awaiting: &mut self.awaiting,
+                t_sent: Instant::now(),
+                p: &mut self.p,
+            };
+            st.on_bytes(&mut self.rb, Instant::now(), &mut self.rec, &mut self.rng);
+        }
+    }
+
+    #[test]
+    fn a_2xx_establishes_and_a_429_or_503_is_a_failure_with_its_status() {
+        let mut f = Fed::new(Step::Requesting, None);
+        f.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        assert_eq!(f.step, Step::Held);
+        assert!(f.p.done_at.is_some() && f.p.lost.is_none());
+        assert_eq!(f.rec.histogram(Phase::Total).len(), 1);
+        for status in [429u16, 503] {
+            let mut f = Fed::new(Step::Requesting, None);
+            // Byte by byte: nothing is decided before the response is complete.
+            let resp =
+                format!("HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+            for b in resp.as_bytes() {
+                assert!(f.p.lost.is_none());
+                f.feed(std::slice::from_ref(b));
+            }
+            assert_eq!(f.p.lost, Some(Cause::Status(status)));
+            assert!(f.p.done_at.is_none());
+            assert_eq!(f.step, Step::Requesting);
+        }
+    }
+
+    #[test]
+    fn a_keepalive_answer_clears_the_wait_and_garbage_is_a_protocol_failure() {
+        let mut f = Fed::new(Step::Held, None);
+        f.awaiting = true;
+        f.feed(b"HTTP/1.1 204 No Content\r\n\r\n");
+        assert!(!f.awaiting && f.p.lost.is_none());
+        f.feed(b"SSH-2.0-OpenSSH\r\n\r\n");
+        assert_eq!(f.p.lost, Some(Cause::Error(ErrorClass::Protocol)));
+    }
+
+    #[test]
+    fn upgrade_101_then_close_1013_is_a_ws_close_failure_and_is_answered() {
+        let hs = Handshake::from_key("dGhlIHNhbXBsZSBub25jZQ==");
+        let mut f = Fed::new(Step::Upgrading, Some(&hs.accept));
+        let mut bytes = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            hs.accept
+        )
+        .into_bytes();
+        // Server frames are unmasked: close, code 1013 "Try Again Later".
+        bytes.extend_from_slice(&[0x88, 0x02, 0x03, 0xF5]);
+        f.feed(&bytes);
+        assert_eq!(f.step, Step::Held);
+        assert!(f.p.done_at.is_some(), "the 101 established it first");
+        assert_eq!(f.p.lost, Some(Cause::WsClose(Some(1013))));
+        // The close is answered with a masked close frame carrying the same code.
+        assert_eq!(f.p.out[0], 0x88);
+        assert_eq!(f.p.out[1], 0x80 | 2);
+        assert_eq!(f.rec.histogram(Phase::Upgrade).len(), 1);
+    }
+
+    #[test]
+    fn a_non_101_answer_to_the_upgrade_fails_with_its_status() {
+        let mut f = Fed::new(Step::Upgrading, Some("x"));
+        f.feed(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(f.p.lost, Some(Cause::Status(429)));
+        let mut f = Fed::new(Step::Upgrading, Some("expected"));
+        f.feed(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n");
+        assert_eq!(f.p.lost, Some(Cause::Error(ErrorClass::UpgradeRejected)));
+    }
+
+    #[test]
+    fn held_websocket_answers_pings_and_counts_pongs() {
+        let mut f = Fed::new(Step::Held, Some("x"));
+        f.awaiting = true;
+        // ping "hi", then a pong: the ping gets a masked pong with the same payload.
+        f.feed(&[0x89, 0x02, b'h', b'i', 0x8A, 0x00]);
+        assert!(f.p.lost.is_none());
+        assert!(!f.awaiting, "the pong answered the keep-alive");
+        assert_eq!(f.p.out.len(), 2 + 4 + 2);
+        assert_eq!(&f.p.out[..2], &[0x8A, 0x82]);
+        let mask = [f.p.out[2], f.p.out[3], f.p.out[4], f.p.out[5]];
+        assert_eq!([f.p.out[6] ^ mask[0], f.p.out[7] ^ mask[1]], *b"hi");
+        assert_eq!(f.rec.counters.ws.pings_answered, 1);
+        assert_eq!(f.rec.counters.ws.pongs_received, 1);
+    }
+
     #[test]
     fn the_pacer_fires_at_the_due_instant_not_a_millisecond_later() {
         let mut pacer = Pacer::new().expect("timerfd");
