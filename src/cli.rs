@@ -366,12 +366,12 @@ pub struct ProbeArgs {
 
     /// After the first failure (or --max), keep everything open this long, then count the
     /// connections that survived.
-    #[arg(long = "hold", value_parser = parse_duration, default_value = "2s")]
+    #[arg(long = "hold", value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
     pub hold: Duration,
 
     /// A connection lost this soon after it was established counts as refused (a server that
     /// accepts, then resets or closes).
-    #[arg(long = "settle", value_parser = parse_duration, default_value = "250ms")]
+    #[arg(long = "settle", value_name = "DURATION", value_parser = parse_duration, default_value = "250ms")]
     pub settle: Duration,
 
     /// Send one GET per connection and count it established only on a complete response
@@ -396,12 +396,12 @@ pub struct ProbeArgs {
     pub confirm: bool,
 
     /// Pause between --confirm passes (lets the server release what it held).
-    #[arg(long = "confirm-pause", value_parser = parse_duration, default_value = "1s")]
+    #[arg(long = "confirm-pause", value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     pub confirm_pause: Duration,
 
     /// A connection not established this long after connect() fails (connect, TLS handshake,
     /// request or upgrade timeout, by the step it was in).
-    #[arg(long = "connect-timeout", value_parser = parse_duration, default_value = "5s")]
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,
 
     /// Extra request header "Name: value" (repeatable).
