@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use crate::cli::{
-    self, Command, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ServeArgs, TlsArgs, UsageError,
-    WsArgs, WsModeArg,
+    self, Command, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ProbeArgs, ServeArgs, TlsArgs,
+    UsageError, WsArgs, WsModeArg,
 };
 use crate::engine::pace::Arrival;
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
@@ -86,6 +86,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
     match cli.command {
         Command::Http(a) => http(*a, argv),
         Command::Ws(a) => ws(*a, argv),
+        Command::Probe(a) => probe(*a, argv),
         Command::Serve(a) => serve(*a),
         Command::Autobahn(a) => autobahn(a),
     }
@@ -738,6 +739,123 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
     })
 }
 
+/// `connbench probe`: one thread, the built-in target when no URL is given, a text summary and
+/// optionally the JSON report. Exit 0 whatever the probe found (finding a limit is success),
+/// 130 on Ctrl-C.
+fn probe(a: ProbeArgs, argv: Vec<String>) -> Result<i32, AppError> {
+    use crate::engine::probe::{Establish, ProbePlan};
+    cli::validate_probe(&a)?;
+    let scheme_is = |prefixes: &[&str]| {
+        a.url.as_deref().is_some_and(|u| {
+            let u = u.to_ascii_lowercase();
+            prefixes.iter().any(|p| u.starts_with(p))
+        })
+    };
+    let ws_url = scheme_is(&["ws://", "wss://"]);
+    if a.ws && scheme_is(&["http://", "https://"]) {
+        return usage("--ws takes a ws:// or wss:// URL (e.g. ws://host:port/path)");
+    }
+    if a.request && ws_url {
+        return usage(
+            "--request sends HTTP; a ws:// or wss:// URL upgrades instead (drop --request)",
+        );
+    }
+    let websocket = a.ws || ws_url;
+    // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
+    // be refused for a --max above the fd limit (finding that limit is its job), so the fd
+    // check is asked for a single connection.
+    let load = LoadArgs {
+        connections: 1,
+        threads: Some(1),
+        warmup: Duration::ZERO,
+        connect_timeout: a.connect_timeout,
+        headers: a.headers.clone(),
+        no_pin: true,
+        cpus: None,
+        json: a.json.clone(),
+        hlog: None,
+        quiet: a.quiet,
+    };
+    let default_path = if websocket { "/echo" } else { "/" };
+    let mut p = prepare(&load, &a.tls, a.url.as_deref(), websocket, default_path)?;
+    // The in-process target holds the other end of every connection in this process.
+    let fds_per_conn = if p.builtin { 2 } else { 1 };
+    let max = a.max.unwrap_or_else(|| {
+        let spare = p.fd_limit.saturating_sub(engine::FD_RESERVE) / fds_per_conn;
+        usize::try_from(spare).unwrap_or(usize::MAX).max(1)
+    });
+    let establish = if websocket {
+        Establish::WebSocket
+    } else if a.request {
+        Establish::Request
+    } else {
+        Establish::Connect
+    };
+    let plan = ProbePlan {
+        target: p.target.clone(),
+        tls: p.tls.clone(),
+        headers: p.headers.clone(),
+        connect_rate: a.connect_rate,
+        max,
+        hold: a.hold,
+        settle: a.settle,
+        establish,
+        keepalive: a.keepalive,
+        connect_timeout: a.connect_timeout,
+        confirm: a.confirm.then_some(a.confirm_pause),
+    };
+    let meta = RunMeta {
+        connections: max,
+        ..p.meta("probe", &load, argv)
+    };
+    let probe_meta = report::probe::ProbeMeta {
+        establish,
+        connect_rate: a.connect_rate,
+        max,
+        max_from_fd_limit: a.max.is_none(),
+        hold: a.hold,
+        settle: a.settle,
+        keepalive: a.keepalive,
+        confirm_pause: plan.confirm,
+    };
+    if p.tls.insecure {
+        eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
+    }
+    if !a.quiet {
+        eprintln!(
+            "connbench: probing {}{} at {} conn/s up to {max} connections (established = {}; fd limit {})",
+            report::redact::url(&p.target.url),
+            if p.builtin { " (built-in target)" } else { "" },
+            a.connect_rate,
+            establish.name(),
+            p.fd_limit,
+        );
+    }
+    crate::sys::install_interrupt_handler();
+    let result = engine::probe::run(&plan);
+    if let Some(s) = p.server.take() {
+        s.stop();
+    }
+    let result = result?;
+    let text = report::probe::text(&meta, &probe_meta, &result);
+    if a.json.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(dest) = a.json.as_deref() {
+        let host = report::host::HostFacts::collect();
+        let v = report::probe::json(&meta, &probe_meta, &result, &host);
+        report::json::write(dest, &v)
+            .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    Ok(if result.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}
+
 fn serve(a: ServeArgs) -> Result<i32, AppError> {
     if a.threads == 0 {
         return usage("--threads must be at least 1");
@@ -753,6 +871,9 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     }
     if a.ws_gap_every == Some(0) {
         return usage("--ws-gap-every must be at least 1");
+    }
+    if a.stall_for.is_some_and(|d| d.is_zero()) {
+        return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
     }
     let cfg = ServeConfig {
         bind: a.bind,
@@ -773,6 +894,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         ws_stall_after: a.ws_stall_after,
         ws_ping_every: a.ws_ping_every,
         ws_pong_timeout: a.ws_pong_timeout,
+        http_stall: a.stall_at.zip(a.stall_for),
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;
@@ -810,6 +932,12 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         stats.ws_gaps,
         stats.ws_drops
     );
+    if a.stall_at.is_some() {
+        println!(
+            "stall  {} requests were held by --stall-at/--stall-for",
+            stats.http_stalled_requests
+        );
+    }
     Ok(EXIT_OK)
 }
 

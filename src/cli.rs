@@ -41,6 +41,8 @@ pub enum Command {
     Http(Box<HttpArgs>),
     /// Open WebSocket connections, subscribe, and time every phase and every message.
     Ws(Box<WsArgs>),
+    /// Find how many concurrent connections a server accepts and how it refuses the next one.
+    Probe(Box<ProbeArgs>),
     /// Run the built-in loopback target (HTTP/1.1 keep-alive, plain and TLS).
     Serve(Box<ServeArgs>),
     /// Run the Autobahn|Testsuite fuzzing server's cases against connbench's WebSocket client.
@@ -379,6 +381,106 @@ pub struct HttpArgs {
     pub timeout: Duration,
 }
 
+/// `connbench probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// http://, https://, ws:// or wss:// URL (ws/wss imply --ws). Omitted, or a path: the
+    /// built-in target is started in this process and probed.
+    pub url: Option<String>,
+
+    /// TLS.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// New connections per second.
+    #[arg(long = "connect-rate", value_name = "R", default_value_t = 100.0)]
+    pub connect_rate: f64,
+
+    /// Most connections to open [default: the fd limit minus a reserve (half of that with the
+    /// built-in target, which shares the process)]. May exceed the fd limit: running out of
+    /// descriptors is then reported as a local limit (local_fd_limit).
+    #[arg(long = "max", value_name = "N")]
+    pub max: Option<usize>,
+
+    /// After the first failure (or --max), keep everything open this long, then count the
+    /// connections that survived.
+    #[arg(long = "hold", value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub hold: Duration,
+
+    /// A connection lost this soon after it was established counts as refused (a server that
+    /// accepts, then resets or closes).
+    #[arg(long = "settle", value_name = "DURATION", value_parser = parse_duration, default_value = "250ms")]
+    pub settle: Duration,
+
+    /// Send one GET per connection and count it established only on a complete response
+    /// below 400 (429, 503, ... are failures with their status).
+    #[arg(long = "request", conflicts_with = "ws")]
+    pub request: bool,
+
+    /// Upgrade each connection to WebSocket: a 101 is success; a non-101 answer or a close
+    /// frame (1008, 1013, ...) right after it is a failure.
+    #[arg(long = "ws")]
+    pub ws: bool,
+
+    /// Send a request (WebSocket: a ping) on every held connection this often; one still
+    /// unanswered after this long (and at least --connect-timeout) counts the connection as
+    /// silently dropped.
+    #[arg(long = "keepalive", value_name = "DURATION", value_parser = parse_duration)]
+    pub keepalive: Option<Duration>,
+
+    /// Afterwards, close everything and re-test: up to limit-1 must all succeed, and limit+1
+    /// must fail the same way at the same limit ("stable"), else "unstable".
+    #[arg(long = "confirm")]
+    pub confirm: bool,
+
+    /// Pause between --confirm passes (lets the server release what it held).
+    #[arg(long = "confirm-pause", value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub confirm_pause: Duration,
+
+    /// A connection not established this long after connect() fails (connect, TLS handshake,
+    /// request or upgrade timeout, by the step it was in).
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub connect_timeout: Duration,
+
+    /// Extra request header "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Write the JSON report here ("-" for stdout; the text summary then goes to stderr).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// No start banner.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+/// Highest --connect-rate accepted: beyond it one thread spends its time in connect().
+pub const MAX_CONNECT_RATE: f64 = 1_000_000.0;
+/// Lowest --connect-rate accepted (one connection every 1000 s).
+pub const MIN_CONNECT_RATE: f64 = 0.001;
+
+/// Check the flags of `probe` that clap cannot.
+pub fn validate_probe(a: &ProbeArgs) -> Result<(), UsageError> {
+    if !(a.connect_rate.is_finite()
+        && (MIN_CONNECT_RATE..=MAX_CONNECT_RATE).contains(&a.connect_rate))
+    {
+        return usage(format!(
+            "--connect-rate must be between {MIN_CONNECT_RATE} and {MAX_CONNECT_RATE} connections per second"
+        ));
+    }
+    if a.max == Some(0) {
+        return usage("--max must be at least 1 (connections to open)");
+    }
+    if a.connect_timeout.is_zero() {
+        return usage("--connect-timeout must be longer than 0");
+    }
+    if a.keepalive.is_some_and(|d| d.is_zero()) {
+        return usage("--keepalive must be longer than 0 (e.g. --keepalive 5s)");
+    }
+    Ok(())
+}
+
 /// What the built-in target does with connections past `--max-conns`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OverLimitArg {
@@ -463,6 +565,15 @@ pub struct ServeArgs {
     /// WebSocket: how long a client has to answer a ping [default: until the next ping].
     #[arg(long = "ws-pong-timeout", value_name = "DURATION", value_parser = parse_duration)]
     pub ws_pong_timeout: Option<Duration>,
+
+    /// HTTP fault: this long after start, stop answering HTTP requests for --stall-for (they
+    /// are still read and queued, then all answered in order).
+    #[arg(long = "stall-at", value_name = "DURATION", value_parser = parse_duration, requires = "stall_for")]
+    pub stall_at: Option<Duration>,
+
+    /// HTTP fault: how long the stall started by --stall-at lasts.
+    #[arg(long = "stall-for", value_name = "DURATION", value_parser = parse_duration, requires = "stall_at")]
+    pub stall_for: Option<Duration>,
 }
 
 /// A parsed `--cpus` list.

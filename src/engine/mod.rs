@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
 pub mod pace;
+pub mod probe;
 pub mod reconnect;
 pub mod socket;
 pub mod transport;

@@ -12,6 +12,7 @@ use crate::metrics::Recorder;
 pub mod hdr;
 pub mod host;
 pub mod json;
+pub mod probe;
 pub mod redact;
 pub mod text;
 

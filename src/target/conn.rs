@@ -423,7 +423,7 @@ impl Conn {
                 self.scanned = buf.len();
                 if buf.len() >= http::MAX_HEAD {
                     self.count_request(ctx);
-                    self.queue_last(Route::Status(HeadError::TooLarge.status()));
+                    self.queue_last(Route::Status(HeadError::TooLarge.status()), ctx);
                     progress = true;
                 }
                 break;
@@ -435,7 +435,7 @@ impl Conn {
             self.count_request(ctx);
             match parsed {
                 Ok(req) => self.queue_request(&req, ctx),
-                Err(e) => self.queue_last(Route::Status(e.status())),
+                Err(e) => self.queue_last(Route::Status(e.status()), ctx),
             }
         }
         if self.in_start == self.in_end {
@@ -456,6 +456,7 @@ impl Conn {
         } else {
             req.route
         };
+        let stalled = self.stalled_until(ctx);
         if let Route::Upgrade { .. } = route {
             // `close_after` counts HTTP exchanges; an upgraded connection lives by WebSocket
             // rules instead, so the upgrade is answered even when it is the N-th request.
@@ -464,7 +465,7 @@ impl Conn {
                 head_only: false,
                 http10: false,
                 conn: ConnHeader::Default,
-                not_before: None,
+                not_before: stalled,
             });
             self.state = State::Upgrading;
             return;
@@ -472,17 +473,19 @@ impl Conn {
         let last = self.over_limit
             || !req.keep_alive
             || ctx.shared.close_after.is_some_and(|n| self.requests >= n);
-        let not_before = match route {
+        let delayed = match route {
             // The cap in `routes::route` keeps this from overflowing; `checked_add` makes sure.
             Route::Delay(us) => match ctx.now.checked_add(Duration::from_micros(us)) {
                 Some(t) => {
                     ctx.timers.push(t);
                     Some(t)
                 }
-                None => return self.queue_last(Route::Status(400)),
+                None => return self.queue_last(Route::Status(400), ctx),
             },
             _ => None,
         };
+        // A delay runs from the request's arrival; a stall only postpones what is due earlier.
+        let not_before = delayed.max(stalled);
         let conn = if last {
             ConnHeader::Close
         } else if req.http10 {
@@ -504,15 +507,37 @@ impl Conn {
     }
 
     /// Queues an error answer that ends the connection.
-    fn queue_last(&mut self, route: Route) {
+    fn queue_last(&mut self, route: Route, ctx: &mut Ctx<'_>) {
+        let not_before = self.stalled_until(ctx);
         self.replies.push_back(Reply {
             route,
             head_only: false,
             http10: false,
             conn: ConnHeader::Close,
-            not_before: None,
+            not_before,
         });
         self.state = State::Finishing;
+    }
+
+    /// `http_stall`: a request that arrives inside the window is answered when it ends (and,
+    /// since replies leave in order, so is everything queued behind it). One wake-up per
+    /// connection and window is enough: the loop drives the whole queue when it fires.
+    fn stalled_until(&self, ctx: &mut Ctx<'_>) -> Option<Instant> {
+        let (from, until) = ctx.shared.http_stall?;
+        if ctx.now < from || ctx.now >= until {
+            return None;
+        }
+        ctx.counters
+            .http_stalled_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let armed = self
+            .replies
+            .iter()
+            .any(|r| r.not_before.is_some_and(|t| t >= until));
+        if !armed {
+            ctx.timers.push(until);
+        }
+        Some(until)
     }
 
     /// Serializes due replies and writes until blocked or done. Returns whether bytes moved.

@@ -12,6 +12,10 @@
 //! buffers and transport pump, HTTP then maybe WebSocket) and `event_loop` (one mio loop per
 //! thread: slab, timers, accept).
 //!
+//! HTTP fault: `http_stall` makes the whole target stop answering HTTP for a window (requests
+//! are still read and queued, then answered in order), for tests of constant-rate clients and
+//! timeouts against a server that hiccups.
+//!
 //! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
 //! Required` and a close (only Content-Length bodies are read, and discarded); a head over
 //! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
@@ -49,7 +53,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What to do with a connection past `max_conns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +107,12 @@ pub struct ServeConfig {
     pub ws_ping_every: Option<Duration>,
     /// Deadline for the pong, counted from its ping (needs `ws_ping_every`).
     pub ws_pong_timeout: Option<Duration>,
+    /// HTTP stall, `(after, for)`: from `after` past [`start`] and for `for`, no HTTP request is
+    /// answered. Requests keep being read and queued (up to the per-connection pipelining
+    /// bound, 64, past which reading pauses and TCP holds the rest); when the stall ends every
+    /// queued reply goes out, in order. Counted in [`ServerStats::http_stalled_requests`].
+    /// Upgrades and error answers (400, 429, …) wait too: the server answers *nothing*.
+    pub http_stall: Option<(Duration, Duration)>,
 }
 
 impl Default for ServeConfig {
@@ -123,6 +133,7 @@ impl Default for ServeConfig {
             ws_stall_after: None,
             ws_ping_every: None,
             ws_pong_timeout: None,
+            http_stall: None,
         }
     }
 }
@@ -155,6 +166,8 @@ pub struct ServerStats {
     /// Data messages not sent because the client was not reading (the per-connection output
     /// bound was reached). Their seq numbers are consumed, so the client sees a gap.
     pub ws_messages_dropped: u64,
+    /// Requests that arrived during the `http_stall` window and were answered only after it.
+    pub http_stalled_requests: u64,
 }
 
 /// Why the target could not start. Each variant's `Display` is one line naming the problem and
@@ -234,6 +247,7 @@ struct ThreadCounters {
     ws_pong_timeouts: AtomicU64,
     ws_subscriptions: AtomicU64,
     ws_messages_dropped: AtomicU64,
+    http_stalled_requests: AtomicU64,
 }
 
 /// State shared by every loop of one server. Read-only except `stop` (set once) and `open`
@@ -250,6 +264,8 @@ struct Shared {
     index_response: Box<[u8]>,
     /// WebSocket rate and faults.
     ws: session::Settings,
+    /// `http_stall` as absolute instants: `[from, until)`.
+    http_stall: Option<(Instant, Instant)>,
 }
 
 /// A running target. Dropping it stops it, like [`ServerHandle::stop`].
@@ -306,6 +322,7 @@ impl ServerHandle {
             s.ws_pong_timeouts += c.ws_pong_timeouts.load(Ordering::Relaxed);
             s.ws_subscriptions += c.ws_subscriptions.load(Ordering::Relaxed);
             s.ws_messages_dropped += c.ws_messages_dropped.load(Ordering::Relaxed);
+            s.http_stalled_requests += c.http_stalled_requests.load(Ordering::Relaxed);
         }
         s
     }
@@ -336,6 +353,9 @@ impl Drop for ServerHandle {
 
 /// Bind, generate the certificate, spawn the event loops, return once listening.
 pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
+    // The stall window is timed from here, before the certificate is generated, so "after"
+    // means after the call the caller made, whatever rcgen costs.
+    let started = Instant::now();
     validate(&cfg)?;
 
     let (cert, tls_config) = tls::build()?;
@@ -375,6 +395,10 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
             ping_every: cfg.ws_ping_every,
             pong_timeout: cfg.ws_pong_timeout,
         },
+        // `validate` bounds both durations, so these additions cannot overflow.
+        http_stall: cfg
+            .http_stall
+            .map(|(after, len)| (started + after, started + after + len)),
     });
 
     let mut handle = ServerHandle {
@@ -483,6 +507,20 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
                 )))
             }
             _ => {}
+        }
+    }
+    if let Some((after, len)) = cfg.http_stall {
+        if len.is_zero() {
+            return Err(ServeError::Config(
+                "http_stall needs a length longer than zero".into(),
+            ));
+        }
+        // Keeps `start + after + len` from overflowing an Instant on any platform.
+        if after > MAX_WS_DELAY || len > MAX_WS_DELAY {
+            return Err(ServeError::Config(format!(
+                "http_stall start and length must each be at most {} s",
+                MAX_WS_DELAY.as_secs()
+            )));
         }
     }
     if cfg.ws_pong_timeout.is_some() && cfg.ws_ping_every.is_none() {

@@ -778,3 +778,84 @@ fn garbage_and_abrupt_clients_never_hurt_the_server() {
     assert!(wait_for(|| h.stats().open == 0), "{:?}", h.stats());
     h.stop();
 }
+
+#[test]
+fn http_stall_holds_every_request_in_the_window_then_answers_them_in_order() {
+    let after = Duration::from_millis(300);
+    let len = Duration::from_millis(700);
+    let t0 = Instant::now();
+    let h = serve(ServeConfig {
+        http_stall: Some((after, len)),
+        ..plain_only()
+    });
+    // The window is timed from inside `start`: it begins no earlier than `ready + after` …
+    let ready = Instant::now();
+    // … and ends no earlier than `t0 + after + len`.
+    let window_end = t0 + after + len;
+    let addr = h.http_addr().expect("http");
+    let mut a = Client::connect(addr);
+    assert_eq!(a.get("/").code, 200, "answered before the stall");
+    assert_eq!(h.stats().http_stalled_requests, 0);
+
+    std::thread::sleep(
+        (ready + after + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+    );
+    assert!(
+        Instant::now() + Duration::from_millis(200) < window_end,
+        "test too slow to time"
+    );
+    // Three pipelined requests on one connection, one on a fresh connection.
+    a.send("GET /bytes/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /bytes/2 HTTP/1.1\r\nHost: t\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut b = Client::connect(addr);
+    b.send("GET /status/503 HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Read and queued, not answered.
+    assert!(
+        wait_for(|| h.stats().http_stalled_requests == 4),
+        "{:?}",
+        h.stats()
+    );
+    a.s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    match a.s.read(&mut byte) {
+        Err(e) => assert!(
+            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{e}"
+        ),
+        Ok(n) => panic!("answered during the stall ({n} bytes)"),
+    }
+    a.s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    for n in 1..=3 {
+        let r = a.response(false);
+        assert_eq!(
+            (r.code, r.body.len()),
+            (200, n),
+            "replies keep request order"
+        );
+    }
+    assert!(
+        Instant::now() >= window_end,
+        "answered before the window ended"
+    );
+    assert_eq!(b.response(false).code, 503);
+    // After the window, requests are answered at once again and no longer counted.
+    let t = Instant::now();
+    assert_eq!(a.get("/").code, 200);
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert_eq!(h.stats().http_stalled_requests, 4);
+    h.stop();
+}
+
+#[test]
+fn http_stall_of_zero_length_is_a_config_error() {
+    let cfg = ServeConfig {
+        http_stall: Some((Duration::from_secs(1), Duration::ZERO)),
+        ..plain_only()
+    };
+    assert!(matches!(start(cfg), Err(ServeError::Config(_))));
+    let cfg = ServeConfig {
+        http_stall: Some((Duration::from_secs(u64::MAX / 4), Duration::from_secs(1))),
+        ..plain_only()
+    };
+    assert!(matches!(start(cfg), Err(ServeError::Config(_))));
+}

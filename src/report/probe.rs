@@ -1,0 +1,508 @@
+//! The report of `connbench probe`: a short text summary and a JSON document (`mode: "probe"`)
+//! built from what [`crate::engine::probe`] found.
+//!
+//! It formats only; it never touches a socket or a clock. User strings (URL, headers, command
+//! line) go through [`redact`] as in every other report. The JSON keeps the shared envelope of
+//! `connbench.report.v1` (`schema`, `connbench_version`, `mode`, `started_at`, `duration_s`,
+//! `interrupted`, `insecure`, `command_line`, `target`, `host`, `tls`, `phases`, `client`) and
+//! puts the probe's findings under `probe` and `confirm`:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `config.establish` | string | `"connect"`, `"request"` or `"websocket"`: what counts as established |
+//! | `config.connect_rate` | number | connections opened per second |
+//! | `config.max` | integer | most connections attempted (`--max`, or the fd limit minus a reserve) |
+//! | `config.max_from_fd_limit` | bool | `config.max` was derived from the fd limit |
+//! | `config.hold_s`, `config.settle_s` | number | `--hold`, `--settle` |
+//! | `config.keepalive_s` | number \| null | `--keepalive` |
+//! | `config.confirm_pause_s` | number \| null | pause between `--confirm` passes; null without `--confirm` |
+//! | `config.headers`, `config.connect_timeout_s`, `config.tls`, `config.resume`, `config.sni`, `config.ca_file`, `config.fd_limit` | | as in the load reports |
+//! | `probe.limit` | integer | established connections open when the ramp ended (at the first failure, or at `max`) |
+//! | `probe.reached_max` | bool | every one of `max` connections was established, none failed |
+//! | `probe.first_failure` | object \| null | `class` (label: an error class such as `connect_reset` or `local_fd_limit`, `http_429`, `ws_close_1013`), `local` (bool: this machine's limit), `status` (integer \| null), `close_code` (integer \| null), `at_s` (seconds from the start), `connection` (1-based) |
+//! | `probe.failures` | object | establishment failures by label (first included) |
+//! | `probe.failures_total` | integer | their sum |
+//! | `probe.drops` | object | held connections lost later, by label |
+//! | `probe.drops_total` | integer | their sum |
+//! | `probe.series` | array of `[t_s, open]` | established connections open, every 100 ms and at the end |
+//! | `probe.survived` | object | `survived` of `of` (the connections open when the ramp ended, still open after `hold_s`) |
+//! | `probe.attempted`, `probe.established`, `probe.unresolved`, `probe.peak_open` | integer | connections tried, established, still in progress at the end, most open at once |
+//! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
+//! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
+//! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+use super::host::HostFacts;
+use super::json::{rfc3339, unix_ms, SCHEMA};
+use super::text::dur_compact;
+use super::{hdr, redact, RunMeta};
+use crate::engine::probe::{Cause, Establish, FirstFailure, PassResult, ProbeResult};
+use crate::metrics::Phase;
+
+/// The probe's own settings, as the reports show them.
+#[derive(Clone, Debug)]
+pub struct ProbeMeta {
+    /// What counts as established.
+    pub establish: Establish,
+    /// Connections opened per second.
+    pub connect_rate: f64,
+    /// Most connections attempted.
+    pub max: usize,
+    /// `max` came from the fd limit (no `--max`).
+    pub max_from_fd_limit: bool,
+    /// `--hold`.
+    pub hold: Duration,
+    /// `--settle`.
+    pub settle: Duration,
+    /// `--keepalive`.
+    pub keepalive: Option<Duration>,
+    /// Pause between `--confirm` passes (None without `--confirm`).
+    pub confirm_pause: Option<Duration>,
+}
+
+/// The phases a probe reports.
+const PHASES: [Phase; 4] = [Phase::Connect, Phase::Tls, Phase::Total, Phase::Upgrade];
+/// Most points of the time series printed in the text summary.
+const SERIES_POINTS: usize = 12;
+
+/// The human summary.
+pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
+    let pass = &r.pass;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "connbench {}  probe  {}",
+        env!("CARGO_PKG_VERSION"),
+        redact::url(&meta.url)
+    );
+    if meta.builtin_target {
+        out.push_str("  (built-in target)");
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "  establish: {}, {} conn/s, max {}{}, settle {}, hold {}{}",
+        p.establish.name(),
+        p.connect_rate,
+        p.max,
+        if p.max_from_fd_limit {
+            " (fd limit)"
+        } else {
+            ""
+        },
+        secs(p.settle),
+        secs(p.hold),
+        p.keepalive
+            .map(|k| format!(", keep-alive every {}", secs(k)))
+            .unwrap_or_default()
+    );
+    out.push('\n');
+
+    match &pass.first_failure {
+        Some(f) => {
+            let _ = writeln!(
+                out,
+                "  limit          {} connections open at the first failure ({} in)",
+                pass.limit,
+                secs(f.at)
+            );
+            let _ = writeln!(
+                out,
+                "  first failure  {} on connection {}{}",
+                f.cause.label(),
+                f.connection,
+                if f.cause.is_local() {
+                    " (LOCAL: this machine's limit, not the server's)"
+                } else {
+                    " (server side)"
+                }
+            );
+        }
+        None if pass.reached_max => {
+            let _ = writeln!(
+                out,
+                "  limit          not found: all {} connections were established (raise --max)",
+                pass.max
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  limit          not found: {} connections open when the probe stopped",
+                pass.limit
+            );
+        }
+    }
+    let _ = writeln!(out, "  failures       {}", counts(&pass.failures));
+    let _ = writeln!(out, "  drops          {}", counts(&pass.drops));
+    let _ = writeln!(
+        out,
+        "  survived       {} of {} after holding {}",
+        pass.survived,
+        pass.held,
+        secs(p.hold)
+    );
+    let _ = writeln!(
+        out,
+        "  connections    {} attempted, {} established, peak {} open{}",
+        pass.attempted,
+        pass.established,
+        pass.peak_open,
+        if pass.unresolved > 0 {
+            format!(", {} unresolved at the end", pass.unresolved)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(c) = &r.confirm {
+        let _ = writeln!(out, "  confirm        {}: {}", c.stability.name(), c.reason);
+    }
+    let _ = writeln!(out, "  open over time {}", series_line(&pass.series));
+    out.push('\n');
+    for phase in PHASES {
+        let h = pass.recorder.histogram(phase);
+        if h.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:<8} p50 {:>8}  p99 {:>8}  max {:>8}  ({} samples)",
+            phase.name(),
+            dur_compact(h.value_at_quantile(0.5) as f64),
+            dur_compact(h.value_at_quantile(0.99) as f64),
+            dur_compact(h.max() as f64),
+            h.len()
+        );
+    }
+    if r.interrupted {
+        let _ = writeln!(out, "{}", super::text::INTERRUPTED_NOTE);
+    }
+    if meta.insecure {
+        let _ = writeln!(out, "{}", super::text::INSECURE_WARNING);
+    }
+    out
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 {
+        format!("{s:.1}s")
+    } else {
+        format!("{s:.2}s")
+    }
+}
+
+fn counts(v: &[(Cause, u64)]) -> String {
+    if v.is_empty() {
+        return "none".to_string();
+    }
+    v.iter()
+        .map(|(c, n)| format!("{} {n}", c.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// At most [`SERIES_POINTS`] evenly spaced samples, the last one always included.
+fn series_line(series: &[(f64, u64)]) -> String {
+    if series.is_empty() {
+        return "-".to_string();
+    }
+    let step = series.len().div_ceil(SERIES_POINTS).max(1);
+    let mut picked: Vec<(f64, u64)> = series.iter().step_by(step).copied().collect();
+    if let (Some(last), Some(all_last)) = (picked.last(), series.last()) {
+        if last.0 != all_last.0 {
+            picked.push(*all_last);
+        }
+    }
+    picked
+        .iter()
+        .map(|(t, n)| format!("{t:.1}s:{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The JSON document (fields in the module doc).
+pub fn json(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult, host: &HostFacts) -> Value {
+    let pass = &r.pass;
+    let rec = &pass.recorder;
+    let c = &rec.counters;
+    let started_ms = unix_ms(r.started_at);
+    let phases: Map<String, Value> = PHASES
+        .iter()
+        .map(|&ph| (ph.name().to_string(), phase(rec.histogram(ph))))
+        .collect();
+    let tls = if meta.tls {
+        let f = &rec.tls;
+        json!({
+            "version": f.version,
+            "cipher_suite": f.cipher_suite,
+            "kx_group": f.kx_group,
+            "alpn": f.alpn,
+            "handshakes_full": c.handshakes_full,
+            "handshakes_resumed": c.handshakes_resumed,
+        })
+    } else {
+        Value::Null
+    };
+    let confirm = r.confirm.as_ref().map(|c| {
+        json!({
+            "result": c.stability.name(),
+            "reason": c.reason,
+            "below": c.below.as_ref().map(pass_summary),
+            "above": c.above.as_ref().map(pass_summary),
+        })
+    });
+    json!({
+        "schema": SCHEMA,
+        "connbench_version": env!("CARGO_PKG_VERSION"),
+        "mode": "probe",
+        "started_at": rfc3339(started_ms.div_euclid(1000)),
+        "started_at_unix_ms": started_ms,
+        "duration_s": r.elapsed.as_secs_f64(),
+        "interrupted": r.interrupted,
+        "insecure": meta.insecure,
+        "command_line": redact::command_line(&meta.command_line),
+        "target": {
+            "url": redact::url(&meta.url),
+            "builtin": meta.builtin_target,
+        },
+        "config": {
+            "establish": p.establish.name(),
+            "connect_rate": p.connect_rate,
+            "max": p.max,
+            "max_from_fd_limit": p.max_from_fd_limit,
+            "hold_s": p.hold.as_secs_f64(),
+            "settle_s": p.settle.as_secs_f64(),
+            "keepalive_s": p.keepalive.map(|d| d.as_secs_f64()),
+            "confirm_pause_s": p.confirm_pause.map(|d| d.as_secs_f64()),
+            "headers": meta.headers.iter().map(|(n, v)| redact::header(n, v)).collect::<Vec<_>>(),
+            "connect_timeout_s": meta.connect_timeout.as_secs_f64(),
+            "tls": meta.tls,
+            "resume": meta.resume,
+            "sni": meta.sni,
+            "ca_file": meta.ca_file,
+            "fd_limit": meta.fd_limit,
+        },
+        "host": {
+            "cpus_online": host.cpus_online,
+            "cpus_allowed": host.cpus_allowed,
+            "clocksource": host.clocksource,
+            "kernel": host.kernel,
+            "arch": host.arch,
+            "os": host.os,
+        },
+        "probe": {
+            "limit": pass.limit,
+            "reached_max": pass.reached_max,
+            "first_failure": pass.first_failure.as_ref().map(first_failure),
+            "failures": by_label(&pass.failures),
+            "failures_total": pass.failures_total(),
+            "drops": by_label(&pass.drops),
+            "drops_total": pass.drops_total(),
+            "series": pass.series.iter().map(|(t, n)| json!([t, n])).collect::<Vec<_>>(),
+            "survived": { "survived": pass.survived, "of": pass.held },
+            "attempted": pass.attempted,
+            "established": pass.established,
+            "unresolved": pass.unresolved,
+            "peak_open": pass.peak_open,
+        },
+        "confirm": confirm,
+        "tls": tls,
+        "phases": phases,
+        "client": {
+            "cpu_user_s": r.cpu_user_ns as f64 / 1e9,
+            "cpu_sys_s": r.cpu_sys_ns as f64 / 1e9,
+            "peak_rss_bytes": r.peak_rss_bytes,
+        },
+    })
+}
+
+fn first_failure(f: &FirstFailure) -> Value {
+    json!({
+        "class": f.cause.label(),
+        "local": f.cause.is_local(),
+        "status": f.cause.status(),
+        "close_code": f.cause.close_code(),
+        "at_s": f.at.as_secs_f64(),
+        "connection": f.connection,
+    })
+}
+
+fn by_label(v: &[(Cause, u64)]) -> Map<String, Value> {
+    v.iter().map(|(c, n)| (c.label(), json!(n))).collect()
+}
+
+fn pass_summary(p: &PassResult) -> Value {
+    json!({
+        "max": p.max,
+        "limit": p.limit,
+        "reached_max": p.reached_max,
+        "first_failure": p.first_failure.as_ref().map(first_failure),
+    })
+}
+
+/// One `phases.*` object, shaped as in the load reports.
+fn phase(h: &Histogram<u64>) -> Value {
+    let encoded = hdr::encode(h);
+    if h.is_empty() {
+        return json!({
+            "unit": "ns", "count": 0,
+            "min": null, "p50": null, "p90": null, "p99": null, "p999": null, "max": null,
+            "mean": null, "stdev": null,
+            "hdr": encoded,
+        });
+    }
+    json!({
+        "unit": "ns",
+        "count": h.len(),
+        "min": h.min(),
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "max": h.max(),
+        "mean": h.mean(),
+        "stdev": h.stdev(),
+        "hdr": encoded,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::probe::{Confirm, Stability};
+    use crate::metrics::{ErrorClass, Recorder};
+    use std::time::SystemTime;
+
+    fn result() -> ProbeResult {
+        let mut rec = Recorder::new();
+        rec.record(Phase::Connect, 50_000);
+        let pass = PassResult {
+            max: 1000,
+            limit: 300,
+            reached_max: false,
+            first_failure: Some(FirstFailure {
+                cause: Cause::Error(ErrorClass::ConnectReset),
+                at: Duration::from_millis(3010),
+                connection: 301,
+            }),
+            failures: vec![(Cause::Error(ErrorClass::ConnectReset), 1)],
+            drops: vec![],
+            series: (0..40)
+                .map(|i| (i as f64 / 10.0, (i * 10).min(300)))
+                .collect(),
+            held: 300,
+            survived: 300,
+            attempted: 301,
+            established: 300,
+            unresolved: 0,
+            peak_open: 300,
+            elapsed: Duration::from_secs(5),
+            interrupted: false,
+            recorder: rec,
+        };
+        ProbeResult {
+            confirm: Some(Confirm {
+                stability: Stability::Stable,
+                reason: "ok".into(),
+                below: Some(pass.clone()),
+                above: None,
+            }),
+            pass,
+            started_at: SystemTime::UNIX_EPOCH,
+            elapsed: Duration::from_secs(5),
+            interrupted: false,
+            peak_rss_bytes: 0,
+            cpu_user_ns: 0,
+            cpu_sys_ns: 0,
+        }
+    }
+
+    fn meta() -> (RunMeta, ProbeMeta) {
+        (
+            RunMeta {
+                mode: "probe".into(),
+                url: "http://user:hunter2@127.0.0.1:1/?api_key=s3cret".into(),
+                headers: vec![("Authorization".into(), "Bearer s3cret".into())],
+                ..RunMeta::default()
+            },
+            ProbeMeta {
+                establish: Establish::Connect,
+                connect_rate: 100.0,
+                max: 1000,
+                max_from_fd_limit: false,
+                hold: Duration::from_secs(2),
+                settle: Duration::from_millis(100),
+                keepalive: None,
+                confirm_pause: Some(Duration::from_secs(1)),
+            },
+        )
+    }
+
+    #[test]
+    fn json_carries_limit_failure_series_survival_and_confirm() {
+        let (m, p) = meta();
+        let v = json(&m, &p, &result(), &HostFacts::collect());
+        assert_eq!(v["mode"], "probe");
+        assert_eq!(v["probe"]["limit"], 300);
+        let f = &v["probe"]["first_failure"];
+        assert_eq!(f["class"], "connect_reset");
+        assert_eq!(f["local"], false);
+        assert!(f["status"].is_null());
+        assert_eq!(f["connection"], 301);
+        assert_eq!(v["probe"]["failures"]["connect_reset"], 1);
+        assert_eq!(v["probe"]["series"].as_array().map(Vec::len), Some(40));
+        assert_eq!(v["probe"]["series"][39], json!([3.9, 300]));
+        assert_eq!(v["probe"]["survived"], json!({"survived": 300, "of": 300}));
+        assert_eq!(v["confirm"]["result"], "stable");
+        assert_eq!(v["confirm"]["below"]["limit"], 300);
+        assert!(v["confirm"]["above"].is_null());
+        assert_eq!(v["phases"]["connect"]["count"], 1);
+        assert_eq!(v["phases"]["upgrade"]["count"], 0);
+        let s = v.to_string();
+        assert!(!s.contains("hunter2") && !s.contains("s3cret"), "{s}");
+    }
+
+    #[test]
+    fn text_names_the_failure_and_whose_limit_it_is() {
+        let (m, p) = meta();
+        let mut r = result();
+        let t = text(&m, &p, &r);
+        assert!(
+            t.contains("300 connections open at the first failure"),
+            "{t}"
+        );
+        assert!(
+            t.contains("connect_reset on connection 301 (server side)"),
+            "{t}"
+        );
+        assert!(t.contains("survived       300 of 300"), "{t}");
+        assert!(t.contains("confirm        stable"), "{t}");
+        assert!(
+            t.contains("3.9s:300"),
+            "the last sample is always shown: {t}"
+        );
+        assert!(!t.contains("hunter2"), "{t}");
+        r.pass.first_failure = Some(FirstFailure {
+            cause: Cause::Error(ErrorClass::FdLimit),
+            at: Duration::from_secs(1),
+            connection: 90,
+        });
+        let t = text(&m, &p, &r);
+        assert!(t.contains("local_fd_limit on connection 90 (LOCAL"), "{t}");
+    }
+
+    #[test]
+    fn series_line_is_bounded() {
+        let series: Vec<(f64, u64)> = (0..1000).map(|i| (i as f64 / 10.0, i)).collect();
+        let line = series_line(&series);
+        assert!(line.split(' ').count() <= SERIES_POINTS + 1, "{line}");
+        assert!(line.ends_with("99.9s:999"), "{line}");
+        assert_eq!(series_line(&[]), "-");
+    }
+}
