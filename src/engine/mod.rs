@@ -325,6 +325,7 @@ where
         interrupted: ended_at.interrupted,
         peak_rss_bytes: crate::sys::peak_rss_bytes(),
         peak_open: ended_at.peak_open,
+        intervals: Vec::new(),
     })
 }
 

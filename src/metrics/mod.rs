@@ -596,6 +596,17 @@ impl Recorder {
     }
 }
 
+/// One measurement interval of a run: every worker's histograms for that slice of time, merged.
+#[derive(Clone, Debug)]
+pub struct Interval {
+    /// Offset from the start of the measured window.
+    pub start: std::time::Duration,
+    /// Length of the interval.
+    pub length: std::time::Duration,
+    /// All workers merged; only phases with samples.
+    pub hists: Vec<(Phase, hdrhistogram::Histogram<u64>)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 use crate::metrics::Recorder;
 
 pub mod hdr;
+pub mod hlog;
 pub mod host;
 pub mod json;
+pub mod merge;
 pub mod redact;
 pub mod text;
 
@@ -47,6 +49,8 @@ pub struct RunResult {
     pub peak_rss_bytes: u64,
     /// Most connections open at once (sampled by the coordinator every few ms).
     pub peak_open: u64,
+    /// Per-interval histograms, in time order (for `--hlog`).
+    pub intervals: Vec<crate::metrics::Interval>,
 }
 
 /// The run's configuration as the reports show it. Strings are raw; reports redact them.
