@@ -365,7 +365,7 @@ pub fn render_text(m: &Merged) -> String {
     let _ = writeln!(out, "merged {} {} reports", m.sources.len(), m.meta.mode);
     let name_w = m.sources.iter().map(|s| s.file.len()).max().unwrap_or(0);
     for s in &m.sources {
-        let offset = (s.started_at_unix_ms - m.window.start_unix_ms) as f64 / 1e3;
+        let offset = s.started_at_unix_ms.saturating_sub(m.window.start_unix_ms) as f64 / 1e3;
         let _ = writeln!(
             out,
             "  {:<name_w$}  {}  +{offset:.3} s  for {:.3} s  {} responses",
@@ -993,6 +993,13 @@ mod tests {
         let m = merge(&far, &opts, vec![]).expect("allowed");
         assert!((m.window.union_s - 6.0).abs() < 1e-9);
         assert_eq!(m.json["merge_window"]["overlap_s"], 0.0);
+        // Absurd start times are merged (when allowed) without overflow or panic.
+        let mut a = report(t0, 1.0, 10, 5_000);
+        let mut b = a.clone();
+        a["started_at_unix_ms"] = json!(i64::MIN);
+        b["started_at_unix_ms"] = json!(i64::MAX);
+        let m = merge(&named(vec![a, b]), &opts, vec![]).expect("allowed");
+        assert!(render_text(&m).contains("merged 2 http reports"));
     }
 
     #[test]
