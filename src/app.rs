@@ -488,7 +488,18 @@ impl Prepared {
         if let Some(s) = self.server.take() {
             s.stop();
         }
-        finish(meta, result?, load.json.as_deref())
+        let result = result?;
+        // Written before `finish` consumes the result, but a failure is reported after the
+        // summary and the JSON report, so a bad --hlog path never costs the user the run.
+        let hlog = load.hlog.as_deref().map(|path| {
+            let phases = crate::metrics::Phase::for_mode(&meta.mode);
+            (path, report::hlog::write(path, &result, phases))
+        });
+        let code = finish(meta, result, load.json.as_deref())?;
+        if let Some((path, Err(e))) = hlog {
+            return Err(AppError::Report(format!("cannot write --hlog {path}: {e}")));
+        }
+        Ok(code)
     }
 }
 
@@ -525,6 +536,7 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         timeout: a.timeout,
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
+        intervals: a.load.hlog.is_some(),
     };
     let meta = RunMeta {
         method: plan.method.clone(),
@@ -641,6 +653,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         warmup: a.load.warmup,
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
+        intervals: a.load.hlog.is_some(),
         subscriptions,
         mode: match a.mode {
             WsModeArg::Stream => WsMode::Stream,

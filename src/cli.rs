@@ -290,6 +290,10 @@ pub struct LoadArgs {
     #[arg(long = "json", value_name = "FILE")]
     pub json: Option<String>,
 
+    /// Write an HdrHistogram interval log here: one interval per second, one tag per phase.
+    #[arg(long = "hlog", value_name = "FILE")]
+    pub hlog: Option<String>,
+
     /// No live progress line and no start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,

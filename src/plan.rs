@@ -102,6 +102,8 @@ pub struct HttpPlan {
     pub connect_timeout: Duration,
     /// Show a live progress line on stderr (only when stderr is a terminal).
     pub progress: bool,
+    /// Collect one-second interval histograms (for `--hlog`).
+    pub intervals: bool,
 }
 
 impl HttpPlan {
@@ -190,6 +192,8 @@ pub struct WsPlan {
     pub connect_timeout: Duration,
     /// Live progress line.
     pub progress: bool,
+    /// Collect one-second interval histograms (for `--hlog`).
+    pub intervals: bool,
     /// Subscription messages, in order; `{conn}` is replaced by the connection's index.
     pub subscriptions: Vec<String>,
     /// What the connection does once upgraded.

@@ -60,6 +60,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         progress: false,
+        intervals: false,
     }
 }
 
@@ -116,6 +117,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         warmup: Duration::ZERO,
         connect_timeout: Duration::from_secs(5),
         progress: false,
+        intervals: false,
         subscriptions: vec![r#"{"op":"subscribe","symbol":"BTCUSDT"}"#.into()],
         mode: WsMode::Stream,
         send_rate: 0.0,

@@ -698,3 +698,43 @@ fn progress_line_only_on_a_terminal() {
     let quiet = connbench_raw(&["http", "-c", "1", "-d", "1s", "-q"]);
     assert!(!quiet.stderr.contains("connbench:"), "{}", quiet.stderr);
 }
+
+#[test]
+fn interval_histograms_add_up_to_the_run() {
+    use connbench::metrics::Phase;
+    use connbench::plan::{HttpPlan, Pinning, Stop, TlsPlan};
+    let s = serve(|_| {});
+    let (target, _) = connbench::app::parse_target(&http_url(&s, "/")).unwrap();
+    let plan = HttpPlan {
+        target,
+        tls: TlsPlan::default(),
+        method: "GET".into(),
+        headers: vec![],
+        body: vec![],
+        connections: 2,
+        threads: 2,
+        pinning: Pinning::None,
+        pipeline: 1,
+        stop: Stop::Duration(std::time::Duration::from_millis(2500)),
+        warmup: std::time::Duration::from_millis(300),
+        timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(5),
+        progress: false,
+        intervals: true,
+    };
+    let r = connbench::engine::run(&plan).unwrap();
+    s.stop();
+    // 2.5 s of measurement after the warm-up: intervals starting at 0, 1 and 2 s
+    let starts: Vec<u64> = r.intervals.iter().map(|i| i.start.as_secs()).collect();
+    assert_eq!(starts, vec![0, 1, 2], "{starts:?}");
+    assert!(r.intervals[2].length <= std::time::Duration::from_millis(600));
+    let per_interval: u64 = r
+        .intervals
+        .iter()
+        .flat_map(|i| i.hists.iter())
+        .filter(|(p, _)| *p == Phase::Total)
+        .map(|(_, h)| h.len())
+        .sum();
+    assert!(per_interval > 0);
+    assert_eq!(per_interval, r.recorder.histogram(Phase::Total).len());
+}

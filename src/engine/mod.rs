@@ -133,6 +133,7 @@ where
         stop: plan.stop,
         warmup: plan.warmup,
         progress: plan.progress,
+        intervals: plan.intervals,
     };
     run_workers(&shape, |id, cpu, stop, live| {
         let setup = Setup {
@@ -189,6 +190,7 @@ where
         stop: Stop::Duration(plan.duration),
         warmup: plan.warmup,
         progress: plan.progress,
+        intervals: plan.intervals,
     };
     let threads = plan.threads.max(1);
     let mut first_conn = 0;
@@ -229,6 +231,8 @@ pub struct RunShape {
     pub warmup: Duration,
     /// Live progress line (when stderr is a terminal).
     pub progress: bool,
+    /// Collect one-second interval histograms (`--hlog`).
+    pub intervals: bool,
 }
 
 /// Spawn one pinned thread per worker, start them together, coordinate the run, join and merge.
@@ -244,7 +248,14 @@ where
 {
     let threads = shape.threads.max(1);
     let stop = Arc::new(AtomicBool::new(false));
-    let lives: Vec<Arc<Live>> = (0..threads).map(|_| Arc::new(Live::default())).collect();
+    let lives: Vec<Arc<Live>> = (0..threads)
+        .map(|_| {
+            Arc::new(Live {
+                intervals: shape.intervals.then(|| std::sync::Mutex::new(Vec::new())),
+                ..Live::default()
+            })
+        })
+        .collect();
     let barrier = Arc::new(Barrier::new(threads + 1));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
@@ -317,16 +328,59 @@ where
         Stop::Requests(_) if !ended_at.interrupted => last_finish.unwrap_or(ended_at.at),
         _ => ended_at.at,
     };
+    let elapsed = end.saturating_duration_since(window_start);
     Ok(RunResult {
         recorder,
         workers,
         started_at: wall_start + shape.warmup,
-        elapsed: end.saturating_duration_since(window_start),
+        elapsed,
         interrupted: ended_at.interrupted,
         peak_rss_bytes: crate::sys::peak_rss_bytes(),
         peak_open: ended_at.peak_open,
-        intervals: Vec::new(),
+        intervals: merge_intervals(&lives, elapsed),
     })
+}
+
+/// Every worker's interval parts, merged by interval index, in time order.
+fn merge_intervals(lives: &[Arc<Live>], elapsed: Duration) -> Vec<crate::metrics::Interval> {
+    use crate::metrics::Interval;
+    let mut out: Vec<Interval> = Vec::new();
+    for live in lives {
+        let Some(store) = &live.intervals else {
+            continue;
+        };
+        let parts = std::mem::take(&mut *store.lock().unwrap_or_else(|e| e.into_inner()));
+        for (index, hists) in parts {
+            let start = Duration::from_secs(index as u64);
+            let slot = match out.iter().position(|i| i.start == start) {
+                Some(i) => i,
+                None => {
+                    out.push(Interval {
+                        start,
+                        length: Duration::from_secs(1),
+                        hists: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            for (phase, h) in hists {
+                match out[slot].hists.iter_mut().find(|(p, _)| *p == phase) {
+                    Some((_, into)) => {
+                        into.add(&h).expect("interval histograms share bounds");
+                    }
+                    None => out[slot].hists.push((phase, h)),
+                }
+            }
+        }
+    }
+    out.sort_by_key(|i| i.start);
+    // The last interval ends with the run.
+    if let Some(last) = out.last_mut() {
+        last.length = elapsed
+            .saturating_sub(last.start)
+            .min(Duration::from_secs(1));
+    }
+    out
 }
 
 struct Ended {

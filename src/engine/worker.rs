@@ -56,6 +56,62 @@ pub struct Live {
     pub open: AtomicU64,
     /// The worker has sent its whole `-n` share and seen every answer.
     pub done: AtomicBool,
+    /// One-second interval histograms (`--hlog`), pushed by the worker once a second and read
+    /// by the coordinator after the join; None when interval logging is off.
+    pub intervals: Option<std::sync::Mutex<Vec<IntervalPart>>>,
+}
+
+/// One worker's share of interval `index` (seconds since the measured window began).
+pub type IntervalPart = (u32, Vec<(Phase, hdrhistogram::Histogram<u64>)>);
+
+/// Cuts the worker's interval histograms once a second (only when `--hlog` asked for them).
+#[derive(Debug)]
+pub struct IntervalClock {
+    next: Option<Instant>,
+    index: u32,
+}
+
+impl IntervalClock {
+    /// Off unless the live cell collects intervals; else the first cut is a second after `from`.
+    pub fn new(live: &Live, rec: &mut Recorder, from: Instant) -> IntervalClock {
+        let next = live.intervals.as_ref().map(|_| {
+            rec.enable_intervals();
+            from + Duration::from_secs(1)
+        });
+        IntervalClock { next, index: 0 }
+    }
+
+    /// When the next cut is due, if interval logging is on.
+    pub fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Restart the intervals (the warm-up ended at `from`).
+    pub fn restart(&mut self, from: Instant) {
+        if self.next.is_some() {
+            self.next = Some(from + Duration::from_secs(1));
+            self.index = 0;
+        }
+    }
+
+    /// Cut an interval if one is due (or, with `last`, whatever is left).
+    pub fn tick(&mut self, now: Instant, last: bool, rec: &mut Recorder, live: &Live) {
+        let (Some(next), Some(store)) = (self.next, &live.intervals) else {
+            return;
+        };
+        if now < next && !last {
+            return;
+        }
+        let part = rec.cut_interval();
+        if !part.is_empty() {
+            store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.index, part));
+        }
+        self.index += 1;
+        self.next = Some(next + Duration::from_secs(1));
+    }
 }
 
 /// Everything a worker needs, prepared by the coordinator.
@@ -235,11 +291,15 @@ impl<T: Transport> Worker<T> {
         }
         let mut next_sweep = started + SWEEP_EVERY;
         let mut finished_at = None;
+        let mut intervals = IntervalClock::new(&self.setup.progress, &mut self.rec, warm_end);
         loop {
             let now = Instant::now();
             let mut wake = next_sweep;
             if let Some(b) = self.next_backoff {
                 wake = wake.min(b);
+            }
+            if let Some(c) = intervals.next() {
+                wake = wake.min(c);
             }
             if !warm {
                 wake = wake.min(warm_end);
@@ -264,6 +324,10 @@ impl<T: Transport> Worker<T> {
                 warm = true;
                 self.rec.reset();
                 self.epoch += 1;
+                intervals.restart(now);
+            }
+            if warm {
+                intervals.tick(now, false, &mut self.rec, &self.setup.progress);
             }
             if now >= next_sweep || self.next_backoff.is_some_and(|b| now >= b) {
                 self.sweep(now);
@@ -279,6 +343,9 @@ impl<T: Transport> Worker<T> {
         }
         self.stopping = true;
         let finished_at = finished_at.unwrap_or_else(Instant::now);
+        if warm {
+            intervals.tick(finished_at, true, &mut self.rec, &self.setup.progress);
+        }
         self.publish();
         self.setup.progress.done.store(true, Ordering::Release);
         let (user, sys) = crate::sys::thread_cpu_time();

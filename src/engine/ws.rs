@@ -34,7 +34,7 @@ use super::buf::RecvBuf;
 use super::reconnect::{Backoff, Budget};
 use super::socket;
 use super::transport::{Failure, Transport};
-use super::worker::{Live, Output};
+use super::worker::{IntervalClock, Live, Output};
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
@@ -286,11 +286,15 @@ impl<T: Transport> WsWorker<T> {
             self.open(slot);
         }
         let mut next_tick = started + self.tick;
+        let mut intervals = IntervalClock::new(&self.setup.progress, &mut self.rec, warm_end);
         loop {
             let now = Instant::now();
             let mut wake = next_tick;
             if !warm {
                 wake = wake.min(warm_end);
+            }
+            if let Some(c) = intervals.next() {
+                wake = wake.min(c);
             }
             if let Err(e) = self
                 .poll
@@ -311,6 +315,10 @@ impl<T: Transport> WsWorker<T> {
             if !warm && now >= warm_end {
                 warm = true;
                 self.rec.reset();
+                intervals.restart(now);
+            }
+            if warm {
+                intervals.tick(now, false, &mut self.rec, &self.setup.progress);
             }
             if now >= next_tick {
                 self.timers(now);
@@ -324,6 +332,9 @@ impl<T: Transport> WsWorker<T> {
         }
         self.stopping = true;
         self.say_goodbye();
+        if warm {
+            intervals.tick(Instant::now(), true, &mut self.rec, &self.setup.progress);
+        }
         self.publish();
         self.setup.progress.done.store(true, Ordering::Release);
         let (user, sys) = crate::sys::thread_cpu_time();

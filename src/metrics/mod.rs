@@ -513,10 +513,23 @@ impl TlsFacts {
     }
 }
 
+/// One interval of an interval log: the histograms of the phases that had samples in it.
+#[derive(Clone, Debug)]
+pub struct Interval {
+    /// Offset of the interval from the start of the measured window.
+    pub start: std::time::Duration,
+    /// Length of the interval (one second, the last one shorter).
+    pub length: std::time::Duration,
+    /// All workers merged; only phases with samples.
+    pub hists: Vec<(Phase, Histogram<u64>)>,
+}
+
 /// One worker's measurements.
 #[derive(Clone, Debug)]
 pub struct Recorder {
     hist: [Histogram<u64>; Phase::COUNT],
+    /// Samples since the last interval cut, when interval logging is on.
+    interval: Option<Box<[Histogram<u64>; Phase::COUNT]>>,
     /// Counters.
     pub counters: Counters,
     /// TLS facts from the first completed handshake.
@@ -542,6 +555,7 @@ impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
             hist: std::array::from_fn(|_| new_histogram()),
+            interval: None,
             counters: Counters::default(),
             tls: TlsFacts::default(),
             ts_unit: None,
@@ -553,6 +567,31 @@ impl Recorder {
     #[inline]
     pub fn record(&mut self, phase: Phase, ns: u64) {
         self.hist[phase.index()].saturating_record(ns.max(1));
+        if let Some(iv) = &mut self.interval {
+            iv[phase.index()].saturating_record(ns.max(1));
+        }
+    }
+
+    /// Keep a second set of histograms for interval logs (`--hlog`).
+    pub fn enable_intervals(&mut self) {
+        self.interval = Some(Box::new(std::array::from_fn(|_| new_histogram())));
+    }
+
+    /// The samples since the previous cut (phases with samples only), and start a new interval.
+    /// Empty when interval logging is off.
+    pub fn cut_interval(&mut self) -> Vec<(Phase, Histogram<u64>)> {
+        let Some(iv) = &mut self.interval else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for p in Phase::ALL {
+            let h = &mut iv[p.index()];
+            if !h.is_empty() {
+                out.push((p, h.clone()));
+                h.reset();
+            }
+        }
+        out
     }
 
     /// Count one failure.
@@ -592,19 +631,13 @@ impl Recorder {
         for h in &mut self.hist {
             h.reset();
         }
+        if let Some(iv) = &mut self.interval {
+            for h in iv.iter_mut() {
+                h.reset();
+            }
+        }
         self.counters = Counters::default();
     }
-}
-
-/// One measurement interval of a run: every worker's histograms for that slice of time, merged.
-#[derive(Clone, Debug)]
-pub struct Interval {
-    /// Offset from the start of the measured window.
-    pub start: std::time::Duration,
-    /// Length of the interval.
-    pub length: std::time::Duration,
-    /// All workers merged; only phases with samples.
-    pub hists: Vec<(Phase, hdrhistogram::Histogram<u64>)>,
 }
 
 #[cfg(test)]

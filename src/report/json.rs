@@ -490,7 +490,7 @@ mod tests {
             interrupted: false,
             peak_rss_bytes: 10 << 20,
             peak_open: 4,
-            intervals: Vec::new(),
+            intervals: vec![],
         }
     }
 

@@ -49,7 +49,7 @@ pub struct RunResult {
     pub peak_rss_bytes: u64,
     /// Most connections open at once (sampled by the coordinator every few ms).
     pub peak_open: u64,
-    /// Per-interval histograms, in time order (for `--hlog`).
+    /// One-second intervals of the measured window (empty unless `--hlog`).
     pub intervals: Vec<crate::metrics::Interval>,
 }
 

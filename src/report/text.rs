@@ -661,7 +661,7 @@ mod tests {
             interrupted: false,
             peak_rss_bytes: 12_900_000,
             peak_open: 10,
-            intervals: Vec::new(),
+            intervals: vec![],
         }
     }
 

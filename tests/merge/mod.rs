@@ -225,3 +225,72 @@ fn damaged_foreign_and_disjoint_reports_are_refused() {
     let r = connbench_raw(&["merge", s(&good), s(&other), "--allow-mixed"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+#[test]
+fn hlog_intervals_add_up_to_the_report() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+
+    let server = serve(|_| {});
+    let url = http_url(&server, "/delay/1000");
+    let dir = TempDir::new("hlog");
+    let log = dir.path("run.hlog");
+    let r = connbench(&["http", &url, "-n", "3000", "-c", "2", "--hlog", s(&log)]);
+    server.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let bytes = std::fs::read(&log).expect("--hlog written");
+
+    let mut start_time = None;
+    let mut base_time = None;
+    let mut last_start = Duration::ZERO;
+    let mut intervals = 0;
+    let mut sums: Vec<(String, hdrhistogram::Histogram<u64>)> = Vec::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        match entry.expect("a valid interval log") {
+            LogEntry::StartTime(t) => start_time = Some(t),
+            LogEntry::BaseTime(t) => base_time = Some(t),
+            LogEntry::Interval(i) => {
+                intervals += 1;
+                assert!(i.start_timestamp() >= last_start, "time order");
+                last_start = i.start_timestamp();
+                let tag = i.tag().expect("every line is tagged").as_str().to_string();
+                assert!(PHASES.contains(&tag.as_str()), "{tag}");
+                let blob = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    i.encoded_histogram(),
+                )
+                .expect("base64");
+                let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut blob.as_slice())
+                    .expect("V2 deflate");
+                assert!(!h.is_empty(), "no line for an empty phase");
+                match sums.iter_mut().find(|(t, _)| *t == tag) {
+                    Some((_, sum)) => sum.add(&h).expect("same bounds"),
+                    None => sums.push((tag, h)),
+                }
+            }
+        }
+    }
+    // The window's start, to the log's millisecond precision.
+    let start_ms = r.report()["started_at_unix_ms"].as_u64().expect("start");
+    let t = start_time.expect("StartTime").as_millis() as u64;
+    assert!(
+        t.abs_diff(start_ms) <= 1,
+        "StartTime {t} vs report {start_ms}"
+    );
+    assert_eq!(start_time, base_time);
+    assert!(intervals >= 2, "a 1.5 s run spans two one-second intervals");
+    for phase in ["connect", "ttfb", "total"] {
+        let want = hdr::decode(r.report()["phases"][phase]["hdr"].as_str().expect("hdr"))
+            .expect("decodes");
+        let (_, got) = sums
+            .iter()
+            .find(|(t, _)| t == phase)
+            .unwrap_or_else(|| panic!("no {phase} line"));
+        assert_eq!(got, &want, "{phase}: intervals add up to the report");
+    }
+    assert!(
+        sums.iter().all(|(t, _)| t != "tls"),
+        "plain run: no tls line"
+    );
+}
