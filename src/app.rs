@@ -14,6 +14,7 @@ use crate::cli::{
     self, Command, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ServeArgs, TlsArgs, UsageError,
     WsArgs, WsModeArg,
 };
+use crate::engine::pace::Arrival;
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
 use crate::engine::{self, EngineError};
 use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
@@ -451,6 +452,7 @@ impl Prepared {
             ca_file: self.tls.ca_file.as_ref().map(|p| p.display().to_string()),
             fd_limit: self.fd_limit,
             ws: None,
+            rate: None,
         }
     }
 
@@ -491,10 +493,10 @@ impl Prepared {
         let result = result?;
         // Written before `finish` consumes the result, but a failure is reported after the
         // summary and the JSON report, so a bad --hlog path never costs the user the run.
-        let hlog = load.hlog.as_deref().map(|path| {
-            let phases = crate::metrics::Phase::for_mode(&meta.mode);
-            (path, report::hlog::write(path, &result, phases))
-        });
+        let hlog = load
+            .hlog
+            .as_deref()
+            .map(|path| (path, report::hlog::write(path, &result, &meta.phases())));
         let code = finish(meta, result, load.json.as_deref())?;
         if let Some((path, Err(e))) = hlog {
             return Err(AppError::Report(format!("cannot write --hlog {path}: {e}")));
@@ -537,8 +539,20 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
         intervals: a.load.hlog.is_some(),
+        rate: a.rate.map(|r| {
+            (
+                r,
+                match a.arrival {
+                    cli::ArrivalArg::Uniform => Arrival::Uniform,
+                    cli::ArrivalArg::Poisson => Arrival::Poisson,
+                },
+            )
+        }),
     };
     let meta = RunMeta {
+        rate: plan
+            .rate
+            .map(|(r, arrival)| (r, arrival.name().to_string())),
         method: plan.method.clone(),
         body_len: plan.body.len(),
         pipeline: plan.pipeline,

@@ -85,6 +85,15 @@ pub struct AutobahnArgs {
     pub cases: Option<crate::autobahn::CaseList>,
 }
 
+/// `--arrival` of rate mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalArg {
+    /// Exactly 1/rate apart.
+    Uniform,
+    /// Exponential gaps (a Poisson process) with mean 1/rate.
+    Poisson,
+}
+
 /// `--mode` of `connbench ws`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum WsModeArg {
@@ -346,6 +355,20 @@ pub struct HttpArgs {
     #[arg(short = 'n', long = "requests")]
     pub requests: Option<u64>,
 
+    /// Constant rate: this many requests per second in total, on an open-loop schedule; latency
+    /// is also measured from each request's intended send time ("corrected").
+    #[arg(short = 'R', long = "rate", conflicts_with = "requests")]
+    pub rate: Option<f64>,
+
+    /// Spacing of the requests in rate mode.
+    #[arg(
+        long = "arrival",
+        value_enum,
+        default_value = "uniform",
+        requires = "rate"
+    )]
+    pub arrival: ArrivalArg,
+
     /// Request method.
     #[arg(short = 'm', long = "method", default_value = "GET")]
     pub method: String,
@@ -553,6 +576,14 @@ pub fn validate_http(a: &HttpArgs) -> Result<(), UsageError> {
     }
     if a.timeout.is_zero() {
         return usage("--timeout must be longer than 0");
+    }
+    if let Some(r) = a.rate {
+        if !(r > 0.0 && r.is_finite() && r <= 10_000_000.0) {
+            return usage("-R must be a rate between 0 and 10,000,000 requests per second");
+        }
+        if a.pipeline != 1 {
+            return usage("-R paces one request per connection at a time: drop --pipeline");
+        }
     }
     Ok(())
 }

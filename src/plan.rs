@@ -104,6 +104,8 @@ pub struct HttpPlan {
     pub progress: bool,
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
+    /// Constant-rate mode: requests per second across all workers, and their spacing.
+    pub rate: Option<(f64, crate::engine::pace::Arrival)>,
 }
 
 impl HttpPlan {

@@ -61,6 +61,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         connect_timeout: Duration::from_secs(5),
         progress: false,
         intervals: false,
+        rate: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! JSON report the run wrote (or the exit code and message of a bad invocation).
 
 mod merge;
+mod rate;
 mod util;
 mod ws;
 
@@ -721,6 +722,7 @@ fn interval_histograms_add_up_to_the_run() {
         connect_timeout: std::time::Duration::from_secs(5),
         progress: false,
         intervals: true,
+        rate: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

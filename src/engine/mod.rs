@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
+pub mod pace;
 pub mod reconnect;
 pub mod socket;
 pub mod transport;
@@ -127,6 +128,7 @@ where
     T::Ctx: Send + 'static,
 {
     let head_request = plan.method.eq_ignore_ascii_case("HEAD");
+    let threads = plan.threads.max(1);
     let shape = RunShape {
         threads: plan.threads,
         pinning: plan.pinning.clone(),
@@ -148,6 +150,8 @@ where
             warmup: plan.warmup,
             timeout: plan.timeout,
             connect_timeout: plan.connect_timeout,
+            // The total rate is split evenly over the workers; each keeps its own schedule.
+            rate: plan.rate.map(|(r, arrival)| (r / threads as f64, arrival)),
             ctx: ctx(id),
             stop,
             progress: live,

@@ -27,6 +27,7 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::buf::RecvBuf;
+use super::pace::{Arrival, Schedule, Timer};
 use super::socket;
 use super::transport::{Failure, Transport};
 use crate::metrics::{ErrorClass, Phase, Recorder};
@@ -39,6 +40,10 @@ pub const SWEEP_EVERY: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
 /// Token of the waker (never a slot: slots are < 2^32 with a generation above).
 const WAKER: Token = Token(usize::MAX);
+/// Token of the pacing timer.
+const PACER: Token = Token(usize::MAX - 1);
+/// Most due requests kept waiting for a free connection; past it they are counted as unsent.
+const MAX_BACKLOG: usize = 1 << 20;
 /// Per-worker socket read scratch for TLS records.
 const SCRATCH: usize = 64 * 1024;
 
@@ -140,6 +145,8 @@ pub struct Setup<C> {
     pub timeout: Duration,
     /// Connect (and handshake) timeout.
     pub connect_timeout: Duration,
+    /// Constant-rate mode: this worker's requests per second and their spacing.
+    pub rate: Option<(f64, Arrival)>,
     /// Transport context (TLS config).
     pub ctx: C,
     /// Set by the coordinator to end the run.
@@ -178,6 +185,8 @@ enum State {
 struct Sent {
     /// When its first byte was written.
     at: Instant,
+    /// When it was meant to be written (rate mode; `at` otherwise).
+    intended: Instant,
     /// TTFB already recorded.
     ttfb_seen: bool,
     /// Recording epoch it was sent in (requests from the warm-up are not recorded).
@@ -214,6 +223,16 @@ struct Framed {
     closing: bool,
 }
 
+/// Constant-rate mode state (the timing model is `engine::pace`).
+struct Pacer {
+    schedule: Schedule,
+    timer: Timer,
+    /// Ready connections with nothing in flight, as (slot, generation): checked when popped.
+    idle: Vec<(usize, u32)>,
+    /// Intended send times of due requests waiting for a free connection.
+    backlog: VecDeque<Instant>,
+}
+
 /// A worker instance, generic over the transport (TLS is chosen once).
 pub struct Worker<T: Transport> {
     setup: Setup<T::Ctx>,
@@ -231,6 +250,7 @@ pub struct Worker<T: Transport> {
     stopping: bool,
     next_backoff: Option<Instant>,
     max_stall: Duration,
+    pacer: Option<Pacer>,
 }
 
 impl<T: Transport> Worker<T> {
@@ -260,6 +280,23 @@ impl<T: Transport> Worker<T> {
             .collect();
         let batch = setup.request.repeat(pipeline);
         let budget = setup.budget;
+        let pacer = match setup.rate {
+            Some((rate, arrival)) => {
+                let timer = Timer::new()?;
+                poll.registry().register(
+                    &mut mio::unix::SourceFd(&timer.raw_fd()),
+                    PACER,
+                    Interest::READABLE,
+                )?;
+                Some(Pacer {
+                    schedule: Schedule::new(rate, now, arrival, setup.id as u64 + 1),
+                    timer,
+                    idle: Vec::with_capacity(setup.connections),
+                    backlog: VecDeque::with_capacity(4096),
+                })
+            }
+            None => None,
+        };
         Ok((
             Worker {
                 setup,
@@ -275,6 +312,7 @@ impl<T: Transport> Worker<T> {
                 stopping: false,
                 next_backoff: None,
                 max_stall: Duration::ZERO,
+                pacer,
             },
             waker,
         ))
@@ -292,7 +330,16 @@ impl<T: Transport> Worker<T> {
         let mut next_sweep = started + SWEEP_EVERY;
         let mut finished_at = None;
         let mut intervals = IntervalClock::new(&self.setup.progress, &mut self.rec, warm_end);
+        if let Some(p) = &mut self.pacer {
+            p.schedule = Schedule::new(
+                self.setup.rate.map_or(1.0, |r| r.0),
+                started,
+                self.setup.rate.map_or(Arrival::Uniform, |r| r.1),
+                self.setup.id as u64 + 1,
+            );
+        }
         loop {
+            self.dispatch();
             let now = Instant::now();
             let mut wake = next_sweep;
             if let Some(b) = self.next_backoff {
@@ -343,6 +390,14 @@ impl<T: Transport> Worker<T> {
         }
         self.stopping = true;
         let finished_at = finished_at.unwrap_or_else(Instant::now);
+        if let Some(p) = &mut self.pacer {
+            // Rule 3 of `pace`: every request due and never written is counted.
+            while p.schedule.next_due() <= finished_at {
+                p.schedule.advance();
+                self.rec.counters.unsent += 1;
+            }
+            self.rec.counters.unsent += p.backlog.len() as u64;
+        }
         if warm {
             intervals.tick(finished_at, true, &mut self.rec, &self.setup.progress);
         }
@@ -413,6 +468,12 @@ impl<T: Transport> Worker<T> {
         if token == WAKER {
             return;
         }
+        if token == PACER {
+            if let Some(p) = &mut self.pacer {
+                p.timer.clear();
+            }
+            return;
+        }
         let slot = token.0 & 0xFFFF_FFFF;
         let gen = (token.0 >> 32) as u32;
         let Some(c) = self.conns.get(slot) else {
@@ -475,12 +536,70 @@ impl<T: Transport> Worker<T> {
         if let Some(t) = &c.transport {
             super::transport::record_handshake(&mut self.rec, t);
         }
-        let k = self.setup.pipeline.max(1);
-        self.send(slot, k);
+        if self.pacer.is_some() {
+            self.available(slot);
+        } else {
+            let k = self.setup.pipeline.max(1);
+            self.send(slot, k, None);
+        }
     }
 
-    /// Write up to `k` requests on `slot` (fewer when the `-n` budget runs out).
-    fn send(&mut self, slot: usize, k: usize) {
+    /// Rate mode: a connection can take a request. It takes the oldest waiting one, or waits
+    /// in the idle list for the schedule.
+    fn available(&mut self, slot: usize) {
+        let Some(p) = &mut self.pacer else {
+            return;
+        };
+        match p.backlog.pop_front() {
+            Some(intended) => self.send(slot, 1, Some(intended)),
+            None => p.idle.push((slot, self.conns[slot].gen)),
+        }
+    }
+
+    /// Rate mode: hand every request that is due to an idle connection (or the backlog), then
+    /// arm the timer for the next one.
+    fn dispatch(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let Some(mut p) = self.pacer.take() else {
+            return;
+        };
+        let now = Instant::now();
+        while p.schedule.next_due() <= now {
+            let intended = p.schedule.advance();
+            let mut sent = false;
+            while let Some((slot, gen)) = p.idle.pop() {
+                let c = &self.conns[slot];
+                if c.gen == gen && c.state == State::Ready && c.inflight.is_empty() {
+                    self.send(slot, 1, Some(intended));
+                    sent = true;
+                    break;
+                }
+            }
+            if !sent {
+                if p.backlog.len() < MAX_BACKLOG {
+                    p.backlog.push_back(intended);
+                } else {
+                    self.rec.counters.unsent += 1;
+                }
+            }
+        }
+        // An armed timer points at or before the next due time (the schedule only moves
+        // forward), so it only needs arming when it has fired.
+        if !p.timer.is_armed() {
+            let _ = p.timer.arm(
+                p.schedule
+                    .next_due()
+                    .saturating_duration_since(Instant::now()),
+            );
+        }
+        self.pacer = Some(p);
+    }
+
+    /// Write up to `k` requests on `slot` (fewer when the `-n` budget runs out). In rate mode
+    /// `intended` is the request's scheduled send time (k is then 1).
+    fn send(&mut self, slot: usize, k: usize, intended: Option<Instant>) {
         let k = match self.budget {
             Some(b) => (b as usize).min(k),
             None => k,
@@ -490,9 +609,13 @@ impl<T: Transport> Worker<T> {
         }
         let c = &mut self.conns[slot];
         let at = Instant::now();
+        if let Some(i) = intended {
+            self.rec.record(Phase::SendLag, (at - i).as_nanos() as u64);
+        }
         for _ in 0..k {
             c.inflight.push_back(Sent {
                 at,
+                intended: intended.unwrap_or(at),
                 ttfb_seen: false,
                 epoch: self.epoch,
             });
@@ -553,12 +676,25 @@ impl<T: Transport> Worker<T> {
         let decoder = &mut c.decoder;
         let inflight = &mut c.inflight;
         let rec = &mut self.rec;
+        let paced = self.pacer.is_some();
         let res = t.recv(
             sock,
             &mut self.scratch,
             &mut c.rb,
             &mut bytes_in,
-            |rb, now| frame(decoder, inflight, rec, head, epoch, rb, now, &mut framed),
+            |rb, now| {
+                frame(
+                    decoder,
+                    inflight,
+                    rec,
+                    head,
+                    epoch,
+                    paced,
+                    rb,
+                    now,
+                    &mut framed,
+                )
+            },
         );
         self.rec.counters.bytes_in += bytes_in;
         if framed.completed > 0 {
@@ -593,7 +729,11 @@ impl<T: Transport> Worker<T> {
             return self.on_eof(slot);
         }
         if framed.completed > 0 {
-            self.send(slot, framed.completed);
+            if self.pacer.is_some() {
+                self.available(slot);
+            } else {
+                self.send(slot, framed.completed, None);
+            }
         }
         // TLS may have queued records of its own (handshake flights, alerts); for plain TCP
         // with nothing pending this is free.
@@ -760,6 +900,7 @@ fn frame(
     rec: &mut Recorder,
     head: bool,
     epoch: u32,
+    paced: bool,
     rb: &mut RecvBuf,
     now: Instant,
     framed: &mut Framed,
@@ -785,6 +926,9 @@ fn frame(
                 let s = inflight.pop_front().expect("front exists");
                 if s.epoch == epoch {
                     rec.record(Phase::Total, (now - s.at).as_nanos() as u64);
+                    if paced {
+                        rec.record(Phase::Corrected, (now - s.intended).as_nanos() as u64);
+                    }
                     rec.response(info.status);
                 }
                 framed.completed += 1;

@@ -38,11 +38,15 @@ pub enum Phase {
     Outage,
     /// A connection lost → every subscription sent again on its replacement.
     Resubscribe,
+    /// Rate mode: the request's intended send time → response fully framed.
+    Corrected,
+    /// Rate mode: actual send time − intended send time (the client's own lag).
+    SendLag,
 }
 
 impl Phase {
     /// Number of phases.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     /// Every phase, in report order.
     pub const ALL: [Phase; Phase::COUNT] = [
         Phase::Connect,
@@ -55,6 +59,8 @@ impl Phase {
         Phase::Rtt,
         Phase::Outage,
         Phase::Resubscribe,
+        Phase::Corrected,
+        Phase::SendLag,
     ];
     /// The phases an HTTP run reports.
     pub const HTTP: [Phase; 4] = [Phase::Connect, Phase::Tls, Phase::Ttfb, Phase::Total];
@@ -91,6 +97,8 @@ impl Phase {
             Phase::Rtt => "rtt",
             Phase::Outage => "outage",
             Phase::Resubscribe => "resubscribe",
+            Phase::Corrected => "corrected",
+            Phase::SendLag => "send_lag",
         }
     }
 
@@ -318,6 +326,8 @@ pub struct Counters {
     /// Connections closed because the server said `Connection: close` (or HTTP/1.0, or a
     /// close-delimited body).
     pub server_closes: u64,
+    /// Rate mode: requests that were due but never written (the client could not keep up).
+    pub unsent: u64,
     /// WebSocket counters.
     pub ws: WsCounters,
 }
@@ -341,6 +351,7 @@ impl Counters {
         self.handshakes_full += o.handshakes_full;
         self.handshakes_resumed += o.handshakes_resumed;
         self.server_closes += o.server_closes;
+        self.unsent += o.unsent;
         self.ws.add(&o.ws);
     }
 

@@ -88,7 +88,7 @@ use serde_json::{json, Map, Value};
 
 use super::host::HostFacts;
 use super::{hdr, redact, RunMeta, RunResult, WorkerStats};
-use crate::metrics::{ErrorClass, Phase, StatusClass};
+use crate::metrics::{ErrorClass, StatusClass};
 
 /// Identifies this document format; bumped only for incompatible changes.
 pub const SCHEMA: &str = "connbench.report.v1";
@@ -109,7 +109,8 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         .map(|e| (e.name().to_string(), json!(c.errors[e.index()])))
         .collect();
     errors.insert("total".into(), json!(c.total_errors()));
-    let phases: Map<String, Value> = Phase::for_mode(&meta.mode)
+    let phases: Map<String, Value> = meta
+        .phases()
         .iter()
         .map(|&p| (p.name().to_string(), phase(run.recorder.histogram(p))))
         .collect();
@@ -198,6 +199,12 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         ),
         "ws": meta.ws.as_ref().map(|w| websocket(w, run)),
         "peak_open_connections": run.peak_open,
+        "rate": meta.rate.as_ref().map(|(asked, arrival)| json!({
+            "asked_per_s": asked,
+            "arrival": arrival,
+            "sent_per_s": per_s(c.requests),
+            "unsent": c.unsent,
+        })),
     })
 }
 
@@ -397,7 +404,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::metrics::{Recorder, TlsFacts};
+    use crate::metrics::{Phase, Recorder, TlsFacts};
 
     fn host() -> HostFacts {
         HostFacts {

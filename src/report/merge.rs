@@ -15,9 +15,11 @@
 //!    are the merged counts over it. The overlap (latest start to earliest end) must reach half
 //!    of the shortest window unless [`MergeOptions::allow_disjoint`]: runs that did not load the
 //!    target together do not describe one load.
-//! 4. `config.connections`, `config.threads` and `config.requests` are summed, CPU lists united;
-//!    every other setting is the first report's. Reports must share `mode`; a different URL,
-//!    method, body length, pipeline depth or TLS setting (or WebSocket mode) is refused unless
+//! 4. `config.connections`, `config.threads`, `config.requests` and the constant rate asked
+//!    (`rate.asked_per_s`, like `rate.unsent`) are summed, CPU lists united;
+//!    every other setting is the first report's. Reports must share `mode` and constant-rate
+//!    or not (their phases differ); a different URL, method, body length, pipeline depth, TLS
+//!    setting, arrival process or WebSocket mode is refused unless
 //!    [`MergeOptions::allow_mixed`].
 //! 5. `host` is the first report's; each report's own host, URL, window and size is kept under
 //!    `sources`, the file names under `merged_from`, the window figures under `merge_window`.
@@ -45,12 +47,13 @@ use crate::proto::jsonfield::TsUnit;
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
 
 /// Fields that must agree between reports unless `--allow-mixed` (JSON pointers).
-const IDENTITY_FIELDS: [&str; 5] = [
+const IDENTITY_FIELDS: [&str; 6] = [
     "/target/url",
     "/config/method",
     "/config/body_len",
     "/config/pipeline",
     "/config/tls",
+    "/rate/arrival",
 ];
 
 /// Settings keys of the `ws` object, copied verbatim from the first report (the counters next
@@ -247,12 +250,13 @@ pub fn merge(
 ) -> Result<Merged, MergeError> {
     let (first_file, first) = reports.first().ok_or(MergeError::NoInput)?;
     let mode = Field::new(first_file, first).str("/mode")?.to_string();
+    let first_kind = kind(&Field::new(first_file, first))?;
     for (file, doc) in reports {
-        let m = Field::new(file, doc).str("/mode")?;
-        if m != mode {
+        let k = kind(&Field::new(file, doc))?;
+        if k != first_kind {
             return Err(MergeError::Mode {
-                first: (first_file.clone(), mode),
-                other: (file.clone(), m.to_string()),
+                first: (first_file.clone(), first_kind),
+                other: (file.clone(), k),
             });
         }
     }
@@ -274,7 +278,8 @@ pub fn merge(
         }
     }
 
-    let phases = Phase::for_mode(&mode);
+    let meta = merged_meta(reports, &mode, command_line);
+    let phases = meta.phases();
     let mut sources = Vec::with_capacity(reports.len());
     let mut counters = Counters::default();
     let mut hists: Vec<Histogram<u64>> = phases.iter().map(|_| new_histogram()).collect();
@@ -347,7 +352,6 @@ pub fn merge(
         peak_open,
         intervals: Vec::new(),
     };
-    let meta = merged_meta(reports, &mode, command_line);
     let json = merged_json(reports, &meta, &run, &sources, &window);
     Ok(Merged {
         meta,
@@ -457,6 +461,16 @@ fn dotted(ptr: &str) -> String {
     ptr.trim_start_matches('/').replace('/', ".")
 }
 
+/// What decides a report's phases: its mode, and whether it ran at a constant rate (`-R` adds
+/// the corrected and send-lag phases). Reports of different kinds cannot be merged.
+fn kind(f: &Field<'_>) -> Result<String, MergeError> {
+    let mode = f.str("/mode")?;
+    Ok(match f.doc.get("rate") {
+        Some(r) if !r.is_null() => format!("{mode} -R"),
+        _ => mode.to_string(),
+    })
+}
+
 /// The counters of one report (WebSocket counters only for `ws` reports).
 fn read_counters(f: &Field<'_>, mode: &str) -> Result<Counters, MergeError> {
     let mut c = Counters {
@@ -479,6 +493,9 @@ fn read_counters(f: &Field<'_>, mode: &str) -> Result<Counters, MergeError> {
     if !f.get("/tls", "an object or null")?.is_null() {
         c.handshakes_full = f.u64("/tls/handshakes_full")?;
         c.handshakes_resumed = f.u64("/tls/handshakes_resumed")?;
+    }
+    if !f.get("/rate", "an object or null")?.is_null() {
+        c.unsent = f.u64("/rate/unsent")?;
     }
     if mode == "ws" {
         let w = &mut c.ws;
@@ -760,6 +777,16 @@ fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String
         ca_file: s("/config/ca_file"),
         fd_limit: get("/config/fd_limit").and_then(Value::as_u64).unwrap_or(0),
         ws,
+        // The asked rates add up like the loads; the arrival process must agree (checked
+        // with the identity fields).
+        rate: first.get("rate").filter(|r| !r.is_null()).map(|r| {
+            let asked = reports
+                .iter()
+                .filter_map(|(_, d)| d.pointer("/rate/asked_per_s").and_then(Value::as_f64))
+                .sum();
+            let arrival = r.get("arrival").and_then(Value::as_str).unwrap_or_default();
+            (asked, arrival.to_string())
+        }),
     }
 }
 
@@ -1105,6 +1132,77 @@ mod tests {
         }
         assert!(load(&p("ok.json")).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn constant_rate_reports_sum_their_rates_and_extra_phases() {
+        let t0 = 1_700_000_000_000;
+        let rated = |asked: f64| {
+            let mut r = Recorder::new();
+            for i in 0..100u64 {
+                r.record(Phase::Total, 50_000 + i);
+                r.record(Phase::Corrected, 60_000 + i * 10);
+                r.record(Phase::SendLag, 1_000 + i);
+                r.response(200);
+            }
+            r.counters.requests = 100;
+            r.counters.unsent = 3;
+            let run = RunResult {
+                recorder: r,
+                workers: Vec::new(),
+                started_at: UNIX_EPOCH + Duration::from_millis(t0),
+                elapsed: Duration::from_secs(1),
+                interrupted: false,
+                peak_rss_bytes: 0,
+                peak_open: 1,
+                intervals: Vec::new(),
+            };
+            let meta = RunMeta {
+                mode: "http".into(),
+                url: "http://127.0.0.1:8080/".into(),
+                rate: Some((asked, "poisson".into())),
+                ..RunMeta::default()
+            };
+            let host = HostFacts {
+                cpus_online: 1,
+                cpus_allowed: 1,
+                clocksource: None,
+                kernel: None,
+                arch: "x86_64",
+                os: "linux",
+            };
+            json::render(&meta, &run, &host)
+        };
+        let m = merge(
+            &named(vec![rated(100.0), rated(150.0)]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect("merges");
+        assert_eq!(m.json["rate"]["asked_per_s"], 250.0);
+        assert_eq!(m.json["rate"]["arrival"], "poisson");
+        assert_eq!(m.json["rate"]["unsent"], 6);
+        assert_eq!(m.json["phases"]["corrected"]["count"], 200);
+        assert_eq!(m.json["phases"]["send_lag"]["count"], 200);
+        assert!(render_text(&m).contains("asked 250"), "{}", render_text(&m));
+        // A closed-loop report has other phases: never merged with a constant-rate one.
+        let plain = report(t0, 1.0, 10, 5_000);
+        let opts = MergeOptions {
+            allow_mixed: true,
+            allow_disjoint: true,
+        };
+        let e = merge(&named(vec![rated(100.0), plain]), &opts, vec![]).expect_err("kinds");
+        assert!(e.to_string().contains("http -R report"), "{e}");
+        // Another arrival process is a mixed merge.
+        let mut uniform = rated(100.0);
+        uniform["rate"]["arrival"] = json!("uniform");
+        let e = merge(
+            &named(vec![rated(100.0), uniform]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect_err("arrival");
+        assert!(e.to_string().contains("rate.arrival"), "{e}");
     }
 
     #[test]

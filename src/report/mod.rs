@@ -104,6 +104,20 @@ pub struct RunMeta {
     pub fd_limit: u64,
     /// WebSocket settings (`ws` runs only).
     pub ws: Option<WsMeta>,
+    /// Constant-rate mode: the asked total rate and the arrival process ("uniform", "poisson").
+    pub rate: Option<(f64, String)>,
+}
+
+impl RunMeta {
+    /// The phases this run reports, in order.
+    pub fn phases(&self) -> Vec<crate::metrics::Phase> {
+        use crate::metrics::Phase;
+        let mut v = Phase::for_mode(&self.mode).to_vec();
+        if self.rate.is_some() {
+            v.extend([Phase::Corrected, Phase::SendLag]);
+        }
+        v
+    }
 }
 
 /// The WebSocket settings as the reports show them (strings raw; reports redact them).

@@ -34,6 +34,9 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         Some(ws) => websocket(&mut out, ws, run),
         None => {
             throughput(&mut out, c, run.elapsed);
+            if let Some((asked, arrival)) = &meta.rate {
+                rate_line(&mut out, *asked, arrival, run);
+            }
             reuse(&mut out, c);
             responses(&mut out, c);
         }
@@ -144,7 +147,7 @@ fn bound(meta: &RunMeta) -> String {
 }
 
 fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
-    let phases = Phase::for_mode(&meta.mode);
+    let phases = meta.phases();
     // The name column fits the longest phase name of the mode ("first_message" in ws).
     let name_w = phases
         .iter()
@@ -157,7 +160,7 @@ fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
         let _ = write!(out, "{h:>COL_W$}");
     }
     out.push('\n');
-    for &phase in phases {
+    for &phase in &phases {
         let h = run.recorder.histogram(phase);
         let _ = write!(out, "{:<name_w$}", phase.name());
         if h.is_empty() {
@@ -205,6 +208,44 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
         plural(c.responses, "response"),
         secs2(elapsed)
     );
+}
+
+/// Rate mode: asked vs achieved, and a warning when the client could not keep up.
+fn rate_line(out: &mut String, asked: f64, arrival: &str, run: &RunResult) {
+    let c = &run.recorder.counters;
+    let secs = run.elapsed.as_secs_f64();
+    let sent = if secs > 0.0 {
+        c.requests as f64 / secs
+    } else {
+        0.0
+    };
+    label(out, "rate");
+    let _ = writeln!(
+        out,
+        "asked {} req/s ({arrival})   sent {} req/s   unsent {}",
+        rate(asked),
+        rate(sent),
+        c.unsent
+    );
+    let lag = run.recorder.histogram(Phase::SendLag);
+    let lag_p99 = if lag.is_empty() {
+        0
+    } else {
+        lag.value_at_quantile(0.99)
+    };
+    // A request due in the last instant before the stop is honestly unsent but is no sign of
+    // trouble: warn past a handful per worker or a millisecond of lag.
+    let tolerated = (run.workers.len() as u64).max(c.requests / 1000);
+    if c.unsent > tolerated || lag_p99 > 1_000_000 {
+        let _ = writeln!(
+            out,
+            "WARNING: the client could not keep up with -R {}: {} requests due were never \
+             sent, send lag p99 {} (latency is still measured from the intended send times)",
+            rate(asked),
+            c.unsent,
+            dur_spaced(lag_p99 as f64)
+        );
+    }
 }
 
 fn reuse(out: &mut String, c: &Counters) {
