@@ -89,7 +89,37 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
         Command::Probe(a) => probe(*a, argv),
         Command::Serve(a) => serve(*a),
         Command::Autobahn(a) => autobahn(a),
+        Command::Merge(a) => merge(a, argv),
     }
+}
+
+/// `connbench merge`: print the merged summary, write the merged report; bad or incompatible
+/// input is a usage error (exit 2) naming the file and the problem.
+fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppError> {
+    use report::merge::{self, MergeOptions};
+    let bad = |e: merge::MergeError| AppError::Usage(UsageError(e.to_string()));
+    let reports = a
+        .reports
+        .iter()
+        .map(|f| merge::load(f).map(|v| (f.clone(), v)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let opts = MergeOptions {
+        allow_disjoint: a.allow_disjoint,
+        allow_mixed: a.allow_mixed,
+    };
+    let merged = merge::merge(&reports, &opts, argv).map_err(bad)?;
+    let text = merge::render_text(&merged);
+    if a.json.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(dest) = &a.json {
+        report::json::write(dest, &merged.json)
+            .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    Ok(EXIT_OK)
 }
 
 /// `connbench autobahn`: exit 0 when every case ran, 1 when some did not or the fuzzing server
@@ -461,7 +491,18 @@ impl Prepared {
         if let Some(s) = self.server.take() {
             s.stop();
         }
-        finish(meta, result?, load.json.as_deref())
+        let result = result?;
+        // Written before `finish` consumes the result, but a failure is reported after the
+        // summary and the JSON report, so a bad --hlog path never costs the user the run.
+        let hlog = load
+            .hlog
+            .as_deref()
+            .map(|path| (path, report::hlog::write(path, &result, &meta.phases())));
+        let code = finish(meta, result, load.json.as_deref())?;
+        if let Some((path, Err(e))) = hlog {
+            return Err(AppError::Report(format!("cannot write --hlog {path}: {e}")));
+        }
+        Ok(code)
     }
 }
 

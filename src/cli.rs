@@ -47,6 +47,28 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the Autobahn|Testsuite fuzzing server's cases against connbench's WebSocket client.
     Autobahn(AutobahnArgs),
+    /// Merge the JSON reports of simultaneous runs (several processes or machines) exactly.
+    Merge(MergeArgs),
+}
+
+/// `connbench merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Reports written with --json by runs of the same mode.
+    #[arg(value_name = "REPORT.json", required = true)]
+    pub reports: Vec<String>,
+
+    /// Write the merged report here ("-" for stdout; the text summary then goes to stderr).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// Merge even if the measured windows overlap by less than half of the shortest one.
+    #[arg(long = "allow-disjoint")]
+    pub allow_disjoint: bool,
+
+    /// Merge even if the runs used different URLs, methods, bodies, pipelines or TLS settings.
+    #[arg(long = "allow-mixed")]
+    pub allow_mixed: bool,
 }
 
 /// `connbench autobahn`.

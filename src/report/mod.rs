@@ -10,8 +10,10 @@ use std::time::{Duration, SystemTime};
 use crate::metrics::Recorder;
 
 pub mod hdr;
+pub mod hlog;
 pub mod host;
 pub mod json;
+pub mod merge;
 pub mod probe;
 pub mod redact;
 pub mod text;
