@@ -598,8 +598,15 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
-    if a.mode == WsModeArg::Echo && !(a.send_rate > 0.0 && a.send_rate.is_finite()) {
-        return usage("--send-rate must be a positive number of messages per second");
+    if a.rate.is_some() && a.mode != WsModeArg::Echo {
+        return usage("-R paces echo messages: add --mode echo");
+    }
+    // -R is a total over the connections; each connection keeps its share of the schedule.
+    let send_rate = a
+        .rate
+        .map_or(a.send_rate, |r| r / a.load.connections.max(1) as f64);
+    if a.mode == WsModeArg::Echo && !(send_rate > 0.0 && send_rate.is_finite()) {
+        return usage("--send-rate / -R must be a positive number of messages per second");
     }
     if a.mode == WsModeArg::Ping && a.ping_interval.is_zero() {
         return usage("--ping-interval must be longer than 0");
@@ -694,7 +701,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
             WsModeArg::Echo => WsMode::Echo,
             WsModeArg::Ping => WsMode::Ping,
         },
-        send_rate: a.send_rate,
+        send_rate,
         message_size: a.message_size,
         ping_interval: a.ping_interval,
         ts_field: ts_field
@@ -726,6 +733,13 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
     };
     let meta = RunMeta {
         duration: Some(plan.duration),
+        // Echo mode is open-loop: corrected latency and send lag are reported.
+        rate: (plan.mode == WsMode::Echo).then(|| {
+            (
+                plan.send_rate * plan.connections as f64,
+                "uniform".to_string(),
+            )
+        }),
         ws: Some(WsMeta {
             mode: format!("{:?}", a.mode).to_lowercase(),
             subscriptions: plan.subscriptions.clone(),
@@ -751,6 +765,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
             send_buffer: a.send_buffer,
             utf8_check: plan.utf8_check,
             max_message: plan.max_message,
+            connections: plan.connections,
         }),
         ..p.meta("ws", &a.load, argv)
     };

@@ -160,6 +160,11 @@ pub struct WsArgs {
     #[arg(long = "send-rate", default_value_t = 10.0)]
     pub send_rate: f64,
 
+    /// Echo mode at a constant total rate: this many messages per second across all
+    /// connections (instead of --send-rate per connection).
+    #[arg(short = 'R', long = "rate", conflicts_with = "send_rate")]
+    pub rate: Option<f64>,
+
     /// Echo mode: bytes per message (at least the ~40-byte timestamp envelope).
     #[arg(long = "message-size", default_value_t = 64)]
     pub message_size: usize,

@@ -133,6 +133,8 @@ struct Slot<T> {
     echo_accounted: u64,
     /// Echo messages owed while disconnected.
     owed: u64,
+    /// Schedule index of the first message owed (the owed ones are consecutive).
+    owed_from: u64,
     p: Proto,
 }
 
@@ -173,6 +175,7 @@ struct Rx<'a> {
     clock: Clock,
     ts_unit: &'a mut Option<TsUnit>,
     echo_path: &'a FieldPath,
+    intended_path: &'a FieldPath,
 }
 
 /// A WebSocket worker, generic over the transport.
@@ -188,6 +191,7 @@ pub struct WsWorker<T: Transport> {
     budget: Option<Budget>,
     ts_unit: Option<TsUnit>,
     echo_path: FieldPath,
+    intended_path: FieldPath,
     open: u64,
     stopping: bool,
     max_stall: Duration,
@@ -220,6 +224,7 @@ impl<T: Transport> WsWorker<T> {
                 backoff: Backoff::default(),
                 echo_accounted: 0,
                 owed: 0,
+                owed_from: 0,
                 p: Proto {
                     state: State::Backoff(now),
                     handshake: None,
@@ -267,6 +272,7 @@ impl<T: Transport> WsWorker<T> {
                 budget,
                 ts_unit: plan.ts_unit,
                 echo_path: FieldPath::parse("t").expect("static path"),
+                intended_path: FieldPath::parse("i").expect("static path"),
                 open: 0,
                 stopping: false,
                 max_stall: Duration::ZERO,
@@ -583,6 +589,7 @@ impl<T: Transport> WsWorker<T> {
             clock: self.clock,
             ts_unit: &mut self.ts_unit,
             echo_path: &self.echo_path,
+            intended_path: &self.intended_path,
         };
         let res = t.recv(
             sock,
@@ -733,11 +740,15 @@ impl<T: Transport> WsWorker<T> {
         }
         if open {
             let n = new.min(MAX_BURST);
+            let first = s.echo_accounted;
             s.echo_accounted += n;
-            for _ in 0..n {
-                self.encode_echo(slot);
+            for idx in first..first + n {
+                self.encode_echo(slot, idx);
             }
         } else {
+            if s.owed == 0 {
+                s.owed_from = s.echo_accounted;
+            }
             s.echo_accounted += new;
             let room = limit.saturating_sub(s.owed);
             let kept = new.min(room);
@@ -749,19 +760,26 @@ impl<T: Transport> WsWorker<T> {
     /// After (re)subscribing: the echo messages owed while the connection was down.
     fn send_owed(&mut self, slot: usize) {
         let owed = std::mem::take(&mut self.slots[slot].owed);
-        for _ in 0..owed {
-            self.encode_echo(slot);
+        let from = self.slots[slot].owed_from;
+        for idx in from..from + owed {
+            self.encode_echo(slot, idx);
         }
         self.rec.counters.ws.buffered_sent += owed;
     }
 
-    /// One echo message: `{"t":<ns since worker start>,"n":<k>,"pad":"…"}` padded to the size.
-    fn encode_echo(&mut self, slot: usize) {
+    /// Echo message number `idx` of this slot's schedule:
+    /// `{"t":<sent, ns since worker start>,"i":<intended, same clock>,"n":<k>,"pad":"…"}`,
+    /// padded to the size. The schedule is open-loop (`engine::pace`'s argument): message idx is
+    /// due at idx / rate whatever the echoes do, so the echo's latency from "i" is the corrected
+    /// one and from "t" the uncorrected one.
+    fn encode_echo(&mut self, slot: usize, idx: u64) {
         use std::io::Write as _;
         let t = self.clock.mono_ns(Instant::now());
+        let i = (idx as f64 * 1e9 / self.setup.plan.send_rate) as u64;
+        self.rec.record(Phase::SendLag, t.saturating_sub(i));
         let n = self.rec.counters.ws.messages_out;
         self.msg.clear();
-        let _ = write!(self.msg, "{{\"t\":{t},\"n\":{n},\"pad\":\"");
+        let _ = write!(self.msg, "{{\"t\":{t},\"i\":{i},\"n\":{n},\"pad\":\"");
         let size = self.setup.plan.message_size;
         while self.msg.len() + 2 < size {
             self.msg.push(b'x');
@@ -955,9 +973,12 @@ fn on_frame(
 fn on_message(seqs: &mut Vec<(u64, SeqTracker)>, rx: &mut Rx<'_>, data: &[u8], now: Instant) {
     let plan = rx.plan;
     if plan.mode == WsMode::Echo {
+        let now_ns = rx.clock.mono_ns(now);
         if let Some(t) = jsonfield::find_u64(data, rx.echo_path) {
-            let rtt = rx.clock.mono_ns(now).saturating_sub(t);
-            rx.rec.record(Phase::Rtt, rtt);
+            rx.rec.record(Phase::Rtt, now_ns.saturating_sub(t));
+        }
+        if let Some(i) = jsonfield::find_u64(data, rx.intended_path) {
+            rx.rec.record(Phase::Corrected, now_ns.saturating_sub(i));
         }
     }
     if let Some(path) = &plan.ts_field {

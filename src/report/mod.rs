@@ -177,4 +177,6 @@ pub struct WsMeta {
     pub utf8_check: bool,
     /// `--max-message`.
     pub max_message: usize,
+    /// Connections of the run (echo rate = send_rate × connections).
+    pub connections: usize,
 }

@@ -449,6 +449,18 @@ fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
             0.0
         }),
     );
+    if meta.mode == "echo" {
+        let asked = meta.send_rate * meta.connections as f64;
+        label(out, "echo rate");
+        let sent = run.recorder.histogram(Phase::SendLag).len();
+        let _ = writeln!(
+            out,
+            "asked {} msg/s   sent {} msg/s (open loop: corrected latency from each message's \
+             intended send time)",
+            rate(asked),
+            per_s(sent)
+        );
+    }
     label(out, "connections");
     let attempted = c.connections_opened;
     let success = if attempted > 0 {

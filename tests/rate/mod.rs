@@ -171,3 +171,34 @@ fn scenarios_and_stages_refuse_conflicting_flags() {
         "--warmup",
     );
 }
+
+#[test]
+fn a_stall_shows_in_corrected_p99_but_not_in_uncorrected() {
+    // The target answers nothing for 400 ms, one second in. Closed-loop thinking would record
+    // only the 8 requests that were in flight (0.5 % of the run: below p99); the open-loop
+    // schedule keeps asking, and every request due during the stall waits for it.
+    let s = serve(|c| {
+        c.http_stall = Some((
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_millis(400),
+        ))
+    });
+    let url = http_url(&s, "/delay/1000");
+    let r = connbench(&["http", &url, "-R", "500", "-d", "3s", "-c", "8"]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        stats.http_stalled_requests > 0,
+        "the stall happened during the run"
+    );
+    let corrected = r.u64("/phases/corrected/p99");
+    let uncorrected = r.u64("/phases/total/p99");
+    assert!(corrected >= 200_000_000, "corrected p99 {corrected} ns");
+    assert!(
+        uncorrected < 100_000_000,
+        "uncorrected p99 {uncorrected} ns"
+    );
+    // both see the stall at their maximum
+    assert!(r.u64("/phases/total/max") >= 300_000_000);
+}

@@ -531,3 +531,37 @@ fn client_heartbeats_are_sent_and_answered() {
     assert!(ping.u64("/ws/pongs_received") + 1 >= ping.u64("/ws/pings_sent"));
     assert!(ping.u64("/phases/rtt/count") >= 6);
 }
+
+#[test]
+fn echo_at_a_constant_rate_corrects_for_outages() {
+    // Open loop: messages due while a connection is down are sent after it comes back, and
+    // their latency from the intended send time includes the outage; the round trip from the
+    // actual send does not.
+    let s = serve(|c| c.ws_drop_every = Some(std::time::Duration::from_millis(500)));
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "-R",
+        "400",
+        "-c",
+        "2",
+        "-d",
+        "3s",
+        "--backoff-base",
+        "200ms",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sent = r.u64("/phases/send_lag/count") as f64 / r.f64("/duration_s");
+    assert!((sent - 400.0).abs() < 40.0, "asked 400 msg/s, sent {sent}");
+    assert_eq!(r.f64("/rate/asked_per_s"), 400.0);
+    assert!(r.u64("/ws/buffered_sent") > 0);
+    let corrected = r.u64("/phases/corrected/p99");
+    let rtt = r.u64("/phases/rtt/p99");
+    assert!(corrected >= 30_000_000, "corrected p99 {corrected}");
+    assert!(rtt < 30_000_000, "rtt p99 {rtt}");
+    assert!(r.stdout.contains("echo rate"), "{}", r.stdout);
+}
