@@ -4,7 +4,7 @@
 //! executes it. Nothing here opens a socket or reads a clock. Later load shapes (constant rate,
 //! stages) and WebSocket sessions extend this data, not the engine's signature.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -102,6 +102,9 @@ pub struct HttpPlan {
     pub connect_timeout: Duration,
     /// Show a live progress line on stderr (only when stderr is a terminal).
     pub progress: bool,
+    /// Local source addresses, taken round-robin by global connection index (`--source`);
+    /// empty: the kernel picks (no bind). All of the target address family.
+    pub sources: Vec<IpAddr>,
 }
 
 impl HttpPlan {
@@ -224,4 +227,7 @@ pub struct WsPlan {
     pub heartbeat_interval: Duration,
     /// Messages kept while a connection is down (echo mode), sent after resubscribing.
     pub send_buffer: usize,
+    /// Local source addresses, taken round-robin by global connection index (`--source`);
+    /// empty: the kernel picks (no bind). All of the target address family.
+    pub sources: Vec<IpAddr>,
 }

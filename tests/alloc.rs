@@ -60,6 +60,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         progress: false,
+        sources: vec![],
     }
 }
 
@@ -133,6 +134,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         heartbeat: Heartbeat::Off,
         heartbeat_interval: Duration::from_secs(20),
         send_buffer: 100,
+        sources: vec![],
     }
 }
 

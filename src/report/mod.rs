@@ -100,6 +100,8 @@ pub struct RunMeta {
     pub fd_limit: u64,
     /// WebSocket settings (`ws` runs only).
     pub ws: Option<WsMeta>,
+    /// `--source` addresses, in round-robin order (empty: the kernel picked).
+    pub sources: Vec<std::net::IpAddr>,
 }
 
 /// The WebSocket settings as the reports show them (strings raw; reports redact them).
