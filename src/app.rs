@@ -327,7 +327,46 @@ struct Prepared {
     /// The in-process target, stopped after the run.
     server: Option<ServerHandle>,
     target: Target,
+    /// `--source` addresses (empty: none given).
+    sources: Vec<std::net::IpAddr>,
     tls: TlsPlan,
+}
+
+/// `--source`: every address must be one this host can send from (the kernel says so through a
+/// bind that reserves no port), checked before anything starts.
+fn check_sources(sources: &[std::net::IpAddr]) -> Result<(), AppError> {
+    for &ip in sources {
+        if let Err(e) = engine::socket::check_source(ip) {
+            return usage(format!(
+                "--source {ip} cannot be used: {e} (give addresses of this host, e.g. \
+                 127.0.0.1-127.0.0.16 on loopback)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--source`: connect only to the target addresses of the sources' family, and refuse when the
+/// target has none (e.g. IPv4 sources for an IPv6-only host).
+fn keep_source_family(sources: &[std::net::IpAddr], target: &mut Target) -> Result<(), AppError> {
+    let Some(first) = sources.first() else {
+        return Ok(());
+    };
+    let v4 = first.is_ipv4();
+    target.addrs.retain(|a| a.is_ipv4() == v4);
+    if target.addrs.is_empty() {
+        let (have, want) = if v4 {
+            ("IPv4", "IPv6")
+        } else {
+            ("IPv6", "IPv4")
+        };
+        return usage(format!(
+            "--source addresses are {have} but {} has only {want} addresses; give {want} \
+             sources or a target with an {have} address",
+            target.host
+        ));
+    }
+    Ok(())
 }
 
 /// Validate the shared flags, choose CPUs, check the fd limit, start the built-in target when
@@ -360,6 +399,12 @@ fn prepare(
         builtin,
     )?;
     let fd_limit = engine::check_fd_limit(load.connections, if builtin { 2 } else { 1 })?;
+    let sources = load
+        .source
+        .as_ref()
+        .map(|l| l.0.clone())
+        .unwrap_or_default();
+    check_sources(&sources)?;
     let mut headers = Vec::with_capacity(load.headers.len() + 1);
     for h in &load.headers {
         headers.push(cli::parse_header(h)?);
@@ -390,7 +435,8 @@ fn prepare(
     } else {
         url.unwrap_or_default().to_string()
     };
-    let (target, credentials) = parse_url(&url, websocket)?;
+    let (mut target, credentials) = parse_url(&url, websocket)?;
+    keep_source_family(&sources, &mut target)?;
     if let Some((user, pass)) = credentials {
         if !headers
             .iter()
@@ -407,6 +453,7 @@ fn prepare(
         headers,
         server,
         target,
+        sources,
         tls: TlsPlan {
             ca_file: tls.ca.clone(),
             extra_ca_pem,
@@ -454,6 +501,7 @@ impl Prepared {
             fd_limit: self.fd_limit,
             ws: None,
             rate: None,
+            sources: self.sources.clone(),
         }
     }
 
@@ -568,6 +616,7 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
                 },
             )
         }),
+        sources: p.sources.clone(),
     };
     let meta = RunMeta {
         rate: plan
@@ -730,6 +779,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         heartbeat: heartbeat.clone(),
         heartbeat_interval,
         send_buffer: a.send_buffer,
+        sources: p.sources.clone(),
     };
     let meta = RunMeta {
         duration: Some(plan.duration),
@@ -830,6 +880,7 @@ fn probe(a: ProbeArgs, argv: Vec<String>) -> Result<i32, AppError> {
         cpus: None,
         json: a.json.clone(),
         hlog: None,
+        source: None,
         quiet: a.quiet,
     };
     let default_path = if websocket { "/echo" } else { "/" };

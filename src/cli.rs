@@ -313,6 +313,12 @@ pub struct LoadArgs {
     /// No live progress line and no start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// Local source addresses, taken round-robin by connection: e.g. 127.0.0.1-127.0.0.16,
+    /// 10.0.0.5,10.0.0.6 or ::1. Same address family as the target. Each address has its own
+    /// ~28k ephemeral ports per destination.
+    #[arg(long = "source", value_name = "LIST", value_parser = parse_source_list)]
+    pub source: Option<SourceList>,
 }
 
 /// TLS flags of the load commands.
@@ -607,6 +613,13 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
+/// A parsed `--source` list: one address family, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceList(pub Vec<std::net::IpAddr>);
+
+/// Most addresses one `--source` list may name (a typo in a range must not allocate gigabytes).
+pub const MAX_SOURCES: usize = 65_536;
+
 /// Parse "10s", "250ms", "100us", "2m", "1h", or a bare number of seconds ("1.5").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -692,6 +705,68 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     out.sort_unstable();
     out.dedup();
     Ok(CpuList(out))
+}
+
+/// Parse "127.0.0.1-127.0.0.16", "10.0.0.5,10.0.0.6", "::1" or a mix of IPv4 singles and
+/// ranges into source addresses, in order. Ranges are IPv4 only (IPv6 addresses are listed one
+/// by one); every address must be of one family and usable as a source (not unspecified,
+/// multicast or broadcast).
+pub fn parse_source_list(s: &str) -> Result<SourceList, String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let hint = "use e.g. 127.0.0.1-127.0.0.16, 10.0.0.5,10.0.0.6 or ::1";
+    let one = |part: &str| -> Result<IpAddr, String> {
+        let ip: IpAddr = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid --source address {:?} ({hint})", part.trim()))?;
+        let unusable = ip.is_unspecified()
+            || ip.is_multicast()
+            || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if unusable {
+            return Err(format!("--source {ip} cannot be a source address"));
+        }
+        Ok(ip)
+    };
+    let mut out: Vec<IpAddr> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (one(a)?, one(b)?);
+                let (IpAddr::V4(a), IpAddr::V4(b)) = (a, b) else {
+                    return Err(format!(
+                        "--source range {part:?}: ranges are IPv4 only; list IPv6 addresses \
+                         one by one"
+                    ));
+                };
+                let (lo, hi) = (u32::from(a), u32::from(b));
+                if lo > hi {
+                    return Err(format!("--source range {part:?} ends before it starts"));
+                }
+                let n = (hi - lo) as usize + 1;
+                if out.len() + n > MAX_SOURCES {
+                    return Err(format!("--source names more than {MAX_SOURCES} addresses"));
+                }
+                for v in lo..=hi {
+                    out.push(one(&Ipv4Addr::from(v).to_string())?);
+                }
+            }
+            None => {
+                if out.len() >= MAX_SOURCES {
+                    return Err(format!("--source names more than {MAX_SOURCES} addresses"));
+                }
+                out.push(one(part)?);
+            }
+        }
+    }
+    let Some(first) = out.first() else {
+        return Err(format!("empty --source list ({hint})"));
+    };
+    if out.iter().any(|ip| ip.is_ipv4() != first.is_ipv4()) {
+        return Err(
+            "--source mixes IPv4 and IPv6 addresses; give one family (the target's)".to_string(),
+        );
+    }
+    Ok(SourceList(out))
 }
 
 /// Split "Name: value" into its parts.
@@ -828,6 +903,52 @@ mod tests {
         );
         let e = expand_subscriptions(&v(&["{symbol}"]), &[], &[], &[]).unwrap_err();
         assert!(e.0.contains("--symbols"), "{e}");
+    }
+
+    #[test]
+    fn source_lists() {
+        let ips = |l: SourceList| l.0.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        let range = parse_source_list("127.0.0.1-127.0.0.16").unwrap();
+        assert_eq!(range.0.len(), 16);
+        assert_eq!(ips(range)[15], "127.0.0.16");
+        assert_eq!(
+            ips(parse_source_list("10.0.0.5, 10.0.0.6,127.0.0.254-127.0.1.1").unwrap()),
+            [
+                "10.0.0.5",
+                "10.0.0.6",
+                "127.0.0.254",
+                "127.0.0.255",
+                "127.0.1.0",
+                "127.0.1.1"
+            ]
+        );
+        assert_eq!(ips(parse_source_list("::1").unwrap()), ["::1"]);
+        assert_eq!(
+            ips(parse_source_list("::1,fe80::1").unwrap()),
+            ["::1", "fe80::1"]
+        );
+        for (bad, needle) in [
+            ("", "empty"),
+            (",", "empty"),
+            ("127.0.0.300", "invalid"),
+            ("localhost", "invalid"),
+            ("127.0.0.9-127.0.0.1", "ends before"),
+            ("::1-::5", "IPv4 only"),
+            ("127.0.0.1,::1", "mixes"),
+            ("0.0.0.0", "cannot be a source"),
+            ("224.0.0.1", "cannot be a source"),
+            ("255.255.255.255", "cannot be a source"),
+            ("10.0.0.0-10.255.255.255", "more than"),
+        ] {
+            let e = parse_source_list(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+        }
+        let cli =
+            Cli::try_parse_from(["connbench", "http", "--source", "127.0.0.2,127.0.0.3"]).unwrap();
+        let Command::Http(a) = cli.command else {
+            panic!("expected http")
+        };
+        assert_eq!(a.load.source.unwrap().0.len(), 2);
     }
 
     #[test]

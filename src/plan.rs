@@ -4,7 +4,7 @@
 //! executes it. Nothing here opens a socket or reads a clock. Later load shapes (constant rate,
 //! stages) and WebSocket sessions extend this data, not the engine's signature.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -108,6 +108,9 @@ pub struct HttpPlan {
     pub rate: Option<(f64, crate::engine::pace::Arrival)>,
     /// Ramp profile (`--stages`, `--scenario`); empty: all connections from the start.
     pub stages: Vec<Stage>,
+    /// Local source addresses, taken round-robin by global connection index (`--source`);
+    /// empty: the kernel picks (no bind). All of the target address family.
+    pub sources: Vec<IpAddr>,
 }
 
 impl HttpPlan {
@@ -232,6 +235,9 @@ pub struct WsPlan {
     pub heartbeat_interval: Duration,
     /// Messages kept while a connection is down (echo mode), sent after resubscribing.
     pub send_buffer: usize,
+    /// Local source addresses, taken round-robin by global connection index (`--source`);
+    /// empty: the kernel picks (no bind). All of the target address family.
+    pub sources: Vec<IpAddr>,
 }
 
 /// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`.

@@ -63,6 +63,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         intervals: false,
         rate: None,
         stages: vec![],
+        sources: vec![],
     }
 }
 
@@ -137,6 +138,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         heartbeat: Heartbeat::Off,
         heartbeat_interval: Duration::from_secs(20),
         send_buffer: 100,
+        sources: vec![],
     }
 }
 

@@ -5,6 +5,7 @@
 mod merge;
 mod probe;
 mod rate;
+mod source;
 mod util;
 mod ws;
 
@@ -725,6 +726,7 @@ fn interval_histograms_add_up_to_the_run() {
         intervals: true,
         rate: None,
         stages: vec![],
+        sources: vec![],
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

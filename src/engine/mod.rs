@@ -146,6 +146,8 @@ where
             connections: plan.connections_of(id),
             budget: plan.requests_of(id),
             addrs: plan.target.addrs.clone(),
+            sources: plan.sources.clone(),
+            first_conn: (0..id).map(|w| plan.connections_of(w)).sum(),
             request: request.clone(),
             pipeline: plan.pipeline,
             head_request,

@@ -133,6 +133,11 @@ pub struct Setup<C> {
     /// refused or times out moves on to the next one (so `localhost` works whichever of
     /// 127.0.0.1 and ::1 the server listens on).
     pub addrs: Vec<SocketAddr>,
+    /// Local source addresses (`--source`), round-robin by global connection index; empty:
+    /// no bind.
+    pub sources: Vec<std::net::IpAddr>,
+    /// Global index of this worker's first connection (picks its sources).
+    pub first_conn: usize,
     /// One serialized request.
     pub request: Arc<[u8]>,
     /// Requests in flight per connection.
@@ -270,6 +275,8 @@ pub struct Worker<T: Transport> {
     /// Slots `0..active` should hold a connection; the rest are parked (staged runs).
     active: usize,
     stager: Option<Stager>,
+    /// Keeps a connect storm from starving the loop (`socket::ConnectPacer`).
+    connect_pacer: socket::ConnectPacer,
 }
 
 impl<T: Transport> Worker<T> {
@@ -335,6 +342,7 @@ impl<T: Transport> Worker<T> {
                 pacer,
                 active: if has_stages { 0 } else { usize::MAX },
                 stager: None,
+                connect_pacer: socket::ConnectPacer::new(now),
             },
             waker,
         ))
@@ -483,11 +491,20 @@ impl<T: Transport> Worker<T> {
             self.conns[slot].state = State::Done;
             return;
         }
+        let now = Instant::now();
+        if let Some(at) = self.connect_pacer.admit(now) {
+            self.conns[slot].state = State::Backoff(at);
+            self.next_backoff = Some(self.next_backoff.map_or(at, |b| b.min(at)));
+            return;
+        }
         let c = &mut self.conns[slot];
         let addr = self.setup.addrs[c.addr_idx % self.setup.addrs.len()];
-        c.t_connect = Instant::now();
+        let source = socket::source_for(&self.setup.sources, self.setup.first_conn + slot);
+        c.t_connect = now;
         self.rec.counters.connections_opened += 1;
-        let mut sock = match socket::connect(addr) {
+        let res = socket::connect_from(addr, source);
+        self.connect_pacer.done(Instant::now());
+        let mut sock = match res {
             Ok(s) => s,
             Err(e) => {
                 self.fail(slot, ErrorClass::from_connect_error(&e));

@@ -196,6 +196,8 @@ pub struct WsWorker<T: Transport> {
     stopping: bool,
     max_stall: Duration,
     tick: Duration,
+    /// Keeps a connect storm from starving the loop (`socket::ConnectPacer`).
+    pacer: socket::ConnectPacer,
 }
 
 fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
@@ -277,6 +279,7 @@ impl<T: Transport> WsWorker<T> {
                 stopping: false,
                 max_stall: Duration::ZERO,
                 tick,
+                pacer: socket::ConnectPacer::new(now),
             },
             waker,
         ))
@@ -390,6 +393,10 @@ impl<T: Transport> WsWorker<T> {
             return;
         }
         let now = Instant::now();
+        if let Some(at) = self.pacer.admit(now) {
+            self.slots[slot].p.state = State::Backoff(at);
+            return;
+        }
         if self.slots[slot].p.was_open {
             if let Some(b) = &mut self.budget {
                 if !b.try_take(now) {
@@ -401,9 +408,12 @@ impl<T: Transport> WsWorker<T> {
         let addrs = &self.setup.plan.target.addrs;
         let s = &mut self.slots[slot];
         let addr: SocketAddr = addrs[s.addr_idx % addrs.len()];
+        let source = socket::source_for(&self.setup.plan.sources, self.setup.first_conn + slot);
         s.p.t_connect = now;
         self.rec.counters.connections_opened += 1;
-        let mut sock = match socket::connect(addr) {
+        let res = socket::connect_from(addr, source);
+        self.pacer.done(Instant::now());
+        let mut sock = match res {
             Ok(sock) => sock,
             Err(e) => {
                 return self.lose(

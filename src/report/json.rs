@@ -44,6 +44,7 @@
 //! | `config.sni` | string \| null | `--sni` |
 //! | `config.ca_file` | string \| null | `--ca` |
 //! | `config.fd_limit` | integer | soft RLIMIT_NOFILE in force |
+//! | `config.sources` | array of string | `--source` addresses in round-robin order; empty when not given |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -162,6 +163,7 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
             "sni": meta.sni,
             "ca_file": meta.ca_file,
             "fd_limit": meta.fd_limit,
+            "sources": meta.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         },
         "host": {
             "cpus_online": host.cpus_online,

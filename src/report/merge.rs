@@ -788,6 +788,18 @@ fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String
             let arrival = r.get("arrival").and_then(Value::as_str).unwrap_or_default();
             (asked, arrival.to_string())
         }),
+        // Every process's source addresses, once each.
+        sources: {
+            let mut all: Vec<std::net::IpAddr> = reports
+                .iter()
+                .filter_map(|(_, d)| d.pointer("/config/sources").and_then(Value::as_array))
+                .flatten()
+                .filter_map(|v| v.as_str()?.parse().ok())
+                .collect();
+            all.sort();
+            all.dedup();
+            all
+        },
     }
 }
 

@@ -118,6 +118,8 @@ pub struct RunMeta {
     pub fd_limit: u64,
     /// WebSocket settings (`ws` runs only).
     pub ws: Option<WsMeta>,
+    /// `--source` addresses, in round-robin order (empty: the kernel picked).
+    pub sources: Vec<std::net::IpAddr>,
     /// Constant-rate mode: the asked total rate and the arrival process ("uniform", "poisson").
     pub rate: Option<(f64, String)>,
 }
