@@ -198,6 +198,10 @@ pub struct WsWorker<T: Transport> {
     tick: Duration,
     /// Keeps a connect storm from starving the loop (`socket::ConnectPacer`).
     pacer: socket::ConnectPacer,
+    /// Earliest moment a slot in backoff (or deferred by the connect pacer) may open.
+    next_open: Option<Instant>,
+    /// Every slot gave up (checked on the timer pass, not per event).
+    all_done: bool,
 }
 
 fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
@@ -279,6 +283,8 @@ impl<T: Transport> WsWorker<T> {
                 stopping: false,
                 max_stall: Duration::ZERO,
                 tick,
+                next_open: None,
+                all_done: false,
                 pacer: socket::ConnectPacer::new(now),
             },
             waker,
@@ -305,6 +311,9 @@ impl<T: Transport> WsWorker<T> {
             if let Some(c) = intervals.next() {
                 wake = wake.min(c);
             }
+            if let Some(o) = self.next_open {
+                wake = wake.min(o);
+            }
             if let Err(e) = self
                 .poll
                 .poll(&mut events, Some(wake.saturating_duration_since(now)))
@@ -329,12 +338,12 @@ impl<T: Transport> WsWorker<T> {
             if warm {
                 intervals.tick(now, false, &mut self.rec, &self.setup.progress);
             }
-            if now >= next_tick {
+            if now >= next_tick || self.next_open.is_some_and(|o| now >= o) {
                 self.timers(now);
                 next_tick = now + self.tick;
             }
             self.publish();
-            if self.slots.iter().all(|s| s.p.state == State::Done) {
+            if self.all_done {
                 break;
             }
             self.max_stall = self.max_stall.max(Instant::now() - loop_now);
@@ -395,12 +404,15 @@ impl<T: Transport> WsWorker<T> {
         let now = Instant::now();
         if let Some(at) = self.pacer.admit(now) {
             self.slots[slot].p.state = State::Backoff(at);
+            self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
             return;
         }
         if self.slots[slot].p.was_open {
             if let Some(b) = &mut self.budget {
                 if !b.try_take(now) {
-                    self.slots[slot].p.state = State::Backoff(b.next_available(now));
+                    let at = b.next_available(now);
+                    self.slots[slot].p.state = State::Backoff(at);
+                    self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
                     return;
                 }
             }
@@ -690,7 +702,11 @@ impl<T: Transport> WsWorker<T> {
         }
         self.rec.counters.ws.reconnects[cause.index()] += 1;
         match s.backoff.next(&self.setup.plan.backoff, &mut self.rng) {
-            Some(wait) => s.p.state = State::Backoff(now + wait),
+            Some(wait) => {
+                s.p.state = State::Backoff(now + wait);
+                let at = now + wait;
+                self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
+            }
             None => {
                 self.rec.counters.ws.retries_exhausted += 1;
                 s.p.state = State::Done;
@@ -706,6 +722,9 @@ impl<T: Transport> WsWorker<T> {
         } else {
             None
         };
+        // Rebuilt by this pass: open() and lose() below add what they schedule.
+        self.next_open = None;
+        let mut done = 0;
         for slot in 0..self.slots.len() {
             let state = self.slots[slot].p.state;
             if let Some(due) = echo_due {
@@ -714,6 +733,10 @@ impl<T: Transport> WsWorker<T> {
             let s = &self.slots[slot];
             match state {
                 State::Backoff(at) if at <= now => self.open(slot),
+                State::Backoff(at) => {
+                    self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
+                }
+                State::Done => done += 1,
                 State::Connecting if now - s.p.t_connect >= plan.connect_timeout => self.lose(
                     slot,
                     ReconnectCause::Error,
@@ -738,6 +761,7 @@ impl<T: Transport> WsWorker<T> {
                 _ => {}
             }
         }
+        self.all_done = done == self.slots.len();
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
