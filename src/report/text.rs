@@ -411,6 +411,14 @@ fn client(out: &mut String, run: &RunResult) {
     );
     if run.peak_rss_bytes > 0 {
         out.push_str(&mebibytes(run.peak_rss_bytes));
+        if run.peak_open >= 1000 {
+            // Only meaningful when connections dominate the fixed costs (histograms, binary).
+            let _ = write!(
+                out,
+                " ({:.1} KiB per open connection)",
+                run.peak_rss_bytes as f64 / 1024.0 / run.peak_open as f64
+            );
+        }
     } else {
         out.push('-');
     }
