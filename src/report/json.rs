@@ -201,11 +201,7 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         ),
         "ws": meta.ws.as_ref().map(|w| websocket(w, run)),
         "peak_open_connections": run.peak_open,
-        "rss_per_open_connection_bytes": if run.peak_open > 0 {
-            Some(run.peak_rss_bytes / run.peak_open)
-        } else {
-            None
-        },
+        "rss_per_open_connection_bytes": run.peak_rss_bytes.checked_div(run.peak_open),
         "stages": run.stages.iter().map(|s| stage(meta, s)).collect::<Vec<_>>(),
         "rate": meta.rate.as_ref().map(|(asked, arrival)| json!({
             "asked_per_s": asked,
