@@ -583,6 +583,16 @@ impl Recorder {
         }
     }
 
+    /// Add a whole histogram (same bounds) to a phase: how reports from other processes are
+    /// merged exactly. Errors only if `h` holds values outside the phase histogram's range.
+    pub fn add_histogram(
+        &mut self,
+        phase: Phase,
+        h: &Histogram<u64>,
+    ) -> Result<(), hdrhistogram::AdditionError> {
+        self.hist[phase.index()].add(h)
+    }
+
     /// Keep a second set of histograms for interval logs (`--hlog`).
     pub fn enable_intervals(&mut self) {
         self.interval = Some(Box::new(std::array::from_fn(|_| new_histogram())));

@@ -316,8 +316,8 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> Value {
     })
 }
 
-/// One `phases.*` object.
-fn phase(h: &Histogram<u64>) -> Value {
+/// One `phases.*` object (also used by the probe and merge reports).
+pub(crate) fn phase(h: &Histogram<u64>) -> Value {
     let hdr = hdr::encode(h);
     if h.is_empty() {
         return json!({

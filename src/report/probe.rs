@@ -34,13 +34,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use super::host::HostFacts;
-use super::json::{rfc3339, unix_ms, SCHEMA};
+use super::json::{phase, rfc3339, unix_ms, SCHEMA};
 use super::text::dur_compact;
-use super::{hdr, redact, RunMeta};
+use super::{redact, RunMeta};
 use crate::engine::probe::{Cause, Establish, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
 
@@ -343,32 +342,6 @@ fn pass_summary(p: &PassResult) -> Value {
         "limit": p.limit,
         "reached_max": p.reached_max,
         "first_failure": p.first_failure.as_ref().map(first_failure),
-    })
-}
-
-/// One `phases.*` object, shaped as in the load reports.
-fn phase(h: &Histogram<u64>) -> Value {
-    let encoded = hdr::encode(h);
-    if h.is_empty() {
-        return json!({
-            "unit": "ns", "count": 0,
-            "min": null, "p50": null, "p90": null, "p99": null, "p999": null, "max": null,
-            "mean": null, "stdev": null,
-            "hdr": encoded,
-        });
-    }
-    json!({
-        "unit": "ns",
-        "count": h.len(),
-        "min": h.min(),
-        "p50": h.value_at_quantile(0.50),
-        "p90": h.value_at_quantile(0.90),
-        "p99": h.value_at_quantile(0.99),
-        "p999": h.value_at_quantile(0.999),
-        "max": h.max(),
-        "mean": h.mean(),
-        "stdev": h.stdev(),
-        "hdr": encoded,
     })
 }
 
