@@ -108,8 +108,9 @@ fn max_conns_refuse_gives_limit_300_a_server_reset_full_survival_and_a_stable_co
         r.report()["confirm"]["above"]["first_failure"]["class"],
         "connect_reset"
     );
-    // The target refused one connection per pass: the probe's and the confirm's.
-    assert_eq!(stats.rejected, 2, "{stats:?}");
+    // The target refused at least one connection per pass (the probe's and the confirm's; a
+    // loaded machine may let a pass start before the target has seen the last one's closes).
+    assert!(stats.rejected >= 2, "{stats:?}");
     assert!(r.u64("/phases/connect/count") > LIMIT as u64);
     assert!(r.stdout.contains("(server side)"), "{}", r.stdout);
     assert!(r.stdout.contains("confirm        stable"), "{}", r.stdout);
