@@ -315,7 +315,7 @@ pub struct LoadArgs {
     pub quiet: bool,
 
     /// Local source addresses, taken round-robin by connection: e.g. 127.0.0.1-127.0.0.16,
-    /// 10.0.0.5,10.0.0.6 or ::1. Same address family as the target. Each address has its own
+    /// 127.0.0.5,127.0.0.6 or ::1. Same address family as the target. Each address has its own
     /// ~28k ephemeral ports per destination.
     #[arg(long = "source", value_name = "LIST", value_parser = parse_source_list)]
     pub source: Option<SourceList>,
@@ -707,13 +707,13 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(out))
 }
 
-/// Parse "127.0.0.1-127.0.0.16", "10.0.0.5,10.0.0.6", "::1" or a mix of IPv4 singles and
+/// Parse "127.0.0.1-127.0.0.16", "127.0.0.5,127.0.0.6", "::1" or a mix of IPv4 singles and
 /// ranges into source addresses, in order. Ranges are IPv4 only (IPv6 addresses are listed one
 /// by one); every address must be of one family and usable as a source (not unspecified,
 /// multicast or broadcast).
 pub fn parse_source_list(s: &str) -> Result<SourceList, String> {
     use std::net::{IpAddr, Ipv4Addr};
-    let hint = "use e.g. 127.0.0.1-127.0.0.16, 10.0.0.5,10.0.0.6 or ::1";
+    let hint = "use e.g. 127.0.0.1-127.0.0.16, 127.0.0.5,127.0.0.6 or ::1";
     let one = |part: &str| -> Result<IpAddr, String> {
         let ip: IpAddr = part
             .trim()
@@ -912,10 +912,10 @@ mod tests {
         assert_eq!(range.0.len(), 16);
         assert_eq!(ips(range)[15], "127.0.0.16");
         assert_eq!(
-            ips(parse_source_list("10.0.0.5, 10.0.0.6,127.0.0.254-127.0.1.1").unwrap()),
+            ips(parse_source_list("127.0.0.5, 127.0.0.6,127.0.0.254-127.0.1.1").unwrap()),
             [
-                "10.0.0.5",
-                "10.0.0.6",
+                "127.0.0.5",
+                "127.0.0.6",
                 "127.0.0.254",
                 "127.0.0.255",
                 "127.0.1.0",
@@ -938,7 +938,7 @@ mod tests {
             ("0.0.0.0", "cannot be a source"),
             ("224.0.0.1", "cannot be a source"),
             ("255.255.255.255", "cannot be a source"),
-            ("10.0.0.0-10.255.255.255", "more than"),
+            ("127.0.0.0-127.255.255.255", "more than"),
         ] {
             let e = parse_source_list(bad).unwrap_err();
             assert!(e.contains(needle), "{bad:?}: {e}");
