@@ -460,7 +460,6 @@ fn prepare(
             insecure: tls.insecure,
             sni: tls.sni.clone(),
             resume: !tls.no_resume,
-            keylog: true,
         },
     })
 }

@@ -49,8 +49,6 @@ pub struct TlsPlan {
     pub sni: Option<String>,
     /// Allow session resumption (tickets / session ids).
     pub resume: bool,
-    /// Write key material to $SSLKEYLOGFILE when set.
-    pub keylog: bool,
 }
 
 /// What ends the run.

@@ -98,7 +98,8 @@ pub fn client_config(plan: &TlsPlan) -> Result<Arc<ClientConfig>, TlsError> {
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if plan.keylog && std::env::var_os("SSLKEYLOGFILE").is_some() {
+    // SSLKEYLOGFILE, as every TLS tool honours it (for Wireshark).
+    if std::env::var_os("SSLKEYLOGFILE").is_some() {
         config.key_log = Arc::new(rustls::KeyLogFile::new());
     }
     config.resumption = resumption(plan.resume);

@@ -89,7 +89,7 @@ use serde_json::{json, Map, Value};
 
 use super::host::HostFacts;
 use super::{hdr, redact, RunMeta, RunResult, WorkerStats};
-use crate::metrics::{ErrorClass, StatusClass};
+use crate::metrics::{ErrorClass, Phase, Recorder, StatusClass};
 
 /// Identifies this document format; bumped only for incompatible changes.
 pub const SCHEMA: &str = "connbench.report.v1";
@@ -110,25 +110,8 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         .map(|e| (e.name().to_string(), json!(c.errors[e.index()])))
         .collect();
     errors.insert("total".into(), json!(c.total_errors()));
-    let phases: Map<String, Value> = meta
-        .phases()
-        .iter()
-        .map(|&p| (p.name().to_string(), phase(run.recorder.histogram(p))))
-        .collect();
-
-    let tls = if meta.tls {
-        let f = &run.recorder.tls;
-        json!({
-            "version": f.version,
-            "cipher_suite": f.cipher_suite,
-            "kx_group": f.kx_group,
-            "alpn": f.alpn,
-            "handshakes_full": c.handshakes_full,
-            "handshakes_resumed": c.handshakes_resumed,
-        })
-    } else {
-        Value::Null
-    };
+    let phases = phases(&meta.phases(), &run.recorder);
+    let tls = tls(meta, &run.recorder);
 
     json!({
         "schema": SCHEMA,
@@ -293,11 +276,7 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
 fn stage(meta: &RunMeta, s: &super::StageResult) -> Value {
     let c = &s.recorder.counters;
     let secs = s.window.length.as_secs_f64();
-    let phases: Map<String, Value> = meta
-        .phases()
-        .iter()
-        .map(|&p| (p.name().to_string(), phase(s.recorder.histogram(p))))
-        .collect();
+    let phases = phases(&meta.phases(), &s.recorder);
     json!({
         "stage": s.window.stage,
         "window": s.window.kind,
@@ -316,8 +295,31 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> Value {
     })
 }
 
-/// One `phases.*` object (also used by the probe and merge reports).
-pub(crate) fn phase(h: &Histogram<u64>) -> Value {
+/// The `phases` object: each listed phase's statistics and full histogram (also the probe's).
+pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> Map<String, Value> {
+    list.iter()
+        .map(|&p| (p.name().to_string(), phase(rec.histogram(p))))
+        .collect()
+}
+
+/// The `tls` object of a TLS run, or null (also the probe's).
+pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Value {
+    if !meta.tls {
+        return Value::Null;
+    }
+    let f = &rec.tls;
+    json!({
+        "version": f.version,
+        "cipher_suite": f.cipher_suite,
+        "kx_group": f.kx_group,
+        "alpn": f.alpn,
+        "handshakes_full": rec.counters.handshakes_full,
+        "handshakes_resumed": rec.counters.handshakes_resumed,
+    })
+}
+
+/// One `phases.*` object.
+fn phase(h: &Histogram<u64>) -> Value {
     let hdr = hdr::encode(h);
     if h.is_empty() {
         return json!({
@@ -435,7 +437,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::metrics::{Phase, Recorder, TlsFacts};
+    use crate::metrics::TlsFacts;
 
     fn host() -> HostFacts {
         HostFacts {

@@ -37,7 +37,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::host::HostFacts;
-use super::json::{phase, rfc3339, unix_ms, SCHEMA};
+use super::json::{phases, rfc3339, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
 use super::{redact, RunMeta};
 use crate::engine::probe::{Cause, Establish, FirstFailure, PassResult, ProbeResult};
@@ -229,25 +229,9 @@ fn series_line(series: &[(f64, u64)]) -> String {
 pub fn json(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult, host: &HostFacts) -> Value {
     let pass = &r.pass;
     let rec = &pass.recorder;
-    let c = &rec.counters;
     let started_ms = unix_ms(r.started_at);
-    let phases: Map<String, Value> = PHASES
-        .iter()
-        .map(|&ph| (ph.name().to_string(), phase(rec.histogram(ph))))
-        .collect();
-    let tls = if meta.tls {
-        let f = &rec.tls;
-        json!({
-            "version": f.version,
-            "cipher_suite": f.cipher_suite,
-            "kx_group": f.kx_group,
-            "alpn": f.alpn,
-            "handshakes_full": c.handshakes_full,
-            "handshakes_resumed": c.handshakes_resumed,
-        })
-    } else {
-        Value::Null
-    };
+    let phases = phases(&PHASES, rec);
+    let tls = tls(meta, rec);
     let confirm = r.confirm.as_ref().map(|c| {
         json!({
             "result": c.stability.name(),
