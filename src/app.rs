@@ -28,6 +28,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code of a run ended by Ctrl-C (the report is still written).
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// A worker thread panicked: a defect of connbench. The report is still printed and written,
+/// with the panic in it, but it lacks that worker's measurements (EX_SOFTWARE).
+pub const EXIT_WORKER_PANIC: i32 = 70;
 
 /// Why a command could not run.
 #[derive(Debug)]
@@ -837,7 +840,12 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
         report::json::write(dest, &v)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
     }
-    Ok(if result.interrupted {
+    for p in &result.worker_panics {
+        eprintln!("connbench: error: {}", p.describe());
+    }
+    Ok(if !result.worker_panics.is_empty() {
+        EXIT_WORKER_PANIC
+    } else if result.interrupted {
         EXIT_INTERRUPTED
     } else {
         EXIT_OK

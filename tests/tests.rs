@@ -744,3 +744,38 @@ fn interval_histograms_add_up_to_the_run() {
     assert!(per_interval > 0);
     assert_eq!(per_interval, r.recorder.histogram(Phase::Total).len());
 }
+
+/// A worker that panics used to vanish: its join error was skipped, its measurements dropped,
+/// and the run exited 0 (and ran on for the whole duration).
+#[test]
+fn a_worker_panic_fails_the_run_loudly_and_keeps_the_other_workers_measurements() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let r = util::connbench_env(
+        &["http", &url, "-c", "4", "-t", "2", "-d", "120s", "--no-pin"],
+        &[(connbench::engine::DEBUG_PANIC_ENV, "1")],
+    );
+    s.stop();
+    assert_eq!(r.code, 70, "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains("connbench: error: worker 1 panicked")
+            && r.stderr.contains("panic injected for the tests"),
+        "stderr: {}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("ERROR: worker 1 panicked"),
+        "{}",
+        r.stdout
+    );
+    let panics = r.report()["worker_panics"].as_array().expect("array");
+    assert_eq!(panics.len(), 1);
+    assert_eq!(panics[0]["worker"], 1);
+    // The run stopped at the panic, not after 120 s, and worker 0's responses are reported.
+    assert!(r.f64("/duration_s") < 60.0, "{}", r.f64("/duration_s"));
+    assert!(r.u64("/counters/responses") > 0);
+    assert_eq!(
+        r.report()["client"]["workers"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

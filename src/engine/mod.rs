@@ -29,6 +29,11 @@ use crate::tls::TlsError;
 use transport::{Plain, Tls, TlsCtx, Transport};
 use worker::{Live, Setup, Worker};
 
+/// Debug builds only (the binary the end-to-end tests run): worker N panics shortly after the
+/// start when this variable is N, so the tests can check that a panic fails the run loudly.
+/// Release builds ignore it.
+pub const DEBUG_PANIC_ENV: &str = "CONNBENCH_DEBUG_PANIC_WORKER";
+
 /// File descriptors kept free for everything that is not a connection.
 pub const FD_RESERVE: u64 = 64;
 
@@ -278,6 +283,12 @@ where
             Pinning::None => None,
         };
         let build = job(id, cpu, stop.clone(), live.clone());
+        let stop_on_panic = stop.clone();
+        let injected_panic = cfg!(debug_assertions)
+            && std::env::var(DEBUG_PANIC_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                == Some(id);
         let barrier = barrier.clone();
         let ready_tx = ready_tx.clone();
         let handle = std::thread::Builder::new()
@@ -296,7 +307,23 @@ where
                 };
                 let _ = ready_tx.send(Ok(waker));
                 barrier.wait();
-                Some(run())
+                // A panic must not vanish with the thread: stop the run at once (the other
+                // workers' measurements are kept) and hand the message to the join below.
+                let run = move || {
+                    if injected_panic {
+                        // Let the other workers measure something first.
+                        std::thread::sleep(Duration::from_millis(300));
+                        panic!("{DEBUG_PANIC_ENV}={id}: panic injected for the tests");
+                    }
+                    run()
+                };
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                    Ok(out) => Some(Ok(out)),
+                    Err(payload) => {
+                        stop_on_panic.store(true, Ordering::SeqCst);
+                        Some(Err(panic_message(payload.as_ref())))
+                    }
+                }
             })
             .map_err(EngineError::Spawn)?;
         handles.push(handle);
@@ -335,8 +362,31 @@ where
             open_at_end: 0,
         })
         .collect();
-    for h in handles {
-        if let Ok(Some(out)) = h.join() {
+    let mut worker_panics = Vec::new();
+    for (id, h) in handles.into_iter().enumerate() {
+        // The thread itself never panics outside `catch_unwind` above (building the worker
+        // reports errors, not panics); a join error is treated the same way all the same.
+        let out = match h.join() {
+            Ok(Some(Ok(out))) => out,
+            Ok(None) => continue,
+            Ok(Some(Err(message))) => {
+                worker_panics.push(crate::report::WorkerPanic {
+                    worker: id,
+                    message,
+                    responses_lost: lives[id].responses.load(Ordering::Relaxed),
+                });
+                continue;
+            }
+            Err(payload) => {
+                worker_panics.push(crate::report::WorkerPanic {
+                    worker: id,
+                    message: panic_message(payload.as_ref()),
+                    responses_lost: lives[id].responses.load(Ordering::Relaxed),
+                });
+                continue;
+            }
+        };
+        {
             for (into, (rec, open)) in stages.iter_mut().zip(out.windows.iter()) {
                 into.recorder.merge(rec);
                 into.open_at_end += open;
@@ -365,7 +415,19 @@ where
         peak_open: ended_at.peak_open,
         intervals: merge_intervals(&lives, elapsed),
         stages,
+        worker_panics,
     })
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
 }
 
 /// Every worker's interval parts, merged by interval index, in time order.
@@ -491,5 +553,89 @@ fn coordinate(
             nap = nap.min(d.saturating_duration_since(now));
         }
         std::thread::sleep(nap);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Recorder;
+
+    fn shape(threads: usize, run_for: Duration) -> RunShape {
+        RunShape {
+            threads,
+            pinning: Pinning::None,
+            stop: Stop::Duration(run_for),
+            warmup: Duration::ZERO,
+            progress: false,
+            intervals: false,
+            stages: Vec::new(),
+        }
+    }
+
+    type Run = Box<dyn FnOnce() -> worker::Output>;
+
+    /// A job whose worker counts `n` responses, then either panics or waits for the stop flag.
+    fn job(
+        panics: bool,
+        n: u64,
+        stop: Arc<AtomicBool>,
+        live: Arc<Live>,
+    ) -> impl FnOnce() -> std::io::Result<(Arc<mio::Waker>, Run)> + Send + 'static {
+        move || {
+            let poll = mio::Poll::new()?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0))?);
+            let run: Run = Box::new(move || {
+                let _poll = poll;
+                let mut recorder = Recorder::new();
+                recorder.counters.responses = n;
+                live.responses.store(n, Ordering::Relaxed);
+                if panics {
+                    panic!("injected by the test after {n} responses");
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                worker::Output {
+                    recorder,
+                    windows: Vec::new(),
+                    stats: Default::default(),
+                    finished_at: Instant::now(),
+                }
+            });
+            Ok((waker, run))
+        }
+    }
+
+    #[test]
+    fn a_panicking_worker_stops_the_run_and_is_reported_not_dropped() {
+        // Ten minutes unless the panic ends the run: the test would hang, not pass, if the
+        // coordinator did not notice.
+        let started = Instant::now();
+        let r = run_workers(&shape(2, Duration::from_secs(600)), |id, _, stop, live| {
+            job(id == 1, 5 + id as u64, stop, live)
+        })
+        .expect("run");
+        assert!(started.elapsed() < Duration::from_secs(300));
+        assert_eq!(r.worker_panics.len(), 1, "{:?}", r.worker_panics);
+        let p = &r.worker_panics[0];
+        assert_eq!(p.worker, 1);
+        assert_eq!(p.message, "injected by the test after 6 responses");
+        assert_eq!(p.responses_lost, 6);
+        assert!(p.describe().contains("6 measured responses are missing"));
+        // The survivor's measurements are kept.
+        assert_eq!(r.workers.len(), 1);
+        assert_eq!(r.recorder.counters.responses, 5);
+    }
+
+    #[test]
+    fn a_run_without_panics_reports_none() {
+        let r = run_workers(&shape(2, Duration::from_millis(50)), |_, _, stop, live| {
+            job(false, 3, stop, live)
+        })
+        .expect("run");
+        assert!(r.worker_panics.is_empty());
+        assert_eq!(r.workers.len(), 2);
+        assert_eq!(r.recorder.counters.responses, 6);
     }
 }

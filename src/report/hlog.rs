@@ -100,6 +100,7 @@ mod tests {
             peak_open: 0,
             intervals,
             stages: Vec::new(),
+            worker_panics: Vec::new(),
         }
     }
 

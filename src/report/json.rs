@@ -22,6 +22,7 @@
 //! | `started_at_unix_ms` | integer | the same instant, ms since the Unix epoch |
 //! | `duration_s` | number | length of the measured window |
 //! | `interrupted` | bool | Ctrl-C ended the run early; results are partial |
+//! | `worker_panics` | array | `{worker, message, responses_lost}` per worker thread that panicked (a connbench defect; exit 70): the run stopped early and those responses are missing; empty normally |
 //! | `insecure` | bool | `--insecure`: certificates were NOT verified (always present) |
 //! | `command_line` | array of string | the process arguments, redacted |
 //! | `target.url` | string | target URL, redacted |
@@ -121,6 +122,11 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         "started_at_unix_ms": started_ms,
         "duration_s": secs,
         "interrupted": run.interrupted,
+        "worker_panics": run.worker_panics.iter().map(|p| json!({
+            "worker": p.worker,
+            "message": p.message,
+            "responses_lost": p.responses_lost,
+        })).collect::<Vec<_>>(),
         "insecure": meta.insecure,
         "command_line": redact::command_line(&meta.command_line),
         "target": {
@@ -532,6 +538,7 @@ mod tests {
             peak_open: 4,
             intervals: vec![],
             stages: vec![],
+            worker_panics: Vec::new(),
         }
     }
 

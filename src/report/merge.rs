@@ -352,6 +352,7 @@ pub fn merge(
         peak_open,
         intervals: Vec::new(),
         stages: Vec::new(),
+        worker_panics: Vec::new(),
     };
     let json = merged_json(reports, &meta, &run, &sources, &window);
     Ok(Merged {
@@ -916,6 +917,7 @@ mod tests {
             peak_open: 2,
             intervals: Vec::new(),
             stages: Vec::new(),
+            worker_panics: Vec::new(),
         };
         let meta = RunMeta {
             mode: "http".into(),
@@ -1172,6 +1174,7 @@ mod tests {
                 peak_open: 1,
                 intervals: Vec::new(),
                 stages: Vec::new(),
+                worker_panics: Vec::new(),
             };
             let meta = RunMeta {
                 mode: "http".into(),
@@ -1241,6 +1244,7 @@ mod tests {
             peak_open: 2,
             intervals: Vec::new(),
             stages: Vec::new(),
+            worker_panics: Vec::new(),
         };
         let meta = RunMeta {
             mode: "ws".into(),

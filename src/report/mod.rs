@@ -54,6 +54,31 @@ pub struct RunResult {
     pub intervals: Vec<crate::metrics::Interval>,
     /// Staged runs: each stage's ramp and hold windows (empty otherwise).
     pub stages: Vec<StageResult>,
+    /// Workers that panicked: the run ended early, and what they measured is missing.
+    pub worker_panics: Vec<WorkerPanic>,
+}
+
+/// A worker thread that panicked during the run. Its recorder died with it, so the report says
+/// how much is missing (from the live counters it had published) and the run exits non-zero.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerPanic {
+    /// Which worker (0-based, as in the per-worker table).
+    pub worker: usize,
+    /// The panic message.
+    pub message: String,
+    /// Responses (or messages) it had completed in the measured window before it died: missing
+    /// from every histogram and counter of the report.
+    pub responses_lost: u64,
+}
+
+impl WorkerPanic {
+    /// One line for stderr and the text report.
+    pub fn describe(&self) -> String {
+        format!(
+            "worker {} panicked ({}): the run was stopped early and its {} measured responses are missing from this report",
+            self.worker, self.message, self.responses_lost
+        )
+    }
 }
 
 /// The measurements of one window of a staged run.

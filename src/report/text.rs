@@ -137,6 +137,9 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
         out.push_str(INTERRUPTED_NOTE);
         out.push('\n');
     }
+    for p in &run.worker_panics {
+        let _ = writeln!(out, "ERROR: {}", p.describe());
+    }
 }
 
 /// What bounded the run: `-n`, `-d`, both, or neither.
@@ -770,6 +773,7 @@ mod tests {
             peak_open: 10,
             intervals: vec![],
             stages: vec![],
+            worker_panics: Vec::new(),
         }
     }
 

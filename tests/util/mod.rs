@@ -107,6 +107,17 @@ pub fn connbench(args: &[&str]) -> Run {
     finish(out, &json)
 }
 
+/// Like [`connbench`], with extra environment variables for the child.
+pub fn connbench_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = TempDir::new("run");
+    let json = dir.path("report.json");
+    let mut cmd = Command::new(bin());
+    cmd.args(args).arg("--json").arg(&json).arg("-q");
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().expect("run connbench");
+    finish(out, &json)
+}
+
 /// Run the binary with exactly these arguments (no --json added).
 pub fn connbench_raw(args: &[&str]) -> Run {
     let out = Command::new(bin())
