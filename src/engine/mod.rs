@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
+pub mod core;
 pub mod pace;
 pub mod probe;
 pub mod reconnect;
