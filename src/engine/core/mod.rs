@@ -3,3 +3,4 @@
 //! loops move onto it.
 
 pub mod timer;
+pub mod timerfd;
