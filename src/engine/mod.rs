@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
 pub mod core;
+pub mod http;
 pub mod pace;
 pub mod probe;
 pub mod reconnect;
@@ -28,7 +29,7 @@ use crate::proto::http1::{encode_request, RequestError};
 use crate::report::RunResult;
 use crate::tls::TlsError;
 use transport::{Plain, Tls, TlsCtx, Transport};
-use worker::{Live, Setup, Worker};
+use worker::Live;
 
 /// Debug builds only (the binary the end-to-end tests run): worker N panics shortly after the
 /// start when this variable is N, so the tests can check that a panic fails the run loudly.
@@ -112,14 +113,13 @@ pub fn run(plan: &HttpPlan) -> Result<RunResult, EngineError> {
     .map_err(EngineError::Request)?
     .into();
     match plan.target.scheme {
-        Scheme::Http => run_with::<Plain>(plan, request, |_| ()),
+        Scheme::Http => run_with::<core::Plain>(plan, request, |_| ()),
         Scheme::Https => {
             let base = crate::tls::client_config(&plan.tls)?;
             let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
             let resume = plan.tls.resume;
-            run_with::<Tls>(plan, request, move |_| TlsCtx {
-                config: crate::tls::worker_config(&base, resume),
-                name: name.clone(),
+            run_with::<core::Tls>(plan, request, move |_| {
+                core::TlsCtx::new(crate::tls::worker_config(&base, resume), name.clone())
             })
         }
     }
@@ -131,7 +131,7 @@ fn run_with<T>(
     ctx: impl Fn(usize) -> T::Ctx,
 ) -> Result<RunResult, EngineError>
 where
-    T: Transport + 'static,
+    T: core::Transport + 'static,
     T::Ctx: Send + 'static,
 {
     let head_request = plan.method.eq_ignore_ascii_case("HEAD");
@@ -146,31 +146,53 @@ where
         stages: crate::plan::stage_windows(&plan.stages),
     };
     run_workers(&shape, |id, cpu, stop, live| {
-        let setup = Setup {
+        let connections = plan.connections_of(id);
+        let connector = core::Connector::new(
+            plan.target.addrs.clone(),
+            plan.sources.clone(),
+            (0..id).map(|w| plan.connections_of(w)).sum(),
+        );
+        let cfg = http::HttpConfig {
             id,
-            cpu,
-            connections: plan.connections_of(id),
-            budget: plan.requests_of(id),
-            addrs: plan.target.addrs.clone(),
-            sources: plan.sources.clone(),
-            first_conn: (0..id).map(|w| plan.connections_of(w)).sum(),
+            workers: threads,
             request: request.clone(),
             pipeline: plan.pipeline,
             head_request,
-            warmup: plan.warmup,
+            budget: plan.requests_of(id),
             timeout: plan.timeout,
-            connect_timeout: plan.connect_timeout,
             // The total rate is split evenly over the workers; each keeps its own schedule.
             rate: plan.rate.map(|(r, arrival)| (r / threads as f64, arrival)),
             stages: plan.stages.clone(),
-            workers: threads,
-            ctx: ctx(id),
-            stop,
-            progress: live,
         };
+        let ctx = ctx(id);
+        let connect_timeout = plan.connect_timeout;
+        let warmup = plan.warmup;
         move || {
-            let (worker, waker) = Worker::<T>::new(setup)?;
-            std::io::Result::Ok((waker, move || worker.run()))
+            let poll = mio::Poll::new()?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
+            let net = core::Net::<T>::new(poll, connections, ctx, connector, connect_timeout);
+            let session = http::Http::new(cfg, &net)?;
+            let mut driver = core::Driver::new(net, session);
+            let run = move || {
+                let ctl = core::run::RunCtl { stop, live, warmup };
+                let end = driver.run(&ctl);
+                let (mut net, mut session) = driver.into_parts();
+                let windows = session.finish(&mut net, end.finished_at);
+                let (user, sys) = crate::sys::thread_cpu_time();
+                worker::Output {
+                    windows,
+                    stats: crate::report::WorkerStats {
+                        cpu,
+                        connections,
+                        cpu_user_ns: user.as_nanos() as u64,
+                        cpu_sys_ns: sys.as_nanos() as u64,
+                        max_stall_ns: end.max_stall.as_nanos() as u64,
+                    },
+                    recorder: std::mem::take(&mut net.rec),
+                    finished_at: end.finished_at,
+                }
+            };
+            std::io::Result::Ok((waker, run))
         }
     })
 }

@@ -1,6 +1,616 @@
 //! The one connection core that HTTP, WebSocket and the probe run on (DESIGN.md:
-//! `Conn = socket + Transport + Session`). Pieces land here one at a time as the three event
-//! loops move onto it.
+//! `Conn = socket + Transport + Session`).
+//!
+//! The core owns what every connection has whatever it speaks: a slot with a generation token,
+//! the socket and its connect (source address, connect pacing, the address fall-back policy),
+//! the [`Transport`] (plain or TLS, chosen once), the receive buffer, the connect and handshake
+//! timeouts, and the [`TimerTable`] every other deadline lives in. A [`Session`] (HTTP, WebSocket
+//! or the probe) owns what a connection *does* once it is up: what to write, how to frame what
+//! comes back, what to measure, and what to do when the connection is lost.
+//!
+//! Rules:
+//! 1. One clock read per loop turn for timers; metric instants are read where they are defined
+//!    (connect completed, handshake flipped, bytes read) and handed to the session.
+//! 2. Edge-triggered means: act on everything the event says. A connect that completes in an
+//!    event that also says closed or error is read at once, so the close is classified now; an
+//!    event that says read-closed or error makes the transport read on to EOF (transport rule 2).
+//! 3. A session learns of a lost connection through [`Session::on_lost`] while the slot still
+//!    holds it (so an EOF can frame a close-delimited body from the receive buffer); after the
+//!    call the core closes it unless the session already did (and maybe reopened the slot).
+//! 4. The session never sees a stale event: events carry `slot | generation << 32`, and a closed
+//!    slot's generation moves on, so events of its old socket still in the batch are dropped,
+//!    and [`TimerTable::clear_slot`] forgets its deadlines.
+//! 5. Decisions take `now` as an argument ([`Driver::fire_timers`], [`Driver::turn`]), so the
+//!    core and the sessions are tested with a fake clock against scripted loopback peers.
 
+pub mod connect;
+pub mod run;
 pub mod timer;
 pub mod timerfd;
+pub mod transport;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::engine::buf::RecvBuf;
+use crate::engine::transport::Failure;
+use crate::metrics::{ErrorClass, Phase, Recorder};
+pub use connect::Connector;
+pub use timer::{TimerKind, TimerTable};
+pub use transport::{Plain, Recv, Tls, TlsCtx, Transport};
+
+/// Token of a worker's waker. Slot tokens are `slot | generation << 32` with slot < 2^32, so no
+/// slot token is ever this high.
+pub const WAKER: Token = Token(usize::MAX);
+/// Token of a session's own timerfd (pacing).
+pub const PACER: Token = Token(usize::MAX - 1);
+
+/// The token of a slot's current connection.
+#[inline]
+pub fn token(slot: usize, gen: u32) -> Token {
+    Token(slot | (gen as usize) << 32)
+}
+
+/// The slot and generation a token names, or None for the reserved tokens.
+#[inline]
+pub fn untoken(t: Token) -> Option<(usize, u32)> {
+    if t == WAKER || t == PACER {
+        return None;
+    }
+    Some((t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32))
+}
+
+/// Where a slot's connection is, as far as the core is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// No socket.
+    Closed,
+    /// `connect()` called, waiting for the socket to become writable.
+    Connecting,
+    /// TCP established, TLS handshake in progress.
+    Handshaking,
+    /// TCP (and TLS) up: the session owns the bytes.
+    Up,
+}
+
+/// Why a connection is lost (or could not be made).
+#[derive(Debug)]
+pub enum Lost {
+    /// The TCP connect failed or timed out (already classified; the fall-back policy has moved
+    /// the slot to its next address where it applies).
+    Connect(ErrorClass),
+    /// The TLS handshake failed, timed out, or the peer went away during it.
+    Handshake(ErrorClass),
+    /// The peer closed (FIN, or TLS close_notify). The receive buffer still holds what was
+    /// pending.
+    Eof,
+    /// A socket error after the connection was up (reset, broken pipe, …).
+    Io(io::Error),
+    /// The session's framer rejected the bytes, or a head outgrew the receive buffer.
+    Protocol,
+    /// TLS failed after the handshake (a fatal alert, a bad record).
+    Tls(ErrorClass),
+}
+
+/// How to close a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// An orderly close: FIN after whatever was written.
+    Fin,
+    /// SO_LINGER 0: an RST, no TIME_WAIT left behind, unsent bytes discarded.
+    Rst,
+}
+
+/// How `open` went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// `connect()` is in progress; the session hears back through `on_ready` or `on_lost`.
+    Connecting,
+    /// Connect pacing deferred it: the slot's [`TimerKind::Reopen`] fires at this instant.
+    Deferred(Instant),
+    /// `connect()` failed at once (already classified, e.g. EMFILE or EADDRNOTAVAIL); nothing
+    /// to close.
+    Failed(ErrorClass),
+}
+
+struct Slot<T> {
+    gen: u32,
+    link: Link,
+    sock: Option<mio::net::TcpStream>,
+    transport: Option<T>,
+    rb: RecvBuf,
+    /// When `connect()` was called.
+    t_connect: Instant,
+    /// When TCP completed.
+    t_established: Instant,
+    /// Index into the connector's addresses this slot connects to.
+    addr_idx: usize,
+}
+
+/// The socket side of a worker: slots, sockets, transports, timers, the recorder.
+pub struct Net<T: Transport> {
+    poll: Poll,
+    slots: Vec<Slot<T>>,
+    /// Every deadline of the worker (rule 5 of the timer module: nothing here reads a clock).
+    pub timers: TimerTable,
+    /// What the worker measured.
+    pub rec: Recorder,
+    ctx: T::Ctx,
+    connector: Connector,
+    connect_timeout: Duration,
+    open: u64,
+}
+
+impl<T: Transport> Net<T> {
+    /// A worker's net with `slots` slots (more can be added with [`Net::add_slot`]).
+    pub fn new(
+        poll: Poll,
+        slots: usize,
+        ctx: T::Ctx,
+        connector: Connector,
+        connect_timeout: Duration,
+    ) -> Net<T> {
+        let now = Instant::now();
+        let mut net = Net {
+            poll,
+            slots: Vec::with_capacity(slots),
+            timers: TimerTable::new(0),
+            rec: Recorder::new(),
+            ctx,
+            connector,
+            connect_timeout,
+            open: 0,
+        };
+        net.timers = TimerTable::new(slots);
+        for _ in 0..slots {
+            net.slots.push(Slot::new(now));
+        }
+        net
+    }
+
+    /// One more slot; returns its index.
+    pub fn add_slot(&mut self) -> usize {
+        self.slots.push(Slot::new(Instant::now()));
+        self.timers.add_slot();
+        self.slots.len() - 1
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The poll (to register a session's own timerfd).
+    pub fn poll(&self) -> &Poll {
+        &self.poll
+    }
+
+    /// Connections with a socket (connecting, handshaking or up).
+    pub fn open_count(&self) -> u64 {
+        self.open
+    }
+
+    /// Where the slot's connection is.
+    #[inline]
+    pub fn link(&self, slot: usize) -> Link {
+        self.slots[slot].link
+    }
+
+    /// The slot's current generation (changes when its connection closes).
+    #[inline]
+    pub fn gen(&self, slot: usize) -> u32 {
+        self.slots[slot].gen
+    }
+
+    /// Bytes received on the slot and not yet consumed by the session.
+    pub fn pending(&self, slot: usize) -> &[u8] {
+        self.slots[slot].rb.pending()
+    }
+
+    /// When the slot's `connect()` was called.
+    pub fn connect_started(&self, slot: usize) -> Instant {
+        self.slots[slot].t_connect
+    }
+
+    /// The slot's transport, once TCP is established.
+    pub fn transport(&self, slot: usize) -> Option<&T> {
+        self.slots[slot].transport.as_ref()
+    }
+
+    /// Start a connection in a closed slot: connect pacing first, then a non-blocking
+    /// `connect()` from the slot's source to its current address; the connect timeout is armed.
+    pub fn open(&mut self, slot: usize, now: Instant) -> Opened {
+        debug_assert_eq!(self.slots[slot].link, Link::Closed);
+        if let Some(at) = self.connector.admit(now) {
+            self.timers.set(slot, TimerKind::Reopen, at);
+            return Opened::Deferred(at);
+        }
+        let s = &mut self.slots[slot];
+        s.t_connect = Instant::now();
+        self.rec.counters.connections_opened += 1;
+        let res = self.connector.connect(slot, s.addr_idx);
+        let mut sock = match res {
+            Ok(sock) => sock,
+            Err(e) => {
+                let class = ErrorClass::from_connect_error(&e);
+                s.addr_idx = self.connector.fall_back(s.addr_idx, class);
+                return Opened::Failed(class);
+            }
+        };
+        let token = token(slot, s.gen);
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            return Opened::Failed(ErrorClass::from_connect_error(&e));
+        }
+        s.sock = Some(sock);
+        s.link = Link::Connecting;
+        self.open += 1;
+        self.timers
+            .set(slot, TimerKind::Connect, s.t_connect + self.connect_timeout);
+        Opened::Connecting
+    }
+
+    /// Send on an up connection; what the socket refuses is queued by the transport. Errors are
+    /// the caller's to classify (it knows whether a request was outstanding).
+    pub fn send(&mut self, slot: usize, data: &[u8]) -> io::Result<()> {
+        let s = &mut self.slots[slot];
+        let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let n = t.send(sock, data)?;
+        self.rec.counters.bytes_out += n;
+        Ok(())
+    }
+
+    /// Write whatever the transport has queued; `Ok(true)` when nothing is left.
+    pub fn flush(&mut self, slot: usize) -> io::Result<bool> {
+        let s = &mut self.slots[slot];
+        let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
+            return Ok(true);
+        };
+        let (done, n) = t.flush(sock)?;
+        self.rec.counters.bytes_out += n;
+        Ok(done)
+    }
+
+    /// Close the slot's connection (if any): the generation moves on, its timers are forgotten,
+    /// its buffers are emptied for the next connection.
+    pub fn close(&mut self, slot: usize, how: Close) {
+        let s = &mut self.slots[slot];
+        if let Some(sock) = s.sock.take() {
+            if how == Close::Rst {
+                let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
+            }
+            self.open -= 1;
+        }
+        s.transport = None;
+        s.rb.clear();
+        s.gen = s.gen.wrapping_add(1);
+        s.link = Link::Closed;
+        self.timers.clear_slot(slot);
+    }
+}
+
+impl<T> Slot<T> {
+    fn new(now: Instant) -> Slot<T> {
+        Slot {
+            gen: 0,
+            link: Link::Closed,
+            sock: None,
+            transport: None,
+            rb: RecvBuf::new(),
+            t_connect: now,
+            t_established: now,
+            addr_idx: 0,
+        }
+    }
+}
+
+/// What a connection does once it is up: HTTP, WebSocket, the probe.
+pub trait Session<T: Transport> {
+    /// TCP (and TLS) are up at `now` (the connect and TLS phases are recorded): the session
+    /// writes its first bytes.
+    fn on_ready(&mut self, net: &mut Net<T>, slot: usize, now: Instant);
+
+    /// Plaintext arrived at `now` (called inside the read; the net is busy): frame it, record
+    /// what it completes, remember what to do about it.
+    fn on_data(
+        &mut self,
+        slot: usize,
+        rb: &mut RecvBuf,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure>;
+
+    /// The read of this event is over (every `on_data` of it happened): act on what was framed.
+    /// Not called when the read ended the connection (`on_lost` is).
+    fn after_read(&mut self, net: &mut Net<T>, slot: usize, now: Instant);
+
+    /// The connection is lost or could not be made (rule 3).
+    fn on_lost(&mut self, net: &mut Net<T>, slot: usize, lost: Lost, now: Instant);
+
+    /// A deadline of the slot fired ([`TimerKind::Connect`] is the core's own and never comes
+    /// here; the core turns it into `on_lost`).
+    fn on_timer(&mut self, net: &mut Net<T>, slot: usize, kind: TimerKind, now: Instant);
+
+    /// The run starts at `now`: open the first connections, start schedules.
+    fn on_start(&mut self, _net: &mut Net<T>, _now: Instant) {}
+
+    /// The warm-up ended at `now`: the core has reset the recorder; requests sent before now
+    /// must not be recorded when they complete.
+    fn on_warm(&mut self, _now: Instant) {}
+
+    /// The session has done all it was asked (`-n` sent and answered): the run ends.
+    fn finished(&self) -> bool {
+        false
+    }
+
+    /// Once per loop turn, after the events and the timers.
+    fn on_turn(&mut self, _net: &mut Net<T>, _now: Instant) {}
+
+    /// An event for a token that is not a slot's ([`PACER`]).
+    fn on_token(&mut self, _net: &mut Net<T>, _token: Token, _now: Instant) {}
+
+    /// The earliest instant the session needs a turn, beyond its slots' timers.
+    fn wake_at(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// A net and the session driving it: the event loop's body, one step at a time.
+pub struct Driver<T: Transport, S: Session<T>> {
+    /// The sockets.
+    pub net: Net<T>,
+    /// What they carry.
+    pub session: S,
+    events: Events,
+}
+
+impl<T: Transport, S: Session<T>> Driver<T, S> {
+    /// A driver with room for 1024 events per wait.
+    pub fn new(net: Net<T>, session: S) -> Driver<T, S> {
+        Driver {
+            net,
+            session,
+            events: Events::with_capacity(1024),
+        }
+    }
+
+    /// The earliest instant anything is due: a slot's deadline or the session's wake-up.
+    pub fn next_wake(&mut self) -> Option<Instant> {
+        let t = self.net.timers.next_deadline();
+        match (t, self.session.wake_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Wait for socket events (at most `timeout`) and handle them. Interrupted waits return.
+    pub fn poll_io(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self.net.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for ev in events.iter() {
+            self.on_event(ev);
+        }
+        self.events = events;
+        Ok(())
+    }
+
+    /// Fire every deadline due at `now`.
+    pub fn fire_timers(&mut self, now: Instant) {
+        while let Some((slot, kind)) = self.net.timers.pop_expired(now) {
+            if kind == TimerKind::Connect {
+                self.connect_timed_out(slot, now);
+            } else {
+                self.session.on_timer(&mut self.net, slot, kind, now);
+            }
+        }
+    }
+
+    /// One whole loop turn at `now`: deadlines, then the session's turn.
+    pub fn turn(&mut self, now: Instant) {
+        self.fire_timers(now);
+        self.session.on_turn(&mut self.net, now);
+    }
+
+    fn connect_timed_out(&mut self, slot: usize, now: Instant) {
+        match self.net.slots[slot].link {
+            Link::Connecting => {
+                let class = ErrorClass::ConnectTimeout;
+                let s = &mut self.net.slots[slot];
+                s.addr_idx = self.net.connector.fall_back(s.addr_idx, class);
+                self.lose(slot, Lost::Connect(class), now);
+            }
+            Link::Handshaking => self.lose(slot, Lost::Handshake(ErrorClass::TlsHandshake), now),
+            Link::Up | Link::Closed => {}
+        }
+    }
+
+    fn on_event(&mut self, ev: &Event) {
+        let Some((slot, gen)) = untoken(ev.token()) else {
+            if ev.token() == PACER {
+                self.session.on_token(&mut self.net, PACER, Instant::now());
+            }
+            return;
+        };
+        let Some(s) = self.net.slots.get(slot) else {
+            return;
+        };
+        if s.gen != gen {
+            return; // an event for a socket this slot already replaced (rule 4)
+        }
+        let closed = ev.is_read_closed() || ev.is_error();
+        let link = s.link;
+        match link {
+            Link::Connecting => {
+                if ev.is_writable() || closed || ev.is_write_closed() {
+                    self.on_connect_event(slot);
+                }
+                // Rule 2: the same event may already carry the server's bytes or its close.
+                let s = &self.net.slots[slot];
+                if s.gen == gen && s.link != Link::Connecting && (ev.is_readable() || closed) {
+                    self.read(slot, closed);
+                }
+            }
+            Link::Handshaking | Link::Up => {
+                if ev.is_writable() {
+                    if let Err(e) = self.net.flush(slot) {
+                        let lost = match link {
+                            Link::Handshaking => Lost::Handshake(ErrorClass::TlsHandshake),
+                            _ => Lost::Io(e),
+                        };
+                        return self.lose(slot, lost, Instant::now());
+                    }
+                }
+                if ev.is_readable() || closed {
+                    self.read(slot, closed);
+                }
+            }
+            Link::Closed => {}
+        }
+    }
+
+    fn on_connect_event(&mut self, slot: usize) {
+        let s = &mut self.net.slots[slot];
+        let sock = s.sock.as_ref().expect("a connecting slot has a socket");
+        match crate::engine::socket::is_connected(sock) {
+            Ok(false) => {}
+            Ok(true) => {
+                let now = Instant::now();
+                s.t_established = now;
+                self.net
+                    .rec
+                    .record(Phase::Connect, (now - s.t_connect).as_nanos() as u64);
+                match T::start(&self.net.ctx) {
+                    Ok(t) => {
+                        let handshaking = t.is_handshaking();
+                        s.transport = Some(t);
+                        if handshaking {
+                            s.link = Link::Handshaking;
+                            // The handshake is bounded by the connect timeout, from now.
+                            self.net.timers.set(
+                                slot,
+                                TimerKind::Connect,
+                                now + self.net.connect_timeout,
+                            );
+                            if self.net.flush(slot).is_err() {
+                                self.lose(slot, Lost::Handshake(ErrorClass::TlsHandshake), now);
+                            }
+                        } else {
+                            self.up(slot, now);
+                        }
+                    }
+                    Err(f) => self.lose(slot, Self::lost_of(Link::Handshaking, f), now),
+                }
+            }
+            Err(e) => {
+                let class = ErrorClass::from_connect_error(&e);
+                s.addr_idx = self.net.connector.fall_back(s.addr_idx, class);
+                self.lose(slot, Lost::Connect(class), Instant::now());
+            }
+        }
+    }
+
+    /// TCP (and TLS) up at `now`.
+    fn up(&mut self, slot: usize, now: Instant) {
+        let s = &mut self.net.slots[slot];
+        s.link = Link::Up;
+        self.net.timers.stop(slot, TimerKind::Connect);
+        self.net.rec.counters.connections_established += 1;
+        if let Some(t) = &s.transport {
+            match t.resumed() {
+                Some(true) => self.net.rec.counters.handshakes_resumed += 1,
+                Some(false) => self.net.rec.counters.handshakes_full += 1,
+                None => {}
+            }
+            if t.resumed().is_some() && !self.net.rec.tls.is_known() {
+                t.describe(&mut self.net.rec.tls);
+            }
+        }
+        self.session.on_ready(&mut self.net, slot, now);
+    }
+
+    fn read(&mut self, slot: usize, to_eof: bool) {
+        let gen = self.net.slots[slot].gen;
+        let net = &mut self.net;
+        let s = &mut net.slots[slot];
+        let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
+            return;
+        };
+        let session = &mut self.session;
+        let rec = &mut net.rec;
+        let res = t.recv(&mut net.ctx, sock, &mut s.rb, to_eof, |rb, now| {
+            session.on_data(slot, rb, now, rec)
+        });
+        let link = s.link;
+        let recv = match res {
+            Ok(r) => r,
+            Err(f) => {
+                return self.lose(slot, Self::lost_of(link, f), Instant::now());
+            }
+        };
+        self.net.rec.counters.bytes_in += recv.bytes;
+        let now = Instant::now();
+        if let Some(done) = recv.handshake_done {
+            let tls = done - self.net.slots[slot].t_established;
+            self.net.rec.record(Phase::Tls, tls.as_nanos() as u64);
+            self.up(slot, done);
+            if self.net.slots[slot].gen != gen {
+                return;
+            }
+        }
+        if recv.eof {
+            let lost = if self.net.slots[slot].link == Link::Handshaking {
+                Lost::Handshake(ErrorClass::TlsHandshake)
+            } else {
+                Lost::Eof
+            };
+            return self.lose(slot, lost, now);
+        }
+        self.session.after_read(&mut self.net, slot, now);
+        // TLS may have queued records of its own (handshake flights, alerts, key updates).
+        let s = &self.net.slots[slot];
+        if s.gen == gen && s.sock.is_some() {
+            if let Err(e) = self.net.flush(slot) {
+                self.lose(slot, Lost::Io(e), now);
+            }
+        }
+    }
+
+    fn lost_of(link: Link, f: Failure) -> Lost {
+        match f {
+            Failure::Tls(class) if link == Link::Handshaking => Lost::Handshake(class),
+            Failure::Tls(class) => Lost::Tls(class),
+            Failure::Io(_) if link == Link::Handshaking => {
+                Lost::Handshake(ErrorClass::TlsHandshake)
+            }
+            Failure::Io(e) => Lost::Io(e),
+            Failure::Protocol => Lost::Protocol,
+        }
+    }
+
+    /// Rule 3: tell the session, then close unless it already did.
+    fn lose(&mut self, slot: usize, lost: Lost, now: Instant) {
+        let gen = self.net.slots[slot].gen;
+        self.session.on_lost(&mut self.net, slot, lost, now);
+        let s = &self.net.slots[slot];
+        if s.gen == gen && s.link != Link::Closed {
+            self.net.close(slot, Close::Fin);
+        }
+    }
+
+    /// Give the parts back.
+    pub fn into_parts(self) -> (Net<T>, S) {
+        (self.net, self.session)
+    }
+}

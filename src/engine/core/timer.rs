@@ -75,6 +75,11 @@ impl TimerTable {
         }
     }
 
+    /// Room for one more slot (index = the previous slot count).
+    pub fn add_slot(&mut self) {
+        self.armed.push([None; TimerKind::COUNT]);
+    }
+
     /// Set the slot's deadline of this kind, replacing any other (rule 1).
     #[inline]
     pub fn set(&mut self, slot: usize, kind: TimerKind, at: Instant) {
@@ -193,7 +198,11 @@ mod tests {
         let mut t = TimerTable::new(1);
         t.set(0, TimerKind::Heartbeat, ms(t0, 10));
         t.set(0, TimerKind::Heartbeat, ms(t0, 50));
-        assert_eq!(t.next_deadline(), Some(ms(t0, 50)), "the stale 10 ms entry is skipped");
+        assert_eq!(
+            t.next_deadline(),
+            Some(ms(t0, 50)),
+            "the stale 10 ms entry is skipped"
+        );
         assert_eq!(drain(&mut t, ms(t0, 49)), vec![]);
         assert_eq!(drain(&mut t, ms(t0, 50)), vec![(0, TimerKind::Heartbeat)]);
         // Moving earlier works too.

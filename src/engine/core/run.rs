@@ -1,0 +1,116 @@
+//! The worker loop of a measured run (HTTP and WebSocket): wait for the earliest of the
+//! events, the deadlines, the warm-up's end and the next interval cut; handle them; publish the
+//! live counters; stop when the coordinator says so or the session is finished.
+//!
+//! Rules:
+//! 1. The coordinator ends the run by setting `stop` and waking the worker's `Poll`; the loop
+//!    also never sleeps longer than [`MAX_WAIT`], so a lost wake-up costs at most that.
+//! 2. Warm-up: when it ends, the recorder is reset and the session told, so what completes
+//!    later but was sent before is not recorded; interval logs restart at that instant.
+//! 3. The worst loop stall (from poll's return to the end of the turn) is the client's own
+//!    health figure, reported beside its CPU.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Driver, Session, Transport};
+use crate::engine::worker::{IntervalClock, Live};
+
+/// Longest single wait (rule 1).
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// What the coordinator hands a worker loop.
+pub struct RunCtl {
+    /// Set by the coordinator to end the run.
+    pub stop: Arc<AtomicBool>,
+    /// The worker's live counters.
+    pub live: Arc<Live>,
+    /// Measured window starts this long after the start.
+    pub warmup: Duration,
+}
+
+/// How the loop ended.
+#[derive(Clone, Copy, Debug)]
+pub struct RunEnd {
+    /// When the loop started.
+    pub started: Instant,
+    /// When the session finished (or the loop was stopped).
+    pub finished_at: Instant,
+    /// The warm-up was over by the end (else nothing was measured).
+    pub warm: bool,
+    /// Worst time from poll's return to the end of a turn.
+    pub max_stall: Duration,
+}
+
+impl<T: Transport, S: Session<T>> Driver<T, S> {
+    /// Run until stopped or finished (rules 1–3).
+    pub fn run(&mut self, ctl: &RunCtl) -> RunEnd {
+        let started = Instant::now();
+        let warm_end = started + ctl.warmup;
+        let mut warm = ctl.warmup.is_zero();
+        let mut intervals = IntervalClock::new(&ctl.live, &mut self.net.rec, warm_end);
+        let mut max_stall = Duration::ZERO;
+        let mut finished_at = None;
+        self.session.on_start(&mut self.net, started);
+        loop {
+            let now = Instant::now();
+            let mut wake = now + MAX_WAIT;
+            if let Some(t) = self.next_wake() {
+                wake = wake.min(t);
+            }
+            if let Some(t) = intervals.next() {
+                wake = wake.min(t);
+            }
+            if !warm {
+                wake = wake.min(warm_end);
+            }
+            if self
+                .poll_io(Some(wake.saturating_duration_since(now)))
+                .is_err()
+            {
+                break;
+            }
+            let polled = Instant::now();
+            if ctl.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if !warm && polled >= warm_end {
+                warm = true;
+                self.net.rec.reset();
+                self.session.on_warm(polled);
+                intervals.restart(polled);
+            }
+            self.turn(polled);
+            if warm {
+                intervals.tick(polled, false, &mut self.net.rec, &ctl.live);
+            }
+            publish(&ctl.live, &self.net);
+            if self.session.finished() {
+                finished_at = Some(Instant::now());
+                ctl.live.done.store(true, Ordering::Release);
+                break;
+            }
+            max_stall = max_stall.max(polled.elapsed());
+        }
+        let finished_at = finished_at.unwrap_or_else(Instant::now);
+        if warm {
+            intervals.tick(finished_at, true, &mut self.net.rec, &ctl.live);
+        }
+        publish(&ctl.live, &self.net);
+        ctl.live.done.store(true, Ordering::Release);
+        RunEnd {
+            started,
+            finished_at,
+            warm,
+            max_stall,
+        }
+    }
+}
+
+fn publish<T: Transport>(live: &Live, net: &super::Net<T>) {
+    let c = &net.rec.counters;
+    live.responses.store(c.responses, Ordering::Relaxed);
+    live.errors.store(c.total_errors(), Ordering::Relaxed);
+    live.open.store(net.open_count(), Ordering::Relaxed);
+}

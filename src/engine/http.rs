@@ -1,0 +1,653 @@
+//! The HTTP/1.1 session: keep-alive requests on every slot of a worker, driven by the core
+//! ([`super::core`]). Closed loop by default (the next request goes out the moment a response
+//! completes); with `-R`, an open-loop schedule ([`super::pace`]) hands each due request to an
+//! idle connection; with `--stages`, the number of active slots follows the ramp.
+//!
+//! Hot-path rules:
+//! 1. The next request is written right after a response completes, in the same event.
+//! 2. Nothing allocates per request: the request bytes are pre-serialized (K copies for
+//!    pipelining), the in-flight queues are sized at start.
+//! 3. Request timeouts cost one timer per timeout period per slot, not one per request: the
+//!    deadline follows the oldest request in flight lazily ([`TimerTable::set_at_most`]; when it
+//!    fires early it is re-armed from the true oldest request).
+//! 4. A failure is counted once, by the step the connection was in, and the slot reopens at once
+//!    if its connection had answered anything, else after a backoff that doubles up to
+//!    [`MAX_BACKOFF`] (a dead server is not hammered).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Token};
+
+use super::buf::RecvBuf;
+use super::core::timerfd::Timerfd;
+use super::core::{Close, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::pace::{Arrival, Schedule};
+use super::transport::Failure;
+use crate::metrics::{ErrorClass, Phase, Recorder};
+use crate::proto::http1::{Progress, ResponseDecoder};
+
+/// Longest a failing slot waits before it reconnects.
+pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
+/// Most due requests kept waiting for a free connection; past it they are counted as unsent.
+const MAX_BACKLOG: usize = 1 << 20;
+
+/// What the HTTP session of one worker does.
+pub struct HttpConfig {
+    /// Worker index (seeds Poisson arrivals).
+    pub id: usize,
+    /// Number of workers (to take this worker's share of a stage's connections).
+    pub workers: usize,
+    /// One serialized request.
+    pub request: Arc<[u8]>,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// The request method is HEAD (responses have no body).
+    pub head_request: bool,
+    /// Requests this worker must send (`-n`), or None.
+    pub budget: Option<u64>,
+    /// Request timeout.
+    pub timeout: Duration,
+    /// Constant-rate mode: this worker's requests per second and their spacing.
+    pub rate: Option<(f64, Arrival)>,
+    /// Ramp profile of the whole run.
+    pub stages: Vec<crate::plan::Stage>,
+}
+
+/// Where a slot is, as far as HTTP is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// No connection, and none until its Reopen timer (or a stage) opens one.
+    Idle,
+    /// A connection is being made or carries requests.
+    Live,
+    /// No connection and none will be opened (budget spent, run stopping, parked by a stage).
+    Done,
+}
+
+/// One request on the wire.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    /// When its first byte was written.
+    at: Instant,
+    /// When it was meant to be written (rate mode; `at` otherwise).
+    intended: Instant,
+    /// TTFB already recorded.
+    ttfb_seen: bool,
+    /// Recording epoch it was sent in (requests from the warm-up are not recorded).
+    epoch: u32,
+}
+
+/// What the framer saw in one read.
+#[derive(Default, Clone, Copy)]
+struct Framed {
+    completed: usize,
+    closing: bool,
+}
+
+struct Conn {
+    state: State,
+    decoder: ResponseDecoder,
+    inflight: VecDeque<Sent>,
+    /// Requests this connection has carried.
+    carried: u64,
+    /// A response arrived on this connection.
+    answered: bool,
+    /// Consecutive connections of this slot that failed before any response.
+    failures: u32,
+    framed: Framed,
+}
+
+/// Constant-rate mode state (the timing model is `engine::pace`).
+struct Pacer {
+    rate: f64,
+    arrival: Arrival,
+    schedule: Schedule,
+    timer: Timerfd,
+    /// Up connections with nothing in flight, as (slot, generation): checked when popped.
+    idle: Vec<(usize, u32)>,
+    /// Intended send times of due requests waiting for a free connection.
+    backlog: VecDeque<Instant>,
+}
+
+/// A staged run's clock: which window we are in and how many slots should be active.
+struct Stager {
+    windows: Vec<crate::plan::StageWindow>,
+    window: usize,
+    start: Instant,
+    next_check: Instant,
+    done: Vec<(Recorder, u64)>,
+}
+
+/// The HTTP session of one worker.
+pub struct Http {
+    cfg: HttpConfig,
+    conns: Vec<Conn>,
+    /// `pipeline` copies of the request, so K requests go out in one write.
+    batch: Vec<u8>,
+    budget: Option<u64>,
+    inflight_total: u64,
+    epoch: u32,
+    stopping: bool,
+    pacer: Option<Pacer>,
+    /// Slots `0..active` should hold a connection; the rest are parked (staged runs).
+    active: usize,
+    stager: Option<Stager>,
+}
+
+impl Http {
+    /// A session for `slots` connections; in rate mode its timerfd is registered in `net`.
+    pub fn new<T: Transport>(cfg: HttpConfig, net: &Net<T>) -> std::io::Result<Http> {
+        let pipeline = cfg.pipeline.max(1);
+        let slots = net.slots();
+        let conns = (0..slots)
+            .map(|_| Conn {
+                state: State::Done,
+                decoder: ResponseDecoder::new(),
+                inflight: VecDeque::with_capacity(pipeline),
+                carried: 0,
+                answered: false,
+                failures: 0,
+                framed: Framed::default(),
+            })
+            .collect();
+        let now = Instant::now();
+        let pacer = match cfg.rate {
+            Some((rate, arrival)) => {
+                let timer = Timerfd::new()?;
+                net.poll().registry().register(
+                    &mut mio::unix::SourceFd(&timer.raw_fd()),
+                    PACER,
+                    Interest::READABLE,
+                )?;
+                Some(Pacer {
+                    rate,
+                    arrival,
+                    schedule: Schedule::new(rate, now, arrival, cfg.id as u64 + 1),
+                    timer,
+                    idle: Vec::with_capacity(slots),
+                    backlog: VecDeque::with_capacity(4096),
+                })
+            }
+            None => None,
+        };
+        Ok(Http {
+            batch: cfg.request.repeat(pipeline),
+            budget: cfg.budget,
+            active: if cfg.stages.is_empty() { usize::MAX } else { 0 },
+            cfg,
+            conns,
+            inflight_total: 0,
+            epoch: 0,
+            stopping: false,
+            pacer,
+            stager: None,
+        })
+    }
+
+    /// The run is over at `at`: count the requests that were due and never written (rule 3 of
+    /// `pace`), and hand back the stage windows (the run is then the sum of its windows).
+    pub fn finish<T: Transport>(&mut self, net: &mut Net<T>, at: Instant) -> Vec<(Recorder, u64)> {
+        self.stopping = true;
+        if let Some(p) = &mut self.pacer {
+            while p.schedule.next_due() <= at {
+                p.schedule.advance();
+                net.rec.counters.unsent += 1;
+            }
+            net.rec.counters.unsent += p.backlog.len() as u64;
+        }
+        match self.stager.take() {
+            Some(mut st) => {
+                st.done
+                    .push((std::mem::take(&mut net.rec), net.open_count()));
+                for (w, _) in &st.done {
+                    net.rec.merge(w);
+                }
+                st.done
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Open a connection in `slot` (it has none).
+    fn open<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let c = &mut self.conns[slot];
+        if self.stopping || self.budget == Some(0) || slot >= self.active {
+            c.state = State::Done;
+            return;
+        }
+        c.state = State::Live;
+        match net.open(slot, now) {
+            Opened::Connecting => {}
+            Opened::Deferred(_) => c.state = State::Idle,
+            Opened::Failed(class) => self.fail(net, slot, class, now),
+        }
+    }
+
+    /// Rate mode: a connection can take a request. It takes the oldest waiting one, or waits in
+    /// the idle list for the schedule.
+    fn available<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) {
+        let Some(p) = &mut self.pacer else {
+            return;
+        };
+        match p.backlog.pop_front() {
+            Some(intended) => self.send(net, slot, 1, Some(intended)),
+            None => p.idle.push((slot, net.gen(slot))),
+        }
+    }
+
+    /// Rate mode: hand every request that is due to an idle connection (or the backlog), then
+    /// arm the timer for the next one.
+    fn dispatch<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        let Some(mut p) = self.pacer.take() else {
+            return;
+        };
+        while p.schedule.next_due() <= now {
+            let intended = p.schedule.advance();
+            let mut sent = false;
+            while let Some((slot, gen)) = p.idle.pop() {
+                let c = &self.conns[slot];
+                if net.gen(slot) == gen
+                    && net.link(slot) == super::core::Link::Up
+                    && c.inflight.is_empty()
+                {
+                    self.send(net, slot, 1, Some(intended));
+                    sent = true;
+                    break;
+                }
+            }
+            if !sent {
+                if p.backlog.len() < MAX_BACKLOG {
+                    p.backlog.push_back(intended);
+                } else {
+                    net.rec.counters.unsent += 1;
+                }
+            }
+        }
+        let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
+        self.pacer = Some(p);
+    }
+
+    /// Write up to `k` requests on `slot` (fewer when the `-n` budget runs out). In rate mode
+    /// `intended` is the request's scheduled send time (k is then 1).
+    fn send<T: Transport>(
+        &mut self,
+        net: &mut Net<T>,
+        slot: usize,
+        k: usize,
+        intended: Option<Instant>,
+    ) {
+        let k = match self.budget {
+            Some(b) => (b as usize).min(k),
+            None => k,
+        };
+        if k == 0 || self.stopping {
+            return;
+        }
+        let c = &mut self.conns[slot];
+        let at = Instant::now();
+        if let Some(i) = intended {
+            net.rec.record(Phase::SendLag, (at - i).as_nanos() as u64);
+        }
+        if c.inflight.is_empty() {
+            net.timers
+                .set_at_most(slot, TimerKind::Request, at + self.cfg.timeout);
+        }
+        for _ in 0..k {
+            c.inflight.push_back(Sent {
+                at,
+                intended: intended.unwrap_or(at),
+                ttfb_seen: false,
+                epoch: self.epoch,
+            });
+            if c.carried > 0 {
+                net.rec.counters.reused_requests += 1;
+            }
+            c.carried += 1;
+        }
+        net.rec.counters.requests += k as u64;
+        self.inflight_total += k as u64;
+        if let Some(b) = &mut self.budget {
+            *b -= k as u64;
+        }
+        let len = self.cfg.request.len() * k;
+        if let Err(e) = net.send(slot, &self.batch[..len]) {
+            self.fail(net, slot, ErrorClass::from_io_error(&e), at);
+        }
+    }
+
+    /// Count a failure, drop the connection, and reconnect (rule 4).
+    fn fail<T: Transport>(
+        &mut self,
+        net: &mut Net<T>,
+        slot: usize,
+        class: ErrorClass,
+        now: Instant,
+    ) {
+        net.rec.error(class);
+        let c = &mut self.conns[slot];
+        if c.carried == 0 {
+            // The request this connection was opened for never went out: under `-n` it counts
+            // as sent and failed, so a run against a dead server still ends.
+            if let Some(b) = &mut self.budget {
+                *b = b.saturating_sub(1);
+            }
+        }
+        let failures = if c.answered { 0 } else { c.failures + 1 };
+        self.close(net, slot);
+        self.conns[slot].failures = failures;
+        if failures == 0 {
+            self.open(net, slot, now);
+        } else {
+            let wait =
+                Duration::from_millis(1u64 << failures.min(7).saturating_sub(1)).min(MAX_BACKOFF);
+            self.conns[slot].state = State::Idle;
+            net.timers.set(slot, TimerKind::Reopen, now + wait);
+        }
+    }
+
+    /// Close the slot's connection and open a new one right away.
+    fn replace<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let failures = self.conns[slot].failures;
+        self.close(net, slot);
+        self.conns[slot].failures = failures;
+        self.open(net, slot, now);
+    }
+
+    fn close<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) {
+        net.close(slot, Close::Fin);
+        let c = &mut self.conns[slot];
+        self.inflight_total -= c.inflight.len() as u64;
+        c.inflight.clear();
+        c.decoder.reset();
+        c.carried = 0;
+        c.answered = false;
+        c.failures = 0;
+        c.framed = Framed::default();
+        c.state = State::Done;
+    }
+
+    /// The server closed (FIN or close_notify): a close-delimited body may end here.
+    fn on_eof<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let epoch = self.epoch;
+        let c = &mut self.conns[slot];
+        match c.decoder.finish_eof(net.pending(slot)) {
+            Ok(Some(info)) => {
+                if let Some(s) = c.inflight.pop_front() {
+                    self.inflight_total -= 1;
+                    if s.epoch == epoch {
+                        net.rec.record(Phase::Total, (now - s.at).as_nanos() as u64);
+                        net.rec.response(info.status);
+                    }
+                }
+                net.rec.counters.server_closes += 1;
+                if self.conns[slot].inflight.is_empty() {
+                    self.replace(net, slot, now);
+                } else {
+                    self.fail(net, slot, ErrorClass::EofMidResponse, now);
+                }
+            }
+            Ok(None) if c.inflight.is_empty() => {
+                // An idle keep-alive connection closed by the server: not a failure.
+                net.rec.counters.server_closes += 1;
+                self.replace(net, slot, now);
+            }
+            Ok(None) | Err(_) => self.fail(net, slot, ErrorClass::EofMidResponse, now),
+        }
+    }
+
+    /// Staged runs: move to the next window when due, and open or close connections so this
+    /// worker holds its share of the stage's current target.
+    fn stage_tick<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
+        let Some(st) = &mut self.stager else {
+            return;
+        };
+        if now < st.next_check {
+            return;
+        }
+        // The seed steps its ramps 10 times a second; this does 100.
+        st.next_check = now + Duration::from_millis(10);
+        let t = now - st.start;
+        while st.window + 1 < st.windows.len() && t >= st.windows[st.window + 1].start {
+            st.done
+                .push((std::mem::take(&mut net.rec), net.open_count()));
+            st.window += 1;
+        }
+        let total = crate::plan::stage_target(&self.cfg.stages, t);
+        let want = crate::plan::share(total as u64, self.cfg.workers, self.cfg.id) as usize;
+        let want = want.min(self.conns.len());
+        let have = self.active.min(self.conns.len());
+        if want > have {
+            self.active = want;
+            for slot in have..want {
+                if net.link(slot) == super::core::Link::Closed
+                    && self.conns[slot].state != State::Idle
+                {
+                    self.open(net, slot, now);
+                }
+            }
+        } else if want < have {
+            self.active = want;
+            // Ramping down: these connections close now (what they had in flight is dropped on
+            // purpose, not counted as a failure).
+            for slot in want..have {
+                self.close(net, slot);
+            }
+        }
+    }
+}
+
+impl<T: Transport> Session<T> for Http {
+    fn on_start(&mut self, net: &mut Net<T>, now: Instant) {
+        if !self.cfg.stages.is_empty() {
+            self.stager = Some(Stager {
+                windows: crate::plan::stage_windows(&self.cfg.stages),
+                window: 0,
+                start: now,
+                next_check: now,
+                done: Vec::new(),
+            });
+            self.stage_tick(net, now);
+        } else {
+            for slot in 0..self.conns.len() {
+                self.open(net, slot, now);
+            }
+        }
+        if let Some(p) = &mut self.pacer {
+            p.schedule = Schedule::new(p.rate, now, p.arrival, self.cfg.id as u64 + 1);
+        }
+        self.dispatch(net, now);
+    }
+
+    fn on_warm(&mut self, _now: Instant) {
+        self.epoch += 1;
+    }
+
+    fn finished(&self) -> bool {
+        self.budget == Some(0) && self.inflight_total == 0
+    }
+
+    fn on_ready(&mut self, net: &mut Net<T>, slot: usize, _now: Instant) {
+        if self.pacer.is_some() {
+            self.available(net, slot);
+        } else {
+            let k = self.cfg.pipeline.max(1);
+            self.send(net, slot, k, None);
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        slot: usize,
+        rb: &mut RecvBuf,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let c = &mut self.conns[slot];
+        frame(
+            &mut c.decoder,
+            &mut c.inflight,
+            rec,
+            self.cfg.head_request,
+            self.epoch,
+            self.pacer.is_some(),
+            rb,
+            now,
+            &mut c.framed,
+        )
+    }
+
+    fn after_read(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let c = &mut self.conns[slot];
+        let framed = std::mem::take(&mut c.framed);
+        if framed.completed > 0 {
+            c.answered = true;
+            c.failures = 0;
+            self.inflight_total -= framed.completed as u64;
+        }
+        if framed.closing {
+            // The server said this connection carries nothing more.
+            net.rec.counters.server_closes += 1;
+            if self.conns[slot].inflight.is_empty() {
+                self.replace(net, slot, now);
+            } else {
+                self.fail(net, slot, ErrorClass::EofMidResponse, now);
+            }
+            return;
+        }
+        if framed.completed > 0 {
+            if self.pacer.is_some() {
+                self.available(net, slot);
+            } else {
+                self.send(net, slot, framed.completed, None);
+            }
+        }
+    }
+
+    fn on_lost(&mut self, net: &mut Net<T>, slot: usize, lost: Lost, now: Instant) {
+        // What the framer completed in the read that ended the connection still counts.
+        let framed = std::mem::take(&mut self.conns[slot].framed);
+        if framed.completed > 0 {
+            let c = &mut self.conns[slot];
+            c.answered = true;
+            c.failures = 0;
+            self.inflight_total -= framed.completed as u64;
+        }
+        let idle = self.conns[slot].inflight.is_empty();
+        let class = match lost {
+            Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => class,
+            Lost::Protocol => ErrorClass::Protocol,
+            Lost::Eof if framed.closing => {
+                // `Connection: close` and the FIN in one event: the server said it first.
+                net.rec.counters.server_closes += 1;
+                if idle {
+                    return self.replace(net, slot, now);
+                }
+                ErrorClass::EofMidResponse
+            }
+            Lost::Eof => return self.on_eof(net, slot, now),
+            Lost::Io(e) => {
+                let class = ErrorClass::from_io_error(&e);
+                if idle && class == ErrorClass::ResetMidResponse {
+                    // A reset on an idle keep-alive connection loses no request.
+                    net.rec.counters.server_closes += 1;
+                    return self.replace(net, slot, now);
+                }
+                class
+            }
+        };
+        self.fail(net, slot, class, now);
+    }
+
+    fn on_timer(&mut self, net: &mut Net<T>, slot: usize, kind: TimerKind, now: Instant) {
+        match kind {
+            TimerKind::Reopen if net.link(slot) == super::core::Link::Closed => {
+                self.open(net, slot, now);
+            }
+            TimerKind::Request => {
+                // Rule 3: the deadline may be older than the oldest request in flight.
+                let Some(front) = self.conns[slot].inflight.front() else {
+                    return;
+                };
+                let due = front.at + self.cfg.timeout;
+                if now >= due {
+                    self.fail(net, slot, ErrorClass::ReadTimeout, now);
+                } else {
+                    net.timers.set(slot, TimerKind::Request, due);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_turn(&mut self, net: &mut Net<T>, now: Instant) {
+        self.dispatch(net, now);
+        self.stage_tick(net, now);
+    }
+
+    fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
+        if token == PACER {
+            if let Some(p) = &mut self.pacer {
+                p.timer.fired();
+            }
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        self.stager.as_ref().map(|st| st.next_check)
+    }
+}
+
+/// Frame every response the buffer completes, recording TTFB and total per request.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn frame(
+    decoder: &mut ResponseDecoder,
+    inflight: &mut VecDeque<Sent>,
+    rec: &mut Recorder,
+    head: bool,
+    epoch: u32,
+    paced: bool,
+    rb: &mut RecvBuf,
+    now: Instant,
+    framed: &mut Framed,
+) -> Result<(), Failure> {
+    while !rb.is_empty() && !framed.closing {
+        let Some(front) = inflight.front_mut() else {
+            // Bytes nobody asked for.
+            return Err(Failure::Protocol);
+        };
+        if !front.ttfb_seen {
+            front.ttfb_seen = true;
+            if front.epoch == epoch {
+                rec.record(Phase::Ttfb, (now - front.at).as_nanos() as u64);
+            }
+        }
+        let (n, progress) = decoder
+            .decode(rb.pending(), head)
+            .map_err(|_| Failure::Protocol)?;
+        rb.consume(n);
+        match progress {
+            Progress::Partial => return Ok(()),
+            Progress::Complete(info) => {
+                let s = inflight.pop_front().expect("front exists");
+                if s.epoch == epoch {
+                    rec.record(Phase::Total, (now - s.at).as_nanos() as u64);
+                    if paced {
+                        rec.record(Phase::Corrected, (now - s.intended).as_nanos() as u64);
+                    }
+                    rec.response(info.status);
+                }
+                framed.completed += 1;
+                if !info.keep_alive {
+                    framed.closing = true;
+                }
+            }
+        }
+    }
+    Ok(())
+}
