@@ -343,8 +343,7 @@ impl Http {
         if failures == 0 {
             self.open(net, slot, now);
         } else {
-            let wait =
-                Duration::from_millis(1u64 << failures.min(7).saturating_sub(1)).min(MAX_BACKOFF);
+            let wait = backoff(failures);
             self.conns[slot].state = State::Idle;
             net.timers.set(slot, TimerKind::Reopen, now + wait);
         }
@@ -602,6 +601,11 @@ impl<T: Transport> Session<T> for Http {
     }
 }
 
+/// Rule 4: the wait before reconnecting after `failures` failed connections in a row (≥ 1).
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(1u64 << failures.min(8).saturating_sub(1)).min(MAX_BACKOFF)
+}
+
 /// Frame every response the buffer completes, recording TTFB and total per request.
 #[allow(clippy::too_many_arguments)]
 #[inline]
@@ -650,4 +654,249 @@ fn frame(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core and the HTTP session against scripted loopback peers, with a fake clock for
+    //! every decision: timeouts, backoff, fall-back and pacing are checked without waiting.
+    use super::*;
+    use crate::engine::core::{Connector, Driver, Link, Plain};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    fn cfg() -> HttpConfig {
+        HttpConfig {
+            id: 0,
+            workers: 1,
+            request: REQ.into(),
+            pipeline: 1,
+            head_request: false,
+            budget: None,
+            timeout: Duration::from_secs(10),
+            rate: None,
+            stages: Vec::new(),
+        }
+    }
+
+    fn driver(addrs: Vec<SocketAddr>, slots: usize, cfg: HttpConfig) -> Driver<Plain, Http> {
+        let poll = mio::Poll::new().unwrap();
+        let net = Net::<Plain>::new(
+            poll,
+            slots,
+            (),
+            Connector::new(addrs, Vec::new(), 0),
+            Duration::from_secs(5),
+        );
+        let http = Http::new(cfg, &net).unwrap();
+        Driver::new(net, http)
+    }
+
+    /// Poll (real I/O, 10 ms at a time) until `done` holds; panics after 30 s of real time.
+    fn pump(d: &mut Driver<Plain, Http>, done: impl Fn(&Driver<Plain, Http>) -> bool) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        while !done(d) {
+            assert!(Instant::now() < limit, "condition not reached");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+        }
+    }
+
+    fn accept(l: &TcpListener) -> TcpStream {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    fn read_request(s: &mut TcpStream) {
+        let mut buf = vec![0u8; REQ.len()];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, REQ);
+    }
+
+    #[test]
+    fn a_response_is_measured_and_the_next_request_follows_at_once() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        s.write_all(OK).unwrap();
+        pump(&mut d, |d| d.net.rec.counters.responses == 1);
+        read_request(&mut s); // the second request went out in the same event as the response
+        assert_eq!(d.net.rec.counters.requests, 2);
+        assert_eq!(d.net.rec.counters.reused_requests, 1);
+        assert_eq!(d.net.rec.histogram(Phase::Ttfb).len(), 1);
+        assert_eq!(d.net.rec.histogram(Phase::Connect).len(), 1);
+    }
+
+    #[test]
+    fn an_unanswered_request_times_out_at_the_deadline_and_not_before() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        let deadline = d.net.timers.get(0, TimerKind::Request).expect("armed");
+        d.fire_timers(deadline - Duration::from_millis(1));
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        d.fire_timers(deadline);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ReadTimeout.index()],
+            1
+        );
+        // The connection had never answered: the slot waits out a backoff before reopening.
+        assert_eq!(d.net.link(0), Link::Closed);
+        assert!(d.net.timers.get(0, TimerKind::Reopen).is_some());
+    }
+
+    #[test]
+    fn the_request_deadline_follows_the_oldest_request_lazily() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        s.write_all(OK).unwrap();
+        pump(&mut d, |d| d.net.rec.counters.responses == 1);
+        // The timer still holds the first request's deadline; firing it then re-arms it from the
+        // second request's send time instead of failing.
+        let first = d.net.timers.get(0, TimerKind::Request).expect("armed");
+        d.fire_timers(first);
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        let second = d.net.timers.get(0, TimerKind::Request).expect("re-armed");
+        assert!(second >= first);
+        d.fire_timers(second);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ReadTimeout.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn a_connect_that_does_not_complete_in_time_is_a_connect_timeout() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        assert_eq!(d.net.link(0), Link::Connecting);
+        // No event has been handled yet: as far as the core knows, the connect is pending.
+        let deadline = d.net.timers.get(0, TimerKind::Connect).expect("armed");
+        d.fire_timers(deadline);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectTimeout.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn refused_connects_back_off_doubling_up_to_the_cap() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let mut d = driver(vec![addr], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        for k in 1..=10u32 {
+            let before = Instant::now();
+            pump(&mut d, |d| d.net.link(0) == Link::Closed);
+            let after = Instant::now();
+            let at = d
+                .net
+                .timers
+                .get(0, TimerKind::Reopen)
+                .expect("backoff armed");
+            // The failure was handled between `before` and `after`, and waits backoff(k).
+            let want = backoff(k);
+            assert!(at >= before + want && at <= after + want, "failure {k}");
+            d.fire_timers(at);
+        }
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectRefused.index()],
+            10
+        );
+        let waits: Vec<u128> = (1..=10).map(|k| backoff(k).as_millis()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 100, 100, 100]);
+    }
+
+    #[test]
+    fn a_refused_address_falls_back_to_the_next_one() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_addr = dead.local_addr().unwrap();
+        drop(dead);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![dead_addr, l.local_addr().unwrap()], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        pump(&mut d, |d| d.net.link(0) == Link::Closed);
+        let at = d.net.timers.get(0, TimerKind::Reopen).expect("backoff");
+        d.fire_timers(at);
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectRefused.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn a_close_delimited_body_ends_with_the_fin_that_came_with_it() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        s.write_all(b"HTTP/1.1 200 OK\r\n\r\nbody until close")
+            .unwrap();
+        drop(s);
+        pump(&mut d, |d| d.net.rec.counters.responses == 1);
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        assert_eq!(d.net.rec.counters.server_closes, 1);
+        // Replaced at once: the next connection is on its way.
+        assert_eq!(d.net.link(0), Link::Connecting);
+        assert!(accept(&l).peer_addr().is_ok());
+    }
+
+    #[test]
+    fn a_truncated_body_then_fin_is_eof_mid_response() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+            .unwrap();
+        drop(s);
+        pump(&mut d, |d| d.net.rec.counters.total_errors() == 1);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::EofMidResponse.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn rate_mode_sends_what_is_due_by_the_fake_clock_and_backlogs_the_rest() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.rate = Some((1000.0, Arrival::Uniform));
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        let _s = accept(&l);
+        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        // 10 ms of schedule: requests 0..=10 are due (k is due at start + k/rate); one
+        // connection takes one, the rest wait in the backlog with their clocks running.
+        d.turn(t0 + Duration::from_millis(10));
+        let p = d.session.pacer.as_ref().unwrap();
+        assert_eq!(d.net.rec.counters.requests, 1);
+        assert_eq!(p.backlog.len() as u64 + 1, p.schedule.taken());
+        assert!(p.schedule.taken() >= 10, "{}", p.schedule.taken());
+    }
 }
