@@ -67,10 +67,12 @@ established() { # established client connections to port $1
 # run MODE N SECONDS NAME: one bounded client run; prints "seconds-to-all-established".
 run() {
   local mode=$1 n=$2 secs=$3 name=$4 port url
-  if [[ $mode == ws ]]; then port=$HP; url="ws://127.0.0.1:$HP/ws"; else port=$SP; url="wss://127.0.0.1:$SP/ws"; fi
+  # --ca only over TLS: connbench refuses TLS flags with a plain ws:// URL.
+  local tls_args=()
+  if [[ $mode == ws ]]; then port=$HP; url="ws://127.0.0.1:$HP/ws"; else port=$SP; url="wss://127.0.0.1:$SP/ws"; tls_args=(--ca "$tmp/cert.pem"); fi
   local start now reached=""
   start=$(date +%s.%N)
-  timeout $((secs + 60)) "$CB" ws "$url" --ca "$tmp/cert.pem" -c "$n" -t 1 --cpus "$CLIENT_CPU" \
+  timeout $((secs + 60)) "$CB" ws "$url" "${tls_args[@]}" -c "$n" -t 1 --cpus "$CLIENT_CPU" \
     -d "${secs}s" "${src_args[@]}" --json "$tmp/$name.json" -q >"$tmp/$name.out" 2>"$tmp/$name.err" &
   local cpid=$!
   # Sample until the client exits (bounded by its own timeout above).

@@ -8,17 +8,16 @@
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-
+use crate::cli::validate::{self, Endpoint, LoadTarget, UrlParts};
 use crate::cli::{
-    self, Command, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ProbeArgs, ServeArgs, TlsArgs,
-    UsageError, WsArgs, WsModeArg,
+    self, Command, Given, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ProbeArgs, ServeArgs,
+    TlsArgs, UsageError, WsArgs, WsModeArg,
 };
 use crate::engine::pace::Arrival;
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
 use crate::engine::{self, EngineError};
 use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
-use crate::proto::jsonfield::{FieldPath, TsUnit};
+use crate::proto::jsonfield::TsUnit;
 use crate::report::{self, RunMeta, WsMeta};
 use crate::target::{self, OverLimit, ServeConfig, ServeError, ServerHandle};
 
@@ -84,13 +83,15 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, AppError> {
     Err(AppError::Usage(UsageError(msg.into())))
 }
 
-/// Run a parsed command line; returns the exit code.
+/// Run a parsed command line (from [`cli::parse`], so that `given` is filled in); returns the
+/// exit code.
 pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
+    let given = cli.given;
     match cli.command {
         Command::Http(a) => http(*a, argv),
-        Command::Ws(a) => ws(*a, argv),
-        Command::Probe(a) => probe(*a, argv),
-        Command::Serve(a) => serve(*a),
+        Command::Ws(a) => ws(*a, &given, argv),
+        Command::Probe(a) => probe(*a, &given, argv),
+        Command::Serve(a) => serve(*a, &given),
         Command::Autobahn(a) => autobahn(a),
         Command::Merge(a) => merge(a, argv),
     }
@@ -219,58 +220,20 @@ pub fn parse_target(raw: &str) -> Result<(Target, Option<(String, String)>), App
 }
 
 /// Parse and resolve a target URL: http/https, or ws/wss when `websocket` (then http/https
-/// are refused with a hint).
+/// are refused with a hint). The parsing is [`validate::parse_url`]'s (no host, no DNS).
 pub fn parse_url(
     raw: &str,
     websocket: bool,
 ) -> Result<(Target, Option<(String, String)>), AppError> {
-    let url = match url::Url::parse(raw) {
-        Ok(u) => u,
-        Err(e) => {
-            return usage(format!(
-                "invalid URL {}: {e} (expected e.g. https://host:port/path)",
-                report::redact::url(raw)
-            ))
-        }
-    };
-    let scheme = match (url.scheme(), websocket) {
-        ("http", false) | ("ws", true) => Scheme::Http,
-        ("https", false) | ("wss", true) => Scheme::Https,
-        (other, false) => {
-            return usage(format!(
-                "unsupported URL scheme {other:?} (connbench http takes http:// or https://; \
-                 for ws:// use connbench ws)"
-            ))
-        }
-        (other, true) => {
-            return usage(format!(
-                "unsupported URL scheme {other:?} (connbench ws takes ws:// or wss://)"
-            ))
-        }
-    };
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) => d.to_string(),
-        Some(url::Host::Ipv4(a)) => a.to_string(),
-        Some(url::Host::Ipv6(a)) => a.to_string(),
-        None => return usage("URL has no host (expected e.g. http://127.0.0.1:8080/)"),
-    };
-    let default_port = if scheme == Scheme::Https { 443 } else { 80 };
-    let port = url.port().unwrap_or(default_port);
-    let host_for_header = match url.host() {
-        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
-        _ => host.clone(),
-    };
-    let authority = if port == default_port {
-        host_for_header
-    } else {
-        format!("{host_for_header}:{port}")
-    };
-    let mut path = url.path().to_string();
-    if let Some(q) = url.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    let addrs: Vec<_> = match (host.as_str(), port).to_socket_addrs() {
+    let parts = validate::parse_url(raw, websocket)?;
+    let credentials = parts.credentials.clone();
+    Ok((resolve(parts)?, credentials))
+}
+
+/// Resolve a parsed URL's host: the one DNS lookup of a run.
+fn resolve(parts: UrlParts) -> Result<Target, AppError> {
+    let host = &parts.host;
+    let addrs: Vec<_> = match (host.as_str(), parts.port).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => return usage(format!("cannot resolve host {host:?}: {e} (check the URL)")),
     };
@@ -279,44 +242,15 @@ pub fn parse_url(
             "host {host:?} resolved to no address (check the URL)"
         ));
     }
-    let credentials = if url.username().is_empty() {
-        None
-    } else {
-        let user = percent_decode(url.username());
-        let pass = url.password().map(percent_decode).unwrap_or_default();
-        Some((user, pass))
-    };
-    Ok((
-        Target {
-            scheme,
-            host,
-            port,
-            path,
-            authority,
-            addrs,
-            url: raw.to_string(),
-        },
-        credentials,
-    ))
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    Ok(Target {
+        scheme: parts.scheme,
+        host: parts.host,
+        port: parts.port,
+        path: parts.path,
+        authority: parts.authority,
+        addrs,
+        url: parts.raw,
+    })
 }
 
 /// What every load command sets up the same way before building its plan.
@@ -372,26 +306,41 @@ fn keep_source_family(sources: &[std::net::IpAddr], target: &mut Target) -> Resu
     Ok(())
 }
 
-/// Validate the shared flags, choose CPUs, check the fd limit, start the built-in target when
-/// no URL (or only a path) was given, resolve the target and build the TLS settings.
+/// Check the TLS settings that need I/O (reading `--ca`) before anything starts: the engine
+/// builds the same configuration again once the target is known.
+fn check_tls_files(plan: &TlsPlan, host: &str) -> Result<(), AppError> {
+    crate::tls::client_config(plan).map_err(EngineError::Tls)?;
+    crate::tls::server_name(plan, host).map_err(EngineError::Tls)?;
+    Ok(())
+}
+
+/// After the pure checks ([`validate`]): check `--ca`, choose CPUs, check the fd limit and the
+/// `--source` addresses, then start the built-in target (for [`Endpoint::Builtin`]) or resolve
+/// the URL's host, and build the TLS settings. Every usage error comes before the target
+/// starts and before the DNS lookup.
 fn prepare(
     load: &LoadArgs,
     tls: &TlsArgs,
-    url: Option<&str>,
+    checked: LoadTarget,
     websocket: bool,
-    default_path: &str,
 ) -> Result<Prepared, AppError> {
     cli::validate_load(load)?;
-    let builtin = url.is_none_or(|u| u.starts_with('/'));
+    let LoadTarget { endpoint, headers } = checked;
+    let builtin = endpoint.is_builtin();
     let (plain, secure) = if websocket {
         ("ws", "wss")
     } else {
         ("http", "https")
     };
-    if tls.builtin_tls && !builtin {
-        return usage(format!(
-            "--tls only applies to the built-in target; give a {secure}:// URL instead"
-        ));
+    let mut tls_plan = TlsPlan {
+        ca_file: tls.ca.clone(),
+        extra_ca_pem: None,
+        insecure: tls.insecure,
+        sni: tls.sni.clone(),
+        resume: !tls.no_resume,
+    };
+    if endpoint.is_tls() {
+        check_tls_files(&tls_plan, endpoint.tls_host())?;
     }
     let cpus = plan_cpus(
         &crate::sys::allowed_cpus(),
@@ -408,47 +357,32 @@ fn prepare(
         .map(|l| l.0.clone())
         .unwrap_or_default();
     check_sources(&sources)?;
-    let mut headers = Vec::with_capacity(load.headers.len() + 1);
-    for h in &load.headers {
-        headers.push(cli::parse_header(h)?);
-    }
     // The built-in target runs in this process, on CPUs apart from the workers, until the run
     // ends; its certificate is trusted in memory.
     let mut server = None;
-    let mut extra_ca_pem = None;
-    let url = if builtin {
-        let path = url.unwrap_or(default_path);
-        let handle = target::start(ServeConfig {
-            http_port: (!tls.builtin_tls).then_some(0),
-            https_port: tls.builtin_tls.then_some(0),
-            cpus: cpus.target_cpus.clone(),
-            ..ServeConfig::default()
-        })
-        .map_err(AppError::Serve)?;
-        let url = match (handle.http_addr(), handle.https_addr()) {
-            (_, Some(addr)) if tls.builtin_tls => {
-                extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
-                format!("{secure}://{addr}{path}")
-            }
-            (Some(addr), _) => format!("{plain}://{addr}{path}"),
-            _ => unreachable!("the built-in target listens on the port it was asked for"),
-        };
-        server = Some(handle);
-        url
-    } else {
-        url.unwrap_or_default().to_string()
-    };
-    let (mut target, credentials) = parse_url(&url, websocket)?;
-    keep_source_family(&sources, &mut target)?;
-    if let Some((user, pass)) = credentials {
-        if !headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+    let mut target = match endpoint {
+        Endpoint::Builtin { path, tls: use_tls } => {
+            let handle = target::start(ServeConfig {
+                http_port: (!use_tls).then_some(0),
+                https_port: use_tls.then_some(0),
+                cpus: cpus.target_cpus.clone(),
+                ..ServeConfig::default()
+            })
+            .map_err(AppError::Serve)?;
+            let url = match (handle.http_addr(), handle.https_addr()) {
+                (_, Some(addr)) if use_tls => {
+                    tls_plan.extra_ca_pem = Some(handle.ca_pem().as_bytes().to_vec());
+                    format!("{secure}://{addr}{path}")
+                }
+                (Some(addr), _) => format!("{plain}://{addr}{path}"),
+                _ => unreachable!("the built-in target listens on the port it was asked for"),
+            };
+            server = Some(handle);
+            parse_url(&url, websocket)?.0
         }
-    }
+        Endpoint::Url(parts) => resolve(parts)?,
+    };
+    keep_source_family(&sources, &mut target)?;
     Ok(Prepared {
         builtin,
         cpus,
@@ -457,13 +391,7 @@ fn prepare(
         server,
         target,
         sources,
-        tls: TlsPlan {
-            ca_file: tls.ca.clone(),
-            extra_ca_pem,
-            insecure: tls.insecure,
-            sni: tls.sni.clone(),
-            resume: !tls.no_resume,
-        },
+        tls: tls_plan,
     })
 }
 
@@ -557,7 +485,7 @@ impl Prepared {
 }
 
 fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
-    cli::validate_http(&a)?;
+    let checked = validate::check_http(&a)?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {
@@ -568,6 +496,7 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         })?,
         (None, None) => Vec::new(),
     };
+    validate::check_request(&a.method, &checked, &body)?;
     let stages = match (&a.stages, &a.scenario) {
         (Some(st), _) => st.0.clone(),
         (None, Some(name)) => vec![crate::plan::scenario(name).ok_or_else(|| {
@@ -580,12 +509,15 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let mut load = a.load;
     if !stages.is_empty() {
         if !load.warmup.is_zero() {
-            return usage("--warmup does not combine with --stages: the first ramp is the warm-up");
+            return usage(
+                "--warmup does not combine with --stages or --scenario: the first ramp is the \
+                 warm-up",
+            );
         }
         // The slots: as many as the busiest stage.
         load.connections = stages.iter().map(|s| s.connections).max().unwrap_or(1);
     }
-    let p = prepare(&load, &a.tls, a.url.as_deref(), false, "/")?;
+    let p = prepare(&load, &a.tls, checked, false)?;
     let stop = match (a.requests, a.duration) {
         _ if !stages.is_empty() => Stop::Duration(stages.iter().map(|s| s.ramp + s.hold).sum()),
         (Some(n), _) => Stop::Requests(n),
@@ -641,16 +573,10 @@ fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     p.execute(&meta, &load, "connections", || engine::run(&plan))
 }
 
-fn field_path(flag: &str, s: &str) -> Result<FieldPath, AppError> {
-    FieldPath::parse(s).map_err(|e| AppError::Usage(UsageError(format!("{flag}: {e}"))))
-}
-
-fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
+fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
+    let (checked, fields) = validate::check_ws(&a, given)?;
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
-    }
-    if a.rate.is_some() && a.mode != WsModeArg::Echo {
-        return usage("-R paces echo messages: add --mode echo");
     }
     // -R is a total over the connections; each connection keeps its share of the schedule.
     let send_rate = a
@@ -700,40 +626,9 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
                 .map_err(|e| AppError::Usage(UsageError(format!("--reconnect-budget: {e}"))))?,
         ),
     };
-    let default_path = if a.mode == WsModeArg::Echo {
-        "/echo"
-    } else {
-        "/ws"
-    };
-    let p = prepare(&a.load, &a.tls, a.url.as_deref(), true, default_path)?;
-
-    // The built-in target's /ws messages carry "timestamp" (µs) and "seq" per "stream": with
-    // no flags, subscribe to one stream and measure latency and gaps.
-    let mut templates = a.subscribe.clone();
-    let (mut exchanges, mut channels, mut symbols) =
-        (a.exchanges.clone(), a.channels.clone(), a.symbols.clone());
-    let mut ts_field = a.ts_field.clone();
-    let mut seq_field = a.seq_field.clone();
-    if p.builtin && p.target.path.starts_with("/ws") && a.mode == WsModeArg::Stream {
-        if templates.is_empty() {
-            templates.push(
-                r#"{"op":"subscribe","exchange":"{exchange}","channel":"{channel}","symbol":"{symbol}"}"#
-                    .to_string(),
-            );
-        }
-        for (list, default) in [
-            (&mut exchanges, "binance"),
-            (&mut channels, "trades"),
-            (&mut symbols, "BTCUSDT"),
-        ] {
-            if list.is_empty() {
-                list.push(default.to_string());
-            }
-        }
-        ts_field.get_or_insert_with(|| "timestamp".to_string());
-        seq_field.get_or_insert_with(|| "seq".to_string());
-    }
-    let subscriptions = cli::expand_subscriptions(&templates, &exchanges, &channels, &symbols)?;
+    let p = prepare(&a.load, &a.tls, checked, true)?;
+    let ts_field = fields.ts_field.as_ref().map(|(name, _)| name.clone());
+    let seq_field = fields.seq_field.as_ref().map(|(name, _)| name.clone());
     let plan = WsPlan {
         target: p.target.clone(),
         tls: p.tls.clone(),
@@ -746,7 +641,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
         intervals: a.load.hlog.is_some(),
-        subscriptions,
+        subscriptions: fields.subscriptions,
         mode: match a.mode {
             WsModeArg::Stream => WsMode::Stream,
             WsModeArg::Echo => WsMode::Echo,
@@ -755,16 +650,10 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         send_rate,
         message_size: a.message_size,
         ping_interval: a.ping_interval,
-        ts_field: ts_field
-            .as_deref()
-            .map(|f| field_path("--ts-field", f))
-            .transpose()?,
+        ts_field: fields.ts_field.map(|(_, path)| path),
         ts_unit,
-        seq_field: seq_field
-            .as_deref()
-            .map(|f| field_path("--seq-field", f))
-            .transpose()?,
-        stream_field: field_path("--stream-field", &a.stream_field)?,
+        seq_field: fields.seq_field.map(|(_, path)| path),
+        stream_field: fields.stream_field,
         utf8_check: !a.no_utf8_check,
         max_message: a.max_message.max(125),
         backoff: BackoffPolicy {
@@ -855,25 +744,9 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
 /// `connbench probe`: one thread, the built-in target when no URL is given, a text summary and
 /// optionally the JSON report. Exit 0 whatever the probe found (finding a limit is success),
 /// 130 on Ctrl-C.
-fn probe(a: ProbeArgs, argv: Vec<String>) -> Result<i32, AppError> {
+fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     use crate::engine::probe::{Establish, ProbePlan};
-    cli::validate_probe(&a)?;
-    let scheme_is = |prefixes: &[&str]| {
-        a.url.as_deref().is_some_and(|u| {
-            let u = u.to_ascii_lowercase();
-            prefixes.iter().any(|p| u.starts_with(p))
-        })
-    };
-    let ws_url = scheme_is(&["ws://", "wss://"]);
-    if a.ws && scheme_is(&["http://", "https://"]) {
-        return usage("--ws takes a ws:// or wss:// URL (e.g. ws://host:port/path)");
-    }
-    if a.request && ws_url {
-        return usage(
-            "--request sends HTTP; a ws:// or wss:// URL upgrades instead (drop --request)",
-        );
-    }
-    let websocket = a.ws || ws_url;
+    let (checked, websocket) = validate::check_probe(&a, given)?;
     // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
     // be refused for a --max above the fd limit (finding that limit is its job), so the fd
     // check is asked for a single connection.
@@ -890,8 +763,7 @@ fn probe(a: ProbeArgs, argv: Vec<String>) -> Result<i32, AppError> {
         source: None,
         quiet: a.quiet,
     };
-    let default_path = if websocket { "/echo" } else { "/" };
-    let mut p = prepare(&load, &a.tls, a.url.as_deref(), websocket, default_path)?;
+    let mut p = prepare(&load, &a.tls, checked, websocket)?;
     // The in-process target holds the other end of every connection in this process.
     let fds_per_conn = if p.builtin { 2 } else { 1 };
     let max = a.max.unwrap_or_else(|| {
@@ -970,7 +842,7 @@ fn probe(a: ProbeArgs, argv: Vec<String>) -> Result<i32, AppError> {
     })
 }
 
-fn serve(a: ServeArgs) -> Result<i32, AppError> {
+fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
     if a.threads == 0 {
         return usage("--threads must be at least 1");
     }
@@ -989,6 +861,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     if a.stall_for.is_some_and(|d| d.is_zero()) {
         return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
     }
+    validate::check_serve(&a, given, &crate::sys::allowed_cpus())?;
     let cfg = ServeConfig {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),

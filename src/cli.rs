@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod validate;
+pub use validate::{parse, try_parse_from, Given};
+
 /// A bad command-line value: one line for the user, exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(pub String);
@@ -32,6 +35,10 @@ pub struct Cli {
     /// What to run.
     #[command(subcommand)]
     pub command: Command,
+
+    /// The flags the user typed (not defaults); filled in by [`parse`] / [`try_parse_from`].
+    #[arg(skip)]
+    pub given: Given,
 }
 
 /// Subcommands.
@@ -623,6 +630,14 @@ pub const MAX_SOURCES: usize = 65_536;
 /// Parse "10s", "250ms", "100us", "2m", "1h", or a bare number of seconds ("1.5").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    // Duration flags accept a leading '-' (validate::command), so it is refused here, by name.
+    if let Some(magnitude) = s.strip_prefix('-') {
+        if parse_duration(magnitude).is_ok() {
+            return Err(format!(
+                "duration {s:?} is negative (give a length of time, e.g. {magnitude})"
+            ));
+        }
+    }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());

@@ -1,10 +1,8 @@
 //! The `connbench` binary: parse, run, map errors to exit codes. Everything else is the library.
 
-use clap::Parser;
-
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
-    let cli = connbench::cli::Cli::parse();
+    let cli = connbench::cli::parse();
     match connbench::app::run(cli, argv) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

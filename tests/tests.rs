@@ -6,6 +6,7 @@ mod merge;
 mod probe;
 mod rate;
 mod source;
+mod usage;
 mod util;
 mod ws;
 

@@ -9,7 +9,8 @@
 //! 2. Query and fragment parameters whose *name* looks secret ([`is_secret_param`]) keep the name
 //!    and lose the value: `api_key=[redacted]`. Other parameters are kept byte for byte.
 //! 3. Header values are redacted when the *name* looks secret ([`is_secret_header`]), when the
-//!    value is a `Bearer` credential, and URL credentials inside a value are redacted per 1–2.
+//!    value is a `Basic` or `Bearer` credential (any header name, any case of the scheme), and
+//!    URL credentials inside a value are redacted per 1–2.
 //!    Only names are judged: a value that merely contains the word "token" is kept.
 //! 4. On the command line, header flags (`-H V`, `-HV`, `--header V`, `--header=V`; a value
 //!    that is not `Name: value` is hidden whole), URL arguments, `Name: value` and `name=value`
@@ -226,13 +227,26 @@ pub fn header(name: &str, value: &str) -> String {
     format!("{}: {}", name, header_value(name, value))
 }
 
+/// HTTP authentication schemes whose credentials follow them in a value (RFC 9110 §11.4), in
+/// whatever header they are sent: `X-Upstream-Auth: Basic …` is as secret as `Authorization`.
+const CREDENTIAL_SCHEMES: [&str; 2] = ["basic", "bearer"];
+
+/// True for a value `Scheme credentials` with a [`CREDENTIAL_SCHEMES`] scheme (any case, any
+/// whitespace between), e.g. `Basic dXNlcjpwYXNz` or `bearer eyJ…`.
+fn is_credential_value(value: &str) -> bool {
+    let v = value.trim_start();
+    let Some((scheme, rest)) = v.split_once(|c: char| c.is_ascii_whitespace()) else {
+        return false;
+    };
+    CREDENTIAL_SCHEMES
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+        && !rest.trim().is_empty()
+}
+
 /// The value of a header as a report may show it.
 fn header_value(name: &str, value: &str) -> String {
-    let v = value.trim_start();
-    let bearer = v
-        .get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "));
-    if is_secret_header(name) || bearer {
+    if is_secret_header(name) || is_credential_value(value) {
         REDACTED.to_string()
     } else if value.contains("://") || value.contains('?') {
         // e.g. `Referer: https://u:p@host/?token=…`
@@ -708,6 +722,57 @@ mod tests {
             command_line(&args(&["--no-token", "-c", "1"])),
             args(&["--no-token", "-c", "1"])
         );
+    }
+
+    #[test]
+    fn basic_and_bearer_values_are_redacted_under_any_name() {
+        for value in [
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            "basic QWxh",
+            "BASIC QWxh",
+            "Bearer eyJhbGci",
+            "bEaReR eyJhbGci",
+            "Bearer\teyJhbGci",
+            "  Basic   QWxh",
+        ] {
+            assert_eq!(
+                header("X-Upstream", value),
+                "X-Upstream: [redacted]",
+                "{value:?}"
+            );
+            assert_eq!(
+                header("Forwarded-To", value),
+                "Forwarded-To: [redacted]",
+                "{value:?}"
+            );
+        }
+        // The command line, in every -H form and as a free-standing argument.
+        let got = command_line(&args(&[
+            "-H",
+            "X-A: Basic s1",
+            "-HX-B: bearer s2",
+            "--header=X-C: BASIC s3",
+            "X-D: Bearer s4",
+        ]));
+        let joined = got.join(" ");
+        for secret in ["s1", "s2", "s3", "s4"] {
+            assert!(!joined.contains(secret), "{secret} in {got:?}");
+        }
+        assert_eq!(got[1], "X-A: [redacted]");
+        // The scheme word alone, or inside other text, is not a credential.
+        for kept in [
+            "Basic",
+            "Bearer ",
+            "basically fine",
+            "Token bucket",
+            "Bearerx y",
+        ] {
+            assert_eq!(
+                header("X-Note", kept),
+                format!("X-Note: {kept}"),
+                "{kept:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,1320 @@
+//! The pure validation stage: everything a command line can be checked for without I/O, checked
+//! before anything starts — no DNS lookup, no banner, no built-in target, no connection.
+//!
+//! Rules (they are what the e2e tests in `tests/usage` pin):
+//! 1. A flag that has no effect in the chosen mode is a usage error naming the flag and the mode
+//!    ("--send-rate only applies to --mode echo (this run is --mode stream)"), never silently
+//!    ignored.
+//! 2. "Given" means typed on the command line: [`Given`] records clap's value source, so a
+//!    flag's default value never triggers rule 1. Build a [`Cli`] with [`parse`] or
+//!    [`try_parse_from`] (not `Cli::parse`, which cannot see value sources) so it is filled in.
+//! 3. Messages name flags as the user types them (`--send-rate`, `-H Connection`), never
+//!    internal fields (`send_rate`, `WsPlan.…`, `ws_pong_timeout`).
+//! 4. Every function here is pure: no socket, no file, no clock, no printing. What needs I/O
+//!    (reading `--ca` and `--body-file`, resolving the host, binding `--source`) happens in
+//!    `app`, still before the banner and the built-in target.
+//! 5. Durations are never negative: every flag whose value parser yields a [`Duration`] accepts
+//!    a leading '-' ([`command`] sets `allow_hyphen_values` on it), so `-d -1s` reaches
+//!    [`super::parse_duration`], which says "negative", instead of clap reading `-1s` as flags.
+
+use std::any::TypeId;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
+
+use super::{
+    expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
+    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
+};
+use crate::plan::Scheme;
+use crate::proto::jsonfield::FieldPath;
+
+fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
+    Err(UsageError(msg.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing, with the value sources kept
+// ---------------------------------------------------------------------------------------------
+
+/// The arguments the user typed (clap ids, i.e. field names), as opposed to defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    /// The arguments of `matches` and of its subcommand (recursively) whose value came from
+    /// the command line.
+    pub fn from_matches(matches: &ArgMatches) -> Given {
+        let mut ids = BTreeSet::new();
+        let mut level = Some(matches);
+        while let Some(m) = level {
+            for id in m.ids() {
+                if m.value_source(id.as_str()) == Some(ValueSource::CommandLine) {
+                    ids.insert(id.as_str().to_string());
+                }
+            }
+            level = m.subcommand().map(|(_, sub)| sub);
+        }
+        Given(ids)
+    }
+
+    /// True when the argument with this clap id was typed by the user.
+    pub fn has(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}
+
+/// The clap command of [`Cli`], with rule 5 applied to every duration flag of every subcommand
+/// (flags added later included: the rule follows the value parser's type, not a list).
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommands(|sub| sub.mut_args(allow_negative_durations))
+}
+
+/// `allow_hyphen_values` on an argument whose value is a [`Duration`].
+fn allow_negative_durations(arg: Arg) -> Arg {
+    if takes_duration(&arg) {
+        arg.allow_hyphen_values(true)
+    } else {
+        arg
+    }
+}
+
+/// True when the argument's value parser yields a [`Duration`].
+pub fn takes_duration(arg: &Arg) -> bool {
+    arg.get_num_args().is_none_or(|n| n.takes_values())
+        && arg.get_value_parser().type_id() == TypeId::of::<Duration>()
+}
+
+/// Parse a command line into a [`Cli`] whose `given` is filled in (rule 2).
+pub fn try_parse_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command()))?;
+    cli.given = Given::from_matches(&matches);
+    Ok(cli)
+}
+
+/// Parse this process's command line; on error print clap's message and exit (code 2; 0 for
+/// `--help` and `--version`).
+pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+// ---------------------------------------------------------------------------------------------
+// URLs (no DNS)
+// ---------------------------------------------------------------------------------------------
+
+/// A target URL taken apart, its host not resolved yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    /// The URL as the user gave it (reports redact it).
+    pub raw: String,
+    /// Plain or TLS.
+    pub scheme: Scheme,
+    /// The scheme as written, lower-case: http, https, ws or wss.
+    pub scheme_name: String,
+    /// Host as written in the URL (no brackets for IPv6): what is resolved, and the SNI.
+    pub host: String,
+    /// Port (explicit or the scheme's default).
+    pub port: u16,
+    /// Path and query, at least "/".
+    pub path: String,
+    /// Value of the Host header: host, plus ":port" when not the default.
+    pub authority: String,
+    /// `user:password@` of the URL, percent-decoded (sent as Basic auth).
+    pub credentials: Option<(String, String)>,
+}
+
+/// Take a target URL apart: http/https, or ws/wss when `websocket` (the other pair is refused
+/// with a hint). A URL without a host (`http:///path`, `http:path`, `http://user@/`) is refused
+/// rather than read the WHATWG way, which would look up the first path segment as the host.
+pub fn parse_url(raw: &str, websocket: bool) -> Result<UrlParts, UsageError> {
+    let redacted = || crate::report::redact::url(raw);
+    let example = if websocket {
+        "ws://127.0.0.1:8080/path"
+    } else {
+        "http://127.0.0.1:8080/path"
+    };
+    let no_host = || {
+        usage(format!(
+            "URL {} has no host (expected e.g. {example})",
+            redacted()
+        ))
+    };
+    let url = match url::Url::parse(raw) {
+        Ok(u) => u,
+        Err(url::ParseError::EmptyHost) => return no_host(),
+        Err(e) => {
+            return usage(format!(
+                "invalid URL {}: {e} (expected e.g. https://host:port/path)",
+                redacted()
+            ))
+        }
+    };
+    let scheme = match (url.scheme(), websocket) {
+        ("http", false) | ("ws", true) => Scheme::Http,
+        ("https", false) | ("wss", true) => Scheme::Https,
+        (other, false) => {
+            return usage(format!(
+                "unsupported URL scheme {other:?} (connbench http takes http:// or https://; \
+                 for ws:// use connbench ws)"
+            ))
+        }
+        (other, true) => {
+            return usage(format!(
+                "unsupported URL scheme {other:?} (connbench ws takes ws:// or wss://)"
+            ))
+        }
+    };
+    if !has_authority(raw) {
+        return no_host();
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        _ => return no_host(),
+    };
+    let default_port = if scheme == Scheme::Https { 443 } else { 80 };
+    let port = url.port().unwrap_or(default_port);
+    let host_for_header = match url.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        _ => host.clone(),
+    };
+    let authority = if port == default_port {
+        host_for_header
+    } else {
+        format!("{host_for_header}:{port}")
+    };
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let credentials = if url.username().is_empty() {
+        None
+    } else {
+        let user = percent_decode(url.username());
+        let pass = url.password().map(percent_decode).unwrap_or_default();
+        Some((user, pass))
+    };
+    Ok(UrlParts {
+        raw: raw.to_string(),
+        scheme,
+        scheme_name: url.scheme().to_string(),
+        host,
+        port,
+        path,
+        authority,
+        credentials,
+    })
+}
+
+/// True when `raw` spells `scheme://` followed by a non-empty host. The WHATWG parser the url
+/// crate follows repairs `http:///x`, `http:/x` and `http:x` into `http://x/`; a benchmark
+/// must not guess a host from a path.
+fn has_authority(raw: &str) -> bool {
+    let raw = raw.trim();
+    let Some(colon) = raw.find(':') else {
+        return false;
+    };
+    let rest = &raw[colon + 1..];
+    let is_slash = |c: char| c == '/' || c == '\\';
+    let mut chars = rest.chars();
+    if !(chars.next().is_some_and(is_slash) && chars.next().is_some_and(is_slash)) {
+        return false;
+    }
+    let after = &rest[2..];
+    let end = after
+        .find(|c: char| is_slash(c) || c == '?' || c == '#')
+        .unwrap_or(after.len());
+    let authority = &after[..end];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    !host.is_empty()
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// What every load command shares: where to connect, TLS flags, headers
+// ---------------------------------------------------------------------------------------------
+
+/// Where a load command connects, decided without I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Start the built-in target in this process and use this path on it.
+    Builtin {
+        /// Path (and query) on the target, e.g. "/" or "/ws".
+        path: String,
+        /// `--tls`: its TLS port instead of the plain one.
+        tls: bool,
+    },
+    /// A URL the user gave.
+    Url(UrlParts),
+}
+
+impl Endpoint {
+    /// True for the in-process built-in target.
+    pub fn is_builtin(&self) -> bool {
+        matches!(self, Endpoint::Builtin { .. })
+    }
+
+    /// True when connections use TLS.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Endpoint::Builtin { tls, .. } => *tls,
+            Endpoint::Url(u) => u.scheme == Scheme::Https,
+        }
+    }
+
+    /// The path (and query) requests or the upgrade ask for.
+    pub fn path(&self) -> &str {
+        match self {
+            Endpoint::Builtin { path, .. } => path,
+            Endpoint::Url(u) => &u.path,
+        }
+    }
+
+    /// The host TLS verifies (before `--sni`): the built-in target's certificate names
+    /// 127.0.0.1, the address it is reached at.
+    pub fn tls_host(&self) -> &str {
+        match self {
+            Endpoint::Builtin { .. } => "127.0.0.1",
+            Endpoint::Url(u) => &u.host,
+        }
+    }
+
+    /// The Host header value requests will carry. The built-in target's port is only known
+    /// once it listens; any loopback authority passes the same checks.
+    fn authority_for_checks(&self) -> &str {
+        match self {
+            Endpoint::Builtin { .. } => "127.0.0.1",
+            Endpoint::Url(u) => &u.authority,
+        }
+    }
+}
+
+/// A load command's destination and request headers, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadTarget {
+    /// Where to connect.
+    pub endpoint: Endpoint,
+    /// `-H` headers in order, plus `Authorization: Basic …` from URL credentials (unless an
+    /// Authorization header was given).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Decide the endpoint (no URL, or a path: the built-in target) and check the TLS flags and
+/// `-H` against it.
+pub fn load_target(
+    url: Option<&str>,
+    tls: &TlsArgs,
+    raw_headers: &[String],
+    websocket: bool,
+    default_path: &str,
+) -> Result<LoadTarget, UsageError> {
+    let builtin = url.is_none_or(|u| u.starts_with('/'));
+    if tls.builtin_tls && !builtin {
+        let secure = if websocket { "wss" } else { "https" };
+        return usage(format!(
+            "--tls only applies to the built-in target; give a {secure}:// URL instead"
+        ));
+    }
+    let endpoint = match url {
+        Some(u) if !builtin => Endpoint::Url(parse_url(u, websocket)?),
+        _ => Endpoint::Builtin {
+            path: builtin_path(url.unwrap_or(default_path))?,
+            tls: tls.builtin_tls,
+        },
+    };
+    check_tls_flags(tls, &endpoint)?;
+    let mut headers = Vec::with_capacity(raw_headers.len() + 1);
+    for h in raw_headers {
+        headers.push(parse_header(h)?);
+    }
+    if let Endpoint::Url(UrlParts {
+        credentials: Some((user, pass)),
+        ..
+    }) = &endpoint
+    {
+        use base64::Engine as _;
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.push(("Authorization".to_string(), format!("Basic {token}")));
+        }
+    }
+    Ok(LoadTarget { endpoint, headers })
+}
+
+/// A path on the built-in target, normalized as the URL built from it will be (spaces and
+/// other characters percent-encoded, a fragment dropped).
+fn builtin_path(path: &str) -> Result<String, UsageError> {
+    let url = url::Url::parse(&format!("http://127.0.0.1{path}")).map_err(|e| {
+        UsageError(format!(
+            "invalid path {path:?} for the built-in target: {e} (e.g. /bytes/1024)"
+        ))
+    })?;
+    let mut out = url.path().to_string();
+    if let Some(q) = url.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
+}
+
+/// `--ca`, `--sni`, `--no-resume` and `--insecure` only mean something over TLS; `--ca` means
+/// nothing when `--insecure` verifies nothing; `--sni` must be a name TLS can carry.
+pub fn check_tls_flags(tls: &TlsArgs, endpoint: &Endpoint) -> Result<(), UsageError> {
+    if !endpoint.is_tls() {
+        let given = [
+            (tls.ca.is_some(), "--ca"),
+            (tls.sni.is_some(), "--sni"),
+            (tls.no_resume, "--no-resume"),
+            (tls.insecure, "--insecure"),
+        ];
+        if let Some((_, flag)) = given.iter().find(|(g, _)| *g) {
+            return match endpoint {
+                Endpoint::Builtin { .. } => usage(format!(
+                    "{flag} only applies to TLS, and the built-in target is plain unless --tls: \
+                     add --tls or drop {flag}"
+                )),
+                Endpoint::Url(u) => usage(format!(
+                    "{flag} only applies to TLS, and {}:// is plain: use {}s:// or drop {flag}",
+                    u.scheme_name, u.scheme_name
+                )),
+            };
+        }
+        return Ok(());
+    }
+    if tls.ca.is_some() && tls.insecure {
+        return usage(
+            "--ca has no effect with --insecure (no certificate is verified): drop one of them",
+        );
+    }
+    let name = tls.sni.as_deref().unwrap_or(endpoint.tls_host());
+    if rustls::pki_types::ServerName::try_from(name.to_string()).is_err() {
+        return usage(match &tls.sni {
+            Some(_) => format!("--sni {name:?} is not a DNS name or an IP address"),
+            None => format!(
+                "the URL host {name:?} is not a valid TLS server name (a DNS name or an IP \
+                 address): set --sni"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The request an `http` run (or a probe's `--request`/`--keepalive`) sends is encodable:
+/// method, target, header names and values, Content-Length against the body. The message is
+/// the encoder's, which names the header or value at fault.
+pub fn check_request(method: &str, target: &LoadTarget, body: &[u8]) -> Result<(), UsageError> {
+    crate::proto::http1::encode_request(
+        method,
+        target.endpoint.path(),
+        target.endpoint.authority_for_checks(),
+        &target.headers,
+        body,
+    )
+    .map(drop)
+    .map_err(|e| UsageError(e.to_string()))
+}
+
+/// Header fields the WebSocket upgrade owns: it sends Upgrade, Connection, Sec-WebSocket-Key
+/// and Sec-WebSocket-Version itself, offers no extension (none is implemented), and
+/// Sec-WebSocket-Accept is the server's answer. `Host` is not among them: a user Host header
+/// replaces the automatic one, as it does for `http`.
+pub const UPGRADE_HEADERS: [&str; 6] = [
+    "Upgrade",
+    "Connection",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+    "Sec-WebSocket-Accept",
+];
+
+/// The one check (and message) for the headers of a WebSocket upgrade, shared by `ws` and
+/// `probe --ws`: no header the upgrade owns, and everything the upgrade encoder would refuse.
+pub fn check_upgrade_headers(target: &LoadTarget) -> Result<(), UsageError> {
+    if let Some((name, _)) = target.headers.iter().find(|(name, _)| {
+        UPGRADE_HEADERS
+            .iter()
+            .any(|owned| name.eq_ignore_ascii_case(owned))
+    }) {
+        return usage(format!(
+            "-H {name}: the WebSocket upgrade owns this header (Upgrade, Connection, \
+             Sec-WebSocket-Key, -Version, -Extensions and -Accept); drop it"
+        ));
+    }
+    crate::proto::ws::encode_upgrade(
+        target.endpoint.path(),
+        target.endpoint.authority_for_checks(),
+        "dGhlIHNhbXBsZSBub25jZQ==",
+        &target.headers,
+    )
+    .map(drop)
+    .map_err(|e| UsageError(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per command
+// ---------------------------------------------------------------------------------------------
+
+/// `connbench http`: the numeric flags, the URL, the TLS flags and `-H`. The request itself is
+/// checked with [`check_request`] once the body is read.
+pub fn check_http(a: &HttpArgs) -> Result<LoadTarget, UsageError> {
+    validate_http(a)?;
+    load_target(a.url.as_deref(), &a.tls, &a.load.headers, false, "/")
+}
+
+/// The `--mode` name a message shows.
+fn mode_name(mode: WsModeArg) -> &'static str {
+    match mode {
+        WsModeArg::Stream => "stream",
+        WsModeArg::Echo => "echo",
+        WsModeArg::Ping => "ping",
+    }
+}
+
+/// The subscription the built-in target's `/ws` gets when none is given.
+pub const BUILTIN_SUBSCRIPTION: &str =
+    r#"{"op":"subscribe","exchange":"{exchange}","channel":"{channel}","symbol":"{symbol}"}"#;
+
+/// A WebSocket run's message settings, checked and resolved (built-in defaults applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsFields {
+    /// The subscription messages, expanded over the lists (`{conn}` left for the engine).
+    pub subscriptions: Vec<String>,
+    /// `--ts-field` as given (or the built-in default), and parsed.
+    pub ts_field: Option<(String, FieldPath)>,
+    /// `--seq-field` as given (or the built-in default), and parsed.
+    pub seq_field: Option<(String, FieldPath)>,
+    /// `--stream-field`, parsed.
+    pub stream_field: FieldPath,
+}
+
+/// `connbench ws`: every flag against the mode, the lists against the templates, the field
+/// paths, the URL, the TLS flags and the upgrade headers.
+pub fn check_ws(a: &WsArgs, given: &Given) -> Result<(LoadTarget, WsFields), UsageError> {
+    validate_load(&a.load)?;
+    let mode = mode_name(a.mode);
+    let only_in = |flag: &str, wanted: WsModeArg| {
+        let want = mode_name(wanted);
+        usage(format!(
+            "{flag} only applies to --mode {want} (this run is --mode {mode}): add --mode {want} \
+             or drop {flag}"
+        ))
+    };
+    if a.mode != WsModeArg::Echo {
+        for (id, flag) in [
+            ("send_rate", "--send-rate"),
+            ("message_size", "--message-size"),
+            ("send_buffer", "--send-buffer"),
+        ] {
+            if given.has(id) {
+                return only_in(flag, WsModeArg::Echo);
+            }
+        }
+        if a.rate.is_some() {
+            return only_in("-R", WsModeArg::Echo);
+        }
+    }
+    if a.mode != WsModeArg::Ping && given.has("ping_interval") {
+        return only_in("--ping-interval", WsModeArg::Ping);
+    }
+    if a.mode == WsModeArg::Ping {
+        for (given_here, flag) in [
+            (a.heartbeat.is_some(), "--heartbeat"),
+            (given.has("heartbeat_interval"), "--heartbeat-interval"),
+        ] {
+            if given_here {
+                return usage(format!(
+                    "{flag} does not apply to --mode ping: its pings every --ping-interval are \
+                     the heartbeat (drop {flag})"
+                ));
+            }
+        }
+    } else if given.has("heartbeat_interval")
+        && matches!(a.heartbeat.as_deref(), None | Some("off"))
+    {
+        return usage(
+            "--heartbeat-interval needs a heartbeat to time (--heartbeat ping or \
+             --heartbeat text:MESSAGE): add one or drop --heartbeat-interval",
+        );
+    }
+
+    let default_path = if a.mode == WsModeArg::Echo {
+        "/echo"
+    } else {
+        "/ws"
+    };
+    let target = load_target(
+        a.url.as_deref(),
+        &a.tls,
+        &a.load.headers,
+        true,
+        default_path,
+    )?;
+    check_upgrade_headers(&target)?;
+
+    // The built-in target's /ws messages carry "timestamp" (µs) and "seq" per "stream": with
+    // no flags, subscribe to one stream and measure latency and gaps.
+    let builtin_stream = target.endpoint.is_builtin()
+        && target.endpoint.path().starts_with("/ws")
+        && a.mode == WsModeArg::Stream;
+    let mut templates = a.subscribe.clone();
+    let (mut exchanges, mut channels, mut symbols) =
+        (a.exchanges.clone(), a.channels.clone(), a.symbols.clone());
+    for (flag, placeholder, list) in [
+        ("--exchanges", "{exchange}", &a.exchanges),
+        ("--channels", "{channel}", &a.channels),
+        ("--symbols", "{symbol}", &a.symbols),
+    ] {
+        let used = if templates.is_empty() {
+            builtin_stream
+        } else {
+            templates.iter().any(|t| t.contains(placeholder))
+        };
+        if !list.is_empty() && !used {
+            return usage(format!(
+                "{flag} is given but no --subscribe template uses {placeholder}: add \
+                 {placeholder} to a template or drop {flag}"
+            ));
+        }
+    }
+    let mut ts_field = a.ts_field.clone();
+    let mut seq_field = a.seq_field.clone();
+    if builtin_stream {
+        if templates.is_empty() {
+            templates.push(BUILTIN_SUBSCRIPTION.to_string());
+        }
+        for (list, default) in [
+            (&mut exchanges, "binance"),
+            (&mut channels, "trades"),
+            (&mut symbols, "BTCUSDT"),
+        ] {
+            if list.is_empty() {
+                list.push(default.to_string());
+            }
+        }
+        ts_field.get_or_insert_with(|| "timestamp".to_string());
+        seq_field.get_or_insert_with(|| "seq".to_string());
+    }
+    if a.ts_unit.is_some() && ts_field.is_none() {
+        return usage(
+            "--ts-unit needs --ts-field (it is the unit of that field): add --ts-field PATH or \
+             drop --ts-unit",
+        );
+    }
+    if given.has("stream_field") && seq_field.is_none() {
+        return usage(
+            "--stream-field needs --seq-field (it names the stream sequence numbers belong \
+             to): add --seq-field PATH or drop --stream-field",
+        );
+    }
+    let path =
+        |flag: &str, s: &str| FieldPath::parse(s).map_err(|e| UsageError(format!("{flag}: {e}")));
+    let fields = WsFields {
+        subscriptions: expand_subscriptions(&templates, &exchanges, &channels, &symbols)?,
+        ts_field: match ts_field {
+            Some(f) => Some((f.clone(), path("--ts-field", &f)?)),
+            None => None,
+        },
+        seq_field: match seq_field {
+            Some(f) => Some((f.clone(), path("--seq-field", &f)?)),
+            None => None,
+        },
+        stream_field: path("--stream-field", &a.stream_field)?,
+    };
+    Ok((target, fields))
+}
+
+/// `connbench probe`: the numeric flags, the URL against `--ws`/`--request`, `--confirm-pause`
+/// and `-H` against what the probe sends, the TLS flags, the request and the upgrade headers.
+/// Returns the destination and whether connections upgrade to WebSocket.
+pub fn check_probe(a: &ProbeArgs, given: &Given) -> Result<(LoadTarget, bool), UsageError> {
+    validate_probe(a)?;
+    let scheme_is = |prefixes: &[&str]| {
+        a.url.as_deref().is_some_and(|u| {
+            let u = u.to_ascii_lowercase();
+            prefixes.iter().any(|p| u.starts_with(p))
+        })
+    };
+    let ws_url = scheme_is(&["ws://", "wss://"]);
+    if a.ws && scheme_is(&["http://", "https://"]) {
+        return usage("--ws takes a ws:// or wss:// URL (e.g. ws://host:port/path)");
+    }
+    if a.request && ws_url {
+        return usage(
+            "--request sends HTTP; a ws:// or wss:// URL upgrades instead (drop --request)",
+        );
+    }
+    let websocket = a.ws || ws_url;
+    if given.has("confirm_pause") && !a.confirm {
+        return usage(
+            "--confirm-pause only applies with --confirm (the pause between its passes): add \
+             --confirm or drop --confirm-pause",
+        );
+    }
+    if !a.headers.is_empty() && !websocket && !a.request && a.keepalive.is_none() {
+        return usage(
+            "-H only applies to what the probe sends, and a plain connect probe sends nothing: \
+             add --request, --ws or --keepalive, or drop -H",
+        );
+    }
+    let default_path = if websocket { "/echo" } else { "/" };
+    let target = load_target(
+        a.url.as_deref(),
+        &a.tls,
+        &a.headers,
+        websocket,
+        default_path,
+    )?;
+    check_request("GET", &target, &[])?;
+    if websocket {
+        check_upgrade_headers(&target)?;
+    }
+    Ok((target, websocket))
+}
+
+/// Largest `--ws-*` delay and `--stall-at`/`--stall-for` the built-in target takes (its own
+/// bound, which keeps `start + delay` from overflowing an `Instant`): 7 days.
+pub const MAX_SERVE_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest `--ws-rate` the built-in target takes (its own bound), per connection.
+pub const MAX_SERVE_WS_RATE: f64 = 1_000_000.0;
+
+/// `connbench serve`: flags for a disabled port or a missing companion flag, and every bound
+/// the target checks, said with flag names. `allowed_cpus` is this process's CPU mask.
+pub fn check_serve(a: &ServeArgs, given: &Given, allowed_cpus: &[usize]) -> Result<(), UsageError> {
+    if given.has("over_limit") && a.max_conns.is_none() {
+        return usage(
+            "--over-limit only applies with --max-conns N (what to do past N connections): add \
+             --max-conns or drop --over-limit",
+        );
+    }
+    if a.no_http && given.has("http") {
+        return usage("--http sets the plain port, and --no-http disables it: drop one of them");
+    }
+    if a.no_https && given.has("https") {
+        return usage("--https sets the TLS port, and --no-https disables it: drop one of them");
+    }
+    if a.no_https && a.cert_out.is_some() {
+        return usage(
+            "--cert-out writes the certificate of the TLS port, and --no-https disables it: \
+             drop one of them",
+        );
+    }
+    if a.ws_pong_timeout.is_some() && a.ws_ping_every.is_none() {
+        return usage(
+            "--ws-pong-timeout needs --ws-ping-every (no ping, no pong to wait for): add \
+             --ws-ping-every or drop --ws-pong-timeout",
+        );
+    }
+    if !(a.ws_rate.is_finite() && (0.0..=MAX_SERVE_WS_RATE).contains(&a.ws_rate)) {
+        return usage(format!(
+            "--ws-rate must be between 0 and {MAX_SERVE_WS_RATE} messages per second per \
+             connection"
+        ));
+    }
+    for (flag, value) in [
+        ("--ws-drop-every", a.ws_drop_every),
+        ("--ws-stall-after", a.ws_stall_after),
+        ("--ws-ping-every", a.ws_ping_every),
+        ("--ws-pong-timeout", a.ws_pong_timeout),
+        ("--stall-for", a.stall_for),
+    ] {
+        if value.is_some_and(|d| d.is_zero()) {
+            return usage(format!("{flag} must be longer than 0"));
+        }
+    }
+    for (flag, value) in [
+        ("--ws-drop-every", a.ws_drop_every),
+        ("--ws-stall-after", a.ws_stall_after),
+        ("--ws-ping-every", a.ws_ping_every),
+        ("--ws-pong-timeout", a.ws_pong_timeout),
+        ("--stall-at", a.stall_at),
+        ("--stall-for", a.stall_for),
+    ] {
+        if value.is_some_and(|d| d > MAX_SERVE_DELAY) {
+            return usage(format!(
+                "{flag} must be at most {} s (7 days)",
+                MAX_SERVE_DELAY.as_secs()
+            ));
+        }
+    }
+    if let Some(list) = &a.cpus {
+        if let Some(bad) = list.0.iter().find(|c| !allowed_cpus.contains(c)) {
+            return usage(format!(
+                "--cpus: CPU {bad} is not available to this process (allowed: {})",
+                allowed_cpus
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Command;
+
+    fn parse_ok(args: &[&str]) -> Cli {
+        try_parse_from(std::iter::once("connbench").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn ws(args: &[&str]) -> Result<(LoadTarget, WsFields), UsageError> {
+        let cli = parse_ok(&[&["ws"], args].concat());
+        let Command::Ws(a) = cli.command else {
+            panic!("ws")
+        };
+        check_ws(&a, &cli.given)
+    }
+
+    fn http(args: &[&str]) -> Result<LoadTarget, UsageError> {
+        let cli = parse_ok(&[&["http"], args].concat());
+        let Command::Http(a) = cli.command else {
+            panic!("http")
+        };
+        check_http(&a)
+    }
+
+    fn probe(args: &[&str]) -> Result<(LoadTarget, bool), UsageError> {
+        let cli = parse_ok(&[&["probe"], args].concat());
+        let Command::Probe(a) = cli.command else {
+            panic!("probe")
+        };
+        check_probe(&a, &cli.given)
+    }
+
+    fn serve(args: &[&str]) -> Result<(), UsageError> {
+        let cli = parse_ok(&[&["serve"], args].concat());
+        let Command::Serve(a) = cli.command else {
+            panic!("serve")
+        };
+        check_serve(&a, &cli.given, &[0, 1])
+    }
+
+    /// The error's one line contains every needle.
+    #[track_caller]
+    fn refused<T: std::fmt::Debug>(r: Result<T, UsageError>, needles: &[&str]) {
+        let e = r.expect_err("a usage error").0;
+        assert!(!e.contains('\n'), "one line: {e}");
+        for n in needles {
+            assert!(e.contains(n), "{n:?} in {e:?}");
+        }
+    }
+
+    const URL: &str = "ws://127.0.0.1:9/";
+
+    #[test]
+    fn given_sees_typed_flags_and_never_defaults() {
+        let cli = parse_ok(&["ws", URL, "--send-rate", "10", "--mode", "echo"]);
+        assert!(cli.given.has("send_rate"));
+        assert!(cli.given.has("mode"));
+        // Defaults are filled in by clap but were not typed.
+        for id in [
+            "message_size",
+            "ping_interval",
+            "send_buffer",
+            "stream_field",
+            "duration",
+        ] {
+            assert!(!cli.given.has(id), "{id}");
+        }
+        // Flattened groups (LoadArgs) count too.
+        assert!(parse_ok(&["ws", URL, "--warmup", "0s"]).given.has("warmup"));
+        // `Cli::parse` cannot see value sources: nothing is given.
+        let plain = <Cli as clap::Parser>::try_parse_from(["connbench", "ws", "--send-rate", "1"]);
+        assert_eq!(plain.unwrap().given, Given::default());
+    }
+
+    #[test]
+    fn defaults_never_trigger_a_usage_error() {
+        for mode in ["stream", "echo", "ping"] {
+            ws(&[URL, "--mode", mode]).unwrap_or_else(|e| panic!("{mode}: {e}"));
+            ws(&["/echo", "--mode", mode]).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        }
+        ws(&[]).unwrap();
+        http(&[]).unwrap();
+        http(&["http://127.0.0.1:9/"]).unwrap();
+        probe(&["http://127.0.0.1:9/"]).unwrap();
+        probe(&[]).unwrap();
+        serve(&[]).unwrap();
+    }
+
+    #[test]
+    fn echo_flags_only_in_echo_mode() {
+        for (flag, value) in [
+            ("--send-rate", "5"),
+            ("--message-size", "100"),
+            ("--send-buffer", "10"),
+            ("-R", "10"),
+        ] {
+            for mode in ["stream", "ping"] {
+                refused(
+                    ws(&[URL, "--mode", mode, flag, value]),
+                    &[flag, &format!("(this run is --mode {mode})"), "--mode echo"],
+                );
+            }
+            ws(&[URL, "--mode", "echo", flag, value]).unwrap();
+        }
+        // Typing the default value is still typing it.
+        refused(
+            ws(&[URL, "--send-rate", "10"]),
+            &["--send-rate", "--mode stream"],
+        );
+    }
+
+    #[test]
+    fn ping_interval_only_in_ping_mode() {
+        for mode in ["stream", "echo"] {
+            refused(
+                ws(&[URL, "--mode", mode, "--ping-interval", "1s"]),
+                &["--ping-interval", &format!("--mode {mode}"), "--mode ping"],
+            );
+        }
+        ws(&[URL, "--mode", "ping", "--ping-interval", "1s"]).unwrap();
+    }
+
+    #[test]
+    fn heartbeat_flags_need_a_heartbeat_and_not_ping_mode() {
+        refused(
+            ws(&[URL, "--heartbeat-interval", "5s"]),
+            &["--heartbeat-interval", "--heartbeat ping"],
+        );
+        refused(
+            ws(&[URL, "--heartbeat", "off", "--heartbeat-interval", "5s"]),
+            &["--heartbeat-interval"],
+        );
+        ws(&[URL, "--heartbeat", "ping", "--heartbeat-interval", "5s"]).unwrap();
+        ws(&[
+            URL,
+            "--heartbeat",
+            "text:ping",
+            "--heartbeat-interval",
+            "5s",
+        ])
+        .unwrap();
+        ws(&[URL, "--heartbeat", "off"]).unwrap();
+        refused(
+            ws(&[URL, "--mode", "ping", "--heartbeat", "ping"]),
+            &["--heartbeat", "--mode ping"],
+        );
+        refused(
+            ws(&[URL, "--mode", "ping", "--heartbeat-interval", "1s"]),
+            &["--heartbeat-interval", "--mode ping"],
+        );
+    }
+
+    #[test]
+    fn ts_unit_and_stream_field_need_their_field() {
+        refused(ws(&[URL, "--ts-unit", "ms"]), &["--ts-unit", "--ts-field"]);
+        let (_, f) = ws(&[URL, "--ts-unit", "ms", "--ts-field", "E"]).unwrap();
+        assert_eq!(f.ts_field.unwrap().0, "E");
+        refused(
+            ws(&[URL, "--stream-field", "s"]),
+            &["--stream-field", "--seq-field"],
+        );
+        refused(
+            ws(&[URL, "--stream-field", "stream"]),
+            &["--stream-field", "--seq-field"],
+        );
+        ws(&[URL, "--seq-field", "u", "--stream-field", "s"]).unwrap();
+        // The built-in /ws fills both fields in, so their companions apply there.
+        let (_, f) = ws(&["--ts-unit", "us", "--stream-field", "stream"]).unwrap();
+        assert_eq!(f.ts_field.unwrap().0, "timestamp");
+        assert_eq!(f.seq_field.unwrap().0, "seq");
+        // ... but not to /echo.
+        refused(ws(&["/echo", "--ts-unit", "us"]), &["--ts-unit"]);
+    }
+
+    #[test]
+    fn lists_must_be_used_by_a_template() {
+        refused(ws(&[URL, "--symbols", "X"]), &["--symbols", "{symbol}"]);
+        refused(
+            ws(&[
+                URL,
+                "--subscribe",
+                "{exchange}",
+                "--exchanges",
+                "a",
+                "--channels",
+                "c",
+            ]),
+            &["--channels", "{channel}"],
+        );
+        let (_, f) = ws(&[
+            URL,
+            "--subscribe",
+            "{exchange}.{symbol}",
+            "--exchanges",
+            "a,b",
+            "--symbols",
+            "X",
+        ])
+        .unwrap();
+        assert_eq!(f.subscriptions, ["a.X", "b.X"]);
+        // The built-in /ws template uses all three.
+        let (_, f) = ws(&["--symbols", "ETHUSDT"]).unwrap();
+        assert!(f.subscriptions[0].contains("ETHUSDT") && f.subscriptions[0].contains("binance"));
+        // ... only in stream mode, where it is sent.
+        refused(
+            ws(&["/ws", "--mode", "ping", "--symbols", "X"]),
+            &["--symbols"],
+        );
+    }
+
+    #[test]
+    fn field_paths_and_subscriptions_are_checked_here() {
+        refused(ws(&[URL, "--ts-field", "a..b"]), &["--ts-field"]);
+        refused(ws(&[URL, "--seq-field", ""]), &["--seq-field"]);
+        refused(
+            ws(&[URL, "--seq-field", "s", "--stream-field", "a."]),
+            &["--stream-field"],
+        );
+        refused(ws(&[URL, "--subscribe", "{symbol}"]), &["--symbols"]);
+    }
+
+    #[test]
+    fn tls_flags_need_tls() {
+        for (flag, args) in [
+            ("--ca", vec!["--ca", "ca.pem"]),
+            ("--sni", vec!["--sni", "localhost"]),
+            ("--no-resume", vec!["--no-resume"]),
+            ("--insecure", vec!["-k"]),
+        ] {
+            refused(
+                http(&[&["http://h/"], &args[..]].concat()),
+                &[flag, "http:// is plain", "https://"],
+            );
+            refused(
+                ws(&[&["ws://h/"], &args[..]].concat()),
+                &[flag, "ws:// is plain", "wss://"],
+            );
+            refused(probe(&[&["ws://h/"], &args[..]].concat()), &[flag, "plain"]);
+            refused(
+                http(&[&["/"], &args[..]].concat()),
+                &[flag, "built-in", "--tls"],
+            );
+            if flag != "--insecure" {
+                http(&[&["https://h/"], &args[..]].concat()).unwrap();
+                ws(&[&["wss://h/"], &args[..]].concat()).unwrap();
+                http(&[&["/", "--tls"], &args[..]].concat()).unwrap();
+            }
+        }
+        http(&["https://h/", "-k", "--sni", "localhost", "--no-resume"]).unwrap();
+        refused(
+            http(&["https://h/", "-k", "--ca", "ca.pem"]),
+            &["--ca", "--insecure"],
+        );
+        refused(http(&["https://h/", "--sni", "not a name"]), &["--sni"]);
+        refused(http(&["https://h/", "--tls"]), &["--tls"]);
+    }
+
+    #[test]
+    fn urls_without_a_host_are_refused_before_any_lookup() {
+        for (raw, websocket) in [
+            ("http:///path", false),
+            ("https:///path", false),
+            ("http:/path", false),
+            ("http:path", false),
+            ("HTTP:///path", false),
+            ("http:\\\\\\path", false),
+            ("http://user:pw@/path", false),
+            ("http://:80/", false),
+            ("ws:///path", true),
+            ("wss:///path", true),
+        ] {
+            let e = parse_url(raw, websocket).unwrap_err().0;
+            assert!(e.contains("has no host"), "{raw}: {e}");
+            assert!(!e.contains("pw@"), "{raw}: {e}");
+        }
+        let u = parse_url("http://us%40er:p%3Ass@127.0.0.1:8080/a?x=1", false).unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 8080, "/a?x=1")
+        );
+        assert_eq!(u.credentials, Some(("us@er".into(), "p:ss".into())));
+        let u = parse_url("wss://[::1]/", true).unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.authority.as_str(), u.port),
+            ("::1", "[::1]", 443)
+        );
+        assert_eq!(u.scheme, Scheme::Https);
+        assert!(parse_url("HTTP://Example.COM/", false).is_ok());
+        assert!(parse_url("http://h/", true)
+            .unwrap_err()
+            .0
+            .contains("ws://"));
+        assert!(parse_url("ws://h/", false)
+            .unwrap_err()
+            .0
+            .contains("connbench ws"));
+    }
+
+    #[test]
+    fn url_credentials_become_basic_auth_unless_authorization_is_given() {
+        let t = http(&["http://u:p@127.0.0.1/"]).unwrap();
+        assert_eq!(
+            t.headers,
+            [("Authorization".to_string(), "Basic dTpw".to_string())]
+        );
+        let t = http(&["http://u:p@127.0.0.1/", "-H", "authorization: Bearer x"]).unwrap();
+        assert_eq!(t.headers.len(), 1);
+        assert_eq!(t.headers[0].1, "Bearer x");
+    }
+
+    #[test]
+    fn upgrade_headers_are_refused_with_one_message_for_ws_and_probe() {
+        for name in UPGRADE_HEADERS
+            .iter()
+            .copied()
+            .chain(["connection", "UPGRADE"])
+        {
+            let h = format!("{name}: x");
+            let a = ws(&[URL, "-H", &h]).unwrap_err();
+            let b = probe(&[URL, "-H", &h]).unwrap_err();
+            let c = probe(&["http://127.0.0.1:9/", "--ws", "-H", &h]);
+            assert_eq!(a, b);
+            assert!(c.is_err(), "{name}");
+            assert!(a.0.starts_with(&format!("-H {name}:")), "{a}");
+            // A plain HTTP probe or run may send them.
+            probe(&["http://127.0.0.1:9/", "--request", "-H", &h]).unwrap();
+            http(&["http://127.0.0.1:9/", "-H", &h]).unwrap();
+        }
+        // Host replaces the automatic one; other fields pass.
+        ws(&[
+            URL,
+            "-H",
+            "Host: example.com",
+            "-H",
+            "Sec-WebSocket-Protocol: json",
+        ])
+        .unwrap();
+        // What the upgrade encoder refuses is refused here too, before anything starts.
+        refused(ws(&[URL, "-H", "Content-Length: 3"]), &["Content-Length"]);
+        refused(
+            ws(&[URL, "-H", "Transfer-Encoding: chunked"]),
+            &["Transfer-Encoding"],
+        );
+        refused(ws(&[URL, "-H", "Host: a", "-H", "Host: b"]), &["Host"]);
+    }
+
+    #[test]
+    fn the_upgrade_headers_cover_what_the_encoder_refuses() {
+        // The encoder (proto::ws) refuses its own set by name; every one of them must get the
+        // specific message here, so none falls through to "invalid header name".
+        for name in [
+            "Upgrade",
+            "Connection",
+            "Sec-WebSocket-Key",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Extensions",
+            "Sec-WebSocket-Accept",
+            "Sec-WebSocket-Protocol",
+            "Host",
+            "Origin",
+            "User-Agent",
+            "X-Anything",
+        ] {
+            let headers = [(name.to_string(), "x".to_string())];
+            let refused_by_encoder = matches!(
+                crate::proto::ws::encode_upgrade("/", "h", "k", &headers),
+                Err(crate::proto::http1::RequestError::InvalidHeaderName(_))
+            );
+            if refused_by_encoder {
+                assert!(
+                    UPGRADE_HEADERS.iter().any(|o| o.eq_ignore_ascii_case(name)),
+                    "{name} is refused by the encoder but not named here"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn requests_are_checked_before_anything_starts() {
+        let t = http(&["http://127.0.0.1:9/", "-H", "Content-Length: 2"]).unwrap();
+        refused(check_request("POST", &t, b"abc"), &["Content-Length"]);
+        check_request("POST", &t, b"ab").unwrap();
+        refused(check_request("GET POST", &t, b"ab"), &["method"]);
+        let t = http(&["http://127.0.0.1:9/", "-H", "Bad Name: x"]).unwrap();
+        refused(check_request("GET", &t, b""), &["header name", "Bad Name"]);
+        refused(http(&["http://127.0.0.1:9/", "-H", "no colon"]), &["-H"]);
+        // A built-in target's path is normalized as its URL will be, then checked.
+        let t = http(&["/a b?x=1#f"]).unwrap();
+        assert_eq!(t.endpoint.path(), "/a%20b?x=1");
+        check_request("GET", &t, b"").unwrap();
+    }
+
+    #[test]
+    fn probe_flags_against_what_it_sends() {
+        let u = "http://127.0.0.1:9/";
+        refused(
+            probe(&[u, "--confirm-pause", "2s"]),
+            &["--confirm-pause", "--confirm"],
+        );
+        probe(&[u, "--confirm", "--confirm-pause", "2s"]).unwrap();
+        refused(
+            probe(&[u, "-H", "X: 1"]),
+            &["-H", "--request", "--ws", "--keepalive"],
+        );
+        let (_, websocket) = probe(&[u, "--request", "-H", "X: 1"]).unwrap();
+        assert!(!websocket);
+        let (_, websocket) = probe(&[u, "--keepalive", "1s", "-H", "X: 1"]).unwrap();
+        assert!(!websocket);
+        let (_, websocket) = probe(&["ws://127.0.0.1:9/", "-H", "X: 1"]).unwrap();
+        assert!(websocket);
+        let (_, websocket) = probe(&["/echo", "--ws", "-H", "X: 1"]).unwrap();
+        assert!(websocket);
+        refused(probe(&[u, "--ws"]), &["ws://"]);
+        refused(probe(&["ws://127.0.0.1:9/", "--request"]), &["--request"]);
+    }
+
+    #[test]
+    fn serve_flags_against_the_ports_and_their_companions() {
+        refused(
+            serve(&["--over-limit", "429"]),
+            &["--over-limit", "--max-conns"],
+        );
+        serve(&["--max-conns", "5", "--over-limit", "429"]).unwrap();
+        refused(
+            serve(&["--no-http", "--http", "1"]),
+            &["--http", "--no-http"],
+        );
+        refused(
+            serve(&["--no-https", "--https", "1"]),
+            &["--https", "--no-https"],
+        );
+        refused(
+            serve(&["--no-https", "--cert-out", "c.pem"]),
+            &["--cert-out", "--no-https"],
+        );
+        serve(&["--no-https", "--http", "0"]).unwrap();
+        refused(
+            serve(&["--ws-pong-timeout", "1s"]),
+            &["--ws-pong-timeout", "--ws-ping-every"],
+        );
+        serve(&["--ws-ping-every", "1s", "--ws-pong-timeout", "1s"]).unwrap();
+        refused(
+            serve(&["--ws-drop-every", "0s"]),
+            &["--ws-drop-every", "longer than 0"],
+        );
+        refused(
+            serve(&["--ws-stall-after", "169h"]),
+            &["--ws-stall-after", "at most"],
+        );
+        serve(&["--ws-stall-after", "168h"]).unwrap();
+        refused(
+            serve(&["--stall-at", "169h", "--stall-for", "1s"]),
+            &["--stall-at"],
+        );
+        refused(serve(&["--ws-rate", "1000001"]), &["--ws-rate"]);
+        refused(
+            serve(&["--cpus", "7"]),
+            &["--cpus", "CPU 7", "allowed: 0,1"],
+        );
+        serve(&["--cpus", "1"]).unwrap();
+    }
+
+    #[test]
+    fn the_serve_bounds_are_the_targets() {
+        use crate::target::{self, ServeConfig};
+        let start = |tweak: &dyn Fn(&mut ServeConfig)| {
+            let mut cfg = ServeConfig {
+                http_port: Some(0),
+                https_port: None,
+                ..ServeConfig::default()
+            };
+            tweak(&mut cfg);
+            target::start(cfg).map(|h| h.stop())
+        };
+        start(&|c| c.ws_stall_after = Some(MAX_SERVE_DELAY)).expect("the largest delay");
+        start(&|c| c.ws_rate = MAX_SERVE_WS_RATE).expect("the largest rate");
+        assert!(
+            start(&|c| c.ws_stall_after = Some(MAX_SERVE_DELAY + Duration::from_secs(1))).is_err()
+        );
+        assert!(start(&|c| c.ws_rate = MAX_SERVE_WS_RATE * 1.01).is_err());
+    }
+
+    #[test]
+    fn negative_durations_are_refused_by_name() {
+        use crate::cli::parse_duration;
+        for bad in ["-1s", "-1", "-0.5ms", "-2m"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("negative") && e.contains(bad), "{bad}: {e}");
+        }
+        // Not a duration at all (e.g. a flag taken as the value): the general message.
+        let e = parse_duration("--json").unwrap_err();
+        assert!(e.contains("invalid duration"), "{e}");
+        let e = try_parse_from(["connbench", "http", "--stages", "5@-1s+1s"]).unwrap_err();
+        assert!(e.to_string().contains("negative"), "{e}");
+    }
+
+    #[test]
+    fn every_duration_flag_takes_a_leading_minus_and_says_negative() {
+        let cmd = command();
+        let mut seen = 0;
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| takes_duration(a)) {
+                seen += 1;
+                assert!(arg.is_allow_hyphen_values_set(), "{}", arg.get_id());
+                let flag = match (arg.get_long(), arg.get_short()) {
+                    (Some(l), _) => format!("--{l}"),
+                    (None, Some(s)) => format!("-{s}"),
+                    (None, None) => continue,
+                };
+                let e = command()
+                    .try_get_matches_from(["connbench", sub.get_name(), &flag, "-1s"])
+                    .expect_err(&flag)
+                    .to_string();
+                assert!(e.contains("negative"), "{} {flag}: {e}", sub.get_name());
+                assert!(e.contains(&flag), "{} {flag}: {e}", sub.get_name());
+            }
+        }
+        // -d, --warmup, --connect-timeout, --timeout, --ping-interval, --backoff-*, probe's
+        // --hold/--settle/--keepalive/--confirm-pause, serve's --for and faults, ...
+        assert!(seen >= 20, "{seen} duration flags found");
+        // Only durations: other values keep clap's reading of a leading '-'.
+        let e = command()
+            .try_get_matches_from(["connbench", "http", "-c", "-1"])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("negative"), "{e}");
+        command().debug_assert();
+    }
+}
