@@ -103,7 +103,7 @@ pub struct HttpPlan {
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
     /// Constant-rate mode: requests per second across all workers, and their spacing.
-    pub rate: Option<(f64, crate::engine::pace::Arrival)>,
+    pub rate: Option<(f64, Arrival)>,
     /// Ramp profile (`--stages`, `--scenario`); empty: all connections from the start.
     pub stages: Vec<Stage>,
     /// Local source addresses, taken round-robin by global connection index (`--source`);
@@ -222,7 +222,7 @@ pub struct WsPlan {
     /// Largest message accepted.
     pub max_message: usize,
     /// Reconnect backoff.
-    pub backoff: crate::engine::reconnect::BackoffPolicy,
+    pub backoff: BackoffPolicy,
     /// At most this many reconnects per period (split evenly over the workers).
     pub reconnect_budget: Option<(u32, Duration)>,
     /// No data message for this long: the connection is replaced.
@@ -416,4 +416,128 @@ mod stage_tests {
         assert_eq!(scenario("heavy").unwrap().hold, secs(60.0));
         assert!(scenario("extreme").is_none());
     }
+}
+
+/// How a delay is drawn from the backoff window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jitter {
+    /// `sleep = rand(0, min(cap, base·2^attempt))`: the least total work in Brooker's comparison.
+    Full,
+    /// `sleep = min(cap, rand(base, prev·3))`, `prev` starting at `base`: never shorter than `base`.
+    Decorrelated,
+}
+
+impl Jitter {
+    /// The name used on the command line: "full" or "decorrelated".
+    pub fn name(self) -> &'static str {
+        match self {
+            Jitter::Full => "full",
+            Jitter::Decorrelated => "decorrelated",
+        }
+    }
+
+    /// Parse "full" or "decorrelated".
+    pub fn parse(s: &str) -> Option<Jitter> {
+        match s {
+            "full" => Some(Jitter::Full),
+            "decorrelated" => Some(Jitter::Decorrelated),
+            _ => None,
+        }
+    }
+}
+
+/// What a reconnecting connection does. A `base` above `cap` makes every delay `cap` (full jitter:
+/// at most `cap`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// How the delay is drawn.
+    pub jitter: Jitter,
+    /// The first window (full) or the shortest delay (decorrelated).
+    pub base: Duration,
+    /// The longest delay.
+    pub cap: Duration,
+    /// Attempts allowed between two successes; `None` retries forever.
+    pub max_retries: Option<u32>,
+}
+
+impl Default for BackoffPolicy {
+    /// Full jitter, 100 ms base, 10 s cap, unlimited retries.
+    fn default() -> Self {
+        BackoffPolicy {
+            jitter: Jitter::Full,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(10),
+            max_retries: None,
+        }
+    }
+}
+
+/// How intended send times are spaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Exactly 1/rate apart.
+    Uniform,
+    /// Exponential gaps with mean 1/rate (a Poisson process).
+    Poisson,
+}
+
+impl Arrival {
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arrival::Uniform => "uniform",
+            Arrival::Poisson => "poisson",
+        }
+    }
+}
+
+/// What makes a connection count as established (`engine::probe` rule 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Establish {
+    /// TCP connected (and, for https, the TLS handshake completed).
+    Connect,
+    /// Then one GET answered with a complete response whose status is below 400.
+    Request,
+    /// Then a WebSocket upgrade answered with a valid 101.
+    WebSocket,
+}
+
+impl Establish {
+    /// Stable name used in reports: "connect", "request", "websocket".
+    pub fn name(self) -> &'static str {
+        match self {
+            Establish::Connect => "connect",
+            Establish::Request => "request",
+            Establish::WebSocket => "websocket",
+        }
+    }
+}
+
+/// Everything a probe needs, validated by `app`.
+#[derive(Clone, Debug)]
+pub struct ProbePlan {
+    /// Where to connect (http/https; ws/wss map to the same schemes).
+    pub target: Target,
+    /// TLS settings, used for https/wss.
+    pub tls: TlsPlan,
+    /// Extra request headers (the GET of `--request`/`--keepalive`, or the upgrade).
+    pub headers: Vec<(String, String)>,
+    /// New connections per second.
+    pub connect_rate: f64,
+    /// Most connections to attempt (at least 1).
+    pub max: usize,
+    /// How long to keep everything open after the ramp ended, to check survival.
+    pub hold: Duration,
+    /// A connection lost this soon after it was established counts as not established.
+    pub settle: Duration,
+    /// What makes a connection established.
+    pub establish: Establish,
+    /// Send a request (or a ping) on every held connection this often; one unanswered for
+    /// `max(keepalive, connect_timeout)` is a silent drop.
+    pub keepalive: Option<Duration>,
+    /// A connection not established this long after `connect()` fails (its class says which
+    /// step timed out).
+    pub connect_timeout: Duration,
+    /// `--confirm`: re-test below and at the limit, pausing this long between passes.
+    pub confirm: Option<Duration>,
 }

@@ -23,10 +23,10 @@ pub mod transport;
 pub mod worker;
 pub mod ws;
 
+use crate::metrics::run::RunResult;
 use crate::metrics::Recorder;
 use crate::plan::{share, HttpPlan, Pinning, Scheme, Stop, WsPlan};
 use crate::proto::http1::{encode_request, RequestError};
-use crate::report::RunResult;
 use crate::tls::TlsError;
 use transport::{Plain, Tls, TlsCtx, Transport};
 use worker::Live;
@@ -181,7 +181,7 @@ where
                 let (user, sys) = crate::sys::thread_cpu_time();
                 worker::Output {
                     windows,
-                    stats: crate::report::WorkerStats {
+                    stats: crate::metrics::run::WorkerStats {
                         cpu,
                         connections,
                         cpu_user_ns: user.as_nanos() as u64,
@@ -376,10 +376,10 @@ where
     let mut recorder = Recorder::new();
     let mut workers = Vec::with_capacity(threads);
     let mut last_finish = None::<Instant>;
-    let mut stages: Vec<crate::report::StageResult> = shape
+    let mut stages: Vec<crate::metrics::run::StageResult> = shape
         .stages
         .iter()
-        .map(|w| crate::report::StageResult {
+        .map(|w| crate::metrics::run::StageResult {
             window: w.clone(),
             recorder: Recorder::new(),
             open_at_end: 0,
@@ -393,7 +393,7 @@ where
             Ok(Some(Ok(out))) => out,
             Ok(None) => continue,
             Ok(Some(Err(message))) => {
-                worker_panics.push(crate::report::WorkerPanic {
+                worker_panics.push(crate::metrics::run::WorkerPanic {
                     worker: id,
                     message,
                     responses_lost: lives[id].responses.load(Ordering::Relaxed),
@@ -401,7 +401,7 @@ where
                 continue;
             }
             Err(payload) => {
-                worker_panics.push(crate::report::WorkerPanic {
+                worker_panics.push(crate::metrics::run::WorkerPanic {
                     worker: id,
                     message: panic_message(payload.as_ref()),
                     responses_lost: lives[id].responses.load(Ordering::Relaxed),

@@ -35,24 +35,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-/// How intended send times are spaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arrival {
-    /// Exactly 1/rate apart.
-    Uniform,
-    /// Exponential gaps with mean 1/rate (a Poisson process).
-    Poisson,
-}
-
-impl Arrival {
-    /// Stable name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arrival::Uniform => "uniform",
-            Arrival::Poisson => "poisson",
-        }
-    }
-}
+pub use crate::plan::Arrival;
 
 /// One worker's schedule of intended send times.
 #[derive(Debug)]

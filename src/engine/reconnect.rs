@@ -16,59 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
-/// How a delay is drawn from the backoff window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Jitter {
-    /// `sleep = rand(0, min(cap, base·2^attempt))`: the least total work in Brooker's comparison.
-    Full,
-    /// `sleep = min(cap, rand(base, prev·3))`, `prev` starting at `base`: never shorter than `base`.
-    Decorrelated,
-}
-
-impl Jitter {
-    /// The name used on the command line: "full" or "decorrelated".
-    pub fn name(self) -> &'static str {
-        match self {
-            Jitter::Full => "full",
-            Jitter::Decorrelated => "decorrelated",
-        }
-    }
-
-    /// Parse "full" or "decorrelated".
-    pub fn parse(s: &str) -> Option<Jitter> {
-        match s {
-            "full" => Some(Jitter::Full),
-            "decorrelated" => Some(Jitter::Decorrelated),
-            _ => None,
-        }
-    }
-}
-
-/// What a reconnecting connection does. A `base` above `cap` makes every delay `cap` (full jitter:
-/// at most `cap`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    /// How the delay is drawn.
-    pub jitter: Jitter,
-    /// The first window (full) or the shortest delay (decorrelated).
-    pub base: Duration,
-    /// The longest delay.
-    pub cap: Duration,
-    /// Attempts allowed between two successes; `None` retries forever.
-    pub max_retries: Option<u32>,
-}
-
-impl Default for BackoffPolicy {
-    /// Full jitter, 100 ms base, 10 s cap, unlimited retries.
-    fn default() -> Self {
-        BackoffPolicy {
-            jitter: Jitter::Full,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(10),
-            max_retries: None,
-        }
-    }
-}
+pub use crate::plan::{BackoffPolicy, Jitter};
 
 /// One connection's backoff state.
 #[derive(Clone, Debug, Default)]

@@ -30,9 +30,9 @@ use super::buf::RecvBuf;
 use super::pace::{Arrival, Schedule, Timer};
 use super::socket;
 use super::transport::{Failure, Transport};
+use crate::metrics::run::WorkerStats;
 use crate::metrics::{ErrorClass, Phase, Recorder};
 use crate::proto::http1::{Progress, ResponseDecoder};
-use crate::report::WorkerStats;
 
 /// How often timeouts are checked.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(20);

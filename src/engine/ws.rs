@@ -35,12 +35,12 @@ use super::reconnect::{Backoff, Budget};
 use super::socket;
 use super::transport::{Failure, Transport};
 use super::worker::{IntervalClock, Live, Output};
+use crate::metrics::run::WorkerStats;
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
 use crate::proto::seq::{SeqEvent, SeqTracker};
 use crate::proto::ws::{self, Decoder, Frame, Handshake, OpCode, Progress, UpgradeError};
-use crate::report::WorkerStats;
 
 const WAKER: Token = Token(usize::MAX);
 const SCRATCH: usize = 64 * 1024;

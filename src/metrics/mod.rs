@@ -9,6 +9,9 @@
 
 use hdrhistogram::Histogram;
 
+pub mod probe;
+pub mod run;
+
 /// Highest value a phase histogram tracks: 60 s in nanoseconds. Longer values are clamped.
 pub const HIST_MAX_NS: u64 = 60_000_000_000;
 /// Significant digits kept by every phase histogram.

@@ -1,5 +1,5 @@
 //! The report of `connbench probe`: a short text summary and a JSON document (`mode: "probe"`)
-//! built from what [`crate::engine::probe`] found.
+//! built from what [`crate::metrics::probe`] holds.
 //!
 //! It formats only; it never touches a socket or a clock. User strings (URL, headers, command
 //! line) go through [`redact`] as in every other report. The JSON keeps the shared envelope of
@@ -40,8 +40,9 @@ use super::host::HostFacts;
 use super::json::{phases, rfc3339, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
 use super::{redact, RunMeta};
-use crate::engine::probe::{Cause, Establish, FirstFailure, PassResult, ProbeResult};
+use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
+use crate::plan::Establish;
 
 /// The probe's own settings, as the reports show them.
 #[derive(Clone, Debug)]
@@ -332,7 +333,7 @@ fn pass_summary(p: &PassResult) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::probe::{Confirm, Stability};
+    use crate::metrics::probe::{Confirm, Stability};
     use crate::metrics::{ErrorClass, Recorder};
     use std::time::SystemTime;
 
