@@ -20,7 +20,7 @@ pub mod probe;
 pub mod reconnect;
 pub mod socket;
 pub mod transport;
-pub mod worker;
+
 pub mod ws;
 
 use crate::metrics::run::RunResult;
@@ -28,8 +28,8 @@ use crate::metrics::Recorder;
 use crate::plan::{share, HttpPlan, Pinning, Scheme, Stop, WsPlan};
 use crate::proto::http1::{encode_request, RequestError};
 use crate::tls::TlsError;
+use core::live::Live;
 use transport::{Plain, Tls, TlsCtx, Transport};
-use worker::Live;
 
 /// Debug builds only (the binary the end-to-end tests run): worker N panics shortly after the
 /// start when this variable is N, so the tests can check that a panic fails the run loudly.
@@ -179,7 +179,7 @@ where
                 let (mut net, mut session) = driver.into_parts();
                 let windows = session.finish(&mut net, end.finished_at);
                 let (user, sys) = crate::sys::thread_cpu_time();
-                worker::Output {
+                core::live::Output {
                     windows,
                     stats: crate::metrics::run::WorkerStats {
                         cpu,
@@ -285,7 +285,7 @@ pub fn run_workers<J, R>(
 ) -> Result<RunResult, EngineError>
 where
     J: FnOnce() -> std::io::Result<(Arc<mio::Waker>, R)> + Send + 'static,
-    R: FnOnce() -> worker::Output,
+    R: FnOnce() -> core::live::Output,
 {
     let threads = shape.threads.max(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -596,7 +596,7 @@ mod tests {
         }
     }
 
-    type Run = Box<dyn FnOnce() -> worker::Output>;
+    type Run = Box<dyn FnOnce() -> core::live::Output>;
 
     /// A job whose worker counts `n` responses, then either panics or waits for the stop flag.
     fn job(
@@ -619,7 +619,7 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                worker::Output {
+                core::live::Output {
                     recorder,
                     windows: Vec::new(),
                     stats: Default::default(),

@@ -31,10 +31,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
+use super::core::live::{IntervalClock, Live, Output};
 use super::reconnect::{Backoff, Budget};
 use super::socket;
 use super::transport::{Failure, Transport};
-use super::worker::{IntervalClock, Live, Output};
 use crate::metrics::run::WorkerStats;
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};

@@ -24,6 +24,7 @@
 //!    core and the sessions are tested with a fake clock against scripted loopback peers.
 
 pub mod connect;
+pub mod live;
 pub mod run;
 pub mod timer;
 pub mod timerfd;

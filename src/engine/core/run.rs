@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::live::{IntervalClock, Live};
 use super::{Driver, Session, Transport};
-use crate::engine::worker::{IntervalClock, Live};
 
 /// Longest single wait (rule 1).
 pub const MAX_WAIT: Duration = Duration::from_secs(1);
