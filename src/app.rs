@@ -978,6 +978,15 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     if a.ws_gap_every == Some(0) {
         return usage("--ws-gap-every must be at least 1");
     }
+    if a.ws_greeting
+        .as_ref()
+        .is_some_and(|g| g.len() > target::MAX_GREETING)
+    {
+        return usage(format!(
+            "--ws-greeting must be at most {} bytes",
+            target::MAX_GREETING
+        ));
+    }
     if a.stall_for.is_some_and(|d| d.is_zero()) {
         return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
     }
@@ -1001,6 +1010,8 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         ws_ping_every: a.ws_ping_every,
         ws_pong_timeout: a.ws_pong_timeout,
         http_stall: a.stall_at.zip(a.stall_for),
+        ws_greeting: a.ws_greeting.clone(),
+        ws_ignore_pings: a.ws_no_pong,
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;

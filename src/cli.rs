@@ -607,6 +607,14 @@ pub struct ServeArgs {
     /// HTTP fault: how long the stall started by --stall-at lasts.
     #[arg(long = "stall-for", value_name = "DURATION", value_parser = parse_duration, requires = "stall_at")]
     pub stall_for: Option<Duration>,
+
+    /// WebSocket: send this text message in the same write as the 101 (a server greeting).
+    #[arg(long = "ws-greeting", value_name = "TEXT")]
+    pub ws_greeting: Option<String>,
+
+    /// WebSocket fault: never answer pings (data and the connection go on).
+    #[arg(long = "ws-no-pong")]
+    pub ws_no_pong: bool,
 }
 
 /// A parsed `--cpus` list.
