@@ -15,6 +15,12 @@
 //!    reconnect budget; after `max_retries` failed attempts in a row the slot gives up.
 //! 3. Every subscription is sent again on the replacement, then the echo messages owed while the
 //!    connection was down (bounded by `send_buffer`; the excess is counted as dropped).
+//! 6. Echo mode is open loop (`engine::pace`): message k of every slot's schedule is due at
+//!    start + k / rate, start being the moment the run starts (so message 0 is due at once and
+//!    waits for the first connection, as an HTTP `-R` request waits for a free one). A timerfd
+//!    armed for the next due time releases them (µs, not the loop's tick); what is due while a
+//!    slot has no open connection is owed and sent when it opens. Only what was owed across an
+//!    outage of an open connection counts as `buffered_sent`.
 //! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
 //!    seen; a new numbering on the new connection is counted as "backwards", not as a gap.
 //! 5. Time: one monotonic clock read per socket read; unix time for one-way latency is derived
@@ -31,6 +37,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
+use super::pace::{self, Timer};
 use super::reconnect::{Backoff, Budget};
 use super::socket;
 use super::transport::{Failure, Transport};
@@ -43,6 +50,8 @@ use crate::proto::ws::{self, Decoder, Frame, Handshake, OpCode, Progress, Upgrad
 use crate::report::WorkerStats;
 
 const WAKER: Token = Token(usize::MAX);
+/// Token of the echo schedule's timer (never a slot: slots are < 2^32 with a generation above).
+const ECHO: Token = Token(usize::MAX - 1);
 const SCRATCH: usize = 64 * 1024;
 /// Most echo messages one slot sends in one timer pass (a catch-up burst is spread out).
 const MAX_BURST: u64 = 256;
@@ -119,6 +128,8 @@ struct Proto {
     was_open: bool,
     verdict: Verdict,
     just_opened: bool,
+    /// The connection that just opened replaces one that had been open (an outage ended).
+    reopened: bool,
 }
 
 struct Slot<T> {
@@ -136,6 +147,16 @@ struct Slot<T> {
     /// Schedule index of the first message owed (the owed ones are consecutive).
     owed_from: u64,
     p: Proto,
+}
+
+/// Echo mode's open-loop schedule (module rule 6), shared by the worker's slots.
+struct EchoPacer {
+    rate: f64,
+    timer: Timer,
+    /// Messages of every slot's schedule due so far (0..due).
+    due: u64,
+    /// When message `due` is due: the next pass.
+    next_at: Instant,
 }
 
 /// Monotonic → unix time, from one offset taken at start.
@@ -202,6 +223,8 @@ pub struct WsWorker<T: Transport> {
     next_open: Option<Instant>,
     /// Every slot gave up (checked on the timer pass, not per event).
     all_done: bool,
+    /// Echo mode's schedule.
+    echo: Option<EchoPacer>,
 }
 
 fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
@@ -249,14 +272,13 @@ impl<T: Transport> WsWorker<T> {
                     was_open: false,
                     verdict: Verdict::Continue,
                     just_opened: false,
+                    reopened: false,
                 },
             })
             .collect();
-        // The timer pass runs often enough for the finest schedule asked for.
+        // The timer pass runs often enough for the finest timeout asked for (echo messages
+        // have their own timer).
         let mut tick = Duration::from_millis(20);
-        if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
-            tick = tick.min(Duration::from_secs_f64(1.0 / plan.send_rate / 2.0));
-        }
         if plan.heartbeat != Heartbeat::Off {
             tick = tick.min(plan.heartbeat_interval / 4);
         }
@@ -265,6 +287,22 @@ impl<T: Transport> WsWorker<T> {
         }
         let tick = tick.max(Duration::from_millis(1));
         let budget = setup.budget.map(|(k, per)| Budget::new(k.max(1), per, now));
+        let echo = if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
+            let timer = Timer::new()?;
+            poll.registry().register(
+                &mut mio::unix::SourceFd(&timer.raw_fd()),
+                ECHO,
+                Interest::READABLE,
+            )?;
+            Some(EchoPacer {
+                rate: plan.send_rate,
+                timer,
+                due: 0,
+                next_at: now,
+            })
+        } else {
+            None
+        };
         Ok((
             WsWorker {
                 setup,
@@ -286,6 +324,7 @@ impl<T: Transport> WsWorker<T> {
                 next_open: None,
                 all_done: false,
                 pacer: socket::ConnectPacer::new(now),
+                echo,
             },
             waker,
         ))
@@ -293,7 +332,13 @@ impl<T: Transport> WsWorker<T> {
 
     /// Run until the coordinator says stop, or every slot gave up.
     pub fn run(mut self) -> Output {
-        let started = Instant::now();
+        // The clock (and with it the echo schedule) starts with the run, not when the worker
+        // was built: the start barrier may have taken a while.
+        self.clock = Clock::new();
+        let started = self.clock.base;
+        if let Some(e) = &mut self.echo {
+            e.next_at = started;
+        }
         let warm_end = started + self.setup.plan.warmup;
         let mut warm = self.setup.plan.warmup.is_zero();
         let mut events = Events::with_capacity(1024);
@@ -337,6 +382,9 @@ impl<T: Transport> WsWorker<T> {
             }
             if warm {
                 intervals.tick(now, false, &mut self.rec, &self.setup.progress);
+            }
+            if self.echo.as_ref().is_some_and(|e| now >= e.next_at) {
+                self.echo_pass(now);
             }
             if now >= next_tick || self.next_open.is_some_and(|o| now >= o) {
                 self.timers(now);
@@ -454,6 +502,12 @@ impl<T: Transport> WsWorker<T> {
 
     fn on_event(&mut self, ev: &Event) {
         if ev.token() == WAKER {
+            return;
+        }
+        if ev.token() == ECHO {
+            if let Some(e) = &mut self.echo {
+                e.timer.clear();
+            }
             return;
         }
         let slot = ev.token().0 & 0xFFFF_FFFF;
@@ -636,7 +690,8 @@ impl<T: Transport> WsWorker<T> {
             return;
         }
         if self.slots[slot].p.just_opened {
-            self.send_owed(slot);
+            let reopened = self.slots[slot].p.reopened;
+            self.send_owed(slot, reopened);
             self.slots[slot].backoff.reset();
         }
         // Pongs, close replies, subscriptions: one write.
@@ -714,22 +769,45 @@ impl<T: Transport> WsWorker<T> {
         }
     }
 
-    /// Timeouts, staleness, heartbeats, echo sends and due reconnects.
+    /// Echo mode (rule 6): release every message due by `now` on every slot, write what open
+    /// connections got, and arm the timer for the next due time (or for at once, when a slot
+    /// is still behind after its burst).
+    fn echo_pass(&mut self, now: Instant) {
+        let Some(e) = &mut self.echo else {
+            return;
+        };
+        let due = pace::due_by(self.clock.mono_ns(now), e.rate);
+        e.due = due;
+        let mut behind = false;
+        for slot in 0..self.slots.len() {
+            let open = self.slots[slot].p.state == State::Open;
+            self.echo_schedule(slot, due, open);
+            behind |= self.slots[slot].echo_accounted < due;
+            if open {
+                self.write_out(slot);
+            }
+        }
+        let Some(e) = &mut self.echo else {
+            return;
+        };
+        e.next_at = if behind {
+            now
+        } else {
+            self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
+        };
+        let _ = e
+            .timer
+            .arm(e.next_at.saturating_duration_since(Instant::now()));
+    }
+
+    /// Timeouts, staleness, heartbeats and due reconnects.
     fn timers(&mut self, now: Instant) {
         let plan = self.setup.plan.clone();
-        let echo_due = if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
-            Some(((now - self.clock.base).as_secs_f64() * plan.send_rate) as u64)
-        } else {
-            None
-        };
         // Rebuilt by this pass: open() and lose() below add what they schedule.
         self.next_open = None;
         let mut done = 0;
         for slot in 0..self.slots.len() {
             let state = self.slots[slot].p.state;
-            if let Some(due) = echo_due {
-                self.echo_schedule(slot, due, state == State::Open);
-            }
             let s = &self.slots[slot];
             match state {
                 State::Backoff(at) if at <= now => self.open(slot),
@@ -791,25 +869,29 @@ impl<T: Transport> WsWorker<T> {
         }
     }
 
-    /// After (re)subscribing: the echo messages owed while the connection was down.
-    fn send_owed(&mut self, slot: usize) {
+    /// After (re)subscribing: the echo messages owed while the connection was down (or, for a
+    /// slot's first connection, not yet open: those are no outage's and not counted as
+    /// buffered).
+    fn send_owed(&mut self, slot: usize, reopened: bool) {
         let owed = std::mem::take(&mut self.slots[slot].owed);
         let from = self.slots[slot].owed_from;
         for idx in from..from + owed {
             self.encode_echo(slot, idx);
         }
-        self.rec.counters.ws.buffered_sent += owed;
+        if reopened {
+            self.rec.counters.ws.buffered_sent += owed;
+        }
     }
 
     /// Echo message number `idx` of this slot's schedule:
-    /// `{"t":<sent, ns since worker start>,"i":<intended, same clock>,"n":<k>,"pad":"…"}`,
+    /// `{"t":<sent, ns since the run's start>,"i":<intended, same clock>,"n":<k>,"pad":"…"}`,
     /// padded to the size. The schedule is open-loop (`engine::pace`'s argument): message idx is
     /// due at idx / rate whatever the echoes do, so the echo's latency from "i" is the corrected
     /// one and from "t" the uncorrected one.
     fn encode_echo(&mut self, slot: usize, idx: u64) {
         use std::io::Write as _;
         let t = self.clock.mono_ns(Instant::now());
-        let i = (idx as f64 * 1e9 / self.setup.plan.send_rate) as u64;
+        let i = super::pace::offset_ns(idx, self.setup.plan.send_rate);
         self.rec.record(Phase::SendLag, t.saturating_sub(i));
         let n = self.rec.counters.ws.messages_out;
         self.msg.clear();
@@ -934,6 +1016,7 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
     let k = p.subs.len() as u64;
     rx.rec.counters.ws.subscriptions_sent += k;
     rx.rec.counters.ws.messages_out += k;
+    p.reopened = p.lost_at.is_some();
     if let Some(lost) = p.lost_at.take() {
         rx.rec.counters.ws.resubscribed += 1;
         rx.rec

@@ -565,3 +565,44 @@ fn echo_at_a_constant_rate_corrects_for_outages() {
     assert!(rtt < 30_000_000, "rtt p99 {rtt}");
     assert!(r.stdout.contains("echo rate"), "{}", r.stdout);
 }
+
+#[test]
+fn echo_message_k_is_due_at_k_over_rate_not_one_interval_later() {
+    // Issue 7 point 5: message k went out at (k+1)/rate while its intended time said k/rate, so
+    // every send lag was at least one interval (100 ms here). Due at k/rate, the lag is the
+    // client's timer wake-up: far below half an interval even on a loaded machine.
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "--send-rate",
+        "10",
+        "-c",
+        "2",
+        "-d",
+        "2s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let n = r.u64("/phases/send_lag/count");
+    // 2 connections × 10/s × 2 s, messages 0..=20 of each schedule
+    assert!((36..=44).contains(&n), "{n} messages released");
+    let lag = r.u64("/phases/send_lag/p50");
+    assert!(
+        lag < 50_000_000,
+        "send lag p50 {lag} ns: one interval too high"
+    );
+    // corrected = lag + round trip: not an interval above the round trip either
+    let corrected = r.u64("/phases/corrected/p50");
+    let rtt = r.u64("/phases/rtt/p50");
+    assert!(corrected >= rtt, "corrected {corrected} < rtt {rtt}");
+    assert!(
+        corrected - rtt < 50_000_000,
+        "corrected {corrected} rtt {rtt}"
+    );
+    // nothing was owed: the first message of each connection is not an outage
+    assert_eq!(r.u64("/ws/buffered_sent"), 0, "{}", r.report()["ws"]);
+}
