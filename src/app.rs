@@ -690,6 +690,19 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
     if heartbeat != Heartbeat::Off && heartbeat_interval.is_zero() {
         return usage("--heartbeat-interval must be longer than 0");
     }
+    // A ping unanswered when the next one is due means the peer is gone (the default of
+    // --heartbeat ping). Ping mode measures pongs: cutting slow ones off would hide the tail
+    // it is there to show, so it has no timeout unless asked.
+    let pong_timeout =
+        match a.pong_timeout {
+            Some(_) if heartbeat != Heartbeat::Ping => return usage(
+                "--pong-timeout needs protocol pings: add --heartbeat ping (or use --mode ping)",
+            ),
+            Some(t) if t.is_zero() => return usage("--pong-timeout must be longer than 0"),
+            Some(t) => Some(t),
+            None if a.mode == WsModeArg::Ping => None,
+            None => (heartbeat == Heartbeat::Ping).then_some(heartbeat_interval),
+        };
     let reconnect_budget = match &a.reconnect_budget {
         None => None,
         Some(b) => Some(
@@ -777,6 +790,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
         stale_after: a.stale_after,
         heartbeat: heartbeat.clone(),
         heartbeat_interval,
+        pong_timeout,
         send_buffer: a.send_buffer,
         sources: p.sources.clone(),
     };
@@ -806,6 +820,7 @@ fn ws(a: WsArgs, argv: Vec<String>) -> Result<i32, AppError> {
                 Heartbeat::Text(t) => format!("text:{}", report::redact::message(t)),
             },
             heartbeat_interval,
+            pong_timeout,
             backoff: format!("{:?}", a.backoff).to_lowercase(),
             backoff_base: a.backoff_base,
             backoff_cap: a.backoff_cap,

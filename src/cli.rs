@@ -230,6 +230,12 @@ pub struct WsArgs {
     #[arg(long = "heartbeat-interval", value_parser = parse_duration, default_value = "20s")]
     pub heartbeat_interval: Duration,
 
+    /// Protocol pings (--heartbeat ping, --mode ping): a ping unanswered this long means the
+    /// peer is gone; replace the connection [default with --heartbeat ping: the heartbeat
+    /// interval; with --mode ping: never].
+    #[arg(long = "pong-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub pong_timeout: Option<Duration>,
+
     /// Echo messages kept while a connection is down, sent after resubscribing.
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,

@@ -21,6 +21,15 @@
 //!    armed for the next due time releases them (µs, not the loop's tick); what is due while a
 //!    slot has no open connection is owed and sent when it opens. Only what was owed across an
 //!    outage of an open connection counts as `buffered_sent`.
+//! 7. Liveness. `--stale-after` watches *data* messages: every text or binary message except a
+//!    reply to our own text heartbeat, i.e. a text message that arrives while one of our text
+//!    heartbeats is unanswered and either repeats it or contains `pong` (ASCII, any case:
+//!    `pong`, `{"op":"pong"}`, Bybit's `"ret_msg":"pong"`). Such a reply proves the connection,
+//!    not the feed, so a stalled feed that still answers heartbeats goes stale. In ping mode the
+//!    pongs are what is measured and count as data. Protocol pings (`--heartbeat ping`, ping
+//!    mode) carry their send time; a pong answers every ping sent at or before the time it
+//!    echoes, and the oldest ping left unanswered for `--pong-timeout` replaces the connection
+//!    (`pong_timeout`: the peer or the path is gone, whether or not data still trickles in).
 //! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
 //!    seen; a new numbering on the new connection is counted as "backwards", not as a gap.
 //! 5. Time: one monotonic clock read per socket read; unix time for one-way latency is derived
@@ -119,8 +128,8 @@ struct Proto {
     t_established: Instant,
     t_upgrade: Instant,
     t_open: Instant,
-    first_seen: bool,
-    last_data: Instant,
+    /// Liveness of the open connection (rule 7).
+    live: Liveness,
     next_beat: Instant,
     /// The first moment of the current outage (a connection that had been open was lost).
     lost_at: Option<Instant>,
@@ -157,6 +166,52 @@ struct EchoPacer {
     due: u64,
     /// When message `due` is due: the next pass.
     next_at: Instant,
+}
+
+/// What the frame handler tracks about an open connection's liveness (rule 7).
+#[derive(Clone, Copy, Debug)]
+struct Liveness {
+    /// A data message arrived on this connection.
+    first_seen: bool,
+    /// When the last data message arrived.
+    last_data: Instant,
+    /// Text heartbeats sent and not answered yet.
+    text_unanswered: u32,
+    /// Send time (ns on the worker clock) of the oldest protocol ping not answered yet.
+    ping_unanswered: Option<u64>,
+    /// Send time of the last protocol ping.
+    last_ping: u64,
+}
+
+impl Liveness {
+    fn new(now: Instant) -> Liveness {
+        Liveness {
+            first_seen: false,
+            last_data: now,
+            text_unanswered: 0,
+            ping_unanswered: None,
+            last_ping: 0,
+        }
+    }
+
+    /// A pong echoing `sent` (our ping payload) answers every ping sent up to then. When later
+    /// pings are still out, the next one due is at most the last sent: counting from it errs
+    /// on the patient side.
+    fn pong(&mut self, sent: u64) {
+        if let Some(oldest) = self.ping_unanswered {
+            if sent >= self.last_ping {
+                self.ping_unanswered = None;
+            } else if sent >= oldest {
+                self.ping_unanswered = Some(self.last_ping);
+            }
+        }
+    }
+}
+
+/// Whether a text message is the reply to our text heartbeat `sent` (rule 7), given that one is
+/// unanswered.
+fn is_heartbeat_reply(data: &[u8], sent: &str) -> bool {
+    data == sent.as_bytes() || data.windows(4).any(|w| w.eq_ignore_ascii_case(b"pong"))
 }
 
 /// Monotonic → unix time, from one offset taken at start.
@@ -265,8 +320,7 @@ impl<T: Transport> WsWorker<T> {
                     t_established: now,
                     t_upgrade: now,
                     t_open: now,
-                    first_seen: false,
-                    last_data: now,
+                    live: Liveness::new(now),
                     next_beat: now,
                     lost_at: None,
                     was_open: false,
@@ -284,6 +338,9 @@ impl<T: Transport> WsWorker<T> {
         }
         if let Some(s) = plan.stale_after {
             tick = tick.min(s / 4);
+        }
+        if let Some(t) = plan.pong_timeout {
+            tick = tick.min(t / 4);
         }
         let tick = tick.max(Duration::from_millis(1));
         let budget = setup.budget.map(|(k, per)| Budget::new(k.max(1), per, now));
@@ -827,9 +884,23 @@ impl<T: Transport> WsWorker<T> {
                     self.lose(slot, ReconnectCause::Error, Some(ErrorClass::ReadTimeout))
                 }
                 State::Open => {
-                    if plan.stale_after.is_some_and(|st| now - s.p.last_data >= st) {
+                    if plan
+                        .stale_after
+                        .is_some_and(|st| now - s.p.live.last_data >= st)
+                    {
                         self.lose(slot, ReconnectCause::Stale, Some(ErrorClass::Stale));
                         continue;
+                    }
+                    if let (Some(limit), Some(sent)) = (plan.pong_timeout, s.p.live.ping_unanswered)
+                    {
+                        if self.clock.mono_ns(now).saturating_sub(sent) >= limit.as_nanos() as u64 {
+                            self.lose(
+                                slot,
+                                ReconnectCause::PongTimeout,
+                                Some(ErrorClass::PongTimeout),
+                            );
+                            continue;
+                        }
                     }
                     if plan.heartbeat != Heartbeat::Off && now >= s.p.next_beat {
                         self.heartbeat(slot, now);
@@ -920,13 +991,17 @@ impl<T: Transport> WsWorker<T> {
         match &plan.heartbeat {
             Heartbeat::Off => {}
             Heartbeat::Ping => {
-                let t = self.clock.mono_ns(Instant::now()).to_le_bytes();
-                ws::encode_frame(&mut s.p.out, OpCode::Ping, true, &t, mask);
+                let t = self.clock.mono_ns(Instant::now());
+                ws::encode_frame(&mut s.p.out, OpCode::Ping, true, &t.to_le_bytes(), mask);
                 self.rec.counters.ws.pings_sent += 1;
+                s.p.live.ping_unanswered.get_or_insert(t);
+                s.p.live.last_ping = t;
             }
             Heartbeat::Text(text) => {
                 ws::encode_frame(&mut s.p.out, OpCode::Text, true, text.as_bytes(), mask);
                 self.rec.counters.ws.messages_out += 1;
+                self.rec.counters.ws.pings_sent += 1;
+                s.p.live.text_unanswered = s.p.live.text_unanswered.saturating_add(1);
             }
         }
     }
@@ -984,8 +1059,7 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                 let verdict = on_frame(
                     &mut p.out,
                     &mut p.seqs,
-                    &mut p.first_seen,
-                    &mut p.last_data,
+                    &mut p.live,
                     p.t_open,
                     rx,
                     frame,
@@ -1026,8 +1100,7 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
     p.was_open = true;
     p.just_opened = true;
     p.t_open = now;
-    p.first_seen = false;
-    p.last_data = now;
+    p.live = Liveness::new(now);
     p.next_beat = now + rx.plan.heartbeat_interval;
 }
 
@@ -1036,8 +1109,7 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
 fn on_frame(
     out: &mut Vec<u8>,
     seqs: &mut Vec<(u64, SeqTracker)>,
-    first_seen: &mut bool,
-    last_data: &mut Instant,
+    live: &mut Liveness,
     t_open: Instant,
     rx: &mut Rx<'_>,
     frame: Frame<'_>,
@@ -1047,9 +1119,17 @@ fn on_frame(
     match frame {
         Frame::Message { text, data } => {
             ws.messages_in += 1;
-            *last_data = now;
-            if !*first_seen {
-                *first_seen = true;
+            if let (true, Heartbeat::Text(sent)) = (text, &rx.plan.heartbeat) {
+                if live.text_unanswered > 0 && is_heartbeat_reply(data, sent) {
+                    // Rule 7: proves the connection, not the feed.
+                    live.text_unanswered -= 1;
+                    ws.pongs_received += 1;
+                    return Verdict::Continue;
+                }
+            }
+            live.last_data = now;
+            if !live.first_seen {
+                live.first_seen = true;
                 rx.rec
                     .record(Phase::FirstMessage, (now - t_open).as_nanos() as u64);
             }
@@ -1068,12 +1148,14 @@ fn on_frame(
         Frame::Pong(payload) => {
             ws.pongs_received += 1;
             if rx.plan.mode == WsMode::Ping {
-                *last_data = now;
+                // Rule 7: in ping mode the pongs are the data.
+                live.last_data = now;
             }
             if let Ok(bytes) = <[u8; 8]>::try_from(payload) {
                 let sent = u64::from_le_bytes(bytes);
                 let rtt = rx.clock.mono_ns(now).saturating_sub(sent);
                 rx.rec.record(Phase::Rtt, rtt);
+                live.pong(sent);
             }
             Verdict::Continue
         }
@@ -1162,4 +1244,67 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_replies_are_told_apart_from_data() {
+        let op = r#"{"op":"ping"}"#;
+        for reply in [
+            &br#"{"op":"pong"}"#[..],
+            b"pong",
+            b"PONG",
+            br#"{"success":true,"ret_msg":"pong","conn_id":"x","op":"ping"}"#,
+            // a server that echoes the heartbeat back
+            br#"{"op":"ping"}"#,
+        ] {
+            assert!(
+                is_heartbeat_reply(reply, op),
+                "{}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+        for data in [
+            &br#"{"stream":"btcusdt","seq":7,"price":"1.0"}"#[..],
+            b"",
+            b"pon",
+            br#"{"op":"ping "}"#,
+        ] {
+            assert!(
+                !is_heartbeat_reply(data, op),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        assert!(is_heartbeat_reply(b"ping", "ping"));
+    }
+
+    #[test]
+    fn a_pong_answers_every_ping_sent_up_to_the_time_it_echoes() {
+        let mut l = Liveness::new(Instant::now());
+        l.pong(5);
+        assert_eq!(
+            l.ping_unanswered, None,
+            "an unsolicited pong changes nothing"
+        );
+        // pings at 100, 200, 300
+        for t in [100, 200, 300] {
+            l.ping_unanswered.get_or_insert(t);
+            l.last_ping = t;
+        }
+        assert_eq!(l.ping_unanswered, Some(100));
+        l.pong(50);
+        assert_eq!(l.ping_unanswered, Some(100), "older than every ping out");
+        l.pong(100);
+        assert_eq!(
+            l.ping_unanswered,
+            Some(300),
+            "200 may be out still: the patient bound"
+        );
+        l.pong(300);
+        assert_eq!(l.ping_unanswered, None);
+    }
 }

@@ -64,7 +64,7 @@
 //! | `counters.reuse_rate` | number | `reused_requests ÷ requests` (0..1; 0 with no requests) |
 //! | `counters.server_closes` | integer | connections the server closed (`Connection: close`, …) |
 //! | `responses.{1xx,2xx,3xx,4xx,429,5xx,other}` | integer | responses by status class (4xx excludes 429); all keys present |
-//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io` |
+//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io`, `upgrade_rejected`, `ws_protocol`, `ws_abnormal_close`, `stale`, `pong_timeout` |
 //! | `errors.total` | integer | sum of all classes |
 //! | `tls` | object \| null | null when the run was not TLS |
 //! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |
@@ -230,6 +230,7 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
         "stale_after_s": m.stale_after.map(|d| d.as_secs_f64()),
         "heartbeat": m.heartbeat,
         "heartbeat_interval_s": m.heartbeat_interval.as_secs_f64(),
+        "pong_timeout_s": m.pong_timeout.map(|d| d.as_secs_f64()),
         "backoff": m.backoff,
         "backoff_base_s": m.backoff_base.as_secs_f64(),
         "backoff_cap_s": m.backoff_cap.as_secs_f64(),

@@ -163,6 +163,8 @@ pub struct WsMeta {
     pub heartbeat: String,
     /// Heartbeat interval.
     pub heartbeat_interval: Duration,
+    /// `--pong-timeout` in force (None: pings never time out).
+    pub pong_timeout: Option<Duration>,
     /// "full" or "decorrelated".
     pub backoff: String,
     /// Backoff base.

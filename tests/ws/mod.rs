@@ -606,3 +606,136 @@ fn echo_message_k_is_due_at_k_over_rate_not_one_interval_later() {
     // nothing was owed: the first message of each connection is not an outage
     assert_eq!(r.u64("/ws/buffered_sent"), 0, "{}", r.report()["ws"]);
 }
+
+#[test]
+fn a_stalled_feed_answering_text_heartbeats_is_still_stale() {
+    // Issue 7 point 6: the stalled feed keeps answering {"op":"ping"} (and text ping); those
+    // replies are not data, so --stale-after must still fire. Heartbeats every 50 ms would
+    // otherwise keep a 300 ms staleness window fresh forever.
+    for heartbeat in [r#"text:{"op":"ping"}"#, "text:ping"] {
+        let s = serve(|c| {
+            c.ws_rate = 100.0;
+            c.ws_stall_after = Some(std::time::Duration::from_millis(200));
+        });
+        let url = ws_url(&s, "/ws");
+        let r = connbench(&[
+            "ws",
+            &url,
+            "-c",
+            "2",
+            "-d",
+            "2s",
+            "--subscribe",
+            SUB,
+            "--symbols",
+            "X",
+            "--exchanges",
+            "e",
+            "--channels",
+            "c",
+            "--heartbeat",
+            heartbeat,
+            "--heartbeat-interval",
+            "50ms",
+            "--stale-after",
+            "300ms",
+            "--backoff-base",
+            "10ms",
+        ]);
+        s.stop();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let ws = &r.report()["ws"];
+        assert!(r.u64("/ws/reconnects/stale") >= 2, "{heartbeat}: {ws}");
+        assert_eq!(r.u64("/errors/stale"), r.u64("/ws/reconnects/stale"));
+        // the replies were seen and told apart from data
+        assert!(r.u64("/ws/pongs_received") >= 4, "{heartbeat}: {ws}");
+        assert!(r.u64("/ws/pings_sent") >= r.u64("/ws/pongs_received"));
+    }
+}
+
+#[test]
+fn a_server_that_stops_answering_pings_is_detected_by_the_pong_timeout() {
+    // Issue 7 point 6: --heartbeat ping had no pong timeout. The server keeps streaming data
+    // (so staleness cannot be what fires) but never pongs.
+    let s = serve(|c| {
+        c.ws_rate = 100.0;
+        c.ws_ignore_pings = true;
+    });
+    let url = ws_url(&s, "/ws");
+    let args = |timeout: Option<&'static str>| {
+        let mut v = vec![
+            "ws",
+            "-c",
+            "2",
+            "-d",
+            "2s",
+            "--subscribe",
+            r#"{"op":"subscribe","symbol":"X"}"#,
+            "--heartbeat",
+            "ping",
+            "--heartbeat-interval",
+            "100ms",
+            "--stale-after",
+            "30s",
+            "--backoff-base",
+            "10ms",
+        ];
+        if let Some(t) = timeout {
+            v.extend(["--pong-timeout", t]);
+        }
+        v
+    };
+    let mut a = args(None);
+    a.insert(1, &url);
+    // default: the pong is due before the next ping (one heartbeat interval)
+    let r = connbench(&a);
+    let mut a = args(Some("30s"));
+    a.insert(1, &url);
+    let patient = connbench(&a);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &r.report()["ws"];
+    let timeouts = r.u64("/errors/pong_timeout");
+    assert!(timeouts >= 2, "{ws}");
+    assert_eq!(r.u64("/ws/reconnects/pong_timeout"), timeouts);
+    assert_eq!(r.u64("/errors/stale"), 0, "data kept flowing: {ws}");
+    assert_eq!(r.u64("/ws/pongs_received"), 0);
+    assert!(r.u64("/ws/messages_in") > 50, "{ws}");
+    assert!(r.stdout.contains("pong_timeout"), "{}", r.stdout);
+    // --pong-timeout 30s: the same silence is tolerated for the whole 2 s run
+    assert_eq!(patient.code, 0, "{}", patient.stderr);
+    assert_eq!(patient.u64("/errors/pong_timeout"), 0);
+    assert_eq!(patient.u64("/ws/reconnects_total"), 0);
+    assert!(patient.u64("/ws/pings_sent") >= 2);
+    assert_eq!(patient.report()["ws"]["pong_timeout_s"], 30.0);
+}
+
+#[test]
+fn pong_timeout_is_a_usage_error_without_protocol_pings() {
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--pong-timeout", "1s"]),
+        "--pong-timeout",
+    );
+    assert_usage_error(
+        &connbench_raw(&[
+            "ws",
+            "ws://127.0.0.1:9/",
+            "--heartbeat",
+            "text:ping",
+            "--pong-timeout",
+            "1s",
+        ]),
+        "--pong-timeout",
+    );
+    assert_usage_error(
+        &connbench_raw(&[
+            "ws",
+            "ws://127.0.0.1:9/",
+            "--heartbeat",
+            "ping",
+            "--pong-timeout",
+            "0s",
+        ]),
+        "--pong-timeout",
+    );
+}
