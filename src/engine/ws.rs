@@ -33,7 +33,10 @@
 //! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
 //!    seen; a new numbering on the new connection is counted as "backwards", not as a gap.
 //! 5. Time: one monotonic clock read per socket read; unix time for one-way latency is derived
-//!    from it through an offset taken once at start.
+//!    from it through an offset taken once at start. `first_message` runs from the upgrade
+//!    request's first byte written (where `upgrade` starts) to the first data message (rule 7)
+//!    framed: both ends are packets a capture shows, it is never shorter than the upgrade, and
+//!    a message that arrives in the same read as the 101 gets the upgrade's time, not 0.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,8 +129,9 @@ struct Proto {
     seqs: Vec<(u64, SeqTracker)>,
     t_connect: Instant,
     t_established: Instant,
+    /// When the upgrade request's first byte was written: the start of `upgrade` and of
+    /// `first_message`.
     t_upgrade: Instant,
-    t_open: Instant,
     /// Liveness of the open connection (rule 7).
     live: Liveness,
     next_beat: Instant,
@@ -319,7 +323,6 @@ impl<T: Transport> WsWorker<T> {
                     t_connect: now,
                     t_established: now,
                     t_upgrade: now,
-                    t_open: now,
                     live: Liveness::new(now),
                     next_beat: now,
                     lost_at: None,
@@ -1060,7 +1063,7 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                     &mut p.out,
                     &mut p.seqs,
                     &mut p.live,
-                    p.t_open,
+                    p.t_upgrade,
                     rx,
                     frame,
                     now,
@@ -1099,7 +1102,6 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
     p.state = State::Open;
     p.was_open = true;
     p.just_opened = true;
-    p.t_open = now;
     p.live = Liveness::new(now);
     p.next_beat = now + rx.plan.heartbeat_interval;
 }
@@ -1110,7 +1112,7 @@ fn on_frame(
     out: &mut Vec<u8>,
     seqs: &mut Vec<(u64, SeqTracker)>,
     live: &mut Liveness,
-    t_open: Instant,
+    t_upgrade: Instant,
     rx: &mut Rx<'_>,
     frame: Frame<'_>,
     now: Instant,
@@ -1131,7 +1133,7 @@ fn on_frame(
             if !live.first_seen {
                 live.first_seen = true;
                 rx.rec
-                    .record(Phase::FirstMessage, (now - t_open).as_nanos() as u64);
+                    .record(Phase::FirstMessage, (now - t_upgrade).as_nanos() as u64);
             }
             if text {
                 on_message(seqs, rx, data, now);

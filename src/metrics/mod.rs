@@ -27,7 +27,8 @@ pub enum Phase {
     Total,
     /// WebSocket upgrade request first byte written → 101 validated.
     Upgrade,
-    /// WebSocket subscriptions written → first data message received.
+    /// WebSocket upgrade request first byte written → first data message (not a heartbeat
+    /// reply) fully received. Never shorter than `Upgrade` of the same connection.
     FirstMessage,
     /// One-way message latency: receive time − the server's timestamp in the message
     /// (assumes synchronized clocks).

@@ -739,3 +739,94 @@ fn pong_timeout_is_a_usage_error_without_protocol_pings() {
         "--pong-timeout",
     );
 }
+
+#[test]
+fn first_message_is_not_a_1ns_artefact_when_it_arrives_with_the_101() {
+    // Issue 7 point 8: the greeting leaves in the same write as the 101, so the client reads
+    // both at the same instant. first_message runs from the upgrade request's first byte
+    // written to the first data message received: never shorter than the upgrade itself.
+    let s = serve(|c| {
+        c.ws_rate = 0.0;
+        c.ws_greeting = Some(r#"{"event":"hello"}"#.into());
+    });
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&["ws", &url, "-c", "3", "-d", "700ms"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/phases/upgrade/count"), 3);
+    assert_eq!(r.u64("/phases/first_message/count"), 3);
+    assert_eq!(r.u64("/ws/messages_in"), 3, "one greeting each");
+    // per connection first_message ≥ upgrade, so every order statistic is too
+    for q in ["min", "p50", "max"] {
+        let first = r.u64(&format!("/phases/first_message/{q}"));
+        let upgrade = r.u64(&format!("/phases/upgrade/{q}"));
+        assert!(
+            first >= upgrade,
+            "{q}: first_message {first} < upgrade {upgrade}"
+        );
+    }
+    // a loopback upgrade is tens of µs at least; 1 ns was the artefact
+    assert!(r.u64("/phases/first_message/min") > 1_000);
+}
+
+#[test]
+fn serve_greeting_and_no_pong_flags_reach_the_target() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args([
+            "serve",
+            "--http",
+            "0",
+            "--no-https",
+            "--for",
+            "60s",
+            "--ws-no-pong",
+            "--ws-greeting",
+            r#"{"event":"hello"}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let http = lines
+        .by_ref()
+        .take(10)
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("http "))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .expect("http line");
+    let url = format!("{}echo", http.replace("http://", "ws://"));
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "1500ms",
+        "--heartbeat",
+        "ping",
+        "--heartbeat-interval",
+        "100ms",
+        "--backoff-base",
+        "10ms",
+    ]);
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("serve exits");
+    assert!(status.success(), "serve exit {status:?}");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &r.report()["ws"];
+    // --ws-no-pong: pings go unanswered and the connection is replaced
+    assert!(r.u64("/errors/pong_timeout") >= 1, "{ws}");
+    assert_eq!(r.u64("/ws/pongs_received"), 0, "{ws}");
+    // --ws-greeting: every connection's first message is the greeting, after the upgrade
+    let upgraded = r.u64("/ws/connections_upgraded");
+    assert!(upgraded >= 2, "{ws}");
+    assert_eq!(r.u64("/phases/first_message/count"), upgraded);
+    assert!(r.u64("/phases/first_message/min") >= r.u64("/phases/upgrade/min"));
+    assert_usage_error(
+        &connbench_raw(&["serve", "--ws-greeting", &"x".repeat(70_000)]),
+        "--ws-greeting",
+    );
+}
