@@ -31,6 +31,12 @@
 //!    and whatever is still waiting when the run ends is counted as unsent.
 //! 4. Catch-up: wrk2 doubles its rate while behind. Here a backlog drains as fast as connections
 //!    free up — the open-loop definition without a tunable.
+//! 5. The send lag is the client's own lateness: one sample per request the schedule releases,
+//!    taken when the loop releases it (written at once, or queued because every connection is
+//!    busy or, for WebSocket echo, down). A queued request's wait for a connection is not the
+//!    client's: it shows in corrected latency (corrected − uncorrected = release lag + wait).
+//!    Keeping the two apart is what lets the report say who fell behind
+//!    (`report::behind`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

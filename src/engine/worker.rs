@@ -241,7 +241,7 @@ struct Pacer {
     timer: Timer,
     /// Ready connections with nothing in flight, as (slot, generation): checked when popped.
     idle: Vec<(usize, u32)>,
-    /// Intended send times of due requests waiting for a free connection.
+    /// Due requests waiting for a free connection (intended send times).
     backlog: VecDeque<Instant>,
 }
 
@@ -631,6 +631,12 @@ impl<T: Transport> Worker<T> {
         let now = Instant::now();
         while p.schedule.next_due() <= now {
             let intended = p.schedule.advance();
+            // The send lag is the client's own lateness: how late its loop released the
+            // request, sent at once or queued for a busy connection (that wait is the server's,
+            // or the pool's, and shows in `corrected`). `pace` rule 5.
+            let released = Instant::now();
+            self.rec
+                .record(Phase::SendLag, (released - intended).as_nanos() as u64);
             let mut sent = false;
             while let Some((slot, gen)) = p.idle.pop() {
                 let c = &self.conns[slot];
@@ -672,9 +678,6 @@ impl<T: Transport> Worker<T> {
         }
         let c = &mut self.conns[slot];
         let at = Instant::now();
-        if let Some(i) = intended {
-            self.rec.record(Phase::SendLag, (at - i).as_nanos() as u64);
-        }
         for _ in 0..k {
             c.inflight.push_back(Sent {
                 at,

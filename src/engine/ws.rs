@@ -457,6 +457,7 @@ impl<T: Transport> WsWorker<T> {
             self.max_stall = self.max_stall.max(Instant::now() - loop_now);
         }
         self.stopping = true;
+        self.count_unsent(Instant::now());
         self.say_goodbye();
         if warm {
             intervals.tick(Instant::now(), true, &mut self.rec, &self.setup.progress);
@@ -917,29 +918,52 @@ impl<T: Transport> WsWorker<T> {
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
+    /// Each message released here gets its send lag: how late the client's loop released it
+    /// (`engine::pace`'s health metric), whether it is written at once or owed to a connection
+    /// that is down, whose wait shows in `corrected`.
     fn echo_schedule(&mut self, slot: usize, due: u64, open: bool) {
         let limit = self.setup.plan.send_buffer as u64;
+        let rate = self.setup.plan.send_rate;
         let s = &mut self.slots[slot];
         let new = due.saturating_sub(s.echo_accounted);
         if new == 0 {
             return;
         }
+        let first = s.echo_accounted;
+        let n = if open { new.min(MAX_BURST) } else { new };
+        let released = self.clock.mono_ns(Instant::now());
+        for idx in first..first + n {
+            let lag = released.saturating_sub(pace::offset_ns(idx, rate));
+            self.rec.record(Phase::SendLag, lag);
+        }
+        s.echo_accounted += n;
         if open {
-            let n = new.min(MAX_BURST);
-            let first = s.echo_accounted;
-            s.echo_accounted += n;
             for idx in first..first + n {
                 self.encode_echo(slot, idx);
             }
         } else {
             if s.owed == 0 {
-                s.owed_from = s.echo_accounted;
+                s.owed_from = first;
             }
-            s.echo_accounted += new;
             let room = limit.saturating_sub(s.owed);
             let kept = new.min(room);
             s.owed += kept;
             self.rec.counters.ws.buffer_dropped += new - kept;
+            // Due and never written (`pace` rule 3).
+            self.rec.counters.unsent += new - kept;
+        }
+    }
+
+    /// As the run ends: every echo message due and never written is counted as unsent
+    /// (`pace` rule 3): those still owed to a connection that is down, and those the loop had
+    /// not released yet.
+    fn count_unsent(&mut self, end: Instant) {
+        let Some(e) = &self.echo else {
+            return;
+        };
+        let due = pace::due_by(self.clock.mono_ns(end), e.rate);
+        for s in &self.slots {
+            self.rec.counters.unsent += s.owed + due.saturating_sub(s.echo_accounted);
         }
     }
 
@@ -965,8 +989,7 @@ impl<T: Transport> WsWorker<T> {
     fn encode_echo(&mut self, slot: usize, idx: u64) {
         use std::io::Write as _;
         let t = self.clock.mono_ns(Instant::now());
-        let i = super::pace::offset_ns(idx, self.setup.plan.send_rate);
-        self.rec.record(Phase::SendLag, t.saturating_sub(i));
+        let i = pace::offset_ns(idx, self.setup.plan.send_rate);
         let n = self.rec.counters.ws.messages_out;
         self.msg.clear();
         let _ = write!(self.msg, "{{\"t\":{t},\"i\":{i},\"n\":{n},\"pad\":\"");
@@ -984,6 +1007,8 @@ impl<T: Transport> WsWorker<T> {
             mask,
         );
         self.rec.counters.ws.messages_out += 1;
+        // The echo messages are echo mode's requests (`rate.sent_per_s`).
+        self.rec.counters.requests += 1;
     }
 
     fn heartbeat(&mut self, slot: usize, now: Instant) {

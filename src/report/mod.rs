@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::metrics::Recorder;
 
+pub mod behind;
 pub mod hdr;
 pub mod hlog;
 pub mod host;

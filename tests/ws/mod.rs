@@ -830,3 +830,62 @@ fn serve_greeting_and_no_pong_flags_reach_the_target() {
         "--ws-greeting",
     );
 }
+
+#[test]
+fn echo_rate_warning_blames_the_server_for_its_drops() {
+    // Issue 7 point 9: the client kept its schedule; the server dropped the connections and
+    // the messages due meanwhile went out late.
+    let s = serve(|c| c.ws_drop_every = Some(std::time::Duration::from_millis(500)));
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "-R",
+        "400",
+        "-c",
+        "2",
+        "-d",
+        "3s",
+        "--backoff-base",
+        "400ms",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rate = &r.report()["rate"];
+    assert_eq!(rate["behind"], "server", "{rate}");
+    assert_eq!(rate["behind_cause"], "outages", "{rate}");
+    assert!(r.u64("/ws/buffered_sent") > 0);
+    assert!(
+        r.stdout.contains("the server could not keep up"),
+        "{}",
+        r.stdout
+    );
+    // sent: echo messages written, near the asked rate
+    let sent = r.f64("/rate/sent_per_s");
+    assert!(sent > 300.0 && sent < 440.0, "{rate}");
+}
+
+#[test]
+fn echo_rate_warning_blames_the_client_when_it_cannot_send_fast_enough() {
+    // Issue 7 point 9: 5 million messages per second from one connection is more than any
+    // client loop releases (at most 256 messages per pass): the client is behind its own
+    // schedule whatever the echo server does.
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws", &url, "--mode", "echo", "-R", "5000000", "-c", "1", "-d", "1s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rate = &r.report()["rate"];
+    assert_eq!(rate["behind"], "client", "{rate}");
+    assert_eq!(rate["behind_cause"], "send_lag", "{rate}");
+    assert!(r.u64("/rate/unsent") > 1_000_000, "{rate}");
+    assert!(
+        r.stdout.contains("the client could not keep up"),
+        "{}",
+        r.stdout
+    );
+}
