@@ -10,17 +10,26 @@
 //!
 //! Rules:
 //! 1. Server pings are always answered, whatever the mode.
-//! 2. A lost connection (close frame, EOF without one, error, staleness) is replaced after a
-//!    jittered backoff (`engine::reconnect`); reconnects draw from the worker's share of the
-//!    reconnect budget; after `max_retries` failed attempts in a row the slot gives up.
+//! 2. A lost connection (close frame, EOF without one, error, staleness, pong timeout) is
+//!    replaced after a jittered backoff (`engine::reconnect`); reconnects draw from the
+//!    worker's share of the reconnect budget; after `max_retries` failed attempts in a row the
+//!    slot gives up.
 //! 3. Every subscription is sent again on the replacement, then the echo messages owed while the
 //!    connection was down (bounded by `send_buffer`; the excess is counted as dropped).
+//! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
+//!    seen; a new numbering on the new connection is counted as "backwards", not as a gap.
+//! 5. Time: one monotonic clock read per socket read; unix time for one-way latency is derived
+//!    from it through an offset taken once at start. `first_message` runs from the upgrade
+//!    request's first byte written (where `upgrade` starts) to the first data message (rule 7)
+//!    framed: both ends are packets a capture shows, it is never shorter than the upgrade, and
+//!    a message that arrives in the same read as the 101 gets the upgrade's time, not 0.
 //! 6. Echo mode is open loop (`engine::pace`): message k of every slot's schedule is due at
 //!    start + k / rate, start being the moment the run starts (so message 0 is due at once and
 //!    waits for the first connection, as an HTTP `-R` request waits for a free one). A timerfd
 //!    armed for the next due time releases them (µs, not the loop's tick); what is due while a
 //!    slot has no open connection is owed and sent when it opens. Only what was owed across an
-//!    outage of an open connection counts as `buffered_sent`.
+//!    outage of an open connection counts as `buffered_sent`. Each message's send lag is how
+//!    late the loop released it (`pace` rule 5); its wait for a connection is in `corrected`.
 //! 7. Liveness. `--stale-after` watches *data* messages: every text or binary message except a
 //!    reply to our own text heartbeat, i.e. a text message that arrives while one of our text
 //!    heartbeats is unanswered and either repeats it or contains `pong` (ASCII, any case:
@@ -30,13 +39,6 @@
 //!    mode) carry their send time; a pong answers every ping sent at or before the time it
 //!    echoes, and the oldest ping left unanswered for `--pong-timeout` replaces the connection
 //!    (`pong_timeout`: the peer or the path is gone, whether or not data still trickles in).
-//! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
-//!    seen; a new numbering on the new connection is counted as "backwards", not as a gap.
-//! 5. Time: one monotonic clock read per socket read; unix time for one-way latency is derived
-//!    from it through an offset taken once at start. `first_message` runs from the upgrade
-//!    request's first byte written (where `upgrade` starts) to the first data message (rule 7)
-//!    framed: both ends are packets a capture shows, it is never shorter than the upgrade, and
-//!    a message that arrives in the same read as the 101 gets the upgrade's time, not 0.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -166,9 +168,8 @@ struct Slot<T> {
 struct EchoPacer {
     rate: f64,
     timer: Timer,
-    /// Messages of every slot's schedule due so far (0..due).
-    due: u64,
-    /// When message `due` is due: the next pass.
+    /// When the next pass is due: the first message not yet due (or at once, when a slot is
+    /// still behind after its burst).
     next_at: Instant,
 }
 
@@ -357,7 +358,6 @@ impl<T: Transport> WsWorker<T> {
             Some(EchoPacer {
                 rate: plan.send_rate,
                 timer,
-                due: 0,
                 next_at: now,
             })
         } else {
@@ -838,7 +838,6 @@ impl<T: Transport> WsWorker<T> {
             return;
         };
         let due = pace::due_by(self.clock.mono_ns(now), e.rate);
-        e.due = due;
         let mut behind = false;
         for slot in 0..self.slots.len() {
             let open = self.slots[slot].p.state == State::Open;
