@@ -619,6 +619,19 @@ fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     if heartbeat != Heartbeat::Off && heartbeat_interval.is_zero() {
         return usage("--heartbeat-interval must be longer than 0");
     }
+    // A ping unanswered when the next one is due means the peer is gone (the default of
+    // --heartbeat ping). Ping mode measures pongs: cutting slow ones off would hide the tail
+    // it is there to show, so it has no timeout unless asked.
+    let pong_timeout =
+        match a.pong_timeout {
+            Some(_) if heartbeat != Heartbeat::Ping => return usage(
+                "--pong-timeout needs protocol pings: add --heartbeat ping (or use --mode ping)",
+            ),
+            Some(t) if t.is_zero() => return usage("--pong-timeout must be longer than 0"),
+            Some(t) => Some(t),
+            None if a.mode == WsModeArg::Ping => None,
+            None => (heartbeat == Heartbeat::Ping).then_some(heartbeat_interval),
+        };
     let reconnect_budget = match &a.reconnect_budget {
         None => None,
         Some(b) => Some(
@@ -669,6 +682,7 @@ fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
         stale_after: a.stale_after,
         heartbeat: heartbeat.clone(),
         heartbeat_interval,
+        pong_timeout,
         send_buffer: a.send_buffer,
         sources: p.sources.clone(),
     };
@@ -698,6 +712,7 @@ fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
                 Heartbeat::Text(t) => format!("text:{}", report::redact::message(t)),
             },
             heartbeat_interval,
+            pong_timeout,
             backoff: format!("{:?}", a.backoff).to_lowercase(),
             backoff_base: a.backoff_base,
             backoff_cap: a.backoff_cap,
@@ -858,6 +873,15 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
     if a.ws_gap_every == Some(0) {
         return usage("--ws-gap-every must be at least 1");
     }
+    if a.ws_greeting
+        .as_ref()
+        .is_some_and(|g| g.len() > target::MAX_GREETING)
+    {
+        return usage(format!(
+            "--ws-greeting must be at most {} bytes",
+            target::MAX_GREETING
+        ));
+    }
     if a.stall_for.is_some_and(|d| d.is_zero()) {
         return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
     }
@@ -882,6 +906,8 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         ws_ping_every: a.ws_ping_every,
         ws_pong_timeout: a.ws_pong_timeout,
         http_stall: a.stall_at.zip(a.stall_for),
+        ws_greeting: a.ws_greeting.clone(),
+        ws_ignore_pings: a.ws_no_pong,
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;

@@ -237,6 +237,12 @@ pub struct WsArgs {
     #[arg(long = "heartbeat-interval", value_parser = parse_duration, default_value = "20s")]
     pub heartbeat_interval: Duration,
 
+    /// Protocol pings (--heartbeat ping, --mode ping): a ping unanswered this long means the
+    /// peer is gone; replace the connection [default with --heartbeat ping: the heartbeat
+    /// interval; with --mode ping: never].
+    #[arg(long = "pong-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub pong_timeout: Option<Duration>,
+
     /// Echo messages kept while a connection is down, sent after resubscribing.
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,
@@ -614,6 +620,14 @@ pub struct ServeArgs {
     /// HTTP fault: how long the stall started by --stall-at lasts.
     #[arg(long = "stall-for", value_name = "DURATION", value_parser = parse_duration, requires = "stall_at")]
     pub stall_for: Option<Duration>,
+
+    /// WebSocket: send this text message in the same write as the 101 (a server greeting).
+    #[arg(long = "ws-greeting", value_name = "TEXT")]
+    pub ws_greeting: Option<String>,
+
+    /// WebSocket fault: never answer pings (data and the connection go on).
+    #[arg(long = "ws-no-pong")]
+    pub ws_no_pong: bool,
 }
 
 /// A parsed `--cpus` list.

@@ -225,12 +225,16 @@ pub struct WsPlan {
     pub backoff: BackoffPolicy,
     /// At most this many reconnects per period (split evenly over the workers).
     pub reconnect_budget: Option<(u32, Duration)>,
-    /// No data message for this long: the connection is replaced.
+    /// No data message for this long: the connection is replaced. Replies to the client's own
+    /// heartbeat are not data (they prove the connection, not the feed).
     pub stale_after: Option<Duration>,
     /// Client heartbeat.
     pub heartbeat: Heartbeat,
     /// Interval of the client heartbeat.
     pub heartbeat_interval: Duration,
+    /// Protocol pings (heartbeat or ping mode): a ping unanswered for this long means the peer
+    /// is gone, and the connection is replaced (`pong_timeout`). None: never.
+    pub pong_timeout: Option<Duration>,
     /// Messages kept while a connection is down (echo mode), sent after resubscribing.
     pub send_buffer: usize,
     /// Local source addresses, taken round-robin by global connection index (`--source`);

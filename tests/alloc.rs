@@ -137,6 +137,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         stale_after: None,
         heartbeat: Heartbeat::Off,
         heartbeat_interval: Duration::from_secs(20),
+        pong_timeout: None,
         send_buffer: 100,
         sources: vec![],
     }

@@ -248,6 +248,12 @@ impl Http {
         };
         while p.schedule.next_due() <= now {
             let intended = p.schedule.advance();
+            // The send lag is the client's own lateness: how late its loop released the
+            // request, sent at once or queued for a busy connection (that wait is the server's,
+            // or the pool's, and shows in `corrected`). `pace` rule 5.
+            let released = Instant::now();
+            net.rec
+                .record(Phase::SendLag, (released - intended).as_nanos() as u64);
             let mut sent = false;
             while let Some((slot, gen)) = p.idle.pop() {
                 let c = &self.conns[slot];
@@ -290,9 +296,6 @@ impl Http {
         }
         let c = &mut self.conns[slot];
         let at = Instant::now();
-        if let Some(i) = intended {
-            net.rec.record(Phase::SendLag, (at - i).as_nanos() as u64);
-        }
         if c.inflight.is_empty() {
             net.timers
                 .set_at_most(slot, TimerKind::Request, at + self.cfg.timeout);

@@ -12,9 +12,13 @@
 //! client itself kept up.
 //!
 //! Rules:
-//! 1. t_k = start + k / rate, computed from k, never accumulated, so rounding cannot drift
-//!    (uniform arrivals). With `--arrival poisson` the gaps are exponential with the same mean;
-//!    their sum is kept as f64 nanoseconds since `start`, so Instant rounding cannot drift either.
+//! 1. t_k = start + k / rate for k = 0, 1, 2, …: request 0 is due at the start, and t_k is
+//!    computed from k ([`offset_ns`]), never accumulated, so rounding cannot drift (uniform
+//!    arrivals). [`due_by`] is its exact inverse (how many are due at an instant), which is how
+//!    WebSocket echo mode walks the same schedule. With `--arrival poisson` request 0 is also
+//!    due at the start and the gaps after it are exponential with the same mean, so
+//!    E[t_k] = k / rate as well; their sum is kept as f64 nanoseconds since `start`, so Instant
+//!    rounding cannot drift either.
 //! 2. Precision: wrk2 paces with its event loop's millisecond timers (`usec_to_next_send`
 //!    rounded to ms; its README says "accurate to +/- ~1 msec"), and mio's poll timeout is
 //!    milliseconds rounded up (a 100 µs timeout sleeps ~1.06 ms, libs.md). The worker therefore
@@ -27,6 +31,12 @@
 //!    and whatever is still waiting when the run ends is counted as unsent.
 //! 4. Catch-up: wrk2 doubles its rate while behind. Here a backlog drains as fast as connections
 //!    free up — the open-loop definition without a tunable.
+//! 5. The send lag is the client's own lateness: one sample per request the schedule releases,
+//!    taken when the loop releases it (written at once, or queued because every connection is
+//!    busy or, for WebSocket echo, down). A queued request's wait for a connection is not the
+//!    client's: it shows in corrected latency (corrected − uncorrected = release lag + wait).
+//!    Keeping the two apart is what lets the report say who fell behind
+//!    (`report::behind`).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -37,10 +47,34 @@ use rand::{RngExt, SeedableRng};
 
 pub use crate::plan::Arrival;
 
+/// Offset from the start of a uniform schedule at which request (or echo message) `k` is due,
+/// in ns: k / rate (rule 1: from k, never accumulated).
+#[inline]
+pub fn offset_ns(k: u64, rate: f64) -> u64 {
+    (k as f64 * 1e9 / rate) as u64
+}
+
+/// How many requests of a uniform schedule are due `elapsed_ns` after its start: those with
+/// `offset_ns(k) <= elapsed_ns`, i.e. k = 0 ..= ⌊elapsed·rate⌋. Exact with respect to
+/// [`offset_ns`] (float rounding of the estimate is corrected against it), so a timer armed for
+/// `offset_ns(k)` finds request k due when it fires.
+#[inline]
+pub fn due_by(elapsed_ns: u64, rate: f64) -> u64 {
+    let mut k = (elapsed_ns as f64 * rate / 1e9) as u64;
+    while k > 0 && offset_ns(k, rate) > elapsed_ns {
+        k -= 1;
+    }
+    while offset_ns(k + 1, rate) <= elapsed_ns {
+        k += 1;
+    }
+    k + 1
+}
+
 /// One worker's schedule of intended send times.
 #[derive(Debug)]
 pub struct Schedule {
     start: Instant,
+    rate: f64,
     interval_ns: f64,
     k: u64,
     /// Offset of t_k from `start`, ns.
@@ -51,21 +85,18 @@ pub struct Schedule {
 impl Schedule {
     /// A schedule of `rate` requests per second from `start` (rate > 0).
     pub fn new(rate: f64, start: Instant, arrival: Arrival, seed: u64) -> Schedule {
-        let interval_ns = 1e9 / rate;
-        let mut s = Schedule {
+        // Request 0 is due at the start whatever the arrival process (rule 1).
+        Schedule {
             start,
-            interval_ns,
+            rate,
+            interval_ns: 1e9 / rate,
             k: 0,
             next_ns: 0.0,
             poisson: match arrival {
                 Arrival::Uniform => None,
                 Arrival::Poisson => Some(StdRng::seed_from_u64(seed)),
             },
-        };
-        if s.poisson.is_some() {
-            s.next_ns = s.gap();
         }
-        s
     }
 
     fn gap(&mut self) -> f64 {
@@ -90,7 +121,7 @@ impl Schedule {
         self.next_ns = if self.poisson.is_some() {
             self.next_ns + self.gap()
         } else {
-            self.k as f64 * self.interval_ns
+            offset_ns(self.k, self.rate) as f64
         };
         due
     }
@@ -188,6 +219,56 @@ mod tests {
         };
         assert!(diff <= Duration::from_nanos(1), "{diff:?}");
         assert_eq!(s.taken(), 3_000_000);
+    }
+
+    #[test]
+    fn request_k_is_due_at_k_over_rate_not_k_plus_1_over_rate() {
+        // Issue 7 point 5: the echo schedule sent message k at (k+1)/rate, so its send lag and
+        // corrected latency were one interval too high. due_by and offset_ns must agree: at the
+        // instant request k is due, k + 1 requests (0..=k) are due.
+        for rate in [1.0, 3.0, 7.0, 10.0, 400.0, 1000.0, 33_333.0, 1e6] {
+            assert_eq!(
+                due_by(0, rate),
+                1,
+                "request 0 is due at the start (rate {rate})"
+            );
+            for k in 0..2000u64 {
+                let at = offset_ns(k, rate);
+                assert_eq!(due_by(at, rate), k + 1, "rate {rate} k {k}");
+                if k > 0 && offset_ns(k - 1, rate) < at {
+                    assert_eq!(due_by(at - 1, rate), k, "rate {rate} k {k}: not yet");
+                }
+            }
+        }
+        // Far from the start (a week at 1000/s), still exact.
+        let k = 604_800_000;
+        assert_eq!(due_by(offset_ns(k, 1000.0), 1000.0), k + 1);
+        assert_eq!(offset_ns(3, 3.0), 1_000_000_000);
+    }
+
+    #[test]
+    fn poisson_request_0_is_due_at_the_start_like_uniform() {
+        // With the first gap drawn before request 0, the Poisson schedule ran one mean gap
+        // behind the uniform one: E[t_k] = (k+1)/rate instead of k/rate.
+        let start = Instant::now();
+        for seed in 0..50 {
+            let mut s = Schedule::new(100.0, start, Arrival::Poisson, seed);
+            assert_eq!(s.advance(), start, "seed {seed}");
+        }
+        // E[t_k] = k/rate: the mean of t_10 over many seeds is 10 gaps, not 11.
+        let n = 4000;
+        let mut sum = 0.0;
+        for seed in 0..n {
+            let mut s = Schedule::new(1000.0, start, Arrival::Poisson, seed);
+            let mut t = start;
+            for _ in 0..=10 {
+                t = s.advance();
+            }
+            sum += (t - start).as_secs_f64();
+        }
+        let mean = sum / n as f64;
+        // sd of one t_10 is sqrt(10) ms; of the mean of 4000, 0.05 ms.
+        assert!((mean - 0.010).abs() < 0.0003, "mean t_10 {mean}");
     }
 
     #[test]

@@ -10,15 +10,35 @@
 //!
 //! Rules:
 //! 1. Server pings are always answered, whatever the mode.
-//! 2. A lost connection (close frame, EOF without one, error, staleness) is replaced after a
-//!    jittered backoff (`engine::reconnect`); reconnects draw from the worker's share of the
-//!    reconnect budget; after `max_retries` failed attempts in a row the slot gives up.
+//! 2. A lost connection (close frame, EOF without one, error, staleness, pong timeout) is
+//!    replaced after a jittered backoff (`engine::reconnect`); reconnects draw from the
+//!    worker's share of the reconnect budget; after `max_retries` failed attempts in a row the
+//!    slot gives up.
 //! 3. Every subscription is sent again on the replacement, then the echo messages owed while the
 //!    connection was down (bounded by `send_buffer`; the excess is counted as dropped).
 //! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
 //!    seen; a new numbering on the new connection is counted as "backwards", not as a gap.
 //! 5. Time: one monotonic clock read per socket read; unix time for one-way latency is derived
-//!    from it through an offset taken once at start.
+//!    from it through an offset taken once at start. `first_message` runs from the upgrade
+//!    request's first byte written (where `upgrade` starts) to the first data message (rule 7)
+//!    framed: both ends are packets a capture shows, it is never shorter than the upgrade, and
+//!    a message that arrives in the same read as the 101 gets the upgrade's time, not 0.
+//! 6. Echo mode is open loop (`engine::pace`): message k of every slot's schedule is due at
+//!    start + k / rate, start being the moment the run starts (so message 0 is due at once and
+//!    waits for the first connection, as an HTTP `-R` request waits for a free one). A timerfd
+//!    armed for the next due time releases them (µs, not the loop's tick); what is due while a
+//!    slot has no open connection is owed and sent when it opens. Only what was owed across an
+//!    outage of an open connection counts as `buffered_sent`. Each message's send lag is how
+//!    late the loop released it (`pace` rule 5); its wait for a connection is in `corrected`.
+//! 7. Liveness. `--stale-after` watches *data* messages: every text or binary message except a
+//!    reply to our own text heartbeat, i.e. a text message that arrives while one of our text
+//!    heartbeats is unanswered and either repeats it or contains `pong` (ASCII, any case:
+//!    `pong`, `{"op":"pong"}`, Bybit's `"ret_msg":"pong"`). Such a reply proves the connection,
+//!    not the feed, so a stalled feed that still answers heartbeats goes stale. In ping mode the
+//!    pongs are what is measured and count as data. Protocol pings (`--heartbeat ping`, ping
+//!    mode) carry their send time; a pong answers every ping sent at or before the time it
+//!    echoes, and the oldest ping left unanswered for `--pong-timeout` replaces the connection
+//!    (`pong_timeout`: the peer or the path is gone, whether or not data still trickles in).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +52,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
 use super::core::live::{IntervalClock, Live, Output};
+use super::pace::{self, Timer};
 use super::reconnect::{Backoff, Budget};
 use super::socket;
 use super::transport::{Failure, Transport};
@@ -43,6 +64,8 @@ use crate::proto::seq::{SeqEvent, SeqTracker};
 use crate::proto::ws::{self, Decoder, Frame, Handshake, OpCode, Progress, UpgradeError};
 
 const WAKER: Token = Token(usize::MAX);
+/// Token of the echo schedule's timer (never a slot: slots are < 2^32 with a generation above).
+const ECHO: Token = Token(usize::MAX - 1);
 const SCRATCH: usize = 64 * 1024;
 /// Most echo messages one slot sends in one timer pass (a catch-up burst is spread out).
 const MAX_BURST: u64 = 256;
@@ -108,10 +131,11 @@ struct Proto {
     seqs: Vec<(u64, SeqTracker)>,
     t_connect: Instant,
     t_established: Instant,
+    /// When the upgrade request's first byte was written: the start of `upgrade` and of
+    /// `first_message`.
     t_upgrade: Instant,
-    t_open: Instant,
-    first_seen: bool,
-    last_data: Instant,
+    /// Liveness of the open connection (rule 7).
+    live: Liveness,
     next_beat: Instant,
     /// The first moment of the current outage (a connection that had been open was lost).
     lost_at: Option<Instant>,
@@ -119,6 +143,8 @@ struct Proto {
     was_open: bool,
     verdict: Verdict,
     just_opened: bool,
+    /// The connection that just opened replaces one that had been open (an outage ended).
+    reopened: bool,
 }
 
 struct Slot<T> {
@@ -136,6 +162,61 @@ struct Slot<T> {
     /// Schedule index of the first message owed (the owed ones are consecutive).
     owed_from: u64,
     p: Proto,
+}
+
+/// Echo mode's open-loop schedule (module rule 6), shared by the worker's slots.
+struct EchoPacer {
+    rate: f64,
+    timer: Timer,
+    /// When the next pass is due: the first message not yet due (or at once, when a slot is
+    /// still behind after its burst).
+    next_at: Instant,
+}
+
+/// What the frame handler tracks about an open connection's liveness (rule 7).
+#[derive(Clone, Copy, Debug)]
+struct Liveness {
+    /// A data message arrived on this connection.
+    first_seen: bool,
+    /// When the last data message arrived.
+    last_data: Instant,
+    /// Text heartbeats sent and not answered yet.
+    text_unanswered: u32,
+    /// Send time (ns on the worker clock) of the oldest protocol ping not answered yet.
+    ping_unanswered: Option<u64>,
+    /// Send time of the last protocol ping.
+    last_ping: u64,
+}
+
+impl Liveness {
+    fn new(now: Instant) -> Liveness {
+        Liveness {
+            first_seen: false,
+            last_data: now,
+            text_unanswered: 0,
+            ping_unanswered: None,
+            last_ping: 0,
+        }
+    }
+
+    /// A pong echoing `sent` (our ping payload) answers every ping sent up to then. When later
+    /// pings are still out, the next one due is at most the last sent: counting from it errs
+    /// on the patient side.
+    fn pong(&mut self, sent: u64) {
+        if let Some(oldest) = self.ping_unanswered {
+            if sent >= self.last_ping {
+                self.ping_unanswered = None;
+            } else if sent >= oldest {
+                self.ping_unanswered = Some(self.last_ping);
+            }
+        }
+    }
+}
+
+/// Whether a text message is the reply to our text heartbeat `sent` (rule 7), given that one is
+/// unanswered.
+fn is_heartbeat_reply(data: &[u8], sent: &str) -> bool {
+    data == sent.as_bytes() || data.windows(4).any(|w| w.eq_ignore_ascii_case(b"pong"))
 }
 
 /// Monotonic → unix time, from one offset taken at start.
@@ -202,6 +283,8 @@ pub struct WsWorker<T: Transport> {
     next_open: Option<Instant>,
     /// Every slot gave up (checked on the timer pass, not per event).
     all_done: bool,
+    /// Echo mode's schedule.
+    echo: Option<EchoPacer>,
 }
 
 fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
@@ -241,30 +324,45 @@ impl<T: Transport> WsWorker<T> {
                     t_connect: now,
                     t_established: now,
                     t_upgrade: now,
-                    t_open: now,
-                    first_seen: false,
-                    last_data: now,
+                    live: Liveness::new(now),
                     next_beat: now,
                     lost_at: None,
                     was_open: false,
                     verdict: Verdict::Continue,
                     just_opened: false,
+                    reopened: false,
                 },
             })
             .collect();
-        // The timer pass runs often enough for the finest schedule asked for.
+        // The timer pass runs often enough for the finest timeout asked for (echo messages
+        // have their own timer).
         let mut tick = Duration::from_millis(20);
-        if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
-            tick = tick.min(Duration::from_secs_f64(1.0 / plan.send_rate / 2.0));
-        }
         if plan.heartbeat != Heartbeat::Off {
             tick = tick.min(plan.heartbeat_interval / 4);
         }
         if let Some(s) = plan.stale_after {
             tick = tick.min(s / 4);
         }
+        if let Some(t) = plan.pong_timeout {
+            tick = tick.min(t / 4);
+        }
         let tick = tick.max(Duration::from_millis(1));
         let budget = setup.budget.map(|(k, per)| Budget::new(k.max(1), per, now));
+        let echo = if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
+            let timer = Timer::new()?;
+            poll.registry().register(
+                &mut mio::unix::SourceFd(&timer.raw_fd()),
+                ECHO,
+                Interest::READABLE,
+            )?;
+            Some(EchoPacer {
+                rate: plan.send_rate,
+                timer,
+                next_at: now,
+            })
+        } else {
+            None
+        };
         Ok((
             WsWorker {
                 setup,
@@ -286,6 +384,7 @@ impl<T: Transport> WsWorker<T> {
                 next_open: None,
                 all_done: false,
                 pacer: socket::ConnectPacer::new(now),
+                echo,
             },
             waker,
         ))
@@ -293,7 +392,13 @@ impl<T: Transport> WsWorker<T> {
 
     /// Run until the coordinator says stop, or every slot gave up.
     pub fn run(mut self) -> Output {
-        let started = Instant::now();
+        // The clock (and with it the echo schedule) starts with the run, not when the worker
+        // was built: the start barrier may have taken a while.
+        self.clock = Clock::new();
+        let started = self.clock.base;
+        if let Some(e) = &mut self.echo {
+            e.next_at = started;
+        }
         let warm_end = started + self.setup.plan.warmup;
         let mut warm = self.setup.plan.warmup.is_zero();
         let mut events = Events::with_capacity(1024);
@@ -338,6 +443,9 @@ impl<T: Transport> WsWorker<T> {
             if warm {
                 intervals.tick(now, false, &mut self.rec, &self.setup.progress);
             }
+            if self.echo.as_ref().is_some_and(|e| now >= e.next_at) {
+                self.echo_pass(now);
+            }
             if now >= next_tick || self.next_open.is_some_and(|o| now >= o) {
                 self.timers(now);
                 next_tick = now + self.tick;
@@ -349,6 +457,7 @@ impl<T: Transport> WsWorker<T> {
             self.max_stall = self.max_stall.max(Instant::now() - loop_now);
         }
         self.stopping = true;
+        self.count_unsent(Instant::now());
         self.say_goodbye();
         if warm {
             intervals.tick(Instant::now(), true, &mut self.rec, &self.setup.progress);
@@ -454,6 +563,12 @@ impl<T: Transport> WsWorker<T> {
 
     fn on_event(&mut self, ev: &Event) {
         if ev.token() == WAKER {
+            return;
+        }
+        if ev.token() == ECHO {
+            if let Some(e) = &mut self.echo {
+                e.timer.clear();
+            }
             return;
         }
         let slot = ev.token().0 & 0xFFFF_FFFF;
@@ -636,7 +751,8 @@ impl<T: Transport> WsWorker<T> {
             return;
         }
         if self.slots[slot].p.just_opened {
-            self.send_owed(slot);
+            let reopened = self.slots[slot].p.reopened;
+            self.send_owed(slot, reopened);
             self.slots[slot].backoff.reset();
         }
         // Pongs, close replies, subscriptions: one write.
@@ -714,22 +830,44 @@ impl<T: Transport> WsWorker<T> {
         }
     }
 
-    /// Timeouts, staleness, heartbeats, echo sends and due reconnects.
+    /// Echo mode (rule 6): release every message due by `now` on every slot, write what open
+    /// connections got, and arm the timer for the next due time (or for at once, when a slot
+    /// is still behind after its burst).
+    fn echo_pass(&mut self, now: Instant) {
+        let Some(e) = &mut self.echo else {
+            return;
+        };
+        let due = pace::due_by(self.clock.mono_ns(now), e.rate);
+        let mut behind = false;
+        for slot in 0..self.slots.len() {
+            let open = self.slots[slot].p.state == State::Open;
+            self.echo_schedule(slot, due, open);
+            behind |= self.slots[slot].echo_accounted < due;
+            if open {
+                self.write_out(slot);
+            }
+        }
+        let Some(e) = &mut self.echo else {
+            return;
+        };
+        e.next_at = if behind {
+            now
+        } else {
+            self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
+        };
+        let _ = e
+            .timer
+            .arm(e.next_at.saturating_duration_since(Instant::now()));
+    }
+
+    /// Timeouts, staleness, heartbeats and due reconnects.
     fn timers(&mut self, now: Instant) {
         let plan = self.setup.plan.clone();
-        let echo_due = if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
-            Some(((now - self.clock.base).as_secs_f64() * plan.send_rate) as u64)
-        } else {
-            None
-        };
         // Rebuilt by this pass: open() and lose() below add what they schedule.
         self.next_open = None;
         let mut done = 0;
         for slot in 0..self.slots.len() {
             let state = self.slots[slot].p.state;
-            if let Some(due) = echo_due {
-                self.echo_schedule(slot, due, state == State::Open);
-            }
             let s = &self.slots[slot];
             match state {
                 State::Backoff(at) if at <= now => self.open(slot),
@@ -749,9 +887,23 @@ impl<T: Transport> WsWorker<T> {
                     self.lose(slot, ReconnectCause::Error, Some(ErrorClass::ReadTimeout))
                 }
                 State::Open => {
-                    if plan.stale_after.is_some_and(|st| now - s.p.last_data >= st) {
+                    if plan
+                        .stale_after
+                        .is_some_and(|st| now - s.p.live.last_data >= st)
+                    {
                         self.lose(slot, ReconnectCause::Stale, Some(ErrorClass::Stale));
                         continue;
+                    }
+                    if let (Some(limit), Some(sent)) = (plan.pong_timeout, s.p.live.ping_unanswered)
+                    {
+                        if self.clock.mono_ns(now).saturating_sub(sent) >= limit.as_nanos() as u64 {
+                            self.lose(
+                                slot,
+                                ReconnectCause::PongTimeout,
+                                Some(ErrorClass::PongTimeout),
+                            );
+                            continue;
+                        }
                     }
                     if plan.heartbeat != Heartbeat::Off && now >= s.p.next_beat {
                         self.heartbeat(slot, now);
@@ -765,52 +917,78 @@ impl<T: Transport> WsWorker<T> {
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
+    /// Each message released here gets its send lag: how late the client's loop released it
+    /// (`engine::pace`'s health metric), whether it is written at once or owed to a connection
+    /// that is down, whose wait shows in `corrected`.
     fn echo_schedule(&mut self, slot: usize, due: u64, open: bool) {
         let limit = self.setup.plan.send_buffer as u64;
+        let rate = self.setup.plan.send_rate;
         let s = &mut self.slots[slot];
         let new = due.saturating_sub(s.echo_accounted);
         if new == 0 {
             return;
         }
+        let first = s.echo_accounted;
+        let n = if open { new.min(MAX_BURST) } else { new };
+        let released = self.clock.mono_ns(Instant::now());
+        for idx in first..first + n {
+            let lag = released.saturating_sub(pace::offset_ns(idx, rate));
+            self.rec.record(Phase::SendLag, lag);
+        }
+        s.echo_accounted += n;
         if open {
-            let n = new.min(MAX_BURST);
-            let first = s.echo_accounted;
-            s.echo_accounted += n;
             for idx in first..first + n {
                 self.encode_echo(slot, idx);
             }
         } else {
             if s.owed == 0 {
-                s.owed_from = s.echo_accounted;
+                s.owed_from = first;
             }
-            s.echo_accounted += new;
             let room = limit.saturating_sub(s.owed);
             let kept = new.min(room);
             s.owed += kept;
             self.rec.counters.ws.buffer_dropped += new - kept;
+            // Due and never written (`pace` rule 3).
+            self.rec.counters.unsent += new - kept;
         }
     }
 
-    /// After (re)subscribing: the echo messages owed while the connection was down.
-    fn send_owed(&mut self, slot: usize) {
+    /// As the run ends: every echo message due and never written is counted as unsent
+    /// (`pace` rule 3): those still owed to a connection that is down, and those the loop had
+    /// not released yet.
+    fn count_unsent(&mut self, end: Instant) {
+        let Some(e) = &self.echo else {
+            return;
+        };
+        let due = pace::due_by(self.clock.mono_ns(end), e.rate);
+        for s in &self.slots {
+            self.rec.counters.unsent += s.owed + due.saturating_sub(s.echo_accounted);
+        }
+    }
+
+    /// After (re)subscribing: the echo messages owed while the connection was down (or, for a
+    /// slot's first connection, not yet open: those are no outage's and not counted as
+    /// buffered).
+    fn send_owed(&mut self, slot: usize, reopened: bool) {
         let owed = std::mem::take(&mut self.slots[slot].owed);
         let from = self.slots[slot].owed_from;
         for idx in from..from + owed {
             self.encode_echo(slot, idx);
         }
-        self.rec.counters.ws.buffered_sent += owed;
+        if reopened {
+            self.rec.counters.ws.buffered_sent += owed;
+        }
     }
 
     /// Echo message number `idx` of this slot's schedule:
-    /// `{"t":<sent, ns since worker start>,"i":<intended, same clock>,"n":<k>,"pad":"…"}`,
+    /// `{"t":<sent, ns since the run's start>,"i":<intended, same clock>,"n":<k>,"pad":"…"}`,
     /// padded to the size. The schedule is open-loop (`engine::pace`'s argument): message idx is
     /// due at idx / rate whatever the echoes do, so the echo's latency from "i" is the corrected
     /// one and from "t" the uncorrected one.
     fn encode_echo(&mut self, slot: usize, idx: u64) {
         use std::io::Write as _;
         let t = self.clock.mono_ns(Instant::now());
-        let i = (idx as f64 * 1e9 / self.setup.plan.send_rate) as u64;
-        self.rec.record(Phase::SendLag, t.saturating_sub(i));
+        let i = pace::offset_ns(idx, self.setup.plan.send_rate);
         let n = self.rec.counters.ws.messages_out;
         self.msg.clear();
         let _ = write!(self.msg, "{{\"t\":{t},\"i\":{i},\"n\":{n},\"pad\":\"");
@@ -828,6 +1006,8 @@ impl<T: Transport> WsWorker<T> {
             mask,
         );
         self.rec.counters.ws.messages_out += 1;
+        // The echo messages are echo mode's requests (`rate.sent_per_s`).
+        self.rec.counters.requests += 1;
     }
 
     fn heartbeat(&mut self, slot: usize, now: Instant) {
@@ -838,13 +1018,17 @@ impl<T: Transport> WsWorker<T> {
         match &plan.heartbeat {
             Heartbeat::Off => {}
             Heartbeat::Ping => {
-                let t = self.clock.mono_ns(Instant::now()).to_le_bytes();
-                ws::encode_frame(&mut s.p.out, OpCode::Ping, true, &t, mask);
+                let t = self.clock.mono_ns(Instant::now());
+                ws::encode_frame(&mut s.p.out, OpCode::Ping, true, &t.to_le_bytes(), mask);
                 self.rec.counters.ws.pings_sent += 1;
+                s.p.live.ping_unanswered.get_or_insert(t);
+                s.p.live.last_ping = t;
             }
             Heartbeat::Text(text) => {
                 ws::encode_frame(&mut s.p.out, OpCode::Text, true, text.as_bytes(), mask);
                 self.rec.counters.ws.messages_out += 1;
+                self.rec.counters.ws.pings_sent += 1;
+                s.p.live.text_unanswered = s.p.live.text_unanswered.saturating_add(1);
             }
         }
     }
@@ -902,9 +1086,8 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                 let verdict = on_frame(
                     &mut p.out,
                     &mut p.seqs,
-                    &mut p.first_seen,
-                    &mut p.last_data,
-                    p.t_open,
+                    &mut p.live,
+                    p.t_upgrade,
                     rx,
                     frame,
                     now,
@@ -934,6 +1117,7 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
     let k = p.subs.len() as u64;
     rx.rec.counters.ws.subscriptions_sent += k;
     rx.rec.counters.ws.messages_out += k;
+    p.reopened = p.lost_at.is_some();
     if let Some(lost) = p.lost_at.take() {
         rx.rec.counters.ws.resubscribed += 1;
         rx.rec
@@ -942,9 +1126,7 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
     p.state = State::Open;
     p.was_open = true;
     p.just_opened = true;
-    p.t_open = now;
-    p.first_seen = false;
-    p.last_data = now;
+    p.live = Liveness::new(now);
     p.next_beat = now + rx.plan.heartbeat_interval;
 }
 
@@ -953,9 +1135,8 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
 fn on_frame(
     out: &mut Vec<u8>,
     seqs: &mut Vec<(u64, SeqTracker)>,
-    first_seen: &mut bool,
-    last_data: &mut Instant,
-    t_open: Instant,
+    live: &mut Liveness,
+    t_upgrade: Instant,
     rx: &mut Rx<'_>,
     frame: Frame<'_>,
     now: Instant,
@@ -964,11 +1145,19 @@ fn on_frame(
     match frame {
         Frame::Message { text, data } => {
             ws.messages_in += 1;
-            *last_data = now;
-            if !*first_seen {
-                *first_seen = true;
+            if let (true, Heartbeat::Text(sent)) = (text, &rx.plan.heartbeat) {
+                if live.text_unanswered > 0 && is_heartbeat_reply(data, sent) {
+                    // Rule 7: proves the connection, not the feed.
+                    live.text_unanswered -= 1;
+                    ws.pongs_received += 1;
+                    return Verdict::Continue;
+                }
+            }
+            live.last_data = now;
+            if !live.first_seen {
+                live.first_seen = true;
                 rx.rec
-                    .record(Phase::FirstMessage, (now - t_open).as_nanos() as u64);
+                    .record(Phase::FirstMessage, (now - t_upgrade).as_nanos() as u64);
             }
             if text {
                 on_message(seqs, rx, data, now);
@@ -985,12 +1174,14 @@ fn on_frame(
         Frame::Pong(payload) => {
             ws.pongs_received += 1;
             if rx.plan.mode == WsMode::Ping {
-                *last_data = now;
+                // Rule 7: in ping mode the pongs are the data.
+                live.last_data = now;
             }
             if let Ok(bytes) = <[u8; 8]>::try_from(payload) {
                 let sent = u64::from_le_bytes(bytes);
                 let rtt = rx.clock.mono_ns(now).saturating_sub(sent);
                 rx.rec.record(Phase::Rtt, rtt);
+                live.pong(sent);
             }
             Verdict::Continue
         }
@@ -1079,4 +1270,67 @@ fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_replies_are_told_apart_from_data() {
+        let op = r#"{"op":"ping"}"#;
+        for reply in [
+            &br#"{"op":"pong"}"#[..],
+            b"pong",
+            b"PONG",
+            br#"{"success":true,"ret_msg":"pong","conn_id":"x","op":"ping"}"#,
+            // a server that echoes the heartbeat back
+            br#"{"op":"ping"}"#,
+        ] {
+            assert!(
+                is_heartbeat_reply(reply, op),
+                "{}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+        for data in [
+            &br#"{"stream":"btcusdt","seq":7,"price":"1.0"}"#[..],
+            b"",
+            b"pon",
+            br#"{"op":"ping "}"#,
+        ] {
+            assert!(
+                !is_heartbeat_reply(data, op),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        assert!(is_heartbeat_reply(b"ping", "ping"));
+    }
+
+    #[test]
+    fn a_pong_answers_every_ping_sent_up_to_the_time_it_echoes() {
+        let mut l = Liveness::new(Instant::now());
+        l.pong(5);
+        assert_eq!(
+            l.ping_unanswered, None,
+            "an unsolicited pong changes nothing"
+        );
+        // pings at 100, 200, 300
+        for t in [100, 200, 300] {
+            l.ping_unanswered.get_or_insert(t);
+            l.last_ping = t;
+        }
+        assert_eq!(l.ping_unanswered, Some(100));
+        l.pong(50);
+        assert_eq!(l.ping_unanswered, Some(100), "older than every ping out");
+        l.pong(100);
+        assert_eq!(
+            l.ping_unanswered,
+            Some(300),
+            "200 may be out still: the patient bound"
+        );
+        l.pong(300);
+        assert_eq!(l.ping_unanswered, None);
+    }
 }

@@ -30,7 +30,8 @@ pub enum Phase {
     Total,
     /// WebSocket upgrade request first byte written → 101 validated.
     Upgrade,
-    /// WebSocket subscriptions written → first data message received.
+    /// WebSocket upgrade request first byte written → first data message (not a heartbeat
+    /// reply) fully received. Never shorter than `Upgrade` of the same connection.
     FirstMessage,
     /// One-way message latency: receive time − the server's timestamp in the message
     /// (assumes synchronized clocks).
@@ -148,13 +149,15 @@ pub enum ErrorClass {
     WsProtocol,
     /// The WebSocket connection ended without a close frame (close code 1006).
     WsAbnormalClose,
-    /// No message arrived for `--stale-after`: the connection was replaced.
+    /// No data message arrived for `--stale-after`: the connection was replaced.
     Stale,
+    /// A protocol ping went unanswered for `--pong-timeout`: the connection was replaced.
+    PongTimeout,
 }
 
 impl ErrorClass {
     /// Number of error classes.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     /// Every class, in report order.
     pub const ALL: [ErrorClass; ErrorClass::COUNT] = [
         ErrorClass::ConnectRefused,
@@ -174,6 +177,7 @@ impl ErrorClass {
         ErrorClass::WsProtocol,
         ErrorClass::WsAbnormalClose,
         ErrorClass::Stale,
+        ErrorClass::PongTimeout,
     ];
 
     /// Stable snake_case name used in text and JSON reports.
@@ -196,6 +200,7 @@ impl ErrorClass {
             ErrorClass::WsProtocol => "ws_protocol",
             ErrorClass::WsAbnormalClose => "ws_abnormal_close",
             ErrorClass::Stale => "stale",
+            ErrorClass::PongTimeout => "pong_timeout",
         }
     }
 
@@ -382,19 +387,22 @@ pub enum ReconnectCause {
     Abnormal,
     /// Connect, TLS, upgrade or protocol failure.
     Error,
-    /// No message for `--stale-after`.
+    /// No data message for `--stale-after`.
     Stale,
+    /// A protocol ping unanswered for `--pong-timeout`.
+    PongTimeout,
 }
 
 impl ReconnectCause {
     /// Number of causes.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     /// Every cause, in report order.
     pub const ALL: [ReconnectCause; ReconnectCause::COUNT] = [
         ReconnectCause::ServerClose,
         ReconnectCause::Abnormal,
         ReconnectCause::Error,
         ReconnectCause::Stale,
+        ReconnectCause::PongTimeout,
     ];
 
     /// Stable snake_case name.
@@ -404,6 +412,7 @@ impl ReconnectCause {
             ReconnectCause::Abnormal => "abnormal_close",
             ReconnectCause::Error => "error",
             ReconnectCause::Stale => "stale",
+            ReconnectCause::PongTimeout => "pong_timeout",
         }
     }
 
@@ -422,7 +431,7 @@ pub const CLOSE_CODES: usize = 16;
 /// WebSocket counters (all zero in an HTTP run).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WsCounters {
-    /// Data messages received (text or binary, reassembled).
+    /// Messages received (text or binary, reassembled), replies to a text heartbeat included.
     pub messages_in: u64,
     /// Data messages sent (subscriptions, echo payloads, text heartbeats).
     pub messages_out: u64,
@@ -442,9 +451,9 @@ pub struct WsCounters {
     pub close_codes_other: u64,
     /// Protocol pings answered with a pong.
     pub pings_answered: u64,
-    /// Protocol pings sent (ping mode, heartbeats).
+    /// Heartbeats sent: protocol pings (ping mode, `--heartbeat ping`) and text heartbeats.
     pub pings_sent: u64,
-    /// Pongs received.
+    /// Their answers: pongs, and replies to a text heartbeat (see `engine::ws` rule 7).
     pub pongs_received: u64,
     /// Sequence gaps (a message whose sequence number skipped ahead).
     pub seq_gaps: u64,

@@ -65,7 +65,7 @@
 //! | `counters.reuse_rate` | number | `reused_requests ÷ requests` (0..1; 0 with no requests) |
 //! | `counters.server_closes` | integer | connections the server closed (`Connection: close`, …) |
 //! | `responses.{1xx,2xx,3xx,4xx,429,5xx,other}` | integer | responses by status class (4xx excludes 429); all keys present |
-//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io` |
+//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io`, `upgrade_rejected`, `ws_protocol`, `ws_abnormal_close`, `stale`, `pong_timeout` |
 //! | `errors.total` | integer | sum of all classes |
 //! | `tls` | object \| null | null when the run was not TLS |
 //! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |
@@ -80,6 +80,13 @@
 //! | `client.cpu_per_request_us` | number \| null | (user + sys) ÷ responses; null with 0 responses |
 //! | `client.peak_rss_bytes` | integer | peak RSS of the process (includes an in-process target); 0 if unknown |
 //! | `client.max_loop_stall_us` | number | worst gap between two polls over all workers |
+//! | `rate` | object \| null | rate mode (`-R`, WebSocket echo) only |
+//! | `rate.asked_per_s`, `rate.arrival` | number, string | the schedule asked for (`uniform`, `poisson`) |
+//! | `rate.sent_per_s` | number | requests (echo messages) written ÷ duration |
+//! | `rate.unsent` | integer | due and never written (WebSocket echo: dropped for a full `--send-buffer` too) |
+//! | `rate.behind` | string \| null | who fell behind the schedule: `client`, `server`, or null when it held ([`super::behind`]) |
+//! | `rate.behind_cause` | string \| null | `send_lag` (client loop late), `connections` (too few for the rate), `late_responses`, `outages` (server) |
+//! | `rate.connections_needed` | integer \| null | HTTP: ⌈rate × median response time⌉ (Little's law); null for echo or with no response |
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 
 use std::io::{self, Write};
@@ -192,12 +199,18 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         "peak_open_connections": run.peak_open,
         "rss_per_open_connection_bytes": run.peak_rss_bytes.checked_div(run.peak_open),
         "stages": run.stages.iter().map(|s| stage(meta, s)).collect::<Vec<_>>(),
-        "rate": meta.rate.as_ref().map(|(asked, arrival)| json!({
-            "asked_per_s": asked,
-            "arrival": arrival,
-            "sent_per_s": per_s(c.requests),
-            "unsent": c.unsent,
-        })),
+        "rate": meta.rate.as_ref().map(|(asked, arrival)| {
+            let behind = super::behind::verdict(meta, run);
+            json!({
+                "asked_per_s": asked,
+                "arrival": arrival,
+                "sent_per_s": per_s(c.requests),
+                "unsent": c.unsent,
+                "behind": behind.map(|b| b.who.name()),
+                "behind_cause": behind.map(|b| b.cause.name()),
+                "connections_needed": super::behind::connections_needed(meta, run),
+            })
+        }),
     })
 }
 
@@ -236,6 +249,7 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
         "stale_after_s": m.stale_after.map(|d| d.as_secs_f64()),
         "heartbeat": m.heartbeat,
         "heartbeat_interval_s": m.heartbeat_interval.as_secs_f64(),
+        "pong_timeout_s": m.pong_timeout.map(|d| d.as_secs_f64()),
         "backoff": m.backoff,
         "backoff_base_s": m.backoff_base.as_secs_f64(),
         "backoff_cap_s": m.backoff_cap.as_secs_f64(),

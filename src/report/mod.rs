@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+pub mod behind;
 pub mod hdr;
 pub mod hlog;
 pub mod host;
@@ -114,6 +115,8 @@ pub struct WsMeta {
     pub heartbeat: String,
     /// Heartbeat interval.
     pub heartbeat_interval: Duration,
+    /// `--pong-timeout` in force (None: pings never time out).
+    pub pong_timeout: Option<Duration>,
     /// "full" or "decorrelated".
     pub backoff: String,
     /// Backoff base.

@@ -31,11 +31,11 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     phase_table(&mut out, meta, run);
     out.push('\n');
     match &meta.ws {
-        Some(ws) => websocket(&mut out, ws, run),
+        Some(ws) => websocket(&mut out, meta, ws, run),
         None => {
             throughput(&mut out, c, run.elapsed);
             if let Some((asked, arrival)) = &meta.rate {
-                rate_line(&mut out, *asked, arrival, run);
+                rate_line(&mut out, meta, *asked, arrival, run);
             }
             reuse(&mut out, c);
             responses(&mut out, c);
@@ -259,8 +259,8 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
     }
 }
 
-/// Rate mode: asked vs achieved, and a warning when the client could not keep up.
-fn rate_line(out: &mut String, asked: f64, arrival: &str, run: &RunResult) {
+/// Rate mode: asked vs achieved, and a warning saying who fell behind.
+fn rate_line(out: &mut String, meta: &RunMeta, asked: f64, arrival: &str, run: &RunResult) {
     let c = &run.recorder.counters;
     let secs = run.elapsed.as_secs_f64();
     let sent = if secs > 0.0 {
@@ -276,25 +276,79 @@ fn rate_line(out: &mut String, asked: f64, arrival: &str, run: &RunResult) {
         rate(sent),
         c.unsent
     );
-    let lag = run.recorder.histogram(Phase::SendLag);
-    let lag_p99 = if lag.is_empty() {
-        0
-    } else {
-        lag.value_at_quantile(0.99)
+    behind_warning(out, meta, asked, run);
+}
+
+/// The rate-mode verdict (`report::behind`), when the schedule slipped: who, why, and the
+/// numbers behind it, on one line.
+fn behind_warning(out: &mut String, meta: &RunMeta, asked: f64, run: &RunResult) {
+    use super::behind::{self, Cause};
+    let Some(b) = behind::verdict(meta, run) else {
+        return;
     };
-    // A request due in the last instant before the stop is honestly unsent but is no sign of
-    // trouble: warn past a handful per worker or a millisecond of lag.
-    let tolerated = (run.workers.len() as u64).max(c.requests / 1000);
-    if c.unsent > tolerated || lag_p99 > 1_000_000 {
-        let _ = writeln!(
-            out,
-            "WARNING: the client could not keep up with -R {}: {} requests due were never \
-             sent, send lag p99 {} (latency is still measured from the intended send times)",
-            rate(asked),
-            c.unsent,
-            dur_spaced(lag_p99 as f64)
-        );
-    }
+    let c = &run.recorder.counters;
+    let echo = meta.ws.is_some();
+    let (what, unit, uncorrected) = if echo {
+        ("messages", "msg/s", "round trip")
+    } else {
+        ("requests", "req/s", "uncorrected")
+    };
+    let d = |ns: u64| dur_spaced(ns as f64);
+    let why = match b.cause {
+        Cause::SendLag => {
+            let stall = run
+                .workers
+                .iter()
+                .map(|w| w.max_stall_ns)
+                .max()
+                .unwrap_or(0);
+            format!(
+                "its own loop released {what} late (send lag p99 {}, worst loop stall {}): \
+                 give it more CPU or threads, or ask for less",
+                d(b.send_lag_p99),
+                d(stall)
+            )
+        }
+        Cause::Connections => {
+            let needed = behind::connections_needed(meta, run).unwrap_or(0);
+            let carry = if b.uncorrected_p50 > 0 {
+                meta.connections as f64 * 1e9 / b.uncorrected_p50 as f64
+            } else {
+                0.0
+            };
+            format!(
+                "{} with one request in flight can carry about {} req/s at the server's \
+                 median response time of {}; -R {} needs at least {needed} (raise -c)",
+                plural(meta.connections as u64, "connection"),
+                rate(carry),
+                d(b.uncorrected_p50),
+                rate(asked)
+            )
+        }
+        Cause::LateResponses => format!(
+            "the client released {what} on time (send lag p99 {}) but they waited for \
+             connections still awaiting late responses (corrected p99 {} vs {uncorrected} p99 {})",
+            d(b.send_lag_p99),
+            d(b.corrected_p99),
+            d(b.uncorrected_p99)
+        ),
+        Cause::Outages => format!(
+            "it dropped connections, and the {} messages due meanwhile went out late or not at \
+             all (corrected p99 {} vs {uncorrected} p99 {}; send lag p99 {})",
+            c.ws.buffered_sent + c.ws.buffer_dropped,
+            d(b.corrected_p99),
+            d(b.uncorrected_p99),
+            d(b.send_lag_p99)
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "WARNING: fell behind {} {unit}: the {} could not keep up: {why}; {} {what} due were \
+         never sent (latency is still measured from the intended send times)",
+        rate(asked),
+        b.who.name(),
+        c.unsent
+    );
 }
 
 fn reuse(out: &mut String, c: &Counters) {
@@ -430,7 +484,7 @@ fn client(out: &mut String, run: &RunResult) {
 
 /// The WebSocket lines: messages, connections, reconnects, close codes, sequence, latency
 /// caveat, pings.
-fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
+fn websocket(out: &mut String, run_meta: &RunMeta, meta: &super::WsMeta, run: &RunResult) {
     let c = &run.recorder.counters;
     let w = &c.ws;
     let secs = run.elapsed.as_secs_f64();
@@ -463,14 +517,15 @@ fn websocket(out: &mut String, meta: &super::WsMeta, run: &RunResult) {
     if meta.mode == "echo" {
         let asked = meta.send_rate * meta.connections as f64;
         label(out, "echo rate");
-        let sent = run.recorder.histogram(Phase::SendLag).len();
         let _ = writeln!(
             out,
-            "asked {} msg/s   sent {} msg/s (open loop: corrected latency from each message's \
-             intended send time)",
+            "asked {} msg/s   sent {} msg/s   unsent {}   (open loop: corrected latency from \
+             each message's intended send time)",
             rate(asked),
-            per_s(sent)
+            per_s(c.requests),
+            c.unsent
         );
+        behind_warning(out, run_meta, asked, run);
     }
     label(out, "connections");
     let attempted = c.connections_opened;

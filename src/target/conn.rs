@@ -636,6 +636,10 @@ impl Conn {
             armed: None,
             close_by: None,
         }));
+        if let Some(greeting) = &ctx.shared.ws_greeting {
+            // Behind the 101 in the same buffer: both leave in one write (`ws_greeting`).
+            self.out.extend_from_slice(greeting);
+        }
         ctx.counters.ws_upgrades.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -113,6 +113,13 @@ pub struct ServeConfig {
     /// queued reply goes out, in order. Counted in [`ServerStats::http_stalled_requests`].
     /// Upgrades and error answers (400, 429, …) wait too: the server answers *nothing*.
     pub http_stall: Option<(Duration, Duration)>,
+    /// Send this text message right after the `101`, in the same write (on `/ws` and `/echo`),
+    /// as servers that greet a new connection do: the client reads the upgrade response and
+    /// the first data message at the same instant. At most [`MAX_GREETING`] bytes.
+    pub ws_greeting: Option<String>,
+    /// Never answer pings (a peer whose control path is dead): no pong ever comes back, while
+    /// data and the connection itself go on.
+    pub ws_ignore_pings: bool,
 }
 
 impl Default for ServeConfig {
@@ -134,6 +141,8 @@ impl Default for ServeConfig {
             ws_ping_every: None,
             ws_pong_timeout: None,
             http_stall: None,
+            ws_greeting: None,
+            ws_ignore_pings: false,
         }
     }
 }
@@ -266,6 +275,8 @@ struct Shared {
     ws: session::Settings,
     /// `http_stall` as absolute instants: `[from, until)`.
     http_stall: Option<(Instant, Instant)>,
+    /// `ws_greeting`, encoded once as a whole text frame.
+    ws_greeting: Option<Box<[u8]>>,
 }
 
 /// A running target. Dropping it stops it, like [`ServerHandle::stop`].
@@ -394,7 +405,13 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
             stall_after: cfg.ws_stall_after,
             ping_every: cfg.ws_ping_every,
             pong_timeout: cfg.ws_pong_timeout,
+            ignore_pings: cfg.ws_ignore_pings,
         },
+        ws_greeting: cfg.ws_greeting.as_deref().map(|g| {
+            let mut frame = Vec::with_capacity(g.len() + 4);
+            ws::push_frame(&mut frame, ws::OpCode::Text, g.as_bytes());
+            frame.into_boxed_slice()
+        }),
         // `validate` bounds both durations, so these additions cannot overflow.
         http_stall: cfg
             .http_stall
@@ -461,6 +478,8 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
 const MAX_WS_RATE: f64 = 1_000_000.0;
 /// Longest WebSocket fault delay accepted (one week).
 const MAX_WS_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest `ws_greeting` accepted, in bytes.
+pub const MAX_GREETING: usize = 64 * 1024;
 
 fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
     if cfg.threads == 0 {
@@ -522,6 +541,15 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
                 MAX_WS_DELAY.as_secs()
             )));
         }
+    }
+    if cfg
+        .ws_greeting
+        .as_ref()
+        .is_some_and(|g| g.len() > MAX_GREETING)
+    {
+        return Err(ServeError::Config(format!(
+            "ws_greeting must be at most {MAX_GREETING} bytes"
+        )));
     }
     if cfg.ws_pong_timeout.is_some() && cfg.ws_ping_every.is_none() {
         return Err(ServeError::Config(

@@ -50,6 +50,7 @@ pub(super) struct Settings {
     pub(super) stall_after: Option<Duration>,
     pub(super) ping_every: Option<Duration>,
     pub(super) pong_timeout: Option<Duration>,
+    pub(super) ignore_pings: bool,
 }
 
 /// Counts one drive accumulates; the connection adds them to the thread's atomics once.
@@ -176,7 +177,11 @@ impl Session {
         tally: &mut Tally,
     ) -> Flow {
         match ev {
-            Event::Ping(payload) => ws::push_frame(o.out, OpCode::Pong, payload),
+            Event::Ping(payload) => {
+                if !self.settings.ignore_pings {
+                    ws::push_frame(o.out, OpCode::Pong, payload);
+                }
+            }
             Event::Pong(payload) => {
                 if let Some(hb) = &mut self.heartbeat {
                     if hb.awaiting.is_some() && payload == hb.sent.to_be_bytes() {
@@ -470,6 +475,7 @@ mod tests {
             stall_after: None,
             ping_every: None,
             pong_timeout: None,
+            ignore_pings: false,
         }
     }
 
@@ -759,6 +765,35 @@ mod tests {
                 (1, br#"{"op":"pong"}"#.to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn ignore_pings_answers_no_ping_but_keeps_data_and_text_heartbeats() {
+        let mut h = Harness::new(
+            Kind::Feed,
+            Settings {
+                ignore_pings: true,
+                ..settings()
+            },
+        );
+        h.text("subscribe", 0);
+        h.frames();
+        h.event(Event::Ping(b"hb"), 5);
+        assert!(h.frames().is_empty(), "no pong");
+        h.text("ping", 6);
+        assert_eq!(h.frames(), vec![(1, b"pong".to_vec())]);
+        h.tick(30);
+        assert_eq!(h.data().len(), 3, "data goes on");
+        let mut echo = Harness::new(
+            Kind::Echo,
+            Settings {
+                ignore_pings: true,
+                ..settings()
+            },
+        );
+        echo.event(Event::Ping(b"x"), 0);
+        echo.text("hi", 0);
+        assert_eq!(echo.frames(), vec![(1, b"hi".to_vec())]);
     }
 
     #[test]

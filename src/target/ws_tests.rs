@@ -707,6 +707,65 @@ fn pong_timeout_shorter_than_the_interval_is_enforced() {
 }
 
 #[test]
+fn the_greeting_leaves_in_the_same_write_as_the_101() {
+    let h = serve(plain(ServeConfig {
+        ws_greeting: Some(r#"{"event":"hello"}"#.into()),
+        ..ServeConfig::default()
+    }));
+    for path in ["/ws", "/echo"] {
+        // One write on the server: the bytes after the head are already in the read that
+        // completed the head (loopback delivers one write as one segment).
+        let (mut s, rest) = raw_upgrade(h.http_addr().expect("http"), path, &[]);
+        let mut want = vec![0x81, 17];
+        want.extend_from_slice(br#"{"event":"hello"}"#);
+        assert_eq!(rest, want, "{path}");
+        s.write_all(&frame(true, 8, &1000u16.to_be_bytes()))
+            .expect("close");
+        let frames = raw_frames_until_close(&mut s, Vec::new());
+        assert_eq!(frames.last().map(|f| f.0), Some(8));
+    }
+    let too_long = "x".repeat(MAX_GREETING + 1);
+    match start(ServeConfig {
+        ws_greeting: Some(too_long),
+        ..ServeConfig::default()
+    }) {
+        Err(ServeError::Config(msg)) => assert!(msg.contains("ws_greeting"), "{msg}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    h.stop();
+}
+
+#[test]
+fn ignore_pings_never_pongs_while_data_flows() {
+    let h = serve(plain(ServeConfig {
+        ws_rate: 200.0,
+        ws_ignore_pings: true,
+        ..ServeConfig::default()
+    }));
+    let mut ws = ws_connect(h.http_addr().expect("http"), "/ws");
+    subscribe(&mut ws, "subscribe", "sub1");
+    ws.send(Message::Ping(b"anyone?".to_vec().into()))
+        .expect("ping");
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let end = Instant::now() + Duration::from_millis(400);
+    let (mut data, mut pongs) = (0, 0);
+    while Instant::now() < end {
+        match ws.read() {
+            Ok(Message::Pong(_)) => pongs += 1,
+            Ok(Message::Text(_)) => data += 1,
+            Ok(m) => panic!("unexpected {m:?}"),
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert_eq!(pongs, 0);
+    assert!(data >= 20, "{data} data messages");
+    h.stop();
+}
+
+#[test]
 fn rate_200_for_one_second_is_within_25_percent() {
     let h = serve(plain(ServeConfig {
         ws_rate: 200.0,

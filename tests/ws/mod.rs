@@ -568,3 +568,327 @@ fn echo_at_a_constant_rate_corrects_for_outages() {
     assert!(rtt < 30_000_000, "rtt p99 {rtt}");
     assert!(r.stdout.contains("echo rate"), "{}", r.stdout);
 }
+
+#[test]
+fn echo_message_k_is_due_at_k_over_rate_not_one_interval_later() {
+    // Issue 7 point 5: message k went out at (k+1)/rate while its intended time said k/rate, so
+    // every send lag was at least one interval (100 ms here). Due at k/rate, the lag is the
+    // client's timer wake-up: far below half an interval even on a loaded machine.
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "--send-rate",
+        "10",
+        "-c",
+        "2",
+        "-d",
+        "2s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let n = r.u64("/phases/send_lag/count");
+    // 2 connections × 10/s × 2 s, messages 0..=20 of each schedule
+    assert!((36..=44).contains(&n), "{n} messages released");
+    let lag = r.u64("/phases/send_lag/p50");
+    assert!(
+        lag < 50_000_000,
+        "send lag p50 {lag} ns: one interval too high"
+    );
+    // corrected = lag + round trip: not an interval above the round trip either
+    let corrected = r.u64("/phases/corrected/p50");
+    let rtt = r.u64("/phases/rtt/p50");
+    assert!(corrected >= rtt, "corrected {corrected} < rtt {rtt}");
+    assert!(
+        corrected - rtt < 50_000_000,
+        "corrected {corrected} rtt {rtt}"
+    );
+    // nothing was owed: the first message of each connection is not an outage
+    assert_eq!(r.u64("/ws/buffered_sent"), 0, "{}", r.report()["ws"]);
+}
+
+#[test]
+fn a_stalled_feed_answering_text_heartbeats_is_still_stale() {
+    // Issue 7 point 6: the stalled feed keeps answering {"op":"ping"} (and text ping); those
+    // replies are not data, so --stale-after must still fire. Heartbeats every 50 ms would
+    // otherwise keep a 300 ms staleness window fresh forever.
+    for heartbeat in [r#"text:{"op":"ping"}"#, "text:ping"] {
+        let s = serve(|c| {
+            c.ws_rate = 100.0;
+            c.ws_stall_after = Some(std::time::Duration::from_millis(200));
+        });
+        let url = ws_url(&s, "/ws");
+        let r = connbench(&[
+            "ws",
+            &url,
+            "-c",
+            "2",
+            "-d",
+            "2s",
+            "--subscribe",
+            SUB,
+            "--symbols",
+            "X",
+            "--exchanges",
+            "e",
+            "--channels",
+            "c",
+            "--heartbeat",
+            heartbeat,
+            "--heartbeat-interval",
+            "50ms",
+            "--stale-after",
+            "300ms",
+            "--backoff-base",
+            "10ms",
+        ]);
+        s.stop();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let ws = &r.report()["ws"];
+        assert!(r.u64("/ws/reconnects/stale") >= 2, "{heartbeat}: {ws}");
+        assert_eq!(r.u64("/errors/stale"), r.u64("/ws/reconnects/stale"));
+        // the replies were seen and told apart from data
+        assert!(r.u64("/ws/pongs_received") >= 4, "{heartbeat}: {ws}");
+        assert!(r.u64("/ws/pings_sent") >= r.u64("/ws/pongs_received"));
+    }
+}
+
+#[test]
+fn a_server_that_stops_answering_pings_is_detected_by_the_pong_timeout() {
+    // Issue 7 point 6: --heartbeat ping had no pong timeout. The server keeps streaming data
+    // (so staleness cannot be what fires) but never pongs.
+    let s = serve(|c| {
+        c.ws_rate = 100.0;
+        c.ws_ignore_pings = true;
+    });
+    let url = ws_url(&s, "/ws");
+    let args = |timeout: Option<&'static str>| {
+        let mut v = vec![
+            "ws",
+            "-c",
+            "2",
+            "-d",
+            "2s",
+            "--subscribe",
+            r#"{"op":"subscribe","symbol":"X"}"#,
+            "--heartbeat",
+            "ping",
+            "--heartbeat-interval",
+            "100ms",
+            "--stale-after",
+            "30s",
+            "--backoff-base",
+            "10ms",
+        ];
+        if let Some(t) = timeout {
+            v.extend(["--pong-timeout", t]);
+        }
+        v
+    };
+    let mut a = args(None);
+    a.insert(1, &url);
+    // default: the pong is due before the next ping (one heartbeat interval)
+    let r = connbench(&a);
+    let mut a = args(Some("30s"));
+    a.insert(1, &url);
+    let patient = connbench(&a);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &r.report()["ws"];
+    let timeouts = r.u64("/errors/pong_timeout");
+    assert!(timeouts >= 2, "{ws}");
+    assert_eq!(r.u64("/ws/reconnects/pong_timeout"), timeouts);
+    assert_eq!(r.u64("/errors/stale"), 0, "data kept flowing: {ws}");
+    assert_eq!(r.u64("/ws/pongs_received"), 0);
+    assert!(r.u64("/ws/messages_in") > 50, "{ws}");
+    assert!(r.stdout.contains("pong_timeout"), "{}", r.stdout);
+    // --pong-timeout 30s: the same silence is tolerated for the whole 2 s run
+    assert_eq!(patient.code, 0, "{}", patient.stderr);
+    assert_eq!(patient.u64("/errors/pong_timeout"), 0);
+    assert_eq!(patient.u64("/ws/reconnects_total"), 0);
+    assert!(patient.u64("/ws/pings_sent") >= 2);
+    assert_eq!(patient.report()["ws"]["pong_timeout_s"], 30.0);
+}
+
+#[test]
+fn pong_timeout_is_a_usage_error_without_protocol_pings() {
+    assert_usage_error(
+        &connbench_raw(&["ws", "ws://127.0.0.1:9/", "--pong-timeout", "1s"]),
+        "--pong-timeout",
+    );
+    assert_usage_error(
+        &connbench_raw(&[
+            "ws",
+            "ws://127.0.0.1:9/",
+            "--heartbeat",
+            "text:ping",
+            "--pong-timeout",
+            "1s",
+        ]),
+        "--pong-timeout",
+    );
+    assert_usage_error(
+        &connbench_raw(&[
+            "ws",
+            "ws://127.0.0.1:9/",
+            "--heartbeat",
+            "ping",
+            "--pong-timeout",
+            "0s",
+        ]),
+        "--pong-timeout",
+    );
+}
+
+#[test]
+fn first_message_is_not_a_1ns_artefact_when_it_arrives_with_the_101() {
+    // Issue 7 point 8: the greeting leaves in the same write as the 101, so the client reads
+    // both at the same instant. first_message runs from the upgrade request's first byte
+    // written to the first data message received: never shorter than the upgrade itself.
+    let s = serve(|c| {
+        c.ws_rate = 0.0;
+        c.ws_greeting = Some(r#"{"event":"hello"}"#.into());
+    });
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&["ws", &url, "-c", "3", "-d", "700ms"]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/phases/upgrade/count"), 3);
+    assert_eq!(r.u64("/phases/first_message/count"), 3);
+    assert_eq!(r.u64("/ws/messages_in"), 3, "one greeting each");
+    // per connection first_message ≥ upgrade, so every order statistic is too
+    for q in ["min", "p50", "max"] {
+        let first = r.u64(&format!("/phases/first_message/{q}"));
+        let upgrade = r.u64(&format!("/phases/upgrade/{q}"));
+        assert!(
+            first >= upgrade,
+            "{q}: first_message {first} < upgrade {upgrade}"
+        );
+    }
+    // a loopback upgrade is tens of µs at least; 1 ns was the artefact
+    assert!(r.u64("/phases/first_message/min") > 1_000);
+}
+
+#[test]
+fn serve_greeting_and_no_pong_flags_reach_the_target() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args([
+            "serve",
+            "--http",
+            "0",
+            "--no-https",
+            "--for",
+            "60s",
+            "--ws-no-pong",
+            "--ws-greeting",
+            r#"{"event":"hello"}"#,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let http = lines
+        .by_ref()
+        .take(10)
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("http "))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .expect("http line");
+    let url = format!("{}echo", http.replace("http://", "ws://"));
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "1",
+        "-d",
+        "1500ms",
+        "--heartbeat",
+        "ping",
+        "--heartbeat-interval",
+        "100ms",
+        "--backoff-base",
+        "10ms",
+    ]);
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("serve exits");
+    assert!(status.success(), "serve exit {status:?}");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ws = &r.report()["ws"];
+    // --ws-no-pong: pings go unanswered and the connection is replaced
+    assert!(r.u64("/errors/pong_timeout") >= 1, "{ws}");
+    assert_eq!(r.u64("/ws/pongs_received"), 0, "{ws}");
+    // --ws-greeting: every connection's first message is the greeting, after the upgrade
+    let upgraded = r.u64("/ws/connections_upgraded");
+    assert!(upgraded >= 2, "{ws}");
+    assert_eq!(r.u64("/phases/first_message/count"), upgraded);
+    assert!(r.u64("/phases/first_message/min") >= r.u64("/phases/upgrade/min"));
+    assert_usage_error(
+        &connbench_raw(&["serve", "--ws-greeting", &"x".repeat(70_000)]),
+        "--ws-greeting",
+    );
+}
+
+#[test]
+fn echo_rate_warning_blames_the_server_for_its_drops() {
+    // Issue 7 point 9: the client kept its schedule; the server dropped the connections and
+    // the messages due meanwhile went out late.
+    let s = serve(|c| c.ws_drop_every = Some(std::time::Duration::from_millis(500)));
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "-R",
+        "400",
+        "-c",
+        "2",
+        "-d",
+        "3s",
+        "--backoff-base",
+        "400ms",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rate = &r.report()["rate"];
+    assert_eq!(rate["behind"], "server", "{rate}");
+    assert_eq!(rate["behind_cause"], "outages", "{rate}");
+    assert!(r.u64("/ws/buffered_sent") > 0);
+    assert!(
+        r.stdout.contains("the server could not keep up"),
+        "{}",
+        r.stdout
+    );
+    // sent: echo messages written, near the asked rate
+    let sent = r.f64("/rate/sent_per_s");
+    assert!(sent > 300.0 && sent < 440.0, "{rate}");
+}
+
+#[test]
+fn echo_rate_warning_blames_the_client_when_it_cannot_send_fast_enough() {
+    // Issue 7 point 9: 5 million messages per second from one connection is more than any
+    // client loop releases (at most 256 messages per pass): the client is behind its own
+    // schedule whatever the echo server does.
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws", &url, "--mode", "echo", "-R", "5000000", "-c", "1", "-d", "1s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rate = &r.report()["rate"];
+    assert_eq!(rate["behind"], "client", "{rate}");
+    assert_eq!(rate["behind_cause"], "send_lag", "{rate}");
+    assert!(r.u64("/rate/unsent") > 1_000_000, "{rate}");
+    assert!(
+        r.stdout.contains("the client could not keep up"),
+        "{}",
+        r.stdout
+    );
+}
