@@ -29,7 +29,6 @@ use crate::plan::{share, HttpPlan, Pinning, Scheme, Stop, WsPlan};
 use crate::proto::http1::{encode_request, RequestError};
 use crate::tls::TlsError;
 use core::live::Live;
-use transport::{Plain, Tls, TlsCtx, Transport};
 
 /// Debug builds only (the binary the end-to-end tests run): worker N panics shortly after the
 /// start when this variable is N, so the tests can check that a panic fails the run loudly.
@@ -178,19 +177,7 @@ where
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
                 let windows = session.finish(&mut net, end.finished_at);
-                let (user, sys) = crate::sys::thread_cpu_time();
-                core::live::Output {
-                    windows,
-                    stats: crate::metrics::run::WorkerStats {
-                        cpu,
-                        connections,
-                        cpu_user_ns: user.as_nanos() as u64,
-                        cpu_sys_ns: sys.as_nanos() as u64,
-                        max_stall_ns: end.max_stall.as_nanos() as u64,
-                    },
-                    recorder: std::mem::take(&mut net.rec),
-                    finished_at: end.finished_at,
-                }
+                worker_output(net, cpu, connections, &end, windows)
             };
             std::io::Result::Ok((waker, run))
         }
@@ -201,14 +188,13 @@ where
 pub fn run_ws(plan: &WsPlan) -> Result<RunResult, EngineError> {
     let plan = Arc::new(plan.clone());
     match plan.target.scheme {
-        Scheme::Http => run_ws_with::<Plain>(plan, |_| ()),
+        Scheme::Http => run_ws_with::<core::Plain>(plan, |_| ()),
         Scheme::Https => {
             let base = crate::tls::client_config(&plan.tls)?;
             let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
             let resume = plan.tls.resume;
-            run_ws_with::<Tls>(plan, move |_| TlsCtx {
-                config: crate::tls::worker_config(&base, resume),
-                name: name.clone(),
+            run_ws_with::<core::Tls>(plan, move |_| {
+                core::TlsCtx::new(crate::tls::worker_config(&base, resume), name.clone())
             })
         }
     }
@@ -219,7 +205,7 @@ fn run_ws_with<T>(
     ctx: impl Fn(usize) -> T::Ctx,
 ) -> Result<RunResult, EngineError>
 where
-    T: Transport + 'static,
+    T: core::Transport + 'static,
     T::Ctx: Send + 'static,
 {
     let shape = RunShape {
@@ -235,26 +221,59 @@ where
     let mut first_conn = 0;
     run_workers(&shape, |id, cpu, stop, live| {
         let connections = share(plan.connections as u64, threads, id) as usize;
-        let setup = ws::WsSetup {
-            id,
-            cpu,
-            connections,
-            first_conn,
-            plan: plan.clone(),
-            // Each worker enforces its share of the budget: no lock between workers.
-            budget: plan
-                .reconnect_budget
-                .map(|(k, per)| (share(k as u64, threads, id).max(1) as u32, per)),
-            ctx: ctx(id),
-            stop,
-            progress: live,
-        };
+        let connector =
+            core::Connector::new(plan.target.addrs.clone(), plan.sources.clone(), first_conn);
+        // Each worker enforces its share of the budget: no lock between workers.
+        let budget = plan
+            .reconnect_budget
+            .map(|(k, per)| (share(k as u64, threads, id).max(1) as u32, per));
+        let ctx = ctx(id);
+        let plan = plan.clone();
+        let first = first_conn;
         first_conn += connections;
         move || {
-            let (worker, waker) = ws::WsWorker::<T>::new(setup)?;
-            std::io::Result::Ok((waker, move || worker.run()))
+            let poll = mio::Poll::new()?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
+            let net = core::Net::<T>::new(poll, connections, ctx, connector, plan.connect_timeout);
+            let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
+            let mut driver = core::Driver::new(net, session);
+            let run = move || {
+                let ctl = core::run::RunCtl {
+                    stop,
+                    live,
+                    warmup: plan.warmup,
+                };
+                let end = driver.run(&ctl);
+                let (mut net, mut session) = driver.into_parts();
+                session.finish(&mut net, Instant::now());
+                worker_output(net, cpu, connections, &end, Vec::new())
+            };
+            std::io::Result::Ok((waker, run))
         }
     })
+}
+
+/// What a worker hands back: its recorder, stage windows, CPU and worst stall.
+fn worker_output<T: core::Transport>(
+    mut net: core::Net<T>,
+    cpu: Option<usize>,
+    connections: usize,
+    end: &core::run::RunEnd,
+    windows: Vec<(crate::metrics::Recorder, u64)>,
+) -> core::live::Output {
+    let (user, sys) = crate::sys::thread_cpu_time();
+    core::live::Output {
+        windows,
+        stats: crate::metrics::run::WorkerStats {
+            cpu,
+            connections,
+            cpu_user_ns: user.as_nanos() as u64,
+            cpu_sys_ns: sys.as_nanos() as u64,
+            max_stall_ns: end.max_stall.as_nanos() as u64,
+        },
+        recorder: std::mem::take(&mut net.rec),
+        finished_at: end.finished_at,
+    }
 }
 
 /// What the coordinator needs of a run, whatever its protocol.

@@ -1,19 +1,19 @@
-//! The WebSocket worker: one thread, one `mio::Poll`, a fixed set of connection slots, each
-//! living through connect → TLS → upgrade → subscribe → messages, and a reconnection manager
-//! that replaces lost connections with backoff, a budget and automatic resubscription.
+//! The WebSocket session: every slot of a worker lives through connect → TLS → upgrade →
+//! subscribe → messages on the connection core ([`super::core`]), and a reconnection manager
+//! replaces lost connections with backoff, a budget and automatic resubscription.
 //!
-//! It shares the HTTP worker's machinery — sockets ([`super::socket`]), the [`Transport`]
-//! (plain or TLS, chosen once), the receive buffer and the coordinator — and differs in what a
-//! connection does once open. Frames are encoded into a per-slot buffer (pongs, close replies,
+//! The core makes the connections and moves the bytes; this module decides what they say and
+//! what a loss means. Frames are encoded into a per-slot buffer (pongs, close replies,
 //! subscriptions, echo messages) and written once per event, so one readable edge costs one
 //! read and at most one write.
 //!
 //! Rules:
 //! 1. Server pings are always answered, whatever the mode.
-//! 2. A lost connection (close frame, EOF without one, error, staleness, pong timeout) is
+//! 2. A lost connection (close frame, EOF without one, reset, error, staleness, pong timeout) is
 //!    replaced after a jittered backoff (`engine::reconnect`); reconnects draw from the
 //!    worker's share of the reconnect budget; after `max_retries` failed attempts in a row the
-//!    slot gives up.
+//!    slot gives up. A TCP reset of an open connection is `ws_reset`; a FIN without a close
+//!    frame is `ws_abnormal_close`.
 //! 3. Every subscription is sent again on the replacement, then the echo messages owed while the
 //!    connection was down (bounded by `send_buffer`; the excess is counted as dropped).
 //! 4. Sequence trackers live with the slot, not the connection, so a gap across a reconnect is
@@ -39,67 +39,40 @@
 //!    mode) carry their send time; a pong answers every ping sent at or before the time it
 //!    echoes, and the oldest ping left unanswered for `--pong-timeout` replaces the connection
 //!    (`pong_timeout`: the peer or the path is gone, whether or not data still trickles in).
+//! 8. Timers: the upgrade deadline, staleness, heartbeats and pong deadlines are the slot's
+//!    entries in the core's timer table; staleness and pong deadlines are checked lazily (armed
+//!    once, re-armed from the true deadline when they fire early), so a message costs no timer
+//!    operation.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::event::Event;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Interest, Token};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
-use super::core::live::{IntervalClock, Live, Output};
-use super::pace::{self, Timer};
+use super::core::timerfd::Timerfd;
+use super::core::{Close, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::pace;
 use super::reconnect::{Backoff, Budget};
-use super::socket;
-use super::transport::{Failure, Transport};
-use crate::metrics::run::WorkerStats;
+use super::transport::Failure;
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
 use crate::proto::seq::{SeqEvent, SeqTracker};
 use crate::proto::ws::{self, Decoder, Frame, Handshake, OpCode, Progress, UpgradeError};
 
-const WAKER: Token = Token(usize::MAX);
-/// Token of the echo schedule's timer (never a slot: slots are < 2^32 with a generation above).
-const ECHO: Token = Token(usize::MAX - 1);
-const SCRATCH: usize = 64 * 1024;
-/// Most echo messages one slot sends in one timer pass (a catch-up burst is spread out).
+/// Most echo messages one slot sends in one pass (a catch-up burst is spread out).
 const MAX_BURST: u64 = 256;
 
-/// Everything one WebSocket worker needs.
-pub struct WsSetup<C> {
-    /// Worker index.
-    pub id: usize,
-    /// CPU to pin to.
-    pub cpu: Option<usize>,
-    /// Connections this worker drives.
-    pub connections: usize,
-    /// Global index of this worker's first connection (for `{conn}`).
-    pub first_conn: usize,
-    /// The run plan (read-only).
-    pub plan: Arc<WsPlan>,
-    /// This worker's share of the reconnect budget.
-    pub budget: Option<(u32, Duration)>,
-    /// Transport context.
-    pub ctx: C,
-    /// Set by the coordinator to end the run.
-    pub stop: Arc<AtomicBool>,
-    /// Live counters for the progress line.
-    pub progress: Arc<Live>,
-}
-
+/// Where a slot is, as far as WebSocket is concerned (TCP and TLS are the core's [`Link`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// No socket; (re)connect at this instant.
-    Backoff(Instant),
-    /// `connect()` called.
+    /// No connection; its Reopen timer (backoff, budget or connect pacing) opens one.
+    Waiting,
+    /// `connect()` called, TCP or TLS in progress.
     Connecting,
-    /// TLS handshake in progress.
-    Handshaking,
     /// Upgrade request sent, waiting for the 101.
     Upgrading,
     /// Upgraded and subscribed.
@@ -117,8 +90,7 @@ enum Verdict {
     Lose(ReconnectCause, Option<ErrorClass>),
 }
 
-/// The protocol side of a slot: everything the frame handler touches while the transport is
-/// borrowed for reading.
+/// The protocol side of a slot: everything the frame handler touches during a read.
 struct Proto {
     state: State,
     handshake: Option<Handshake>,
@@ -129,14 +101,11 @@ struct Proto {
     subs: Vec<Vec<u8>>,
     /// Sequence trackers by stream key hash.
     seqs: Vec<(u64, SeqTracker)>,
-    t_connect: Instant,
-    t_established: Instant,
     /// When the upgrade request's first byte was written: the start of `upgrade` and of
     /// `first_message`.
     t_upgrade: Instant,
     /// Liveness of the open connection (rule 7).
     live: Liveness,
-    next_beat: Instant,
     /// The first moment of the current outage (a connection that had been open was lost).
     lost_at: Option<Instant>,
     /// This slot has been open before: the next open is a resubscription.
@@ -147,15 +116,11 @@ struct Proto {
     reopened: bool,
 }
 
-struct Slot<T> {
-    gen: u32,
-    sock: Option<mio::net::TcpStream>,
-    transport: Option<T>,
-    rb: RecvBuf,
-    pending: Vec<u8>,
-    addr_idx: usize,
+/// A slot: its protocol state and the reconnection and echo bookkeeping that outlive a
+/// connection.
+struct Slot {
     backoff: Backoff,
-    /// Echo schedule: messages accounted for (sent or owed) since the worker started.
+    /// Echo schedule: messages accounted for (sent or owed) since the run started.
     echo_accounted: u64,
     /// Echo messages owed while disconnected.
     owed: u64,
@@ -167,7 +132,7 @@ struct Slot<T> {
 /// Echo mode's open-loop schedule (module rule 6), shared by the worker's slots.
 struct EchoPacer {
     rate: f64,
-    timer: Timer,
+    timer: Timerfd,
     /// When the next pass is due: the first message not yet due (or at once, when a slot is
     /// still behind after its burst).
     next_at: Instant,
@@ -259,73 +224,50 @@ struct Rx<'a> {
     intended_path: &'a FieldPath,
 }
 
-/// A WebSocket worker, generic over the transport.
-pub struct WsWorker<T: Transport> {
-    setup: WsSetup<T::Ctx>,
-    poll: Poll,
-    slots: Vec<Slot<T>>,
-    rec: Recorder,
+/// The WebSocket session of one worker.
+pub struct Ws {
+    plan: Arc<WsPlan>,
+    slots: Vec<Slot>,
     rng: StdRng,
     clock: Clock,
-    scratch: Box<[u8]>,
     msg: Vec<u8>,
     budget: Option<Budget>,
     ts_unit: Option<TsUnit>,
     echo_path: FieldPath,
     intended_path: FieldPath,
-    open: u64,
     stopping: bool,
-    max_stall: Duration,
-    tick: Duration,
-    /// Keeps a connect storm from starving the loop (`socket::ConnectPacer`).
-    pacer: socket::ConnectPacer,
-    /// Earliest moment a slot in backoff (or deferred by the connect pacer) may open.
-    next_open: Option<Instant>,
-    /// Every slot gave up (checked on the timer pass, not per event).
-    all_done: bool,
+    /// Slots that gave up: when all did, the worker is finished.
+    done: usize,
     /// Echo mode's schedule.
     echo: Option<EchoPacer>,
 }
 
-fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
-    plan.subscriptions
-        .iter()
-        .map(|s| s.replace("{conn}", &conn.to_string()).into_bytes())
-        .collect()
-}
-
-impl<T: Transport> WsWorker<T> {
-    /// Build the worker and its waker.
-    pub fn new(setup: WsSetup<T::Ctx>) -> std::io::Result<(WsWorker<T>, Arc<Waker>)> {
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+impl Ws {
+    /// A session for the net's slots; `first_conn` is the global index of its first connection
+    /// (for `{conn}`), `budget` its share of the reconnect budget. In echo mode its timerfd is
+    /// registered in `net`.
+    pub fn new<T: Transport>(
+        plan: Arc<WsPlan>,
+        first_conn: usize,
+        budget: Option<(u32, Duration)>,
+        net: &Net<T>,
+    ) -> std::io::Result<Ws> {
         let now = Instant::now();
-        let plan = setup.plan.clone();
-        let slots = (0..setup.connections)
+        let slots = (0..net.slots())
             .map(|i| Slot {
-                gen: 0,
-                sock: None,
-                transport: None,
-                rb: RecvBuf::new(),
-                // Only used when the socket refuses part of a write: grows on first need.
-                pending: Vec::new(),
-                addr_idx: 0,
                 backoff: Backoff::default(),
                 echo_accounted: 0,
                 owed: 0,
                 owed_from: 0,
                 p: Proto {
-                    state: State::Backoff(now),
+                    state: State::Waiting,
                     handshake: None,
                     decoder: Decoder::new(plan.max_message, plan.utf8_check),
                     out: Vec::with_capacity(512),
-                    subs: render_subscriptions(&plan, setup.first_conn + i),
+                    subs: render_subscriptions(&plan, first_conn + i),
                     seqs: Vec::new(),
-                    t_connect: now,
-                    t_established: now,
                     t_upgrade: now,
                     live: Liveness::new(now),
-                    next_beat: now,
                     lost_at: None,
                     was_open: false,
                     verdict: Verdict::Continue,
@@ -334,25 +276,11 @@ impl<T: Transport> WsWorker<T> {
                 },
             })
             .collect();
-        // The timer pass runs often enough for the finest timeout asked for (echo messages
-        // have their own timer).
-        let mut tick = Duration::from_millis(20);
-        if plan.heartbeat != Heartbeat::Off {
-            tick = tick.min(plan.heartbeat_interval / 4);
-        }
-        if let Some(s) = plan.stale_after {
-            tick = tick.min(s / 4);
-        }
-        if let Some(t) = plan.pong_timeout {
-            tick = tick.min(t / 4);
-        }
-        let tick = tick.max(Duration::from_millis(1));
-        let budget = setup.budget.map(|(k, per)| Budget::new(k.max(1), per, now));
         let echo = if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
-            let timer = Timer::new()?;
-            poll.registry().register(
+            let timer = Timerfd::new()?;
+            net.poll().registry().register(
                 &mut mio::unix::SourceFd(&timer.raw_fd()),
-                ECHO,
+                PACER,
                 Interest::READABLE,
             )?;
             Some(EchoPacer {
@@ -363,488 +291,187 @@ impl<T: Transport> WsWorker<T> {
         } else {
             None
         };
-        Ok((
-            WsWorker {
-                setup,
-                poll,
-                slots,
-                rec: Recorder::new(),
-                rng: StdRng::from_rng(&mut rand::rng()),
-                clock: Clock::new(),
-                scratch: vec![0; SCRATCH].into_boxed_slice(),
-                msg: Vec::with_capacity(plan.message_size.max(64) + 64),
-                budget,
-                ts_unit: plan.ts_unit,
-                echo_path: FieldPath::parse("t").expect("static path"),
-                intended_path: FieldPath::parse("i").expect("static path"),
-                open: 0,
-                stopping: false,
-                max_stall: Duration::ZERO,
-                tick,
-                next_open: None,
-                all_done: false,
-                pacer: socket::ConnectPacer::new(now),
-                echo,
-            },
-            waker,
-        ))
+        Ok(Ws {
+            budget: budget.map(|(k, per)| Budget::new(k.max(1), per, now)),
+            ts_unit: plan.ts_unit,
+            msg: Vec::with_capacity(plan.message_size.max(64) + 64),
+            plan,
+            slots,
+            rng: StdRng::from_rng(&mut rand::rng()),
+            clock: Clock::new(),
+            echo_path: FieldPath::parse("t").expect("static path"),
+            intended_path: FieldPath::parse("i").expect("static path"),
+            stopping: false,
+            done: 0,
+            echo,
+        })
     }
 
-    /// Run until the coordinator says stop, or every slot gave up.
-    pub fn run(mut self) -> Output {
-        // The clock (and with it the echo schedule) starts with the run, not when the worker
-        // was built: the start barrier may have taken a while.
-        self.clock = Clock::new();
-        let started = self.clock.base;
-        if let Some(e) = &mut self.echo {
-            e.next_at = started;
-        }
-        let warm_end = started + self.setup.plan.warmup;
-        let mut warm = self.setup.plan.warmup.is_zero();
-        let mut events = Events::with_capacity(1024);
-        for slot in 0..self.slots.len() {
-            self.open(slot);
-        }
-        let mut next_tick = started + self.tick;
-        let mut intervals = IntervalClock::new(&self.setup.progress, &mut self.rec, warm_end);
-        loop {
-            let now = Instant::now();
-            let mut wake = next_tick;
-            if !warm {
-                wake = wake.min(warm_end);
-            }
-            if let Some(c) = intervals.next() {
-                wake = wake.min(c);
-            }
-            if let Some(o) = self.next_open {
-                wake = wake.min(o);
-            }
-            if let Err(e) = self
-                .poll
-                .poll(&mut events, Some(wake.saturating_duration_since(now)))
-            {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    break;
-                }
-            }
-            let loop_now = Instant::now();
-            for ev in events.iter() {
-                self.on_event(ev);
-            }
-            if self.setup.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let now = Instant::now();
-            if !warm && now >= warm_end {
-                warm = true;
-                self.rec.reset();
-                intervals.restart(now);
-            }
-            if warm {
-                intervals.tick(now, false, &mut self.rec, &self.setup.progress);
-            }
-            if self.echo.as_ref().is_some_and(|e| now >= e.next_at) {
-                self.echo_pass(now);
-            }
-            if now >= next_tick || self.next_open.is_some_and(|o| now >= o) {
-                self.timers(now);
-                next_tick = now + self.tick;
-            }
-            self.publish();
-            if self.all_done {
-                break;
-            }
-            self.max_stall = self.max_stall.max(Instant::now() - loop_now);
-        }
+    /// The run is over at `end`: count the echo messages due and never written, and close every
+    /// open connection with a normal close (1000; best effort, one write).
+    pub fn finish<T: Transport>(&mut self, net: &mut Net<T>, end: Instant) {
         self.stopping = true;
-        self.count_unsent(Instant::now());
-        self.say_goodbye();
-        if warm {
-            intervals.tick(Instant::now(), true, &mut self.rec, &self.setup.progress);
+        if let Some(e) = &self.echo {
+            // `pace` rule 3: those still owed to a connection that is down, and those the loop
+            // had not released yet.
+            let due = pace::due_by(self.clock.mono_ns(end), e.rate);
+            for s in &self.slots {
+                net.rec.counters.unsent += s.owed + due.saturating_sub(s.echo_accounted);
+            }
         }
-        self.publish();
-        self.setup.progress.done.store(true, Ordering::Release);
-        let (user, sys) = crate::sys::thread_cpu_time();
-        Output {
-            stats: WorkerStats {
-                cpu: self.setup.cpu,
-                connections: self.setup.connections,
-                cpu_user_ns: user.as_nanos() as u64,
-                cpu_sys_ns: sys.as_nanos() as u64,
-                max_stall_ns: self.max_stall.as_nanos() as u64,
-            },
-            recorder: std::mem::take(&mut self.rec),
-            windows: Vec::new(),
-            finished_at: Instant::now(),
-        }
-    }
-
-    fn publish(&self) {
-        let p = &self.setup.progress;
-        let c = &self.rec.counters;
-        p.responses.store(c.ws.messages_in, Ordering::Relaxed);
-        p.errors.store(c.total_errors(), Ordering::Relaxed);
-        p.open.store(self.open, Ordering::Relaxed);
-    }
-
-    /// A normal close (1000) on every open connection as the run ends; best effort, one write.
-    fn say_goodbye(&mut self) {
         for slot in 0..self.slots.len() {
             if self.slots[slot].p.state == State::Open {
                 let mask = self.rng.random();
                 let s = &mut self.slots[slot];
                 s.p.out.clear();
                 ws::encode_close(&mut s.p.out, 1000, "", mask);
-                self.write_out(slot);
+                self.write_out(net, slot);
             }
         }
     }
 
-    #[inline]
-    fn token(slot: usize, gen: u32) -> Token {
-        Token(slot | (gen as usize) << 32)
+    fn set_state(&mut self, slot: usize, state: State) {
+        let p = &mut self.slots[slot].p;
+        if p.state == State::Done && state != State::Done {
+            self.done -= 1;
+        } else if p.state != State::Done && state == State::Done {
+            self.done += 1;
+        }
+        p.state = state;
     }
 
-    fn open(&mut self, slot: usize) {
+    fn open<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         if self.stopping {
-            self.slots[slot].p.state = State::Done;
-            return;
-        }
-        let now = Instant::now();
-        if let Some(at) = self.pacer.admit(now) {
-            self.slots[slot].p.state = State::Backoff(at);
-            self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
-            return;
+            return self.set_state(slot, State::Done);
         }
         if self.slots[slot].p.was_open {
             if let Some(b) = &mut self.budget {
                 if !b.try_take(now) {
                     let at = b.next_available(now);
-                    self.slots[slot].p.state = State::Backoff(at);
-                    self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
-                    return;
+                    net.timers.set(slot, TimerKind::Reopen, at);
+                    return self.set_state(slot, State::Waiting);
                 }
             }
         }
-        let addrs = &self.setup.plan.target.addrs;
-        let s = &mut self.slots[slot];
-        let addr: SocketAddr = addrs[s.addr_idx % addrs.len()];
-        let source = socket::source_for(&self.setup.plan.sources, self.setup.first_conn + slot);
-        s.p.t_connect = now;
-        self.rec.counters.connections_opened += 1;
-        let res = socket::connect_from(addr, source);
-        self.pacer.done(Instant::now());
-        let mut sock = match res {
-            Ok(sock) => sock,
-            Err(e) => {
-                return self.lose(
-                    slot,
-                    ReconnectCause::Error,
-                    Some(ErrorClass::from_connect_error(&e)),
-                )
-            }
-        };
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            Self::token(slot, s.gen),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            return self.lose(
-                slot,
-                ReconnectCause::Error,
-                Some(ErrorClass::from_connect_error(&e)),
-            );
-        }
-        let s = &mut self.slots[slot];
-        s.sock = Some(sock);
-        s.p.state = State::Connecting;
-        self.open += 1;
-    }
-
-    fn on_event(&mut self, ev: &Event) {
-        if ev.token() == WAKER {
-            return;
-        }
-        if ev.token() == ECHO {
-            if let Some(e) = &mut self.echo {
-                e.timer.clear();
-            }
-            return;
-        }
-        let slot = ev.token().0 & 0xFFFF_FFFF;
-        let gen = (ev.token().0 >> 32) as u32;
-        let Some(s) = self.slots.get(slot) else {
-            return;
-        };
-        if s.gen != gen {
-            return;
-        }
-        match s.p.state {
-            State::Connecting => {
-                if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
-                    self.on_connect_event(slot);
-                }
-            }
-            State::Handshaking | State::Upgrading | State::Open => {
-                if ev.is_writable() && !self.flush(slot) {
-                    return;
-                }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.on_readable(slot);
-                }
-            }
-            State::Backoff(_) | State::Done => {}
-        }
-    }
-
-    fn on_connect_event(&mut self, slot: usize) {
-        let s = &mut self.slots[slot];
-        let sock = s.sock.as_ref().expect("connecting slot has a socket");
-        match socket::is_connected(sock) {
-            Ok(false) => {}
-            Ok(true) => {
-                let now = Instant::now();
-                s.p.t_established = now;
-                self.rec
-                    .record(Phase::Connect, (now - s.p.t_connect).as_nanos() as u64);
-                match T::start(&self.setup.ctx) {
-                    Ok(t) => {
-                        let handshaking = t.is_handshaking();
-                        s.transport = Some(t);
-                        if handshaking {
-                            s.p.state = State::Handshaking;
-                            self.flush(slot);
-                        } else {
-                            self.send_upgrade(slot);
-                        }
-                    }
-                    Err(f) => self.on_failure(slot, f),
-                }
-            }
-            Err(e) => {
-                if matches!(
-                    ErrorClass::from_connect_error(&e),
-                    ErrorClass::ConnectRefused | ErrorClass::ConnectTimeout
-                ) {
-                    let n = self.setup.plan.target.addrs.len();
-                    s.addr_idx = (s.addr_idx + 1) % n;
-                }
-                self.lose(
-                    slot,
-                    ReconnectCause::Error,
-                    Some(ErrorClass::from_connect_error(&e)),
-                )
+        match net.open(slot, now) {
+            Opened::Connecting => self.set_state(slot, State::Connecting),
+            Opened::Deferred(_) => self.set_state(slot, State::Waiting),
+            Opened::Failed(class) => {
+                self.set_state(slot, State::Connecting);
+                self.lose(net, slot, ReconnectCause::Error, Some(class), now);
             }
         }
     }
 
-    /// TCP (and TLS) ready: count the handshake and send the upgrade request.
-    fn send_upgrade(&mut self, slot: usize) {
-        let plan = self.setup.plan.clone();
-        let s = &mut self.slots[slot];
-        if let Some(t) = &s.transport {
-            super::transport::record_handshake(&mut self.rec, t);
-        }
-        self.rec.counters.connections_established += 1;
-        let hs = Handshake::new(&mut self.rng);
-        let req = match ws::encode_upgrade(
-            &plan.target.path,
-            &plan.target.authority,
-            &hs.key,
-            &plan.headers,
-        ) {
-            Ok(r) => r,
-            Err(_) => return self.lose(slot, ReconnectCause::Error, Some(ErrorClass::Protocol)),
-        };
-        s.p.handshake = Some(hs);
-        s.p.state = State::Upgrading;
-        s.p.t_upgrade = Instant::now();
-        s.p.out.clear();
-        s.p.out.extend_from_slice(&req);
-        self.write_out(slot);
-    }
-
-    /// Write `p.out` and clear it; false when the connection failed.
-    fn write_out(&mut self, slot: usize) -> bool {
-        let s = &mut self.slots[slot];
-        if s.p.out.is_empty() {
+    /// Write `p.out` and clear it; false when the connection failed (and was lost).
+    fn write_out<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) -> bool {
+        let p = &mut self.slots[slot].p;
+        if p.out.is_empty() {
             return true;
         }
-        let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
-            s.p.out.clear();
+        if net.link(slot) != Link::Up {
+            p.out.clear();
             return true;
-        };
-        let res = t.send(
-            sock,
-            &s.p.out,
-            &mut s.pending,
-            &mut self.rec.counters.bytes_out,
-        );
-        s.p.out.clear();
+        }
+        let res = net.send(slot, &p.out);
+        p.out.clear();
         match res {
             Ok(()) => true,
             Err(e) => {
-                let class = ErrorClass::from_io_error(&e);
-                self.lose(slot, ReconnectCause::Abnormal, Some(class));
+                let class = self.io_class(slot, &e);
+                self.lose(
+                    net,
+                    slot,
+                    ReconnectCause::Abnormal,
+                    Some(class),
+                    Instant::now(),
+                );
                 false
             }
         }
     }
 
-    fn flush(&mut self, slot: usize) -> bool {
-        let s = &mut self.slots[slot];
-        let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
-            return true;
-        };
-        match t.flush(sock, &mut s.pending, &mut self.rec.counters.bytes_out) {
-            Ok(_) => true,
-            Err(e) => {
-                let class = if s.p.state == State::Handshaking {
-                    ErrorClass::TlsHandshake
-                } else {
-                    ErrorClass::from_io_error(&e)
-                };
-                self.lose(slot, ReconnectCause::Error, Some(class));
-                false
-            }
+    /// Rule 2: a socket error of an open connection is a reset or an abnormal close; before
+    /// the upgrade it is classified like any socket error.
+    fn io_class(&self, slot: usize, e: &std::io::Error) -> ErrorClass {
+        let class = ErrorClass::from_io_error(e);
+        match self.slots[slot].p.state {
+            State::Open if class == ErrorClass::ResetMidResponse => ErrorClass::WsReset,
+            State::Open => ErrorClass::WsAbnormalClose,
+            _ => class,
         }
-    }
-
-    fn on_readable(&mut self, slot: usize) {
-        let s = &mut self.slots[slot];
-        let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
-            return;
-        };
-        let mut bytes_in = 0;
-        let p = &mut s.p;
-        p.verdict = Verdict::Continue;
-        p.just_opened = false;
-        let mut rx = Rx {
-            plan: &self.setup.plan,
-            rec: &mut self.rec,
-            rng: &mut self.rng,
-            clock: self.clock,
-            ts_unit: &mut self.ts_unit,
-            echo_path: &self.echo_path,
-            intended_path: &self.intended_path,
-        };
-        let res = t.recv(
-            sock,
-            &mut self.scratch,
-            &mut s.rb,
-            &mut bytes_in,
-            |rb, now| {
-                on_bytes(p, &mut rx, rb, now);
-                Ok(())
-            },
-        );
-        self.rec.counters.bytes_in += bytes_in;
-        let recv = match res {
-            Ok(r) => r,
-            Err(f) => return self.on_failure(slot, f),
-        };
-        if let Some(done) = recv.handshake_done {
-            let s = &mut self.slots[slot];
-            self.rec
-                .record(Phase::Tls, (done - s.p.t_established).as_nanos() as u64);
-            self.send_upgrade(slot);
-            return;
-        }
-        if self.slots[slot].p.just_opened {
-            let reopened = self.slots[slot].p.reopened;
-            self.send_owed(slot, reopened);
-            self.slots[slot].backoff.reset();
-        }
-        // Pongs, close replies, subscriptions: one write.
-        if !self.write_out(slot) {
-            return;
-        }
-        match self.slots[slot].p.verdict {
-            Verdict::Lose(cause, class) => self.lose(slot, cause, class),
-            Verdict::Continue if recv.eof => {
-                let class = match self.slots[slot].p.state {
-                    State::Open => ErrorClass::WsAbnormalClose,
-                    State::Handshaking => ErrorClass::TlsHandshake,
-                    _ => ErrorClass::UpgradeRejected,
-                };
-                self.lose(slot, ReconnectCause::Abnormal, Some(class))
-            }
-            Verdict::Continue => {}
-        }
-    }
-
-    fn on_failure(&mut self, slot: usize, f: Failure) {
-        let state = self.slots[slot].p.state;
-        let class = match f {
-            Failure::Tls(class) => class,
-            Failure::Protocol => ErrorClass::WsProtocol,
-            Failure::Io(e) => match state {
-                State::Handshaking => ErrorClass::TlsHandshake,
-                State::Open => ErrorClass::WsAbnormalClose,
-                _ => ErrorClass::from_io_error(&e),
-            },
-        };
-        let cause = if state == State::Open {
-            ReconnectCause::Abnormal
-        } else {
-            ReconnectCause::Error
-        };
-        self.lose(slot, cause, Some(class));
     }
 
     /// Drop the slot's connection and schedule its replacement (rule 2).
-    fn lose(&mut self, slot: usize, cause: ReconnectCause, class: Option<ErrorClass>) {
-        let now = Instant::now();
+    fn lose<T: Transport>(
+        &mut self,
+        net: &mut Net<T>,
+        slot: usize,
+        cause: ReconnectCause,
+        class: Option<ErrorClass>,
+        now: Instant,
+    ) {
         if let Some(c) = class {
-            self.rec.error(c);
+            net.rec.error(c);
         }
+        net.close(slot, Close::Fin);
         let s = &mut self.slots[slot];
-        if s.sock.take().is_some() {
-            self.open -= 1;
-        }
-        s.transport = None;
-        s.rb.clear();
-        s.pending.clear();
         s.p.out.clear();
         s.p.decoder.reset();
         s.p.handshake = None;
-        s.gen = s.gen.wrapping_add(1);
+        s.p.verdict = Verdict::Continue;
+        s.p.just_opened = false;
         if s.p.state == State::Open {
             s.p.lost_at.get_or_insert(now);
         }
         if self.stopping {
-            s.p.state = State::Done;
-            return;
+            return self.set_state(slot, State::Done);
         }
-        self.rec.counters.ws.reconnects[cause.index()] += 1;
-        match s.backoff.next(&self.setup.plan.backoff, &mut self.rng) {
+        net.rec.counters.ws.reconnects[cause.index()] += 1;
+        match s.backoff.next(&self.plan.backoff, &mut self.rng) {
             Some(wait) => {
-                s.p.state = State::Backoff(now + wait);
-                let at = now + wait;
-                self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
+                net.timers.set(slot, TimerKind::Reopen, now + wait);
+                self.set_state(slot, State::Waiting);
             }
             None => {
-                self.rec.counters.ws.retries_exhausted += 1;
-                s.p.state = State::Done;
+                net.rec.counters.ws.retries_exhausted += 1;
+                self.set_state(slot, State::Done);
             }
         }
+    }
+
+    /// The 101 arrived in the read that just ended: start the open connection's timers, send
+    /// what is owed, reset the backoff.
+    fn opened<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let plan = &self.plan;
+        if let Some(st) = plan.stale_after {
+            net.timers.set(slot, TimerKind::Stale, now + st);
+        }
+        if plan.heartbeat != Heartbeat::Off {
+            net.timers
+                .set(slot, TimerKind::Heartbeat, now + plan.heartbeat_interval);
+        }
+        net.timers.stop(slot, TimerKind::Request);
+        let reopened = self.slots[slot].p.reopened;
+        self.send_owed(net, slot, reopened);
+        self.slots[slot].backoff.reset();
     }
 
     /// Echo mode (rule 6): release every message due by `now` on every slot, write what open
     /// connections got, and arm the timer for the next due time (or for at once, when a slot
     /// is still behind after its burst).
-    fn echo_pass(&mut self, now: Instant) {
-        let Some(e) = &mut self.echo else {
+    fn echo_pass<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
+        let Some(e) = &self.echo else {
             return;
         };
         let due = pace::due_by(self.clock.mono_ns(now), e.rate);
         let mut behind = false;
         for slot in 0..self.slots.len() {
             let open = self.slots[slot].p.state == State::Open;
-            self.echo_schedule(slot, due, open);
+            self.echo_schedule(net, slot, due, open);
             behind |= self.slots[slot].echo_accounted < due;
             if open {
-                self.write_out(slot);
+                self.write_out(net, slot);
             }
         }
         let Some(e) = &mut self.echo else {
@@ -855,74 +482,16 @@ impl<T: Transport> WsWorker<T> {
         } else {
             self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
         };
-        let _ = e
-            .timer
-            .arm(e.next_at.saturating_duration_since(Instant::now()));
-    }
-
-    /// Timeouts, staleness, heartbeats and due reconnects.
-    fn timers(&mut self, now: Instant) {
-        let plan = self.setup.plan.clone();
-        // Rebuilt by this pass: open() and lose() below add what they schedule.
-        self.next_open = None;
-        let mut done = 0;
-        for slot in 0..self.slots.len() {
-            let state = self.slots[slot].p.state;
-            let s = &self.slots[slot];
-            match state {
-                State::Backoff(at) if at <= now => self.open(slot),
-                State::Backoff(at) => {
-                    self.next_open = Some(self.next_open.map_or(at, |o| o.min(at)));
-                }
-                State::Done => done += 1,
-                State::Connecting if now - s.p.t_connect >= plan.connect_timeout => self.lose(
-                    slot,
-                    ReconnectCause::Error,
-                    Some(ErrorClass::ConnectTimeout),
-                ),
-                State::Handshaking if now - s.p.t_established >= plan.connect_timeout => {
-                    self.lose(slot, ReconnectCause::Error, Some(ErrorClass::TlsHandshake))
-                }
-                State::Upgrading if now - s.p.t_upgrade >= plan.connect_timeout => {
-                    self.lose(slot, ReconnectCause::Error, Some(ErrorClass::ReadTimeout))
-                }
-                State::Open => {
-                    if plan
-                        .stale_after
-                        .is_some_and(|st| now - s.p.live.last_data >= st)
-                    {
-                        self.lose(slot, ReconnectCause::Stale, Some(ErrorClass::Stale));
-                        continue;
-                    }
-                    if let (Some(limit), Some(sent)) = (plan.pong_timeout, s.p.live.ping_unanswered)
-                    {
-                        if self.clock.mono_ns(now).saturating_sub(sent) >= limit.as_nanos() as u64 {
-                            self.lose(
-                                slot,
-                                ReconnectCause::PongTimeout,
-                                Some(ErrorClass::PongTimeout),
-                            );
-                            continue;
-                        }
-                    }
-                    if plan.heartbeat != Heartbeat::Off && now >= s.p.next_beat {
-                        self.heartbeat(slot, now);
-                    }
-                    self.write_out(slot);
-                }
-                _ => {}
-            }
-        }
-        self.all_done = done == self.slots.len();
+        let _ = e.timer.arm(e.next_at, Instant::now());
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
     /// Each message released here gets its send lag: how late the client's loop released it
     /// (`engine::pace`'s health metric), whether it is written at once or owed to a connection
     /// that is down, whose wait shows in `corrected`.
-    fn echo_schedule(&mut self, slot: usize, due: u64, open: bool) {
-        let limit = self.setup.plan.send_buffer as u64;
-        let rate = self.setup.plan.send_rate;
+    fn echo_schedule<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, due: u64, open: bool) {
+        let limit = self.plan.send_buffer as u64;
+        let rate = self.plan.send_rate;
         let s = &mut self.slots[slot];
         let new = due.saturating_sub(s.echo_accounted);
         if new == 0 {
@@ -933,12 +502,12 @@ impl<T: Transport> WsWorker<T> {
         let released = self.clock.mono_ns(Instant::now());
         for idx in first..first + n {
             let lag = released.saturating_sub(pace::offset_ns(idx, rate));
-            self.rec.record(Phase::SendLag, lag);
+            net.rec.record(Phase::SendLag, lag);
         }
         s.echo_accounted += n;
         if open {
             for idx in first..first + n {
-                self.encode_echo(slot, idx);
+                self.encode_echo(&mut net.rec, slot, idx);
             }
         } else {
             if s.owed == 0 {
@@ -947,36 +516,23 @@ impl<T: Transport> WsWorker<T> {
             let room = limit.saturating_sub(s.owed);
             let kept = new.min(room);
             s.owed += kept;
-            self.rec.counters.ws.buffer_dropped += new - kept;
+            net.rec.counters.ws.buffer_dropped += new - kept;
             // Due and never written (`pace` rule 3).
-            self.rec.counters.unsent += new - kept;
-        }
-    }
-
-    /// As the run ends: every echo message due and never written is counted as unsent
-    /// (`pace` rule 3): those still owed to a connection that is down, and those the loop had
-    /// not released yet.
-    fn count_unsent(&mut self, end: Instant) {
-        let Some(e) = &self.echo else {
-            return;
-        };
-        let due = pace::due_by(self.clock.mono_ns(end), e.rate);
-        for s in &self.slots {
-            self.rec.counters.unsent += s.owed + due.saturating_sub(s.echo_accounted);
+            net.rec.counters.unsent += new - kept;
         }
     }
 
     /// After (re)subscribing: the echo messages owed while the connection was down (or, for a
     /// slot's first connection, not yet open: those are no outage's and not counted as
     /// buffered).
-    fn send_owed(&mut self, slot: usize, reopened: bool) {
+    fn send_owed<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, reopened: bool) {
         let owed = std::mem::take(&mut self.slots[slot].owed);
         let from = self.slots[slot].owed_from;
         for idx in from..from + owed {
-            self.encode_echo(slot, idx);
+            self.encode_echo(&mut net.rec, slot, idx);
         }
         if reopened {
-            self.rec.counters.ws.buffered_sent += owed;
+            net.rec.counters.ws.buffered_sent += owed;
         }
     }
 
@@ -985,14 +541,14 @@ impl<T: Transport> WsWorker<T> {
     /// padded to the size. The schedule is open-loop (`engine::pace`'s argument): message idx is
     /// due at idx / rate whatever the echoes do, so the echo's latency from "i" is the corrected
     /// one and from "t" the uncorrected one.
-    fn encode_echo(&mut self, slot: usize, idx: u64) {
+    fn encode_echo(&mut self, rec: &mut Recorder, slot: usize, idx: u64) {
         use std::io::Write as _;
         let t = self.clock.mono_ns(Instant::now());
-        let i = pace::offset_ns(idx, self.setup.plan.send_rate);
-        let n = self.rec.counters.ws.messages_out;
+        let i = pace::offset_ns(idx, self.plan.send_rate);
+        let n = rec.counters.ws.messages_out;
         self.msg.clear();
         let _ = write!(self.msg, "{{\"t\":{t},\"i\":{i},\"n\":{n},\"pad\":\"");
-        let size = self.setup.plan.message_size;
+        let size = self.plan.message_size;
         while self.msg.len() + 2 < size {
             self.msg.push(b'x');
         }
@@ -1005,33 +561,243 @@ impl<T: Transport> WsWorker<T> {
             &self.msg,
             mask,
         );
-        self.rec.counters.ws.messages_out += 1;
+        rec.counters.ws.messages_out += 1;
         // The echo messages are echo mode's requests (`rate.sent_per_s`).
-        self.rec.counters.requests += 1;
+        rec.counters.requests += 1;
     }
 
-    fn heartbeat(&mut self, slot: usize, now: Instant) {
-        let plan = self.setup.plan.clone();
+    /// A heartbeat is due: encode it, note what is unanswered, arm the next one (and the pong
+    /// deadline).
+    fn heartbeat<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         let mask = self.rng.random();
+        let plan = &self.plan;
         let s = &mut self.slots[slot];
-        s.p.next_beat = now + plan.heartbeat_interval;
+        net.timers
+            .set(slot, TimerKind::Heartbeat, now + plan.heartbeat_interval);
         match &plan.heartbeat {
             Heartbeat::Off => {}
             Heartbeat::Ping => {
                 let t = self.clock.mono_ns(Instant::now());
                 ws::encode_frame(&mut s.p.out, OpCode::Ping, true, &t.to_le_bytes(), mask);
-                self.rec.counters.ws.pings_sent += 1;
+                net.rec.counters.ws.pings_sent += 1;
                 s.p.live.ping_unanswered.get_or_insert(t);
                 s.p.live.last_ping = t;
+                if let Some(limit) = plan.pong_timeout {
+                    net.timers.set_at_most(slot, TimerKind::Pong, now + limit);
+                }
             }
             Heartbeat::Text(text) => {
                 ws::encode_frame(&mut s.p.out, OpCode::Text, true, text.as_bytes(), mask);
-                self.rec.counters.ws.messages_out += 1;
-                self.rec.counters.ws.pings_sent += 1;
+                net.rec.counters.ws.messages_out += 1;
+                net.rec.counters.ws.pings_sent += 1;
                 s.p.live.text_unanswered = s.p.live.text_unanswered.saturating_add(1);
             }
         }
     }
+}
+
+impl<T: Transport> Session<T> for Ws {
+    fn on_start(&mut self, net: &mut Net<T>, now: Instant) {
+        // The clock (and with it the echo schedule) starts with the run, not when the worker
+        // was built: the start barrier may have taken a while.
+        self.clock = Clock::new();
+        if let Some(e) = &mut self.echo {
+            e.next_at = self.clock.base;
+        }
+        for slot in 0..self.slots.len() {
+            self.open(net, slot, now);
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.done == self.slots.len()
+    }
+
+    fn progress(&self, rec: &Recorder) -> u64 {
+        rec.counters.ws.messages_in
+    }
+
+    /// TCP (and TLS) up: send the upgrade request (its deadline is the connect timeout).
+    fn on_ready(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let hs = Handshake::new(&mut self.rng);
+        let req = match ws::encode_upgrade(
+            &self.plan.target.path,
+            &self.plan.target.authority,
+            &hs.key,
+            &self.plan.headers,
+        ) {
+            Ok(r) => r,
+            // Validated before the run started; counted rather than trusted.
+            Err(_) => {
+                return self.lose(
+                    net,
+                    slot,
+                    ReconnectCause::Error,
+                    Some(ErrorClass::Protocol),
+                    now,
+                )
+            }
+        };
+        let s = &mut self.slots[slot];
+        s.p.handshake = Some(hs);
+        s.p.state = State::Upgrading;
+        s.p.t_upgrade = Instant::now();
+        s.p.out.clear();
+        s.p.out.extend_from_slice(&req);
+        net.timers.set(
+            slot,
+            TimerKind::Request,
+            s.p.t_upgrade + self.plan.connect_timeout,
+        );
+        self.write_out(net, slot);
+    }
+
+    fn on_data(
+        &mut self,
+        slot: usize,
+        rb: &mut RecvBuf,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let p = &mut self.slots[slot].p;
+        let mut rx = Rx {
+            plan: &self.plan,
+            rec,
+            rng: &mut self.rng,
+            clock: self.clock,
+            ts_unit: &mut self.ts_unit,
+            echo_path: &self.echo_path,
+            intended_path: &self.intended_path,
+        };
+        on_bytes(p, &mut rx, rb, now);
+        Ok(())
+    }
+
+    fn after_read(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        if std::mem::take(&mut self.slots[slot].p.just_opened) {
+            self.opened(net, slot, now);
+        }
+        // Pongs, close replies, subscriptions: one write.
+        if !self.write_out(net, slot) {
+            return;
+        }
+        if let Verdict::Lose(cause, class) =
+            std::mem::replace(&mut self.slots[slot].p.verdict, Verdict::Continue)
+        {
+            self.lose(net, slot, cause, class, now);
+        }
+    }
+
+    fn on_lost(&mut self, net: &mut Net<T>, slot: usize, lost: Lost, now: Instant) {
+        // What the read that ended the connection decided comes first: a close frame followed
+        // by the FIN is the server's close, not an abnormal one.
+        if let Verdict::Lose(cause, class) =
+            std::mem::replace(&mut self.slots[slot].p.verdict, Verdict::Continue)
+        {
+            return self.lose(net, slot, cause, class, now);
+        }
+        let state = self.slots[slot].p.state;
+        let (cause, class) = match lost {
+            Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => {
+                (ReconnectCause::Error, class)
+            }
+            Lost::Protocol => (ReconnectCause::Error, ErrorClass::WsProtocol),
+            Lost::Eof => match state {
+                State::Open => (ReconnectCause::Abnormal, ErrorClass::WsAbnormalClose),
+                _ => (ReconnectCause::Error, ErrorClass::UpgradeRejected),
+            },
+            Lost::Io(e) => {
+                let cause = if state == State::Open {
+                    ReconnectCause::Abnormal
+                } else {
+                    ReconnectCause::Error
+                };
+                (cause, self.io_class(slot, &e))
+            }
+        };
+        self.lose(net, slot, cause, Some(class), now);
+    }
+
+    fn on_timer(&mut self, net: &mut Net<T>, slot: usize, kind: TimerKind, now: Instant) {
+        let state = self.slots[slot].p.state;
+        match (kind, state) {
+            (TimerKind::Reopen, State::Waiting) => self.open(net, slot, now),
+            (TimerKind::Request, State::Upgrading) => self.lose(
+                net,
+                slot,
+                ReconnectCause::Error,
+                Some(ErrorClass::ReadTimeout),
+                now,
+            ),
+            (TimerKind::Stale, State::Open) => {
+                let (Some(st), last) = (self.plan.stale_after, self.slots[slot].p.live.last_data)
+                else {
+                    return;
+                };
+                if now - last >= st {
+                    self.lose(
+                        net,
+                        slot,
+                        ReconnectCause::Stale,
+                        Some(ErrorClass::Stale),
+                        now,
+                    );
+                } else {
+                    net.timers.set(slot, TimerKind::Stale, last + st);
+                }
+            }
+            (TimerKind::Pong, State::Open) => {
+                let (Some(limit), Some(sent)) = (
+                    self.plan.pong_timeout,
+                    self.slots[slot].p.live.ping_unanswered,
+                ) else {
+                    return;
+                };
+                let due = self.clock.base + Duration::from_nanos(sent) + limit;
+                if now >= due {
+                    self.lose(
+                        net,
+                        slot,
+                        ReconnectCause::PongTimeout,
+                        Some(ErrorClass::PongTimeout),
+                        now,
+                    );
+                } else {
+                    net.timers.set(slot, TimerKind::Pong, due);
+                }
+            }
+            (TimerKind::Heartbeat, State::Open) => {
+                self.heartbeat(net, slot, now);
+                self.write_out(net, slot);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_turn(&mut self, net: &mut Net<T>, now: Instant) {
+        if self.echo.as_ref().is_some_and(|e| now >= e.next_at) {
+            self.echo_pass(net, now);
+        }
+    }
+
+    fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
+        if token == PACER {
+            if let Some(e) = &mut self.echo {
+                e.timer.fired();
+            }
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        self.echo.as_ref().map(|e| e.next_at)
+    }
+}
+
+fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
+    plan.subscriptions
+        .iter()
+        .map(|s| s.replace("{conn}", &conn.to_string()).into_bytes())
+        .collect()
 }
 
 /// Everything that happens to bytes read from an upgrading or open connection. Frames to send
@@ -1127,7 +893,6 @@ fn upgraded(p: &mut Proto, rx: &mut Rx<'_>, now: Instant) {
     p.was_open = true;
     p.just_opened = true;
     p.live = Liveness::new(now);
-    p.next_beat = now + rx.plan.heartbeat_interval;
 }
 
 /// One frame from an open connection.

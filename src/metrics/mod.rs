@@ -147,17 +147,19 @@ pub enum ErrorClass {
     UpgradeRejected,
     /// The server broke the WebSocket protocol (bad frame, bad UTF-8, oversize message).
     WsProtocol,
-    /// The WebSocket connection ended without a close frame (close code 1006).
+    /// The WebSocket connection ended by a FIN without a close frame (close code 1006).
     WsAbnormalClose,
     /// No data message arrived for `--stale-after`: the connection was replaced.
     Stale,
     /// A protocol ping went unanswered for `--pong-timeout`: the connection was replaced.
     PongTimeout,
+    /// The WebSocket connection was reset (TCP RST) without a close frame.
+    WsReset,
 }
 
 impl ErrorClass {
     /// Number of error classes.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
     /// Every class, in report order.
     pub const ALL: [ErrorClass; ErrorClass::COUNT] = [
         ErrorClass::ConnectRefused,
@@ -178,6 +180,7 @@ impl ErrorClass {
         ErrorClass::WsAbnormalClose,
         ErrorClass::Stale,
         ErrorClass::PongTimeout,
+        ErrorClass::WsReset,
     ];
 
     /// Stable snake_case name used in text and JSON reports.
@@ -201,6 +204,7 @@ impl ErrorClass {
             ErrorClass::WsAbnormalClose => "ws_abnormal_close",
             ErrorClass::Stale => "stale",
             ErrorClass::PongTimeout => "pong_timeout",
+            ErrorClass::WsReset => "ws_reset",
         }
     }
 

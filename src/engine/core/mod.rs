@@ -347,6 +347,11 @@ pub trait Session<T: Transport> {
     /// must not be recorded when they complete.
     fn on_warm(&mut self, _now: Instant) {}
 
+    /// What the live progress line counts as done work (responses; WebSocket: messages in).
+    fn progress(&self, rec: &Recorder) -> u64 {
+        rec.counters.responses
+    }
+
     /// The session has done all it was asked (`-n` sent and answered): the run ends.
     fn finished(&self) -> bool {
         false

@@ -85,7 +85,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             if warm {
                 intervals.tick(polled, false, &mut self.net.rec, &ctl.live);
             }
-            publish(&ctl.live, &self.net);
+            publish(&ctl.live, &self.net, &self.session);
             if self.session.finished() {
                 finished_at = Some(Instant::now());
                 ctl.live.done.store(true, Ordering::Release);
@@ -97,7 +97,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         if warm {
             intervals.tick(finished_at, true, &mut self.net.rec, &ctl.live);
         }
-        publish(&ctl.live, &self.net);
+        publish(&ctl.live, &self.net, &self.session);
         ctl.live.done.store(true, Ordering::Release);
         RunEnd {
             started,
@@ -108,9 +108,10 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
     }
 }
 
-fn publish<T: Transport>(live: &Live, net: &super::Net<T>) {
+fn publish<T: Transport, S: Session<T>>(live: &Live, net: &super::Net<T>, session: &S) {
     let c = &net.rec.counters;
-    live.responses.store(c.responses, Ordering::Relaxed);
+    live.responses
+        .store(session.progress(&net.rec), Ordering::Relaxed);
     live.errors.store(c.total_errors(), Ordering::Relaxed);
     live.open.store(net.open_count(), Ordering::Relaxed);
 }
