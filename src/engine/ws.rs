@@ -445,7 +445,8 @@ impl Ws {
     fn opened<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         let plan = &self.plan;
         if let Some(st) = plan.stale_after {
-            net.timers.set(slot, TimerKind::Stale, now + st);
+            let last = self.slots[slot].p.live.last_data;
+            net.timers.set(slot, TimerKind::Stale, last + st);
         }
         if plan.heartbeat != Heartbeat::Off {
             net.timers
@@ -1040,6 +1041,279 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The WebSocket session on the core against a scripted loopback server, with a fake clock
+    // for every deadline: upgrade timeout, staleness, pong deadline, reconnect backoff.
+    use crate::engine::core::{Connector, Driver, Plain};
+    use crate::plan::{Scheme, Target, TlsPlan};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    fn plan(addr: SocketAddr) -> WsPlan {
+        WsPlan {
+            target: Target {
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: addr.port(),
+                path: "/ws".into(),
+                authority: format!("127.0.0.1:{}", addr.port()),
+                addrs: vec![addr],
+                url: format!("ws://{addr}/ws"),
+            },
+            tls: TlsPlan::default(),
+            headers: vec![],
+            connections: 1,
+            threads: 1,
+            pinning: crate::plan::Pinning::None,
+            duration: Duration::from_secs(60),
+            warmup: Duration::ZERO,
+            connect_timeout: Duration::from_secs(5),
+            progress: false,
+            intervals: false,
+            subscriptions: vec![r#"{"op":"subscribe"}"#.into()],
+            mode: WsMode::Stream,
+            send_rate: 0.0,
+            message_size: 64,
+            ping_interval: Duration::from_secs(1),
+            ts_field: None,
+            ts_unit: None,
+            seq_field: None,
+            stream_field: FieldPath::parse("stream").unwrap(),
+            utf8_check: true,
+            max_message: 1 << 20,
+            backoff: crate::plan::BackoffPolicy::default(),
+            reconnect_budget: None,
+            stale_after: None,
+            heartbeat: Heartbeat::Off,
+            heartbeat_interval: Duration::from_secs(20),
+            pong_timeout: None,
+            send_buffer: 100,
+            sources: vec![],
+        }
+    }
+
+    fn driver(plan: WsPlan) -> Driver<Plain, Ws> {
+        let net = Net::<Plain>::new(
+            mio::Poll::new().unwrap(),
+            1,
+            (),
+            Connector::new(plan.target.addrs.clone(), Vec::new(), 0),
+            plan.connect_timeout,
+        );
+        let ws = Ws::new(Arc::new(plan), 0, None, &net).unwrap();
+        Driver::new(net, ws)
+    }
+
+    fn pump(d: &mut Driver<Plain, Ws>, done: impl Fn(&Driver<Plain, Ws>) -> bool) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        while !done(d) {
+            assert!(Instant::now() < limit, "condition not reached");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+        }
+    }
+
+    /// Accept, read the upgrade request, answer 101 with the right accept key.
+    fn upgrade(l: &TcpListener, d: &mut Driver<Plain, Ws>) -> TcpStream {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        pump(d, |d| d.session.slots[0].p.state == State::Upgrading);
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("key");
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            ws::accept_for(key.trim())
+        );
+        s.write_all(answer.as_bytes()).unwrap();
+        pump(d, |d| d.session.slots[0].p.state == State::Open);
+        s
+    }
+
+    fn server_text(s: &mut TcpStream, text: &str) {
+        let mut f = vec![0x81, text.len() as u8];
+        f.extend_from_slice(text.as_bytes());
+        s.write_all(&f).unwrap();
+    }
+
+    #[test]
+    fn an_unanswered_upgrade_times_out_at_its_deadline() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(plan(l.local_addr().unwrap()));
+        d.session.on_start(&mut d.net, Instant::now());
+        let _s = l.accept().unwrap();
+        pump(&mut d, |d| d.session.slots[0].p.state == State::Upgrading);
+        let deadline = d.net.timers.get(0, TimerKind::Request).expect("armed");
+        d.fire_timers(deadline - Duration::from_millis(1));
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        d.fire_timers(deadline);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ReadTimeout.index()],
+            1
+        );
+        assert_eq!(d.session.slots[0].p.state, State::Waiting);
+        assert!(d.net.timers.get(0, TimerKind::Reopen).is_some());
+    }
+
+    #[test]
+    fn staleness_follows_the_last_data_message_lazily() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut p = plan(l.local_addr().unwrap());
+        p.stale_after = Some(Duration::from_secs(30));
+        let mut d = driver(p);
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = upgrade(&l, &mut d);
+        let first = d
+            .net
+            .timers
+            .get(0, TimerKind::Stale)
+            .expect("armed at open");
+        server_text(&mut s, r#"{"stream":"a"}"#);
+        pump(&mut d, |d| d.net.rec.counters.ws.messages_in == 1);
+        let last = d.session.slots[0].p.live.last_data;
+        // The armed deadline is the open's; firing it re-arms from the last message.
+        d.fire_timers(first);
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        assert_eq!(
+            d.net.timers.get(0, TimerKind::Stale),
+            Some(last + Duration::from_secs(30))
+        );
+        d.fire_timers(last + Duration::from_secs(30));
+        assert_eq!(d.net.rec.counters.errors[ErrorClass::Stale.index()], 1);
+        assert_eq!(
+            d.net.rec.counters.ws.reconnects[ReconnectCause::Stale.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn a_reply_to_our_text_heartbeat_does_not_keep_a_stalled_feed_alive() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut p = plan(l.local_addr().unwrap());
+        p.stale_after = Some(Duration::from_secs(30));
+        p.heartbeat = Heartbeat::Text(r#"{"op":"ping"}"#.into());
+        p.heartbeat_interval = Duration::from_secs(10);
+        let mut d = driver(p);
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = upgrade(&l, &mut d);
+        let opened = d.session.slots[0].p.live.last_data;
+        let beat = d
+            .net
+            .timers
+            .get(0, TimerKind::Heartbeat)
+            .expect("heartbeat armed");
+        d.fire_timers(beat);
+        assert_eq!(d.net.rec.counters.ws.pings_sent, 1);
+        server_text(&mut s, r#"{"op":"pong"}"#);
+        pump(&mut d, |d| d.net.rec.counters.ws.pongs_received == 1);
+        assert_eq!(d.session.slots[0].p.live.last_data, opened, "not data");
+        d.fire_timers(opened + Duration::from_secs(30));
+        assert_eq!(d.net.rec.counters.errors[ErrorClass::Stale.index()], 1);
+    }
+
+    #[test]
+    fn an_unanswered_protocol_ping_is_a_pong_timeout_at_its_deadline() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut p = plan(l.local_addr().unwrap());
+        p.heartbeat = Heartbeat::Ping;
+        p.heartbeat_interval = Duration::from_secs(10);
+        p.pong_timeout = Some(Duration::from_secs(10));
+        let mut d = driver(p);
+        d.session.on_start(&mut d.net, Instant::now());
+        let _s = upgrade(&l, &mut d);
+        let beat = d.net.timers.get(0, TimerKind::Heartbeat).expect("armed");
+        d.fire_timers(beat);
+        assert_eq!(d.net.rec.counters.ws.pings_sent, 1);
+        let deadline = d.net.timers.get(0, TimerKind::Pong).expect("pong deadline");
+        assert_eq!(deadline, beat + Duration::from_secs(10));
+        // The next heartbeat (same instant as the deadline) sends another ping; the deadline
+        // stays the first ping's.
+        d.fire_timers(deadline);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::PongTimeout.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn a_reset_of_an_open_connection_is_ws_reset_and_a_fin_is_abnormal_close() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(plan(l.local_addr().unwrap()));
+        d.session.on_start(&mut d.net, Instant::now());
+        let s = upgrade(&l, &mut d);
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s); // RST
+        pump(&mut d, |d| d.net.rec.counters.total_errors() == 1);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::WsReset.index()],
+            1,
+            "{:?}",
+            d.net.rec.counters.errors
+        );
+        // The replacement, closed with a FIN this time.
+        let at = d.net.timers.get(0, TimerKind::Reopen).expect("backoff");
+        d.fire_timers(at);
+        let s = upgrade(&l, &mut d);
+        // A FIN (a close with our subscription still unread would be an RST).
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        pump(&mut d, |d| d.net.rec.counters.total_errors() == 2);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::WsAbnormalClose.index()],
+            1
+        );
+        assert_eq!(
+            d.net.rec.counters.ws.reconnects[ReconnectCause::Abnormal.index()],
+            2
+        );
+    }
+
+    #[test]
+    fn a_close_frame_followed_by_the_fin_in_one_read_is_the_servers_close() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(plan(l.local_addr().unwrap()));
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = upgrade(&l, &mut d);
+        s.write_all(&[0x88, 0x02, 0x03, 0xe9]).unwrap(); // close 1001
+        drop(s);
+        pump(&mut d, |d| d.session.slots[0].p.state == State::Waiting);
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        assert_eq!(
+            d.net.rec.counters.ws.reconnects[ReconnectCause::ServerClose.index()],
+            1
+        );
+    }
+
+    #[test]
+    fn backoff_gives_up_after_max_retries() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let mut p = plan(addr);
+        p.backoff.max_retries = Some(3);
+        let mut d = driver(p);
+        d.session.on_start(&mut d.net, Instant::now());
+        for _ in 0..3 {
+            pump(&mut d, |d| d.session.slots[0].p.state == State::Waiting);
+            let at = d.net.timers.get(0, TimerKind::Reopen).expect("backoff");
+            d.fire_timers(at);
+        }
+        pump(&mut d, |d| d.session.slots[0].p.state == State::Done);
+        assert_eq!(d.net.rec.counters.ws.retries_exhausted, 1);
+        assert!(Session::<Plain>::finished(&d.session));
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectRefused.index()],
+            4
+        );
+    }
 
     #[test]
     fn heartbeat_replies_are_told_apart_from_data() {
