@@ -22,7 +22,7 @@
 //! 2. Precision: wrk2 paces with its event loop's millisecond timers (`usec_to_next_send`
 //!    rounded to ms; its README says "accurate to +/- ~1 msec"), and mio's poll timeout is
 //!    milliseconds rounded up (a 100 µs timeout sleeps ~1.06 ms, libs.md). The worker therefore
-//!    arms a timerfd (CLOCK_MONOTONIC, the clock `Instant` reads) for the next due time and polls
+//!    arms a timerfd (`engine::core::timerfd`) (CLOCK_MONOTONIC, the clock `Instant` reads) for the next due time and polls
 //!    on it: microsecond wake-ups without spinning. The cost is one `timerfd_settime` per arming
 //!    and one `read` per expiry, and at high rates one wake-up dispatches every request that is
 //!    due, so the cost per request falls as the rate rises.
@@ -38,8 +38,6 @@
 //!    Keeping the two apart is what lets the report say who fell behind
 //!    (`report::behind`).
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -129,72 +127,6 @@ impl Schedule {
     /// Requests scheduled so far.
     pub fn taken(&self) -> u64 {
         self.k
-    }
-}
-
-/// A one-shot CLOCK_MONOTONIC timerfd, registered with mio as readable (rule 2).
-#[derive(Debug)]
-pub struct Timer {
-    fd: OwnedFd,
-    armed: bool,
-}
-
-impl Timer {
-    /// A disarmed timer.
-    pub fn new() -> io::Result<Timer> {
-        // SAFETY: timerfd_create returns a new descriptor or -1.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Timer { fd, armed: false })
-    }
-
-    /// The descriptor, for registration.
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Fire once, `after` from now (at least 1 µs: zero would disarm).
-    pub fn arm(&mut self, after: Duration) -> io::Result<()> {
-        let after = after.max(Duration::from_micros(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs() as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid fd and a fully initialised itimerspec.
-        let r = unsafe { libc::timerfd_settime(self.raw_fd(), 0, &spec, std::ptr::null_mut()) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.armed = true;
-        Ok(())
-    }
-
-    /// After a readable event: consume the expiration so the next one raises a new edge.
-    pub fn clear(&mut self) {
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into a local buffer from our own non-blocking fd.
-        unsafe { libc::read(self.raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        self.armed = false;
-    }
-
-    /// Armed and not yet expired (as far as this side knows).
-    pub fn is_armed(&self) -> bool {
-        self.armed
     }
 }
 
@@ -290,34 +222,5 @@ mod tests {
         // exponential: P(gap < mean) = 1 - 1/e ≈ 0.632
         let frac = gaps_below_mean as f64 / n as f64;
         assert!((frac - 0.632).abs() < 0.01, "{frac}");
-    }
-
-    #[test]
-    fn timer_fires_after_microseconds_not_milliseconds() {
-        let mut t = Timer::new().unwrap();
-        let mut poll = mio::Poll::new().unwrap();
-        let fd = t.raw_fd();
-        poll.registry()
-            .register(
-                &mut mio::unix::SourceFd(&fd),
-                mio::Token(1),
-                mio::Interest::READABLE,
-            )
-            .unwrap();
-        let mut events = mio::Events::with_capacity(4);
-        let mut best = Duration::MAX;
-        for _ in 0..20 {
-            let start = Instant::now();
-            t.arm(Duration::from_micros(200)).unwrap();
-            poll.poll(&mut events, Some(Duration::from_secs(1)))
-                .unwrap();
-            let took = start.elapsed();
-            assert!(events.iter().any(|e| e.token() == mio::Token(1)));
-            t.clear();
-            best = best.min(took);
-        }
-        // never before the deadline; at best well under mio's 1 ms granularity
-        assert!(best >= Duration::from_micros(200));
-        assert!(best < Duration::from_micros(900), "best wake-up {best:?}");
     }
 }
