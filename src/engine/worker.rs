@@ -545,22 +545,36 @@ impl<T: Transport> Worker<T> {
         if c.gen != gen {
             return; // an event for a socket this slot already replaced
         }
+        // The peer closed or the socket failed: read on to the EOF or the error (transport
+        // rule 1), whatever else the event says.
+        let closed = ev.is_read_closed() || ev.is_error();
         match c.state {
             State::Connecting => {
                 if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
                     self.on_connect_event(slot);
+                    // A connect that completes in the same event as the server's bytes or its
+                    // close: act on them now, no new edge will come for them.
+                    if (ev.is_readable() || closed) && self.is_open(slot, gen) {
+                        self.on_readable(slot, closed);
+                    }
                 }
             }
             State::Handshaking | State::Ready => {
                 if ev.is_writable() && !self.flush(slot) {
                     return;
                 }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.on_readable(slot);
+                if ev.is_readable() || closed {
+                    self.on_readable(slot, closed);
                 }
             }
             State::Backoff(_) | State::Done => {}
         }
+    }
+
+    /// The slot still holds connection `gen` and it is past connecting.
+    fn is_open(&self, slot: usize, gen: u32) -> bool {
+        let c = &self.conns[slot];
+        c.gen == gen && matches!(c.state, State::Handshaking | State::Ready)
     }
 
     fn on_connect_event(&mut self, slot: usize) {
@@ -727,7 +741,9 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    fn on_readable(&mut self, slot: usize) {
+    /// Read what the socket holds and frame it; `closed`: the event said the peer closed or
+    /// the socket failed (read to the end, transport rule 1).
+    fn on_readable(&mut self, slot: usize, closed: bool) {
         let head = self.setup.head_request;
         let epoch = self.epoch;
         let c = &mut self.conns[slot];
@@ -745,6 +761,7 @@ impl<T: Transport> Worker<T> {
             &mut self.scratch,
             &mut c.rb,
             &mut bytes_in,
+            closed,
             |rb, now| {
                 frame(
                     decoder,

@@ -464,22 +464,40 @@ impl<T: Transport> WsWorker<T> {
         if s.gen != gen {
             return;
         }
+        // The peer closed or the socket failed: read on to the EOF or the error (transport
+        // rule 1), whatever else the event says.
+        let closed = ev.is_read_closed() || ev.is_error();
         match s.p.state {
             State::Connecting => {
                 if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
                     self.on_connect_event(slot);
+                    // A connect that completes in the same event as the server's bytes or its
+                    // close: act on them now, no new edge will come for them.
+                    if (ev.is_readable() || closed) && self.is_open(slot, gen) {
+                        self.on_readable(slot, closed);
+                    }
                 }
             }
             State::Handshaking | State::Upgrading | State::Open => {
                 if ev.is_writable() && !self.flush(slot) {
                     return;
                 }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.on_readable(slot);
+                if ev.is_readable() || closed {
+                    self.on_readable(slot, closed);
                 }
             }
             State::Backoff(_) | State::Done => {}
         }
+    }
+
+    /// The slot still holds connection `gen` and it is past connecting.
+    fn is_open(&self, slot: usize, gen: u32) -> bool {
+        let s = &self.slots[slot];
+        s.gen == gen
+            && matches!(
+                s.p.state,
+                State::Handshaking | State::Upgrading | State::Open
+            )
     }
 
     fn on_connect_event(&mut self, slot: usize) {
@@ -595,7 +613,9 @@ impl<T: Transport> WsWorker<T> {
         }
     }
 
-    fn on_readable(&mut self, slot: usize) {
+    /// Read what the socket holds and act on it; `closed`: the event said the peer closed or
+    /// the socket failed (read to the end, transport rule 1).
+    fn on_readable(&mut self, slot: usize, closed: bool) {
         let s = &mut self.slots[slot];
         let (Some(sock), Some(t)) = (s.sock.as_mut(), s.transport.as_mut()) else {
             return;
@@ -618,6 +638,7 @@ impl<T: Transport> WsWorker<T> {
             &mut self.scratch,
             &mut s.rb,
             &mut bytes_in,
+            closed,
             |rb, now| {
                 on_bytes(p, &mut rx, rb, now);
                 Ok(())
