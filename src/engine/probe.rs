@@ -37,8 +37,8 @@
 //!    before the connection settled is `connect_reset` (the server accepted, then refused); an
 //!    EOF during the TLS handshake is `tls_handshake`; a status ≥ 400 is [`Cause::Status`]; a
 //!    WebSocket close frame is [`Cause::WsClose`] with its code; a held connection that is reset
-//!    or closed is `reset_mid_response` / `eof_mid_response` (`ws_abnormal_close` for a
-//!    WebSocket without a close frame).
+//!    or closed is `reset_mid_response` / `eof_mid_response` (`ws_reset` / `ws_abnormal_close`
+//!    for a WebSocket without a close frame).
 //! 6. Sockets are registered once, edge-triggered, and read until drained, as in the workers;
 //!    an event that says the peer closed is read to the EOF, and a connect that completes in
 //!    such an event is read at once (a server that accepts and closes or resets straight away
@@ -1349,6 +1349,7 @@ impl<'a, T: Transport> Pass<'a, T> {
                     // Rule 5: accepted, then refused.
                     _ if reset && !settled => ErrorClass::ConnectReset,
                     Step::Handshaking => ErrorClass::TlsHandshake,
+                    Step::Held if reset && c.ws.is_some() => ErrorClass::WsReset,
                     _ => ErrorClass::from_io_error(&e),
                 }
             }

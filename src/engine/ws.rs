@@ -587,7 +587,7 @@ impl<T: Transport> WsWorker<T> {
         match res {
             Ok(()) => true,
             Err(e) => {
-                let class = ErrorClass::from_io_error(&e);
+                let class = io_class(s.p.state, &e);
                 self.lose(slot, ReconnectCause::Abnormal, Some(class));
                 false
             }
@@ -605,7 +605,7 @@ impl<T: Transport> WsWorker<T> {
                 let class = if s.p.state == State::Handshaking {
                     ErrorClass::TlsHandshake
                 } else {
-                    ErrorClass::from_io_error(&e)
+                    io_class(s.p.state, &e)
                 };
                 self.lose(slot, ReconnectCause::Error, Some(class));
                 false
@@ -685,8 +685,7 @@ impl<T: Transport> WsWorker<T> {
             Failure::Protocol => ErrorClass::WsProtocol,
             Failure::Io(e) => match state {
                 State::Handshaking => ErrorClass::TlsHandshake,
-                State::Open => ErrorClass::WsAbnormalClose,
-                _ => ErrorClass::from_io_error(&e),
+                _ => io_class(state, &e),
             },
         };
         let cause = if state == State::Open {
@@ -868,6 +867,17 @@ impl<T: Transport> WsWorker<T> {
                 self.rec.counters.ws.messages_out += 1;
             }
         }
+    }
+}
+
+/// The class of a socket error on a connection in `state`. Once the WebSocket is open, a TCP
+/// reset (ECONNRESET, EPIPE, ECONNABORTED) is `ws_reset` and any other error an abnormal close
+/// (`ws_abnormal_close`, 1006); before that, as on an HTTP connection.
+fn io_class(state: State, e: &std::io::Error) -> ErrorClass {
+    match (state, ErrorClass::from_io_error(e)) {
+        (State::Open, ErrorClass::ResetMidResponse) => ErrorClass::WsReset,
+        (State::Open, _) => ErrorClass::WsAbnormalClose,
+        (_, class) => class,
     }
 }
 

@@ -143,15 +143,18 @@ pub enum ErrorClass {
     UpgradeRejected,
     /// The server broke the WebSocket protocol (bad frame, bad UTF-8, oversize message).
     WsProtocol,
-    /// The WebSocket connection ended without a close frame (close code 1006).
+    /// The WebSocket connection ended without a close frame (close code 1006) by a FIN or a
+    /// socket error other than a reset.
     WsAbnormalClose,
     /// No message arrived for `--stale-after`: the connection was replaced.
     Stale,
+    /// An open WebSocket connection was reset (ECONNRESET/EPIPE): no close frame and no FIN.
+    WsReset,
 }
 
 impl ErrorClass {
     /// Number of error classes.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
     /// Every class, in report order.
     pub const ALL: [ErrorClass; ErrorClass::COUNT] = [
         ErrorClass::ConnectRefused,
@@ -171,6 +174,8 @@ impl ErrorClass {
         ErrorClass::WsProtocol,
         ErrorClass::WsAbnormalClose,
         ErrorClass::Stale,
+        // Appended, not inserted: indices of the classes above keep their order.
+        ErrorClass::WsReset,
     ];
 
     /// Stable snake_case name used in text and JSON reports.
@@ -193,6 +198,7 @@ impl ErrorClass {
             ErrorClass::WsProtocol => "ws_protocol",
             ErrorClass::WsAbnormalClose => "ws_abnormal_close",
             ErrorClass::Stale => "stale",
+            ErrorClass::WsReset => "ws_reset",
         }
     }
 

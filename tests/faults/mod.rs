@@ -1,5 +1,6 @@
-//! Regression tests of issue 7 points 1 and 2: a close (FIN or RST) that arrives in the same
-//! readiness event as the last bytes, or as the connect completing, is classified at once.
+//! Regression tests of issue 7 points 1, 2 and 7: a close (FIN or RST) that arrives in the same
+//! readiness event as the last bytes, or as the connect completing, is classified at once; a
+//! WebSocket TCP reset is `ws_reset`, apart from an abnormal close by FIN.
 //!
 //! Each test runs the real binary against the built-in target (in this process, port 0,
 //! stopped by handle) serving one of its close faults. The faults write their last bytes and end
@@ -237,6 +238,125 @@ fn probe_request_answered_with_bytes_then_a_close_is_classified_at_once() {
     s.stop();
 }
 
+fn ws_url(s: &ServerHandle, path: &str) -> String {
+    format!("ws://{}{}", s.http_addr().expect("plain port"), path)
+}
+
+fn wss_url(s: &ServerHandle, path: &str) -> String {
+    format!("wss://{}{}", s.https_addr().expect("tls port"), path)
+}
+
+/// `connbench ws` on the feed for 2 s, 4 connections, quick reconnects.
+fn ws_feed(url: &str, ca: Option<&str>) -> Run {
+    let mut args = vec![
+        "ws",
+        url,
+        "-c",
+        "4",
+        "-d",
+        "2s",
+        "--subscribe",
+        r#"{"op":"subscribe","symbol":"BTCUSDT"}"#,
+        "--backoff-base",
+        "20ms",
+        "--connect-timeout",
+        TIMEOUT,
+    ];
+    if let Some(ca) = ca {
+        args.extend(["--ca", ca]);
+    }
+    let r = connbench(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+/// The target drops every WebSocket connection 300 ms after its upgrade, by FIN or RST.
+fn dropping(rst: bool) -> ServerHandle {
+    serve(|c| {
+        c.ws_rate = 1000.0;
+        c.ws_drop_every = Some(std::time::Duration::from_millis(300));
+        c.ws_drop_rst = rst;
+    })
+}
+
+/// Every drop the target did was seen by the client as `class`, at once: at most one per
+/// connection (the 4 of them) can still be on its way when the run ends, and at 300 ms per
+/// connection life a 2 s run has several per connection.
+fn assert_every_drop_seen_as(r: &Run, s: &ServerHandle, class: &str, other: &str) {
+    let drops = s.stats().ws_drops;
+    let e = &r.report()["errors"];
+    let seen = r.u64(&format!("/errors/{class}"));
+    assert!(seen >= 12, "{class}: {seen} of {drops} drops; {e}");
+    assert!(seen + 4 >= drops, "{class}: {seen} of {drops} drops; {e}");
+    assert_eq!(r.u64(&format!("/errors/{other}")), 0, "{e}");
+    assert_eq!(r.u64("/errors/total"), seen, "{e}");
+    // A reset is still an abnormal end of the WebSocket (1006) for the reconnection manager.
+    assert_eq!(
+        r.u64("/ws/reconnects/abnormal_close"),
+        seen,
+        "{}",
+        r.report()["ws"]
+    );
+}
+
+#[test]
+fn websocket_tcp_reset_is_ws_reset_not_abnormal_close() {
+    let s = dropping(true);
+    let dir = TempDir::new("ws-rst");
+    let ca = write_ca(&s, &dir);
+    let plain = ws_feed(&ws_url(&s, "/ws"), None);
+    assert_every_drop_seen_as(&plain, &s, "ws_reset", "ws_abnormal_close");
+    let before = s.stats().ws_drops;
+    let tls = ws_feed(&wss_url(&s, "/ws"), ca.to_str());
+    let tls_drops = s.stats().ws_drops - before;
+    s.stop();
+    let e = &tls.report()["errors"];
+    let seen = tls.u64("/errors/ws_reset");
+    assert!(
+        seen >= 12 && seen + 4 >= tls_drops,
+        "{seen} of {tls_drops}; {e}"
+    );
+    assert_eq!(tls.u64("/errors/ws_abnormal_close"), 0, "{e}");
+}
+
+#[test]
+fn websocket_fin_without_a_close_frame_stays_ws_abnormal_close() {
+    let s = dropping(false);
+    let r = ws_feed(&ws_url(&s, "/ws"), None);
+    assert_every_drop_seen_as(&r, &s, "ws_abnormal_close", "ws_reset");
+    s.stop();
+}
+
+#[test]
+fn probe_held_websocket_reset_is_a_ws_reset_drop() {
+    for (rst, class) in [(true, "ws_reset"), (false, "ws_abnormal_close")] {
+        let s = dropping(rst);
+        // Three upgraded connections, settled after 100 ms, dropped by the target at 300 ms
+        // while the probe holds them for 1 s.
+        let r = connbench(&[
+            "probe",
+            &ws_url(&s, "/ws"),
+            "--ws",
+            "--connect-rate",
+            "100",
+            "--max",
+            "3",
+            "--settle",
+            "100ms",
+            "--hold",
+            "1s",
+            "--connect-timeout",
+            TIMEOUT,
+        ]);
+        s.stop();
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let p = &r.report()["probe"];
+        assert_eq!(r.u64("/probe/limit"), 3, "{p}");
+        assert_eq!(p["drops"], serde_json::json!({ class: 3 }), "{p}");
+        assert_eq!(r.u64("/probe/survived/survived"), 0, "{p}");
+    }
+}
+
 #[test]
 fn websocket_connect_completing_with_a_fin_is_classified_at_once() {
     let s = fin_on_accept();
@@ -398,4 +518,54 @@ fn serve_ws_drop_mode_needs_ws_drop_every() {
         "rst",
     ]);
     assert_usage_error(&r, "--ws-drop-every");
+}
+
+#[test]
+fn merge_reads_reports_written_before_ws_reset_existed() {
+    let s = serve(|c| c.https_port = None);
+    let url = http_url(&s, "/");
+    let dir = TempDir::new("merge-old");
+    let (a, b) = (dir.path("a.json"), dir.path("b.json"));
+    for path in [&a, &b] {
+        let out = Command::new(bin())
+            .args([
+                "http", &url, "-c", "2", "-n", "100", "--no-pin", "-q", "--json",
+            ])
+            .arg(path)
+            .output()
+            .expect("run connbench");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    s.stop();
+    // `a` as an older connbench wrote it: no `ws_reset` key among the error classes.
+    let mut old: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&a).expect("read a")).expect("json");
+    let removed = old["errors"]
+        .as_object_mut()
+        .expect("errors object")
+        .remove("ws_reset");
+    assert_eq!(removed, Some(serde_json::json!(0)));
+    std::fs::write(&a, serde_json::to_vec(&old).expect("json")).expect("write a");
+    let merged = dir.path("merged.json");
+    // The two runs ran one after the other: their windows do not overlap.
+    let r = connbench_raw(&[
+        "merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--allow-disjoint",
+        "--json",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = Run {
+        json: Some(serde_json::from_slice(&std::fs::read(&merged).expect("merged")).expect("json")),
+        ..r
+    };
+    assert_eq!(r.u64("/counters/responses"), 200);
+    assert_eq!(r.u64("/errors/ws_reset"), 0);
+    assert_eq!(r.u64("/errors/total"), 0);
 }
