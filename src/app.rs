@@ -896,11 +896,13 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         over_limit: match a.over_limit {
             OverLimitArg::Refuse => OverLimit::Refuse,
             OverLimitArg::TooMany => OverLimit::TooMany,
+            OverLimitArg::Close => OverLimit::Close,
         },
         close_after: a.close_after,
         cert_out: a.cert_out.clone(),
         ws_rate: a.ws_rate,
         ws_drop_every: a.ws_drop_every,
+        ws_drop_rst: a.ws_drop_mode == Some(crate::cli::WsDropModeArg::Rst),
         ws_gap_every: a.ws_gap_every,
         ws_stall_after: a.ws_stall_after,
         ws_ping_every: a.ws_ping_every,
@@ -922,6 +924,7 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         }
     }
     println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N");
+    println!("faults /close/fin/N /close/rst/N /truncate/fin/N /truncate/rst/N (bytes, then the connection ends)");
     println!(
         "ws     /ws (subscribe, then {}/s per connection)  /echo",
         a.ws_rate

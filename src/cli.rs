@@ -535,6 +535,17 @@ pub enum OverLimitArg {
     /// Answer 429 Too Many Requests and close.
     #[value(name = "429")]
     TooMany,
+    /// Accept and close at once with a clean FIN, before any byte.
+    Close,
+}
+
+/// How the built-in target's `--ws-drop-every` ends the TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WsDropModeArg {
+    /// A clean FIN (the client sees an abnormal close, 1006).
+    Fin,
+    /// A TCP reset (SO_LINGER 0).
+    Rst,
 }
 
 /// `connbench serve`.
@@ -595,6 +606,10 @@ pub struct ServeArgs {
     /// WebSocket fault: close each connection abnormally (no close frame) this long after its upgrade.
     #[arg(long = "ws-drop-every", value_name = "DURATION", value_parser = parse_duration)]
     pub ws_drop_every: Option<Duration>,
+
+    /// How --ws-drop-every ends the TCP connection: fin (clean) or rst (reset) [default: fin].
+    #[arg(long = "ws-drop-mode", value_enum, requires = "ws_drop_every")]
+    pub ws_drop_mode: Option<WsDropModeArg>,
 
     /// WebSocket fault: skip one sequence number every N messages of a subscription.
     #[arg(long = "ws-gap-every", value_name = "N")]

@@ -37,9 +37,12 @@
 //!    before the connection settled is `connect_reset` (the server accepted, then refused); an
 //!    EOF during the TLS handshake is `tls_handshake`; a status ≥ 400 is [`Cause::Status`]; a
 //!    WebSocket close frame is [`Cause::WsClose`] with its code; a held connection that is reset
-//!    or closed is `reset_mid_response` / `eof_mid_response` (`ws_abnormal_close` for a
-//!    WebSocket without a close frame).
-//! 6. Sockets are registered once, edge-triggered, and read until drained, as in the workers.
+//!    or closed is `reset_mid_response` / `eof_mid_response` (`ws_reset` / `ws_abnormal_close`
+//!    for a WebSocket without a close frame).
+//! 6. Sockets are registered once, edge-triggered, and read until drained, as in the workers;
+//!    an event that says the peer closed is read to the EOF, and a connect that completes in
+//!    such an event is read at once (a server that accepts and closes or resets straight away
+//!    fails the connection by rules 2 and 5; it is never held as established).
 //!    Every pass ends by closing its sockets with SO_LINGER 0 (an RST): the server frees its
 //!    slots at once and no TIME_WAIT eats the ports the next pass needs.
 
@@ -794,17 +797,29 @@ impl<'a, T: Transport> Pass<'a, T> {
         let Some(step) = self.live(slot, gen).map(|c| c.step) else {
             return; // an event for a connection this slot already closed
         };
+        // The peer closed or the socket failed: read on to the EOF or the error (transport
+        // rule 1), whatever else the event says.
+        let closed = ev.is_read_closed() || ev.is_error();
         if step == Step::Connecting {
             if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
                 self.on_connect_event(slot);
+                // A connect that completes in the same event as the server's bytes or its
+                // close: act on them now (rule 6), no new edge will come for them. A server
+                // that accepts and closes at once did not admit the connection.
+                let connected = self
+                    .live(slot, gen)
+                    .is_some_and(|c| c.step != Step::Connecting);
+                if (ev.is_readable() || closed) && connected {
+                    self.on_readable(slot, closed);
+                }
             }
             return;
         }
         if ev.is_writable() && !self.flush(slot) {
             return;
         }
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            self.on_readable(slot);
+        if ev.is_readable() || closed {
+            self.on_readable(slot, closed);
         }
     }
 
@@ -978,7 +993,9 @@ impl<'a, T: Transport> Pass<'a, T> {
         }
     }
 
-    fn on_readable(&mut self, slot: usize) {
+    /// Read what the socket holds and act on it; `closed`: the event said the peer closed or
+    /// the socket failed (read to the end, transport rule 1).
+    fn on_readable(&mut self, slot: usize, closed: bool) {
         let Some(c) = self.slots[slot].conn.as_mut() else {
             return;
         };
@@ -997,10 +1014,17 @@ impl<'a, T: Transport> Pass<'a, T> {
             t_sent: c.t_sent,
             p: &mut c.p,
         };
-        let res = t.recv(sock, &mut self.scratch, rb, &mut bytes_in, |rb, now| {
-            state.on_bytes(rb, now, rec, rng);
-            Ok(())
-        });
+        let res = t.recv(
+            sock,
+            &mut self.scratch,
+            rb,
+            &mut bytes_in,
+            closed,
+            |rb, now| {
+                state.on_bytes(rb, now, rec, rng);
+                Ok(())
+            },
+        );
         self.rec.counters.bytes_in += bytes_in;
         let recv = match res {
             Ok(r) => r,
@@ -1112,6 +1136,7 @@ impl<'a, T: Transport> Pass<'a, T> {
                     // Rule 5: accepted, then refused.
                     _ if reset && !settled => ErrorClass::ConnectReset,
                     Step::Handshaking => ErrorClass::TlsHandshake,
+                    Step::Held if reset && c.ws.is_some() => ErrorClass::WsReset,
                     _ => ErrorClass::from_io_error(&e),
                 }
             }
@@ -1373,6 +1398,7 @@ fn bump(counts: &mut Vec<(Cause, u64)>, cause: Cause) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::{Target, TlsPlan};
 
     #[test]
     fn labels_name_the_class_the_status_or_the_close_code() {
@@ -1405,6 +1431,95 @@ mod tests {
                 (Cause::Error(ErrorClass::ConnectReset), 1)
             ]
         );
+    }
+
+    /// A plan against `addr` whose timeouts and settle window never run out within a test.
+    fn plan_for(addr: std::net::SocketAddr, establish: Establish) -> ProbePlan {
+        ProbePlan {
+            target: Target {
+                scheme: Scheme::Http,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                path: "/".into(),
+                authority: addr.to_string(),
+                addrs: vec![addr],
+                url: format!("http://{addr}/"),
+            },
+            tls: TlsPlan::default(),
+            headers: Vec::new(),
+            connect_rate: 1.0,
+            max: 1,
+            hold: Duration::ZERO,
+            settle: Duration::from_secs(30),
+            establish,
+            keepalive: None,
+            connect_timeout: Duration::from_secs(30),
+            confirm: None,
+        }
+    }
+
+    /// Opens the pass's one connection, lets the server end it with `end` before the pass
+    /// looks at the socket, then hands the pass the one event that says both "connected" and
+    /// "closed" — the order a busy client sees when the server accepts and closes at once.
+    fn connect_then(end: impl FnOnce(std::net::TcpStream)) -> Pass<'static, Plain> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let plan = Box::leak(Box::new(plan_for(
+            listener.local_addr().expect("addr"),
+            Establish::Connect,
+        )));
+        let mut pass = Pass::<Plain>::new(plan, &(), b"", 1, Duration::ZERO).expect("pass");
+        pass.open_one();
+        let (server, _) = listener.accept().expect("accept");
+        end(server);
+        // Wait (bounded) for the close to reach the client socket; poll(2) leaves its epoll
+        // edge alone.
+        let fd = pass.slots[0]
+            .conn
+            .as_ref()
+            .expect("connecting")
+            .sock
+            .as_raw_fd();
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, alive for the whole call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 5000) };
+        assert_eq!(ready, 1, "the server's close did not arrive within 5 s");
+        let mut events = Events::with_capacity(8);
+        pass.poll
+            .poll(&mut events, Some(Duration::from_secs(5)))
+            .expect("poll");
+        let ev = events
+            .iter()
+            .find(|e| e.token() != TIMER)
+            .expect("an event for the connection");
+        assert!(ev.is_writable() && ev.is_read_closed(), "one event: {ev:?}");
+        pass.on_event(ev);
+        pass
+    }
+
+    #[test]
+    fn connect_completing_with_a_fin_is_a_failure_not_an_established_connection() {
+        let pass = connect_then(|s| s.shutdown(std::net::Shutdown::Write).expect("FIN"));
+        let eof = Cause::Error(ErrorClass::EofMidResponse);
+        assert_eq!(pass.open, 0, "held as if the server had admitted it");
+        assert_eq!(pass.failures, vec![(eof, 1)]);
+        assert_eq!(pass.first_failure.map(|f| f.cause), Some(eof));
+    }
+
+    #[test]
+    fn connect_completing_with_a_reset_is_a_failure_not_an_established_connection() {
+        let pass = connect_then(|s| {
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger 0");
+        });
+        let reset = Cause::Error(ErrorClass::ConnectReset);
+        assert_eq!(pass.open, 0, "held as if the server had admitted it");
+        assert_eq!(pass.failures, vec![(reset, 1)]);
+        assert_eq!(pass.first_failure.map(|f| f.cause), Some(reset));
     }
 
     /// A connection's protocol state outside any socket, fed bytes by hand.

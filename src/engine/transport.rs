@@ -7,7 +7,11 @@
 //! 1. The socket is registered once, edge-triggered. `recv` reads until the socket is drained:
 //!    `WouldBlock`, or a *short read*, which on a stream socket means the receive queue was empty
 //!    at that instant (epoll(7)); data arriving later raises a new edge. The short-read rule saves
-//!    one `read()` returning EAGAIN per response.
+//!    one `read()` returning EAGAIN per response. It does not hold when the event also said the
+//!    peer closed or failed (`closed`: mio's `is_read_closed()` / `is_error()`, i.e. RDHUP, HUP
+//!    or ERR): the FIN or RST is already queued behind the data and no new edge will announce
+//!    it, so `recv` reads on until EOF, the error, or `WouldBlock`, and the close is classified
+//!    in this call instead of after a timeout.
 //! 2. Every plaintext chunk is handed to the framer (`on_data`) as soon as it is in the buffer,
 //!    with the timestamp taken right after the `read()` that delivered it, so TTFB is the first
 //!    *plaintext* byte (TLS 1.3 session tickets carry none).
@@ -83,13 +87,16 @@ pub trait Transport: Sized {
         bytes_out: &mut u64,
     ) -> io::Result<bool>;
 
-    /// Read until drained (rules 1–3), handing plaintext to `on_data` as it arrives.
+    /// Read until drained (rules 1–3), handing plaintext to `on_data` as it arrives. `closed`:
+    /// the readiness event said the peer closed or the socket failed, so a short read does not
+    /// end the call (rule 1).
     fn recv<F>(
         &mut self,
         sock: &mut TcpStream,
         scratch: &mut [u8],
         rb: &mut RecvBuf,
         bytes_in: &mut u64,
+        closed: bool,
         on_data: F,
     ) -> Result<Recv, Failure>
     where
@@ -190,6 +197,7 @@ impl Transport for Plain {
         _scratch: &mut [u8],
         rb: &mut RecvBuf,
         bytes_in: &mut u64,
+        closed: bool,
         mut on_data: F,
     ) -> Result<Recv, Failure>
     where
@@ -213,7 +221,7 @@ impl Transport for Plain {
                     rb.filled(n);
                     *bytes_in += n as u64;
                     on_data(rb, now)?;
-                    if n < want {
+                    if n < want && !closed {
                         return Ok(Recv::default());
                     }
                 }
@@ -310,6 +318,7 @@ impl Transport for Tls {
         scratch: &mut [u8],
         rb: &mut RecvBuf,
         bytes_in: &mut u64,
+        closed: bool,
         mut on_data: F,
     ) -> Result<Recv, Failure>
     where
@@ -361,9 +370,85 @@ impl Transport for Tls {
                     }
                 }
             }
-            if out.eof || n < scratch.len() {
+            if out.eof || (n < scratch.len() && !closed) {
                 return Ok(out);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// A connected non-blocking client socket whose peer has already sent `bytes` and then
+    /// ended the connection (FIN, or RST with `reset`): both are queued on the client before
+    /// it reads, as when one readiness event carries them.
+    fn bytes_then_close(bytes: &[u8], reset: bool) -> TcpStream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        server.write_all(bytes).expect("write");
+        if reset {
+            socket2::SockRef::from(&server)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger 0");
+        } else {
+            server.shutdown(std::net::Shutdown::Write).expect("FIN");
+        }
+        drop(server);
+        let mut pfd = libc::pollfd {
+            fd: client.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, alive for the whole call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, 5000) };
+        assert_eq!(ready, 1, "the close did not arrive within 5 s");
+        client.set_nonblocking(true).expect("nonblocking");
+        TcpStream::from_std(client)
+    }
+
+    /// Runs `Plain::recv` once; returns its result and every byte handed to `on_data`.
+    fn recv_once(sock: &mut TcpStream, closed: bool) -> (Result<Recv, Failure>, Vec<u8>) {
+        let mut rb = RecvBuf::new();
+        let mut got = Vec::new();
+        let mut bytes_in = 0;
+        let res = Plain.recv(sock, &mut [], &mut rb, &mut bytes_in, closed, |rb, _| {
+            got.extend_from_slice(rb.pending());
+            let n = rb.pending().len();
+            rb.consume(n);
+            Ok(())
+        });
+        assert_eq!(bytes_in, got.len() as u64);
+        (res, got)
+    }
+
+    #[test]
+    fn a_short_read_ends_recv_unless_the_event_said_closed() {
+        // Without the hint, the short read stops the call (one read per response saved)...
+        let mut sock = bytes_then_close(b"HTTP/1.1 200 OK\r\n\r\nbody", false);
+        let (res, got) = recv_once(&mut sock, false);
+        assert!(!res.expect("ok").eof, "the short read ended the call");
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\nbody");
+        // ...with it, the FIN behind the bytes is read in the same call.
+        let mut sock = bytes_then_close(b"HTTP/1.1 200 OK\r\n\r\nbody", false);
+        let (res, got) = recv_once(&mut sock, true);
+        assert!(res.expect("ok").eof, "the FIN is seen at once");
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\nbody");
+    }
+
+    #[test]
+    fn a_reset_behind_the_last_bytes_is_seen_when_the_event_said_closed() {
+        let mut sock = bytes_then_close(b"partial", true);
+        let (res, got) = recv_once(&mut sock, true);
+        assert_eq!(got, b"partial", "the bytes before the reset are delivered");
+        match res {
+            Err(Failure::Io(e)) => assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET)),
+            other => panic!("expected the reset, got {other:?}"),
         }
     }
 }

@@ -147,13 +147,14 @@ pub enum ErrorClass {
     UpgradeRejected,
     /// The server broke the WebSocket protocol (bad frame, bad UTF-8, oversize message).
     WsProtocol,
-    /// The WebSocket connection ended by a FIN without a close frame (close code 1006).
+    /// The WebSocket connection ended without a close frame (close code 1006) by a FIN or a
+    /// socket error other than a reset.
     WsAbnormalClose,
     /// No data message arrived for `--stale-after`: the connection was replaced.
     Stale,
     /// A protocol ping went unanswered for `--pong-timeout`: the connection was replaced.
     PongTimeout,
-    /// The WebSocket connection was reset (TCP RST) without a close frame.
+    /// An open WebSocket connection was reset (ECONNRESET/EPIPE): no close frame and no FIN.
     WsReset,
 }
 

@@ -65,7 +65,7 @@
 //! | `counters.reuse_rate` | number | `reused_requests ÷ requests` (0..1; 0 with no requests) |
 //! | `counters.server_closes` | integer | connections the server closed (`Connection: close`, …) |
 //! | `responses.{1xx,2xx,3xx,4xx,429,5xx,other}` | integer | responses by status class (4xx excludes 429); all keys present |
-//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io`, `upgrade_rejected`, `ws_protocol`, `ws_abnormal_close`, `stale`, `pong_timeout` |
+//! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io`, `upgrade_rejected`, `ws_protocol`, `ws_abnormal_close`, `stale`, `pong_timeout`, `ws_reset` (`merge` reads a class missing from an older report as 0) |
 //! | `errors.total` | integer | sum of all classes |
 //! | `tls` | object \| null | null when the run was not TLS |
 //! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |

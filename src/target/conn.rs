@@ -30,7 +30,7 @@ use mio::net::TcpStream;
 use rustls::ServerConnection;
 
 use super::http::{self, HeadError, Request};
-use super::routes::{self, Body, ConnHeader, Reply, Route};
+use super::routes::{self, Body, ConnHeader, Cut, Reply, Route};
 use super::session::{Flow, Kind, Output, Session, Tally};
 use super::ws::{self, Decoder};
 use super::{Shared, ThreadCounters};
@@ -273,6 +273,9 @@ pub(super) struct Conn {
     pub(super) admitted: bool,
     /// Set by the `101`: the connection speaks WebSocket from then on.
     ws: Option<Box<WsConn>>,
+    /// A fault route is the last reply: end the connection this way right after its last byte
+    /// instead of the orderly close (close_notify, FIN, linger).
+    cut: Option<Cut>,
 }
 
 impl Conn {
@@ -295,7 +298,20 @@ impl Conn {
             over_limit: !admitted,
             admitted,
             ws: None,
+            cut: None,
         }
+    }
+
+    /// `OverLimit::Close`: end the connection before any byte with a TCP FIN (no TLS either),
+    /// then discard what the client sends until it closes or [`LINGER`] runs out. Returns the
+    /// linger deadline, for the loop's timer.
+    pub(super) fn close_at_once(&mut self, now: Instant) -> Instant {
+        // Shut down rather than close: a request that already arrived unread would turn the
+        // close into a reset, and this fault is the clean FIN.
+        let _ = self.transport.sock().shutdown(Shutdown::Write);
+        let until = now + LINGER;
+        self.state = State::Lingering { until };
+        until
     }
 
     /// Handles readiness or a timer: reads, parses, answers, and decides what happens next.
@@ -338,12 +354,22 @@ impl Conn {
         if !idle {
             return Outcome::Keep;
         }
+        if self.state == State::Finishing && self.cut == Some(Cut::Rst) {
+            // The reset leaves right behind the last byte.
+            return self.reset();
+        }
         if self.read_eof {
             // Nothing owed and nothing more will come.
             return Outcome::Close;
         }
         if self.state == State::Finishing {
-            self.transport.close_write();
+            if self.cut == Some(Cut::Fin) {
+                // The FIN leaves right behind the last byte; no close_notify (the fault is a
+                // dropped connection, not a closed TLS session).
+                let _ = self.transport.sock().shutdown(Shutdown::Write);
+            } else {
+                self.transport.close_write();
+            }
             let until = ctx.now + LINGER;
             self.state = State::Lingering { until };
             ctx.timers.push(until);
@@ -472,7 +498,9 @@ impl Conn {
         }
         let last = self.over_limit
             || !req.keep_alive
-            || ctx.shared.close_after.is_some_and(|n| self.requests >= n);
+            || ctx.shared.close_after.is_some_and(|n| self.requests >= n)
+            || route.cut().is_some();
+        self.cut = route.cut();
         let delayed = match route {
             // The cap in `routes::route` keeps this from overflowing; `checked_add` makes sure.
             Route::Delay(us) => match ctx.now.checked_add(Duration::from_micros(us)) {
@@ -816,10 +844,14 @@ impl Conn {
     }
 
     /// `ws_drop_every`: end the TCP connection without a close frame. Output the socket has
-    /// not taken is discarded; what it took still arrives, followed by a clean FIN.
+    /// not taken is discarded; what it took still arrives, followed by a clean FIN, or by a
+    /// reset with `ws_drop_rst`.
     fn drop_abnormally(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
         self.out.clear();
         self.out_pos = 0;
+        if ctx.shared.ws_drop_rst {
+            return self.reset();
+        }
         self.transport.close_write();
         let until = ctx.now + LINGER;
         self.state = State::Lingering { until };
@@ -843,6 +875,14 @@ impl Conn {
         let next = next.max(ctx.now + Duration::from_micros(1));
         wsc.armed = Some(next);
         ctx.timers.push(next);
+    }
+
+    /// End the connection with a TCP RST now: SO_LINGER 0, and the loop drops the socket.
+    /// Bytes the socket already took have left (loopback sends them at once); anything still
+    /// queued is discarded by the kernel.
+    fn reset(&mut self) -> Outcome {
+        let _ = socket2::SockRef::from(self.transport.sock()).set_linger(Some(Duration::ZERO));
+        Outcome::Close
     }
 
     /// Discards input after our last reply until EOF, an error, or the deadline.

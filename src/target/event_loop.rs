@@ -182,11 +182,11 @@ impl Loop {
                     return;
                 }
             };
-            self.admit(sock, tls);
+            self.admit(sock, tls, now);
         }
     }
 
-    fn admit(&mut self, mut sock: mio::net::TcpStream, tls: bool) {
+    fn admit(&mut self, mut sock: mio::net::TcpStream, tls: bool, now: Instant) {
         // Without NODELAY pipelined responses meet Nagle + delayed ACK: ~40 ms TTFB (libs.md §3).
         let _ = sock.set_nodelay(true);
         let admitted = match self.shared.max_conns {
@@ -245,7 +245,14 @@ impl Loop {
         }
         let cfg = if tls { self.shared.tls.as_ref() } else { None };
         match Transport::new(sock, cfg) {
-            Ok(t) => self.slots[idx].conn = Some(Conn::new(t, admitted)),
+            Ok(t) => {
+                let mut conn = Conn::new(t, admitted);
+                if !admitted && self.shared.over_limit == OverLimit::Close {
+                    let until = conn.close_at_once(now);
+                    self.timers.push(Reverse((until, token)));
+                }
+                self.slots[idx].conn = Some(conn);
+            }
             Err(_) => {
                 uncount(&self.shared);
                 self.free.push(idx);

@@ -16,6 +16,16 @@
 //! are still read and queued, then answered in order), for tests of constant-rate clients and
 //! timeouts against a server that hiccups.
 //!
+//! Close faults, where the bytes and the end of the connection leave together (one write, then
+//! at once the FIN or the RST, so a client on loopback usually sees both in one readiness
+//! event): `/close/fin/N` and `/close/rst/N` answer 200 with N body bytes delimited by the
+//! close (no Content-Length, not chunked) and `Connection: close`, then end the TCP connection
+//! with a FIN (`shutdown`, no TLS close_notify) or a reset (SO_LINGER 0); `/truncate/fin/N` and
+//! `/truncate/rst/N` announce `Content-Length: N` (N ≥ 1), send only the first N/2 bytes, then
+//! do the same. Past `max_conns`, [`OverLimit::Close`] ends each connection with a FIN right
+//! after accept and [`OverLimit::Refuse`] with a reset; `ws_drop_rst` makes `ws_drop_every`
+//! reset instead of FIN.
+//!
 //! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
 //! Required` and a close (only Content-Length bodies are read, and discarded); a head over
 //! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
@@ -62,6 +72,9 @@ pub enum OverLimit {
     Refuse,
     /// Answer its requests with `429 Too Many Requests` + `Connection: close` (then close).
     TooMany,
+    /// Accept and immediately end it with a clean TCP FIN, before any byte (and before any
+    /// TLS): the client sees an EOF, usually in the same event as its connect completing.
+    Close,
 }
 
 /// How to run the target. `Default` is one thread, both listeners on ephemeral loopback ports.
@@ -95,6 +108,9 @@ pub struct ServeConfig {
     /// Abnormal close: this long after the upgrade, each connection's TCP connection is closed
     /// WITHOUT a close frame (clean FIN, so bytes already written arrive; the client sees 1006).
     pub ws_drop_every: Option<Duration>,
+    /// `ws_drop_every` ends the TCP connection with a reset (SO_LINGER 0) instead of a FIN:
+    /// bytes the socket already sent arrive, then the RST (needs `ws_drop_every`).
+    pub ws_drop_rst: bool,
     /// Every N-th data message of a subscription (N ≥ 1) skips one seq number. The first
     /// message of a subscription never skips: a gap needs a predecessor to be visible.
     pub ws_gap_every: Option<u64>,
@@ -136,6 +152,7 @@ impl Default for ServeConfig {
             cert_out: None,
             ws_rate: 10.0,
             ws_drop_every: None,
+            ws_drop_rst: false,
             ws_gap_every: None,
             ws_stall_after: None,
             ws_ping_every: None,
@@ -273,6 +290,8 @@ struct Shared {
     index_response: Box<[u8]>,
     /// WebSocket rate and faults.
     ws: session::Settings,
+    /// `ServeConfig::ws_drop_rst`.
+    ws_drop_rst: bool,
     /// `http_stall` as absolute instants: `[from, until)`.
     http_stall: Option<(Instant, Instant)>,
     /// `ws_greeting`, encoded once as a whole text frame.
@@ -412,6 +431,7 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
             ws::push_frame(&mut frame, ws::OpCode::Text, g.as_bytes());
             frame.into_boxed_slice()
         }),
+        ws_drop_rst: cfg.ws_drop_rst,
         // `validate` bounds both durations, so these additions cannot overflow.
         http_stall: cfg
             .http_stall
@@ -550,6 +570,11 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
         return Err(ServeError::Config(format!(
             "ws_greeting must be at most {MAX_GREETING} bytes"
         )));
+    }
+    if cfg.ws_drop_rst && cfg.ws_drop_every.is_none() {
+        return Err(ServeError::Config(
+            "ws_drop_rst needs ws_drop_every (it says how the drop ends the connection)".into(),
+        ));
     }
     if cfg.ws_pong_timeout.is_some() && cfg.ws_ping_every.is_none() {
         return Err(ServeError::Config(

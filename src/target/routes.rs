@@ -56,6 +56,34 @@ pub(super) enum Route {
     /// A valid WebSocket upgrade: `101 Switching Protocols` with this accept key, after which
     /// the connection speaks WebSocket.
     Upgrade { kind: Kind, accept: [u8; 28] },
+    /// Fault `/close/{fin,rst}/N`: 200 with N body bytes and neither Content-Length nor
+    /// chunked (the body is delimited by the close), then the connection ends with `cut` right
+    /// after the last byte.
+    CloseDelimited { len: u64, cut: Cut },
+    /// Fault `/truncate/{fin,rst}/N`: 200 announcing `Content-Length: N`, only the first N/2
+    /// body bytes, then the connection ends with `cut` right after them.
+    Truncated { len: u64, cut: Cut },
+}
+
+/// How a fault route ends its connection right after its last byte, so that the bytes and the
+/// close reach the client together (one readiness event on its side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cut {
+    /// TCP FIN (`shutdown(SHUT_WR)`), with no TLS close_notify before it: a server that drops
+    /// the connection, not one that closes its TLS session.
+    Fin,
+    /// TCP RST (SO_LINGER 0, then close).
+    Rst,
+}
+
+impl Route {
+    /// The fault routes end their connection with this right after their last byte.
+    pub(super) fn cut(&self) -> Option<Cut> {
+        match *self {
+            Route::CloseDelimited { cut, .. } | Route::Truncated { cut, .. } => Some(cut),
+            _ => None,
+        }
+    }
 }
 
 /// A short ASCII token stored inline so a [`Route`] stays `Copy` and allocation-free.
@@ -124,6 +152,22 @@ pub(super) fn route(target: &str) -> Route {
             _ => Route::Status(400),
         },
         ("exchanges", Some(ex), Some("trades"), None) => trades(ex, query),
+        ("close" | "truncate", Some(how), Some(n), None) => {
+            let cut = match how {
+                "fin" => Cut::Fin,
+                "rst" => Cut::Rst,
+                _ => return Route::Status(404),
+            };
+            let Some(len) = parse_num(n).filter(|&len| len <= MAX_BODY) else {
+                return Route::Status(400);
+            };
+            match first {
+                "close" => Route::CloseDelimited { len, cut },
+                // Announcing 0 bytes and sending none is not a truncation.
+                _ if len == 0 => Route::Status(400),
+                _ => Route::Truncated { len, cut },
+            }
+        }
         ("ws", None, None, None) => Route::WsEndpoint(Kind::Feed),
         ("echo", None, None, None) => Route::WsEndpoint(Kind::Echo),
         _ => Route::Status(404),
@@ -294,6 +338,8 @@ enum Length {
     Chunked,
     /// 204 and 304: no body and no Content-Length.
     None,
+    /// The body runs until the connection closes: no Content-Length, not chunked.
+    Close,
 }
 
 /// Appends `reply`'s head and any small body to `out`; returns the body still to stream.
@@ -367,6 +413,16 @@ pub(super) fn write_reply(
             out.extend_from_slice(b"\r\n\r\n");
             None
         }
+        Route::CloseDelimited { len, .. } => {
+            let octets = Some("application/octet-stream");
+            push_head(out, 200, octets, Length::Close, reply.conn);
+            body(len)
+        }
+        Route::Truncated { len, .. } => {
+            let octets = Some("application/octet-stream");
+            push_head(out, 200, octets, Length::Fixed(len), reply.conn);
+            body(len / 2)
+        }
         // Unreachable by construction (see the variant); answered like any bad request.
         Route::WsEndpoint(_) => {
             let bad = Reply {
@@ -405,7 +461,7 @@ fn push_head(out: &mut Vec<u8>, code: u16, ctype: Option<&str>, len: Length, con
             out.extend_from_slice(b"\r\n");
         }
         Length::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        Length::None => {}
+        Length::None | Length::Close => {}
     }
     if code == 426 {
         // RFC 6455 §4.2.2: tell the client which protocol version this server speaks.
@@ -607,6 +663,26 @@ mod tests {
             route("/exchanges/binance/trades?symbol=BTCUSDT&limit=0"),
             Route::Status(400)
         );
+        let (fin, rst) = (Cut::Fin, Cut::Rst);
+        assert_eq!(
+            route("/close/fin/10"),
+            Route::CloseDelimited { len: 10, cut: fin }
+        );
+        assert_eq!(
+            route("/close/rst/0"),
+            Route::CloseDelimited { len: 0, cut: rst }
+        );
+        assert_eq!(
+            route("/truncate/rst/7"),
+            Route::Truncated { len: 7, cut: rst }
+        );
+        assert_eq!(route("/truncate/fin/0"), Route::Status(400));
+        assert_eq!(route("/close/fin/67108865"), Route::Status(400));
+        assert_eq!(route("/close/both/1"), Route::Status(404));
+        assert_eq!(route("/close/fin"), Route::Status(404));
+        assert_eq!(route("/close/fin/1/2"), Route::Status(404));
+        assert_eq!(route("/close/fin/1").cut(), Some(fin));
+        assert_eq!(route("/bytes/1").cut(), None);
         match route("/exchanges/binance/trades?symbol=BTCUSDT&limit=5000") {
             Route::Trades(q) => assert_eq!(q.limit, TRADES_MAX),
             r => panic!("{r:?}"),
@@ -696,6 +772,33 @@ mod tests {
         assert_eq!(header(&hs, "content-length"), Some("10"));
         assert_eq!(header(&hs, "connection"), Some("keep-alive"));
         assert_eq!(wire.len() - n, 10);
+    }
+
+    #[test]
+    fn close_delimited_and_truncated_bodies() {
+        for limit in [100usize, 16 * 1024] {
+            let mut r = reply(Route::CloseDelimited {
+                len: 3000,
+                cut: Cut::Fin,
+            });
+            r.conn = ConnHeader::Close;
+            let wire = render(&r, limit);
+            let (code, hs, n) = parse(&wire);
+            assert_eq!(code, 200);
+            assert_eq!(header(&hs, "content-length"), None);
+            assert_eq!(header(&hs, "transfer-encoding"), None);
+            assert_eq!(header(&hs, "connection"), Some("close"));
+            assert_eq!(wire.len() - n, 3000);
+
+            let r = reply(Route::Truncated {
+                len: 3001,
+                cut: Cut::Rst,
+            });
+            let wire = render(&r, limit);
+            let (_, hs, n) = parse(&wire);
+            assert_eq!(header(&hs, "content-length"), Some("3001"));
+            assert_eq!(wire.len() - n, 1500, "half of what is announced");
+        }
     }
 
     #[test]

@@ -685,6 +685,10 @@ fn invalid_configs_are_rejected_before_binding() {
             close_after: Some(0),
             ..ServeConfig::default()
         },
+        ServeConfig {
+            ws_drop_rst: true,
+            ..ServeConfig::default()
+        },
     ];
     for cfg in bad {
         assert!(matches!(start(cfg), Err(ServeError::Config(_))));
@@ -859,4 +863,133 @@ fn http_stall_of_zero_length_is_a_config_error() {
         ..plain_only()
     };
     assert!(matches!(start(cfg), Err(ServeError::Config(_))));
+}
+
+/// How a connection ended after the last byte the client read.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum End {
+    /// A read returned 0 (TCP FIN; for TLS, after a close_notify).
+    Eof,
+    /// A read failed with ECONNRESET.
+    Reset,
+    /// TLS only: the TCP connection ended without a close_notify.
+    EofWithoutCloseNotify,
+}
+
+/// Reads until the connection ends; returns every byte and how it ended. A read that times
+/// out fails the test.
+fn read_to_the_end<S: Read>(s: &mut S) -> (Vec<u8>, End) {
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return (all, End::Eof),
+            Ok(n) => all.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (all, End::Reset),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return (all, End::EofWithoutCloseNotify)
+            }
+            Err(e) => panic!("{e} after {} bytes", all.len()),
+        }
+    }
+}
+
+/// Checks one answer of a close fault: status, framing headers, body length, how it ended.
+fn check_cut(path: &str, wire: &[u8], end: End, length: Option<&str>, body: usize, want: End) {
+    let mut h = [httparse::EMPTY_HEADER; 16];
+    let mut r = httparse::Response::new(&mut h);
+    let head = match r.parse(wire).expect("valid head") {
+        httparse::Status::Complete(n) => n,
+        httparse::Status::Partial => panic!("{path}: partial head {wire:?}"),
+    };
+    let header = |name: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+    };
+    assert_eq!(r.code, Some(200), "{path}");
+    assert_eq!(header("content-length").as_deref(), length, "{path}");
+    assert_eq!(header("transfer-encoding"), None, "{path}");
+    assert_eq!(header("connection").as_deref(), Some("close"), "{path}");
+    assert_eq!(wire.len() - head, body, "{path}: body bytes");
+    assert!(wire[head..].iter().all(|&b| b == b'x'), "{path}");
+    assert_eq!(end, want, "{path}");
+}
+
+#[test]
+fn close_fault_routes_send_their_bytes_then_a_fin_or_a_reset() {
+    let h = serve(ServeConfig::default());
+    let cases = [
+        ("/close/fin/1000", None, 1000, End::Eof),
+        ("/close/rst/1000", None, 1000, End::Reset),
+        ("/close/fin/0", None, 0, End::Eof),
+        ("/truncate/fin/1000", Some("1000"), 500, End::Eof),
+        ("/truncate/rst/1001", Some("1001"), 500, End::Reset),
+        ("/truncate/fin/1", Some("1"), 0, End::Eof),
+        ("/close/fin/100000", None, 100_000, End::Eof),
+    ];
+    for (path, length, body, end) in cases {
+        let mut c = Client::connect(h.http_addr().expect("http"));
+        // A request pipelined behind the fault is never answered: the fault is the last reply.
+        c.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        ));
+        let (wire, how) = read_to_the_end(&mut c.s);
+        check_cut(path, &wire, how, length, body, end);
+    }
+    // Over TLS the FIN comes without a close_notify (a dropped connection, not a closed
+    // session); the reset is a reset.
+    let cfg = client_config(h.ca_pem());
+    for (path, length, body, end) in [
+        ("/close/fin/1000", None, 1000, End::EofWithoutCloseNotify),
+        ("/close/rst/1000", None, 1000, End::Reset),
+        (
+            "/truncate/fin/1000",
+            Some("1000"),
+            500,
+            End::EofWithoutCloseNotify,
+        ),
+    ] {
+        let mut c = tls_connect(&cfg, h.https_addr().expect("https"));
+        c.send(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        let (wire, how) = read_to_the_end(&mut c.s);
+        check_cut(path, &wire, how, length, body, end);
+    }
+    assert!(wait_for(|| h.stats().open == 0), "{:?}", h.stats());
+    let mut c = Client::connect(h.http_addr().expect("http"));
+    assert_eq!(c.get("/close/other/1").code, 404);
+    let mut c = Client::connect(h.http_addr().expect("http"));
+    assert_eq!(c.get("/truncate/fin/0").code, 400);
+    let mut c = Client::connect(h.http_addr().expect("http"));
+    assert_eq!(c.get("/close/rst/67108865").code, 400);
+    h.stop();
+}
+
+#[test]
+fn max_conns_close_ends_the_extra_connection_with_a_fin_before_any_byte() {
+    let h = serve(ServeConfig {
+        max_conns: Some(1),
+        over_limit: OverLimit::Close,
+        ..ServeConfig::default()
+    });
+    let addr = h.http_addr().expect("http");
+    let mut a = Client::connect(addr);
+    assert_eq!(a.get("/").code, 200);
+    for port in [addr, h.https_addr().expect("https")] {
+        let mut c = Client::connect(port);
+        // Whether the request arrives before or after the server's FIN, the end is a clean EOF
+        // (the server discards it instead of resetting), and no byte comes back.
+        c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (wire, how) = read_to_the_end(&mut c.s);
+        assert_eq!((wire.len(), how), (0, End::Eof), "{port}");
+    }
+    let s = h.stats();
+    assert_eq!((s.accepted, s.rejected, s.open), (1, 2, 1));
+    assert_eq!(
+        a.get("/").code,
+        200,
+        "the admitted connection is unaffected"
+    );
+    h.stop();
 }

@@ -581,6 +581,34 @@ fn drop_every_ends_the_connection_without_a_close_frame() {
     h.stop();
 }
 
+#[test]
+fn drop_rst_ends_the_connection_with_a_reset_after_the_data() {
+    let h = serve(ServeConfig {
+        ws_rate: 100.0,
+        ws_drop_every: Some(Duration::from_millis(300)),
+        ws_drop_rst: true,
+        ..ServeConfig::default()
+    });
+    for tls in [false, true] {
+        let (messages, err) = if tls {
+            let mut ws = wss_connect(&h, "/ws");
+            subscribe(&mut ws, "subscribe", "sub1");
+            read_until_error(&mut ws)
+        } else {
+            let mut ws = ws_connect(h.http_addr().expect("http"), "/ws");
+            subscribe(&mut ws, "subscribe", "sub1");
+            read_until_error(&mut ws)
+        };
+        assert!(
+            matches!(&err, tungstenite::Error::Io(e) if e.kind() == ErrorKind::ConnectionReset),
+            "tls {tls}: {err}"
+        );
+        assert!(messages >= 15, "data flowed until the drop: {messages}");
+    }
+    assert_eq!(h.stats().ws_drops, 2);
+    h.stop();
+}
+
 /// Reads until an error; counts the data messages; a close frame fails the test.
 fn read_until_error<S: Read + Write>(ws: &mut WebSocket<S>) -> (usize, tungstenite::Error) {
     let deadline = Instant::now() + IO_TIMEOUT;
