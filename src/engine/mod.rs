@@ -113,14 +113,11 @@ pub fn run(plan: &HttpPlan) -> Result<RunResult, EngineError> {
     .into();
     match plan.target.scheme {
         Scheme::Http => run_with::<core::Plain>(plan, request, |_| ()),
-        Scheme::Https => {
-            let base = crate::tls::client_config(&plan.tls)?;
-            let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
-            let resume = plan.tls.resume;
-            run_with::<core::Tls>(plan, request, move |_| {
-                core::TlsCtx::new(crate::tls::worker_config(&base, resume), name.clone())
-            })
-        }
+        Scheme::Https => run_with::<core::Tls>(
+            plan,
+            request,
+            core::TlsCtx::factory(&plan.tls, &plan.target.host)?,
+        ),
     }
 }
 
@@ -190,12 +187,8 @@ pub fn run_ws(plan: &WsPlan) -> Result<RunResult, EngineError> {
     match plan.target.scheme {
         Scheme::Http => run_ws_with::<core::Plain>(plan, |_| ()),
         Scheme::Https => {
-            let base = crate::tls::client_config(&plan.tls)?;
-            let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
-            let resume = plan.tls.resume;
-            run_ws_with::<core::Tls>(plan, move |_| {
-                core::TlsCtx::new(crate::tls::worker_config(&base, resume), name.clone())
-            })
+            let ctx = core::TlsCtx::factory(&plan.tls, &plan.target.host)?;
+            run_ws_with::<core::Tls>(plan, ctx)
         }
     }
 }

@@ -214,6 +214,21 @@ impl TlsCtx {
             scratch: vec![0; SCRATCH].into_boxed_slice(),
         }
     }
+
+    /// The one TLS context factory: checks the settings once (roots, `--ca`, `--insecure`, the
+    /// server name) and returns what makes each worker's context: its own copy of the config
+    /// with its own session store (`tls::worker_config`), so workers never contend on one lock.
+    pub fn factory(
+        plan: &crate::plan::TlsPlan,
+        host: &str,
+    ) -> Result<impl Fn(usize) -> TlsCtx + use<>, crate::tls::TlsError> {
+        let base = crate::tls::client_config(plan)?;
+        let name = crate::tls::server_name(plan, host)?;
+        let resume = plan.resume;
+        Ok(move |_worker: usize| {
+            TlsCtx::new(crate::tls::worker_config(&base, resume), name.clone())
+        })
+    }
 }
 
 /// TLS over TCP through rustls' buffered `ClientConnection`.
