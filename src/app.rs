@@ -830,6 +830,10 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
         eprint!("{text}");
     } else {
         print!("{text}");
+        // Why connections failed, where known, also where a user watching stderr sees it.
+        for line in report::text::reason_lines(&result.recorder.reasons) {
+            eprintln!("connbench: {line}");
+        }
     }
     if let Some(dest) = json {
         let host = report::host::HostFacts::collect();

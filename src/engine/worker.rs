@@ -29,9 +29,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::buf::RecvBuf;
 use super::pace::{Arrival, Schedule, Timer};
 use super::socket;
-use super::transport::{Failure, Transport};
+use super::transport::{Failure, Refusal, Transport};
 use crate::metrics::{ErrorClass, Phase, Recorder};
-use crate::proto::http1::{Progress, ResponseDecoder};
+use crate::proto::http1::{Progress, ProtoError, ResponseDecoder};
 use crate::report::WorkerStats;
 
 /// How often timeouts are checked.
@@ -835,6 +835,12 @@ impl<T: Transport> Worker<T> {
                 self.rec.counters.server_closes += 1;
                 self.replace(slot);
             }
+            // Bytes that could never have become a response are a protocol error, however
+            // they were split; a response cut short is an EOF.
+            Err(e) if e != ProtoError::Truncated => {
+                self.rec.reason(ErrorClass::Protocol, &e);
+                self.fail(slot, ErrorClass::Protocol)
+            }
             Ok(None) | Err(_) => self.fail(slot, ErrorClass::EofMidResponse),
         }
     }
@@ -843,7 +849,10 @@ impl<T: Transport> Worker<T> {
         let state = self.conns[slot].state;
         let class = match f {
             Failure::Tls(class) => class,
-            Failure::Protocol => ErrorClass::Protocol,
+            Failure::Protocol(why) => {
+                self.rec.reason(ErrorClass::Protocol, &why);
+                ErrorClass::Protocol
+            }
             Failure::Io(e) => match state {
                 State::Handshaking => ErrorClass::TlsHandshake,
                 _ => ErrorClass::from_io_error(&e),
@@ -1008,7 +1017,7 @@ fn frame(
     while !rb.is_empty() && !framed.closing {
         let Some(front) = inflight.front_mut() else {
             // Bytes nobody asked for.
-            return Err(Failure::Protocol);
+            return Err(Failure::Protocol(Refusal::Unsolicited));
         };
         if !front.ttfb_seen {
             front.ttfb_seen = true;
@@ -1018,7 +1027,7 @@ fn frame(
         }
         let (n, progress) = decoder
             .decode(rb.pending(), head)
-            .map_err(|_| Failure::Protocol)?;
+            .map_err(|e| Failure::Protocol(Refusal::Http(e)))?;
         rb.consume(n);
         match progress {
             Progress::Partial => return Ok(()),

@@ -661,7 +661,10 @@ impl<T: Transport> WsWorker<T> {
         let state = self.slots[slot].p.state;
         let class = match f {
             Failure::Tls(class) => class,
-            Failure::Protocol => ErrorClass::WsProtocol,
+            Failure::Protocol(why) => {
+                self.rec.reason(ErrorClass::WsProtocol, &why);
+                ErrorClass::WsProtocol
+            }
             Failure::Io(e) => match state {
                 State::Handshaking => ErrorClass::TlsHandshake,
                 State::Open => ErrorClass::WsAbnormalClose,
@@ -873,6 +876,7 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                 if let UpgradeError::Status(code) = e {
                     rx.rec.counters.status[StatusClass::of(code).index()] += 1;
                 }
+                rx.rec.reason(ErrorClass::UpgradeRejected, &e);
                 p.verdict = Verdict::Lose(ReconnectCause::Error, Some(ErrorClass::UpgradeRejected));
                 return;
             }
@@ -885,6 +889,7 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
         let (n, progress) = match p.decoder.decode(rb.pending()) {
             Ok(r) => r,
             Err(e) => {
+                rx.rec.reason(ErrorClass::WsProtocol, &e);
                 let mask = rx.rng.random();
                 ws::encode_close(&mut p.out, e.close_code(), "", mask);
                 p.verdict = Verdict::Lose(ReconnectCause::Error, Some(ErrorClass::WsProtocol));

@@ -539,9 +539,11 @@ impl fmt::Display for WsError {
             WsError::InvalidCloseReason => {
                 write!(f, "server close reason is not valid UTF-8")
             }
-            WsError::MessageTooBig { size, max } => write!(
+            // The size is left out on purpose: the text is a report's reason, and one reason per
+            // maximum reads better than one per size (the size stays in the value).
+            WsError::MessageTooBig { max, .. } => write!(
                 f,
-                "server message of at least {size} bytes exceeds the {max}-byte maximum"
+                "server message exceeds the {max}-byte maximum (--max-message)"
             ),
         }
     }
