@@ -985,6 +985,9 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
     if a.stall_for.is_some_and(|d| d.is_zero()) {
         return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
     }
+    if a.drip.is_some_and(|d| d.is_zero()) {
+        return usage("--drip must be longer than 0 (e.g. --drip 1ms)");
+    }
     let cfg = ServeConfig {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),
@@ -1005,6 +1008,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
         ws_ping_every: a.ws_ping_every,
         ws_pong_timeout: a.ws_pong_timeout,
         http_stall: a.stall_at.zip(a.stall_for),
+        drip: a.drip,
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;
@@ -1018,7 +1022,7 @@ fn serve(a: ServeArgs) -> Result<i32, AppError> {
             None => print!("{}", handle.ca_pem()),
         }
     }
-    println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N");
+    println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N /headers/N /garbage");
     println!(
         "ws     /ws (subscribe, then {}/s per connection)  /echo",
         a.ws_rate

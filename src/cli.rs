@@ -607,6 +607,11 @@ pub struct ServeArgs {
     /// HTTP fault: how long the stall started by --stall-at lasts.
     #[arg(long = "stall-for", value_name = "DURATION", value_parser = parse_duration, requires = "stall_at")]
     pub stall_for: Option<Duration>,
+
+    /// Write fault: send every byte in a write of its own, DURATION apart, so clients see
+    /// every response split at every byte.
+    #[arg(long = "drip", value_name = "DURATION", value_parser = parse_duration)]
+    pub drip: Option<Duration>,
 }
 
 /// A parsed `--cpus` list.

@@ -4,6 +4,7 @@
 
 mod merge;
 mod probe;
+mod proto;
 mod rate;
 mod source;
 mod util;

@@ -16,6 +16,12 @@
 //! are still read and queued, then answered in order), for tests of constant-rate clients and
 //! timeouts against a server that hiccups.
 //!
+//! Framing faults, for tests of clients' decoders: `/headers/N` answers 200 with exactly N
+//! header fields (3 to 10,000; an empty body); `/garbage` writes a malformed head that never
+//! ends (a status line, then a line that is not a header field) and closes; and the `drip`
+//! knob writes every byte in a write of its own, `drip` apart, so a client sees every response
+//! split at every byte (its framing, and the class of its errors, must not change).
+//!
 //! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
 //! Required` and a close (only Content-Length bodies are read, and discarded); a head over
 //! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
@@ -113,6 +119,10 @@ pub struct ServeConfig {
     /// queued reply goes out, in order. Counted in [`ServerStats::http_stalled_requests`].
     /// Upgrades and error answers (400, 429, …) wait too: the server answers *nothing*.
     pub http_stall: Option<(Duration, Duration)>,
+    /// Write fault: every byte the target writes (HTTP responses, the `101`, WebSocket frames)
+    /// goes out in a write of its own, this long after the previous one (TCP_NODELAY is always
+    /// on, so each is its own segment): clients see responses split at every byte.
+    pub drip: Option<Duration>,
 }
 
 impl Default for ServeConfig {
@@ -134,6 +144,7 @@ impl Default for ServeConfig {
             ws_ping_every: None,
             ws_pong_timeout: None,
             http_stall: None,
+            drip: None,
         }
     }
 }
@@ -266,6 +277,8 @@ struct Shared {
     ws: session::Settings,
     /// `http_stall` as absolute instants: `[from, until)`.
     http_stall: Option<(Instant, Instant)>,
+    /// The `drip` write fault.
+    drip: Option<Duration>,
 }
 
 /// A running target. Dropping it stops it, like [`ServerHandle::stop`].
@@ -399,6 +412,7 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
         http_stall: cfg
             .http_stall
             .map(|(after, len)| (started + after, started + after + len)),
+        drip: cfg.drip,
     });
 
     let mut handle = ServerHandle {
@@ -522,6 +536,19 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
                 MAX_WS_DELAY.as_secs()
             )));
         }
+    }
+    match cfg.drip {
+        Some(d) if d.is_zero() => {
+            return Err(ServeError::Config("drip must be longer than zero".into()))
+        }
+        // Keeps `now + drip` from overflowing an Instant on any platform.
+        Some(d) if d > MAX_WS_DELAY => {
+            return Err(ServeError::Config(format!(
+                "drip must be at most {} s",
+                MAX_WS_DELAY.as_secs()
+            )))
+        }
+        _ => {}
     }
     if cfg.ws_pong_timeout.is_some() && cfg.ws_ping_every.is_none() {
         return Err(ServeError::Config(
