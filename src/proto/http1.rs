@@ -540,11 +540,7 @@ impl ResponseDecoder {
     /// The decoder is reset afterwards, whatever the outcome.
     pub fn finish_eof(&mut self, pending: &[u8]) -> Result<Option<ResponseInfo>, ProtoError> {
         let outcome = match &self.state {
-            State::Head(scan)
-                if !scan.interim_seen && pending.iter().all(|&b| b == b'\r' || b == b'\n') =>
-            {
-                Ok(None)
-            }
+            State::Head(scan) if !scan.interim_seen && only_blank_lines(pending) => Ok(None),
             State::UntilClose => {
                 let mut info = self.current;
                 info.body_len = info.body_len.saturating_add(pending.len() as u64);
@@ -813,6 +809,12 @@ fn leading_blank_lines(input: &[u8]) -> usize {
             _ => return i,
         }
     }
+}
+
+/// Empty lines (CRLF or LF) and at most the CR of one more: nothing of a response.
+fn only_blank_lines(pending: &[u8]) -> bool {
+    let blank = leading_blank_lines(pending);
+    pending[blank..].is_empty() || &pending[blank..] == b"\r"
 }
 
 /// Index of the first `needle` at or after `from` (clamped to the slice).
@@ -2230,6 +2232,12 @@ mod tests {
                 "{name}, only at EOF"
             );
         }
+        // Empty lines are nothing; a CR that no LF follows is not an empty line.
+        assert_eq!(ResponseDecoder::new().finish_eof(b"\r\n\n\r"), Ok(None));
+        assert_eq!(
+            ResponseDecoder::new().finish_eof(b"\r\n\r\r"),
+            Err(newline())
+        );
         for valid in [
             &b"H"[..],
             b"HTTP/1.",
