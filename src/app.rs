@@ -737,6 +737,10 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
         eprint!("{text}");
     } else {
         print!("{text}");
+        // Why connections failed, where known, also where a user watching stderr sees it.
+        for line in report::text::reason_lines(&result.recorder.reasons) {
+            eprintln!("connbench: {line}");
+        }
     }
     if let Some(dest) = json {
         let host = report::host::HostFacts::collect();
@@ -886,6 +890,9 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         return usage("--stall-for must be longer than 0 (e.g. --stall-at 2s --stall-for 500ms)");
     }
     validate::check_serve(&a, given, &crate::sys::allowed_cpus())?;
+    if a.drip.is_some_and(|d| d.is_zero()) {
+        return usage("--drip must be longer than 0 (e.g. --drip 1ms)");
+    }
     let cfg = ServeConfig {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),
@@ -910,6 +917,7 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         http_stall: a.stall_at.zip(a.stall_for),
         ws_greeting: a.ws_greeting.clone(),
         ws_ignore_pings: a.ws_no_pong,
+        drip: a.drip,
     };
     crate::sys::raise_fd_limit();
     let handle = target::start(cfg).map_err(AppError::Serve)?;
@@ -923,7 +931,7 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
             None => print!("{}", handle.ca_pem()),
         }
     }
-    println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N");
+    println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N /headers/N /garbage");
     println!("faults /close/fin/N /close/rst/N /truncate/fin/N /truncate/rst/N (bytes, then the connection ends)");
     println!(
         "ws     /ws (subscribe, then {}/s per connection)  /echo",

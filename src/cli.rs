@@ -643,6 +643,11 @@ pub struct ServeArgs {
     /// WebSocket fault: never answer pings (data and the connection go on).
     #[arg(long = "ws-no-pong")]
     pub ws_no_pong: bool,
+
+    /// Write fault: send every byte in a write of its own, DURATION apart, so clients see
+    /// every response split at every byte.
+    #[arg(long = "drip", value_name = "DURATION", value_parser = parse_duration)]
+    pub drip: Option<Duration>,
 }
 
 /// A parsed `--cpus` list.

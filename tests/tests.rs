@@ -5,6 +5,7 @@
 mod faults;
 mod merge;
 mod probe;
+mod proto;
 mod rate;
 mod source;
 mod usage;

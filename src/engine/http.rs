@@ -24,9 +24,9 @@ use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
 use super::core::{Close, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
 use super::pace::{Arrival, Schedule};
-use super::transport::Failure;
+use super::transport::{Failure, Refusal};
 use crate::metrics::{ErrorClass, Phase, Recorder};
-use crate::proto::http1::{Progress, ResponseDecoder};
+use crate::proto::http1::{Progress, ProtoError, ResponseDecoder};
 
 /// Longest a failing slot waits before it reconnects.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(100);
@@ -398,6 +398,12 @@ impl Http {
                 net.rec.counters.server_closes += 1;
                 self.replace(net, slot, now);
             }
+            // Bytes that could never have become a response are a protocol error, however
+            // they were split; a response cut short is an EOF.
+            Err(e) if e != ProtoError::Truncated => {
+                net.rec.reason(ErrorClass::Protocol, &e);
+                self.fail(net, slot, ErrorClass::Protocol, now)
+            }
             Ok(None) | Err(_) => self.fail(net, slot, ErrorClass::EofMidResponse, now),
         }
     }
@@ -542,7 +548,10 @@ impl<T: Transport> Session<T> for Http {
         let idle = self.conns[slot].inflight.is_empty();
         let class = match lost {
             Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => class,
-            Lost::Protocol => ErrorClass::Protocol,
+            Lost::Protocol(why) => {
+                net.rec.reason(ErrorClass::Protocol, &why);
+                ErrorClass::Protocol
+            }
             Lost::Eof if framed.closing => {
                 // `Connection: close` and the FIN in one event: the server said it first.
                 net.rec.counters.server_closes += 1;
@@ -626,7 +635,7 @@ fn frame(
     while !rb.is_empty() && !framed.closing {
         let Some(front) = inflight.front_mut() else {
             // Bytes nobody asked for.
-            return Err(Failure::Protocol);
+            return Err(Failure::Protocol(Refusal::Unsolicited));
         };
         if !front.ttfb_seen {
             front.ttfb_seen = true;
@@ -636,7 +645,7 @@ fn frame(
         }
         let (n, progress) = decoder
             .decode(rb.pending(), head)
-            .map_err(|_| Failure::Protocol)?;
+            .map_err(|e| Failure::Protocol(Refusal::Http(e)))?;
         rb.consume(n);
         match progress {
             Progress::Partial => return Ok(()),

@@ -1125,7 +1125,7 @@ impl<'a, T: Transport> Pass<'a, T> {
         let settled = c.step == Step::Held && now - c.t_done >= self.plan.settle;
         let class = match f {
             Failure::Tls(class) => class,
-            Failure::Protocol => ErrorClass::Protocol,
+            Failure::Protocol(_) => ErrorClass::Protocol,
             Failure::Io(e) => {
                 let reset = matches!(
                     e.raw_os_error(),

@@ -21,6 +21,7 @@
 //! 4. Writes go straight to the socket; only what the socket refuses is kept for the next
 //!    writable edge (plain) or left in rustls' queue (TLS).
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +33,8 @@ use rustls::{ClientConfig, HandshakeKind};
 
 use super::buf::RecvBuf;
 use crate::metrics::{ErrorClass, TlsFacts};
+use crate::proto::http1::ProtoError;
+use crate::proto::ws::WsError;
 
 /// How a `recv` call ended without failing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,8 +52,38 @@ pub enum Failure {
     Io(io::Error),
     /// TLS failed (certificate, alert, protocol), already classified.
     Tls(ErrorClass),
-    /// The framer rejected the plaintext, or a response head outgrew the buffer.
-    Protocol,
+    /// The framer rejected the plaintext, or it outgrew the buffer; the reason goes to the
+    /// report ([`crate::metrics::Recorder::reason`]).
+    Protocol(Refusal),
+}
+
+/// Why the server's bytes were refused: carried as the decoder's own error and formatted only
+/// when counted, so a refusal costs no allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The HTTP/1.1 response framer's verdict.
+    Http(ProtoError),
+    /// The WebSocket frame decoder's verdict.
+    Ws(WsError),
+    /// The plaintext outgrew the receive buffer before the decoder could take any of it.
+    BufferFull,
+    /// Response bytes arrived while no request was outstanding.
+    Unsolicited,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Http(e) => e.fmt(f),
+            Refusal::Ws(e) => e.fmt(f),
+            Refusal::BufferFull => write!(
+                f,
+                "data outgrew the {} KiB receive buffer before it could be decoded",
+                super::buf::MAX_CAPACITY / 1024
+            ),
+            Refusal::Unsolicited => write!(f, "server sent bytes while no request was outstanding"),
+        }
+    }
 }
 
 /// Plain TCP or TLS, as seen by the worker.
@@ -207,7 +240,7 @@ impl Transport for Plain {
             let spare = rb.spare();
             let want = spare.len();
             if want == 0 {
-                return Err(Failure::Protocol);
+                return Err(Failure::Protocol(Refusal::BufferFull));
             }
             match sock.read(spare) {
                 Ok(0) => {
@@ -353,7 +386,7 @@ impl Transport for Tls {
                 loop {
                     let spare = rb.spare();
                     if spare.is_empty() {
-                        return Err(Failure::Protocol);
+                        return Err(Failure::Protocol(Refusal::BufferFull));
                     }
                     match self.conn.reader().read(spare) {
                         Ok(0) => {

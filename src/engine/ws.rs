@@ -702,7 +702,10 @@ impl<T: Transport> Session<T> for Ws {
             Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => {
                 (ReconnectCause::Error, class)
             }
-            Lost::Protocol => (ReconnectCause::Error, ErrorClass::WsProtocol),
+            Lost::Protocol(why) => {
+                net.rec.reason(ErrorClass::WsProtocol, &why);
+                (ReconnectCause::Error, ErrorClass::WsProtocol)
+            }
             Lost::Eof => match state {
                 State::Open => (ReconnectCause::Abnormal, ErrorClass::WsAbnormalClose),
                 _ => (ReconnectCause::Error, ErrorClass::UpgradeRejected),
@@ -824,6 +827,7 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                 if let UpgradeError::Status(code) = e {
                     rx.rec.counters.status[StatusClass::of(code).index()] += 1;
                 }
+                rx.rec.reason(ErrorClass::UpgradeRejected, &e);
                 p.verdict = Verdict::Lose(ReconnectCause::Error, Some(ErrorClass::UpgradeRejected));
                 return;
             }
@@ -836,6 +840,7 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
         let (n, progress) = match p.decoder.decode(rb.pending()) {
             Ok(r) => r,
             Err(e) => {
+                rx.rec.reason(ErrorClass::WsProtocol, &e);
                 let mask = rx.rng.random();
                 ws::encode_close(&mut p.out, e.close_code(), "", mask);
                 p.verdict = Verdict::Lose(ReconnectCause::Error, Some(ErrorClass::WsProtocol));

@@ -7,6 +7,8 @@
 //!
 //! This module must not read a clock or touch a socket: callers pass durations in.
 
+use std::fmt::{self, Write as _};
+
 use hdrhistogram::Histogram;
 
 pub mod probe;
@@ -552,6 +554,68 @@ pub struct Interval {
     pub hists: Vec<(Phase, Histogram<u64>)>,
 }
 
+/// Distinct reasons kept per error class; failures with a further reason are counted together
+/// in [`Reasons::other`], so a server that varies its faults cannot grow the report.
+pub const MAX_REASONS: usize = 4;
+
+/// Why failures happened, for the classes whose failures carry a reason (protocol errors:
+/// "response head has more than 1024 header fields", "server sent a masked frame", …): the
+/// first distinct reasons seen and how often each occurred. Text is stored once per distinct
+/// reason; counting one more failure of a known reason allocates nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reasons {
+    /// `(class, reason, failures)` in the order first seen, at most [`MAX_REASONS`] per class.
+    kept: Vec<(ErrorClass, String, u64)>,
+    /// Per class: failures whose reason was not kept (more than [`MAX_REASONS`] distinct ones).
+    other: [u64; ErrorClass::COUNT],
+}
+
+impl Reasons {
+    /// Count one failure of `class` for `reason`.
+    pub fn add(&mut self, class: ErrorClass, reason: &str, n: u64) {
+        if let Some(entry) = self
+            .kept
+            .iter_mut()
+            .find(|(c, r, _)| *c == class && r == reason)
+        {
+            entry.2 = entry.2.saturating_add(n);
+        } else if self.kept.iter().filter(|(c, ..)| *c == class).count() < MAX_REASONS {
+            self.kept.push((class, reason.to_owned(), n));
+        } else {
+            let other = &mut self.other[class.index()];
+            *other = other.saturating_add(n);
+        }
+    }
+
+    /// Add another worker's reasons into these.
+    pub fn merge(&mut self, o: &Reasons) {
+        for (class, reason, n) in &o.kept {
+            self.add(*class, reason, *n);
+        }
+        for (a, b) in self.other.iter_mut().zip(o.other.iter()) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    /// The reasons of one class, most frequent first (ties in the order first seen), then the
+    /// failures whose reason was not kept, if any.
+    pub fn of(&self, class: ErrorClass) -> (Vec<(&str, u64)>, u64) {
+        let mut list: Vec<(&str, u64)> = self
+            .kept
+            .iter()
+            .filter(|(c, ..)| *c == class)
+            .map(|(_, r, n)| (r.as_str(), *n))
+            .collect();
+        list.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        (list, self.other[class.index()])
+    }
+
+    /// True when no failure carried a reason.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.other.iter().all(|&n| n == 0)
+    }
+}
+
 /// One worker's measurements.
 #[derive(Clone, Debug)]
 pub struct Recorder {
@@ -564,6 +628,10 @@ pub struct Recorder {
     pub tls: TlsFacts,
     /// Unit of the server timestamps used for message latency (given or inferred).
     pub ts_unit: Option<&'static str>,
+    /// Why failures happened, where the engine knows ([`Recorder::reason`]).
+    pub reasons: Reasons,
+    /// Reused buffer a reason is formatted into before it is looked up.
+    reason_text: String,
 }
 
 /// A fresh phase histogram with the crate's bounds.
@@ -587,6 +655,8 @@ impl Recorder {
             counters: Counters::default(),
             tls: TlsFacts::default(),
             ts_unit: None,
+            reasons: Reasons::default(),
+            reason_text: String::new(),
         }
     }
 
@@ -638,6 +708,15 @@ impl Recorder {
         self.counters.errors[class.index()] += 1;
     }
 
+    /// Note why a failure of `class` happened; the failure itself is counted by
+    /// [`Recorder::error`]. Formats into a reused buffer: only a reason never seen before
+    /// allocates (its text is kept, up to [`MAX_REASONS`] per class).
+    pub fn reason(&mut self, class: ErrorClass, why: &dyn fmt::Display) {
+        self.reason_text.clear();
+        let _ = write!(self.reason_text, "{why}");
+        self.reasons.add(class, &self.reason_text, 1);
+    }
+
     /// Count one fully framed response with this status code.
     #[inline]
     pub fn response(&mut self, status: u16) {
@@ -662,6 +741,7 @@ impl Recorder {
         if self.ts_unit.is_none() {
             self.ts_unit = other.ts_unit;
         }
+        self.reasons.merge(&other.reasons);
     }
 
     /// Forget everything measured so far but the TLS facts (used when a warm-up ends).
@@ -675,6 +755,7 @@ impl Recorder {
             }
         }
         self.counters = Counters::default();
+        self.reasons = Reasons::default();
     }
 }
 
@@ -748,6 +829,57 @@ mod tests {
         r.reset();
         assert_eq!(r.histogram(Phase::Total).len(), 0);
         assert_eq!(r.counters, Counters::default());
+    }
+
+    #[test]
+    fn reasons_are_counted_per_class_and_bounded() {
+        let mut r = Recorder::new();
+        for _ in 0..3 {
+            r.reason(ErrorClass::Protocol, &"more than 1024 header fields");
+        }
+        r.reason(ErrorClass::Protocol, &"invalid HTTP version");
+        r.reason(ErrorClass::WsProtocol, &"invalid HTTP version");
+        let (list, other) = r.reasons.of(ErrorClass::Protocol);
+        assert_eq!(
+            list,
+            [
+                ("more than 1024 header fields", 3),
+                ("invalid HTTP version", 1)
+            ]
+        );
+        assert_eq!(other, 0);
+        assert_eq!(
+            r.reasons.of(ErrorClass::WsProtocol).0,
+            [("invalid HTTP version", 1)]
+        );
+        // Past MAX_REASONS distinct reasons, the rest are counted together.
+        for i in 0..10 {
+            r.reason(ErrorClass::Protocol, &format_args!("reason {i}"));
+        }
+        let (list, other) = r.reasons.of(ErrorClass::Protocol);
+        assert_eq!(list.len(), MAX_REASONS);
+        assert_eq!(other, 10 - (MAX_REASONS as u64 - 2));
+        // A kept reason still counts after the list is full.
+        r.reason(ErrorClass::Protocol, &"invalid HTTP version");
+        assert!(r
+            .reasons
+            .of(ErrorClass::Protocol)
+            .0
+            .contains(&("invalid HTTP version", 2)));
+    }
+
+    #[test]
+    fn reasons_merge_and_reset() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        a.reason(ErrorClass::Protocol, &"x");
+        b.reason(ErrorClass::Protocol, &"x");
+        b.reason(ErrorClass::Protocol, &"y");
+        b.reason(ErrorClass::Protocol, &"y");
+        a.merge(&b);
+        assert_eq!(a.reasons.of(ErrorClass::Protocol).0, [("x", 2), ("y", 2)]);
+        a.reset();
+        assert!(a.reasons.is_empty());
     }
 
     #[test]

@@ -16,14 +16,24 @@
 //!    unconsumed and the caller loops.
 //! 4. Framing follows RFC 9112 §6.3. Errors are the peer's fault and leave the decoder failed
 //!    (every later call repeats the error) until [`ResponseDecoder::reset`].
+//! 5. The error never depends on how the bytes were split: bytes that cannot start a valid
+//!    response (a status line, header line, chunk-size line or trailer that is already wrong)
+//!    fail as soon as they arrive, not when the line or head would have ended, and
+//!    [`ResponseDecoder::finish_eof`] judges what it is handed the same way. The head check is
+//!    httparse's response grammar run incrementally ([`HeadLexer`]); a head that arrives whole
+//!    goes straight to httparse, and the tests hold the two to the same verdict on every prefix.
 
 use std::fmt;
 use std::mem::MaybeUninit;
 
 /// Largest response head accepted, status line to empty line inclusive.
 const HEAD_MAX: usize = 64 * 1024;
-/// Most header fields accepted in one response head (the stack array httparse fills).
-const MAX_HEADERS: usize = 64;
+/// Most header fields accepted in one response head. Heads up to [`STACK_HEADERS`] fields are
+/// parsed into a stack array; larger ones into a per-decoder heap array sized to the head and
+/// reused, so a server that always sends many fields costs no allocation per response.
+pub const MAX_HEADERS: usize = 1024;
+/// Header slots on the stack: more than almost any real response carries.
+const STACK_HEADERS: usize = 64;
 /// Longest chunk-size line accepted, extensions and CRLF included.
 const CHUNK_LINE_MAX: usize = 4 * 1024;
 /// Largest trailer section accepted after the last chunk.
@@ -308,7 +318,7 @@ pub enum ProtoError {
     /// The status line or a header field is not valid HTTP/1.x (what httparse reported, or a
     /// status code outside 100..=599).
     Malformed(&'static str),
-    /// The head has more than 64 header fields.
+    /// The head has more than [`MAX_HEADERS`] header fields.
     TooManyHeaders,
     /// The head is larger than 64 KiB.
     HeadTooLarge,
@@ -379,8 +389,13 @@ enum State {
     /// Expecting the CRLF that closes a chunk's data.
     ChunkDataEnd,
     /// After the last chunk: trailer lines up to the empty line. `scanned` bytes of the current
-    /// line hold no LF yet; `total` bytes of trailer lines were already consumed.
-    Trailers { scanned: usize, total: usize },
+    /// line hold no LF yet and were checked (a CR at its end excepted); `colon` says whether
+    /// they hold the colon; `total` bytes of trailer lines were already consumed.
+    Trailers {
+        scanned: usize,
+        colon: bool,
+        total: usize,
+    },
     /// Body delimited by the connection closing: everything is body until `finish_eof`.
     UntilClose,
     /// The response could not be framed; every call repeats the error until `reset`.
@@ -390,9 +405,9 @@ enum State {
 /// Progress on the head of the next response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct HeadScan {
-    /// `None` until one parse attempt found the head incomplete; then the offset from which the
-    /// search for the empty line resumes, so no byte is searched more than a few times.
-    scanned: Option<usize>,
+    /// `None` until one parse attempt found the head incomplete; then the incremental check of
+    /// the bytes seen so far, which resumes where it stopped, so no byte is checked twice.
+    lexer: Option<HeadLexer>,
     /// Empty lines consumed before the status line (tolerated, as httparse does, but bounded).
     skipped: usize,
     /// An interim 1xx response for the current request was already consumed.
@@ -434,6 +449,8 @@ pub struct ResponseDecoder {
     state: State,
     /// The final response being framed: status and keep-alive from its head, body bytes so far.
     current: ResponseInfo,
+    /// Header slots for heads with more than [`STACK_HEADERS`] fields (kept across responses).
+    slots: HeaderSlots,
 }
 
 impl Default for ResponseDecoder {
@@ -452,6 +469,7 @@ impl ResponseDecoder {
                 keep_alive: false,
                 body_len: 0,
             },
+            slots: HeaderSlots::default(),
         }
     }
 
@@ -477,7 +495,10 @@ impl ResponseDecoder {
     ///   trailer lines are consumed.
     /// - keep_alive: HTTP/1.1 unless a `Connection` header has the token `close`; HTTP/1.0 only
     ///   with the token `keep-alive` (and no `close`); always false for close-delimited.
-    /// - Limits: head ≤ 64 KiB, ≤ 64 headers, chunk-size line ≤ 4 KiB, trailers ≤ 64 KiB.
+    /// - Limits: head ≤ 64 KiB, ≤ [`MAX_HEADERS`] header fields, chunk-size line ≤ 4 KiB,
+    ///   trailers ≤ 64 KiB.
+    /// - Bytes that cannot begin a valid response fail as soon as they are seen (contract
+    ///   rule 5): the result never depends on how the input was split.
     ///
     /// After an error the decoder stays failed (each call returns the same error) until
     /// [`reset`](Self::reset).
@@ -512,16 +533,14 @@ impl ResponseDecoder {
     /// Close-delimited body in progress → Ok(Some(info)) (pending counts as body).
     /// Nothing of a response seen and pending empty → Ok(None) (a clean close between
     /// responses; stray empty lines count as nothing).
+    /// Bytes that could never become a valid response (checked here too, so bytes the decoder
+    /// is handed only now are judged like any others) → the error they call for.
     /// Anything else → Err(ProtoError::Truncated) (or the error the decoder already failed with).
     ///
     /// The decoder is reset afterwards, whatever the outcome.
     pub fn finish_eof(&mut self, pending: &[u8]) -> Result<Option<ResponseInfo>, ProtoError> {
         let outcome = match &self.state {
-            State::Head(scan)
-                if !scan.interim_seen && pending.iter().all(|&b| b == b'\r' || b == b'\n') =>
-            {
-                Ok(None)
-            }
+            State::Head(scan) if !scan.interim_seen && only_blank_lines(pending) => Ok(None),
             State::UntilClose => {
                 let mut info = self.current;
                 info.body_len = info.body_len.saturating_add(pending.len() as u64);
@@ -529,15 +548,29 @@ impl ResponseDecoder {
                 Ok(Some(info))
             }
             State::Failed(e) => Err(e.clone()),
-            _ => Err(ProtoError::Truncated),
+            // Whatever state the bytes would leave the decoder in, an error they cause is the
+            // answer; otherwise the response was cut short.
+            _ => match self.decode(pending, false) {
+                Err(e) => Err(e),
+                // A close-delimited body that started in `pending` ends here.
+                Ok((n, Progress::Partial)) if self.state == State::UntilClose => {
+                    let mut info = self.current;
+                    info.body_len = info.body_len.saturating_add((pending.len() - n) as u64);
+                    info.keep_alive = false;
+                    Ok(Some(info))
+                }
+                Ok(_) => Err(ProtoError::Truncated),
+            },
         };
         self.reset();
         outcome
     }
 
-    /// Forget any partial response (the connection is being replaced).
+    /// Forget any partial response (the connection is being replaced). The heap header slots,
+    /// if a large head ever needed them, are kept for the next connection.
     pub fn reset(&mut self) {
-        *self = ResponseDecoder::new();
+        self.state = State::idle();
+        self.current = ResponseDecoder::new().current;
     }
 
     /// Run the current state once over `input` (the unconsumed bytes from the state's start).
@@ -579,7 +612,11 @@ impl ResponseDecoder {
                     "chunk data is not followed by CRLF",
                 )),
             },
-            State::Trailers { scanned, total } => self.step_trailers(scanned, total, input),
+            State::Trailers {
+                scanned,
+                colon,
+                total,
+            } => self.step_trailers(scanned, colon, total, input),
             State::UntilClose => {
                 self.add_body(input.len());
                 Ok(Step::NeedMore(input.len()))
@@ -598,9 +635,9 @@ impl ResponseDecoder {
         input: &[u8],
         head_request: bool,
     ) -> Result<Step, ProtoError> {
-        if scan.scanned.is_none() {
+        if scan.lexer.is_none() {
             // Empty lines before a status line are consumed here rather than left to httparse,
-            // so the empty-line search below cannot mistake them for the end of a head.
+            // so they never count against the head's size limit or its parse.
             let blank = leading_blank_lines(input);
             if blank > 0 {
                 scan.skipped += blank;
@@ -616,33 +653,29 @@ impl ResponseDecoder {
         }
 
         let window = &input[..input.len().min(HEAD_MAX)];
-        let candidate = match scan.scanned {
-            // First look at this head: usually it is all there, so let httparse find its end.
-            None => Some(window),
-            Some(from) => find_head_end(window, from).map(|end| &window[..end]),
-        };
-        let parsed = match candidate {
-            Some(head) => match parse_head(head) {
-                // httparse counts fields before it sees the end; a head that has not ended
-                // yet is reported when it does (TooManyHeaders) or never does (HeadTooLarge),
-                // the same whatever way the bytes were split.
-                Err(ProtoError::TooManyHeaders) if find_head_end(head, 0).is_none() => None,
-                other => other?,
-            },
-            None => None,
-        };
+        let mut parsed = None;
+        if scan.lexer.is_none() {
+            // First look at this head: usually it is all there, so httparse frames it at once.
+            parsed = parse_head(window, &mut self.slots)?;
+        }
+        if parsed.is_none() {
+            // Incomplete: check what arrived (once per byte, resuming on the next call) so a
+            // prefix that cannot become a head fails now, whatever the split (rule 5).
+            let lexer = scan.lexer.get_or_insert_with(HeadLexer::default);
+            if let Some(end) = lexer.feed(window)? {
+                parsed = parse_head(&window[..end], &mut self.slots)?;
+                if parsed.is_none() {
+                    // Unreachable while the lexer and httparse agree (the tests hold them to it).
+                    return Err(ProtoError::Malformed(
+                        "response head does not end at its empty line",
+                    ));
+                }
+            }
+        }
         let Some((len, head)) = parsed else {
             if input.len() >= HEAD_MAX {
                 return Err(ProtoError::HeadTooLarge);
             }
-            if scan.scanned.is_some() && candidate.is_some() {
-                // The empty line is there, yet httparse wants more: not a head it can finish.
-                return Err(ProtoError::Malformed(
-                    "response head does not end at its empty line",
-                ));
-            }
-            // The empty line may straddle the end (LF CR | LF): resume two bytes back.
-            scan.scanned = Some(window.len().saturating_sub(2));
             self.state = State::Head(scan);
             return Ok(Step::NeedMore(0));
         };
@@ -684,7 +717,17 @@ impl ResponseDecoder {
 
     fn step_chunk_size(&mut self, scanned: usize, input: &[u8]) -> Result<Step, ProtoError> {
         let window = &input[..input.len().min(CHUNK_LINE_MAX)];
+        // httparse reads an empty line as size 0; a size needs at least one hex digit.
+        if window.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+            return Err(ProtoError::InvalidChunk("chunk size is not a hex number"));
+        }
         let Some(lf) = find_byte(window, scanned, b'\n') else {
+            // No LF yet: a line that is already wrong fails now, not when its LF comes
+            // (rule 5). httparse stops at the first bad byte, so a wrong prefix is an error
+            // and a good one is Partial; checked only when new bytes arrived (≤ 4 KiB).
+            if window.len() > scanned && httparse::parse_chunk_size(window).is_err() {
+                return Err(ProtoError::InvalidChunk("bad chunk-size line"));
+            }
             if input.len() >= CHUNK_LINE_MAX {
                 return Err(ProtoError::ChunkLineTooLong);
             }
@@ -694,10 +737,6 @@ impl ResponseDecoder {
             return Ok(Step::NeedMore(0));
         };
         let line = &window[..=lf];
-        // httparse reads an empty line as size 0; a size needs at least one hex digit.
-        if !line[0].is_ascii_hexdigit() {
-            return Err(ProtoError::InvalidChunk("chunk size is not a hex number"));
-        }
         let size = match httparse::parse_chunk_size(line) {
             Ok(httparse::Status::Complete((end, size))) if end == line.len() => size,
             // Partial on a whole line means a bare LF inside an extension: CRLF is required.
@@ -706,6 +745,7 @@ impl ResponseDecoder {
         self.state = if size == 0 {
             State::Trailers {
                 scanned: 0,
+                colon: false,
                 total: 0,
             }
         } else {
@@ -717,17 +757,22 @@ impl ResponseDecoder {
     fn step_trailers(
         &mut self,
         scanned: usize,
+        colon: bool,
         total: usize,
         input: &[u8],
     ) -> Result<Step, ProtoError> {
         let budget = TRAILERS_MAX - total;
         let window = &input[..input.len().min(budget)];
         let Some(lf) = find_byte(window, scanned, b'\n') else {
+            // No LF yet: check the new bytes of the line now (rule 5).
+            let (checked, colon) =
+                check_field_prefix(window, scanned, colon).ok_or(ProtoError::InvalidTrailer)?;
             if input.len() >= budget {
                 return Err(ProtoError::TrailersTooLarge);
             }
             self.state = State::Trailers {
-                scanned: window.len(),
+                scanned: checked,
+                colon,
                 total,
             };
             return Ok(Step::NeedMore(0));
@@ -741,6 +786,7 @@ impl ResponseDecoder {
         }
         self.state = State::Trailers {
             scanned: 0,
+            colon: false,
             total: total + line.len(),
         };
         Ok(Step::Advance(line.len()))
@@ -765,6 +811,12 @@ fn leading_blank_lines(input: &[u8]) -> usize {
     }
 }
 
+/// Empty lines (CRLF or LF) and at most the CR of one more: nothing of a response.
+fn only_blank_lines(pending: &[u8]) -> bool {
+    let blank = leading_blank_lines(pending);
+    pending[blank..].is_empty() || &pending[blank..] == b"\r"
+}
+
 /// Index of the first `needle` at or after `from` (clamped to the slice).
 fn find_byte(buf: &[u8], from: usize, needle: u8) -> Option<usize> {
     let from = from.min(buf.len());
@@ -772,20 +824,6 @@ fn find_byte(buf: &[u8], from: usize, needle: u8) -> Option<usize> {
         .iter()
         .position(|&b| b == needle)
         .map(|i| from + i)
-}
-
-/// End offset of the empty line that closes a head (`LF LF` or `LF CR LF`, so bare-LF heads,
-/// which httparse accepts, are found too), searching from `from`.
-fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    while let Some(lf) = find_byte(buf, at, b'\n') {
-        match &buf[lf + 1..] {
-            [b'\n', ..] => return Some(lf + 2),
-            [b'\r', b'\n', ..] => return Some(lf + 3),
-            _ => at = lf + 1,
-        }
-    }
-    None
 }
 
 /// A trailer line (`name: value` ending in CRLF or LF): the name is a token, the value has no
@@ -799,6 +837,34 @@ fn is_field_line(line: &[u8]) -> bool {
         Some(colon) => is_token(&body[..colon]) && is_valid_field_value(&body[colon + 1..]),
         None => false,
     }
+}
+
+/// Check the bytes `line[from..]` of a trailer line that has no LF yet, given whether
+/// `line[..from]` (already checked) holds the colon. Returns how far the line is now checked and
+/// whether it holds the colon, or `None` when no ending can make it a valid line (see
+/// [`is_field_line`]). A CR is left unchecked while it is the last byte: it may start the CRLF.
+fn check_field_prefix(line: &[u8], from: usize, mut colon: bool) -> Option<(usize, bool)> {
+    for (i, &b) in line.iter().enumerate().skip(from) {
+        if b == b'\r' {
+            if i + 1 == line.len() {
+                return Some((i, colon));
+            }
+            // A CR followed by anything but the LF (which this line does not hold yet).
+            return None;
+        }
+        let ok = if colon {
+            b == b'\t' || (b >= 0x20 && b != 0x7f)
+        } else if b == b':' {
+            colon = true;
+            i > 0
+        } else {
+            is_tchar(b)
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some((line.len(), colon))
 }
 
 /// The framing-relevant facts of one parsed head; the header values it cares about are
@@ -846,32 +912,17 @@ impl Head {
 }
 
 /// Parse a head with httparse: `Ok(None)` when incomplete, else its length and facts.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, ProtoError> {
-    // Uninitialised slots: the parser writes only the headers it finds, so a 64-slot array costs
-    // nothing for the usual 6-10 headers.
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut response,
-        buf,
-        &mut slots,
-    ) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ProtoError::TooManyHeaders),
-        Err(e) => return Err(ProtoError::Malformed(httparse_error_text(e))),
-    };
-    let (Some(minor), Some(status)) = (response.version, response.code) else {
-        return Err(ProtoError::Malformed("no status line"));
-    };
-    if !(100..=599).contains(&status) {
-        return Err(ProtoError::Malformed("status code outside 100-599"));
-    }
+fn parse_head(buf: &[u8], slots: &mut HeaderSlots) -> Result<Option<(usize, Head)>, ProtoError> {
+    parse_response(buf, slots, head_facts)
+}
 
+/// The framing facts of a complete, parsed head.
+fn head_facts(response: &httparse::Response<'_, '_>) -> Head {
+    let minor = response.version.unwrap_or(1);
     let mut close = false;
     let mut keep_alive_token = false;
     let mut head = Head {
-        status,
+        status: response.code.unwrap_or(0),
         keep_alive: false,
         http10: minor == 0,
         transfer_encoding: false,
@@ -896,7 +947,219 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, ProtoError> {
         }
     }
     head.keep_alive = !close && (minor >= 1 || keep_alive_token);
-    Ok(Some((len, head)))
+    head
+}
+
+/// Header slots for httparse beyond the stack array: a heap array that lives as long as its
+/// decoder, sized to the largest head seen (at most [`MAX_HEADERS`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeaderSlots {
+    /// Always empty between parses; only its capacity is kept. `'static` because a field can
+    /// only borrow a buffer while one parse runs: [`HeaderSlots::parse_with`] re-types it for
+    /// that parse and back, without reallocating (`Vec`'s in-place collect).
+    spare: Vec<MaybeUninit<httparse::Header<'static>>>,
+}
+
+impl HeaderSlots {
+    /// Parse `buf` into as many heap slots as it has lines (at most [`MAX_HEADERS`]).
+    fn parse_with<R>(
+        &mut self,
+        buf: &[u8],
+        f: impl FnOnce(&httparse::Response<'_, '_>) -> R,
+    ) -> Result<Option<(usize, R)>, ProtoError> {
+        let lines = buf.iter().filter(|&&b| b == b'\n').count();
+        let mut heap: Vec<MaybeUninit<httparse::Header<'_>>> =
+            retype(std::mem::take(&mut self.spare));
+        heap.resize(lines.min(MAX_HEADERS), MaybeUninit::uninit());
+        let mut response = httparse::Response::new(&mut []);
+        let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut heap,
+        );
+        let out = finish_parse(status, &response, f);
+        self.spare = retype(heap);
+        out
+    }
+}
+
+/// The same (empty) vector for fields of another lifetime, keeping its allocation: the element
+/// types have one layout, so the in-place collect reuses the buffer.
+fn retype<'a, 'b>(
+    mut v: Vec<MaybeUninit<httparse::Header<'a>>>,
+) -> Vec<MaybeUninit<httparse::Header<'b>>> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+/// Parse a response head with httparse and hand the parsed response to `f`: `Ok(None)` when it
+/// is incomplete (and not already wrong), else its length and what `f` made of it. Heads with
+/// more than [`STACK_HEADERS`] fields go to `slots`; more than [`MAX_HEADERS`] fail.
+///
+/// A status code outside 100-599 fails as soon as its three digits are there (and before any
+/// error after them), so that the verdict on a prefix matches [`HeadLexer`]'s.
+pub(crate) fn parse_response<R>(
+    buf: &[u8],
+    slots: &mut HeaderSlots,
+    f: impl FnOnce(&httparse::Response<'_, '_>) -> R,
+) -> Result<Option<(usize, R)>, ProtoError> {
+    // Uninitialised slots: the parser writes only the fields it finds, so the stack array costs
+    // nothing for the usual 6-10 fields.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut stack,
+    ) {
+        Err(httparse::Error::TooManyHeaders) => slots.parse_with(buf, f),
+        status => finish_parse(status, &response, f),
+    }
+}
+
+fn finish_parse<R>(
+    status: httparse::Result<usize>,
+    response: &httparse::Response<'_, '_>,
+    f: impl FnOnce(&httparse::Response<'_, '_>) -> R,
+) -> Result<Option<(usize, R)>, ProtoError> {
+    if response.code.is_some_and(|c| !(100..=599).contains(&c)) {
+        return Err(STATUS_RANGE);
+    }
+    match status {
+        Ok(httparse::Status::Complete(len)) => match (response.version, response.code) {
+            (Some(_), Some(_)) => Ok(Some((len, f(response)))),
+            _ => Err(ProtoError::Malformed("no status line")),
+        },
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(ProtoError::TooManyHeaders),
+        Err(e) => Err(ProtoError::Malformed(httparse_error_text(e))),
+    }
+}
+
+/// A three-digit status code outside 100-599.
+const STATUS_RANGE: ProtoError = ProtoError::Malformed("status code outside 100-599");
+
+/// The incremental check of a response head that arrives in pieces: httparse's response
+/// grammar (its default `ParserConfig`: no obs-fold, no space before a colon, single spaces in
+/// the status line) run one byte at a time and resumable, plus the status range and the field
+/// count. It gives, for every prefix, the verdict httparse gives on that prefix, so a head is
+/// rejected at the byte that makes it hopeless however it was split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct HeadLexer {
+    at: Lex,
+    /// Bytes of the head checked so far.
+    pos: usize,
+    /// Header fields completed so far.
+    fields: usize,
+}
+
+/// Where [`HeadLexer`] is in the grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Lex {
+    /// Before the status line, where empty lines are skipped.
+    #[default]
+    Start,
+    /// A CR before the status line: LF must follow.
+    StartCr,
+    /// This many bytes of `HTTP/1.` matched; at 7 the minor version (0 or 1) is next.
+    Version(u8),
+    /// The single space after the version.
+    VersionSpace,
+    /// This many status-code digits read, and their value.
+    Code { digits: u8, value: u16 },
+    /// After the code: a space and a reason, or the end of the line.
+    AfterCode,
+    /// A CR right after the code: LF must follow.
+    AfterCodeCr,
+    /// Inside the reason phrase.
+    Reason,
+    /// A CR after the reason: LF must follow.
+    ReasonCr,
+    /// At the start of a header line or of the empty line that ends the head.
+    LineStart,
+    /// A CR at the start of a line: LF must follow, and the head ends.
+    LineStartCr,
+    /// Inside a header name.
+    Name,
+    /// After the colon, before the value.
+    ValueWs,
+    /// Inside a value.
+    Value,
+    /// A CR after a value: LF must follow.
+    ValueCr,
+}
+
+impl HeadLexer {
+    /// Check `head[self.pos..]`. `Ok(Some(len))`: the head ends after `len` bytes;
+    /// `Ok(None)`: valid so far.
+    fn feed(&mut self, head: &[u8]) -> Result<Option<usize>, ProtoError> {
+        const HTTP1: &[u8; 7] = b"HTTP/1.";
+        let version = || ProtoError::Malformed(httparse_error_text(httparse::Error::Version));
+        let status = || ProtoError::Malformed(httparse_error_text(httparse::Error::Status));
+        let name = || ProtoError::Malformed(httparse_error_text(httparse::Error::HeaderName));
+        let value = || ProtoError::Malformed(httparse_error_text(httparse::Error::HeaderValue));
+        let newline = || ProtoError::Malformed(httparse_error_text(httparse::Error::NewLine));
+        while let Some(&b) = head.get(self.pos) {
+            self.pos += 1;
+            self.at = match (self.at, b) {
+                (Lex::Start, b'\r') => Lex::StartCr,
+                (Lex::Start, b'\n') | (Lex::StartCr, b'\n') => Lex::Start,
+                (Lex::StartCr, _) => return Err(newline()),
+                (Lex::Start, b) if b == HTTP1[0] => Lex::Version(1),
+                (Lex::Start, _) => return Err(version()),
+                (Lex::Version(n @ 0..=6), b) if b == HTTP1[usize::from(n)] => Lex::Version(n + 1),
+                (Lex::Version(7), b'0' | b'1') => Lex::VersionSpace,
+                (Lex::Version(_), _) => return Err(version()),
+                (Lex::VersionSpace, b' ') => Lex::Code {
+                    digits: 0,
+                    value: 0,
+                },
+                (Lex::VersionSpace, _) => return Err(version()),
+                (Lex::Code { digits, value }, b'0'..=b'9') => {
+                    let value = value * 10 + u16::from(b - b'0');
+                    if digits < 2 {
+                        Lex::Code {
+                            digits: digits + 1,
+                            value,
+                        }
+                    } else if (100..=599).contains(&value) {
+                        Lex::AfterCode
+                    } else {
+                        return Err(STATUS_RANGE);
+                    }
+                }
+                (Lex::Code { .. }, _) => return Err(status()),
+                (Lex::AfterCode, b' ') => Lex::Reason,
+                (Lex::AfterCode, b'\r') => Lex::AfterCodeCr,
+                (Lex::AfterCode, b'\n') | (Lex::AfterCodeCr, b'\n') => Lex::LineStart,
+                (Lex::AfterCode, _) | (Lex::AfterCodeCr, _) => return Err(status()),
+                (Lex::Reason, b'\r') => Lex::ReasonCr,
+                (Lex::Reason, b'\n') | (Lex::ReasonCr, b'\n') => Lex::LineStart,
+                (Lex::Reason, b'\t' | b' '..=b'~' | 0x80..=0xff) => Lex::Reason,
+                (Lex::Reason, _) | (Lex::ReasonCr, _) => return Err(status()),
+                (Lex::LineStart, b'\r') => Lex::LineStartCr,
+                (Lex::LineStart, b'\n') | (Lex::LineStartCr, b'\n') => return Ok(Some(self.pos)),
+                (Lex::LineStartCr, _) => return Err(newline()),
+                (Lex::LineStart, b) | (Lex::Name, b) if is_tchar(b) => Lex::Name,
+                (Lex::Name, b':') => Lex::ValueWs,
+                (Lex::LineStart, _) | (Lex::Name, _) => return Err(name()),
+                (Lex::ValueWs, b' ' | b'\t') => Lex::ValueWs,
+                (Lex::ValueWs | Lex::Value, b'\r') => Lex::ValueCr,
+                (Lex::ValueWs | Lex::Value | Lex::ValueCr, b'\n') => {
+                    self.fields += 1;
+                    if self.fields > MAX_HEADERS {
+                        return Err(ProtoError::TooManyHeaders);
+                    }
+                    Lex::LineStart
+                }
+                (Lex::ValueWs | Lex::Value, b'\t' | b' '..=b'~' | 0x80..=0xff) => Lex::Value,
+                (Lex::ValueWs | Lex::Value | Lex::ValueCr, _) => return Err(value()),
+            };
+        }
+        Ok(None)
+    }
 }
 
 /// Non-empty, OWS-trimmed elements of a comma-separated field value.
@@ -925,7 +1188,8 @@ fn fold_content_length(so_far: ContentLength, value: &[u8]) -> ContentLength {
     state
 }
 
-fn httparse_error_text(e: httparse::Error) -> &'static str {
+/// What an httparse error means, for [`ProtoError::Malformed`].
+pub(crate) fn httparse_error_text(e: httparse::Error) -> &'static str {
     match e {
         httparse::Error::HeaderName => "invalid header name",
         httparse::Error::HeaderValue => "invalid header value",
@@ -940,6 +1204,20 @@ fn httparse_error_text(e: httparse::Error) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// End offset of the empty line that closes a head (`LF LF` or `LF CR LF`, so bare-LF heads,
+    /// which httparse accepts, are found too), searching from `from`.
+    fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+        let mut at = from;
+        while let Some(lf) = find_byte(buf, at, b'\n') {
+            match &buf[lf + 1..] {
+                [b'\n', ..] => return Some(lf + 2),
+                [b'\r', b'\n', ..] => return Some(lf + 3),
+                _ => at = lf + 1,
+            }
+        }
+        None
+    }
 
     // -----------------------------------------------------------------------------------------
     // Feeding harness: exactly what the engine does (append, decode in a loop, drop consumed).
@@ -1211,8 +1489,8 @@ mod tests {
 
     #[test]
     fn head_search_resumes_where_it_stopped() {
-        // Byte-by-byte feeding stays O(n) because each call resumes the search for the empty
-        // line near where the previous call stopped instead of from the start of the head.
+        // Byte-by-byte feeding stays O(n) because each call resumes the check of the head where
+        // the previous call stopped instead of at the start of the head.
         let head = format!(
             "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
             "p".repeat(5000)
@@ -1223,9 +1501,8 @@ mod tests {
             assert_eq!(dec.decode(&head[..end], false), Ok((0, Progress::Partial)));
             match dec.state {
                 State::Head(HeadScan {
-                    scanned: Some(scanned),
-                    ..
-                }) => assert_eq!(scanned, end.saturating_sub(2), "after {end} bytes"),
+                    lexer: Some(lexer), ..
+                }) => assert_eq!(lexer.pos, end, "after {end} bytes"),
                 ref other => panic!("after {end} bytes: unexpected state {other:?}"),
             }
         }
@@ -1690,26 +1967,77 @@ mod tests {
         }
     }
 
+    /// A head with `fields` header fields (the last one `Content-Length: 0`).
+    fn head_with_fields(fields: usize) -> String {
+        let mut s = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..fields - 1 {
+            s.push_str(&format!("X-{i}: v\r\n"));
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        s
+    }
+
     #[test]
-    fn header_count_limit() {
-        let head = |fields: usize| {
-            let mut s = String::from("HTTP/1.1 200 OK\r\n");
-            for i in 0..fields - 1 {
-                s.push_str(&format!("X-{i}: v\r\n"));
-            }
-            s.push_str("Content-Length: 0\r\n\r\n");
-            s
-        };
-        ok_case(
-            "64 headers",
-            head(MAX_HEADERS).as_bytes(),
-            &[info(200, true, 0)],
-        );
+    fn responses_with_many_header_fields_frame() {
+        // Regression (issue 7, point 3): 85 fields failed as `protocol` because the header
+        // array httparse fills had 64 slots.
+        for fields in [64, 65, 85, 256, 1000, 1024] {
+            ok_case(
+                &format!("{fields} fields"),
+                head_with_fields(fields).as_bytes(),
+                &[info(200, true, 0)],
+            );
+        }
         err_case(
-            "65 headers",
-            head(MAX_HEADERS + 1).as_bytes(),
+            "1025 fields",
+            head_with_fields(1025).as_bytes(),
             ProtoError::TooManyHeaders,
         );
+        // The reason names the limit.
+        assert_eq!(
+            ProtoError::TooManyHeaders.to_string(),
+            "response head has more than 1024 header fields"
+        );
+        // Past the limit the error comes as soon as field 1025 is complete, before the head
+        // ends, whole or byte by byte.
+        let over = head_with_fields(1100);
+        let cut = over.find("X-1024: v\r\n").expect("field 1025") + "X-1024: v\r\n".len();
+        err_case(
+            "1025 complete fields, head unfinished",
+            &over.as_bytes()[..cut],
+            ProtoError::TooManyHeaders,
+        );
+        let mut dec = ResponseDecoder::new();
+        assert_eq!(
+            dec.decode(&over.as_bytes()[..cut - 1], false),
+            Ok((0, Progress::Partial))
+        );
+    }
+
+    #[test]
+    fn many_header_fields_reuse_one_buffer() {
+        // The heap slots for heads past the stack array are allocated once per decoder and
+        // reused, so a server that always sends many fields costs no allocation per response.
+        let head = head_with_fields(300);
+        let mut dec = ResponseDecoder::new();
+        assert!(matches!(
+            dec.decode(head.as_bytes(), false),
+            Ok((_, Progress::Complete(_)))
+        ));
+        let (ptr, cap) = (dec.slots.spare.as_ptr(), dec.slots.spare.capacity());
+        assert!(cap >= 300, "{cap}");
+        for _ in 0..3 {
+            assert!(matches!(
+                dec.decode(head.as_bytes(), false),
+                Ok((_, Progress::Complete(_)))
+            ));
+            assert_eq!(
+                (dec.slots.spare.as_ptr(), dec.slots.spare.capacity()),
+                (ptr, cap)
+            );
+        }
+        dec.reset();
+        assert_eq!(dec.slots.spare.capacity(), cap, "reset keeps the slots");
     }
 
     #[test]
@@ -1733,9 +2061,10 @@ mod tests {
             head(HEAD_MAX + 1).as_bytes(),
             ProtoError::HeadTooLarge,
         );
+        let long_field = format!("X: {}\r\n", "y".repeat(100));
         err_case(
             "head never ends",
-            format!("HTTP/1.1 200 OK\r\n{}", "X: y\r\n".repeat(12_000)).as_bytes(),
+            format!("HTTP/1.1 200 OK\r\n{}", long_field.repeat(700)).as_bytes(),
             ProtoError::HeadTooLarge,
         );
         err_case(
@@ -1743,6 +2072,246 @@ mod tests {
             "\r\n".repeat(HEAD_MAX / 2 + 1).as_bytes(),
             ProtoError::HeadTooLarge,
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The error never depends on how the bytes were split (issue 7, point 4)
+    // -----------------------------------------------------------------------------------------
+
+    fn version() -> ProtoError {
+        ProtoError::Malformed("invalid HTTP version")
+    }
+    fn status() -> ProtoError {
+        ProtoError::Malformed("invalid status code")
+    }
+    fn range() -> ProtoError {
+        ProtoError::Malformed("status code outside 100-599")
+    }
+    fn name() -> ProtoError {
+        ProtoError::Malformed("invalid header name")
+    }
+    fn value() -> ProtoError {
+        ProtoError::Malformed("invalid header value")
+    }
+    fn newline() -> ProtoError {
+        ProtoError::Malformed("invalid line ending")
+    }
+
+    /// Prefixes that no byte can turn into a valid response, with the error they must give.
+    fn hopeless_prefixes() -> Vec<(&'static str, &'static [u8], ProtoError)> {
+        let not_hex = ProtoError::InvalidChunk("chunk size is not a hex number");
+        let bad_line = ProtoError::InvalidChunk("bad chunk-size line");
+        vec![
+            ("HX", b"HX", version()),
+            ("garbage", b"garbage", version()),
+            ("HTTP/2", b"HTTP/2 200", version()),
+            ("HTTP/1.2", b"HTTP/1.2 200 OK", version()),
+            ("lowercase", b"http/1.1", version()),
+            ("no space after the version", b"HTTP/1.1x", version()),
+            ("two spaces after the version", b"HTTP/1.1  200", status()),
+            ("letter in the code", b"HTTP/1.1 2x", status()),
+            ("code below 100", b"HTTP/1.1 099", range()),
+            ("code above 599", b"HTTP/1.1 600 Nope", range()),
+            ("code then a letter", b"HTTP/1.1 200x", status()),
+            (
+                "control byte in the reason",
+                b"HTTP/1.1 200 O\x01",
+                status(),
+            ),
+            (
+                "CR without LF after the reason",
+                b"HTTP/1.1 200 OK\rX",
+                status(),
+            ),
+            ("CR without LF after the code", b"HTTP/1.1 200\rX", status()),
+            (
+                "space in a header name",
+                b"HTTP/1.1 200 OK\r\nBad Name",
+                name(),
+            ),
+            (
+                "header line without a colon",
+                b"HTTP/1.1 200 OK\r\nNoColon\r\n",
+                name(),
+            ),
+            (
+                "folded header line",
+                b"HTTP/1.1 200 OK\r\nA: b\r\n c",
+                name(),
+            ),
+            (
+                "control byte in a value",
+                b"HTTP/1.1 200 OK\r\nX: a\x01",
+                value(),
+            ),
+            (
+                "control byte opening a value",
+                b"HTTP/1.1 200 OK\r\nX:\x7f",
+                value(),
+            ),
+            (
+                "CR without LF in a value",
+                b"HTTP/1.1 200 OK\r\nX: a\rb",
+                value(),
+            ),
+            (
+                "CR without LF ending the head",
+                b"HTTP/1.1 200 OK\r\n\rX",
+                newline(),
+            ),
+            ("CR without LF before the status line", b"\rX", newline()),
+            (
+                "code out of range before a bad field",
+                b"HTTP/1.1 700 X\r\nBad Name: y\r\n\r\n",
+                range(),
+            ),
+            (
+                "chunk size not hex",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz",
+                not_hex,
+            ),
+            (
+                "chunk size then junk",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5x",
+                bad_line.clone(),
+            ),
+            (
+                "chunk size with 17 digits",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000",
+                bad_line.clone(),
+            ),
+            (
+                "CR without LF in a chunk-size line",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;e\rx",
+                bad_line,
+            ),
+            (
+                "trailer name with a space",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Name",
+                ProtoError::InvalidTrailer,
+            ),
+            (
+                "control byte in a trailer value",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\x01",
+                ProtoError::InvalidTrailer,
+            ),
+            (
+                "CR without LF in a trailer",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\rc",
+                ProtoError::InvalidTrailer,
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_malformed_prefix_fails_at_once_whole_or_byte_by_byte() {
+        // Regression (issue 7, point 4): "HX" whole was `protocol`, but "H" then "X" was
+        // "not yet" and the EOF that followed made it `eof_mid_response` (or, with no EOF, a
+        // read timeout). A prefix that cannot start a valid response fails as soon as it is
+        // seen, whatever the split (`check` feeds it whole, byte by byte, split at every
+        // point, and followed by more bytes).
+        for (name, input, e) in hopeless_prefixes() {
+            err_case(name, input, e);
+        }
+    }
+
+    #[test]
+    fn eof_classifies_by_what_was_received() {
+        // Bytes handed over only at EOF are judged like any others: a prefix that could never
+        // become a response is a protocol error, one that could is a truncated response.
+        for (name, input, e) in hopeless_prefixes() {
+            let mut dec = ResponseDecoder::new();
+            let mut split = feed(&mut dec, bytewise(input), &[]);
+            if split.error.is_none() {
+                split.error = dec.finish_eof(&split.leftover).err();
+            }
+            assert_eq!(split.error, Some(e.clone()), "{name}, fed byte by byte");
+            assert_eq!(
+                ResponseDecoder::new().finish_eof(input).err(),
+                Some(e),
+                "{name}, only at EOF"
+            );
+        }
+        // Empty lines are nothing; a CR that no LF follows is not an empty line.
+        assert_eq!(ResponseDecoder::new().finish_eof(b"\r\n\n\r"), Ok(None));
+        assert_eq!(
+            ResponseDecoder::new().finish_eof(b"\r\n\r\r"),
+            Err(newline())
+        );
+        for valid in [
+            &b"H"[..],
+            b"HTTP/1.",
+            b"HTTP/1.1 2",
+            b"HTTP/1.1 200 OK\r",
+            b"HTTP/1.1 200 OK\r\nName",
+            b"HTTP/1.1 200 OK\r\nName: value\r",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext\r",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r",
+        ] {
+            assert_eq!(
+                ResponseDecoder::new().finish_eof(valid),
+                Err(ProtoError::Truncated),
+                "{:?}",
+                String::from_utf8_lossy(valid)
+            );
+        }
+    }
+
+    #[test]
+    fn head_check_agrees_with_httparse_on_every_prefix() {
+        // Oracle: for every prefix of valid and damaged heads, the decoder says "error" exactly
+        // when httparse (with as many slots as the decoder allows) does, with the same error,
+        // and fed byte by byte it says the same as fed whole.
+        let mut rng = Rng(0x00DD_BA11);
+        let damage: &[u8] = b" \r\n:\t\x01\x7f\x80xH0";
+        for round in 0..200 {
+            let mut wire = Vec::new();
+            gen_response(&mut rng, true, &mut wire);
+            let head_end = find_head_end(&wire, 0).unwrap_or(wire.len());
+            for _ in 0..rng.below(3) {
+                let at = rng.below(head_end);
+                wire[at] = *rng.pick(damage);
+            }
+            wire.truncate(head_end);
+            for end in 0..=wire.len() {
+                let prefix = &wire[..end];
+                let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut slots);
+                let oracle = response.parse(prefix);
+                let out_of_range = response.code.is_some_and(|c| !(100..=599).contains(&c));
+                let ctx = format!("round {round}: {:?}", String::from_utf8_lossy(prefix));
+                let mut dec = ResponseDecoder::new();
+                let got = feed(&mut dec, whole(prefix), &[]);
+                let bytewise_got = feed(&mut ResponseDecoder::new(), bytewise(prefix), &[]);
+                assert_eq!(bytewise_got.error, got.error, "{ctx}");
+                assert_eq!(bytewise_got.responses, got.responses, "{ctx}");
+                match oracle {
+                    _ if out_of_range => assert_eq!(got.error, Some(range()), "{ctx}"),
+                    Err(e) => assert_eq!(
+                        got.error,
+                        Some(ProtoError::Malformed(httparse_error_text(e))),
+                        "{ctx}"
+                    ),
+                    Ok(httparse::Status::Partial) => {
+                        assert_eq!(got.error, None, "{ctx}");
+                        assert!(got.responses.is_empty(), "{ctx}");
+                    }
+                    // A complete head: framing may still fail (Content-Length), the head may
+                    // not (what follows it is another head, judged by another prefix).
+                    Ok(httparse::Status::Complete(len)) => {
+                        let first = feed(&mut ResponseDecoder::new(), whole(&prefix[..len]), &[]);
+                        assert!(
+                            !matches!(
+                                first.error,
+                                Some(ProtoError::Malformed(_) | ProtoError::TooManyHeaders)
+                            ),
+                            "{ctx}: {:?}",
+                            first.error
+                        );
+                    }
+                }
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------

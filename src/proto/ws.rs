@@ -25,19 +25,16 @@
 //!    bytes" MUST on the sender, and refusing them would only make the benchmark fragile.
 
 use std::fmt;
-use std::mem::MaybeUninit;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use crate::proto::http1::{trim_ows, RequestError};
+use crate::proto::http1::{parse_response, trim_ows, HeaderSlots, ProtoError, RequestError};
 
 /// RFC 6455 §1.3: appended to the key before hashing.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Largest upgrade response head accepted, interim responses included.
 const HEAD_MAX: usize = 64 * 1024;
-/// Most header fields accepted in one response head (the stack array httparse fills).
-const MAX_HEADERS: usize = 64;
 /// RFC 6455 §5.5: control frames carry at most 125 payload bytes.
 const CONTROL_MAX: usize = 125;
 /// Reassembly capacity kept after a fragmented message: enough for typical messages so steady
@@ -161,6 +158,9 @@ pub enum UpgradeError {
     Malformed(&'static str),
     /// The response head (interim responses included) is larger than 64 KiB.
     HeadTooLarge,
+    /// The response head has more header fields than connbench accepts
+    /// ([`crate::proto::http1::MAX_HEADERS`]).
+    TooManyHeaders,
 }
 
 impl fmt::Display for UpgradeError {
@@ -184,6 +184,11 @@ impl fmt::Display for UpgradeError {
                 "upgrade response head is larger than {} KiB",
                 HEAD_MAX / 1024
             ),
+            UpgradeError::TooManyHeaders => write!(
+                f,
+                "upgrade response head has more than {} header fields",
+                crate::proto::http1::MAX_HEADERS
+            ),
         }
     }
 }
@@ -196,37 +201,45 @@ impl std::error::Error for UpgradeError {}
 /// A non-101 final status → Err(Status(code)) (interim 1xx other than 101 skipped).
 ///
 /// Stateless: on `Ok(None)` call again with more bytes appended (the upgrade answer is parsed
-/// once per connection, so re-parsing a partial head is cheaper than keeping state). A 101 must
-/// be HTTP/1.1 and must not select an extension (none is offered). A selected subprotocol is not
-/// checked here: the caller knows which it offered.
+/// once per connection, so re-parsing a partial head is cheaper than keeping state). Being
+/// stateless, the verdict never depends on how the bytes were split, and a prefix that cannot
+/// become a valid head (httparse's verdict, or a status code outside 100-599) fails at once. A
+/// 101 must be HTTP/1.1 and must not select an extension (none is offered). A selected
+/// subprotocol is not checked here: the caller knows which it offered. Up to
+/// [`crate::proto::http1::MAX_HEADERS`] header fields.
 pub fn parse_upgrade_response(
     buf: &[u8],
     expected_accept: &str,
 ) -> Result<Option<usize>, UpgradeError> {
     let window = &buf[..buf.len().min(HEAD_MAX)];
+    // Heap slots only for a head with more fields than the stack array holds (once per
+    // connection, never per message).
+    let mut slots = HeaderSlots::default();
     let mut at = 0;
     loop {
         let rest = &window[at..];
-        // Uninitialised slots: httparse writes only the fields it finds.
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut []);
-        let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut response,
-            rest,
-            &mut slots,
-        ) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => {
+        let parsed = parse_response(rest, &mut slots, |response| {
+            let status = response.code.unwrap_or(0);
+            let check = if status == 101 {
+                check_101_fields(response.headers, expected_accept)
+            } else {
+                Ok(())
+            };
+            (response.version, status, check)
+        });
+        let (len, (minor, status, check)) = match parsed {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
                 return if buf.len() >= HEAD_MAX {
                     Err(UpgradeError::HeadTooLarge)
                 } else {
                     Ok(None)
                 };
             }
-            Err(e) => return Err(UpgradeError::Malformed(httparse_error_text(e))),
-        };
-        let (Some(minor), Some(status)) = (response.version, response.code) else {
-            return Err(UpgradeError::Malformed("no status line"));
+            Err(ProtoError::TooManyHeaders) => return Err(UpgradeError::TooManyHeaders),
+            Err(ProtoError::Malformed(what)) => return Err(UpgradeError::Malformed(what)),
+            // parse_response reports nothing else.
+            Err(_) => return Err(UpgradeError::Malformed("response head cannot be parsed")),
         };
         match status {
             101 => {}
@@ -235,13 +248,13 @@ pub fn parse_upgrade_response(
                 at += len;
                 continue;
             }
-            200..=599 => return Err(UpgradeError::Status(status)),
-            _ => return Err(UpgradeError::Malformed("status code outside 100-599")),
+            // parse_response refuses codes outside 100-599.
+            _ => return Err(UpgradeError::Status(status)),
         }
-        if minor != 1 {
+        if minor != Some(1) {
             return Err(UpgradeError::Malformed("101 on HTTP/1.0"));
         }
-        check_101_fields(response.headers, expected_accept)?;
+        check?;
         return Ok(Some(at + len));
     }
 }
@@ -279,18 +292,6 @@ fn check_101_fields(
         return Err(UpgradeError::BadAccept);
     }
     Ok(())
-}
-
-fn httparse_error_text(e: httparse::Error) -> &'static str {
-    match e {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid line ending",
-        httparse::Error::Status => "invalid status code",
-        httparse::Error::Token => "invalid token",
-        httparse::Error::TooManyHeaders => "more than 64 header fields",
-        httparse::Error::Version => "invalid HTTP version",
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -538,9 +539,11 @@ impl fmt::Display for WsError {
             WsError::InvalidCloseReason => {
                 write!(f, "server close reason is not valid UTF-8")
             }
-            WsError::MessageTooBig { size, max } => write!(
+            // The size is left out on purpose: the text is a report's reason, and one reason per
+            // maximum reads better than one per size (the size stays in the value).
+            WsError::MessageTooBig { max, .. } => write!(
                 f,
-                "server message of at least {size} bytes exceeds the {max}-byte maximum"
+                "server message exceeds the {max}-byte maximum (--max-message)"
             ),
         }
     }
@@ -772,6 +775,11 @@ impl Decoder {
             }
         }
         let Some(payload) = buf.get(head.header_len..end) else {
+            if head.opcode == OpCode::Close {
+                // A close payload that is already wrong fails now (at most 125 bytes to look at).
+                let arrived = buf.get(head.header_len..).unwrap_or_default();
+                check_close_prefix(arrived)?;
+            }
             self.pending = Some(head);
             return Ok((0, Event::Partial));
         };
@@ -865,6 +873,10 @@ impl Decoder {
             if payload_len > CONTROL_MAX as u64 {
                 return Err(WsError::ControlTooLong);
             }
+            // Known from the header alone: fail now rather than once the byte arrives.
+            if opcode == OpCode::Close && payload_len == 1 {
+                return Err(WsError::CloseTooShort);
+            }
         } else {
             let so_far = if opcode == OpCode::Continuation {
                 self.reassembly.len()
@@ -897,6 +909,22 @@ impl Decoder {
             check_utf8,
             validated: 0,
         }))
+    }
+}
+
+/// The part of a close payload that has arrived: an error if no ending can make it valid
+/// (the checks of [`parse_close`], in its order, on what is there).
+fn check_close_prefix(arrived: &[u8]) -> Result<(), WsError> {
+    let [hi, lo, reason @ ..] = arrived else {
+        return Ok(());
+    };
+    let code = u16::from_be_bytes([*hi, *lo]);
+    if !is_sendable_close_code(code) {
+        return Err(WsError::InvalidCloseCode(code));
+    }
+    match std::str::from_utf8(reason) {
+        Err(e) if e.error_len().is_some() => Err(WsError::InvalidCloseReason),
+        _ => Ok(()),
     }
 }
 
@@ -1598,6 +1626,38 @@ mod tests {
         assert_code(&WsError::CloseTooShort, 1002);
         assert_code(&WsError::InvalidCloseCode(1005), 1002);
         assert_code(&WsError::InvalidCloseReason, 1007);
+    }
+
+    #[test]
+    fn close_frame_errors_fail_before_the_frame_is_complete() {
+        // A close payload that is already wrong fails as soon as the bytes that make it wrong
+        // arrive, like bad UTF-8 in text: a server that sends half of a bad close frame and
+        // stalls is a protocol error now, not a timeout later.
+        let cases: [(&[u8], WsError); 4] = [
+            // A 1-byte close payload is wrong from its header on.
+            (&[0x88, 0x01], WsError::CloseTooShort),
+            (&[0x88, 0x7e, 0x00, 0x01], WsError::CloseTooShort),
+            // The code is wrong as soon as its two bytes are there.
+            (&[0x88, 0x05, 0x03, 0xed], WsError::InvalidCloseCode(1005)),
+            // The reason is wrong at its first impossible byte.
+            (
+                &[0x88, 0x10, 0x03, 0xe8, b'o', b'k', 0xff],
+                WsError::InvalidCloseReason,
+            ),
+        ];
+        for (partial, e) in cases {
+            let mut dec = decoder();
+            assert_eq!(dec.decode(partial), Err(e.clone()), "{partial:?} whole");
+            let mut dec = decoder();
+            let out = feed(&mut dec, partial.chunks(1));
+            assert_eq!(out.error, Some(e), "{partial:?} byte by byte");
+        }
+        // A valid prefix of a reason (a UTF-8 sequence cut short) is not an error yet.
+        let mut dec = decoder();
+        assert_eq!(
+            dec.decode(&[0x88, 0x06, 0x03, 0xe8, 0xe2, 0x82]),
+            Ok((0, Progress::Partial))
+        );
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2395,6 +2455,111 @@ mod tests {
             parse_upgrade_response(&lenient.as_bytes()[..lenient.len() - 1], SAMPLE_ACCEPT),
             Ok(None)
         );
+    }
+
+    /// Feed an upgrade answer the way the engine does (the whole buffer so far on each call,
+    /// `pieces` bytes more each time) and return the first verdict that is not "need more".
+    fn upgrade_fed(input: &[u8], piece: usize) -> Result<Option<usize>, UpgradeError> {
+        let mut end = 0;
+        loop {
+            end = (end + piece).min(input.len());
+            match parse_upgrade_response(&input[..end], SAMPLE_ACCEPT) {
+                Ok(None) if end < input.len() => {}
+                verdict => return verdict,
+            }
+        }
+    }
+
+    #[test]
+    fn upgrade_verdicts_are_the_same_whole_and_byte_by_byte() {
+        let ok = response_101(SAMPLE_ACCEPT);
+        let many = {
+            let mut s = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+            for i in 0..300 {
+                s.push_str(&format!("X-{i}: v\r\n"));
+            }
+            s.push_str(&ok["HTTP/1.1 101 Switching Protocols\r\n".len()..]);
+            s
+        };
+        let too_many = {
+            let mut s = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+            for i in 0..1025 {
+                s.push_str(&format!("X-{i}: v\r\n"));
+            }
+            s
+        };
+        let mut endless = b"HTTP/1.1 101 S\r\nX-Pad: ".to_vec();
+        endless.resize(HEAD_MAX + 10, b'p');
+        type Case = (&'static str, Vec<u8>, Result<Option<usize>, UpgradeError>);
+        let cases: Vec<Case> = vec![
+            ("valid 101", ok.clone().into_bytes(), Ok(Some(ok.len()))),
+            // Regression (issue 7, point 3): more than 64 fields failed as malformed.
+            ("101 with 300 more fields", many.clone().into_bytes(), Ok(Some(many.len()))),
+            ("1025 fields", too_many.into_bytes(), Err(UpgradeError::TooManyHeaders)),
+            ("404", b"HTTP/1.1 404 Not Found\r\n\r\n".to_vec(), Err(UpgradeError::Status(404))),
+            (
+                "426 after 100",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 426 Upgrade Required\r\n\r\n".to_vec(),
+                Err(UpgradeError::Status(426)),
+            ),
+            (
+                "wrong accept",
+                response_101("s3pPLMBiTxaQ9kYGzzhZRbK+xOA=").into_bytes(),
+                Err(UpgradeError::BadAccept),
+            ),
+            (
+                "no upgrade field",
+                format!("HTTP/1.1 101 S\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n").into_bytes(),
+                Err(UpgradeError::MissingUpgrade),
+            ),
+            (
+                "extension selected",
+                format!("HTTP/1.1 101 S\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\nSec-WebSocket-Extensions: x\r\n\r\n").into_bytes(),
+                Err(UpgradeError::Malformed(
+                    "server selected a WebSocket extension that was not offered",
+                )),
+            ),
+            (
+                "101 on HTTP/1.0",
+                format!("HTTP/1.0 101 S\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {SAMPLE_ACCEPT}\r\n\r\n").into_bytes(),
+                Err(UpgradeError::Malformed("101 on HTTP/1.0")),
+            ),
+            ("HX", b"HX".to_vec(), Err(UpgradeError::Malformed("invalid HTTP version"))),
+            ("SSH banner", b"SSH-2.0-OpenSSH\r\n".to_vec(), Err(UpgradeError::Malformed("invalid HTTP version"))),
+            ("letter in the code", b"HTTP/1.1 1x1".to_vec(), Err(UpgradeError::Malformed("invalid status code"))),
+            // Hopeless as soon as the three digits are there, ended or not.
+            ("code 999", b"HTTP/1.1 999 X".to_vec(), Err(UpgradeError::Malformed("status code outside 100-599"))),
+            ("space in a field name", b"HTTP/1.1 101 S\r\nBad Name".to_vec(), Err(UpgradeError::Malformed("invalid header name"))),
+            ("head too large", endless, Err(UpgradeError::HeadTooLarge)),
+        ];
+        let trailing = frame(TEXT, true, b"after");
+        for (name, input, expect) in cases {
+            assert_eq!(upgrade_fed(&input, input.len()), expect, "{name}, whole");
+            if input.len() <= 4 * 1024 {
+                // (The parse is stateless: feeding a large head a byte at a time is quadratic.)
+                assert_eq!(upgrade_fed(&input, 1), expect, "{name}, byte by byte");
+            }
+            assert_eq!(
+                upgrade_fed(&input, 61),
+                expect,
+                "{name}, 61 bytes at a time"
+            );
+            let mut with_trailing = input.clone();
+            with_trailing.extend_from_slice(&trailing);
+            // The head's length does not include the frame behind it; errors stay errors.
+            assert_eq!(
+                upgrade_fed(&with_trailing, with_trailing.len()),
+                expect,
+                "{name}, + frame"
+            );
+            if input.len() <= 4 * 1024 {
+                assert_eq!(
+                    upgrade_fed(&with_trailing, 1),
+                    expect,
+                    "{name}, + frame, bytewise"
+                );
+            }
+        }
     }
 
     #[test]

@@ -67,6 +67,7 @@
 //! | `responses.{1xx,2xx,3xx,4xx,429,5xx,other}` | integer | responses by status class (4xx excludes 429); all keys present |
 //! | `errors.{class}` | integer | failures per error class, every class present: `connect_refused`, `connect_timeout`, `connect_reset`, `local_addr_exhausted`, `local_fd_limit`, `tls_certificate`, `tls_alert`, `tls_handshake`, `read_timeout`, `reset_mid_response`, `eof_mid_response`, `protocol`, `io`, `upgrade_rejected`, `ws_protocol`, `ws_abnormal_close`, `stale`, `pong_timeout`, `ws_reset` (`merge` reads a class missing from an older report as 0) |
 //! | `errors.total` | integer | sum of all classes |
+//! | `errors.reasons` | object | why failures happened, where connbench knows (protocol errors: `protocol`, `ws_protocol`, `upgrade_rejected`): per class with any, an array of `{"reason": string, "count": integer}`, most frequent first, at most 4 distinct reasons per class plus `"(other reasons)"` for the rest; `{}` when none |
 //! | `tls` | object \| null | null when the run was not TLS |
 //! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |
 //! | `tls.handshakes_full`, `tls.handshakes_resumed` | integer | handshakes by kind |
@@ -97,7 +98,7 @@ use serde_json::{json, Map, Value};
 
 use super::host::HostFacts;
 use super::{hdr, redact, RunMeta, RunResult, WorkerStats};
-use crate::metrics::{ErrorClass, Phase, Recorder, StatusClass};
+use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
 
 /// Identifies this document format; bumped only for incompatible changes.
 pub const SCHEMA: &str = "connbench.report.v1";
@@ -118,6 +119,7 @@ pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
         .map(|e| (e.name().to_string(), json!(c.errors[e.index()])))
         .collect();
     errors.insert("total".into(), json!(c.total_errors()));
+    errors.insert("reasons".into(), reasons(&run.recorder.reasons));
     let phases = phases(&meta.phases(), &run.recorder);
     let tls = tls(meta, &run.recorder);
 
@@ -314,6 +316,31 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> Value {
         "phases": phases,
     })
 }
+
+/// The `errors.reasons` object: per class whose failures carried a reason, the reasons, most
+/// frequent first, then the failures whose reason was not kept (see
+/// [`crate::metrics::MAX_REASONS`]).
+pub(crate) fn reasons(r: &Reasons) -> Value {
+    let mut out = Map::new();
+    for class in ErrorClass::ALL {
+        let (list, other) = r.of(class);
+        if list.is_empty() && other == 0 {
+            continue;
+        }
+        let mut entries: Vec<Value> = list
+            .iter()
+            .map(|(reason, count)| json!({ "reason": reason, "count": count }))
+            .collect();
+        if other > 0 {
+            entries.push(json!({ "reason": OTHER_REASONS, "count": other }));
+        }
+        out.insert(class.name().to_string(), Value::Array(entries));
+    }
+    Value::Object(out)
+}
+
+/// The reason standing for failures whose own reason was not kept.
+pub const OTHER_REASONS: &str = "(other reasons)";
 
 /// The `phases` object: each listed phase's statistics and full histogram (also the probe's).
 pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> Map<String, Value> {
@@ -605,11 +632,49 @@ mod tests {
             assert_eq!(errors[e.name()], expect, "{}", e.name());
         }
         assert_eq!(errors["total"], 1);
-        assert_eq!(errors.len(), ErrorClass::COUNT + 1);
+        assert_eq!(errors["reasons"], json!({}), "present even when empty");
+        assert_eq!(errors.len(), ErrorClass::COUNT + 2);
         let responses = v["responses"].as_object().expect("object");
         for s in ["1xx", "2xx", "3xx", "4xx", "429", "5xx", "other"] {
             assert!(responses.contains_key(s), "{s}");
         }
+    }
+
+    #[test]
+    fn error_reasons_are_listed_per_class() {
+        let mut r = run();
+        for _ in 0..3 {
+            r.recorder.error(ErrorClass::Protocol);
+            r.recorder.reason(
+                ErrorClass::Protocol,
+                &"response head has more than 1024 header fields",
+            );
+        }
+        r.recorder.error(ErrorClass::Protocol);
+        r.recorder
+            .reason(ErrorClass::Protocol, &"malformed response head: x");
+        use crate::metrics::MAX_REASONS;
+        for i in 0..MAX_REASONS + 2 {
+            r.recorder.error(ErrorClass::WsProtocol);
+            r.recorder
+                .reason(ErrorClass::WsProtocol, &format_args!("frame fault {i}"));
+        }
+        let v = render(&meta(), &r, &host());
+        let reasons = &v["errors"]["reasons"];
+        assert_eq!(
+            reasons["protocol"],
+            json!([
+                { "reason": "response head has more than 1024 header fields", "count": 3 },
+                { "reason": "malformed response head: x", "count": 1 },
+            ])
+        );
+        let ws = reasons["ws_protocol"].as_array().expect("array");
+        assert_eq!(ws.len(), MAX_REASONS + 1);
+        assert_eq!(
+            ws[MAX_REASONS],
+            json!({ "reason": OTHER_REASONS, "count": 2 })
+        );
+        assert_eq!(reasons.as_object().expect("object").len(), 2);
     }
 
     #[test]

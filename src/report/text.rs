@@ -13,7 +13,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::{redact, RunMeta, RunResult};
-use crate::metrics::{Counters, ErrorClass, Phase, StatusClass};
+use crate::metrics::{Counters, ErrorClass, Phase, Reasons, StatusClass};
 
 /// Width of the phase-name column.
 const NAME_W: usize = 8;
@@ -42,6 +42,7 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         }
     }
     errors(&mut out, c);
+    reasons(&mut out, &run.recorder.reasons);
     if !run.stages.is_empty() {
         stages(&mut out, meta, run);
     }
@@ -401,6 +402,34 @@ fn errors(out: &mut String, c: &Counters) {
         out.push_str("   (local_*: limits of this client, not the server)");
     }
     out.push('\n');
+}
+
+/// One line per reason under the errors line: `protocol: 1200 (response head has …)`.
+fn reasons(out: &mut String, reasons: &Reasons) {
+    for line in reason_lines(reasons) {
+        let _ = writeln!(out, "{:LABEL_W$}{line}", "");
+    }
+}
+
+/// Why failures happened, one line per reason, most frequent first within a class:
+/// `protocol: 1200 (response head has more than 1024 header fields)`. Also what connbench
+/// prints on stderr after a run.
+pub fn reason_lines(reasons: &Reasons) -> Vec<String> {
+    let mut lines = Vec::new();
+    for class in ErrorClass::ALL {
+        let (list, other) = reasons.of(class);
+        for (reason, n) in list {
+            lines.push(format!("{}: {n} ({reason})", class.name()));
+        }
+        if other > 0 {
+            lines.push(format!(
+                "{}: {other} {}",
+                class.name(),
+                super::json::OTHER_REASONS
+            ));
+        }
+    }
+    lines
 }
 
 fn tls(out: &mut String, meta: &RunMeta, run: &RunResult) {
@@ -895,6 +924,35 @@ mod tests {
     }
 
     #[test]
+    fn error_reasons_follow_the_errors_line() {
+        let mut r = run();
+        for _ in 0..2 {
+            r.recorder.error(ErrorClass::Protocol);
+            r.recorder.reason(
+                ErrorClass::Protocol,
+                &"response head has more than 1024 header fields",
+            );
+        }
+        r.recorder.error(ErrorClass::Protocol);
+        r.recorder
+            .reason(ErrorClass::Protocol, &"malformed response head: x");
+        let t = render(&meta(), &r);
+        assert!(
+            t.contains(
+                "errors      protocol 3\n            protocol: 2 (response head has more than 1024 header fields)\n            protocol: 1 (malformed response head: x)\n"
+            ),
+            "{t}"
+        );
+        assert_eq!(
+            reason_lines(&r.recorder.reasons),
+            [
+                "protocol: 2 (response head has more than 1024 header fields)",
+                "protocol: 1 (malformed response head: x)"
+            ]
+        );
+    }
+
+    #[test]
     fn errors_tls_and_warnings() {
         let mut m = meta();
         m.tls = true;
@@ -921,6 +979,10 @@ mod tests {
         assert!(
             t.contains("errors      connect_refused 2   local_fd_limit 1   (local_*"),
             "{t}"
+        );
+        assert!(
+            !t.contains("connect_refused: "),
+            "no reason, no reason line: {t}"
         );
         assert!(t.contains("tls         TLSv1_3  TLS13_AES_256_GCM_SHA384  X25519  alpn -  · handshakes 10 full, 0 resumed (resumption off)"), "{t}");
         assert!(t.contains("1xx 1   2xx"), "{t}");

@@ -276,6 +276,8 @@ pub(super) struct Conn {
     /// A fault route is the last reply: end the connection this way right after its last byte
     /// instead of the orderly close (close_notify, FIN, linger).
     cut: Option<Cut>,
+    /// `drip`: the next byte may not be written before this instant.
+    drip_at: Option<Instant>,
 }
 
 impl Conn {
@@ -299,6 +301,7 @@ impl Conn {
             admitted,
             ws: None,
             cut: None,
+            drip_at: None,
         }
     }
 
@@ -499,7 +502,9 @@ impl Conn {
         let last = self.over_limit
             || !req.keep_alive
             || ctx.shared.close_after.is_some_and(|n| self.requests >= n)
-            || route.cut().is_some();
+            || route.cut().is_some()
+            // A malformed head can only be followed by the close.
+            || route == Route::Garbage;
         self.cut = route.cut();
         let delayed = match route {
             // The cap in `routes::route` keeps this from overflowing; `checked_add` makes sure.
@@ -572,15 +577,24 @@ impl Conn {
     fn pump_out(&mut self, ctx: &mut Ctx<'_>) -> io::Result<bool> {
         let mut progress = false;
         loop {
+            // `drip`: one byte per write, each `drip` after the previous one; the timer armed
+            // with each byte wakes the connection for the next.
+            let most = match ctx.shared.drip {
+                Some(_) if self.drip_at.is_some_and(|t| ctx.now < t) => break,
+                Some(_) => 1,
+                None => usize::MAX,
+            };
             self.fill(ctx);
             let result = if self.out_pos < self.out.len() {
+                let end = self.out.len().min(self.out_pos.saturating_add(most));
                 self.transport
-                    .write(&self.out[self.out_pos..])
+                    .write(&self.out[self.out_pos..end])
                     .map(|n| self.wrote_out(n))
             } else if let Some(body) = &mut self.body {
                 // `fill` stopped because the next piece is larger than the gather limit: send it
                 // straight from the static buffer, no copy.
                 let piece = body.direct();
+                let piece = &piece[..piece.len().min(most)];
                 match self.transport.write(piece) {
                     Ok(n) => {
                         body.advance(n, &mut self.out);
@@ -592,7 +606,14 @@ impl Conn {
                 break;
             };
             match result {
-                Ok(()) => progress = true,
+                Ok(()) => {
+                    progress = true;
+                    if let Some(gap) = ctx.shared.drip {
+                        let next = ctx.now + gap;
+                        self.drip_at = Some(next);
+                        ctx.timers.push(next);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -26,6 +26,12 @@
 //! after accept and [`OverLimit::Refuse`] with a reset; `ws_drop_rst` makes `ws_drop_every`
 //! reset instead of FIN.
 //!
+//! Framing faults, for tests of clients' decoders: `/headers/N` answers 200 with exactly N
+//! header fields (3 to 10,000; an empty body); `/garbage` writes a malformed head that never
+//! ends (a status line, then a line that is not a header field) and closes; and the `drip`
+//! knob writes every byte in a write of its own, `drip` apart, so a client sees every response
+//! split at every byte (its framing, and the class of its errors, must not change).
+//!
 //! Answers worth knowing when pointing a client at it: chunked *request* bodies get `411 Length
 //! Required` and a close (only Content-Length bodies are read, and discarded); a head over
 //! 16 KiB gets 431; `/delay` resolves to the millisecond (mio's poll timeout granularity).
@@ -136,6 +142,10 @@ pub struct ServeConfig {
     /// Never answer pings (a peer whose control path is dead): no pong ever comes back, while
     /// data and the connection itself go on.
     pub ws_ignore_pings: bool,
+    /// Write fault: every byte the target writes (HTTP responses, the `101`, WebSocket frames)
+    /// goes out in a write of its own, this long after the previous one (TCP_NODELAY is always
+    /// on, so each is its own segment): clients see responses split at every byte.
+    pub drip: Option<Duration>,
 }
 
 impl Default for ServeConfig {
@@ -160,6 +170,7 @@ impl Default for ServeConfig {
             http_stall: None,
             ws_greeting: None,
             ws_ignore_pings: false,
+            drip: None,
         }
     }
 }
@@ -296,6 +307,8 @@ struct Shared {
     http_stall: Option<(Instant, Instant)>,
     /// `ws_greeting`, encoded once as a whole text frame.
     ws_greeting: Option<Box<[u8]>>,
+    /// The `drip` write fault.
+    drip: Option<Duration>,
 }
 
 /// A running target. Dropping it stops it, like [`ServerHandle::stop`].
@@ -436,6 +449,7 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
         http_stall: cfg
             .http_stall
             .map(|(after, len)| (started + after, started + after + len)),
+        drip: cfg.drip,
     });
 
     let mut handle = ServerHandle {
@@ -575,6 +589,19 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
         return Err(ServeError::Config(
             "ws_drop_rst needs ws_drop_every (it says how the drop ends the connection)".into(),
         ));
+    }
+    match cfg.drip {
+        Some(d) if d.is_zero() => {
+            return Err(ServeError::Config("drip must be longer than zero".into()))
+        }
+        // Keeps `now + drip` from overflowing an Instant on any platform.
+        Some(d) if d > MAX_WS_DELAY => {
+            return Err(ServeError::Config(format!(
+                "drip must be at most {} s",
+                MAX_WS_DELAY.as_secs()
+            )))
+        }
+        _ => {}
     }
     if cfg.ws_pong_timeout.is_some() && cfg.ws_ping_every.is_none() {
         return Err(ServeError::Config(

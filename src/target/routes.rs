@@ -22,6 +22,14 @@ const TRADES_DEFAULT: u16 = 100;
 const TRADES_MAX: u16 = 1000;
 /// Chunk size of `/chunked/N`.
 const CHUNK: usize = 8 * 1024;
+/// Most header fields `/headers/N` sends (its head stays under 200 KiB).
+pub(super) const MAX_FIELDS: u64 = 10_000;
+/// What `/garbage` writes before it closes: a status line, then a header line that is not
+/// one, cut off before the head ends. A client must call it a protocol error at its fourth
+/// line's first space however the bytes arrive (the head never completes, so a client that
+/// waits for the empty line sees only the close).
+pub(super) const GARBAGE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nServer: connbench\r\nContent-Length: 0\r\nThis is not a header field";
 
 /// Body bytes for `/bytes` and `/chunked`: shared and static so no request allocates its body.
 static FILL: [u8; 64 * 1024] = [b'x'; 64 * 1024];
@@ -48,6 +56,10 @@ pub(super) enum Route {
     Delay(u64),
     /// `/status/CODE`, or an error answer (400, 404, 411, 429, 431).
     Status(u16),
+    /// `/headers/N`: 200 with exactly N header fields and an empty body.
+    Headers(u16),
+    /// `/garbage`: a malformed, unfinished head, then the connection closes.
+    Garbage,
     /// `/exchanges/{exchange}/trades?symbol=S&limit=N`.
     Trades(TradesQuery),
     /// `/ws` or `/echo` before the upgrade headers are checked; `http::parse_head` turns it
@@ -147,6 +159,12 @@ pub(super) fn route(target: &str) -> Route {
             Some(n) if n <= MAX_DELAY_US => Route::Delay(n),
             _ => Route::Status(400),
         },
+        ("headers", Some(n), None, None) => match parse_num(n) {
+            // Server, Content-Length and maybe Connection are among the N.
+            Some(n) if (3..=MAX_FIELDS).contains(&n) => Route::Headers(n as u16),
+            _ => Route::Status(400),
+        },
+        ("garbage", None, None, None) => Route::Garbage,
         ("status", Some(n), None, None) => match parse_num(n) {
             Some(code @ 200..=599) => Route::Status(code as u16),
             _ => Route::Status(400),
@@ -404,6 +422,14 @@ pub(super) fn write_reply(
             push_small(out, reply, 200, "application/json", scratch);
             None
         }
+        Route::Headers(n) => {
+            push_many_fields(out, u64::from(n), reply.conn);
+            None
+        }
+        Route::Garbage => {
+            out.extend_from_slice(GARBAGE);
+            None
+        }
         Route::Upgrade { accept, .. } => {
             out.extend_from_slice(
                 b"HTTP/1.1 101 Switching Protocols\r\nServer: connbench\r\nUpgrade: websocket\r\n\
@@ -432,6 +458,29 @@ pub(super) fn write_reply(
             write_reply(&bad, index, out, scratch)
         }
     }
+}
+
+/// `/headers/N`: a 200 whose head holds exactly `n` fields (n ≥ 3): Server, Content-Length: 0,
+/// the Connection field when there is one, then `X-Field-K: K` for the rest.
+fn push_many_fields(out: &mut Vec<u8>, n: u64, conn: ConnHeader) {
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: connbench\r\nContent-Length: 0\r\n");
+    let mut fields = 2;
+    match conn {
+        ConnHeader::Default => {}
+        ConnHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        ConnHeader::Close => out.extend_from_slice(b"Connection: close\r\n"),
+    }
+    if conn != ConnHeader::Default {
+        fields += 1;
+    }
+    for k in fields + 1..=n {
+        out.extend_from_slice(b"X-Field-");
+        push_dec(out, k);
+        out.extend_from_slice(b": ");
+        push_dec(out, k);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Head plus a body that is already in memory.
@@ -653,6 +702,12 @@ mod tests {
         assert_eq!(route("/status/101"), Route::Status(400));
         assert_eq!(route("/status/600"), Route::Status(400));
         assert_eq!(route("/nope"), Route::Status(404));
+        assert_eq!(route("/headers/3"), Route::Headers(3));
+        assert_eq!(route("/headers/10000"), Route::Headers(10_000));
+        assert_eq!(route("/headers/2"), Route::Status(400));
+        assert_eq!(route("/headers/10001"), Route::Status(400));
+        assert_eq!(route("/garbage"), Route::Garbage);
+        assert_eq!(route("/garbage/x"), Route::Status(404));
         assert_eq!(route("/bytes/1/2"), Route::Status(404));
         assert_eq!(route("/exchanges/binance/trades"), Route::Status(400));
         assert_eq!(
@@ -813,6 +868,53 @@ mod tests {
         assert_eq!(code, 418);
         assert_eq!(header(&hs, "content-type"), Some("text/plain"));
         assert_eq!(&wire[n..], b"418 I'm a teapot\n");
+    }
+
+    #[test]
+    fn headers_route_sends_exactly_n_fields() {
+        for n in [3u16, 64, 1024, 1025, 10_000] {
+            for conn in [
+                ConnHeader::Default,
+                ConnHeader::Close,
+                ConnHeader::KeepAlive,
+            ] {
+                let mut r = reply(Route::Headers(n));
+                r.conn = conn;
+                let wire = render(&r, 1024);
+                let mut slots = vec![httparse::EMPTY_HEADER; usize::from(n)];
+                let mut resp = httparse::Response::new(&mut slots);
+                let parsed = resp.parse(&wire).expect("valid head");
+                assert_eq!(parsed, httparse::Status::Complete(wire.len()), "no body");
+                assert_eq!(resp.code, Some(200));
+                assert_eq!(resp.headers.len(), usize::from(n), "{n} fields, {conn:?}");
+                let hs: Vec<(String, String)> = resp
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into()))
+                    .collect();
+                assert_eq!(header(&hs, "content-length"), Some("0"));
+                let expect_conn = match conn {
+                    ConnHeader::Default => None,
+                    ConnHeader::Close => Some("close"),
+                    ConnHeader::KeepAlive => Some("keep-alive"),
+                };
+                assert_eq!(header(&hs, "connection"), expect_conn);
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_head_no_parser_accepts() {
+        let wire = render(&reply(Route::Garbage), 1024);
+        assert_eq!(wire, GARBAGE);
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut h);
+        assert_eq!(r.parse(&wire), Err(httparse::Error::HeaderName));
+        // Not even a prefix of it: it fails before its end.
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let mut r = httparse::Response::new(&mut h);
+        let cut = GARBAGE.len() - "not a header field".len();
+        assert_eq!(r.parse(&wire[..cut]), Err(httparse::Error::HeaderName));
     }
 
     #[test]

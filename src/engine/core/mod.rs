@@ -37,7 +37,7 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::engine::buf::RecvBuf;
-use crate::engine::transport::Failure;
+use crate::engine::transport::{Failure, Refusal};
 use crate::metrics::{ErrorClass, Phase, Recorder};
 pub use connect::Connector;
 pub use timer::{TimerKind, TimerTable};
@@ -90,8 +90,8 @@ pub enum Lost {
     Eof,
     /// A socket error after the connection was up (reset, broken pipe, …).
     Io(io::Error),
-    /// The session's framer rejected the bytes, or a head outgrew the receive buffer.
-    Protocol,
+    /// The session's framer rejected the bytes, or they outgrew the receive buffer: why.
+    Protocol(Refusal),
     /// TLS failed after the handshake (a fatal alert, a bad record).
     Tls(ErrorClass),
 }
@@ -601,7 +601,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
                 Lost::Handshake(ErrorClass::TlsHandshake)
             }
             Failure::Io(e) => Lost::Io(e),
-            Failure::Protocol => Lost::Protocol,
+            Failure::Protocol(why) => Lost::Protocol(why),
         }
     }
 

@@ -35,7 +35,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind};
 
 use crate::engine::buf::RecvBuf;
-use crate::engine::transport::Failure;
+use crate::engine::transport::{Failure, Refusal};
 use crate::metrics::TlsFacts;
 
 /// Size of the per-worker TLS read scratch.
@@ -170,7 +170,7 @@ impl Transport for Plain {
             let spare = rb.spare();
             let want = spare.len();
             if want == 0 {
-                return Err(Failure::Protocol);
+                return Err(Failure::Protocol(Refusal::BufferFull));
             }
             match sock.read(spare) {
                 Ok(0) => {
@@ -332,7 +332,7 @@ impl Transport for Tls {
                 loop {
                     let spare = rb.spare();
                     if spare.is_empty() {
-                        return Err(Failure::Protocol);
+                        return Err(Failure::Protocol(Refusal::BufferFull));
                     }
                     match self.conn.reader().read(spare) {
                         Ok(0) => {
