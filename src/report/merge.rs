@@ -34,10 +34,10 @@
 //!    `ws.reconnects_total`, the workers' CPU time); a report's own `errors.total` must equal
 //!    its classes, and an error class this build does not know is refused rather than dropped.
 //! 7. A phase holds at most [`MAX_PHASE_SAMPLES`] (2^53) samples, in one report and merged, so
-//!    the percentile and mean arithmetic (f64) is exact: the histogram's own counts are summed
-//!    exactly (the decoder's total saturates) and must equal `count`. A histogram with samples
-//!    in its zero bucket is refused: connbench records at least 1 ns, and those would merge
-//!    into a p50 of 0 ns.
+//!    the percentile and mean arithmetic (f64) is exact; the histogram's own total (which the
+//!    decoder saturates at `u64::MAX`, above the limit) must equal `count`. A histogram with
+//!    samples in its zero bucket is refused: connbench records at least 1 ns, and those would
+//!    merge into a p50 of 0 ns.
 //! 8. A counter, error class, status class or phase that a report lacks counts as zero: a
 //!    report written by an older connbench (before a class or counter existed) still merges.
 //!    A field that is present must have the right type.
@@ -846,18 +846,21 @@ fn add_phase(f: &Field<'_>, phase: Phase, sum: &mut Histogram<u64>) -> Result<()
     let encoded = f.str(&format!("/phases/{name}/hdr"))?;
     let count = f.u64(&format!("/phases/{name}/count"))?;
     let h = hdr::decode(encoded).map_err(|e| f.bad(format!("phases.{name}: {e}")))?;
-    // The decoder's total (`len`) saturates at u64::MAX: sum the buckets exactly.
-    let held: u128 = h
-        .iter_recorded()
-        .map(|v| u128::from(v.count_at_value()))
-        .sum();
-    if held > u128::from(MAX_PHASE_SAMPLES) {
+    // The decoder sums the buckets saturating at u64::MAX, above the limit: a total that
+    // saturated (more than u64::MAX samples) is refused here, never taken for exact.
+    let held = h.len();
+    if held > MAX_PHASE_SAMPLES {
+        let held = if held == u64::MAX {
+            format!("at least {held}")
+        } else {
+            held.to_string()
+        };
         return Err(f.bad(format!(
             "phases.{name}: the histogram holds {held} samples, more than a phase can hold \
              ({MAX_PHASE_SAMPLES}, 2^53); {DAMAGED}"
         )));
     }
-    if held != u128::from(count) {
+    if held != count {
         return Err(f.bad(format!(
             "phases.{name}: count says {count} but the histogram holds {held} samples (damaged report)"
         )));
@@ -1896,5 +1899,27 @@ mod tests {
             "cut.json",
             "not valid JSON",
         );
+    }
+
+    #[test]
+    fn merged_mean_is_never_above_max_by_float_rounding() {
+        // Found by fuzz/fuzz_targets/report_reader.rs: 31,885,857,534,754 samples at 819 ns
+        // (legal: below 2^53) gave mean 819.0000000000001 > max 819, as the mean of
+        // v × count / count rounds in f64.
+        let docs = good_and_bad(|d| {
+            let mut h = new_histogram();
+            h.record_n(819, 31_885_857_534_754).expect("in range");
+            set_phase(d, "tls", &h, h.len());
+        });
+        let m = merge(&docs, &MergeOptions::default(), vec![]).expect("legal counts");
+        let tls = &m.json["phases"]["tls"];
+        let (mean, max) = (tls["mean"].as_f64(), tls["max"].as_f64());
+        assert_eq!((mean, max), (Some(819.0), Some(819.0)), "{tls}");
+        let text = render_text(&m);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("tls"))
+            .expect("tls row");
+        assert!(row.ends_with("819ns"), "{row}");
     }
 }
