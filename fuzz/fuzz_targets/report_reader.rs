@@ -250,7 +250,7 @@ fn raw_phase(doc: &mut Value, b: &mut Bytes<'_>) {
     blob.extend_from_slice(&payload);
     let text = base64::engine::general_purpose::STANDARD.encode(&blob);
     set(doc, &format!("/phases/{name}/hdr"), json!(text));
-    if b.u8() % 2 == 0 {
+    if b.u8() & 1 == 0 {
         set(doc, &format!("/phases/{name}/count"), number(b));
     }
 }
