@@ -401,11 +401,16 @@ impl Merger {
         let k = kind(f)?;
         match &self.first {
             None => {
-                let mut doc = f.doc.clone();
-                if let Value::Object(map) = &mut doc {
-                    map.remove("phases");
-                    map.remove("stages");
-                }
+                // Everything but the histograms, without copying them first.
+                let doc = match f.doc {
+                    Value::Object(map) => Value::Object(
+                        map.iter()
+                            .filter(|(k, _)| *k != "phases" && *k != "stages")
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
                 let mut phases = Phase::for_mode(mode).to_vec();
                 if f.present("/rate") {
                     phases.extend([Phase::Corrected, Phase::SendLag]);
