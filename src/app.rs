@@ -98,21 +98,20 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
 }
 
 /// `connbench merge`: print the merged summary, write the merged report; bad or incompatible
-/// input is a usage error (exit 2) naming the file and the problem.
+/// input is a usage error (exit 2) naming the file and the problem. Reports are read and
+/// folded one at a time, so memory does not grow with their number.
 fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppError> {
-    use report::merge::{self, MergeOptions};
+    use report::merge::{self, MergeOptions, Merger};
     let bad = |e: merge::MergeError| AppError::Usage(UsageError(e.to_string()));
-    let reports = a
-        .reports
-        .iter()
-        .map(|f| merge::load(f).map(|v| (f.clone(), v)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
-    let opts = MergeOptions {
+    let mut merger = Merger::new(MergeOptions {
         allow_disjoint: a.allow_disjoint,
         allow_mixed: a.allow_mixed,
-    };
-    let merged = merge::merge(&reports, &opts, argv).map_err(bad)?;
+    });
+    for file in &a.reports {
+        let doc = merge::load(file).map_err(bad)?;
+        merger.add(file, &doc).map_err(bad)?;
+    }
+    let merged = merger.finish(argv).map_err(bad)?;
     let text = merge::render_text(&merged);
     if a.json.as_deref() == Some("-") {
         eprint!("{text}");

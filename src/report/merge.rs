@@ -25,8 +25,27 @@
 //!    `sources`, the file names under `merged_from`, the window figures under `merge_window`.
 //!
 //! Any unreadable, non-JSON, wrong-schema or damaged input is a [`MergeError::Input`] naming the
-//! file and the problem on one line; nothing here panics on input.
+//! file and the problem on one line; nothing here panics on input. Impossible numbers are
+//! refused, never wrapped or saturated into a plausible-looking report:
+//!
+//! 6. Every sum (counters, status and error classes, WebSocket counters, CPU times, peak RSS,
+//!    the summed settings) is checked: a sum past `u64::MAX` names the file that pushed it over
+//!    and the field. So are the sums inside one report that the output shows (`errors.total`,
+//!    `ws.reconnects_total`, the workers' CPU time); a report's own `errors.total` must equal
+//!    its classes, and an error class this build does not know is refused rather than dropped.
+//! 7. A phase holds at most [`MAX_PHASE_SAMPLES`] (2^53) samples, in one report and merged, so
+//!    the percentile and mean arithmetic (f64) is exact; the histogram's own total (which the
+//!    decoder saturates at `u64::MAX`, above the limit) must equal `count`. A histogram with
+//!    samples in its zero bucket is refused: connbench records at least 1 ns, and those would
+//!    merge into a p50 of 0 ns.
+//! 8. A counter, error class, status class or phase that a report lacks counts as zero: a
+//!    report written by an older connbench (before a class or counter existed) still merges.
+//!    A field that is present must have the right type.
+//!
+//! Reports are folded one at a time ([`Merger`]): the merge holds the running sums, the first
+//! report's settings (without its histograms) and a few facts per source, never every report.
 
+use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,6 +61,14 @@ use crate::metrics::{
     CLOSE_CODES, CLOSE_CODE_FIRST,
 };
 use crate::proto::jsonfield::TsUnit;
+
+/// Most samples one phase may hold, in one report and merged (rule 7): 2^53, the largest
+/// count for which the f64 arithmetic of percentiles and means is exact. At 10 million samples
+/// a second that is 28 years of sampling.
+pub const MAX_PHASE_SAMPLES: u64 = 1 << 53;
+
+/// What to do about a report whose numbers cannot be true (the end of those messages).
+const DAMAGED: &str = "the report is damaged: regenerate it or leave it out of the merge";
 
 /// Largest report file [`load`] reads (64 MiB). A real report is a few KiB to a few hundred KiB.
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
@@ -171,13 +198,23 @@ impl std::error::Error for MergeError {}
 
 /// Read and parse one report file, checking it is a connbench report of a known schema.
 pub fn load(path: &str) -> Result<Value, MergeError> {
-    let bad = |problem: String| MergeError::Input {
+    let file = std::fs::File::open(path).map_err(|e| MergeError::Input {
         file: path.to_string(),
+        problem: format!("cannot read: {e}"),
+    })?;
+    read_report(path, file)
+}
+
+/// Read and parse one report from `reader` (at most [`MAX_REPORT_BYTES`]), checking it is a
+/// connbench report of a known schema; `file` names it in errors.
+pub fn read_report(file: &str, reader: impl Read) -> Result<Value, MergeError> {
+    let bad = |problem: String| MergeError::Input {
+        file: file.to_string(),
         problem,
     };
-    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let mut bytes = Vec::new();
-    file.take(MAX_REPORT_BYTES + 1)
+    reader
+        .take(MAX_REPORT_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| bad(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > MAX_REPORT_BYTES {
@@ -248,120 +285,338 @@ pub fn merge(
     opts: &MergeOptions,
     command_line: Vec<String>,
 ) -> Result<Merged, MergeError> {
-    let (first_file, first) = reports.first().ok_or(MergeError::NoInput)?;
-    let mode = Field::new(first_file, first).str("/mode")?.to_string();
-    let first_kind = kind(&Field::new(first_file, first))?;
+    let mut m = Merger::new(*opts);
     for (file, doc) in reports {
-        let k = kind(&Field::new(file, doc))?;
-        if k != first_kind {
-            return Err(MergeError::Mode {
-                first: (first_file.clone(), first_kind),
-                other: (file.clone(), k),
-            });
-        }
+        m.add(file, doc)?;
     }
-    if !opts.allow_mixed {
-        let mut fields: Vec<&str> = IDENTITY_FIELDS.to_vec();
-        if mode == "ws" {
-            fields.push("/ws/mode");
-        }
-        for ptr in fields {
-            let want = first.pointer(ptr);
-            if let Some((file, doc)) = reports.iter().find(|(_, d)| d.pointer(ptr) != want) {
-                let show = |v: Option<&Value>| v.map_or("(missing)".to_string(), Value::to_string);
-                return Err(MergeError::Mixed {
-                    field: ptr.trim_start_matches('/').replace('/', "."),
-                    first: (first_file.clone(), show(want)),
-                    other: (file.clone(), show(doc.pointer(ptr))),
-                });
-            }
+    m.finish(command_line)
+}
+
+/// Merge reports read one at a time from `inputs` (`(file name, reader)`, in command-line
+/// order): each is read ([`read_report`]), folded into the running merge and dropped before
+/// the next reader is taken. The pure core of `connbench merge`, also what the fuzz target
+/// drives.
+pub fn merge_reports<R: Read>(
+    inputs: impl IntoIterator<Item = (String, R)>,
+    opts: &MergeOptions,
+    command_line: Vec<String>,
+) -> Result<Merged, MergeError> {
+    let mut m = Merger::new(*opts);
+    for (file, reader) in inputs {
+        let doc = read_report(&file, reader)?;
+        m.add(&file, &doc)?;
+    }
+    m.finish(command_line)
+}
+
+/// The running merge: everything folded from the reports added so far, and nothing else (the
+/// first report's settings without its histograms, a few facts per source, the sums).
+///
+/// [`Merger::add`] checks one report and folds it in; the first error poisons the merge, so
+/// [`Merger::add`] and [`Merger::finish`] then return that error again.
+#[derive(Debug)]
+pub struct Merger {
+    opts: MergeOptions,
+    first: Option<First>,
+    sources: Vec<SourceInfo>,
+    /// `sources[i]` of the merged document: each report's own URL, load and host.
+    source_docs: Vec<Value>,
+    counters: Counters,
+    hists: Vec<(Phase, Histogram<u64>)>,
+    workers: Vec<WorkerStats>,
+    /// Sums of the workers' user and system CPU time, ns (what the output shows).
+    cpu_ns: (u64, u64),
+    tls: TlsFacts,
+    peak_rss: u64,
+    peak_open: u64,
+    interrupted: bool,
+    /// Why failures happened, summed over the inputs (`errors.reasons`).
+    reasons: crate::metrics::Reasons,
+    /// Every input's worker panics, named by file: a merge never hides one.
+    worker_panics: Vec<crate::metrics::run::WorkerPanic>,
+    load: Load,
+    failed: Option<MergeError>,
+}
+
+/// What the first report decides for the whole merge.
+#[derive(Debug)]
+struct First {
+    file: String,
+    mode: String,
+    kind: String,
+    /// The document without `phases` and `stages` (the bulky parts): settings and strings
+    /// the merged report copies.
+    doc: Value,
+}
+
+/// The summed and united settings (rule 4).
+#[derive(Debug, Default)]
+struct Load {
+    connections: u64,
+    threads: u64,
+    /// `None` once a report has no `config.requests` (a time-bounded run).
+    requests: Option<u64>,
+    asked_per_s: f64,
+    worker_cpus: BTreeSet<u64>,
+    target_cpus: BTreeSet<u64>,
+    addresses: BTreeSet<std::net::IpAddr>,
+    builtin: bool,
+    insecure: bool,
+}
+
+impl Merger {
+    /// An empty merge.
+    pub fn new(opts: MergeOptions) -> Merger {
+        Merger {
+            opts,
+            first: None,
+            sources: Vec::new(),
+            source_docs: Vec::new(),
+            counters: Counters::default(),
+            hists: Vec::new(),
+            workers: Vec::new(),
+            cpu_ns: (0, 0),
+            tls: TlsFacts::default(),
+            peak_rss: 0,
+            peak_open: 0,
+            interrupted: false,
+            reasons: Default::default(),
+            worker_panics: Vec::new(),
+            load: Load {
+                requests: Some(0),
+                ..Load::default()
+            },
+            failed: None,
         }
     }
 
-    let meta = merged_meta(reports, &mode, command_line);
-    let phases = meta.phases();
-    let mut sources = Vec::with_capacity(reports.len());
-    let mut counters = Counters::default();
-    let mut hists: Vec<Histogram<u64>> = phases.iter().map(|_| new_histogram()).collect();
-    let mut workers = Vec::new();
-    let mut tls = TlsFacts::default();
-    let (mut peak_rss, mut peak_open) = (0u64, 0u64);
-    let mut interrupted = false;
-    for (file, doc) in reports {
-        let f = Field::new(file, doc);
+    /// Check one report (`file` names it in errors) and fold it into the merge.
+    pub fn add(&mut self, file: &str, doc: &Value) -> Result<(), MergeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let r = self.fold(&Field::new(file, doc));
+        if let Err(e) = &r {
+            self.failed = Some(e.clone());
+        }
+        r
+    }
+
+    fn fold(&mut self, f: &Field<'_>) -> Result<(), MergeError> {
+        let mode = f.str("/mode")?;
+        let k = kind(f)?;
+        match &self.first {
+            None => {
+                // Everything but the histograms, without copying them first.
+                let doc = match f.doc {
+                    Value::Object(map) => Value::Object(
+                        map.iter()
+                            .filter(|(k, _)| *k != "phases" && *k != "stages")
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
+                let mut phases = Phase::for_mode(mode).to_vec();
+                if f.present("/rate") {
+                    phases.extend([Phase::Corrected, Phase::SendLag]);
+                }
+                self.hists = phases.into_iter().map(|p| (p, new_histogram())).collect();
+                self.first = Some(First {
+                    file: f.file.to_string(),
+                    mode: mode.to_string(),
+                    kind: k,
+                    doc,
+                });
+            }
+            Some(first) => {
+                if k != first.kind {
+                    return Err(MergeError::Mode {
+                        first: (first.file.clone(), first.kind.clone()),
+                        other: (f.file.to_string(), k),
+                    });
+                }
+                if !self.opts.allow_mixed {
+                    check_identity(first, f)?;
+                }
+            }
+        }
+
         let start = f.i64("/started_at_unix_ms")?;
         let duration_s = f.f64("/duration_s")?;
         if !(duration_s >= 0.0 && duration_s.is_finite()) {
             return Err(f.bad("duration_s is not a non-negative number of seconds"));
         }
-        let c = read_counters(&f, &mode)?;
-        sources.push(SourceInfo {
-            file: file.clone(),
+        // Same kind as the first report, so the same mode.
+        self.counters = sum_counters(f, mode == "ws", &self.counters)?;
+        for (phase, sum) in &mut self.hists {
+            add_phase(f, *phase, sum)?;
+        }
+        let workers = read_workers(f)?;
+        for w in &workers {
+            let add = |sum: u64, ns: u64| {
+                sum.checked_add(ns).ok_or_else(|| {
+                    f.bad(format!(
+                        "client.workers: the workers' CPU times add up to more than {} s \
+                         (584 years); {DAMAGED}",
+                        u64::MAX / 1_000_000_000
+                    ))
+                })
+            };
+            self.cpu_ns = (
+                add(self.cpu_ns.0, w.cpu_user_ns)?,
+                add(self.cpu_ns.1, w.cpu_sys_ns)?,
+            );
+        }
+        self.workers.extend(workers);
+        if !self.tls.is_known() {
+            self.tls = read_tls(f)?;
+        }
+        self.peak_rss = checked_sum(f, "/client/peak_rss_bytes", self.peak_rss)?;
+        self.peak_open = checked_sum(f, "/peak_open_connections", self.peak_open)?;
+        self.interrupted |= f.bool("/interrupted")?;
+        // Reasons: `(other reasons)` stays a reason of its own (the inputs' kept reasons differ).
+        // Reports written before `errors.reasons` existed have none.
+        if let Some(by_class) = f.doc.pointer("/errors/reasons").and_then(Value::as_object) {
+            for (name, list) in by_class {
+                let Some(class) = ErrorClass::ALL.iter().find(|e| e.name() == name) else {
+                    return Err(f.bad(format!(
+                        "errors.reasons.{name} is an error class this connbench does not know"
+                    )));
+                };
+                for r in list.as_array().into_iter().flatten() {
+                    let (Some(text), Some(n)) = (r["reason"].as_str(), r["count"].as_u64()) else {
+                        return Err(f.bad(format!(
+                            "errors.reasons.{name} holds an entry without a reason text and a count"
+                        )));
+                    };
+                    self.reasons.add(*class, text, n);
+                }
+            }
+        }
+        // Reports written before `worker_panics` existed have none.
+        if let Some(panics) = f.doc.pointer("/worker_panics").and_then(Value::as_array) {
+            for p in panics {
+                self.worker_panics.push(crate::metrics::run::WorkerPanic {
+                    worker: p["worker"].as_u64().unwrap_or(0) as usize,
+                    message: format!(
+                        "in {}: {}",
+                        f.file,
+                        p["message"].as_str().unwrap_or("(no message)")
+                    ),
+                    responses_lost: p["responses_lost"].as_u64().unwrap_or(0),
+                });
+            }
+        }
+        fold_load(f, &mut self.load)?;
+
+        let info = SourceInfo {
+            file: f.file.to_string(),
             started_at_unix_ms: start,
             duration_s,
-            responses: c.responses,
-        });
-        counters.add(&c);
-        for (&phase, sum) in phases.iter().zip(hists.iter_mut()) {
-            add_phase(&f, phase, sum)?;
+            responses: f.count("/counters/responses")?,
+        };
+        self.source_docs.push(json!({
+            "file": info.file,
+            "started_at": json::rfc3339(start.div_euclid(1000)),
+            "started_at_unix_ms": start,
+            "duration_s": duration_s,
+            "responses": info.responses,
+            "url": f.doc.pointer("/target/url"),
+            "connections": f.doc.pointer("/config/connections"),
+            "threads": f.doc.pointer("/config/threads"),
+            "host": f.doc.pointer("/host"),
+        }));
+        self.sources.push(info);
+        Ok(())
+    }
+
+    /// The merged run, once every report is added. `command_line` is the merge process's own,
+    /// recorded (redacted) as the merged report's `command_line`.
+    pub fn finish(self, command_line: Vec<String>) -> Result<Merged, MergeError> {
+        if let Some(e) = self.failed {
+            return Err(e);
         }
-        workers.extend(read_workers(&f)?);
-        if !tls.is_known() {
-            tls = read_tls(&f)?;
+        let first = self.first.ok_or(MergeError::NoInput)?;
+        let window = windows(&self.sources);
+        // Zero-length windows cannot overlap by a share of their length: they must at least lie
+        // inside every other window.
+        let enough = if window.shortest_s > 0.0 {
+            window.overlap_s >= 0.5 * window.shortest_s
+        } else {
+            windows_touch(&self.sources)
+        };
+        if !self.opts.allow_disjoint && !enough {
+            return Err(MergeError::Disjoint {
+                overlap_s: window.overlap_s,
+                shortest_s: window.shortest_s,
+            });
         }
-        peak_rss = peak_rss.saturating_add(f.u64("/client/peak_rss_bytes")?);
-        peak_open = peak_open.saturating_add(f.u64("/peak_open_connections")?);
-        interrupted |= f.bool("/interrupted")?;
-    }
 
-    let window = windows(&sources);
-    // Zero-length windows cannot overlap by a share of their length: they must at least lie
-    // inside every other window.
-    let enough = if window.shortest_s > 0.0 {
-        window.overlap_s >= 0.5 * window.shortest_s
-    } else {
-        windows_touch(&sources)
-    };
-    if !opts.allow_disjoint && !enough {
-        return Err(MergeError::Disjoint {
-            overlap_s: window.overlap_s,
-            shortest_s: window.shortest_s,
-        });
-    }
+        let meta = merged_meta(&first, &self.load, command_line);
+        let mut recorder = Recorder::new();
+        for (phase, h) in &self.hists {
+            replay(&mut recorder, *phase, h);
+        }
+        recorder.counters = self.counters;
+        recorder.reasons = self.reasons;
+        recorder.tls = self.tls;
+        recorder.ts_unit = first
+            .doc
+            .pointer("/ws/ts_unit")
+            .and_then(Value::as_str)
+            .and_then(TsUnit::parse)
+            .map(TsUnit::name);
 
-    let mut recorder = Recorder::new();
-    for (&phase, h) in phases.iter().zip(hists.iter()) {
-        replay(&mut recorder, phase, h);
+        let run = RunResult {
+            recorder,
+            workers: self.workers,
+            started_at: system_time(window.start_unix_ms),
+            elapsed: Duration::try_from_secs_f64(window.union_s).unwrap_or(Duration::ZERO),
+            interrupted: self.interrupted,
+            peak_rss_bytes: self.peak_rss,
+            peak_open: self.peak_open,
+            intervals: Vec::new(),
+            stages: Vec::new(),
+            worker_panics: self.worker_panics,
+        };
+        let json = merged_json(
+            &first.doc,
+            &meta,
+            &run,
+            &self.sources,
+            self.source_docs,
+            &window,
+        );
+        Ok(Merged {
+            meta,
+            run,
+            sources: self.sources,
+            window,
+            json,
+        })
     }
-    recorder.counters = counters;
-    recorder.tls = tls;
-    recorder.ts_unit = first
-        .pointer("/ws/ts_unit")
-        .and_then(Value::as_str)
-        .and_then(TsUnit::parse)
-        .map(TsUnit::name);
+}
 
-    let started_at = system_time(window.start_unix_ms);
-    let run = RunResult {
-        recorder,
-        workers,
-        started_at,
-        elapsed: Duration::try_from_secs_f64(window.union_s).unwrap_or(Duration::ZERO),
-        interrupted,
-        peak_rss_bytes: peak_rss,
-        peak_open,
-        intervals: Vec::new(),
-        stages: Vec::new(),
-        worker_panics: Vec::new(),
-    };
-    let json = merged_json(reports, &meta, &run, &sources, &window);
-    Ok(Merged {
-        meta,
-        run,
-        sources,
-        window,
-        json,
-    })
+/// The reports must agree on the identity fields (rule 4) unless `--allow-mixed`.
+fn check_identity(first: &First, f: &Field<'_>) -> Result<(), MergeError> {
+    let mut fields: Vec<&str> = IDENTITY_FIELDS.to_vec();
+    if first.mode == "ws" {
+        fields.push("/ws/mode");
+    }
+    for ptr in fields {
+        let want = first.doc.pointer(ptr);
+        let got = f.doc.pointer(ptr);
+        if got != want {
+            let show = |v: Option<&Value>| v.map_or("(missing)".to_string(), Value::to_string);
+            return Err(MergeError::Mixed {
+                field: dotted(ptr),
+                first: (first.file.clone(), show(want)),
+                other: (f.file.to_string(), show(got)),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The text output: which reports were merged and how their windows lie, then the usual
@@ -453,8 +708,26 @@ impl<'a> Field<'a> {
         self.typed(ptr, "a string", Value::as_str)
     }
 
-    fn object(&self, ptr: &str) -> Result<&'a Map<String, Value>, MergeError> {
-        self.typed(ptr, "an object", Value::as_object)
+    /// A count that older reports may lack (rule 8): 0 when missing, else a non-negative
+    /// integer.
+    fn count(&self, ptr: &str) -> Result<u64, MergeError> {
+        match self.doc.pointer(ptr) {
+            None => Ok(0),
+            Some(_) => self.u64(ptr),
+        }
+    }
+
+    /// An object that may be missing or null.
+    fn object_opt(&self, ptr: &str) -> Result<Option<&'a Map<String, Value>>, MergeError> {
+        match self.doc.pointer(ptr) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.typed(ptr, "an object", Value::as_object).map(Some),
+        }
+    }
+
+    /// True when the field is there and not null.
+    fn present(&self, ptr: &str) -> bool {
+        self.doc.pointer(ptr).is_some_and(|v| !v.is_null())
     }
 }
 
@@ -473,84 +746,186 @@ fn kind(f: &Field<'_>) -> Result<String, MergeError> {
     })
 }
 
-/// The counters of one report (WebSocket counters only for `ws` reports).
-fn read_counters(f: &Field<'_>, mode: &str) -> Result<Counters, MergeError> {
-    let mut c = Counters {
-        requests: f.u64("/counters/requests")?,
-        responses: f.u64("/counters/responses")?,
-        bytes_in: f.u64("/counters/bytes_in")?,
-        bytes_out: f.u64("/counters/bytes_out")?,
-        connections_opened: f.u64("/counters/connections_opened")?,
-        connections_established: f.u64("/counters/connections_established")?,
-        reused_requests: f.u64("/counters/reused_requests")?,
-        server_closes: f.u64("/counters/server_closes")?,
-        ..Counters::default()
+/// `acc` plus the counters of one report (WebSocket counters only for `ws` reports): every
+/// sum checked (rule 6), a missing counter or class counting as zero (rule 8).
+fn sum_counters(f: &Field<'_>, ws: bool, acc: &Counters) -> Result<Counters, MergeError> {
+    let mut c = acc.clone();
+    let add = |ptr: &str, slot: &mut u64| -> Result<(), MergeError> {
+        *slot = checked_sum(f, ptr, *slot)?;
+        Ok(())
     };
+    add("/counters/requests", &mut c.requests)?;
+    add("/counters/responses", &mut c.responses)?;
+    add("/counters/bytes_in", &mut c.bytes_in)?;
+    add("/counters/bytes_out", &mut c.bytes_out)?;
+    add("/counters/connections_opened", &mut c.connections_opened)?;
+    add(
+        "/counters/connections_established",
+        &mut c.connections_established,
+    )?;
+    add("/counters/reused_requests", &mut c.reused_requests)?;
+    add("/counters/server_closes", &mut c.server_closes)?;
     for s in StatusClass::ALL {
-        c.status[s.index()] = f.u64(&format!("/responses/{}", s.name()))?;
+        add(
+            &format!("/responses/{}", s.name()),
+            &mut c.status[s.index()],
+        )?;
     }
+    let mut own_errors: u128 = 0;
     for e in ErrorClass::ALL {
-        // A class added after a report was written (e.g. `ws_reset`) is missing from it: 0.
         let ptr = format!("/errors/{}", e.name());
-        if f.doc.pointer(&ptr).is_some() {
-            c.errors[e.index()] = f.u64(&ptr)?;
+        own_errors += u128::from(f.count(&ptr)?);
+        add(&ptr, &mut c.errors[e.index()])?;
+    }
+    let errors = f.object_opt("/errors")?;
+    // A class this build does not know would be dropped from the sums: refuse it.
+    let known = |key: &str| {
+        key == "total" || key == "reasons" || ErrorClass::ALL.iter().any(|e| e.name() == key)
+    };
+    if let Some(key) = errors
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| !known(k))
+    {
+        return Err(f.bad(format!(
+            "errors.{key} is an error class this connbench does not know (the report comes \
+             from a newer connbench: merge with that version)"
+        )));
+    }
+    if f.present("/errors/total") {
+        let total = f.u64("/errors/total")?;
+        if u128::from(total) != own_errors {
+            return Err(f.bad(format!(
+                "errors.total says {total} but the error classes add up to {own_errors}; \
+                 {DAMAGED}"
+            )));
         }
     }
-    if !f.get("/tls", "an object or null")?.is_null() {
-        c.handshakes_full = f.u64("/tls/handshakes_full")?;
-        c.handshakes_resumed = f.u64("/tls/handshakes_resumed")?;
+    if f.present("/tls") {
+        add("/tls/handshakes_full", &mut c.handshakes_full)?;
+        add("/tls/handshakes_resumed", &mut c.handshakes_resumed)?;
     }
-    if !f.get("/rate", "an object or null")?.is_null() {
-        c.unsent = f.u64("/rate/unsent")?;
+    if f.present("/rate") {
+        add("/rate/unsent", &mut c.unsent)?;
     }
-    if mode == "ws" {
+    if ws {
         let w = &mut c.ws;
-        w.messages_in = f.u64("/ws/messages_in")?;
-        w.messages_out = f.u64("/ws/messages_out")?;
-        w.upgraded = f.u64("/ws/connections_upgraded")?;
-        w.subscriptions_sent = f.u64("/ws/subscriptions_sent")?;
-        w.resubscribed = f.u64("/ws/resubscribed")?;
+        add("/ws/messages_in", &mut w.messages_in)?;
+        add("/ws/messages_out", &mut w.messages_out)?;
+        add("/ws/connections_upgraded", &mut w.upgraded)?;
+        add("/ws/subscriptions_sent", &mut w.subscriptions_sent)?;
+        add("/ws/resubscribed", &mut w.resubscribed)?;
         for r in ReconnectCause::ALL {
-            w.reconnects[r.index()] = f.u64(&format!("/ws/reconnects/{}", r.name()))?;
+            add(
+                &format!("/ws/reconnects/{}", r.name()),
+                &mut w.reconnects[r.index()],
+            )?;
         }
-        w.retries_exhausted = f.u64("/ws/retries_exhausted")?;
-        for (code, n) in f.object("/ws/close_codes")? {
+        add("/ws/retries_exhausted", &mut w.retries_exhausted)?;
+        for (code, n) in f.object_opt("/ws/close_codes")?.into_iter().flatten() {
             let n = n
                 .as_u64()
                 .ok_or_else(|| f.bad(format!("ws.close_codes.{code} is not an integer")))?;
-            match code.parse::<u16>() {
+            let slot = match code.parse::<u16>() {
                 Ok(c) if (CLOSE_CODE_FIRST..CLOSE_CODE_FIRST + CLOSE_CODES as u16).contains(&c) => {
-                    let slot = &mut w.close_codes[usize::from(c - CLOSE_CODE_FIRST)];
-                    *slot = slot.saturating_add(n);
+                    &mut w.close_codes[usize::from(c - CLOSE_CODE_FIRST)]
                 }
-                _ if code == "other" => w.close_codes_other = w.close_codes_other.saturating_add(n),
+                _ if code == "other" => &mut w.close_codes_other,
                 _ => return Err(f.bad(format!("ws.close_codes has an unknown key {code:?}"))),
-            }
+            };
+            *slot = slot
+                .checked_add(n)
+                .ok_or_else(|| overflow(f, &format!("ws.close_codes.{code}"), n, *slot))?;
         }
-        w.pings_answered = f.u64("/ws/pings_answered")?;
-        w.pings_sent = f.u64("/ws/pings_sent")?;
-        w.pongs_received = f.u64("/ws/pongs_received")?;
-        w.seq_gaps = f.u64("/ws/seq_gaps")?;
-        w.seq_missing = f.u64("/ws/seq_missing")?;
-        w.seq_backwards = f.u64("/ws/seq_restarts")?;
-        w.ts_missing = f.u64("/ws/ts_missing")?;
-        w.ts_future = f.u64("/ws/ts_future")?;
-        w.buffered_sent = f.u64("/ws/buffered_sent")?;
-        w.buffer_dropped = f.u64("/ws/buffer_dropped")?;
+        add("/ws/pings_answered", &mut w.pings_answered)?;
+        add("/ws/pings_sent", &mut w.pings_sent)?;
+        add("/ws/pongs_received", &mut w.pongs_received)?;
+        add("/ws/seq_gaps", &mut w.seq_gaps)?;
+        add("/ws/seq_missing", &mut w.seq_missing)?;
+        add("/ws/seq_restarts", &mut w.seq_backwards)?;
+        add("/ws/ts_missing", &mut w.ts_missing)?;
+        add("/ws/ts_future", &mut w.ts_future)?;
+        add("/ws/buffered_sent", &mut w.buffered_sent)?;
+        add("/ws/buffer_dropped", &mut w.buffer_dropped)?;
+    }
+    // The totals the output shows must fit as well (rule 6).
+    let fits = |xs: &[u64]| xs.iter().try_fold(0u64, |a, &n| a.checked_add(n)).is_some();
+    if !fits(&c.errors) {
+        return Err(f.bad(format!(
+            "errors: the error classes of the reports so far add up to more than {}, so \
+             errors.total cannot be written; {DAMAGED}",
+            u64::MAX
+        )));
+    }
+    if !fits(&c.ws.reconnects) {
+        return Err(f.bad(format!(
+            "ws.reconnects: the reconnects of the reports so far add up to more than {}; \
+             {DAMAGED}",
+            u64::MAX
+        )));
     }
     Ok(c)
 }
 
-/// Decode one report's histogram of `phase`, check it against the stated count, add it.
+/// `acc` plus the count at `ptr` (missing: 0), or an error naming the field when the sum
+/// passes `u64::MAX`.
+fn checked_sum(f: &Field<'_>, ptr: &str, acc: u64) -> Result<u64, MergeError> {
+    let n = f.count(ptr)?;
+    acc.checked_add(n)
+        .ok_or_else(|| overflow(f, &dotted(ptr), n, acc))
+}
+
+/// The error for a sum that passes `u64::MAX`.
+fn overflow(f: &Field<'_>, field: &str, n: u64, acc: u64) -> MergeError {
+    f.bad(format!(
+        "{field}: {n} here and {acc} in the reports before add up to more than {}; {DAMAGED}",
+        u64::MAX
+    ))
+}
+
+/// Decode one report's histogram of `phase`, check it (rule 7) and add it to `sum`. A report
+/// without the phase adds nothing (rule 8).
 fn add_phase(f: &Field<'_>, phase: Phase, sum: &mut Histogram<u64>) -> Result<(), MergeError> {
     let name = phase.name();
+    if !f.present(&format!("/phases/{name}")) {
+        return Ok(());
+    }
     let encoded = f.str(&format!("/phases/{name}/hdr"))?;
     let count = f.u64(&format!("/phases/{name}/count"))?;
     let h = hdr::decode(encoded).map_err(|e| f.bad(format!("phases.{name}: {e}")))?;
-    if h.len() != count {
+    // The decoder sums the buckets saturating at u64::MAX, above the limit: a total that
+    // saturated (more than u64::MAX samples) is refused here, never taken for exact.
+    let held = h.len();
+    if held > MAX_PHASE_SAMPLES {
+        let held = if held == u64::MAX {
+            format!("at least {held}")
+        } else {
+            held.to_string()
+        };
         return Err(f.bad(format!(
-            "phases.{name}: count says {count} but the histogram holds {} samples (damaged report)",
-            h.len()
+            "phases.{name}: the histogram holds {held} samples, more than a phase can hold \
+             ({MAX_PHASE_SAMPLES}, 2^53); {DAMAGED}"
+        )));
+    }
+    if held != count {
+        return Err(f.bad(format!(
+            "phases.{name}: count says {count} but the histogram holds {held} samples (damaged report)"
+        )));
+    }
+    let zeros = h.count_at(0);
+    if count > 0 && zeros > 0 {
+        return Err(f.bad(format!(
+            "phases.{name}: the histogram holds {zeros} samples of 0 ns (connbench records at \
+             least 1 ns); {DAMAGED}"
+        )));
+    }
+    // Both are at most 2^53: the sum cannot overflow.
+    if sum.len() + count > MAX_PHASE_SAMPLES {
+        return Err(f.bad(format!(
+            "phases.{name}: {count} samples here and {} in the reports before make more than \
+             a phase can hold ({MAX_PHASE_SAMPLES}, 2^53); {DAMAGED}",
+            sum.len()
         )));
     }
     sum.add(&h).map_err(|e| {
@@ -589,8 +964,14 @@ fn read_workers(f: &Field<'_>) -> Result<Vec<WorkerStats>, MergeError> {
                     "client.workers[].{key} is not a non-negative number"
                 ))
             })?;
-        // `as` saturates; a real CPU time is far below u64::MAX ns.
-        Ok((x * scale).round() as u64)
+        let ns = (x * scale).round();
+        // 2^64 ns is 584 years: refuse rather than let `as` saturate.
+        if ns >= 18_446_744_073_709_551_616.0 {
+            return Err(f.bad(format!(
+                "client.workers[].{key} is {x}, more than 584 years; {DAMAGED}"
+            )));
+        }
+        Ok(ns as u64)
     };
     list.iter()
         .map(|w| {
@@ -614,8 +995,12 @@ fn read_workers(f: &Field<'_>) -> Result<Vec<WorkerStats>, MergeError> {
 
 /// The negotiated TLS facts of one report (all unknown for a plain run).
 fn read_tls(f: &Field<'_>) -> Result<TlsFacts, MergeError> {
-    let tls = f.get("/tls", "an object or null")?;
-    let s = |k: &str| tls.get(k).and_then(Value::as_str).map(str::to_string);
+    let tls = f.object_opt("/tls")?;
+    let s = |k: &str| {
+        tls.and_then(|t| t.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     Ok(TlsFacts {
         version: s("version"),
         cipher_suite: s("cipher_suite"),
@@ -672,42 +1057,69 @@ fn system_time(ms: i64) -> SystemTime {
     }
 }
 
+/// Fold one report's load into the summed and united settings (rule 4), every sum checked.
+fn fold_load(f: &Field<'_>, load: &mut Load) -> Result<(), MergeError> {
+    load.connections = checked_sum(f, "/config/connections", load.connections)?;
+    load.threads = checked_sum(f, "/config/threads", load.threads)?;
+    load.requests = match load.requests {
+        Some(acc) if f.present("/config/requests") => {
+            Some(checked_sum(f, "/config/requests", acc)?)
+        }
+        _ => None,
+    };
+    if let Some(rate) = f.object_opt("/rate")? {
+        let asked = match rate.get("asked_per_s") {
+            None => 0.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| f.bad("rate.asked_per_s is not a non-negative number"))?,
+        };
+        load.asked_per_s += asked;
+        if !load.asked_per_s.is_finite() {
+            return Err(f.bad(format!(
+                "rate.asked_per_s: the rates asked add up to more than {:e}/s; {DAMAGED}",
+                f64::MAX
+            )));
+        }
+    }
+    let cpus = |ptr: &str, into: &mut BTreeSet<u64>| {
+        let list = f.doc.pointer(ptr).and_then(Value::as_array);
+        into.extend(list.into_iter().flatten().filter_map(Value::as_u64));
+    };
+    cpus("/config/worker_cpus", &mut load.worker_cpus);
+    cpus("/config/target_cpus", &mut load.target_cpus);
+    let addresses = f.doc.pointer("/config/sources").and_then(Value::as_array);
+    load.addresses.extend(
+        addresses
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str()?.parse::<std::net::IpAddr>().ok()),
+    );
+    load.builtin |= f.doc.pointer("/target/builtin") == Some(&Value::Bool(true));
+    // The caveat must survive the merge if any input carried it.
+    load.insecure |= f.doc.pointer("/insecure") == Some(&Value::Bool(true));
+    Ok(())
+}
+
 /// The merged configuration: the first report's, with the load summed and CPU lists united.
 /// Strings come from reports, so they are already redacted; the reports redact them again,
 /// which leaves redacted text as it is.
-fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String>) -> RunMeta {
-    let first = reports.first().map(|(_, d)| d).unwrap_or(&Value::Null);
-    let get = |ptr: &str| first.pointer(ptr);
+fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta {
+    let doc = &first.doc;
+    let get = |ptr: &str| doc.pointer(ptr);
     let s = |ptr: &str| get(ptr).and_then(Value::as_str).map(str::to_string);
     let secs = |ptr: &str| {
         get(ptr)
             .and_then(Value::as_f64)
             .and_then(|x| Duration::try_from_secs_f64(x).ok())
     };
-    let sum = |ptr: &str| -> usize {
-        reports
-            .iter()
-            .filter_map(|(_, d)| d.pointer(ptr).and_then(Value::as_u64))
-            .fold(0usize, |a, n| {
-                a.saturating_add(usize::try_from(n).unwrap_or(usize::MAX))
-            })
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let cpus = |set: &BTreeSet<u64>| -> Vec<usize> {
+        set.iter()
+            .filter_map(|&c| usize::try_from(c).ok())
+            .collect()
     };
-    let cpus = |ptr: &str| -> Vec<usize> {
-        let mut all: Vec<usize> = reports
-            .iter()
-            .filter_map(|(_, d)| d.pointer(ptr).and_then(Value::as_array))
-            .flatten()
-            .filter_map(Value::as_u64)
-            .filter_map(|c| usize::try_from(c).ok())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    };
-    let requests: Option<Vec<u64>> = reports
-        .iter()
-        .map(|(_, d)| d.pointer("/config/requests").and_then(Value::as_u64))
-        .collect();
     let headers = get("/config/headers")
         .and_then(Value::as_array)
         .map(|hs| {
@@ -720,8 +1132,8 @@ fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String
                 .collect()
         })
         .unwrap_or_default();
-    let ws = (mode == "ws").then(|| {
-        let ws = |k: &str| first.pointer(&format!("/ws/{k}"));
+    let ws = (first.mode == "ws").then(|| {
+        let ws = |k: &str| doc.pointer(&format!("/ws/{k}"));
         let ws_s = |k: &str| ws(k).and_then(Value::as_str).map(str::to_string);
         WsMeta {
             mode: ws_s("mode").unwrap_or_default(),
@@ -747,11 +1159,9 @@ fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String
         }
     });
     RunMeta {
-        mode: mode.to_string(),
+        mode: first.mode.clone(),
         url: s("/target/url").unwrap_or_default(),
-        builtin_target: reports
-            .iter()
-            .any(|(_, d)| d.pointer("/target/builtin") == Some(&Value::Bool(true))),
+        builtin_target: load.builtin,
         command_line,
         method: s("/config/method").unwrap_or_default(),
         headers,
@@ -759,24 +1169,21 @@ fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(0),
-        connections: sum("/config/connections"),
-        threads: sum("/config/threads"),
-        worker_cpus: cpus("/config/worker_cpus"),
-        target_cpus: cpus("/config/target_cpus"),
+        connections: size(load.connections),
+        threads: size(load.threads),
+        worker_cpus: cpus(&load.worker_cpus),
+        target_cpus: cpus(&load.target_cpus),
         pipeline: get("/config/pipeline")
             .and_then(Value::as_u64)
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(1),
         duration: secs("/config/duration_s"),
-        requests: requests.map(|r| r.iter().fold(0u64, |a, n| a.saturating_add(*n))),
+        requests: load.requests,
         warmup: secs("/config/warmup_s").unwrap_or_default(),
         timeout: secs("/config/timeout_s").unwrap_or_default(),
         connect_timeout: secs("/config/connect_timeout_s").unwrap_or_default(),
         tls: get("/config/tls").and_then(Value::as_bool).unwrap_or(false),
-        // The caveat must survive the merge if any input carried it.
-        insecure: reports
-            .iter()
-            .any(|(_, d)| d.pointer("/insecure") == Some(&Value::Bool(true))),
+        insecure: load.insecure,
         resume: get("/config/resume")
             .and_then(Value::as_bool)
             .unwrap_or(true),
@@ -786,36 +1193,23 @@ fn merged_meta(reports: &[(String, Value)], mode: &str, command_line: Vec<String
         ws,
         // The asked rates add up like the loads; the arrival process must agree (checked
         // with the identity fields).
-        rate: first.get("rate").filter(|r| !r.is_null()).map(|r| {
-            let asked = reports
-                .iter()
-                .filter_map(|(_, d)| d.pointer("/rate/asked_per_s").and_then(Value::as_f64))
-                .sum();
+        rate: doc.get("rate").filter(|r| !r.is_null()).map(|r| {
             let arrival = r.get("arrival").and_then(Value::as_str).unwrap_or_default();
-            (asked, arrival.to_string())
+            (load.asked_per_s, arrival.to_string())
         }),
         // Every process's source addresses, once each.
-        sources: {
-            let mut all: Vec<std::net::IpAddr> = reports
-                .iter()
-                .filter_map(|(_, d)| d.pointer("/config/sources").and_then(Value::as_array))
-                .flatten()
-                .filter_map(|v| v.as_str()?.parse().ok())
-                .collect();
-            all.sort();
-            all.dedup();
-            all
-        },
+        sources: load.addresses.iter().copied().collect(),
     }
 }
 
 /// The merged document: [`json::render`] of the merged run, then the first report's verbatim
 /// strings and settings (no double redaction, no lossy round trip), plus the merge fields.
 fn merged_json(
-    reports: &[(String, Value)],
+    first: &Value,
     meta: &RunMeta,
     run: &RunResult,
     sources: &[SourceInfo],
+    source_docs: Vec<Value>,
     window: &WindowSummary,
 ) -> Value {
     // The host object is replaced below; these facts are never written.
@@ -828,7 +1222,6 @@ fn merged_json(
         os: "",
     };
     let mut v = json::render(meta, run, &placeholder);
-    let first = reports.first().map(|(_, d)| d).unwrap_or(&Value::Null);
     let copy = |v: &mut Value, ptr: &str| {
         if let (Some(src), Some(dst)) = (first.pointer(ptr), v.pointer_mut(ptr)) {
             *dst = src.clone();
@@ -850,23 +1243,6 @@ fn merged_json(
             copy(&mut v, &format!("/ws/{key}"));
         }
     }
-    let source_docs: Vec<Value> = reports
-        .iter()
-        .zip(sources)
-        .map(|((_, d), s)| {
-            json!({
-                "file": s.file,
-                "started_at": json::rfc3339(s.started_at_unix_ms.div_euclid(1000)),
-                "started_at_unix_ms": s.started_at_unix_ms,
-                "duration_s": s.duration_s,
-                "responses": s.responses,
-                "url": d.pointer("/target/url"),
-                "connections": d.pointer("/config/connections"),
-                "threads": d.pointer("/config/threads"),
-                "host": d.pointer("/host"),
-            })
-        })
-        .collect();
     if let Value::Object(map) = &mut v {
         map.insert(
             "merged_from".into(),
@@ -1090,12 +1466,8 @@ mod tests {
                 "count says 3",
             ),
             (
-                Box::new(|v| {
-                    if let Some(m) = v["counters"].as_object_mut() {
-                        m.remove("responses");
-                    }
-                }),
-                "counters.responses missing",
+                Box::new(|v| v["counters"]["responses"] = json!("many")),
+                "counters.responses is not",
             ),
             (
                 Box::new(|v| v["errors"]["io"] = json!(-1)),
@@ -1287,5 +1659,318 @@ mod tests {
         );
         assert_eq!(m.json["phases"]["latency"]["count"], 2);
         assert_eq!(m.json["peak_open_connections"], 4);
+    }
+
+    /// Two reports, `good.json` and `bad.json` (a copy of the first, changed by `damage`).
+    fn good_and_bad(damage: impl FnOnce(&mut Value)) -> Vec<(String, Value)> {
+        let good = report(1_700_000_000_000, 1.0, 10, 5_000);
+        let mut bad = good.clone();
+        damage(&mut bad);
+        vec![
+            ("good.json".to_string(), good),
+            ("bad.json".to_string(), bad),
+        ]
+    }
+
+    /// Replace a phase's histogram with `h`, its count with `count`.
+    fn set_phase(doc: &mut Value, phase: &str, h: &Histogram<u64>, count: u64) {
+        doc["phases"][phase]["hdr"] = json!(hdr::try_encode(h).expect("counts fit i64"));
+        doc["phases"][phase]["count"] = json!(count);
+    }
+
+    /// The error is one line that starts with the file and names the field.
+    fn assert_refused(r: Result<Merged, MergeError>, file: &str, needle: &str) {
+        let msg = match r {
+            Ok(m) => panic!(
+                "merged instead of refusing ({file}, {needle}): p50 {} mean {} max {} requests {} errors {}",
+                m.json["phases"]["total"]["p50"],
+                m.json["phases"]["total"]["mean"],
+                m.json["phases"]["total"]["max"],
+                m.json["counters"]["requests"],
+                m.json["errors"]["total"],
+            ),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            msg.starts_with(&format!("{file}: ")) && msg.contains(needle),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    const I64_MAX: u64 = i64::MAX as u64;
+
+    #[test]
+    fn merge_refuses_histogram_counts_that_overflow() {
+        // One report whose own histogram holds more than u64::MAX samples: the decoder's total
+        // saturates at u64::MAX, which a count field of u64::MAX then "confirms".
+        let docs = good_and_bad(|d| {
+            let mut h = new_histogram();
+            h.record_n(50_000, I64_MAX).expect("in range");
+            h.record_n(60_000, I64_MAX).expect("in range");
+            h.record_n(70_000, 5).expect("in range");
+            assert_eq!(h.len(), u64::MAX, "the crate saturates the total");
+            set_phase(d, "total", &h, u64::MAX);
+        });
+        assert_refused(
+            merge(&docs, &MergeOptions::default(), vec![]),
+            "bad.json",
+            "phases.total",
+        );
+        // Three reports of i64::MAX samples each: each fits in a u64, their sum does not.
+        let mut h = new_histogram();
+        h.record_n(50_000, I64_MAX).expect("in range");
+        let docs: Vec<(String, Value)> = (0..3)
+            .map(|i| {
+                let mut d = report(1_700_000_000_000, 1.0, 10, 5_000);
+                set_phase(&mut d, "total", &h, I64_MAX);
+                (format!("r{i}.json"), d)
+            })
+            .collect();
+        let e = merge(&docs, &MergeOptions::default(), vec![]).expect_err("overflow");
+        assert!(e.to_string().contains("phases.total"), "{e}");
+        // Sums past 2^53 samples are refused too: the percentile and mean arithmetic is f64.
+        let mut half = new_histogram();
+        half.record_n(50_000, (1 << 52) + 1).expect("in range");
+        let docs: Vec<(String, Value)> = (0..2)
+            .map(|i| {
+                let mut d = report(1_700_000_000_000, 1.0, 10, 5_000);
+                set_phase(&mut d, "total", &half, (1 << 52) + 1);
+                (format!("r{i}.json"), d)
+            })
+            .collect();
+        assert_refused(
+            merge(&docs, &MergeOptions::default(), vec![]),
+            "r1.json",
+            "phases.total",
+        );
+    }
+
+    #[test]
+    fn merged_percentiles_are_never_zero_for_a_nonempty_histogram() {
+        // connbench records at least 1 ns; a blob with 0 ns samples would merge into p50 = 0.
+        let docs = good_and_bad(|d| {
+            let mut h = new_histogram();
+            h.record_n(0, 1_000).expect("in range");
+            h.record(70_000).expect("in range");
+            set_phase(d, "total", &h, 1_001);
+        });
+        assert_refused(
+            merge(&docs, &MergeOptions::default(), vec![]),
+            "bad.json",
+            "0 ns",
+        );
+        // Large but legal counts (2^53 samples in all) merge with exact, non-zero percentiles
+        // and a mean inside [min, max].
+        let mut h = new_histogram();
+        h.record_n(40_000, 1 << 51).expect("in range");
+        h.record_n(90_000, 1 << 51).expect("in range");
+        let docs: Vec<(String, Value)> = (0..2)
+            .map(|i| {
+                let mut d = report(1_700_000_000_000, 1.0, 10, 5_000);
+                set_phase(&mut d, "total", &h, 1 << 52);
+                (format!("r{i}.json"), d)
+            })
+            .collect();
+        let m = merge(&docs, &MergeOptions::default(), vec![]).expect("legal counts");
+        let t = &m.json["phases"]["total"];
+        assert_eq!(t["count"], 1u64 << 53);
+        assert_eq!(t["p50"], h.highest_equivalent(40_000));
+        assert_eq!(t["p90"], h.highest_equivalent(90_000));
+        assert_eq!(t["max"], h.highest_equivalent(90_000));
+        let mean = t["mean"].as_f64().expect("mean");
+        assert!(mean <= t["max"].as_f64().expect("max"), "{t}");
+        assert!(mean >= t["min"].as_f64().expect("min"), "{t}");
+    }
+
+    #[test]
+    fn merge_refuses_counters_whose_sum_overflows() {
+        let half = 1u64 << 63;
+        type Damage = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Damage, &str)> = vec![
+            (
+                Box::new(move |d| d["counters"]["requests"] = json!(half)),
+                "counters.requests",
+            ),
+            (
+                Box::new(move |d| d["responses"]["2xx"] = json!(half)),
+                "responses.2xx",
+            ),
+            (
+                Box::new(move |d| {
+                    d["errors"]["io"] = json!(half);
+                    d["errors"]["total"] = json!(half + 1); // plus the one read_timeout
+                }),
+                "errors.io",
+            ),
+            (
+                Box::new(move |d| d["client"]["peak_rss_bytes"] = json!(half)),
+                "client.peak_rss_bytes",
+            ),
+            (
+                Box::new(move |d| d["config"]["connections"] = json!(half)),
+                "config.connections",
+            ),
+            (
+                Box::new(move |d| d["config"]["requests"] = json!(half)),
+                "config.requests",
+            ),
+            // 1e10 s of CPU is 1e19 ns: two of them pass u64::MAX ns.
+            (
+                Box::new(|d| d["client"]["workers"][0]["cpu_user_s"] = json!(1e10)),
+                "client.workers",
+            ),
+        ];
+        for (damage, field) in cases {
+            let good = report(1_700_000_000_000, 1.0, 10, 5_000);
+            let mut a = good.clone();
+            damage(&mut a);
+            let docs = vec![("a.json".to_string(), a.clone()), ("b.json".to_string(), a)];
+            assert_refused(
+                merge(&docs, &MergeOptions::default(), vec![]),
+                "b.json",
+                field,
+            );
+        }
+        // Within one report: error classes whose total passes u64::MAX (today: errors.total 0).
+        let docs = good_and_bad(|d| {
+            d["errors"]["io"] = json!(half);
+            d["errors"]["protocol"] = json!(half);
+        });
+        assert_refused(
+            merge(&docs, &MergeOptions::default(), vec![]),
+            "bad.json",
+            "errors",
+        );
+    }
+
+    #[test]
+    fn merge_defaults_what_older_reports_lack_to_zero() {
+        let t0 = 1_700_000_000_000;
+        let new = report(t0, 1.0, 10, 5_000);
+        let mut old = new.clone();
+        // Written before these existed: an error class, a counter, a phase, a top-level count.
+        for (ptr, key) in [
+            ("/errors", "stale"),
+            ("/counters", "server_closes"),
+            ("/phases", "tls"),
+            ("", "peak_open_connections"),
+        ] {
+            let obj = old.pointer_mut(ptr).and_then(Value::as_object_mut);
+            assert!(obj.and_then(|m| m.remove(key)).is_some(), "{ptr}/{key}");
+        }
+        let m = merge(
+            &named(vec![new.clone(), old]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect("an older report merges");
+        assert_eq!(m.json["errors"]["stale"], 0);
+        assert_eq!(m.json["errors"]["total"], 2);
+        assert_eq!(m.json["counters"]["responses"], 20);
+        assert_eq!(m.json["phases"]["tls"]["count"], 0);
+        assert_eq!(m.json["phases"]["total"]["count"], 20);
+        assert_eq!(
+            m.json["peak_open_connections"],
+            new["peak_open_connections"]
+        );
+        // A field that is there must still have the right type.
+        let mut bad = new.clone();
+        bad["errors"]["stale"] = json!("none");
+        let e = merge(&named(vec![new, bad]), &MergeOptions::default(), vec![]).expect_err("typed");
+        assert!(e.to_string().contains("errors.stale is not"), "{e}");
+    }
+
+    #[test]
+    fn merge_refuses_error_classes_it_does_not_know_and_totals_that_disagree() {
+        // A class from a newer connbench would be dropped from the sums and from errors.total.
+        let docs = good_and_bad(|d| {
+            d["errors"]["from_the_future"] = json!(5);
+            d["errors"]["total"] = json!(6);
+        });
+        assert_refused(
+            merge(&docs, &MergeOptions::default(), vec![]),
+            "bad.json",
+            "errors.from_the_future",
+        );
+        // errors.total must be the sum of the classes (here it lost one).
+        let docs = good_and_bad(|d| d["errors"]["total"] = json!(0));
+        assert_refused(
+            merge(&docs, &MergeOptions::default(), vec![]),
+            "bad.json",
+            "errors.total says 0",
+        );
+    }
+
+    #[test]
+    fn merge_reads_each_report_after_dropping_the_previous() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+
+        /// A report's bytes that count how many readers are alive.
+        struct Tracked {
+            bytes: std::io::Cursor<Vec<u8>>,
+            live: Rc<Cell<usize>>,
+        }
+        impl Read for Tracked {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.bytes.read(buf)
+            }
+        }
+        impl Drop for Tracked {
+            fn drop(&mut self) {
+                self.live.set(self.live.get() - 1);
+            }
+        }
+
+        let text = report(1_700_000_000_000, 1.0, 10, 5_000).to_string();
+        let live = Rc::new(Cell::new(0usize));
+        let most = Rc::new(Cell::new(0usize));
+        let inputs = (0..5).map(|i| {
+            live.set(live.get() + 1);
+            most.set(most.get().max(live.get()));
+            let r = Tracked {
+                bytes: std::io::Cursor::new(text.clone().into_bytes()),
+                live: Rc::clone(&live),
+            };
+            (format!("r{i}.json"), r)
+        });
+        let m = merge_reports(inputs, &MergeOptions::default(), vec![]).expect("merges");
+        assert_eq!(most.get(), 1, "one report in memory at a time");
+        assert_eq!(live.get(), 0);
+        assert_eq!(m.json["counters"]["responses"], 50);
+        assert_eq!(m.sources.len(), 5);
+        // A reader that fails or holds no report names its input.
+        let inputs = vec![
+            ("ok.json".to_string(), text.as_bytes()),
+            ("cut.json".to_string(), &text.as_bytes()[..text.len() / 2]),
+        ];
+        assert_refused(
+            merge_reports(inputs, &MergeOptions::default(), vec![]),
+            "cut.json",
+            "not valid JSON",
+        );
+    }
+
+    #[test]
+    fn merged_mean_is_never_above_max_by_float_rounding() {
+        // Found by fuzz/fuzz_targets/report_reader.rs: 31,885,857,534,754 samples at 819 ns
+        // (legal: below 2^53) gave mean 819.0000000000001 > max 819, as the mean of
+        // v × count / count rounds in f64.
+        let docs = good_and_bad(|d| {
+            let mut h = new_histogram();
+            h.record_n(819, 31_885_857_534_754).expect("in range");
+            set_phase(d, "tls", &h, h.len());
+        });
+        let m = merge(&docs, &MergeOptions::default(), vec![]).expect("legal counts");
+        let tls = &m.json["phases"]["tls"];
+        let (mean, max) = (tls["mean"].as_f64(), tls["max"].as_f64());
+        assert_eq!((mean, max), (Some(819.0), Some(819.0)), "{tls}");
+        let text = render_text(&m);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("tls"))
+            .expect("tls row");
+        assert!(row.ends_with("819ns"), "{row}");
     }
 }

@@ -191,7 +191,7 @@ fn stats(h: &Histogram<u64>) -> [f64; 7] {
         h.value_at_quantile(0.99) as f64,
         h.value_at_quantile(0.999) as f64,
         h.max() as f64,
-        h.mean(),
+        super::json::mean(h),
     ]
 }
 

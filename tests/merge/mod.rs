@@ -294,3 +294,229 @@ fn hlog_intervals_add_up_to_the_report() {
         "plain run: no tls line"
     );
 }
+
+/// A real report: a short run against the built-in target.
+fn real_report() -> Value {
+    let server = serve(|_| {});
+    let r = connbench(&["http", &http_url(&server, "/"), "-n", "200", "-c", "1"]);
+    server.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.report().clone()
+}
+
+/// Replace a phase's histogram with `h` and its count with `count`.
+fn set_phase(doc: &mut Value, phase: &str, h: &hdrhistogram::Histogram<u64>, count: u64) {
+    doc["phases"][phase]["hdr"] = Value::from(hdr::try_encode(h).expect("counts fit i64"));
+    doc["phases"][phase]["count"] = Value::from(count);
+}
+
+/// Write `docs` as `name0.json`, `name1.json`, … and return their paths.
+fn write_all(dir: &TempDir, name: &str, docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let p = dir.path(&format!("{name}{i}.json"));
+            std::fs::write(&p, d.to_string()).expect("write");
+            s(&p).to_string()
+        })
+        .collect()
+}
+
+fn merge_files(files: &[String], extra: &[&str]) -> crate::util::Run {
+    let mut args: Vec<&str> = vec!["merge"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(extra);
+    connbench_raw(&args)
+}
+
+const I64_MAX: u64 = i64::MAX as u64;
+
+#[test]
+fn merge_refuses_histogram_counts_that_overflow() {
+    let real = real_report();
+    let p50 = real["phases"]["total"]["p50"].as_u64().expect("p50");
+    let dir = TempDir::new("merge-hist-overflow");
+
+    // Three reports of i64::MAX samples each: their sum does not fit in a u64.
+    let mut h = new_histogram();
+    h.record_n(p50, I64_MAX).expect("in range");
+    let mut big = real.clone();
+    set_phase(&mut big, "total", &h, I64_MAX);
+    let files = write_all(&dir, "big", &[big.clone(), big.clone(), big]);
+    let r = merge_files(&files, &[]);
+    assert_usage_error(&r, "big0.json: phases.total");
+
+    // One report whose own histogram holds more than u64::MAX samples (the decoder saturates
+    // the total at u64::MAX, which a count of u64::MAX then seems to confirm).
+    let mut h = new_histogram();
+    h.record_n(p50, I64_MAX).expect("in range");
+    h.record_n(p50 * 2, I64_MAX).expect("in range");
+    h.record_n(p50 * 3, 7).expect("in range");
+    let mut sat = real.clone();
+    set_phase(&mut sat, "total", &h, u64::MAX);
+    let files = write_all(&dir, "sat", &[real.clone(), sat]);
+    assert_usage_error(&merge_files(&files, &[]), "sat1.json: phases.total");
+}
+
+#[test]
+fn merged_percentiles_are_never_zero_for_a_nonempty_histogram() {
+    let real = real_report();
+    let dir = TempDir::new("merge-p50");
+
+    // 0 ns samples (connbench records at least 1 ns) would make the merged p50 0 ns.
+    let mut h = new_histogram();
+    h.record_n(0, 1_000).expect("in range");
+    h.record(70_000).expect("in range");
+    let mut zero = real.clone();
+    set_phase(&mut zero, "ttfb", &h, 1_001);
+    let files = write_all(&dir, "zero", &[real.clone(), zero]);
+    assert_usage_error(&merge_files(&files, &[]), "zero1.json: phases.ttfb");
+
+    // Huge but legal counts merge into exact, non-zero percentiles with min ≤ p50 ≤ max and
+    // mean ≤ max.
+    let p50 = real["phases"]["total"]["p50"].as_u64().expect("p50");
+    let mut h = new_histogram();
+    h.record_n(p50, 1 << 51).expect("in range");
+    h.record_n(p50 * 4, 1 << 50).expect("in range");
+    let mut huge = real.clone();
+    set_phase(&mut huge, "total", &h, h.len());
+    let files = write_all(&dir, "huge", &[huge.clone(), huge]);
+    let out = dir.path("merged.json");
+    let r = merge_files(&files, &["--json", s(&out)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = read_json(&out);
+    let t = &m["phases"]["total"];
+    let n = |k: &str| t[k].as_f64().unwrap_or_else(|| panic!("{k}: {t}"));
+    assert_eq!(t["count"], 2 * h.len());
+    assert_eq!(t["p50"], h.highest_equivalent(p50));
+    assert!(n("min") > 0.0 && n("min") <= n("p50"), "{t}");
+    assert!(n("p50") <= n("p99") && n("p99") <= n("max"), "{t}");
+    assert!(n("mean") <= n("max") && n("mean") >= n("min"), "{t}");
+}
+
+#[test]
+fn merge_refuses_counters_whose_sum_overflows() {
+    let real = real_report();
+    let dir = TempDir::new("merge-counters");
+    let half = 1u64 << 63;
+
+    let mut a = real.clone();
+    a["counters"]["requests"] = Value::from(half);
+    let files = write_all(&dir, "req", &[a.clone(), a]);
+    assert_usage_error(&merge_files(&files, &[]), "req1.json: counters.requests");
+
+    // Two error classes of 2^63 in one report: errors.total would wrap to 0.
+    let mut e = real.clone();
+    e["errors"]["io"] = Value::from(half);
+    e["errors"]["protocol"] = Value::from(half);
+    let files = write_all(&dir, "err", &[real.clone(), e]);
+    assert_usage_error(&merge_files(&files, &[]), "err1.json: errors");
+}
+
+#[test]
+fn an_older_report_without_an_error_class_still_merges() {
+    let real = real_report();
+    let dir = TempDir::new("merge-older");
+    let mut old = real.clone();
+    // Written before `stale` and `server_closes` existed: the keys are absent.
+    for (obj, key) in [("errors", "stale"), ("counters", "server_closes")] {
+        let map = old[obj].as_object_mut().expect("object");
+        assert!(map.remove(key).is_some(), "{obj}.{key} in a real report");
+    }
+    let files = write_all(&dir, "r", &[real.clone(), old]);
+    let out = dir.path("merged.json");
+    let r = merge_files(&files, &["--json", s(&out)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = read_json(&out);
+    assert_eq!(m["errors"]["stale"], real["errors"]["stale"]);
+    assert_eq!(
+        m["counters"]["server_closes"],
+        real["counters"]["server_closes"]
+    );
+    let twice = |p: &str| 2 * real.pointer(p).and_then(Value::as_u64).expect(p);
+    assert_eq!(m["counters"]["responses"], twice("/counters/responses"));
+    assert_eq!(m["errors"]["total"], twice("/errors/total"));
+}
+
+/// Run the binary with `args`; its exit code, stderr and peak RSS (KiB, from `wait4`, so only
+/// this child counts). Killed by pid if it overstays `limit`.
+// The child is reaped by `wait4` (for its rusage), which clippy does not see.
+#[allow(clippy::zombie_processes)]
+fn run_measured(args: &[&str], limit: Duration) -> (i32, String, i64) {
+    use std::io::Read as _;
+    let mut child = Command::new(util::bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn connbench");
+    let pid = child.id() as libc::pid_t;
+    let started = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data; wait4 fills it for our own child.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if r == pid {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            };
+            return (code, err, usage.ru_maxrss);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("connbench {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn merge_memory_does_not_grow_with_the_number_of_reports() {
+    // A real report whose four phases carry histograms with ~20,000 filled buckets each: a
+    // few hundred KiB of report, several times that as a parsed document.
+    let mut big = real_report();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for phase in PHASES {
+        let mut h = new_histogram();
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Log-spaced values from 1 µs to ~60 s, counts up to 2^20.
+            let v = (1_000.0 * (i as f64 * 0.00055).exp()) as u64;
+            h.record_n(v.min(60_000_000_000), 1 + (x & 0xf_ffff))
+                .expect("in range");
+        }
+        set_phase(&mut big, phase, &h, h.len());
+    }
+    let dir = TempDir::new("merge-rss");
+    let file = dir.path("big.json");
+    std::fs::write(&file, big.to_string()).expect("write");
+    let size_kib = (std::fs::metadata(&file).expect("written").len() / 1024) as i64;
+    assert!(size_kib > 200, "the report is big: {size_kib} KiB");
+
+    let measure = |n: usize| {
+        let mut args = vec!["merge"];
+        args.extend(std::iter::repeat_n(s(&file), n));
+        let (code, err, rss) = run_measured(&args, Duration::from_secs(300));
+        assert_eq!(code, 0, "{err}");
+        rss
+    };
+    let two = measure(2);
+    let many = measure(40);
+    // Holding every report would add ~38 parsed documents (each larger than the file); one
+    // at a time adds only the per-source facts.
+    assert!(
+        many < two + 3 * size_kib,
+        "peak RSS {many} KiB for 40 reports vs {two} KiB for 2 ({size_kib} KiB each)"
+    );
+}
