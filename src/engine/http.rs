@@ -542,6 +542,7 @@ impl<T: Transport> Session<T> for Http {
         let idle = self.conns[slot].inflight.is_empty();
         let class = match lost {
             Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => class,
+            Lost::HandshakeReset => ErrorClass::TlsHandshake,
             Lost::Protocol => ErrorClass::Protocol,
             Lost::Eof if framed.closing => {
                 // `Connection: close` and the FIN in one event: the server said it first.

@@ -701,6 +701,7 @@ impl<T: Transport> Session<T> for Ws {
             Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => {
                 (ReconnectCause::Error, class)
             }
+            Lost::HandshakeReset => (ReconnectCause::Error, ErrorClass::TlsHandshake),
             Lost::Protocol => (ReconnectCause::Error, ErrorClass::WsProtocol),
             Lost::Eof => match state {
                 State::Open => (ReconnectCause::Abnormal, ErrorClass::WsAbnormalClose),
