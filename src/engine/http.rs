@@ -22,9 +22,8 @@ use mio::{Interest, Token};
 
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
-use super::core::{Close, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::core::{Close, Failure, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
 use super::pace::{Arrival, Schedule};
-use super::transport::Failure;
 use crate::metrics::{ErrorClass, Phase, Recorder};
 use crate::proto::http1::{Progress, ResponseDecoder};
 

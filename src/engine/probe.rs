@@ -76,10 +76,9 @@ use rand::{RngExt, SeedableRng};
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
 use super::core::{
-    connect, Close, Connector, Driver, Lost, Net, Opened, Plain, Session, TimerKind, Tls, TlsCtx,
-    Transport, PACER,
+    connect, Close, Connector, Driver, Failure, Lost, Net, Opened, Plain, Session, TimerKind, Tls,
+    TlsCtx, Transport, PACER,
 };
-use super::transport::Failure;
 use super::EngineError;
 use crate::metrics::{ErrorClass, Phase, Recorder, StatusClass};
 use crate::plan::Scheme;

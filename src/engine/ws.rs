@@ -53,10 +53,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
-use super::core::{Close, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::core::{Close, Failure, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
 use super::pace;
 use super::reconnect::{Backoff, Budget};
-use super::transport::Failure;
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};

@@ -37,11 +37,10 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::engine::buf::RecvBuf;
-use crate::engine::transport::Failure;
 use crate::metrics::{ErrorClass, Phase, Recorder};
 pub use connect::Connector;
 pub use timer::{TimerKind, TimerTable};
-pub use transport::{Plain, Recv, Tls, TlsCtx, Transport};
+pub use transport::{Failure, Plain, Recv, Tls, TlsCtx, Transport};
 
 /// Token of a worker's waker. Slot tokens are `slot | generation << 32` with slot < 2^32, so no
 /// slot token is ever this high.

@@ -35,11 +35,21 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind};
 
 use crate::engine::buf::RecvBuf;
-use crate::engine::transport::Failure;
-use crate::metrics::TlsFacts;
+use crate::metrics::{ErrorClass, TlsFacts};
 
 /// Size of the per-worker TLS read scratch.
 pub const SCRATCH: usize = 64 * 1024;
+
+/// Why a transport operation failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// A socket error; the caller classifies it by the connection's state.
+    Io(io::Error),
+    /// TLS failed (certificate, alert, protocol), already classified.
+    Tls(ErrorClass),
+    /// The framer rejected the plaintext, or a response head outgrew the buffer.
+    Protocol,
+}
 
 /// How a `recv` call ended without failing.
 #[derive(Debug, Default, Clone, Copy)]
