@@ -398,7 +398,9 @@ fn a_reset_seen_after_later_connections_completed_does_not_raise_the_limit() {
     assert_eq!(held, 20);
     let f = &r.report()["probe"]["first_failure"];
     assert_eq!(f["class"], "connect_reset", "{f}");
-    assert_eq!(f["connection"], 21, "{f}");
+    // 21 in practice; a later one if its reset was seen first, which changes nothing below.
+    let first = f["connection"].as_u64().expect("connection");
+    assert!((21..=40).contains(&first), "{f}");
     assert_eq!(r.u64("/probe/limit"), 20, "{}", r.stdout);
     assert_eq!(r.u64("/probe/survived/of"), 20);
     assert_eq!(r.u64("/probe/survived/survived"), 20);
