@@ -100,11 +100,14 @@ fn max_conns_refuse_gives_limit_300_a_server_reset_full_survival_and_a_stable_co
     assert_eq!(r.u64("/probe/survived/of"), LIMIT as u64);
     assert_eq!(r.u64("/probe/survived/survived"), LIMIT as u64);
     assert_eq!(r.u64("/probe/drops_total"), 0);
-    // Nothing was opened after the first failure (the confirm passes are separate).
+    // Nothing was opened after the first failure (the confirm passes are separate): every
+    // attempt was due (connection k at k ms, at 1000/s) before the failure was seen. How many
+    // that is depends on how late the target's reset came (tens of ms on a loaded machine).
     let attempted = r.u64("/probe/attempted");
+    let seen_ms = f["at_s"].as_f64().expect("at_s") * 1000.0;
     assert!(
-        (LIMIT as u64 + 1..=LIMIT as u64 + 3).contains(&attempted),
-        "{attempted}"
+        attempted > LIMIT as u64 && attempted as f64 <= seen_ms.floor() + 1.0 + 1e-6,
+        "{attempted} attempted, the failure seen at {seen_ms} ms"
     );
     assert_series_climbs_to(&r, LIMIT as u64, attempted - LIMIT as u64);
     assert_eq!(
