@@ -1606,6 +1606,31 @@ mod tests {
     }
 
     #[test]
+    fn a_connect_timeout_before_anything_was_established_falls_back_too() {
+        // The one policy (core::connect rule 2) moves on after a timeout as after a refusal.
+        let first = listener();
+        let second = listener();
+        let p = plan(
+            vec![first.local_addr().unwrap(), second.local_addr().unwrap()],
+            Establish::Connect,
+        );
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        // As far as the core knows the connect is still pending at its deadline.
+        let slot = slot_of(&d, 1);
+        let deadline = d.net.timers.get(slot, TimerKind::Connect).expect("armed");
+        d.fire_timers(deadline);
+        assert!(d.session.failures.is_empty());
+        assert_eq!(d.session.addr_idx, 1);
+        assert_eq!(d.session.attempted, 1, "the retry is the same attempt");
+        assert_eq!(d.net.rec.counters.connections_opened, 1);
+        assert_eq!(d.net.addr_idx(slot_of(&d, 1)), 1);
+        pump(&mut d, |d| d.session.established == 1);
+        let _s = accept(&second);
+    }
+
+    #[test]
     fn a_refusal_on_the_last_address_is_a_failure_even_before_anything_was_established() {
         let p = plan(vec![dead(), dead()], Establish::Connect);
         let mut d = driver(&p);
