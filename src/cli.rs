@@ -483,8 +483,8 @@ pub struct ProbeArgs {
     #[arg(long = "confirm-pause", value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
     pub confirm_pause: Duration,
 
-    /// A connection not established this long after connect() fails (connect, TLS handshake,
-    /// request or upgrade timeout, by the step it was in).
+    /// Each step of establishing a connection (TCP connect, TLS handshake, the request or the
+    /// upgrade) that takes longer than this fails the connection, classified by that step.
     #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
     pub connect_timeout: Duration,
 

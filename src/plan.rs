@@ -539,8 +539,8 @@ pub struct ProbePlan {
     /// Send a request (or a ping) on every held connection this often; one unanswered for
     /// `max(keepalive, connect_timeout)` is a silent drop.
     pub keepalive: Option<Duration>,
-    /// A connection not established this long after `connect()` fails (its class says which
-    /// step timed out).
+    /// Each step of establishing a connection (TCP connect, TLS handshake, the request or the
+    /// upgrade) must finish within this, or the connection fails (its class says which step).
     pub connect_timeout: Duration,
     /// `--confirm`: re-test below and at the limit, pausing this long between passes.
     pub confirm: Option<Duration>,

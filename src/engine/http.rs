@@ -22,9 +22,10 @@ use mio::{Interest, Token};
 
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
-use super::core::{Close, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::core::{
+    Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport, PACER,
+};
 use super::pace::{Arrival, Schedule};
-use super::transport::{Failure, Refusal};
 use crate::metrics::{ErrorClass, Phase, Recorder};
 use crate::proto::http1::{Progress, ProtoError, ResponseDecoder};
 
@@ -548,6 +549,7 @@ impl<T: Transport> Session<T> for Http {
         let idle = self.conns[slot].inflight.is_empty();
         let class = match lost {
             Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => class,
+            Lost::HandshakeReset => ErrorClass::TlsHandshake,
             Lost::Protocol(why) => {
                 net.rec.reason(ErrorClass::Protocol, &why);
                 ErrorClass::Protocol
@@ -910,5 +912,29 @@ mod tests {
         assert_eq!(d.net.rec.counters.requests, 1);
         assert_eq!(p.backlog.len() as u64 + 1, p.schedule.taken());
         assert!(p.schedule.taken() >= 10, "{}", p.schedule.taken());
+    }
+
+    #[test]
+    fn a_connect_that_completes_with_the_servers_fin_in_the_same_event_fails_at_once() {
+        // The server accepts and closes before the client has looked at its socket: the first
+        // event says writable (connected) and read-closed together. Before, the connect was
+        // taken, the request written, and the close only noticed at `--timeout`.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, cfg());
+        d.session.on_start(&mut d.net, Instant::now());
+        let (s, _) = l.accept().unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // Let the FIN arrive, then hand the driver its events (a few polls at most: the
+        // events may come in one wake-up or two, never a timeout later).
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..3 {
+            d.poll_io(Some(Duration::from_millis(100))).unwrap();
+        }
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::EofMidResponse.index()],
+            1,
+            "{:?}",
+            d.net.rec.counters.errors
+        );
     }
 }

@@ -19,7 +19,6 @@ pub mod pace;
 pub mod probe;
 pub mod reconnect;
 pub mod socket;
-pub mod transport;
 
 pub mod ws;
 

@@ -4,62 +4,81 @@
 //! see whether the ones already open survive, and optionally re-tests just below and at the
 //! limit (`--confirm`).
 //!
-//! It owns the probe's event loop and its verdicts; it reuses the workers' machinery as is:
-//! [`socket::connect`], the [`Transport`] (plain or TLS, chosen once), [`RecvBuf`], the HTTP
-//! response framer and the WebSocket codec. It must not print, parse flags or format reports
-//! (`app` and `report::probe` do), and it never refuses to start because `--max` is above the
-//! file-descriptor limit: finding that limit (EMFILE, reported as local) is part of its job.
+//! The probe is a [`Session`] on the connection core ([`super::core`]): the core makes each
+//! connection (socket, connect timeout, TLS handshake and its timeout, the transport and its
+//! buffers, the timer table), and this module decides what a connection must do to count as
+//! established, when the ramp ends, what the limit is and why each connection was lost. One
+//! pass is one [`Net`] (a slot added per connection opened, freed slots reused) driven by the
+//! loop in `run_pass` (no warm-up, no coordinator: it checks Ctrl-C and never sleeps longer
+//! than [`MAX_WAIT`]). It reuses the HTTP response framer and the WebSocket codec. It must not
+//! print, parse flags or format reports (`app` and `report::probe` do), and it never refuses to
+//! start because `--max` is above the file-descriptor limit: finding that limit (EMFILE,
+//! reported as local) is part of its job.
 //!
 //! Rules:
-//! 1. Pacing: connection k is due at `start + k / rate`. A `timerfd` (registered in the same
-//!    `Poll`) wakes the loop at the due instant with sub-millisecond precision, which epoll's
-//!    millisecond timeout cannot; when the loop is late, every due connection is opened at
-//!    once (at most [`MAX_BURST`] per iteration), so lateness never accumulates.
+//! 1. Pacing: connection k (0-based) is due at `start + k / rate`. The core's [`Timerfd`]
+//!    (registered as [`PACER`]) wakes the loop at the due instant with sub-millisecond
+//!    precision, which epoll's millisecond timeout cannot; when the loop is late, every due
+//!    connection is opened at once (at most [`MAX_BURST`] per turn, and the core's connect
+//!    pacing may defer a long run of connects by a millisecond), so lateness never accumulates.
 //! 2. A connection is *established* when its last step completes: TCP (and the TLS handshake
 //!    for https); then, with [`Establish::Request`], one GET answered below 400; with
-//!    [`Establish::WebSocket`], a valid 101. A connection lost within `settle` of that moment
-//!    (a server that accepts and then resets, closes, or sends a WebSocket close 1008/1013)
-//!    was not really admitted: that loss is an establishment *failure*. Later losses of held
-//!    connections are *drops*.
+//!    [`Establish::WebSocket`], a valid 101. Each step must finish within `connect_timeout`
+//!    (the core's connect and handshake deadlines, then the request's or upgrade's
+//!    [`TimerKind::Request`] deadline from when it was written). A connection lost within
+//!    `settle` of being established (a server that accepts and then resets, closes, or sends a
+//!    WebSocket close 1008/1013) was not really admitted: that loss is an establishment
+//!    *failure*. It *settles* `settle` after it was established ([`TimerKind::Settle`]); later
+//!    losses of held connections are *drops*.
 //! 3. The first failure ends the ramp: no connection is opened after it. The *limit* is the
-//!    number of established connections open at that instant (the failing one excluded), plus
-//!    those opened *before* the failing one that were still being established and complete
-//!    afterwards (a server admits in order; they were only slower). The hold starts once those
-//!    are resolved (bounded by `connect_timeout`). If `max` connections were attempted without
-//!    a failure, the ramp ends once the last one has settled, and the limit is what is open.
-//! 4. Survival: the connections open when the ramp ended are marked (and the late ones of
-//!    rule 3); after `hold`, the marked ones still open are the survivors. A held connection
-//!    is lost when a read returns EOF or an error, or (with `keepalive`) when its keep-alive
-//!    request or ping is still unanswered at a keep-alive tick `max(keepalive,
-//!    connect_timeout)` after it was sent — a silent drop.
+//!    number of settled connections open at that instant, plus those opened *before* the
+//!    failing one that were still being established or settling and settle afterwards (a
+//!    server admits in order; they were only slower). Connections opened *after* the failing
+//!    one that had not settled are not counted, even if TCP completed: they raced the failure,
+//!    and a server at its limit refuses them too. (A server resets connection N + 1 only when
+//!    its loop gets to it; on a busy machine connection N + 2 completes its TCP handshake in the
+//!    kernel's backlog before that reset is seen, and counting it made the limit N + 1.) The
+//!    hold starts once those opened before are resolved (each step bounded by
+//!    `connect_timeout`, then `settle`). If `max` connections were attempted without a failure,
+//!    the ramp ends once the last one has settled, and the limit is what is open.
+//! 4. Survival: the connections counted in the limit are marked; after `hold`, the marked ones
+//!    still open are the survivors. A held connection is lost when a read returns EOF or an
+//!    error, or (with `keepalive`) when the request or ping it sends every `keepalive` is still
+//!    unanswered `max(keepalive, connect_timeout)` after it was sent — a silent drop. No
+//!    keep-alive goes out while the previous one is unanswered.
 //! 5. Classification, by the step the connection was in: connect errors as
 //!    [`ErrorClass::from_connect_error`] (EMFILE/ENFILE and EADDRNOTAVAIL are local); a reset
-//!    before the connection settled is `connect_reset` (the server accepted, then refused); an
-//!    EOF during the TLS handshake is `tls_handshake`; a status ≥ 400 is [`Cause::Status`]; a
-//!    WebSocket close frame is [`Cause::WsClose`] with its code; a held connection that is reset
-//!    or closed is `reset_mid_response` / `eof_mid_response` (`ws_reset` / `ws_abnormal_close`
-//!    for a WebSocket without a close frame).
-//! 6. Sockets are registered once, edge-triggered, and read until drained, as in the workers;
-//!    an event that says the peer closed is read to the EOF, and a connect that completes in
-//!    such an event is read at once (a server that accepts and closes or resets straight away
-//!    fails the connection by rules 2 and 5; it is never held as established).
-//!    Every pass ends by closing its sockets with SO_LINGER 0 (an RST): the server frees its
-//!    slots at once and no TIME_WAIT eats the ports the next pass needs.
+//!    before the connection settled is `connect_reset` (the server accepted, then refused),
+//!    during the TLS handshake too ([`Lost::HandshakeReset`]); an EOF during the TLS handshake
+//!    is `tls_handshake`; a status ≥ 400 is [`Cause::Status`]; a WebSocket close frame is
+//!    [`Cause::WsClose`] with its code; a held connection that is reset or closed is
+//!    `reset_mid_response` / `eof_mid_response` (for a WebSocket without a close frame:
+//!    `ws_reset` / `ws_abnormal_close`). A FIN or RST in the same event as the last bytes, and a connect that
+//!    completes in an event that also says closed, are classified at once (the core's rule 2).
+//! 6. Sockets are registered once, edge-triggered, and read until drained (the core's
+//!    transport). Every pass ends by closing its sockets with SO_LINGER 0 ([`Close::Rst`]): the
+//!    server frees its slots at once and no TIME_WAIT eats the ports the next pass needs.
+//! 7. Address fall-back: the core's policy (`core::connect`: a refused or timed-out connect
+//!    moves on to the next address) applies only until a first connection was established;
+//!    after that a refusal is the limit being looked for, not a dead address. A connection
+//!    that falls back is retried at once on the next address and the retry is not counted as
+//!    an attempt; on the last address a refusal is a failure. Every new connection goes to the
+//!    address that works (the pass's, set on the slot before it opens).
 
-use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::TcpStream;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
-use super::socket;
-use super::transport::{record_handshake, Failure, Plain, Tls, TlsCtx, Transport};
+use super::core::timerfd::Timerfd;
+use super::core::{
+    connect, Close, Connector, Driver, Failure, Lost, Net, Opened, Plain, Session, TimerKind, Tls,
+    TlsCtx, Transport, PACER,
+};
 use super::EngineError;
 use crate::metrics::{ErrorClass, Phase, Recorder, StatusClass};
 use crate::plan::Scheme;
@@ -67,19 +86,15 @@ use crate::proto::http1::{encode_request, Progress as HttpProgress, ResponseDeco
 use crate::proto::ws::{self, Decoder, Frame, Handshake, OpCode, Progress as WsProgress};
 
 pub use crate::metrics::probe::SAMPLE_EVERY;
-/// Most connections opened in one loop iteration when catching up (rule 1), so events of the
+/// Most connections opened in one loop turn when catching up (rule 1), so events of the
 /// connections already open are still served between bursts.
 pub const MAX_BURST: u64 = 64;
 /// Largest WebSocket message a held connection accepts (they are read and discarded).
 const WS_MAX_MESSAGE: usize = 1 << 20;
-/// Token of the pacing timer; connection tokens are `slot | generation << 32`.
-const TIMER: Token = Token(usize::MAX);
-/// Socket read scratch for TLS records.
-const SCRATCH: usize = 64 * 1024;
 /// "Never" for a schedule that cannot be represented.
 const FAR: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Longest single wait in the loop, so Ctrl-C is seen promptly whatever is scheduled.
-const MAX_WAIT: Duration = Duration::from_millis(100);
+pub const MAX_WAIT: Duration = Duration::from_millis(100);
 
 pub use crate::metrics::probe::{Cause, Confirm, FirstFailure, PassResult, ProbeResult, Stability};
 pub use crate::plan::{Establish, ProbePlan};
@@ -105,33 +120,31 @@ pub fn run(plan: &ProbePlan) -> Result<ProbeResult, EngineError> {
         .map_err(EngineError::Request)?;
     }
     match plan.target.scheme {
-        Scheme::Http => run_with::<Plain>(plan, &(), &request),
+        Scheme::Http => run_with::<Plain>(plan, || (), &request),
         Scheme::Https => {
             let base = crate::tls::client_config(&plan.tls)?;
-            let ctx = TlsCtx {
-                config: crate::tls::worker_config(&base, plan.tls.resume),
-                name: crate::tls::server_name(&plan.tls, &plan.target.host)?,
-            };
-            run_with::<Tls>(plan, &ctx, &request)
+            // One config (and session store) for every pass: the confirm passes resume.
+            let config = crate::tls::worker_config(&base, plan.tls.resume);
+            let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
+            run_with::<Tls>(plan, || TlsCtx::new(config.clone(), name.clone()), &request)
         }
     }
 }
 
 fn run_with<T: Transport>(
     plan: &ProbePlan,
-    ctx: &T::Ctx,
+    ctx: impl Fn() -> T::Ctx,
     request: &[u8],
 ) -> Result<ProbeResult, EngineError> {
     let started_at = SystemTime::now();
     let t0 = Instant::now();
     let (user0, sys0) = crate::sys::thread_cpu_time();
-    let pass = Pass::<T>::new(plan, ctx, request, plan.max, plan.hold)
-        .map_err(EngineError::Spawn)?
-        .run();
+    let pass =
+        run_pass::<T>(plan, ctx(), request, plan.max, plan.hold).map_err(EngineError::Spawn)?;
     let mut interrupted = pass.interrupted;
     let confirm = match plan.confirm {
         Some(pause) => {
-            let c = confirm::<T>(plan, ctx, request, &pass, pause)?;
+            let c = confirm::<T>(plan, &ctx, request, &pass, pause)?;
             interrupted |= [&c.below, &c.above]
                 .iter()
                 .any(|p| p.as_ref().is_some_and(|p| p.interrupted));
@@ -157,7 +170,7 @@ fn run_with<T: Transport>(
 /// the same limit).
 fn confirm<T: Transport>(
     plan: &ProbePlan,
-    ctx: &T::Ctx,
+    ctx: &impl Fn() -> T::Ctx,
     request: &[u8],
     main: &PassResult,
     pause: Duration,
@@ -182,9 +195,8 @@ fn confirm<T: Transport>(
             return Ok(None);
         }
         let max = usize::try_from(max).unwrap_or(usize::MAX);
-        let pass = Pass::<T>::new(plan, ctx, request, max, Duration::ZERO)
-            .map_err(EngineError::Spawn)?
-            .run();
+        let pass =
+            run_pass::<T>(plan, ctx(), request, max, Duration::ZERO).map_err(EngineError::Spawn)?;
         Ok(Some(pass))
     };
     let below = if limit > 0 {
@@ -265,77 +277,53 @@ fn pause_for(d: Duration) -> bool {
     }
 }
 
-/// The pacing timer (rule 1): a non-blocking `timerfd` on CLOCK_MONOTONIC, the clock `Instant`
-/// uses, armed once per due instant.
-struct Pacer {
-    fd: OwnedFd,
-    armed: Option<Instant>,
+/// One pass: a net, the probe session on it, and the loop that drives them until the hold is
+/// over (or Ctrl-C). At the end every socket left is closed with an RST (rule 6).
+fn run_pass<T: Transport>(
+    plan: &ProbePlan,
+    ctx: T::Ctx,
+    request: &[u8],
+    max: usize,
+    hold: Duration,
+) -> io::Result<PassResult> {
+    let connector = Connector::new(plan.target.addrs.clone(), Vec::new(), 0);
+    let net = Net::<T>::new(Poll::new()?, 0, ctx, connector, plan.connect_timeout);
+    let probe = Probe::new(plan, request, max, hold, &net)?;
+    let mut d = Driver::new(net, probe);
+    d.session.on_start(&mut d.net, Instant::now());
+    loop {
+        if crate::sys::interrupted() {
+            d.session.interrupted = true;
+            break;
+        }
+        d.turn(Instant::now());
+        if d.session.over {
+            break;
+        }
+        let now = Instant::now();
+        let timeout = if d.session.burst_left {
+            Duration::ZERO
+        } else {
+            d.next_wake()
+                .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT))
+        };
+        if d.poll_io(Some(timeout)).is_err() {
+            // epoll itself failing cannot be recovered from; report what was found.
+            break;
+        }
+    }
+    let (mut net, probe) = d.into_parts();
+    Ok(probe.finish(&mut net, Instant::now()))
 }
 
-impl Pacer {
-    fn new() -> io::Result<Pacer> {
-        // SAFETY: timerfd_create takes no pointers; a non-negative return is a new fd we own.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by timerfd_create and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Pacer { fd, armed: None })
-    }
-
-    /// Fire once at `at` (relative to `now`; an instant already past fires at once).
-    fn arm(&mut self, at: Instant, now: Instant) -> io::Result<()> {
-        if self.armed == Some(at) {
-            return Ok(());
-        }
-        // A zero it_value would disarm the timer instead of firing it.
-        let d = at
-            .saturating_duration_since(now)
-            .max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: d.as_secs() as libc::time_t,
-                tv_nsec: d.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: `spec` is fully initialised; a null old_value is allowed.
-        let rc =
-            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.armed = Some(at);
-        Ok(())
-    }
-
-    /// The timer fired: consume its expiration count so the next expiry raises a new edge.
-    fn fired(&mut self) {
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into an 8-byte buffer; EAGAIN (nothing to read) is fine.
-        unsafe {
-            libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len());
-        }
-        self.armed = None;
-    }
-}
-
-/// Where a connection is in its life.
+/// Where a slot's connection is, as far as the probe is concerned (TCP and TLS are the core's
+/// [`super::core::Link`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
-    /// `connect()` called, waiting for the socket to become writable.
-    Connecting,
-    /// TCP established, TLS handshake in progress.
-    Handshaking,
+    /// No connection in this slot.
+    Free,
+    /// `connect()` called; TCP or the TLS handshake in progress.
+    Opening,
     /// The GET is out, waiting for its complete response.
     Requesting,
     /// The upgrade request is out, waiting for the 101.
@@ -351,7 +339,8 @@ struct WsState {
     decoder: Decoder,
 }
 
-/// What a connection's bytes decided; the loop applies it after the read.
+/// What a connection's bytes decided during a read; applied after it (`after_read`), or
+/// before the loss is classified when the read ended the connection (`on_lost`).
 #[derive(Default)]
 struct Proto {
     /// The connection became established at this instant (rule 2).
@@ -362,34 +351,48 @@ struct Proto {
     out: Vec<u8>,
 }
 
-struct Conn<T> {
-    sock: TcpStream,
-    transport: Option<T>,
+/// A slot's connection.
+struct Conn {
     step: Step,
     /// 1-based index in opening order.
     attempt: u64,
-    /// Index into the target's addresses.
+    /// Index into the target's addresses it was opened to.
     addr_idx: usize,
-    t_connect: Instant,
-    t_tcp: Instant,
     /// When it was established.
     t_done: Instant,
     /// When the last request (establishing or keep-alive) or upgrade was written.
     t_sent: Instant,
-    rb: RecvBuf,
-    pending: Vec<u8>,
     http: ResponseDecoder,
     ws: Option<Box<WsState>>,
     /// A keep-alive request or ping is unanswered.
     awaiting: bool,
-    /// Open when the ramp ended: counts towards survival (rule 4).
+    /// Established at least `settle` ago (rule 2).
+    settled: bool,
+    /// Opened before the first failure and not settled then: counts towards the limit when it
+    /// settles (rule 3).
+    pending: bool,
+    /// Counted in the limit: its survival is checked (rule 4).
     marked: bool,
     p: Proto,
 }
 
-struct Slot<T> {
-    gen: u32,
-    conn: Option<Conn<T>>,
+impl Conn {
+    fn new(step: Step, attempt: u64, addr_idx: usize, now: Instant) -> Conn {
+        Conn {
+            step,
+            attempt,
+            addr_idx,
+            t_done: now,
+            t_sent: now,
+            http: ResponseDecoder::new(),
+            ws: None,
+            awaiting: false,
+            settled: false,
+            pending: false,
+            marked: false,
+            p: Proto::default(),
+        }
+    }
 }
 
 /// Where the pass is.
@@ -400,42 +403,41 @@ enum Stage {
     /// All `max` attempted; waiting for the last ones to be established and settle.
     Draining,
     /// The first failure happened; waiting for the connections opened before it that were
-    /// still being established (bounded by `connect_timeout`).
+    /// still being established or settling (rule 3).
     Resolving,
     /// The ramp ended; holding everything open until this instant.
     Holding(Instant),
 }
 
-/// One pass: its poller, its connections, its findings.
-struct Pass<'a, T: Transport> {
+/// The probe session of one pass: its connections and its findings.
+struct Probe<'a> {
     plan: &'a ProbePlan,
-    ctx: &'a T::Ctx,
     request: &'a [u8],
     max: u64,
     hold: Duration,
-    poll: Poll,
-    pacer: Pacer,
-    slots: Vec<Slot<T>>,
+    /// Wakes the loop when the next connection is due (rule 1).
+    pacer: Timerfd,
+    /// One per slot of the net.
+    conns: Vec<Conn>,
     free: Vec<usize>,
-    rec: Recorder,
-    scratch: Box<[u8]>,
     rng: StdRng,
-    /// The address new connections go to (moves on while nothing was ever established and
-    /// the current one refuses, so `localhost` works whichever of 127.0.0.1 / ::1 listens).
+    /// The address new connections go to (rule 7).
     addr_idx: usize,
     start: Instant,
     stage: Stage,
     attempted: u64,
+    /// Connections established (rule 2), late ones after the first failure included.
+    established: u64,
     /// Established connections open.
     open: u64,
     /// Connections opened and not yet established.
     in_flight: u64,
+    /// Established connections open that have not settled.
+    unsettled: u64,
+    /// Connections opened before the first failure that have neither settled nor been lost.
+    pending: u64,
     peak_open: u64,
-    last_done: Option<Instant>,
     first_failure: Option<FirstFailure>,
-    /// Connections opened before the first failure and still being established when it
-    /// happened (rule 3).
-    earlier_in_flight: u64,
     limit: u64,
     reached_max: bool,
     failures: Vec<(Cause, u64)>,
@@ -444,123 +446,68 @@ struct Pass<'a, T: Transport> {
     next_sample: Instant,
     held: u64,
     survivors: u64,
-    /// Establishment deadlines, in opening order (`connect_timeout` is the same for all).
-    deadlines: VecDeque<(Instant, usize, u32)>,
-    /// Keep-alive instants, in the order they were scheduled (always `now + keepalive`).
-    keepalives: VecDeque<(Instant, usize, u32)>,
     ping_counter: u64,
+    /// The core's connect pacing deferred the next connection until this instant.
+    deferred: Option<Instant>,
+    /// More connections are due right now than one turn opens.
+    burst_left: bool,
+    /// The hold is over.
+    over: bool,
     interrupted: bool,
 }
 
-impl<'a, T: Transport> Pass<'a, T> {
-    fn new(
+impl<'a> Probe<'a> {
+    fn new<T: Transport>(
         plan: &'a ProbePlan,
-        ctx: &'a T::Ctx,
         request: &'a [u8],
         max: usize,
         hold: Duration,
-    ) -> io::Result<Pass<'a, T>> {
-        let poll = Poll::new()?;
-        let pacer = Pacer::new()?;
-        poll.registry().register(
-            &mut SourceFd(&pacer.fd.as_raw_fd()),
-            TIMER,
+        net: &Net<T>,
+    ) -> io::Result<Probe<'a>> {
+        let pacer = Timerfd::new()?;
+        net.poll().registry().register(
+            &mut SourceFd(&pacer.raw_fd()),
+            PACER,
             Interest::READABLE,
         )?;
-        let start = Instant::now();
-        Ok(Pass {
+        let now = Instant::now();
+        Ok(Probe {
             plan,
-            ctx,
             request,
             max: max as u64,
             hold,
-            poll,
             pacer,
-            slots: Vec::new(),
+            conns: Vec::new(),
             free: Vec::new(),
-            rec: Recorder::new(),
-            scratch: vec![0; SCRATCH].into_boxed_slice(),
             rng: StdRng::from_rng(&mut rand::rng()),
             addr_idx: 0,
-            start,
+            start: now,
             stage: Stage::Ramp,
             attempted: 0,
+            established: 0,
             open: 0,
             in_flight: 0,
+            unsettled: 0,
+            pending: 0,
             peak_open: 0,
-            last_done: None,
             first_failure: None,
-            earlier_in_flight: 0,
             limit: 0,
             reached_max: false,
             failures: Vec::new(),
             drops: Vec::new(),
             series: vec![(0.0, 0)],
-            next_sample: start + SAMPLE_EVERY,
+            next_sample: now + SAMPLE_EVERY,
             held: 0,
             survivors: 0,
-            deadlines: VecDeque::new(),
-            keepalives: VecDeque::new(),
             ping_counter: 0,
+            deferred: None,
+            burst_left: false,
+            over: false,
             interrupted: false,
         })
     }
 
-    fn run(mut self) -> PassResult {
-        let mut events = Events::with_capacity(1024);
-        loop {
-            let now = Instant::now();
-            if crate::sys::interrupted() {
-                self.interrupted = true;
-                break;
-            }
-            let burst_left = self.open_due(now);
-            let now = Instant::now();
-            self.timers(now);
-            if !self.advance(now) {
-                break;
-            }
-            let timeout = if burst_left {
-                Duration::ZERO
-            } else {
-                self.arm_pacer(now);
-                self.wait(now)
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    // epoll itself failing cannot be recovered from; report what was found.
-                    break;
-                }
-            }
-            for ev in events.iter() {
-                if ev.token() == TIMER {
-                    self.pacer.fired();
-                } else {
-                    self.on_event(ev);
-                }
-            }
-        }
-        self.finish()
-    }
-
-    /// Rule 1: open every connection that is due (at most [`MAX_BURST`]); true when more are
-    /// due right now.
-    fn open_due(&mut self, now: Instant) -> bool {
-        let mut opened = 0;
-        while self.stage == Stage::Ramp && self.attempted < self.max {
-            if self.due(self.attempted) > now {
-                return false;
-            }
-            if opened == MAX_BURST {
-                return true;
-            }
-            self.open_one();
-            opened += 1;
-        }
-        false
-    }
-
-    /// When connection `k` (0-based) is due.
+    /// When connection `k` (0-based) is due (rule 1).
     fn due(&self, k: u64) -> Instant {
         let secs = k as f64 / self.plan.connect_rate;
         // `app` bounds the rate, so this is always representable; an absurd value must still
@@ -571,129 +518,331 @@ impl<'a, T: Transport> Pass<'a, T> {
             .unwrap_or(self.start + FAR)
     }
 
-    fn arm_pacer(&mut self, now: Instant) {
-        if self.stage == Stage::Ramp && self.attempted < self.max {
-            let at = self.due(self.attempted);
-            if self.pacer.arm(at, now).is_err() {
-                // Without the timer the loop still wakes at least every MAX_WAIT; pacing just
-                // gets coarser. Nothing else to do about a failing timerfd_settime.
-                self.pacer.armed = None;
+    /// Rule 1: open every connection that is due (at most [`MAX_BURST`]); true when more are
+    /// due right now.
+    fn open_due<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) -> bool {
+        if self.deferred.is_some_and(|t| now < t) {
+            return false;
+        }
+        self.deferred = None;
+        let mut opened = 0;
+        while self.stage == Stage::Ramp && self.attempted < self.max {
+            if self.due(self.attempted) > now {
+                return false;
+            }
+            if opened == MAX_BURST {
+                return true;
+            }
+            opened += 1;
+            if !self.open_one(net, now) {
+                return false;
             }
         }
+        false
     }
 
-    /// How long the loop may sleep: until the next sample, deadline, keep-alive or stage end.
-    fn wait(&self, now: Instant) -> Duration {
-        let mut wake = self.next_sample;
-        if let Some(&(t, _, _)) = self.deadlines.front() {
-            wake = wake.min(t);
-        }
-        if let Some(&(t, _, _)) = self.keepalives.front() {
-            wake = wake.min(t);
-        }
-        match self.stage {
-            Stage::Holding(end) => wake = wake.min(end),
-            Stage::Resolving => {}
-            Stage::Draining => {
-                if let Some(t) = self.last_done {
-                    wake = wake.min(t + self.plan.settle);
-                }
+    /// Open connection `attempted + 1` to the pass's address; false when the core's connect
+    /// pacing deferred it (it stays due and is not counted yet).
+    fn open_one<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) -> bool {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.conns.push(Conn::new(Step::Free, 0, 0, now));
+                let slot = net.add_slot();
+                debug_assert_eq!(slot + 1, self.conns.len(), "one conn per slot");
+                slot
             }
-            Stage::Ramp => {
-                if self.pacer.armed.is_none() && self.attempted < self.max {
-                    wake = wake.min(self.due(self.attempted));
-                }
+        };
+        self.attempted += 1;
+        let attempt = self.attempted;
+        let addr_idx = self.addr_idx;
+        net.set_addr_idx(slot, addr_idx);
+        match net.open(slot, now) {
+            Opened::Connecting => {
+                self.conns[slot] = Conn::new(Step::Opening, attempt, addr_idx, now);
+                self.in_flight += 1;
             }
-        }
-        wake.saturating_duration_since(now).min(MAX_WAIT)
-    }
-
-    /// Stage transitions (rule 3); false when the pass is over.
-    fn advance(&mut self, now: Instant) -> bool {
-        match self.stage {
-            Stage::Ramp if self.attempted >= self.max => {
-                self.stage = Stage::Draining;
-                self.advance(now)
+            Opened::Deferred(at) => {
+                net.timers.stop(slot, TimerKind::Reopen);
+                self.free.push(slot);
+                self.attempted -= 1;
+                self.deferred = Some(at);
+                return false;
             }
-            Stage::Draining
-                if self.in_flight == 0
-                    && self.last_done.is_none_or(|t| now >= t + self.plan.settle) =>
-            {
-                self.reached_max = self.first_failure.is_none();
-                self.end_ramp();
-                self.stage = Stage::Holding(now + self.hold);
-                self.advance(now)
-            }
-            Stage::Resolving if self.earlier_in_flight == 0 => {
-                self.stage = Stage::Holding(now + self.hold);
-                self.advance(now)
-            }
-            Stage::Holding(end) => now < end,
-            _ => true,
-        }
-    }
-
-    /// The ramp is over: note the limit and mark the survivors-to-be (rules 3 and 4).
-    fn end_ramp(&mut self) {
-        self.limit = self.open;
-        for slot in &mut self.slots {
-            if let Some(c) = &mut slot.conn {
-                if c.step == Step::Held {
-                    c.marked = true;
-                    self.held += 1;
+            Opened::Failed(class) => {
+                self.free.push(slot);
+                if self.falls_back(class, addr_idx) {
+                    // Retried on the next address by the caller's loop: it is still due.
+                    self.undo_attempt(net);
+                } else {
+                    self.failure(&mut net.rec, Cause::Error(class), attempt, Instant::now());
                 }
             }
         }
-        self.survivors = self.held;
+        true
     }
 
-    /// True when a connection opened as `attempt` was among those still being established
-    /// when the first failure happened (they count towards the limit if they make it).
-    fn opened_before_failure(&self, attempt: u64) -> bool {
-        self.first_failure.is_some_and(|f| attempt < f.connection)
-    }
-
-    fn timers(&mut self, now: Instant) {
-        while let Some(&(t, slot, gen)) = self.deadlines.front() {
-            if t > now {
-                break;
+    /// Rule 7: does a connect to `addr_idx` that failed with `class` move the pass to the next
+    /// address (or, opened before the pass moved on, retry on the current one)?
+    fn falls_back(&mut self, class: ErrorClass, addr_idx: usize) -> bool {
+        if !connect::moves_on(class) || self.established > 0 || self.first_failure.is_some() {
+            return false;
+        }
+        if addr_idx == self.addr_idx {
+            if self.addr_idx + 1 >= self.plan.target.addrs.len() {
+                return false;
             }
-            self.deadlines.pop_front();
-            let Some(step) = self.live(slot, gen).map(|c| c.step) else {
-                continue;
-            };
-            let class = match step {
-                Step::Held => continue,
-                Step::Connecting => ErrorClass::ConnectTimeout,
-                Step::Handshaking => ErrorClass::TlsHandshake,
-                Step::Requesting | Step::Upgrading => ErrorClass::ReadTimeout,
-            };
-            self.lose(slot, Cause::Error(class), now);
+            self.addr_idx += 1;
+        }
+        true
+    }
+
+    /// The attempt that fell back is made again: it was not a finding about the server.
+    fn undo_attempt<T: Transport>(&mut self, net: &mut Net<T>) {
+        self.attempted -= 1;
+        net.rec.counters.connections_opened -= 1;
+        if self.stage == Stage::Draining {
+            self.stage = Stage::Ramp;
+        }
+    }
+
+    /// Rule 2: the connection in `slot` is established at `at` and held from now on.
+    fn established<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, at: Instant) {
+        let c = &mut self.conns[slot];
+        c.step = Step::Held;
+        c.t_done = at;
+        self.in_flight -= 1;
+        self.open += 1;
+        self.unsettled += 1;
+        self.established += 1;
+        self.peak_open = self.peak_open.max(self.open);
+        net.timers.stop(slot, TimerKind::Request);
+        if self.plan.settle.is_zero() {
+            self.settle(slot);
+        } else {
+            net.timers
+                .set(slot, TimerKind::Settle, at + self.plan.settle);
         }
         if let Some(every) = self.plan.keepalive {
-            while let Some(&(t, slot, gen)) = self.keepalives.front() {
-                if t > now {
-                    break;
-                }
-                self.keepalives.pop_front();
-                let timeout = every.max(self.plan.connect_timeout);
-                match self.live(slot, gen).map(|c| (c.awaiting, now - c.t_sent)) {
-                    None => {}
-                    // Rule 4: the previous keep-alive was never answered.
-                    Some((true, waited)) if waited >= timeout => {
-                        self.lose(slot, Cause::Error(ErrorClass::ReadTimeout), now)
-                    }
-                    // Still waiting for a slow answer: do not pile another one up.
-                    Some((true, _)) => self.keepalives.push_back((now + every, slot, gen)),
-                    Some((false, _)) => {
-                        self.send_keepalive(slot, now);
-                        if self.live(slot, gen).is_some() {
-                            self.keepalives.push_back((now + every, slot, gen));
-                        }
-                    }
-                }
+            net.timers.set(slot, TimerKind::Heartbeat, at + every);
+        }
+    }
+
+    /// True when the connection had settled by `now` (its timer may not have fired yet).
+    fn settled_by(&self, c: &Conn, now: Instant) -> bool {
+        c.step == Step::Held
+            && (c.settled || now.saturating_duration_since(c.t_done) >= self.plan.settle)
+    }
+
+    /// The held connection in `slot` settled: counted in the limit if it was waited for.
+    fn settle(&mut self, slot: usize) {
+        let c = &mut self.conns[slot];
+        if c.settled {
+            return;
+        }
+        c.settled = true;
+        self.unsettled -= 1;
+        if c.pending {
+            c.pending = false;
+            self.pending -= 1;
+            self.mark(slot);
+        }
+    }
+
+    /// Count the connection in `slot` in the limit and watch its survival (rules 3 and 4).
+    fn mark(&mut self, slot: usize) {
+        self.conns[slot].marked = true;
+        self.limit += 1;
+        self.held += 1;
+        self.survivors += 1;
+    }
+
+    /// The ramp is over at `now` (`failing`: the attempt that failed first): count the limit
+    /// and mark the survivors-to-be; the connections opened before the failing one that have
+    /// not settled are waited for (rule 3).
+    fn end_ramp(&mut self, now: Instant, failing: Option<u64>) {
+        for slot in 0..self.conns.len() {
+            let c = &self.conns[slot];
+            if c.step == Step::Free {
+                continue;
+            }
+            if self.settled_by(c, now) {
+                self.settle(slot);
+                self.mark(slot);
+            } else if failing.is_some_and(|f| c.attempt < f) {
+                self.conns[slot].pending = true;
+                self.pending += 1;
             }
         }
+    }
+
+    /// Count an establishment failure; the first one during the ramp ends it (rule 3).
+    fn failure(&mut self, rec: &mut Recorder, cause: Cause, attempt: u64, now: Instant) {
+        bump(&mut self.failures, cause);
+        // Statuses and close codes have counters of their own in the recorder.
+        if let Cause::Error(class) = cause {
+            rec.error(class);
+        }
+        if self.first_failure.is_none() && matches!(self.stage, Stage::Ramp | Stage::Draining) {
+            self.first_failure = Some(FirstFailure {
+                cause,
+                at: now.saturating_duration_since(self.start),
+                connection: attempt,
+            });
+            self.end_ramp(now, Some(attempt));
+            self.stage = Stage::Resolving;
+        }
+    }
+
+    /// Close the connection in `slot` and count why: a failure before it settled, a drop
+    /// after (rules 2–4).
+    fn lose<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, cause: Cause, now: Instant) {
+        let c = &self.conns[slot];
+        if c.step == Step::Free {
+            return;
+        }
+        let settled = self.settled_by(c, now);
+        let attempt = c.attempt;
+        if settled {
+            // Its Settle deadline passed and the loss was seen before the timer fired.
+            self.settle(slot);
+        }
+        self.close(net, slot);
+        if settled {
+            bump(&mut self.drops, cause);
+        } else {
+            self.failure(&mut net.rec, cause, attempt, now);
+        }
+    }
+
+    /// Take the connection out of its slot, keeping the counts right.
+    fn close<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) {
+        let c = &mut self.conns[slot];
+        match c.step {
+            Step::Free => return,
+            Step::Held => {
+                self.open -= 1;
+                if !c.settled {
+                    self.unsettled -= 1;
+                }
+            }
+            Step::Opening | Step::Requesting | Step::Upgrading => self.in_flight -= 1,
+        }
+        if c.pending {
+            self.pending -= 1;
+        }
+        if c.marked {
+            self.survivors -= 1;
+        }
+        c.step = Step::Free;
+        c.ws = None;
+        net.close(slot, Close::Fin);
+        self.free.push(slot);
+    }
+
+    /// The class of a socket error on a connection that is up (rule 5).
+    fn io_class(&self, slot: usize, e: &io::Error, now: Instant) -> ErrorClass {
+        let reset = matches!(
+            e.raw_os_error(),
+            Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED)
+        );
+        if reset && !self.settled_by(&self.conns[slot], now) {
+            // Rule 5: accepted, then refused.
+            ErrorClass::ConnectReset
+        } else if reset && self.plan.establish == Establish::WebSocket {
+            // A held WebSocket reset without a close frame (issue 7 point 7).
+            ErrorClass::WsReset
+        } else {
+            ErrorClass::from_io_error(e)
+        }
+    }
+
+    /// Write `data` on the connection; a failed write loses it.
+    fn send<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, data: &[u8], now: Instant) {
+        if let Err(e) = net.send(slot, data) {
+            let class = self.io_class(slot, &e, now);
+            self.lose(net, slot, Cause::Error(class), now);
+        }
+    }
+
+    /// Rule 4: a keep-alive request or ping on the held connection in `slot`, answered by
+    /// `max(keepalive, connect_timeout)` from now or the connection is dropped.
+    fn send_keepalive<T: Transport>(
+        &mut self,
+        net: &mut Net<T>,
+        slot: usize,
+        every: Duration,
+        now: Instant,
+    ) {
+        let c = &mut self.conns[slot];
+        c.awaiting = true;
+        c.t_sent = now;
+        net.timers.set(
+            slot,
+            TimerKind::Request,
+            now + every.max(self.plan.connect_timeout),
+        );
+        if c.ws.is_some() {
+            self.ping_counter += 1;
+            let payload = self.ping_counter.to_be_bytes();
+            let mut frame = std::mem::take(&mut c.p.out);
+            frame.clear();
+            ws::encode_frame(&mut frame, OpCode::Ping, true, &payload, self.rng.random());
+            net.rec.counters.ws.pings_sent += 1;
+            self.send(net, slot, &frame, now);
+            frame.clear();
+            self.conns[slot].p.out = frame;
+        } else {
+            net.rec.counters.requests += 1;
+            let req = self.request;
+            self.send(net, slot, req, now);
+        }
+    }
+
+    /// Apply what the bytes of a read decided: establishment, frames to send, loss.
+    fn apply<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        let c = &mut self.conns[slot];
+        let done = c.p.done_at.take();
+        let lost = c.p.lost.take();
+        let mut out = std::mem::take(&mut c.p.out);
+        if let Some(at) = done {
+            self.established(net, slot, at);
+        }
+        if !out.is_empty() {
+            let sent = net.send(slot, &out);
+            out.clear();
+            self.conns[slot].p.out = out; // pongs do not allocate every time
+            if let (Err(e), None) = (sent, lost) {
+                let class = self.io_class(slot, &e, now);
+                return self.lose(net, slot, Cause::Error(class), now);
+            }
+        } else {
+            self.conns[slot].p.out = out;
+        }
+        if let Some(cause) = lost {
+            self.lose(net, slot, cause, now);
+        }
+    }
+
+    /// The server closed the connection in `slot` (rule 5).
+    fn eof_cause<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) -> Cause {
+        let c = &mut self.conns[slot];
+        let class = match c.step {
+            Step::Held if c.ws.is_some() => ErrorClass::WsAbnormalClose,
+            _ => ErrorClass::EofMidResponse,
+        };
+        match (c.step, c.http.finish_eof(net.pending(slot))) {
+            // A close-delimited error answer (e.g. a 503 without Content-Length).
+            (Step::Requesting, Ok(Some(info))) if info.status >= 400 => {
+                net.rec.response(info.status);
+                Cause::Status(info.status)
+            }
+            _ => Cause::Error(class),
+        }
+    }
+
+    /// Sample the open connections every [`SAMPLE_EVERY`].
+    fn sample(&mut self, now: Instant) {
         while now >= self.next_sample {
             let t = (self.next_sample - self.start).as_secs_f64();
             self.series.push((t, self.open));
@@ -701,511 +850,32 @@ impl<'a, T: Transport> Pass<'a, T> {
         }
     }
 
-    /// The connection in `slot` if it is still generation `gen`.
-    fn live(&self, slot: usize, gen: u32) -> Option<&Conn<T>> {
-        let s = self.slots.get(slot)?;
-        if s.gen != gen {
-            return None;
-        }
-        s.conn.as_ref()
-    }
-
-    #[inline]
-    fn token(slot: usize, gen: u32) -> Token {
-        Token(slot | (gen as usize) << 32)
-    }
-
-    fn open_one(&mut self) {
-        self.attempted += 1;
-        let attempt = self.attempted;
-        self.rec.counters.connections_opened += 1;
-        let addr_idx = self.addr_idx;
-        let addr = self.plan.target.addrs[addr_idx];
-        let t_connect = Instant::now();
-        let mut sock = match socket::connect(addr) {
-            Ok(s) => s,
-            Err(e) => {
-                let class = ErrorClass::from_connect_error(&e);
-                if !self.fall_back(class, addr_idx) {
-                    self.failure(Cause::Error(class), attempt, Instant::now());
+    /// Stage transitions (rule 3); sets `over` when the hold has ended.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            match self.stage {
+                Stage::Ramp if self.attempted >= self.max => self.stage = Stage::Draining,
+                Stage::Draining if self.in_flight == 0 && self.unsettled == 0 => {
+                    self.reached_max = self.first_failure.is_none();
+                    self.end_ramp(now, None);
+                    self.stage = Stage::Holding(now + self.hold);
                 }
-                return;
-            }
-        };
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(Slot { gen: 0, conn: None });
-                self.slots.len() - 1
-            }
-        };
-        let gen = self.slots[slot].gen;
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            Self::token(slot, gen),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            self.free.push(slot);
-            let class = ErrorClass::from_connect_error(&e);
-            self.failure(Cause::Error(class), attempt, Instant::now());
-            return;
-        }
-        self.slots[slot].conn = Some(Conn {
-            sock,
-            transport: None,
-            step: Step::Connecting,
-            attempt,
-            addr_idx,
-            t_connect,
-            t_tcp: t_connect,
-            t_done: t_connect,
-            t_sent: t_connect,
-            rb: RecvBuf::new(),
-            pending: Vec::new(),
-            http: ResponseDecoder::new(),
-            ws: None,
-            awaiting: false,
-            marked: false,
-            p: Proto::default(),
-        });
-        self.in_flight += 1;
-        self.deadlines
-            .push_back((t_connect + self.plan.connect_timeout, slot, gen));
-    }
-
-    /// A refused connection before anything was ever established moves new connections to the
-    /// target's next address instead of counting as the limit; true when it did.
-    fn fall_back(&mut self, class: ErrorClass, addr_idx: usize) -> bool {
-        let addrs = self.plan.target.addrs.len();
-        if class != ErrorClass::ConnectRefused
-            || self.rec.counters.connections_established > 0
-            || addr_idx != self.addr_idx
-            || self.addr_idx + 1 >= addrs
-        {
-            return false;
-        }
-        self.addr_idx += 1;
-        // The attempt is retried at once on the next address.
-        self.attempted -= 1;
-        self.rec.counters.connections_opened -= 1;
-        true
-    }
-
-    fn on_event(&mut self, ev: &mio::event::Event) {
-        let slot = ev.token().0 & 0xFFFF_FFFF;
-        let gen = (ev.token().0 >> 32) as u32;
-        let Some(step) = self.live(slot, gen).map(|c| c.step) else {
-            return; // an event for a connection this slot already closed
-        };
-        // The peer closed or the socket failed: read on to the EOF or the error (transport
-        // rule 1), whatever else the event says.
-        let closed = ev.is_read_closed() || ev.is_error();
-        if step == Step::Connecting {
-            if ev.is_writable() || ev.is_error() || ev.is_write_closed() {
-                self.on_connect_event(slot);
-                // A connect that completes in the same event as the server's bytes or its
-                // close: act on them now (rule 6), no new edge will come for them. A server
-                // that accepts and closes at once did not admit the connection.
-                let connected = self
-                    .live(slot, gen)
-                    .is_some_and(|c| c.step != Step::Connecting);
-                if (ev.is_readable() || closed) && connected {
-                    self.on_readable(slot, closed);
+                Stage::Resolving if self.pending == 0 => {
+                    self.stage = Stage::Holding(now + self.hold);
                 }
-            }
-            return;
-        }
-        if ev.is_writable() && !self.flush(slot) {
-            return;
-        }
-        if ev.is_readable() || closed {
-            self.on_readable(slot, closed);
-        }
-    }
-
-    fn on_connect_event(&mut self, slot: usize) {
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return;
-        };
-        match socket::is_connected(&c.sock) {
-            Ok(false) => {}
-            Ok(true) => {
-                let now = Instant::now();
-                c.t_tcp = now;
-                self.rec
-                    .record(Phase::Connect, (now - c.t_connect).as_nanos() as u64);
-                match T::start(self.ctx) {
-                    Ok(t) => {
-                        let handshaking = t.is_handshaking();
-                        c.transport = Some(t);
-                        if handshaking {
-                            c.step = Step::Handshaking;
-                            self.flush(slot);
-                        } else {
-                            self.transport_ready(slot, now);
-                        }
-                    }
-                    Err(f) => self.on_failure(slot, f),
-                }
-            }
-            Err(e) => {
-                let class = ErrorClass::from_connect_error(&e);
-                let addr_idx = c.addr_idx;
-                if self.fall_back(class, addr_idx) {
-                    // Not a finding about the server: the next address gets the attempt.
-                    self.close(slot);
-                } else {
-                    self.lose(slot, Cause::Error(class), Instant::now());
-                }
-            }
-        }
-    }
-
-    /// TCP (and TLS) are up: establish, or send the request / upgrade that will.
-    fn transport_ready(&mut self, slot: usize, now: Instant) {
-        let establish = self.plan.establish;
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return;
-        };
-        if let Some(t) = &c.transport {
-            record_handshake(&mut self.rec, t);
-        }
-        match establish {
-            Establish::Connect => self.established(slot, now),
-            Establish::Request => {
-                c.step = Step::Requesting;
-                c.t_sent = Instant::now();
-                self.rec.counters.requests += 1;
-                let req = self.request;
-                self.send(slot, req);
-            }
-            Establish::WebSocket => {
-                let hs = Handshake::new(&mut self.rng);
-                let target = &self.plan.target;
-                let Ok(req) = ws::encode_upgrade(
-                    &target.path,
-                    &target.authority,
-                    &hs.key,
-                    &self.plan.headers,
-                ) else {
-                    // Checked once in `run`: only a key with control characters could fail.
-                    return self.lose(slot, Cause::Error(ErrorClass::Protocol), now);
-                };
-                c.ws = Some(Box::new(WsState {
-                    accept: hs.accept,
-                    decoder: Decoder::new(WS_MAX_MESSAGE, false),
-                }));
-                c.step = Step::Upgrading;
-                c.t_sent = Instant::now();
-                self.send(slot, &req);
-            }
-        }
-    }
-
-    /// Rule 2: the connection is established and held from now on.
-    fn established(&mut self, slot: usize, at: Instant) {
-        let gen = self.slots[slot].gen;
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return;
-        };
-        c.step = Step::Held;
-        c.t_done = at;
-        if self.first_failure.is_some_and(|f| c.attempt < f.connection) {
-            // Rule 3: it was admitted before the failing one, only slower to finish.
-            c.marked = true;
-            self.earlier_in_flight -= 1;
-            self.limit += 1;
-            self.held += 1;
-            self.survivors += 1;
-        }
-        self.in_flight -= 1;
-        self.open += 1;
-        self.peak_open = self.peak_open.max(self.open);
-        self.rec.counters.connections_established += 1;
-        self.last_done = Some(self.last_done.map_or(at, |t| t.max(at)));
-        if let Some(every) = self.plan.keepalive {
-            self.keepalives
-                .push_back((Instant::now() + every, slot, gen));
-        }
-    }
-
-    /// Write `data` on the connection; false when that lost it.
-    fn send(&mut self, slot: usize, data: &[u8]) -> bool {
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return false;
-        };
-        let Some(t) = c.transport.as_mut() else {
-            return true;
-        };
-        match t.send(
-            &mut c.sock,
-            data,
-            &mut c.pending,
-            &mut self.rec.counters.bytes_out,
-        ) {
-            Ok(()) => true,
-            Err(e) => {
-                self.on_failure(slot, Failure::Io(e));
-                false
-            }
-        }
-    }
-
-    /// Write what the socket refused earlier (and TLS's own records); false when that lost it.
-    fn flush(&mut self, slot: usize) -> bool {
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return false;
-        };
-        let Some(t) = c.transport.as_mut() else {
-            return true;
-        };
-        match t.flush(
-            &mut c.sock,
-            &mut c.pending,
-            &mut self.rec.counters.bytes_out,
-        ) {
-            Ok(_) => true,
-            Err(e) => {
-                self.on_failure(slot, Failure::Io(e));
-                false
-            }
-        }
-    }
-
-    fn send_keepalive(&mut self, slot: usize, now: Instant) {
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return;
-        };
-        c.awaiting = true;
-        c.t_sent = now;
-        if c.ws.is_some() {
-            self.ping_counter += 1;
-            let payload = self.ping_counter.to_be_bytes();
-            let mask = self.rng.random();
-            let mut frame = Vec::with_capacity(16);
-            ws::encode_frame(&mut frame, OpCode::Ping, true, &payload, mask);
-            self.rec.counters.ws.pings_sent += 1;
-            self.send(slot, &frame);
-        } else {
-            self.rec.counters.requests += 1;
-            let req = self.request;
-            self.send(slot, req);
-        }
-    }
-
-    /// Read what the socket holds and act on it; `closed`: the event said the peer closed or
-    /// the socket failed (read to the end, transport rule 1).
-    fn on_readable(&mut self, slot: usize, closed: bool) {
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return;
-        };
-        let Some(t) = c.transport.as_mut() else {
-            return;
-        };
-        let mut bytes_in = 0;
-        let rec = &mut self.rec;
-        let rng = &mut self.rng;
-        let (sock, rb) = (&mut c.sock, &mut c.rb);
-        let mut state = ConnState {
-            step: &mut c.step,
-            http: &mut c.http,
-            ws: &mut c.ws,
-            awaiting: &mut c.awaiting,
-            t_sent: c.t_sent,
-            p: &mut c.p,
-        };
-        let res = t.recv(
-            sock,
-            &mut self.scratch,
-            rb,
-            &mut bytes_in,
-            closed,
-            |rb, now| {
-                state.on_bytes(rb, now, rec, rng);
-                Ok(())
-            },
-        );
-        self.rec.counters.bytes_in += bytes_in;
-        let recv = match res {
-            Ok(r) => r,
-            Err(f) => {
-                // What the bytes before the failure decided still counts (an establishment,
-                // a status): apply it first.
-                if !self.apply(slot) {
+                Stage::Holding(end) => {
+                    self.over = now >= end;
                     return;
                 }
-                return self.on_failure(slot, f);
+                _ => return,
             }
-        };
-        if let Some(done) = recv.handshake_done {
-            let Some(c) = self.slots[slot].conn.as_ref() else {
-                return;
-            };
-            self.rec
-                .record(Phase::Tls, (done - c.t_tcp).as_nanos() as u64);
-            self.transport_ready(slot, done);
-            // Plaintext that arrived with the handshake's last flight waited in the buffer.
-            let Some(c) = self.slots[slot].conn.as_mut() else {
-                return;
-            };
-            if !c.rb.is_empty() {
-                let mut state = ConnState {
-                    step: &mut c.step,
-                    http: &mut c.http,
-                    ws: &mut c.ws,
-                    awaiting: &mut c.awaiting,
-                    t_sent: c.t_sent,
-                    p: &mut c.p,
-                };
-                state.on_bytes(&mut c.rb, done, &mut self.rec, &mut self.rng);
-            }
-        }
-        if !self.apply(slot) {
-            return;
-        }
-        if recv.eof {
-            let now = Instant::now();
-            let Some(c) = self.slots[slot].conn.as_mut() else {
-                return;
-            };
-            let cause = match c.step {
-                Step::Handshaking => ErrorClass::TlsHandshake,
-                Step::Held if c.ws.is_some() => ErrorClass::WsAbnormalClose,
-                _ => ErrorClass::EofMidResponse,
-            };
-            let cause = match (c.step, c.http.finish_eof(c.rb.pending())) {
-                // A close-delimited error answer (e.g. a 503 without Content-Length).
-                (Step::Requesting, Ok(Some(info))) if info.status >= 400 => {
-                    self.rec.response(info.status);
-                    Cause::Status(info.status)
-                }
-                _ => Cause::Error(cause),
-            };
-            return self.lose(slot, cause, now);
-        }
-        // Pongs and close replies queued by the frames just read; TLS records of its own.
-        self.flush(slot);
-    }
-
-    /// Apply what the bytes decided: establishment, frames to send, loss. False when the
-    /// connection is gone.
-    fn apply(&mut self, slot: usize) -> bool {
-        let Some(c) = self.slots[slot].conn.as_mut() else {
-            return false;
-        };
-        let done = c.p.done_at.take();
-        let lost = c.p.lost.take();
-        let out = std::mem::take(&mut c.p.out);
-        if let Some(at) = done {
-            self.established(slot, at);
-        }
-        if !out.is_empty() {
-            let ok = self.send(slot, &out);
-            // Hand the buffer back so pongs do not allocate every time.
-            if let Some(c) = self.slots[slot].conn.as_mut() {
-                c.p.out = out;
-                c.p.out.clear();
-            }
-            if !ok {
-                return false;
-            }
-        }
-        if let Some(cause) = lost {
-            self.lose(slot, cause, Instant::now());
-            return false;
-        }
-        true
-    }
-
-    fn on_failure(&mut self, slot: usize, f: Failure) {
-        let now = Instant::now();
-        let Some(c) = self.slots[slot].conn.as_ref() else {
-            return;
-        };
-        let settled = c.step == Step::Held && now - c.t_done >= self.plan.settle;
-        let class = match f {
-            Failure::Tls(class) => class,
-            Failure::Protocol(_) => ErrorClass::Protocol,
-            Failure::Io(e) => {
-                let reset = matches!(
-                    e.raw_os_error(),
-                    Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED)
-                );
-                match c.step {
-                    Step::Connecting => ErrorClass::from_connect_error(&e),
-                    // Rule 5: accepted, then refused.
-                    _ if reset && !settled => ErrorClass::ConnectReset,
-                    Step::Handshaking => ErrorClass::TlsHandshake,
-                    Step::Held if reset && c.ws.is_some() => ErrorClass::WsReset,
-                    _ => ErrorClass::from_io_error(&e),
-                }
-            }
-        };
-        self.lose(slot, Cause::Error(class), now);
-    }
-
-    /// Close the connection in `slot` and count why (rules 2–4).
-    fn lose(&mut self, slot: usize, cause: Cause, now: Instant) {
-        let Some(c) = self.close(slot) else {
-            return;
-        };
-        let settled =
-            c.step == Step::Held && now.saturating_duration_since(c.t_done) >= self.plan.settle;
-        if settled {
-            bump(&mut self.drops, cause);
-        } else {
-            self.failure(cause, c.attempt, now);
         }
     }
 
-    /// Count an establishment failure; the first one during the ramp ends it (rule 3).
-    fn failure(&mut self, cause: Cause, attempt: u64, now: Instant) {
-        bump(&mut self.failures, cause);
-        // Statuses and close codes have counters of their own in the recorder.
-        if let Cause::Error(class) = cause {
-            self.rec.error(class);
-        }
-        if self.first_failure.is_none() && matches!(self.stage, Stage::Ramp | Stage::Draining) {
-            self.first_failure = Some(FirstFailure {
-                cause,
-                at: now - self.start,
-                connection: attempt,
-            });
-            self.end_ramp();
-            self.earlier_in_flight = self
-                .slots
-                .iter()
-                .filter_map(|s| s.conn.as_ref())
-                .filter(|c| c.step != Step::Held && c.attempt < attempt)
-                .count() as u64;
-            self.stage = Stage::Resolving;
-        }
-    }
-
-    /// Take the connection out of its slot (its socket closes when the value drops), keeping
-    /// the counts right. None when the slot was already empty.
-    fn close(&mut self, slot: usize) -> Option<Conn<T>> {
-        let s = self.slots.get_mut(slot)?;
-        let c = s.conn.take()?;
-        s.gen = s.gen.wrapping_add(1);
-        self.free.push(slot);
-        if c.step == Step::Held {
-            self.open -= 1;
-        } else {
-            self.in_flight -= 1;
-            if self.opened_before_failure(c.attempt) {
-                self.earlier_in_flight -= 1;
-            }
-        }
-        if c.marked {
-            self.survivors -= 1;
-        }
-        Some(c)
-    }
-
-    fn finish(mut self) -> PassResult {
-        let end = Instant::now();
-        let elapsed = end - self.start;
+    /// The pass is over at `end`: close what is left with an RST (rule 6) and hand back what
+    /// was found.
+    fn finish<T: Transport>(mut self, net: &mut Net<T>, end: Instant) -> PassResult {
+        let elapsed = end.saturating_duration_since(self.start);
         let last = self.series.last().map_or(0.0, |s| s.0);
         if elapsed.as_secs_f64() > last {
             self.series.push((elapsed.as_secs_f64(), self.open));
@@ -1217,12 +887,13 @@ impl<'a, T: Transport> Pass<'a, T> {
             self.held = self.open;
             self.survivors = self.open;
         }
-        for s in &mut self.slots {
-            if let Some(c) = s.conn.take() {
-                // Rule 6: RST, so the server's slots free at once and no TIME_WAIT is left.
-                let _ = socket2::SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
+        for (slot, c) in self.conns.iter().enumerate() {
+            if c.step != Step::Free {
+                net.close(slot, Close::Rst);
             }
         }
+        // The core counts TCP (and TLS) up; the probe's "established" is rule 2's.
+        net.rec.counters.connections_established = self.established;
         PassResult {
             max: self.max as usize,
             limit: self.limit,
@@ -1234,17 +905,210 @@ impl<'a, T: Transport> Pass<'a, T> {
             held: self.held,
             survived: self.survivors,
             attempted: self.attempted,
-            established: self.rec.counters.connections_established,
+            established: self.established,
             unresolved,
             peak_open: self.peak_open,
             elapsed,
             interrupted: self.interrupted,
-            recorder: self.rec,
+            recorder: std::mem::take(&mut net.rec),
         }
     }
 }
 
-/// The parts of a connection its bytes act on (the socket and transport are borrowed apart).
+impl<T: Transport> Session<T> for Probe<'_> {
+    fn on_start(&mut self, _net: &mut Net<T>, now: Instant) {
+        self.start = now;
+        self.next_sample = now + SAMPLE_EVERY;
+    }
+
+    /// TCP (and TLS) are up: established, or the request / upgrade that will establish it goes
+    /// out (rule 2).
+    fn on_ready(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        if self.conns[slot].step != Step::Opening {
+            return;
+        }
+        let deadline = self.plan.connect_timeout;
+        match self.plan.establish {
+            Establish::Connect => self.established(net, slot, now),
+            Establish::Request => {
+                let c = &mut self.conns[slot];
+                c.step = Step::Requesting;
+                c.t_sent = Instant::now();
+                net.timers
+                    .set(slot, TimerKind::Request, c.t_sent + deadline);
+                net.rec.counters.requests += 1;
+                let req = self.request;
+                self.send(net, slot, req, now);
+            }
+            Establish::WebSocket => {
+                let hs = Handshake::new(&mut self.rng);
+                let target = &self.plan.target;
+                let Ok(req) = ws::encode_upgrade(
+                    &target.path,
+                    &target.authority,
+                    &hs.key,
+                    &self.plan.headers,
+                ) else {
+                    // Checked once in `run`: only a key with control characters could fail.
+                    return self.lose(net, slot, Cause::Error(ErrorClass::Protocol), now);
+                };
+                let c = &mut self.conns[slot];
+                c.ws = Some(Box::new(WsState {
+                    accept: hs.accept,
+                    decoder: Decoder::new(WS_MAX_MESSAGE, false),
+                }));
+                c.step = Step::Upgrading;
+                c.t_sent = Instant::now();
+                net.timers
+                    .set(slot, TimerKind::Request, c.t_sent + deadline);
+                self.send(net, slot, &req, now);
+            }
+        }
+        // Plaintext that came with the TLS handshake's last flight waited in the buffer; what
+        // it decides is applied after this read (`after_read` / `on_lost`).
+        if self.conns[slot].step != Step::Free && !net.pending(slot).is_empty() {
+            let (rb, rec) = net.unread(slot);
+            let c = &mut self.conns[slot];
+            let mut state = ConnState {
+                step: &mut c.step,
+                http: &mut c.http,
+                ws: &mut c.ws,
+                awaiting: &mut c.awaiting,
+                t_sent: c.t_sent,
+                p: &mut c.p,
+            };
+            state.on_bytes(rb, now, rec, &mut self.rng);
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        slot: usize,
+        rb: &mut RecvBuf,
+        now: Instant,
+        rec: &mut Recorder,
+    ) -> Result<(), Failure> {
+        let c = &mut self.conns[slot];
+        let mut state = ConnState {
+            step: &mut c.step,
+            http: &mut c.http,
+            ws: &mut c.ws,
+            awaiting: &mut c.awaiting,
+            t_sent: c.t_sent,
+            p: &mut c.p,
+        };
+        state.on_bytes(rb, now, rec, &mut self.rng);
+        Ok(())
+    }
+
+    fn after_read(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        if self.conns[slot].step != Step::Free {
+            self.apply(net, slot, now);
+        }
+    }
+
+    fn on_lost(&mut self, net: &mut Net<T>, slot: usize, lost: Lost, now: Instant) {
+        if self.conns[slot].step == Step::Free {
+            return;
+        }
+        // What the bytes before the loss decided still counts (an establishment, a status,
+        // a close frame, which is answered if the socket still takes it).
+        let p = std::mem::take(&mut self.conns[slot].p);
+        if let Some(at) = p.done_at {
+            self.established(net, slot, at);
+        }
+        if !p.out.is_empty() {
+            let _ = net.send(slot, &p.out);
+        }
+        if let Some(cause) = p.lost {
+            return self.lose(net, slot, cause, now);
+        }
+        let class = match lost {
+            Lost::Connect(class) => {
+                if self.falls_back(class, self.conns[slot].addr_idx) {
+                    // Rule 7: not a finding about the server; the attempt (due already) is
+                    // made again at once on the next address.
+                    self.close(net, slot);
+                    self.undo_attempt(net);
+                    self.open_one(net, now);
+                    return;
+                }
+                class
+            }
+            Lost::Handshake(class) | Lost::Tls(class) => class,
+            Lost::HandshakeReset => ErrorClass::ConnectReset,
+            Lost::Protocol(why) => {
+                net.rec.reason(ErrorClass::Protocol, &why);
+                ErrorClass::Protocol
+            }
+            Lost::Eof => {
+                let cause = self.eof_cause(net, slot);
+                return self.lose(net, slot, cause, now);
+            }
+            Lost::Io(e) => self.io_class(slot, &e, now),
+        };
+        self.lose(net, slot, Cause::Error(class), now);
+    }
+
+    fn on_timer(&mut self, net: &mut Net<T>, slot: usize, kind: TimerKind, now: Instant) {
+        let c = &self.conns[slot];
+        match (kind, c.step) {
+            (TimerKind::Settle, Step::Held) => self.settle(slot),
+            // Rule 2: the request or the upgrade was not answered in time.
+            (TimerKind::Request, Step::Requesting | Step::Upgrading) => {
+                self.lose(net, slot, Cause::Error(ErrorClass::ReadTimeout), now)
+            }
+            // Rule 4: the keep-alive was not answered in time: a silent drop.
+            (TimerKind::Request, Step::Held) if c.awaiting => {
+                self.lose(net, slot, Cause::Error(ErrorClass::ReadTimeout), now)
+            }
+            (TimerKind::Heartbeat, Step::Held) => {
+                let Some(every) = self.plan.keepalive else {
+                    return;
+                };
+                // Still waiting for a slow answer: do not pile another one up.
+                if !c.awaiting {
+                    self.send_keepalive(net, slot, every, now);
+                }
+                if self.conns[slot].step == Step::Held {
+                    net.timers.set(slot, TimerKind::Heartbeat, now + every);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Pacing, samples and stage transitions, once per loop turn after the timers.
+    fn on_turn(&mut self, net: &mut Net<T>, now: Instant) {
+        self.burst_left = self.stage == Stage::Ramp && self.open_due(net, now);
+        self.sample(now);
+        self.advance(now);
+        if self.stage == Stage::Ramp && self.attempted < self.max && self.deferred.is_none() {
+            // Should timerfd_settime fail, the loop still wakes at the due instant, only with
+            // epoll's millisecond resolution (`wake_at`).
+            let _ = self.pacer.arm(self.due(self.attempted), now);
+        }
+    }
+
+    fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
+        if token == PACER {
+            self.pacer.fired();
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        let mut wake = self.next_sample;
+        if let Stage::Holding(end) = self.stage {
+            wake = wake.min(end);
+        }
+        if self.stage == Stage::Ramp && self.attempted < self.max {
+            wake = wake.min(self.deferred.unwrap_or_else(|| self.due(self.attempted)));
+        }
+        Some(wake)
+    }
+}
+
+/// The parts of a connection its bytes act on (borrowed apart from the session's rng).
 struct ConnState<'c> {
     step: &'c mut Step,
     http: &'c mut ResponseDecoder,
@@ -1255,13 +1119,13 @@ struct ConnState<'c> {
 }
 
 impl ConnState<'_> {
-    /// Everything that happens to plaintext, by step. Decisions go to `p` (rule: the loop
-    /// applies them after the read, where the counts live).
+    /// Everything that happens to plaintext, by step. Decisions go to `p`: the session applies
+    /// them after the read, where the net and the counts are at hand.
     fn on_bytes(&mut self, rb: &mut RecvBuf, now: Instant, rec: &mut Recorder, rng: &mut StdRng) {
         while self.p.lost.is_none() && !rb.is_empty() {
             match *self.step {
-                // TLS delivered plaintext with its last flight: it waits for the next step.
-                Step::Connecting | Step::Handshaking => return,
+                // TLS delivered plaintext with its last flight: it waits for `on_ready`.
+                Step::Free | Step::Opening => return,
                 Step::Upgrading => {
                     if !self.upgrade(rb, now, rec) {
                         return;
@@ -1398,7 +1262,6 @@ fn bump(counts: &mut Vec<(Cause, u64)>, cause: Cause) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Target, TlsPlan};
 
     #[test]
     fn labels_name_the_class_the_status_or_the_close_code() {
@@ -1431,95 +1294,6 @@ mod tests {
                 (Cause::Error(ErrorClass::ConnectReset), 1)
             ]
         );
-    }
-
-    /// A plan against `addr` whose timeouts and settle window never run out within a test.
-    fn plan_for(addr: std::net::SocketAddr, establish: Establish) -> ProbePlan {
-        ProbePlan {
-            target: Target {
-                scheme: Scheme::Http,
-                host: addr.ip().to_string(),
-                port: addr.port(),
-                path: "/".into(),
-                authority: addr.to_string(),
-                addrs: vec![addr],
-                url: format!("http://{addr}/"),
-            },
-            tls: TlsPlan::default(),
-            headers: Vec::new(),
-            connect_rate: 1.0,
-            max: 1,
-            hold: Duration::ZERO,
-            settle: Duration::from_secs(30),
-            establish,
-            keepalive: None,
-            connect_timeout: Duration::from_secs(30),
-            confirm: None,
-        }
-    }
-
-    /// Opens the pass's one connection, lets the server end it with `end` before the pass
-    /// looks at the socket, then hands the pass the one event that says both "connected" and
-    /// "closed" — the order a busy client sees when the server accepts and closes at once.
-    fn connect_then(end: impl FnOnce(std::net::TcpStream)) -> Pass<'static, Plain> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let plan = Box::leak(Box::new(plan_for(
-            listener.local_addr().expect("addr"),
-            Establish::Connect,
-        )));
-        let mut pass = Pass::<Plain>::new(plan, &(), b"", 1, Duration::ZERO).expect("pass");
-        pass.open_one();
-        let (server, _) = listener.accept().expect("accept");
-        end(server);
-        // Wait (bounded) for the close to reach the client socket; poll(2) leaves its epoll
-        // edge alone.
-        let fd = pass.slots[0]
-            .conn
-            .as_ref()
-            .expect("connecting")
-            .sock
-            .as_raw_fd();
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, alive for the whole call.
-        let ready = unsafe { libc::poll(&mut pfd, 1, 5000) };
-        assert_eq!(ready, 1, "the server's close did not arrive within 5 s");
-        let mut events = Events::with_capacity(8);
-        pass.poll
-            .poll(&mut events, Some(Duration::from_secs(5)))
-            .expect("poll");
-        let ev = events
-            .iter()
-            .find(|e| e.token() != TIMER)
-            .expect("an event for the connection");
-        assert!(ev.is_writable() && ev.is_read_closed(), "one event: {ev:?}");
-        pass.on_event(ev);
-        pass
-    }
-
-    #[test]
-    fn connect_completing_with_a_fin_is_a_failure_not_an_established_connection() {
-        let pass = connect_then(|s| s.shutdown(std::net::Shutdown::Write).expect("FIN"));
-        let eof = Cause::Error(ErrorClass::EofMidResponse);
-        assert_eq!(pass.open, 0, "held as if the server had admitted it");
-        assert_eq!(pass.failures, vec![(eof, 1)]);
-        assert_eq!(pass.first_failure.map(|f| f.cause), Some(eof));
-    }
-
-    #[test]
-    fn connect_completing_with_a_reset_is_a_failure_not_an_established_connection() {
-        let pass = connect_then(|s| {
-            socket2::SockRef::from(&s)
-                .set_linger(Some(Duration::ZERO))
-                .expect("linger 0");
-        });
-        let reset = Cause::Error(ErrorClass::ConnectReset);
-        assert_eq!(pass.open, 0, "held as if the server had admitted it");
-        assert_eq!(pass.failures, vec![(reset, 1)]);
-        assert_eq!(pass.first_failure.map(|f| f.cause), Some(reset));
     }
 
     /// A connection's protocol state outside any socket, fed bytes by hand.
@@ -1648,34 +1422,572 @@ mod tests {
         assert_eq!(f.rec.counters.ws.pongs_received, 1);
     }
 
-    #[test]
-    fn the_pacer_fires_at_the_due_instant_not_a_millisecond_later() {
-        let mut pacer = Pacer::new().expect("timerfd");
-        let mut poll = Poll::new().expect("poll");
-        poll.registry()
-            .register(
-                &mut SourceFd(&pacer.fd.as_raw_fd()),
-                TIMER,
-                Interest::READABLE,
-            )
-            .expect("register");
-        let mut events = Events::with_capacity(4);
-        for _ in 0..3 {
-            let now = Instant::now();
-            let at = now + Duration::from_micros(300);
-            pacer.arm(at, now).expect("arm");
-            let deadline = now + Duration::from_secs(2);
-            let mut fired = false;
-            while !fired && Instant::now() < deadline {
-                poll.poll(&mut events, Some(Duration::from_secs(1)))
-                    .expect("poll");
-                fired = events.iter().any(|e| e.token() == TIMER);
-            }
-            assert!(fired, "the timer raised an edge");
-            pacer.fired();
-            // Not early; an epoll timeout could not be this close (it rounds up to 1 ms).
-            assert!(Instant::now() >= at);
-            assert!(pacer.armed.is_none());
+    // The session on the core, against scripted loopback peers. Decisions are taken at the
+    // instants handed to `turn` / `fire_timers` (a fake clock); the sockets are real. The fake
+    // timeline starts ten seconds ahead of the real clock and connect timeouts are long, so the
+    // core's connect pacing (which compares the instant it is given with the real return of
+    // `connect()`) never defers a connect and no real deadline falls inside the fake timeline.
+
+    use crate::engine::core::{Driver, Link, Plain};
+    use crate::plan::{Target, TlsPlan};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    fn plan(addrs: Vec<SocketAddr>, establish: Establish) -> ProbePlan {
+        ProbePlan {
+            target: Target {
+                scheme: Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: addrs[0].port(),
+                path: "/".into(),
+                authority: "x".into(),
+                addrs,
+                url: "http://x/".into(),
+            },
+            tls: TlsPlan::default(),
+            headers: Vec::new(),
+            connect_rate: 1000.0,
+            max: 100,
+            hold: Duration::from_secs(1),
+            settle: Duration::from_secs(30),
+            establish,
+            keepalive: None,
+            connect_timeout: Duration::from_secs(300),
+            confirm: None,
         }
+    }
+
+    type D<'a> = Driver<Plain, Probe<'a>>;
+
+    fn driver<'a>(plan: &'a ProbePlan) -> D<'a> {
+        let connector = Connector::new(plan.target.addrs.clone(), Vec::new(), 0);
+        let net = Net::<Plain>::new(Poll::new().unwrap(), 0, (), connector, plan.connect_timeout);
+        let probe = Probe::new(plan, GET, plan.max, plan.hold, &net).unwrap();
+        Driver::new(net, probe)
+    }
+
+    /// The start of a fake timeline, ahead of the real clock (see above).
+    fn start(d: &mut D<'_>) -> Instant {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        d.session.on_start(&mut d.net, t0);
+        t0
+    }
+
+    fn ms(t0: Instant, n: u64) -> Instant {
+        t0 + Duration::from_millis(n)
+    }
+
+    /// Poll (real I/O, 10 ms at a time) until `done` holds; panics after 30 s of real time.
+    fn pump(d: &mut D<'_>, done: impl Fn(&D<'_>) -> bool) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        while !done(d) {
+            assert!(Instant::now() < limit, "condition not reached");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+        }
+    }
+
+    fn listener() -> TcpListener {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        l
+    }
+
+    /// A port nobody listens on (bound, then closed).
+    fn dead() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    fn accept(l: &TcpListener) -> TcpStream {
+        let limit = Instant::now() + Duration::from_secs(30);
+        loop {
+            match l.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    return s;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < limit, "nothing to accept");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+
+    fn nothing_to_accept(l: &TcpListener) -> bool {
+        matches!(l.accept(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    fn read_get(s: &mut TcpStream) {
+        let mut buf = vec![0u8; GET.len()];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, GET);
+    }
+
+    /// Close with SO_LINGER 0: the client sees a reset.
+    fn reset(s: TcpStream) {
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+
+    /// The slot of the connection opened as `attempt`.
+    fn slot_of(d: &D<'_>, attempt: u64) -> usize {
+        d.session
+            .conns
+            .iter()
+            .position(|c| c.step != Step::Free && c.attempt == attempt)
+            .unwrap_or_else(|| panic!("connection {attempt} is not open"))
+    }
+
+    /// Fire the Settle deadline of connection `attempt` (and whatever is due before it);
+    /// returns that instant.
+    fn settle_conn(d: &mut D<'_>, attempt: u64) -> Instant {
+        let slot = slot_of(d, attempt);
+        let at = d.net.timers.get(slot, TimerKind::Settle).expect("settling");
+        d.fire_timers(at);
+        assert!(d.session.conns[slot].settled);
+        at
+    }
+
+    #[test]
+    fn connection_k_is_due_at_start_plus_k_over_rate_and_a_late_loop_catches_up_in_bursts() {
+        let l = listener();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Connect);
+        p.max = 100;
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        assert_eq!(d.session.attempted, 1, "connection 0 is due at the start");
+        // 1000/s: connection k is due at t0 + k ms.
+        d.turn(t0 + Duration::from_micros(9_999));
+        assert_eq!(d.session.attempted, 10);
+        d.turn(ms(t0, 10));
+        assert_eq!(d.session.attempted, 11);
+        // The pacer is armed for the next one, to the microsecond.
+        assert_eq!(d.session.pacer.armed(), Some(ms(t0, 11)));
+        assert_eq!(d.next_wake().map(|w| w <= ms(t0, 11)), Some(true));
+        // 90 ms late: 90 connections are due; one turn opens MAX_BURST of them and asks for
+        // another turn at once; the next turn opens the rest that are due, and no more.
+        d.turn(ms(t0, 100));
+        assert_eq!(d.session.attempted, 11 + MAX_BURST);
+        assert!(d.session.burst_left);
+        d.turn(ms(t0, 100));
+        assert_eq!(d.session.attempted, 100);
+        assert!(!d.session.burst_left);
+        assert_eq!(d.net.rec.counters.connections_opened, 100);
+        // All `max` attempted: nothing more is opened, whatever the time.
+        d.turn(ms(t0, 5000));
+        assert_eq!(d.session.attempted, 100);
+        assert_eq!(d.session.stage, Stage::Draining);
+    }
+
+    #[test]
+    fn a_refused_first_address_falls_back_at_once_and_the_retry_is_not_an_attempt() {
+        let l = listener();
+        let p = plan(vec![dead(), l.local_addr().unwrap()], Establish::Connect);
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        assert_eq!(d.session.attempted, 1);
+        pump(&mut d, |d| d.session.established == 1);
+        let _s = accept(&l);
+        assert_eq!(d.session.attempted, 1, "the retry is the same attempt");
+        assert_eq!(d.net.rec.counters.connections_opened, 1);
+        assert_eq!(d.net.rec.counters.total_errors(), 0);
+        assert!(d.session.failures.is_empty());
+        assert!(d.session.first_failure.is_none());
+        // New connections go to the address that worked.
+        assert_eq!(d.session.addr_idx, 1);
+        d.turn(ms(t0, 1));
+        let slot = slot_of(&d, 2);
+        assert_eq!(d.net.addr_idx(slot), 1);
+        pump(&mut d, |d| d.session.established == 2);
+        let _s2 = accept(&l);
+    }
+
+    #[test]
+    fn a_connect_timeout_before_anything_was_established_falls_back_too() {
+        // The one policy (core::connect rule 2) moves on after a timeout as after a refusal.
+        let first = listener();
+        let second = listener();
+        let p = plan(
+            vec![first.local_addr().unwrap(), second.local_addr().unwrap()],
+            Establish::Connect,
+        );
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        // As far as the core knows the connect is still pending at its deadline.
+        let slot = slot_of(&d, 1);
+        let deadline = d.net.timers.get(slot, TimerKind::Connect).expect("armed");
+        d.fire_timers(deadline);
+        assert!(d.session.failures.is_empty());
+        assert_eq!(d.session.addr_idx, 1);
+        assert_eq!(d.session.attempted, 1, "the retry is the same attempt");
+        assert_eq!(d.net.rec.counters.connections_opened, 1);
+        assert_eq!(d.net.addr_idx(slot_of(&d, 1)), 1);
+        pump(&mut d, |d| d.session.established == 1);
+        let _s = accept(&second);
+    }
+
+    #[test]
+    fn a_refusal_on_the_last_address_is_a_failure_even_before_anything_was_established() {
+        let p = plan(vec![dead(), dead()], Establish::Connect);
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        pump(&mut d, |d| d.session.first_failure.is_some());
+        let f = d.session.first_failure.unwrap();
+        assert_eq!(f.cause, Cause::Error(ErrorClass::ConnectRefused));
+        assert_eq!(f.connection, 1, "the fall-back retry was not counted");
+        assert_eq!(d.session.attempted, 1);
+        assert_eq!(d.net.rec.counters.connections_opened, 1);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectRefused.index()],
+            1
+        );
+        assert_eq!(d.session.limit, 0);
+    }
+
+    #[test]
+    fn a_refusal_after_a_connection_was_established_is_the_limit_not_a_dead_address() {
+        let first = listener();
+        let second = listener();
+        let p = plan(
+            vec![first.local_addr().unwrap(), second.local_addr().unwrap()],
+            Establish::Connect,
+        );
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        pump(&mut d, |d| d.session.established == 1);
+        let _held = accept(&first);
+        // The first address stops listening: connection 2 is refused there.
+        drop(first);
+        d.turn(ms(t0, 1));
+        pump(&mut d, |d| d.session.first_failure.is_some());
+        let f = d.session.first_failure.unwrap();
+        assert_eq!(f.cause, Cause::Error(ErrorClass::ConnectRefused));
+        assert_eq!(f.connection, 2);
+        assert_eq!(d.session.addr_idx, 0, "no fall-back after an establishment");
+        assert_eq!(d.session.attempted, 2);
+        assert!(
+            nothing_to_accept(&second),
+            "nothing went to the second address"
+        );
+        // The ramp is over: nothing is opened any more.
+        d.turn(ms(t0, 50));
+        assert_eq!(d.session.attempted, 2);
+    }
+
+    #[test]
+    fn a_reset_within_settle_is_a_failure_and_after_it_a_drop() {
+        let l = listener();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Connect);
+        p.max = 2;
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        pump(&mut d, |d| d.session.established == 1);
+        let s1 = accept(&l);
+        d.turn(ms(t0, 1));
+        pump(&mut d, |d| d.session.established == 2);
+        let s2 = accept(&l);
+        // Connection 1 lives through its settle window (fake clock): its reset is a drop.
+        let _ = settle_conn(&mut d, 1);
+        assert!(!d.session.conns[slot_of(&d, 2)].settled);
+        reset(s1);
+        pump(&mut d, |d| d.session.open == 1);
+        assert_eq!(
+            d.session.drops,
+            vec![(Cause::Error(ErrorClass::ResetMidResponse), 1)]
+        );
+        assert!(d.session.failures.is_empty());
+        assert!(d.session.first_failure.is_none());
+        // Connection 2 is reset well within its 30 s window: the server did not admit it.
+        reset(s2);
+        pump(&mut d, |d| d.session.open == 0);
+        assert_eq!(
+            d.session.failures,
+            vec![(Cause::Error(ErrorClass::ConnectReset), 1)]
+        );
+        let f = d.session.first_failure.unwrap();
+        assert_eq!(f.connection, 2);
+        assert_eq!(d.session.limit, 0);
+        assert_eq!(d.session.drops.len(), 1);
+    }
+
+    #[test]
+    fn an_unanswered_keepalive_is_a_silent_drop_at_its_deadline_and_none_piles_up() {
+        let l = listener();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Connect);
+        p.max = 1;
+        p.keepalive = Some(Duration::from_millis(100));
+        p.settle = Duration::from_millis(50);
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        pump(&mut d, |d| d.session.established == 1);
+        let mut s = accept(&l);
+        // `max` reached and settled: the ramp ends, the connection is held and watched. (The
+        // turn is taken at the settle instant, before the first keep-alive is due.)
+        let settled = settle_conn(&mut d, 1);
+        d.turn(settled);
+        assert!(matches!(d.session.stage, Stage::Holding(_)));
+        assert!(d.session.reached_max);
+        assert_eq!(
+            (d.session.limit, d.session.held, d.session.survivors),
+            (1, 1, 1)
+        );
+        let slot = slot_of(&d, 1);
+        let beat = d.net.timers.get(slot, TimerKind::Heartbeat).expect("armed");
+        d.fire_timers(beat);
+        read_get(&mut s);
+        assert_eq!(d.net.rec.counters.requests, 1);
+        // Answered within max(keepalive, connect_timeout) of being sent, or dropped.
+        let deadline = d.net.timers.get(slot, TimerKind::Request).expect("armed");
+        assert_eq!(deadline, beat + p.connect_timeout);
+        // Later beats do not send another request while this one is unanswered.
+        let next = d
+            .net
+            .timers
+            .get(slot, TimerKind::Heartbeat)
+            .expect("re-armed");
+        d.fire_timers(next);
+        assert_eq!(d.net.rec.counters.requests, 1);
+        d.fire_timers(deadline - Duration::from_nanos(1));
+        assert_eq!(d.session.open, 1);
+        d.fire_timers(deadline);
+        assert_eq!(d.session.open, 0);
+        assert_eq!(d.net.link(slot), Link::Closed);
+        assert_eq!(
+            d.session.drops,
+            vec![(Cause::Error(ErrorClass::ReadTimeout), 1)]
+        );
+        assert!(d.session.failures.is_empty());
+        assert_eq!(d.session.survivors, 0);
+        s.set_nonblocking(true).unwrap();
+        let mut rest = [0u8; 64];
+        assert!(
+            !matches!(s.read(&mut rest), Ok(n) if n > 0),
+            "no second request was sent"
+        );
+    }
+
+    #[test]
+    fn an_answered_keepalive_keeps_the_connection() {
+        let l = listener();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Connect);
+        p.max = 1;
+        p.keepalive = Some(Duration::from_millis(100));
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        d.turn(t0);
+        pump(&mut d, |d| d.session.established == 1);
+        let mut s = accept(&l);
+        let slot = slot_of(&d, 1);
+        let beat = d.net.timers.get(slot, TimerKind::Heartbeat).expect("armed");
+        d.fire_timers(beat);
+        read_get(&mut s);
+        s.write_all(OK).unwrap();
+        pump(&mut d, |d| !d.session.conns[slot_of(d, 1)].awaiting);
+        let deadline = beat + p.connect_timeout;
+        d.fire_timers(deadline);
+        assert_eq!(d.session.open, 1);
+        assert!(d.session.drops.is_empty());
+        // The next beat sends the next keep-alive.
+        let next = d
+            .net
+            .timers
+            .get(slot, TimerKind::Heartbeat)
+            .expect("re-armed");
+        d.fire_timers(next);
+        read_get(&mut s);
+        assert_eq!(d.net.rec.counters.requests, 2);
+    }
+
+    #[test]
+    fn the_limit_counts_settled_and_earlier_connections_not_later_ones_that_raced_the_failure() {
+        // Four connections with --request: 1 answered 200, 2 still waiting for its answer,
+        // 4 answered 200 (TCP and the request done before 3's answer is seen), 3 answered 429.
+        // None has settled. The limit counts 1 and 2 (opened before the failing one) once they
+        // settle, not 4, which raced the failure.
+        let l = listener();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Request);
+        p.max = 4;
+        let mut d = driver(&p);
+        let t0 = start(&mut d);
+        // One at a time, so that s[k] is connection k + 1.
+        let mut s = Vec::new();
+        for k in 0..4 {
+            d.turn(ms(t0, k));
+            assert_eq!(d.session.attempted, k + 1);
+            pump(&mut d, |d| d.net.rec.counters.requests == k + 1);
+            let mut c = accept(&l);
+            read_get(&mut c);
+            s.push(c);
+        }
+        s[0].write_all(OK).unwrap();
+        s[3].write_all(OK).unwrap();
+        pump(&mut d, |d| d.session.established == 2);
+        s[2].write_all(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        pump(&mut d, |d| d.session.first_failure.is_some());
+        let f = d.session.first_failure.unwrap();
+        assert_eq!(f.cause, Cause::Status(429));
+        assert_eq!(f.connection, 3);
+        assert_eq!(d.session.stage, Stage::Resolving);
+        assert_eq!(d.session.limit, 0, "nothing had settled");
+        assert_eq!(d.session.pending, 2, "connections 1 and 2 are waited for");
+        // Connection 2 is answered after the failure: established, then settles.
+        s[1].write_all(OK).unwrap();
+        pump(&mut d, |d| d.session.established == 3);
+        let last = [1, 2, 4]
+            .map(|a| d.net.timers.get(slot_of(&d, a), TimerKind::Settle).unwrap())
+            .into_iter()
+            .max()
+            .unwrap();
+        d.fire_timers(last);
+        assert_eq!(d.session.unsettled, 0);
+        d.turn(ms(t0, 10));
+        assert!(matches!(d.session.stage, Stage::Holding(_)));
+        assert_eq!(d.session.limit, 2);
+        assert_eq!((d.session.held, d.session.survivors), (2, 2));
+        assert_eq!(d.session.open, 3, "connection 4 is open, but not counted");
+        assert!(!d.session.conns[slot_of(&d, 4)].marked);
+        // Losing the uncounted one is a drop that does not touch survival.
+        reset(s.pop().unwrap());
+        pump(&mut d, |d| d.session.open == 2);
+        assert_eq!(d.session.survivors, 2);
+        let (mut net, probe) = d.into_parts();
+        let r = probe.finish(&mut net, ms(t0, 20));
+        assert_eq!((r.limit, r.held, r.survived), (2, 2, 2));
+        assert_eq!(r.established, 3);
+        assert_eq!(r.recorder.counters.connections_established, 3);
+        assert_eq!(r.failures, vec![(Cause::Status(429), 1)]);
+        assert_eq!(r.drops_total(), 1);
+        assert!(!r.reached_max);
+        // Rule 6: the pass closed what was left.
+        assert_eq!(net.open_count(), 0);
+    }
+
+    #[test]
+    fn a_server_that_resets_the_tls_handshake_is_connect_reset() {
+        // An https probe against a server that accepts TCP and resets: rule 5 says the server
+        // accepted, then refused (`connect_reset`), not that TLS failed.
+        let l = listener();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Connect);
+        p.target.scheme = Scheme::Https;
+        p.tls.insecure = true;
+        let config = crate::tls::client_config(&p.tls).unwrap();
+        let name = crate::tls::server_name(&p.tls, "127.0.0.1").unwrap();
+        let connector = Connector::new(p.target.addrs.clone(), Vec::new(), 0);
+        let net = Net::<Tls>::new(
+            Poll::new().unwrap(),
+            0,
+            TlsCtx::new(config, name),
+            connector,
+            p.connect_timeout,
+        );
+        let probe = Probe::new(&p, GET, p.max, p.hold, &net).unwrap();
+        let mut d = Driver::new(net, probe);
+        let t0 = Instant::now() + Duration::from_secs(10);
+        d.session.on_start(&mut d.net, t0);
+        d.turn(t0);
+        let s = accept(&l);
+        reset(s);
+        let limit = Instant::now() + Duration::from_secs(30);
+        while d.session.first_failure.is_none() {
+            assert!(Instant::now() < limit, "no failure");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+        }
+        let f = d.session.first_failure.unwrap();
+        assert_eq!(f.cause, Cause::Error(ErrorClass::ConnectReset));
+        assert_eq!(d.session.established, 0);
+    }
+
+    /// A TLS server (self-signed, TLS 1.3 half-RTT data on) that accepts one connection, sends
+    /// `early` with its last handshake flight, completes the handshake and holds the connection
+    /// until the returned sender is dropped.
+    fn half_rtt_server(
+        l: TcpListener,
+        early: &'static [u8],
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        cfg.send_half_rtt_data = true;
+        let cfg = std::sync::Arc::new(cfg);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let mut s = accept(&l);
+            let mut conn = rustls::ServerConnection::new(cfg).unwrap();
+            conn.writer().write_all(early).unwrap();
+            // Until the handshake is done or the client gave up (it may close as soon as it
+            // has read the answer).
+            while conn.is_handshaking() && conn.complete_io(&mut s).is_ok() {}
+            // Hold the connection (no close that the client could classify instead).
+            let _ = rx.recv_timeout(Duration::from_secs(60));
+        });
+        (tx, t)
+    }
+
+    #[test]
+    fn plaintext_that_comes_with_the_tls_handshake_is_read_once_the_connection_is_up() {
+        // A TLS server at its limit that answers 503 right away, in the same flight as its
+        // handshake Finished: the plaintext is there before the connection is up, and must be
+        // read then, not when (if ever) more bytes arrive.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut p = plan(vec![l.local_addr().unwrap()], Establish::Connect);
+        p.target.scheme = Scheme::Https;
+        p.tls.insecure = true;
+        let (hold, server) = half_rtt_server(
+            l,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+        );
+        let config = crate::tls::client_config(&p.tls).unwrap();
+        let name = crate::tls::server_name(&p.tls, "127.0.0.1").unwrap();
+        let connector = Connector::new(p.target.addrs.clone(), Vec::new(), 0);
+        let net = Net::<Tls>::new(
+            Poll::new().unwrap(),
+            0,
+            TlsCtx::new(config, name),
+            connector,
+            p.connect_timeout,
+        );
+        let probe = Probe::new(&p, GET, p.max, p.hold, &net).unwrap();
+        let mut d = Driver::new(net, probe);
+        let t0 = Instant::now() + Duration::from_secs(10);
+        d.session.on_start(&mut d.net, t0);
+        d.turn(t0);
+        let limit = Instant::now() + Duration::from_secs(30);
+        while d.session.first_failure.is_none() {
+            assert!(Instant::now() < limit, "the 503 was never read");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+        }
+        let f = d.session.first_failure.unwrap();
+        assert_eq!(f.cause, Cause::Status(503));
+        assert_eq!(
+            d.session.established, 1,
+            "TLS up is established with Connect"
+        );
+        assert_eq!(d.net.rec.counters.handshakes_full, 1);
+        drop(hold);
+        server.join().unwrap();
     }
 }

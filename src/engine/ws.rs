@@ -53,10 +53,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
-use super::core::{Close, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::core::{Close, Failure, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
 use super::pace;
 use super::reconnect::{Backoff, Budget};
-use super::transport::Failure;
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
@@ -702,6 +701,7 @@ impl<T: Transport> Session<T> for Ws {
             Lost::Connect(class) | Lost::Handshake(class) | Lost::Tls(class) => {
                 (ReconnectCause::Error, class)
             }
+            Lost::HandshakeReset => (ReconnectCause::Error, ErrorClass::TlsHandshake),
             Lost::Protocol(why) => {
                 net.rec.reason(ErrorClass::WsProtocol, &why);
                 (ReconnectCause::Error, ErrorClass::WsProtocol)

@@ -70,7 +70,8 @@ pub struct FirstFailure {
 pub struct PassResult {
     /// Connections this pass was allowed to attempt.
     pub max: usize,
-    /// Established connections open when the ramp ended (rule 3).
+    /// Connections the server admitted when the ramp ended (`engine::probe` rule 3): settled
+    /// ones, not those that raced the first failure.
     pub limit: u64,
     /// Every one of `max` connections was established and settled without a failure.
     pub reached_max: bool,
@@ -83,7 +84,7 @@ pub struct PassResult {
     /// `(seconds since the start, established connections open)`, every [`SAMPLE_EVERY`], and
     /// once more at the end.
     pub series: Vec<(f64, u64)>,
-    /// Connections open when the ramp ended (the survivors' denominator).
+    /// Connections counted in the limit (the survivors' denominator).
     pub held: u64,
     /// Of `held`, still open at the end of the hold.
     pub survived: u64,

@@ -17,7 +17,7 @@
 //! | `config.keepalive_s` | number \| null | `--keepalive` |
 //! | `config.confirm_pause_s` | number \| null | pause between `--confirm` passes; null without `--confirm` |
 //! | `config.headers`, `config.connect_timeout_s`, `config.tls`, `config.resume`, `config.sni`, `config.ca_file`, `config.fd_limit` | | as in the load reports |
-//! | `probe.limit` | integer | established connections open when the ramp ended (at the first failure, or at `max`) |
+//! | `probe.limit` | integer | connections admitted when the ramp ended: at the first failure, those settled then plus those opened before it once they settle (not the ones opened after it that raced the failure); at `max`, all open once settled |
 //! | `probe.reached_max` | bool | every one of `max` connections was established, none failed |
 //! | `probe.first_failure` | object \| null | `class` (label: an error class such as `connect_reset` or `local_fd_limit`, `http_429`, `ws_close_1013`), `local` (bool: this machine's limit), `status` (integer \| null), `close_code` (integer \| null), `at_s` (seconds from the start), `connection` (1-based) |
 //! | `probe.failures` | object | establishment failures by label (first included) |
@@ -25,7 +25,7 @@
 //! | `probe.drops` | object | held connections lost later, by label |
 //! | `probe.drops_total` | integer | their sum |
 //! | `probe.series` | array of `[t_s, open]` | established connections open, every 100 ms and at the end |
-//! | `probe.survived` | object | `survived` of `of` (the connections open when the ramp ended, still open after `hold_s`) |
+//! | `probe.survived` | object | `survived` of `of` (the connections counted in the limit, still open after `hold_s`) |
 //! | `probe.attempted`, `probe.established`, `probe.unresolved`, `probe.peak_open` | integer | connections tried, established, still in progress at the end, most open at once |
 //! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |

@@ -30,8 +30,10 @@ fn plain(
 }
 
 /// The time series climbs without ever going down until it reaches the limit, and it ends
-/// at the limit (nothing is opened after the first failure, and everything survives).
-fn assert_series_climbs_to(r: &Run, limit: u64) {
+/// at the limit (nothing is opened after the first failure, and everything survives). At most
+/// `racing` connections past the limit (the ones on their way when the first failure was
+/// seen, which a resetting target lets complete TCP first) may be sampled above it.
+fn assert_series_climbs_to(r: &Run, limit: u64, racing: u64) {
     let series = r.report()["probe"]["series"]
         .as_array()
         .unwrap_or_else(|| panic!("no series: {}", r.report()));
@@ -52,7 +54,7 @@ fn assert_series_climbs_to(r: &Run, limit: u64) {
     assert!(points.windows(2).all(|w| w[1].0 >= w[0].0), "{points:?}");
     assert_eq!(points.last().map(|p| p.1), Some(limit), "{points:?}");
     // A connection the target resets right after TCP completes may be sampled in between.
-    assert!(points.iter().all(|p| p.1 <= limit + 1), "{points:?}");
+    assert!(points.iter().all(|p| p.1 <= limit + racing), "{points:?}");
 }
 
 #[test]
@@ -98,13 +100,16 @@ fn max_conns_refuse_gives_limit_300_a_server_reset_full_survival_and_a_stable_co
     assert_eq!(r.u64("/probe/survived/of"), LIMIT as u64);
     assert_eq!(r.u64("/probe/survived/survived"), LIMIT as u64);
     assert_eq!(r.u64("/probe/drops_total"), 0);
-    assert_series_climbs_to(&r, LIMIT as u64);
-    // Nothing was opened after the first failure (the confirm passes are separate).
+    // Nothing was opened after the first failure (the confirm passes are separate): every
+    // attempt was due (connection k at k ms, at 1000/s) before the failure was seen. How many
+    // that is depends on how late the target's reset came (tens of ms on a loaded machine).
     let attempted = r.u64("/probe/attempted");
+    let seen_ms = f["at_s"].as_f64().expect("at_s") * 1000.0;
     assert!(
-        (LIMIT as u64 + 1..=LIMIT as u64 + 3).contains(&attempted),
-        "{attempted}"
+        attempted > LIMIT as u64 && attempted as f64 <= seen_ms.floor() + 1.0 + 1e-6,
+        "{attempted} attempted, the failure seen at {seen_ms} ms"
     );
+    assert_series_climbs_to(&r, LIMIT as u64, attempted - LIMIT as u64);
     assert_eq!(
         r.report()["confirm"]["result"],
         "stable",
@@ -158,7 +163,8 @@ fn max_conns_429_with_request_gives_limit_300_and_http_429() {
     assert_eq!(f["local"], false);
     assert!(r.u64("/probe/failures/http_429") >= 1);
     assert_eq!(r.u64("/probe/survived/survived"), LIMIT as u64);
-    assert_series_climbs_to(&r, LIMIT as u64);
+    // Established takes a 200, which the target gives no connection past its limit.
+    assert_series_climbs_to(&r, LIMIT as u64, 0);
     // One timed request per connection, 300 answered 200 and one 429.
     assert!(r.u64("/phases/total/count") > LIMIT as u64);
     assert_eq!(r.report()["config"]["establish"], "request");
@@ -309,4 +315,103 @@ fn bad_probe_flags_are_usage_errors() {
     assert_usage_error(&r, "ws://");
     let r = connbench_raw(&["probe", "ws://127.0.0.1:9/", "--request"]);
     assert_usage_error(&r, "--request");
+}
+
+/// A scripted loopback server with a connection limit whose rejections come late: it holds the
+/// first `limit` connections; the first one past the limit is accepted only `delay` later and
+/// reset (SO_LINGER 0), and so is every one after it. Meanwhile the kernel completes the TCP
+/// handshakes of the connections that follow (they wait in the listen backlog), which is what a
+/// busy server does, and what the built-in target does on a loaded machine. Stopped by handle.
+struct LateResetter {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u64, u64)>>,
+}
+
+impl LateResetter {
+    fn start(limit: usize, delay: std::time::Duration) -> LateResetter {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let addr = l.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut held = Vec::new();
+            let mut reset = 0u64;
+            while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
+                if held.len() == limit && reset == 0 {
+                    std::thread::sleep(delay);
+                }
+                match l.accept() {
+                    Ok((s, _)) if held.len() < limit => held.push(s),
+                    Ok((s, _)) => {
+                        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                        reset += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            (held.len() as u64, reset)
+        });
+        LateResetter {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop it: (connections held, connections reset).
+    fn stop(mut self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("server thread")
+    }
+}
+
+#[test]
+fn a_reset_seen_after_later_connections_completed_does_not_raise_the_limit() {
+    // The first connection past the limit (21) is reset 300 ms late; connections 22..40 have
+    // completed TCP by then. They had not settled (2 s) when 21's reset arrived: they raced the
+    // failure and are not part of the limit (before the fix the limit was 20 + however many of
+    // them had completed, e.g. 39).
+    let s = LateResetter::start(20, std::time::Duration::from_millis(300));
+    let url = format!("http://{}/", s.addr);
+    let r = connbench(&[
+        "probe",
+        &url,
+        "--connect-rate",
+        "1000",
+        "--max",
+        "40",
+        "--hold",
+        "1s",
+        "--settle",
+        "2s",
+        "--connect-timeout",
+        "30s",
+    ]);
+    let (held, reset) = s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(held, 20);
+    let f = &r.report()["probe"]["first_failure"];
+    assert_eq!(f["class"], "connect_reset", "{f}");
+    // 21 in practice; a later one if its reset was seen first, which changes nothing below.
+    let first = f["connection"].as_u64().expect("connection");
+    assert!((21..=40).contains(&first), "{f}");
+    assert_eq!(r.u64("/probe/limit"), 20, "{}", r.stdout);
+    assert_eq!(r.u64("/probe/survived/of"), 20);
+    assert_eq!(r.u64("/probe/survived/survived"), 20);
+    // Every connection past the limit that was opened was reset, and each is a failure (not a
+    // drop: none had settled).
+    let attempted = r.u64("/probe/attempted");
+    assert!((21..=40).contains(&attempted), "{attempted}");
+    assert_eq!(r.u64("/probe/failures/connect_reset"), attempted - 20);
+    assert_eq!(r.u64("/probe/drops_total"), 0);
+    assert!(reset >= 1, "{reset}");
 }

@@ -37,11 +37,10 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::engine::buf::RecvBuf;
-use crate::engine::transport::{Failure, Refusal};
 use crate::metrics::{ErrorClass, Phase, Recorder};
 pub use connect::Connector;
 pub use timer::{TimerKind, TimerTable};
-pub use transport::{Plain, Recv, Tls, TlsCtx, Transport};
+pub use transport::{Failure, Plain, Recv, Refusal, Tls, TlsCtx, Transport};
 
 /// Token of a worker's waker. Slot tokens are `slot | generation << 32` with slot < 2^32, so no
 /// slot token is ever this high.
@@ -83,8 +82,12 @@ pub enum Lost {
     /// The TCP connect failed or timed out (already classified; the fall-back policy has moved
     /// the slot to its next address where it applies).
     Connect(ErrorClass),
-    /// The TLS handshake failed, timed out, or the peer went away during it.
+    /// The TLS handshake failed, timed out, or the peer closed during it.
     Handshake(ErrorClass),
+    /// The peer reset the connection (ECONNRESET, EPIPE, ECONNABORTED) during the TLS
+    /// handshake: it accepted TCP, then refused. HTTP and WebSocket count it as
+    /// `tls_handshake` like any handshake failure; the probe as `connect_reset`.
+    HandshakeReset,
     /// The peer closed (FIN, or TLS close_notify). The receive buffer still holds what was
     /// pending.
     Eof,
@@ -209,6 +212,25 @@ impl<T: Transport> Net<T> {
     /// Bytes received on the slot and not yet consumed by the session.
     pub fn pending(&self, slot: usize) -> &[u8] {
         self.slots[slot].rb.pending()
+    }
+
+    /// The index (into the connector's addresses) the slot's next `open` connects to.
+    pub fn addr_idx(&self, slot: usize) -> usize {
+        self.slots[slot].addr_idx
+    }
+
+    /// Make the slot's next `open` connect to address `idx` (modulo the number of addresses):
+    /// for a session that applies the fall-back policy its own way (the probe sends every new
+    /// connection to the address that worked, `connect` module doc).
+    pub fn set_addr_idx(&mut self, slot: usize, idx: usize) {
+        self.slots[slot].addr_idx = idx;
+    }
+
+    /// The slot's receive buffer (and the recorder) outside a read, for bytes a session left
+    /// unconsumed because they came before it could use them: plaintext that arrived with the
+    /// TLS handshake's last flight is delivered to `on_data` before `on_ready`.
+    pub fn unread(&mut self, slot: usize) -> (&mut RecvBuf, &mut Recorder) {
+        (&mut self.slots[slot].rb, &mut self.rec)
     }
 
     /// When the slot's `connect()` was called.
@@ -369,6 +391,17 @@ pub trait Session<T: Transport> {
     }
 }
 
+/// A socket error during the TLS handshake: a reset is the peer refusing a connection it had
+/// accepted ([`Lost::HandshakeReset`]); anything else fails the handshake.
+fn handshake_io(e: &io::Error) -> Lost {
+    match e.raw_os_error() {
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => {
+            Lost::HandshakeReset
+        }
+        _ => Lost::Handshake(ErrorClass::TlsHandshake),
+    }
+}
+
 /// A net and the session driving it: the event loop's body, one step at a time.
 pub struct Driver<T: Transport, S: Session<T>> {
     /// The sockets.
@@ -472,7 +505,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
                 if ev.is_writable() {
                     if let Err(e) = self.net.flush(slot) {
                         let lost = match link {
-                            Link::Handshaking => Lost::Handshake(ErrorClass::TlsHandshake),
+                            Link::Handshaking => handshake_io(&e),
                             _ => Lost::Io(e),
                         };
                         return self.lose(slot, lost, Instant::now());
@@ -509,8 +542,8 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
                                 TimerKind::Connect,
                                 now + self.net.connect_timeout,
                             );
-                            if self.net.flush(slot).is_err() {
-                                self.lose(slot, Lost::Handshake(ErrorClass::TlsHandshake), now);
+                            if let Err(e) = self.net.flush(slot) {
+                                self.lose(slot, handshake_io(&e), now);
                             }
                         } else {
                             self.up(slot, now);
@@ -597,9 +630,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         match f {
             Failure::Tls(class) if link == Link::Handshaking => Lost::Handshake(class),
             Failure::Tls(class) => Lost::Tls(class),
-            Failure::Io(_) if link == Link::Handshaking => {
-                Lost::Handshake(ErrorClass::TlsHandshake)
-            }
+            Failure::Io(e) if link == Link::Handshaking => handshake_io(&e),
             Failure::Io(e) => Lost::Io(e),
             Failure::Protocol(why) => Lost::Protocol(why),
         }
@@ -618,5 +649,144 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
     /// Give the parts back.
     pub fn into_parts(self) -> (Net<T>, S) {
         (self.net, self.session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core's own API against scripted loopback peers, with a session that only records
+    //! what it is told (the HTTP, WebSocket and probe sessions test the rest on top).
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    /// Records every loss; never consumes received bytes.
+    #[derive(Default)]
+    struct Record {
+        ready: Vec<usize>,
+        lost: Vec<(usize, String)>,
+        reads: usize,
+    }
+
+    impl<T: Transport> Session<T> for Record {
+        fn on_ready(&mut self, _net: &mut Net<T>, slot: usize, _now: Instant) {
+            self.ready.push(slot);
+        }
+        fn on_data(
+            &mut self,
+            _slot: usize,
+            _rb: &mut RecvBuf,
+            _now: Instant,
+            _rec: &mut Recorder,
+        ) -> Result<(), Failure> {
+            Ok(())
+        }
+        fn after_read(&mut self, _net: &mut Net<T>, _slot: usize, _now: Instant) {
+            self.reads += 1;
+        }
+        fn on_lost(&mut self, _net: &mut Net<T>, slot: usize, lost: Lost, _now: Instant) {
+            self.lost.push((slot, format!("{lost:?}")));
+        }
+        fn on_timer(&mut self, _: &mut Net<T>, _: usize, _: TimerKind, _: Instant) {}
+    }
+
+    fn net<T: Transport>(addrs: Vec<SocketAddr>, ctx: T::Ctx) -> Driver<T, Record> {
+        let net = Net::<T>::new(
+            Poll::new().unwrap(),
+            1,
+            ctx,
+            Connector::new(addrs, Vec::new(), 0),
+            Duration::from_secs(30),
+        );
+        Driver::new(net, Record::default())
+    }
+
+    fn pump<T: Transport>(d: &mut Driver<T, Record>, done: impl Fn(&Driver<T, Record>) -> bool) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        while !done(d) {
+            assert!(Instant::now() < limit, "condition not reached");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+        }
+    }
+
+    fn accept(l: &TcpListener) -> TcpStream {
+        let (s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    #[test]
+    fn set_addr_idx_chooses_the_address_of_the_next_open() {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = net::<Plain>(vec![a.local_addr().unwrap(), b.local_addr().unwrap()], ());
+        assert_eq!(d.net.addr_idx(0), 0);
+        d.net.set_addr_idx(0, 1);
+        assert_eq!(d.net.addr_idx(0), 1);
+        assert_eq!(d.net.open(0, Instant::now()), Opened::Connecting);
+        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        // TCP is up, so the connection waits in one of the accept queues: the second's.
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        assert!(b.accept().is_ok());
+        assert_eq!(
+            a.accept().map(|_| ()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "nothing went to the first address"
+        );
+    }
+
+    #[test]
+    fn unread_hands_back_the_bytes_a_session_left_in_the_buffer() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = net::<Plain>(vec![l.local_addr().unwrap()], ());
+        d.net.open(0, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        s.write_all(b"early").unwrap();
+        pump(&mut d, |d| d.net.pending(0).len() == 5);
+        let (rb, _rec) = d.net.unread(0);
+        assert_eq!(rb.pending(), b"early");
+        rb.consume(5);
+        assert!(d.net.pending(0).is_empty());
+    }
+
+    /// A TLS net whose peer accepts TCP and then does `then` with the socket.
+    fn tls_handshake_against(then: impl FnOnce(TcpStream)) -> Vec<(usize, String)> {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let plan = crate::plan::TlsPlan {
+            insecure: true,
+            ..Default::default()
+        };
+        let config = crate::tls::client_config(&plan).unwrap();
+        let name = crate::tls::server_name(&plan, "127.0.0.1").unwrap();
+        let mut d = net::<Tls>(vec![l.local_addr().unwrap()], TlsCtx::new(config, name));
+        d.net.open(0, Instant::now());
+        let s = accept(&l);
+        pump(&mut d, |d| d.net.link(0) == Link::Handshaking);
+        then(s);
+        pump(&mut d, |d| !d.session.lost.is_empty());
+        assert!(d.session.ready.is_empty());
+        d.session.lost
+    }
+
+    #[test]
+    fn a_reset_during_the_tls_handshake_is_handshake_reset_and_a_fin_a_handshake_failure() {
+        let lost = tls_handshake_against(|s| {
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        });
+        assert_eq!(lost, vec![(0, "HandshakeReset".to_string())]);
+        let lost = tls_handshake_against(|mut s| {
+            // Read the ClientHello first, so the close is a FIN, not an RST for unread data.
+            let mut hello = [0u8; 5];
+            s.read_exact(&mut hello).unwrap();
+            assert_eq!(hello[0], 22, "a TLS handshake record");
+            let mut rest = vec![0u8; u16::from_be_bytes([hello[3], hello[4]]) as usize];
+            s.read_exact(&mut rest).unwrap();
+            s.shutdown(std::net::Shutdown::Both).unwrap();
+        });
+        assert_eq!(lost, vec![(0, "Handshake(TlsHandshake)".to_string())]);
     }
 }

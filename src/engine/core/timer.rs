@@ -1,5 +1,5 @@
 //! The timer table: every deadline of a worker — connect and request timeouts, reconnect
-//! backoff, heartbeats, staleness, pong deadlines — in one min-heap, so the loop sleeps exactly
+//! backoff, heartbeats, staleness, pong deadlines, the probe's settle window — in one min-heap, so the loop sleeps exactly
 //! until the earliest one and never sweeps its slots (quinn-proto's `connection/timer.rs` keeps
 //! one deadline per kind per connection; this is the same table for a worker's thousands of
 //! slots, with the heap to find the earliest).
@@ -39,11 +39,15 @@ pub enum TimerKind {
     Pong,
     /// The slot's next scheduled send (echo at a constant rate).
     Send,
+    /// The connection has been up long enough to count as admitted (the probe's settle
+    /// window): a loss before this instant says the server refused it, a loss after it is a
+    /// drop of a connection it had accepted.
+    Settle,
 }
 
 impl TimerKind {
     /// Number of kinds.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     #[inline]
     fn index(self) -> usize {
@@ -285,7 +289,9 @@ mod tests {
             TimerKind::Stale,
             TimerKind::Pong,
             TimerKind::Send,
+            TimerKind::Settle,
         ];
+        assert_eq!(kinds.len(), TimerKind::COUNT, "every kind is in the model");
         let slots = 8;
         let mut t = TimerTable::new(slots);
         let mut model = vec![[None::<Instant>; TimerKind::COUNT]; slots];

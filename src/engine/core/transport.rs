@@ -25,6 +25,7 @@
 //! 5. Writes go straight to the socket; only what the socket refuses is kept for the next
 //!    writable edge (plain) or left in rustls' queue (TLS).
 
+use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,11 +36,53 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind};
 
 use crate::engine::buf::RecvBuf;
-use crate::engine::transport::{Failure, Refusal};
-use crate::metrics::TlsFacts;
+use crate::metrics::{ErrorClass, TlsFacts};
+use crate::proto::http1::ProtoError;
+use crate::proto::ws::WsError;
 
 /// Size of the per-worker TLS read scratch.
 pub const SCRATCH: usize = 64 * 1024;
+
+/// Why a transport operation failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// A socket error; the caller classifies it by the connection's state.
+    Io(io::Error),
+    /// TLS failed (certificate, alert, protocol), already classified.
+    Tls(ErrorClass),
+    /// The framer rejected the plaintext, or it outgrew the buffer; the reason goes to the
+    /// report ([`crate::metrics::Recorder::reason`]).
+    Protocol(Refusal),
+}
+
+/// Why the server's bytes were refused: carried as the decoder's own error and formatted only
+/// when counted, so a refusal costs no allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The HTTP/1.1 response framer's verdict.
+    Http(ProtoError),
+    /// The WebSocket frame decoder's verdict.
+    Ws(WsError),
+    /// The plaintext outgrew the receive buffer before the decoder could take any of it.
+    BufferFull,
+    /// Response bytes arrived while no request was outstanding.
+    Unsolicited,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Http(e) => e.fmt(f),
+            Refusal::Ws(e) => e.fmt(f),
+            Refusal::BufferFull => write!(
+                f,
+                "data outgrew the {} KiB receive buffer before it could be decoded",
+                crate::engine::buf::MAX_CAPACITY / 1024
+            ),
+            Refusal::Unsolicited => write!(f, "server sent bytes while no request was outstanding"),
+        }
+    }
+}
 
 /// How a `recv` call ended without failing.
 #[derive(Debug, Default, Clone, Copy)]
