@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: what CI runs (.ci/run) and what you run before pushing.
-# Needs only the Rust toolchain: every server the tests talk to is started in-process on
-# loopback (port 0) and stopped by handle.
+# Needs the Rust toolchain (stable, plus nightly for the fuzz smoke; scripts/fuzz.sh installs
+# cargo-fuzz when it is missing): every server the tests talk to is started in-process on
+# loopback (port 0) and stopped by handle. The Autobahn step needs Python 2.7 (it says SKIPPED
+# without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,9 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== cargo test (unit, codec, end-to-end, allocation count, benches in test mode)"
 cargo test --all-targets
+
+echo "== fuzz smoke: every decoder target for 20 s (scripts/fuzz.sh; nightly + cargo-fuzz)"
+scripts/fuzz.sh 20
 
 echo "== WebSocket conformance: Autobahn|Testsuite fuzzing server against connbench's client"
 # Needs Python 2.7 (pyenv on these machines); the script says SKIPPED plainly when it is absent.

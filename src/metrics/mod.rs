@@ -894,4 +894,25 @@ mod tests {
         );
         assert!(!ErrorClass::ConnectRefused.is_local());
     }
+
+    #[test]
+    fn the_readme_tables_name_every_error_class_and_every_phase() {
+        // The README's error-class and phase tables are what users check the numbers against:
+        // every class and phase the code can report has its own row.
+        let readme = include_str!("../../README.md");
+        for e in ErrorClass::ALL {
+            assert!(
+                readme.contains(&format!("| `{}` |", e.name())),
+                "README error-class table lacks a row for {}",
+                e.name()
+            );
+        }
+        for p in Phase::ALL {
+            assert!(
+                readme.contains(&format!("\n| {} |", p.name())),
+                "README phase tables lack a row for {}",
+                p.name()
+            );
+        }
+    }
 }
