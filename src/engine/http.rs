@@ -8,7 +8,7 @@
 //! 2. Nothing allocates per request: the request bytes are pre-serialized (K copies for
 //!    pipelining), the in-flight queues are sized at start.
 //! 3. Request timeouts cost one timer per timeout period per slot, not one per request: the
-//!    deadline follows the oldest request in flight lazily ([`TimerTable::set_at_most`]; when it
+//!    deadline follows the oldest request in flight lazily (`TimerTable::set_at_most`; when it
 //!    fires early it is re-armed from the true oldest request).
 //! 4. A failure is counted once, by the step the connection was in, and the slot reopens at once
 //!    if its connection had answered anything, else after a backoff that doubles up to
