@@ -5,7 +5,7 @@
 //! `mio::Poll`, its own connections and its own [`metrics::Recorder`]; nothing is shared on the
 //! hot path. Protocol code in [`proto`] is sans-IO; [`tls`] builds the rustls configuration.
 //! After the workers join, the recorders are merged and [`report`] renders the human summary
-//! and the versioned JSON document. [`target`] is the built-in loopback server
+//! and the versioned JSON document. [`serve`] is the built-in loopback server
 //! (`connbench serve`) that tests, benches and the first run use.
 //!
 //! ```text
@@ -23,6 +23,6 @@ pub mod metrics;
 pub mod plan;
 pub mod proto;
 pub mod report;
+pub mod serve;
 pub mod sys;
-pub mod target;
 pub mod tls;
