@@ -19,7 +19,7 @@ use crate::engine::{self, EngineError};
 use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
 use crate::proto::jsonfield::TsUnit;
 use crate::report::{self, RunMeta, WsMeta};
-use crate::target::{self, OverLimit, ServeConfig, ServeError, ServerHandle};
+use crate::serve::{self, OverLimit, ServeConfig, ServeError, ServerHandle};
 
 /// Exit code of a completed run.
 pub const EXIT_OK: i32 = 0;
@@ -361,7 +361,7 @@ fn prepare(
     let mut server = None;
     let mut target = match endpoint {
         Endpoint::Builtin { path, tls: use_tls } => {
-            let handle = target::start(ServeConfig {
+            let handle = serve::start(ServeConfig {
                 http_port: (!use_tls).then_some(0),
                 https_port: use_tls.then_some(0),
                 cpus: cpus.target_cpus.clone(),
@@ -878,11 +878,11 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
     }
     if a.ws_greeting
         .as_ref()
-        .is_some_and(|g| g.len() > target::MAX_GREETING)
+        .is_some_and(|g| g.len() > serve::MAX_GREETING)
     {
         return usage(format!(
             "--ws-greeting must be at most {} bytes",
-            target::MAX_GREETING
+            serve::MAX_GREETING
         ));
     }
     if a.stall_for.is_some_and(|d| d.is_zero()) {
@@ -919,7 +919,7 @@ fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         drip: a.drip,
     };
     crate::sys::raise_fd_limit();
-    let handle = target::start(cfg).map_err(AppError::Serve)?;
+    let handle = serve::start(cfg).map_err(AppError::Serve)?;
     if let Some(addr) = handle.http_addr() {
         println!("http   http://{addr}/");
     }

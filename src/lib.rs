@@ -10,7 +10,7 @@
 //! loss means. Each worker owns its [`metrics::Recorder`]; nothing is shared on the hot path.
 //! Protocol code in [`proto`] is sans-IO; [`tls`] builds the rustls configuration. After the
 //! workers join, the recorders are merged and [`report`] renders the summary, the versioned
-//! JSON document and the interval log. [`target`] is the built-in loopback server
+//! JSON document and the interval log. [`serve`] is the built-in loopback server
 //! (`connbench serve`) that tests, benches and the first run use.
 //!
 //! ```text
@@ -32,6 +32,6 @@ pub mod metrics;
 pub mod plan;
 pub mod proto;
 pub mod report;
+pub mod serve;
 pub mod sys;
-pub mod target;
 pub mod tls;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use connbench::plan::{HttpPlan, Pinning, Stop, TlsPlan};
-use connbench::target::{self, ServeConfig};
+use connbench::serve::{self, ServeConfig};
 
 struct Counting;
 
@@ -85,7 +85,7 @@ fn allocs_per_request(url: &str, ca: Option<Vec<u8>>) -> f64 {
 #[test]
 fn plain_keep_alive_allocates_nothing_per_request() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = target::start(ServeConfig::default()).expect("target");
+    let server = serve::start(ServeConfig::default()).expect("target");
     let url = format!("http://{}/", server.http_addr().unwrap());
     let per = allocs_per_request(&url, None);
     let tls_url = format!("https://localhost:{}/", server.https_addr().unwrap().port());
@@ -146,7 +146,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
 #[test]
 fn websocket_stream_allocates_nothing_per_message() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = target::start(ServeConfig {
+    let server = serve::start(ServeConfig {
         ws_rate: 20_000.0,
         https_port: None,
         ..ServeConfig::default()

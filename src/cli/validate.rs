@@ -1253,7 +1253,7 @@ mod tests {
 
     #[test]
     fn the_serve_bounds_are_the_targets() {
-        use crate::target::{self, ServeConfig};
+        use crate::serve::{self, ServeConfig};
         let start = |tweak: &dyn Fn(&mut ServeConfig)| {
             let mut cfg = ServeConfig {
                 http_port: Some(0),
@@ -1261,7 +1261,7 @@ mod tests {
                 ..ServeConfig::default()
             };
             tweak(&mut cfg);
-            target::start(cfg).map(|h| h.stop())
+            serve::start(cfg).map(|h| h.stop())
         };
         start(&|c| c.ws_stall_after = Some(MAX_SERVE_DELAY)).expect("the largest delay");
         start(&|c| c.ws_rate = MAX_SERVE_WS_RATE).expect("the largest rate");

@@ -1,8 +1,13 @@
-//! Sans-IO WebSocket client codec (RFC 6455): the upgrade request, the check of the server's
-//! `101 Switching Protocols`, masked frame encoding and a frame decoder that reassembles messages.
+//! Sans-IO WebSocket codec (RFC 6455). Two parts:
+//! - the primitives both roles share — client here and the built-in server in
+//!   [`crate::serve`] — and that therefore exist once: [`OpCode`], [`apply_mask`] (the
+//!   unmasking fast path is the masking one), [`accept_key`] / [`accept_for`] (the
+//!   `Sec-WebSocket-Accept` derivation), [`encode_head`] (a frame header, masked or not),
+//!   [`is_sendable_close_code`] and [`CONTROL_MAX`];
+//! - the client role: the upgrade request, the check of the server's `101 Switching Protocols`,
+//!   masked frame encoding and a frame decoder that reassembles messages.
 //!
-//! This module owns the byte-level protocol of one WebSocket connection as seen by a client. It
-//! never touches a socket, never reads a clock and never allocates per frame in steady state:
+//! It never touches a socket, never reads a clock and never allocates per frame in steady state:
 //! [`encode_frame`] appends to the caller's buffer, and [`Decoder`] returns messages borrowed from
 //! the caller's input (single-frame messages) or from its own reassembly buffer (fragmented
 //! ones), which it reuses. It does not answer pings, send closes or track the closing handshake:
@@ -32,11 +37,11 @@ use base64::Engine as _;
 use crate::proto::http1::{parse_response, trim_ows, HeaderSlots, ProtoError, RequestError};
 
 /// RFC 6455 §1.3: appended to the key before hashing.
-const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Largest upgrade response head accepted, interim responses included.
 const HEAD_MAX: usize = 64 * 1024;
 /// RFC 6455 §5.5: control frames carry at most 125 payload bytes.
-const CONTROL_MAX: usize = 125;
+pub const CONTROL_MAX: usize = 125;
 /// Reassembly capacity kept after a fragmented message: enough for typical messages so steady
 /// state does not allocate, small enough that one huge message does not pin memory on each of
 /// thousands of connections.
@@ -73,11 +78,27 @@ impl Handshake {
 }
 
 /// Sec-WebSocket-Accept for a key: base64(SHA-1(key ++ "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
-pub fn accept_for(key: &str) -> String {
+/// Both roles use it: the client to check the server's answer, the server to give it. Writes
+/// into an array, so the server's upgrade path does not allocate.
+pub fn accept_key(key: &[u8]) -> [u8; 28] {
     let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    sha1.update(key.as_bytes());
-    sha1.update(ACCEPT_GUID.as_bytes());
-    BASE64.encode(sha1.finish().as_ref())
+    sha1.update(key);
+    sha1.update(ACCEPT_GUID);
+    let digest = sha1.finish();
+    let mut out = [0u8; 28];
+    // 20 bytes always encode to exactly 28 characters (one `=` of padding), so this cannot
+    // run out of room.
+    let _ = BASE64.encode_slice(digest.as_ref(), &mut out);
+    out
+}
+
+/// [`accept_key`] as a `String` (the client keeps it beside its key).
+pub fn accept_for(key: &str) -> String {
+    // Base64 output is ASCII.
+    accept_key(key.as_bytes())
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
 }
 
 /// Header fields the handshake itself sends or that would break it; a user header with one of
@@ -357,23 +378,7 @@ impl OpCode {
 pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, payload: &[u8], mask: [u8; 4]) {
     let len = payload.len();
     let mut header = [0u8; 14];
-    header[0] = (u8::from(fin) << 7) | opcode.bits();
-    let mut header_len = 2;
-    if len <= 125 {
-        // Fits: len <= 125.
-        header[1] = 0x80 | len as u8;
-    } else if let Ok(short) = u16::try_from(len) {
-        header[1] = 0x80 | 126;
-        header[2..4].copy_from_slice(&short.to_be_bytes());
-        header_len = 4;
-    } else {
-        header[1] = 0x80 | 127;
-        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        header_len = 10;
-    }
-    header[header_len..header_len + 4].copy_from_slice(&mask);
-    header_len += 4;
-
+    let header_len = encode_head(&mut header, opcode, fin, len, Some(mask));
     out.reserve(header_len + len);
     out.extend_from_slice(&header[..header_len]);
     let start = out.len();
@@ -381,23 +386,63 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, fin: bool, payload: &[u8]
     apply_mask(&mut out[start..], mask, 0);
 }
 
-/// Convenience: a close frame with code and reason.
-///
-/// The reason is cut to 123 bytes (at a character boundary, so it stays valid UTF-8) because a
-/// control frame carries at most 125 bytes. No allocation when `out` has capacity.
+/// Write a frame header for a `len`-byte payload into `header` and return its length (2 to 14
+/// bytes): FIN and opcode, the minimal length form (7, 16 or 64 bits), and the mask key when
+/// there is one (clients always mask, servers never do). The payload itself is the caller's.
+pub fn encode_head(
+    header: &mut [u8; 14],
+    opcode: OpCode,
+    fin: bool,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> usize {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    header[0] = (u8::from(fin) << 7) | opcode.bits();
+    let mut header_len = 2;
+    if len <= 125 {
+        // Fits: len <= 125.
+        header[1] = mask_bit | len as u8;
+    } else if let Ok(short) = u16::try_from(len) {
+        header[1] = mask_bit | 126;
+        header[2..4].copy_from_slice(&short.to_be_bytes());
+        header_len = 4;
+    } else {
+        header[1] = mask_bit | 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        header_len = 10;
+    }
+    if let Some(mask) = mask {
+        header[header_len..header_len + 4].copy_from_slice(&mask);
+        header_len += 4;
+    }
+    header_len
+}
+
+/// Convenience: a close frame with code and reason (see [`close_payload`]). No allocation when
+/// `out` has capacity.
 pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str, mask: [u8; 4]) {
+    let mut payload = [0u8; CONTROL_MAX];
+    let len = close_payload(&mut payload, code, reason);
+    encode_frame(out, OpCode::Close, true, &payload[..len], mask);
+}
+
+/// A close frame's payload, written into `payload`; returns its length. The code comes first
+/// (big-endian), then the reason cut to 123 bytes at a character boundary, so it stays valid
+/// UTF-8 and the whole fits the 125 bytes a control frame may carry. Both roles build closes
+/// with it.
+pub fn close_payload(payload: &mut [u8; CONTROL_MAX], code: u16, reason: &str) -> usize {
     let mut end = reason.len().min(CONTROL_MAX - 2);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    let reason = &reason.as_bytes()[..end];
-    let mut payload = [0u8; CONTROL_MAX];
     payload[..2].copy_from_slice(&code.to_be_bytes());
-    payload[2..2 + reason.len()].copy_from_slice(reason);
-    encode_frame(out, OpCode::Close, true, &payload[..2 + reason.len()], mask);
+    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    2 + end
 }
 
-/// XOR `buf` with `mask` as if it started at byte `offset` of the payload.
+/// XOR `buf` with `mask` as if it started at byte `offset` of the payload. Masking and unmasking
+/// are the same operation: the client masks what it sends with it, the server unmasks what it
+/// receives (in place, a frame delivered in pieces continuing at `offset`).
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let phase = [
         mask[offset % 4],
@@ -552,8 +597,9 @@ impl fmt::Display for WsError {
 impl std::error::Error for WsError {}
 
 /// Close codes a peer may send (RFC 6455 §7.4 and the IANA registry: 1012-1014 are registered,
-/// 3000-3999 are for libraries and frameworks, 4000-4999 private use).
-fn is_sendable_close_code(code: u16) -> bool {
+/// 3000-3999 are for libraries and frameworks, 4000-4999 private use; 1005, 1006 and 1015 are
+/// for local use only, 1004 and 1016-2999 unassigned). Both roles check received closes with it.
+pub fn is_sendable_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
@@ -1905,6 +1951,32 @@ mod tests {
     }
 
     #[test]
+    fn unmasked_headers_parse_with_tungstenite_at_length_boundaries() {
+        use std::io::Cursor;
+        use tungstenite::protocol::frame::FrameHeader;
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 1 << 20] {
+            for (opcode, fin) in [
+                (OpCode::Binary, true),
+                (OpCode::Text, false),
+                (OpCode::Ping, true),
+            ] {
+                let mut head = [0u8; 14];
+                let n = encode_head(&mut head, opcode, fin, len, None);
+                let mut cur = Cursor::new(&head[..n]);
+                let (h, theirs) = FrameHeader::parse(&mut cur)
+                    .expect("tungstenite parses")
+                    .expect("complete");
+                assert_eq!(cur.position() as usize, n, "len {len}: whole header read");
+                assert_eq!(theirs as usize, len);
+                assert_eq!(h.is_final, fin);
+                assert_eq!(h.mask, None, "a server header carries no mask");
+                assert_eq!(u8::from(h.opcode), opcode.bits());
+                assert_eq!(n, h.len(len as u64), "minimal length form for {len}");
+            }
+        }
+    }
+
+    #[test]
     fn masking_in_pieces_equals_masking_whole() {
         let mask = [9, 8, 7, 6];
         let data: Vec<u8> = (0..200u8).collect();
@@ -2250,6 +2322,21 @@ mod tests {
             accept_for("x3JJHMbDL1EzLkh9GBhXDw=="),
             tungstenite::handshake::derive_accept_key(b"x3JJHMbDL1EzLkh9GBhXDw==")
         );
+    }
+
+    #[test]
+    fn accept_key_bytes_match_the_rfc_sample_and_tungstenite() {
+        // The server's allocation-free form gives the same 28 characters as the client's.
+        assert_eq!(&accept_key(SAMPLE_KEY.as_bytes()), SAMPLE_ACCEPT.as_bytes());
+        for key in [
+            &b"x3JJHMbDL1EzLkh9GBhXDw=="[..],
+            b"AQIDBAUGBwgJCgsMDQ4PEC==",
+            b"",
+        ] {
+            let ours = accept_key(key);
+            let theirs = tungstenite::handshake::derive_accept_key(key);
+            assert_eq!(std::str::from_utf8(&ours).expect("ascii"), theirs);
+        }
     }
 
     #[test]

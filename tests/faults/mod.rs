@@ -14,7 +14,7 @@
 use std::io::{BufRead, Read, Write};
 use std::process::{Child, Command, Stdio};
 
-use connbench::target::{OverLimit, ServerHandle};
+use connbench::serve::{OverLimit, ServerHandle};
 
 use crate::util::{
     assert_usage_error, bin, connbench, connbench_raw, http_url, https_url, serve, write_ca, Run,

@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use connbench::target::OverLimit;
+use connbench::serve::OverLimit;
 use serde_json::Value;
 
 use crate::util::{
@@ -20,9 +20,7 @@ const SETTLE: &str = "500ms";
 /// Server-side limit used throughout.
 const LIMIT: usize = 300;
 
-fn plain(
-    tweak: impl FnOnce(&mut connbench::target::ServeConfig),
-) -> connbench::target::ServerHandle {
+fn plain(tweak: impl FnOnce(&mut connbench::serve::ServeConfig)) -> connbench::serve::ServerHandle {
     serve(|c| {
         c.https_port = None;
         tweak(c);

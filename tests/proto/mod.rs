@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::util::{assert_usage_error, connbench, connbench_raw, http_url, serve};
-use connbench::target::ServerHandle;
+use connbench::serve::ServerHandle;
 use serde_json::json;
 
 const FIELDS_OVER: &str = "response head has more than 1024 header fields";

@@ -7,7 +7,7 @@
 //! Every run that would start something if the check were missing is bounded (`-d 300ms`,
 //! `-n 5`, `--max 2`, `--for 300ms`), so an unfixed binary fails these tests quickly.
 
-use connbench::target::ServerHandle;
+use connbench::serve::ServerHandle;
 
 use crate::util::{
     assert_usage_error, connbench, connbench_raw, http_url, https_url, serve, write_ca, Run,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use connbench::target::{self, ServeConfig, ServerHandle};
+use connbench::serve::{self, ServeConfig, ServerHandle};
 use serde_json::Value;
 
 /// A fresh, empty directory for one test's files (removed on drop).
@@ -40,7 +40,7 @@ impl Drop for TempDir {
 pub fn serve(tweak: impl FnOnce(&mut ServeConfig)) -> ServerHandle {
     let mut cfg = ServeConfig::default();
     tweak(&mut cfg);
-    target::start(cfg).expect("start built-in target")
+    serve::start(cfg).expect("start built-in target")
 }
 
 pub fn http_url(s: &ServerHandle, path: &str) -> String {

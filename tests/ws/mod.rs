@@ -1,7 +1,7 @@
 //! `connbench ws` end to end against the built-in target's WebSocket routes, with its faults.
 
 use crate::util::{assert_usage_error, connbench, connbench_raw, serve, write_ca, TempDir};
-use connbench::target::ServerHandle;
+use connbench::serve::ServerHandle;
 
 fn ws_url(s: &ServerHandle, path: &str) -> String {
     format!("ws://{}{}", s.http_addr().unwrap(), path)

@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 
 use super::routes::{self, Route};
 use super::ws;
+use crate::proto::ws::accept_key;
 
 /// Longest request head accepted; longer heads get 431 and the connection closes.
 pub(super) const MAX_HEAD: usize = 16 * 1024;
@@ -162,7 +163,7 @@ impl WsHeaders<'_> {
         }
         Route::Upgrade {
             kind,
-            accept: ws::accept_key(key),
+            accept: accept_key(key),
         }
     }
 }

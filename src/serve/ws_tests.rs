@@ -837,7 +837,7 @@ fn a_client_that_does_not_read_is_bounded_and_does_not_stall_others() {
 /// Scale check, run by hand: `CONNS` feed connections at
 /// `RATE` msg/s each for `SECS`, the in-process clients only draining. Prints the message
 /// rate the server sustained and the process CPU it took.
-/// `cargo test --release --lib target::ws_tests::scale -- --ignored --nocapture`
+/// `cargo test --release --lib serve::ws_tests::scale -- --ignored --nocapture`
 #[test]
 #[ignore = "measurement, not a check: run by hand in release"]
 fn scale_many_feed_connections() {

@@ -1,6 +1,8 @@
-//! WebSocket framing for the server role, sans-IO (RFC 6455): the `Sec-WebSocket-Accept`
-//! derivation, a frame-header parser, the unmasking fast path, a [`Decoder`] that turns client
-//! bytes into complete messages and control frames, and the (unmasked) server frame encoder.
+//! WebSocket framing for the server role, sans-IO (RFC 6455): the check of a client's
+//! `Sec-WebSocket-Key`, a frame-header parser, a [`Decoder`] that turns client bytes into
+//! complete messages and control frames, and the (unmasked) server frame encoder. What both
+//! roles need — opcodes, masking, the accept key, frame-header encoding, close-code rules — is
+//! [`crate::proto::ws`]'s, used here, not repeated.
 //!
 //! Rules it enforces, each answered with the close code the caller sends:
 //! 1. Client frames must be masked; RSV bits must be clear (no extension is ever negotiated);
@@ -17,29 +19,16 @@
 
 use base64::Engine as _;
 
+pub(super) use crate::proto::ws::OpCode;
+use crate::proto::ws::{
+    apply_mask, close_payload, encode_head, is_sendable_close_code, CONTROL_MAX,
+};
+
 /// Largest message (sum of its fragments) accepted from a client.
 pub(super) const MAX_MESSAGE: usize = 1 << 20;
-/// Largest control-frame payload (RFC 6455 §5.5).
-const MAX_CONTROL: usize = 125;
 /// Message-buffer capacity kept after a large message; more is returned to the allocator so a
 /// connection that once echoed 1 MiB does not hold it for the rest of its life.
 const KEEP_CAPACITY: usize = 64 * 1024;
-/// The GUID of RFC 6455 §1.3, appended to the client key before hashing.
-const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64(SHA-1(key ‖ GUID)).
-pub(super) fn accept_key(key: &[u8]) -> [u8; 28] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(key);
-    ctx.update(ACCEPT_GUID);
-    let digest = ctx.finish();
-    let mut out = [0u8; 28];
-    // 20 bytes always encode to exactly 28 characters (one `=` of padding), so this cannot
-    // run out of room.
-    let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest.as_ref(), &mut out);
-    out
-}
-
 /// A `Sec-WebSocket-Key` must be the base64 of 16 bytes (RFC 6455 §4.1, item 7).
 pub(super) fn valid_key(key: &[u8]) -> bool {
     let mut raw = [0u8; 18];
@@ -48,52 +37,6 @@ pub(super) fn valid_key(key: &[u8]) -> bool {
             base64::engine::general_purpose::STANDARD.decode_slice(key, &mut raw),
             Ok(16)
         )
-}
-
-/// Frame opcodes this server understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum OpCode {
-    /// A later fragment of a text or binary message.
-    Continuation,
-    /// UTF-8 text (first or only frame of a message).
-    Text,
-    /// Binary data (first or only frame of a message).
-    Binary,
-    /// Close handshake.
-    Close,
-    /// Heartbeat request; answered with a pong carrying the same payload.
-    Ping,
-    /// Heartbeat answer (or an unsolicited keep-alive).
-    Pong,
-}
-
-impl OpCode {
-    fn from_bits(bits: u8) -> Option<OpCode> {
-        Some(match bits {
-            0 => OpCode::Continuation,
-            1 => OpCode::Text,
-            2 => OpCode::Binary,
-            8 => OpCode::Close,
-            9 => OpCode::Ping,
-            10 => OpCode::Pong,
-            _ => return None,
-        })
-    }
-
-    fn bits(self) -> u8 {
-        match self {
-            OpCode::Continuation => 0,
-            OpCode::Text => 1,
-            OpCode::Binary => 2,
-            OpCode::Close => 8,
-            OpCode::Ping => 9,
-            OpCode::Pong => 10,
-        }
-    }
-
-    fn is_control(self) -> bool {
-        matches!(self, OpCode::Close | OpCode::Ping | OpCode::Pong)
-    }
 }
 
 /// Why the client's byte stream cannot continue; each maps to the close code to send.
@@ -155,7 +98,7 @@ pub(super) fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, Fault> {
         return Err(Fault::Protocol);
     }
     let len7 = b1 & 0x7f;
-    if opcode.is_control() && (!fin || usize::from(len7) > MAX_CONTROL) {
+    if opcode.is_control() && (!fin || usize::from(len7) > CONTROL_MAX) {
         return Err(Fault::Protocol);
     }
     let (len, ext) = match len7 {
@@ -192,42 +135,6 @@ pub(super) fn parse_head(buf: &[u8]) -> Result<Option<FrameHead>, Fault> {
         len: len as usize,
         header_len,
     }))
-}
-
-/// XORs `buf` with `mask`, where `buf` starts `phase` bytes into its frame's payload. Eight
-/// bytes at a time: the loop compiles to wide XORs, and [`unmask_reference`] checks it.
-pub(super) fn unmask(buf: &mut [u8], mask: [u8; 4], phase: usize) {
-    let m = [
-        mask[phase % 4],
-        mask[(phase + 1) % 4],
-        mask[(phase + 2) % 4],
-        mask[(phase + 3) % 4],
-    ];
-    let wide = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
-    let mut chunks = buf.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        c.copy_from_slice(&(u64::from_ne_bytes(w) ^ wide).to_ne_bytes());
-    }
-    // Chunks are multiples of 4 long, so the tail starts at mask phase 0 of `m`.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= m[i % 4];
-    }
-}
-
-/// The byte-at-a-time definition of masking (RFC 6455 §5.3), the oracle for [`unmask`].
-#[cfg(test)]
-pub(super) fn unmask_reference(buf: &mut [u8], mask: [u8; 4], phase: usize) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= mask[(phase + i) % 4];
-    }
-}
-
-/// Whether a received close code may appear on the wire (RFC 6455 §7.4; 1005, 1006 and 1015
-/// are reserved for local use, 1004 and 1016..=2999 are unassigned or reserved).
-fn close_code_allowed(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// One thing the client said.
@@ -294,7 +201,7 @@ impl Decoder {
                 return Ok(Step::pending());
             }
             let chunk = &mut buf[..take];
-            unmask(chunk, st.mask, st.phase);
+            apply_mask(chunk, st.mask, st.phase);
             self.msg.extend_from_slice(chunk);
             st.remaining -= take;
             st.phase = (st.phase + take) % 4;
@@ -315,7 +222,7 @@ impl Decoder {
                     // At most 131 bytes: wait until the whole frame is buffered.
                     return Ok(Step::pending());
                 };
-                unmask(payload, head.mask, 0);
+                apply_mask(payload, head.mask, 0);
                 let event = match head.opcode {
                     OpCode::Ping => Event::Ping(payload),
                     OpCode::Pong => Event::Pong(payload),
@@ -344,7 +251,7 @@ impl Decoder {
                     // `get_mut` so the borrow does not outlive this branch.)
                     {
                         let payload = &mut buf[head.header_len..total];
-                        unmask(payload, head.mask, 0);
+                        apply_mask(payload, head.mask, 0);
                         let event = data_event(head.opcode, payload)?;
                         return Ok(Step {
                             consumed: total,
@@ -367,7 +274,7 @@ impl Decoder {
         let avail = &mut buf[head.header_len..];
         let take = head.len.min(avail.len());
         let chunk = &mut avail[..take];
-        unmask(chunk, head.mask, 0);
+        apply_mask(chunk, head.mask, 0);
         if self.msg.capacity() == 0 {
             // First use on this connection: start big enough for typical messages at once.
             self.msg.reserve(head.len.clamp(256, KEEP_CAPACITY));
@@ -432,7 +339,7 @@ fn parse_close(payload: &[u8]) -> Result<Option<u16>, Fault> {
         [_] => Err(Fault::Protocol),
         [hi, lo, reason @ ..] => {
             let code = u16::from_be_bytes([*hi, *lo]);
-            if !close_code_allowed(code) {
+            if !is_sendable_close_code(code) {
                 return Err(Fault::Protocol);
             }
             std::str::from_utf8(reason).map_err(|_| Fault::BadUtf8)?;
@@ -443,16 +350,9 @@ fn parse_close(payload: &[u8]) -> Result<Option<u16>, Fault> {
 
 /// Appends the header of a final, unmasked server frame carrying `len` payload bytes.
 pub(super) fn push_head(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
-    out.push(0x80 | opcode.bits());
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    let mut head = [0u8; 14];
+    let n = encode_head(&mut head, opcode, true, len, None);
+    out.extend_from_slice(&head[..n]);
 }
 
 /// Appends a whole final server frame.
@@ -468,13 +368,9 @@ pub(super) fn push_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
         push_head(out, OpCode::Close, 0);
         return;
     };
-    let mut cut = reason.len().min(MAX_CONTROL - 2);
-    while !reason.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    push_head(out, OpCode::Close, 2 + cut);
-    out.extend_from_slice(&code.to_be_bytes());
-    out.extend_from_slice(&reason.as_bytes()[..cut]);
+    let mut payload = [0u8; CONTROL_MAX];
+    let len = close_payload(&mut payload, code, reason);
+    push_frame(out, OpCode::Close, &payload[..len]);
 }
 
 #[cfg(test)]
@@ -495,9 +391,8 @@ mod tests {
             out.extend_from_slice(&(len as u64).to_be_bytes());
         }
         out.extend_from_slice(&mask);
-        let mut p = payload.to_vec();
-        unmask_reference(&mut p, mask, 0);
-        out.extend_from_slice(&p);
+        // Byte at a time (RFC 6455 §5.3), independent of the `apply_mask` under test.
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         out
     }
 
@@ -552,56 +447,11 @@ mod tests {
     }
 
     #[test]
-    fn accept_key_matches_rfc_example_and_tungstenite() {
-        // RFC 6455 §1.3.
-        assert_eq!(
-            &accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-        for key in [
-            &b"x3JJHMbDL1EzLkh9GBhXDw=="[..],
-            b"AQIDBAUGBwgJCgsMDQ4PEC==",
-        ] {
-            let ours = accept_key(key);
-            let theirs = tungstenite::handshake::derive_accept_key(key);
-            assert_eq!(std::str::from_utf8(&ours).expect("ascii"), theirs);
-        }
+    fn valid_key_is_the_base64_of_16_bytes() {
         assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
         assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ"));
         assert!(!valid_key(b"not base64 at all!!!!!!!"));
         assert!(!valid_key(b""));
-    }
-
-    #[test]
-    fn unmask_matches_reference_at_every_length_alignment_and_phase() {
-        let mask = [0x12, 0x34, 0x56, 0x78];
-        let data: Vec<u8> = (0..80u8).collect();
-        for start in 0..8 {
-            for len in 0..(data.len() - start) {
-                for phase in 0..4 {
-                    let mut fast = data.clone();
-                    let mut slow = data.clone();
-                    unmask(&mut fast[start..start + len], mask, phase);
-                    unmask_reference(&mut slow[start..start + len], mask, phase);
-                    assert_eq!(fast, slow, "start {start} len {len} phase {phase}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn unmask_in_pieces_equals_unmask_whole() {
-        let mask = [9, 8, 7, 6];
-        let data: Vec<u8> = (0..200u8).map(|b| b.wrapping_mul(13)).collect();
-        let mut whole = data.clone();
-        unmask(&mut whole, mask, 0);
-        for split in 0..data.len() {
-            let mut parts = data.clone();
-            let (a, b) = parts.split_at_mut(split);
-            unmask(a, mask, 0);
-            unmask(b, mask, split % 4);
-            assert_eq!(parts, whole, "split {split}");
-        }
     }
 
     #[test]
@@ -789,7 +639,7 @@ mod tests {
         push_close(&mut out, Some(1008), &"é".repeat(100));
         assert_eq!(out[0], 0x88);
         let len = usize::from(out[1]);
-        assert!(len <= MAX_CONTROL);
+        assert!(len <= CONTROL_MAX);
         assert_eq!(&out[2..4], &1008u16.to_be_bytes());
         assert!(std::str::from_utf8(&out[4..]).is_ok());
         let mut out = Vec::new();
