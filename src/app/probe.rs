@@ -1,0 +1,105 @@
+//! `connbench probe`: the connection-limit probe.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// `connbench probe`: one thread, the built-in target when no URL is given, a text summary and
+/// optionally the JSON report. Exit 0 whatever the probe found (finding a limit is success),
+/// 130 on Ctrl-C.
+pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
+    use crate::engine::probe::{Establish, ProbePlan};
+    let (checked, websocket) = validate::check_probe(&a, given)?;
+    // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
+    // be refused for a --max above the fd limit (finding that limit is its job), so the fd
+    // check is asked for a single connection.
+    let load = LoadArgs {
+        connections: 1,
+        threads: Some(1),
+        warmup: Duration::ZERO,
+        connect_timeout: a.connect_timeout,
+        headers: a.headers.clone(),
+        no_pin: true,
+        cpus: None,
+        json: a.json.clone(),
+        hlog: None,
+        source: None,
+        quiet: a.quiet,
+    };
+    let mut p = prepare(&load, &a.tls, checked, websocket)?;
+    // The in-process target holds the other end of every connection in this process.
+    let fds_per_conn = if p.builtin { 2 } else { 1 };
+    let max = a.max.unwrap_or_else(|| {
+        let spare = p.fd_limit.saturating_sub(engine::FD_RESERVE) / fds_per_conn;
+        usize::try_from(spare).unwrap_or(usize::MAX).max(1)
+    });
+    let establish = if websocket {
+        Establish::WebSocket
+    } else if a.request {
+        Establish::Request
+    } else {
+        Establish::Connect
+    };
+    let plan = ProbePlan {
+        target: p.target.clone(),
+        tls: p.tls.clone(),
+        headers: p.headers.clone(),
+        connect_rate: a.connect_rate,
+        max,
+        hold: a.hold,
+        settle: a.settle,
+        establish,
+        keepalive: a.keepalive,
+        connect_timeout: a.connect_timeout,
+        confirm: a.confirm.then_some(a.confirm_pause),
+    };
+    let meta = RunMeta {
+        connections: max,
+        ..p.meta("probe", &load, argv)
+    };
+    let probe_meta = report::probe::ProbeMeta {
+        establish,
+        connect_rate: a.connect_rate,
+        max,
+        max_from_fd_limit: a.max.is_none(),
+        hold: a.hold,
+        settle: a.settle,
+        keepalive: a.keepalive,
+        confirm_pause: plan.confirm,
+    };
+    if p.tls.insecure {
+        eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
+    }
+    if !a.quiet {
+        eprintln!(
+            "connbench: probing {}{} at {} conn/s up to {max} connections (established = {}; fd limit {})",
+            report::redact::url(&p.target.url),
+            if p.builtin { " (built-in target)" } else { "" },
+            a.connect_rate,
+            establish.name(),
+            p.fd_limit,
+        );
+    }
+    crate::sys::install_interrupt_handler();
+    let result = engine::probe::run(&plan);
+    if let Some(s) = p.server.take() {
+        s.stop();
+    }
+    let result = result?;
+    let text = report::probe::text(&meta, &probe_meta, &result);
+    if a.json.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(dest) = a.json.as_deref() {
+        let host = report::host::HostFacts::collect();
+        let v = report::probe::json(&meta, &probe_meta, &result, &host);
+        report::json::write(dest, &v)
+            .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    Ok(if result.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        EXIT_OK
+    })
+}

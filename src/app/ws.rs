@@ -1,0 +1,161 @@
+//! `connbench ws`: WebSocket streams, echo and ping, with the reconnection manager.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
+    let (checked, fields) = validate::check_ws(&a, given)?;
+    if a.duration.is_zero() {
+        return usage("-d must be longer than 0 (e.g. -d 10s)");
+    }
+    // -R is a total over the connections; each connection keeps its share of the schedule.
+    let send_rate = a
+        .rate
+        .map_or(a.send_rate, |r| r / a.load.connections.max(1) as f64);
+    if a.mode == WsModeArg::Echo && !(send_rate > 0.0 && send_rate.is_finite()) {
+        return usage("--send-rate / -R must be a positive number of messages per second");
+    }
+    if a.mode == WsModeArg::Ping && a.ping_interval.is_zero() {
+        return usage("--ping-interval must be longer than 0");
+    }
+    if a.backoff_base.is_zero() || a.backoff_cap < a.backoff_base {
+        return usage("--backoff-base must be > 0 and not above --backoff-cap");
+    }
+    let ts_unit = match &a.ts_unit {
+        None => None,
+        Some(u) => Some(TsUnit::parse(u).ok_or_else(|| {
+            AppError::Usage(UsageError(format!(
+                "invalid --ts-unit {u:?} (use s, ms, us or ns)"
+            )))
+        })?),
+    };
+    let heartbeat = match a.heartbeat.as_deref() {
+        None | Some("off") => Heartbeat::Off,
+        Some("ping") => Heartbeat::Ping,
+        Some(h) => match h.strip_prefix("text:") {
+            Some(t) if !t.is_empty() => Heartbeat::Text(t.to_string()),
+            _ => {
+                return usage(format!(
+                    "invalid --heartbeat {h:?} (use ping, or text:MESSAGE such as text:ping)"
+                ))
+            }
+        },
+    };
+    // Ping mode is a protocol-ping heartbeat at --ping-interval.
+    let (heartbeat, heartbeat_interval) = match a.mode {
+        WsModeArg::Ping => (Heartbeat::Ping, a.ping_interval),
+        _ => (heartbeat, a.heartbeat_interval),
+    };
+    if heartbeat != Heartbeat::Off && heartbeat_interval.is_zero() {
+        return usage("--heartbeat-interval must be longer than 0");
+    }
+    // A ping unanswered when the next one is due means the peer is gone (the default of
+    // --heartbeat ping). Ping mode measures pongs: cutting slow ones off would hide the tail
+    // it is there to show, so it has no timeout unless asked.
+    let pong_timeout =
+        match a.pong_timeout {
+            Some(_) if heartbeat != Heartbeat::Ping => return usage(
+                "--pong-timeout needs protocol pings: add --heartbeat ping (or use --mode ping)",
+            ),
+            Some(t) if t.is_zero() => return usage("--pong-timeout must be longer than 0"),
+            Some(t) => Some(t),
+            None if a.mode == WsModeArg::Ping => None,
+            None => (heartbeat == Heartbeat::Ping).then_some(heartbeat_interval),
+        };
+    let reconnect_budget = match &a.reconnect_budget {
+        None => None,
+        Some(b) => Some(
+            engine::reconnect::parse_budget(b)
+                .map_err(|e| AppError::Usage(UsageError(format!("--reconnect-budget: {e}"))))?,
+        ),
+    };
+    let p = prepare(&a.load, &a.tls, checked, true)?;
+    let ts_field = fields.ts_field.as_ref().map(|(name, _)| name.clone());
+    let seq_field = fields.seq_field.as_ref().map(|(name, _)| name.clone());
+    let plan = WsPlan {
+        target: p.target.clone(),
+        tls: p.tls.clone(),
+        headers: p.headers.clone(),
+        connections: a.load.connections,
+        threads: p.cpus.threads,
+        pinning: p.cpus.pinning.clone(),
+        duration: a.duration,
+        warmup: a.load.warmup,
+        connect_timeout: a.load.connect_timeout,
+        progress: !a.load.quiet,
+        intervals: a.load.hlog.is_some(),
+        subscriptions: fields.subscriptions,
+        mode: match a.mode {
+            WsModeArg::Stream => WsMode::Stream,
+            WsModeArg::Echo => WsMode::Echo,
+            WsModeArg::Ping => WsMode::Ping,
+        },
+        send_rate,
+        message_size: a.message_size,
+        ping_interval: a.ping_interval,
+        ts_field: fields.ts_field.map(|(_, path)| path),
+        ts_unit,
+        seq_field: fields.seq_field.map(|(_, path)| path),
+        stream_field: fields.stream_field,
+        utf8_check: !a.no_utf8_check,
+        max_message: a.max_message.max(125),
+        backoff: BackoffPolicy {
+            jitter: match a.backoff {
+                JitterArg::Full => Jitter::Full,
+                JitterArg::Decorrelated => Jitter::Decorrelated,
+            },
+            base: a.backoff_base,
+            cap: a.backoff_cap,
+            max_retries: a.max_retries,
+        },
+        reconnect_budget,
+        stale_after: a.stale_after,
+        heartbeat: heartbeat.clone(),
+        heartbeat_interval,
+        pong_timeout,
+        send_buffer: a.send_buffer,
+        sources: p.sources.clone(),
+    };
+    let meta = RunMeta {
+        duration: Some(plan.duration),
+        // Echo mode is open-loop: corrected latency and send lag are reported.
+        rate: (plan.mode == WsMode::Echo).then(|| {
+            (
+                plan.send_rate * plan.connections as f64,
+                "uniform".to_string(),
+            )
+        }),
+        ws: Some(WsMeta {
+            mode: format!("{:?}", a.mode).to_lowercase(),
+            subscriptions: plan.subscriptions.clone(),
+            send_rate: plan.send_rate,
+            message_size: plan.message_size,
+            ping_interval: plan.ping_interval,
+            ts_field,
+            ts_unit: a.ts_unit.clone(),
+            seq_field,
+            stream_field: a.stream_field.clone(),
+            stale_after: plan.stale_after,
+            heartbeat: match &heartbeat {
+                Heartbeat::Off => "off".to_string(),
+                Heartbeat::Ping => "ping".to_string(),
+                Heartbeat::Text(t) => format!("text:{}", report::redact::message(t)),
+            },
+            heartbeat_interval,
+            pong_timeout,
+            backoff: format!("{:?}", a.backoff).to_lowercase(),
+            backoff_base: a.backoff_base,
+            backoff_cap: a.backoff_cap,
+            max_retries: a.max_retries,
+            reconnect_budget,
+            send_buffer: a.send_buffer,
+            utf8_check: plan.utf8_check,
+            max_message: plan.max_message,
+            connections: plan.connections,
+        }),
+        ..p.meta("ws", &a.load, argv)
+    };
+    p.execute(&meta, &a.load, "WebSocket connections", || {
+        engine::run_ws(&plan)
+    })
+}
