@@ -4,7 +4,7 @@
 //! accept and close.
 //!
 //! Rules this loop keeps:
-//! 1. Tokens are `generation << 32 | slot`. A slot's generation changes when its connection
+//! 1. Tokens are `generation << 32 | slot` (`engine::core::token`, the client's encoding). A slot's generation changes when its connection
 //!    closes, so a stale event later in the same batch (or a stale timer) is ignored instead of
 //!    reaching a newer connection in the same slot. Generations stay below 2^31 so connection
 //!    tokens never collide with the reserved listener and waker tokens at the top of the range.
@@ -228,7 +228,7 @@ impl Loop {
                 self.slots.len() - 1
             }
         };
-        let token = (self.slots[idx].generation as usize) << 32 | idx;
+        let token = crate::engine::core::token(idx, self.slots[idx].generation).0;
         if self
             .poll
             .registry()
@@ -261,8 +261,9 @@ impl Loop {
     }
 
     fn drive(&mut self, token: usize, now: Instant, rdhup: bool, again: &mut Vec<usize>) {
-        let idx = token & 0xffff_ffff;
-        let generation = (token >> 32) as u32;
+        let Some((idx, generation)) = crate::engine::core::untoken(Token(token)) else {
+            return;
+        };
         let Some(slot) = self.slots.get_mut(idx) else {
             return;
         };
