@@ -104,6 +104,23 @@ fn plain_keep_alive_allocates_nothing_per_request() {
     );
 }
 
+#[test]
+fn many_header_fields_allocate_nothing_per_request() {
+    // Heads past the decoder's 64 stack slots go to heap slots that are allocated once per
+    // connection and reused (and the target writes them into its reused buffer).
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = target::start(ServeConfig {
+        https_port: None,
+        ..ServeConfig::default()
+    })
+    .expect("target");
+    let url = format!("http://{}/headers/300", server.http_addr().unwrap());
+    let per = allocs_per_request(&url, None);
+    server.stop();
+    eprintln!("allocations per 300-field response: {per:.4} (client + target)");
+    assert!(per < 0.01, "{per} allocations per 300-field response");
+}
+
 fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
     use connbench::engine::reconnect::BackoffPolicy;
     use connbench::plan::{Heartbeat, WsMode, WsPlan};
