@@ -109,7 +109,7 @@ fn many_header_fields_allocate_nothing_per_request() {
     // Heads past the decoder's 64 stack slots go to heap slots that are allocated once per
     // connection and reused (and the target writes them into its reused buffer).
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = target::start(ServeConfig {
+    let server = serve::start(ServeConfig {
         https_port: None,
         ..ServeConfig::default()
     })
