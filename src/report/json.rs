@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | `schema` | string | always `"connbench.report.v1"` ([`SCHEMA`]) |
 //! | `connbench_version` | string | version of the binary that ran |
-//! | `mode` | string | `"http"` (later `"ws"`, `"probe"`) |
+//! | `mode` | string | `"http"` or `"ws"` (`"probe"`: see [`super::probe`]) |
 //! | `started_at` | string | start of the measured window (after warm-up), RFC 3339 UTC, whole seconds: `2023-11-14T22:13:20Z` |
 //! | `started_at_unix_ms` | integer | the same instant, ms since the Unix epoch |
 //! | `duration_s` | number | length of the measured window |
@@ -89,6 +89,41 @@
 //! | `rate.behind_cause` | string \| null | `send_lag` (client loop late), `connections` (too few for the rate), `late_responses`, `outages` (server) |
 //! | `rate.connections_needed` | integer \| null | HTTP: ⌈rate × median response time⌉ (Little's law); null for echo or with no response |
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
+//! | `peak_open_connections` | integer | most connections open at once |
+//! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
+//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window) |
+//! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
+//! | `ws.mode` | string | `stream`, `echo` or `ping` |
+//! | `ws.subscriptions` | array of string | subscription messages, templates expanded, redacted |
+//! | `ws.send_rate`, `ws.message_size`, `ws.send_buffer` | number, integer, integer | echo: messages per second per connection, bytes per message, `--send-buffer` |
+//! | `ws.ping_interval_s` | number | ping mode: interval between pings |
+//! | `ws.ts_field`, `ws.seq_field` | string \| null | `--ts-field`, `--seq-field` |
+//! | `ws.ts_unit` | string \| null | timestamp unit in force (given, or inferred from the first timestamp) |
+//! | `ws.ts_unit_inferred` | bool | no `--ts-unit` was given |
+//! | `ws.latency_note` | string | one-way latency assumes synchronized client and server clocks |
+//! | `ws.stream_field` | string | `--stream-field` |
+//! | `ws.stale_after_s` | number \| null | `--stale-after` |
+//! | `ws.heartbeat` | string | `off`, `ping` or `text:…` |
+//! | `ws.heartbeat_interval_s` | number | heartbeat interval |
+//! | `ws.pong_timeout_s` | number \| null | pong timeout in force; null: pings never time out |
+//! | `ws.backoff`, `ws.backoff_base_s`, `ws.backoff_cap_s` | string, number, number | reconnect backoff (`full`, `decorrelated`), its base and cap |
+//! | `ws.max_retries` | integer \| null | `--max-retries` |
+//! | `ws.reconnect_budget` | object \| null | `--reconnect-budget`: `count` reconnects per `period_s` |
+//! | `ws.utf8_check`, `ws.max_message` | bool, integer | UTF-8 validation of text messages, `--max-message` |
+//! | `ws.connections_attempted`, `ws.connections_upgraded`, `ws.connections_failed` | integer | `connect()` calls, upgrades validated (101), attempted − upgraded |
+//! | `ws.success_rate` | number | upgraded ÷ attempted (0 with none) |
+//! | `ws.peak_open` | integer | most connections open at once |
+//! | `ws.messages_in`, `ws.messages_out` | integer | messages received (reassembled; replies to a text heartbeat included) and data messages sent (subscriptions, echo payloads, text heartbeats) |
+//! | `ws.messages_in_per_s` | number | `messages_in ÷ duration_s` |
+//! | `ws.subscriptions_sent`, `ws.resubscribed` | integer | subscription messages sent; connections that subscribed again after a reconnect |
+//! | `ws.reconnects.{server_close,abnormal_close,error,stale,pong_timeout}` | integer | reconnects by cause; all keys present |
+//! | `ws.reconnects_total` | integer | their sum |
+//! | `ws.retries_exhausted` | integer | connections that gave up after `--max-retries` |
+//! | `ws.close_codes` | object | close codes the server sent, by code (`"1000"` … `"1015"`, only those seen) and `other` (outside that range or no code) |
+//! | `ws.pings_answered`, `ws.pings_sent`, `ws.pongs_received` | integer | server pings answered; heartbeats sent (pings and text heartbeats); their answers |
+//! | `ws.seq_gaps`, `ws.seq_missing`, `ws.seq_restarts` | integer | sequence gaps, numbers skipped in them, numbers that went backwards |
+//! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
+//! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
 
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};

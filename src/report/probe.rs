@@ -3,7 +3,8 @@
 //!
 //! It formats only; it never touches a socket or a clock. User strings (URL, headers, command
 //! line) go through [`redact`] as in every other report. The JSON keeps the shared envelope of
-//! `connbench.report.v1` (`schema`, `connbench_version`, `mode`, `started_at`, `duration_s`,
+//! `connbench.report.v1` (`schema`, `connbench_version`, `mode`, `started_at`,
+//! `started_at_unix_ms`, `duration_s`,
 //! `interrupted`, `insecure`, `command_line`, `target`, `host`, `tls`, `phases`, `client`) and
 //! puts the probe's findings under `probe` and `confirm`:
 //!

@@ -236,3 +236,234 @@ fn merge_sums_reports_written_by_26c9108_with_this_builds() {
     merge_and_check_sums(&fixture(OLD[2]), &fixture(OLD[2]));
     merge_and_check_sums(&fixture(OLD[3]), &fixture(OLD[3]));
 }
+
+/// One documented table: its rows' field patterns, each a list of segments where `*` matches
+/// any key (`phases.*.unit`, `errors.{class}`) and alternatives (`phases.{connect,tls}`) are
+/// expanded into rows of their own, grouped by the row they came from.
+struct Table {
+    /// The source file the table is in (for messages).
+    file: &'static str,
+    /// Per row: its text and its expanded patterns.
+    rows: Vec<(String, Vec<Vec<String>>)>,
+}
+
+impl Table {
+    /// Read the `| field | type | meaning |` table of a module doc.
+    fn read(file: &'static str) -> Table {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = std::fs::read_to_string(&path).expect("read the module");
+        let mut rows = Vec::new();
+        for line in text.lines() {
+            let Some(row) = line.strip_prefix("//! | ") else {
+                continue;
+            };
+            let field = row.split(" | ").next().unwrap_or("");
+            if field == "field" || !field.starts_with('`') {
+                continue;
+            }
+            // Every `name` of the field cell is a documented key path.
+            let patterns: Vec<Vec<String>> = field
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .flat_map(expand)
+                .collect();
+            assert!(!patterns.is_empty(), "{file}: no field in row {row}");
+            rows.push((field.to_string(), patterns));
+        }
+        assert!(rows.len() >= 20, "{file}: found only {} rows", rows.len());
+        Table { file, rows }
+    }
+
+    fn patterns(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.rows.iter().flat_map(|(_, p)| p)
+    }
+
+    /// A row that documents its object's keys in prose (no row below it).
+    fn opaque(&self, pat: &[String]) -> bool {
+        !self
+            .patterns()
+            .any(|q| q.len() > pat.len() && matches(&q[..pat.len()], pat))
+    }
+
+    /// The key path is a documented row, lies on the way to one, or is inside an object
+    /// whose row documents its keys in prose.
+    fn covers(&self, path: &[String]) -> bool {
+        self.patterns().any(|p| {
+            (p.len() >= path.len() && matches(&p[..path.len()], path))
+                || (p.len() < path.len() && matches(p, &path[..p.len()]) && self.opaque(p))
+        })
+    }
+}
+
+/// `phases.{connect,tls}.count` → `phases.connect.count`, `phases.tls.count`; a single name in
+/// braces (`errors.{class}`) is a placeholder, like `*`.
+fn expand(field: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = vec![vec![]];
+    let mut segments = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for ch in field.chars() {
+        match ch {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            '.' if depth == 0 => {
+                segments.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    segments.push(cur);
+    for seg in segments {
+        let alts: Vec<String> = match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(inner) if inner.contains(',') => inner.split(',').map(str::to_string).collect(),
+            Some(_) => vec!["*".to_string()],
+            None => vec![seg],
+        };
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                alts.iter().map(move |a| {
+                    let mut p = prefix.clone();
+                    p.push(a.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Pattern against key path, segment by segment (`*` matches any key).
+fn matches(pattern: &[String], path: &[String]) -> bool {
+    pattern.len() == path.len() && pattern.iter().zip(path).all(|(p, k)| p == "*" || p == k)
+}
+
+/// Every key path of a document: objects are walked, arrays and scalars are leaves.
+fn key_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    if let Value::Object(map) = v {
+        for (k, x) in map {
+            prefix.push(k.clone());
+            out.push(prefix.clone());
+            key_paths(x, prefix, out);
+            prefix.pop();
+        }
+    }
+}
+
+fn all_key_paths(docs: &[Value]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for d in docs {
+        key_paths(d, &mut Vec::new(), &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Run this build and return its report.
+fn report_of(args: &[&str]) -> Value {
+    let r = connbench(args);
+    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    r.report().clone()
+}
+
+/// Every documented row exists in some report, as every expansion of its pattern.
+fn assert_rows_written(table: &Table, paths: &[Vec<String>]) {
+    for (row, pats) in &table.rows {
+        for p in pats {
+            assert!(
+                paths.iter().any(|k| matches(p, k)),
+                "{}: the row {row} documents {} that no report wrote",
+                table.file,
+                p.join(".")
+            );
+        }
+    }
+}
+
+#[test]
+fn every_key_written_is_in_the_schema_table_and_every_row_is_written() {
+    let load_table = Table::read("src/report/json.rs");
+    let probe_table = Table::read("src/report/probe.rs");
+    let common = ["-t", "1", "--no-pin"];
+    let with = |args: &[&'static str]| -> Vec<&'static str> {
+        args.iter().chain(common.iter()).copied().collect()
+    };
+    let load = vec![
+        report_of(&with(&["http", "--stages", "2@300ms+300ms"])),
+        report_of(&with(&[
+            "http", "--tls", "-R", "500", "-d", "1s", "-c", "2",
+        ])),
+        report_of(&with(&[
+            "ws",
+            "/echo",
+            "--mode",
+            "echo",
+            "--send-rate",
+            "100",
+            "-d",
+            "1s",
+            "-c",
+            "2",
+        ])),
+        report_of(&with(&["ws", "-d", "1s", "-c", "2"])),
+    ];
+    let probe = vec![report_of(&["probe", "--max", "20", "--tls"])];
+
+    let load_paths = all_key_paths(&load);
+    let undocumented: Vec<String> = load_paths
+        .iter()
+        .filter(|k| !load_table.covers(k))
+        .map(|k| k.join("."))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "written but not documented in src/report/json.rs: {undocumented:?}"
+    );
+    assert_rows_written(&load_table, &load_paths);
+
+    // The probe report keeps the load reports' envelope (listed in probe.rs's module doc).
+    let envelope = [
+        "schema",
+        "connbench_version",
+        "mode",
+        "started_at",
+        "started_at_unix_ms",
+        "duration_s",
+        "interrupted",
+        "insecure",
+        "command_line",
+        "target",
+        "host",
+        "tls",
+        "phases",
+        "client",
+    ];
+    let probe_doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/probe.rs"))
+            .expect("read probe.rs");
+    for key in envelope {
+        assert!(
+            probe_doc.contains(&format!("`{key}`")),
+            "probe.rs's module doc does not list {key} in the envelope"
+        );
+    }
+    let probe_paths = all_key_paths(&probe);
+    let undocumented: Vec<String> = probe_paths
+        .iter()
+        .filter(|k| {
+            let shared = envelope.contains(&k[0].as_str()) && load_table.covers(k);
+            !(probe_table.covers(k) || shared)
+        })
+        .map(|k| k.join("."))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "written by probe but documented in neither src/report/probe.rs nor (for the \
+         envelope) src/report/json.rs: {undocumented:?}"
+    );
+    assert_rows_written(&probe_table, &probe_paths);
+}
