@@ -124,6 +124,9 @@
 //! | `ws.seq_gaps`, `ws.seq_missing`, `ws.seq_restarts` | integer | sequence gaps, numbers skipped in them, numbers that went backwards |
 //! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
 //! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
+//! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
+//! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
+//! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
 
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};

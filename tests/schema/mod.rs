@@ -412,6 +412,21 @@ fn every_key_written_is_in_the_schema_table_and_every_row_is_written() {
         report_of(&with(&["ws", "-d", "1s", "-c", "2"])),
     ];
     let probe = vec![report_of(&["probe", "--max", "20", "--tls"])];
+    // A report written by `merge` (of two of the above: not simultaneous, hence the flags).
+    let dir = TempDir::new("schema-keys");
+    let (a, merged) = (dir.path("a.json"), dir.path("merged.json"));
+    std::fs::write(&a, serde_json::to_vec(&load[1]).unwrap()).unwrap();
+    let r = connbench_raw(&[
+        "merge",
+        s(&a),
+        s(&a),
+        "--allow-disjoint",
+        "--json",
+        s(&merged),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut load = load;
+    load.push(read(&merged));
 
     let load_paths = all_key_paths(&load);
     let undocumented: Vec<String> = load_paths
