@@ -7,6 +7,7 @@ mod merge;
 mod probe;
 mod proto;
 mod rate;
+mod schema;
 mod source;
 mod usage;
 mod util;

@@ -17,7 +17,7 @@
 //! |---|---|---|
 //! | `schema` | string | always `"connbench.report.v1"` ([`SCHEMA`]) |
 //! | `connbench_version` | string | version of the binary that ran |
-//! | `mode` | string | `"http"` (later `"ws"`, `"probe"`) |
+//! | `mode` | string | `"http"` or `"ws"` (`"probe"`: see [`super::probe`]) |
 //! | `started_at` | string | start of the measured window (after warm-up), RFC 3339 UTC, whole seconds: `2023-11-14T22:13:20Z` |
 //! | `started_at_unix_ms` | integer | the same instant, ms since the Unix epoch |
 //! | `duration_s` | number | length of the measured window |
@@ -89,15 +89,55 @@
 //! | `rate.behind_cause` | string \| null | `send_lag` (client loop late), `connections` (too few for the rate), `late_responses`, `outages` (server) |
 //! | `rate.connections_needed` | integer \| null | HTTP: ⌈rate × median response time⌉ (Little's law); null for echo or with no response |
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
+//! | `peak_open_connections` | integer | most connections open at once |
+//! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
+//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window) |
+//! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
+//! | `ws.mode` | string | `stream`, `echo` or `ping` |
+//! | `ws.subscriptions` | array of string | subscription messages, templates expanded, redacted |
+//! | `ws.send_rate`, `ws.message_size`, `ws.send_buffer` | number, integer, integer | echo: messages per second per connection, bytes per message, `--send-buffer` |
+//! | `ws.ping_interval_s` | number | ping mode: interval between pings |
+//! | `ws.ts_field`, `ws.seq_field` | string \| null | `--ts-field`, `--seq-field` |
+//! | `ws.ts_unit` | string \| null | timestamp unit in force (given, or inferred from the first timestamp) |
+//! | `ws.ts_unit_inferred` | bool | no `--ts-unit` was given |
+//! | `ws.latency_note` | string | one-way latency assumes synchronized client and server clocks |
+//! | `ws.stream_field` | string | `--stream-field` |
+//! | `ws.stale_after_s` | number \| null | `--stale-after` |
+//! | `ws.heartbeat` | string | `off`, `ping` or `text:…` |
+//! | `ws.heartbeat_interval_s` | number | heartbeat interval |
+//! | `ws.pong_timeout_s` | number \| null | pong timeout in force; null: pings never time out |
+//! | `ws.backoff`, `ws.backoff_base_s`, `ws.backoff_cap_s` | string, number, number | reconnect backoff (`full`, `decorrelated`), its base and cap |
+//! | `ws.max_retries` | integer \| null | `--max-retries` |
+//! | `ws.reconnect_budget` | object \| null | `--reconnect-budget`: `count` reconnects per `period_s` |
+//! | `ws.utf8_check`, `ws.max_message` | bool, integer | UTF-8 validation of text messages, `--max-message` |
+//! | `ws.connections_attempted`, `ws.connections_upgraded`, `ws.connections_failed` | integer | `connect()` calls, upgrades validated (101), attempted − upgraded |
+//! | `ws.success_rate` | number | upgraded ÷ attempted (0 with none) |
+//! | `ws.peak_open` | integer | most connections open at once |
+//! | `ws.messages_in`, `ws.messages_out` | integer | messages received (reassembled; replies to a text heartbeat included) and data messages sent (subscriptions, echo payloads, text heartbeats) |
+//! | `ws.messages_in_per_s` | number | `messages_in ÷ duration_s` |
+//! | `ws.subscriptions_sent`, `ws.resubscribed` | integer | subscription messages sent; connections that subscribed again after a reconnect |
+//! | `ws.reconnects.{server_close,abnormal_close,error,stale,pong_timeout}` | integer | reconnects by cause; all keys present |
+//! | `ws.reconnects_total` | integer | their sum |
+//! | `ws.retries_exhausted` | integer | connections that gave up after `--max-retries` |
+//! | `ws.close_codes` | object | close codes the server sent, by code (`"1000"` … `"1015"`, only those seen) and `other` (outside that range or no code) |
+//! | `ws.pings_answered`, `ws.pings_sent`, `ws.pongs_received` | integer | server pings answered; heartbeats sent (pings and text heartbeats); their answers |
+//! | `ws.seq_gaps`, `ws.seq_missing`, `ws.seq_restarts` | integer | sequence gaps, numbers skipped in them, numbers that went backwards |
+//! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
+//! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
+//! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
+//! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
+//! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
 
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::host::HostFacts;
-use super::{hdr, redact, RunMeta, RunResult, WorkerStats};
+use super::{hdr, redact, schema, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
 
 /// Identifies this document format; bumped only for incompatible changes.
@@ -105,290 +145,319 @@ pub const SCHEMA: &str = "connbench.report.v1";
 
 /// Build the report document (see the module doc for every field).
 pub fn render(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> Value {
+    schema::to_value(&report(meta, run, host))
+}
+
+/// The report document as its [`schema::Report`] type.
+pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Report {
     let c = &run.recorder.counters;
     let secs = run.elapsed.as_secs_f64();
     let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
     let started_ms = unix_ms(run.started_at);
 
-    let responses: Map<String, Value> = StatusClass::ALL
+    let responses = StatusClass::ALL
         .iter()
-        .map(|s| (s.name().to_string(), json!(c.status[s.index()])))
+        .map(|s| (s.name().to_string(), c.status[s.index()]))
         .collect();
-    let mut errors: Map<String, Value> = ErrorClass::ALL
-        .iter()
-        .map(|e| (e.name().to_string(), json!(c.errors[e.index()])))
-        .collect();
-    errors.insert("total".into(), json!(c.total_errors()));
-    errors.insert("reasons".into(), reasons(&run.recorder.reasons));
-    let phases = phases(&meta.phases(), &run.recorder);
-    let tls = tls(meta, &run.recorder);
+    let errors = schema::Errors {
+        classes: ErrorClass::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), c.errors[e.index()]))
+            .collect(),
+        total: c.total_errors(),
+        reasons: reasons(&run.recorder.reasons),
+    };
 
-    json!({
-        "schema": SCHEMA,
-        "connbench_version": env!("CARGO_PKG_VERSION"),
-        "mode": meta.mode,
-        "started_at": rfc3339(started_ms.div_euclid(1000)),
-        "started_at_unix_ms": started_ms,
-        "duration_s": secs,
-        "interrupted": run.interrupted,
-        "worker_panics": run.worker_panics.iter().map(|p| json!({
-            "worker": p.worker,
-            "message": p.message,
-            "responses_lost": p.responses_lost,
-        })).collect::<Vec<_>>(),
-        "insecure": meta.insecure,
-        "command_line": redact::command_line(&meta.command_line),
-        "target": {
-            "url": redact::url(&meta.url),
-            "builtin": meta.builtin_target,
+    schema::Report {
+        schema: SCHEMA.to_string(),
+        connbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: meta.mode.clone(),
+        started_at: rfc3339(started_ms.div_euclid(1000)),
+        started_at_unix_ms: started_ms,
+        duration_s: secs,
+        interrupted: run.interrupted,
+        worker_panics: run
+            .worker_panics
+            .iter()
+            .map(|p| schema::WorkerPanic {
+                worker: p.worker,
+                message: p.message.clone(),
+                responses_lost: p.responses_lost,
+            })
+            .collect(),
+        insecure: meta.insecure,
+        command_line: redact::command_line(&meta.command_line),
+        target: target(meta),
+        config: schema::Config {
+            method: meta.method.clone(),
+            headers: headers(meta),
+            body_len: meta.body_len as u64,
+            connections: meta.connections as u64,
+            threads: meta.threads as u64,
+            worker_cpus: meta.worker_cpus.iter().map(|&c| c as u64).collect(),
+            target_cpus: meta.target_cpus.iter().map(|&c| c as u64).collect(),
+            pipeline: meta.pipeline as u64,
+            duration_s: meta.duration.map(|d| d.as_secs_f64()),
+            requests: meta.requests,
+            warmup_s: meta.warmup.as_secs_f64(),
+            timeout_s: meta.timeout.as_secs_f64(),
+            connect_timeout_s: meta.connect_timeout.as_secs_f64(),
+            tls: meta.tls,
+            resume: meta.resume,
+            sni: meta.sni.clone(),
+            ca_file: meta.ca_file.clone(),
+            fd_limit: meta.fd_limit,
+            sources: meta.sources.iter().map(|s| s.to_string()).collect(),
         },
-        "config": {
-            "method": meta.method,
-            "headers": meta.headers.iter().map(|(n, v)| redact::header(n, v)).collect::<Vec<_>>(),
-            "body_len": meta.body_len,
-            "connections": meta.connections,
-            "threads": meta.threads,
-            "worker_cpus": meta.worker_cpus,
-            "target_cpus": meta.target_cpus,
-            "pipeline": meta.pipeline,
-            "duration_s": meta.duration.map(|d| d.as_secs_f64()),
-            "requests": meta.requests,
-            "warmup_s": meta.warmup.as_secs_f64(),
-            "timeout_s": meta.timeout.as_secs_f64(),
-            "connect_timeout_s": meta.connect_timeout.as_secs_f64(),
-            "tls": meta.tls,
-            "resume": meta.resume,
-            "sni": meta.sni,
-            "ca_file": meta.ca_file,
-            "fd_limit": meta.fd_limit,
-            "sources": meta.sources.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        host: host.into(),
+        throughput: schema::Throughput {
+            requests_per_s: per_s(c.requests),
+            responses_per_s: per_s(c.responses),
+            bytes_in_per_s: per_s(c.bytes_in),
+            bytes_out_per_s: per_s(c.bytes_out),
         },
-        "host": {
-            "cpus_online": host.cpus_online,
-            "cpus_allowed": host.cpus_allowed,
-            "clocksource": host.clocksource,
-            "kernel": host.kernel,
-            "arch": host.arch,
-            "os": host.os,
+        counters: schema::Counters {
+            requests: c.requests,
+            responses: c.responses,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            connections_opened: c.connections_opened,
+            connections_established: c.connections_established,
+            reused_requests: c.reused_requests,
+            reuse_rate: c.reuse_rate(),
+            server_closes: c.server_closes,
         },
-        "throughput": {
-            "requests_per_s": per_s(c.requests),
-            "responses_per_s": per_s(c.responses),
-            "bytes_in_per_s": per_s(c.bytes_in),
-            "bytes_out_per_s": per_s(c.bytes_out),
-        },
-        "counters": {
-            "requests": c.requests,
-            "responses": c.responses,
-            "bytes_in": c.bytes_in,
-            "bytes_out": c.bytes_out,
-            "connections_opened": c.connections_opened,
-            "connections_established": c.connections_established,
-            "reused_requests": c.reused_requests,
-            "reuse_rate": c.reuse_rate(),
-            "server_closes": c.server_closes,
-        },
-        "responses": responses,
-        "errors": errors,
-        "tls": tls,
-        "phases": phases,
-        "client": client(
+        responses,
+        errors,
+        tls: tls(meta, &run.recorder),
+        phases: phases(&meta.phases(), &run.recorder),
+        client: client(
             &run.workers,
-            if meta.ws.is_some() { c.ws.messages_in } else { c.responses },
+            if meta.ws.is_some() {
+                c.ws.messages_in
+            } else {
+                c.responses
+            },
             run.peak_rss_bytes,
         ),
-        "ws": meta.ws.as_ref().map(|w| websocket(w, run)),
-        "peak_open_connections": run.peak_open,
-        "rss_per_open_connection_bytes": run.peak_rss_bytes.checked_div(run.peak_open),
-        "stages": run.stages.iter().map(|s| stage(meta, s)).collect::<Vec<_>>(),
-        "rate": meta.rate.as_ref().map(|(asked, arrival)| {
+        ws: meta.ws.as_ref().map(|w| websocket(w, run)),
+        peak_open_connections: run.peak_open,
+        rss_per_open_connection_bytes: run.peak_rss_bytes.checked_div(run.peak_open),
+        stages: run.stages.iter().map(|s| stage(meta, s)).collect(),
+        rate: meta.rate.as_ref().map(|(asked, arrival)| {
             let behind = super::behind::verdict(meta, run);
-            json!({
-                "asked_per_s": asked,
-                "arrival": arrival,
-                "sent_per_s": per_s(c.requests),
-                "unsent": c.unsent,
-                "behind": behind.map(|b| b.who.name()),
-                "behind_cause": behind.map(|b| b.cause.name()),
-                "connections_needed": super::behind::connections_needed(meta, run),
-            })
+            schema::Rate {
+                asked_per_s: *asked,
+                arrival: arrival.clone(),
+                sent_per_s: per_s(c.requests),
+                unsent: c.unsent,
+                behind: behind.map(|b| b.who.name().to_string()),
+                behind_cause: behind.map(|b| b.cause.name().to_string()),
+                connections_needed: super::behind::connections_needed(meta, run),
+            }
         }),
-    })
+    }
+}
+
+/// The `target` object (also the probe's).
+pub(crate) fn target(meta: &RunMeta) -> schema::Target {
+    schema::Target {
+        url: redact::url(&meta.url),
+        builtin: meta.builtin_target,
+    }
+}
+
+/// `config.headers`: `"Name: value"`, secret values redacted (also the probe's).
+pub(crate) fn headers(meta: &RunMeta) -> Vec<String> {
+    meta.headers
+        .iter()
+        .map(|(n, v)| redact::header(n, v))
+        .collect()
 }
 
 /// The `ws` object of a WebSocket run: its settings (redacted) and its counters.
-fn websocket(m: &super::WsMeta, run: &RunResult) -> Value {
+fn websocket(m: &super::WsMeta, run: &RunResult) -> schema::Ws {
     use crate::metrics::{ReconnectCause, CLOSE_CODE_FIRST};
     let w = &run.recorder.counters.ws;
     let c = &run.recorder.counters;
     let secs = run.elapsed.as_secs_f64();
-    let reconnects: Map<String, Value> = ReconnectCause::ALL
+    let reconnects = ReconnectCause::ALL
         .iter()
-        .map(|r| (r.name().to_string(), json!(w.reconnects[r.index()])))
+        .map(|r| (r.name().to_string(), w.reconnects[r.index()]))
         .collect();
-    let mut close_codes: Map<String, Value> = w
+    let mut close_codes: BTreeMap<String, u64> = w
         .close_codes
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
-        .map(|(i, n)| ((CLOSE_CODE_FIRST + i as u16).to_string(), json!(n)))
+        .map(|(i, n)| ((CLOSE_CODE_FIRST + i as u16).to_string(), *n))
         .collect();
     if w.close_codes_other > 0 {
-        close_codes.insert("other".into(), json!(w.close_codes_other));
+        close_codes.insert("other".into(), w.close_codes_other);
     }
-    let mut settings = json!({
-        "mode": m.mode,
-        "subscriptions": m.subscriptions.iter().map(|s| redact::message(s)).collect::<Vec<_>>(),
-        "send_rate": m.send_rate,
-        "message_size": m.message_size,
-        "ping_interval_s": m.ping_interval.as_secs_f64(),
-        "ts_field": m.ts_field,
-        "ts_unit": run.recorder.ts_unit,
-        "ts_unit_inferred": m.ts_unit.is_none(),
-        "latency_note": "one-way latency assumes synchronized client and server clocks",
-        "seq_field": m.seq_field,
-        "stream_field": m.stream_field,
-        "stale_after_s": m.stale_after.map(|d| d.as_secs_f64()),
-        "heartbeat": m.heartbeat,
-        "heartbeat_interval_s": m.heartbeat_interval.as_secs_f64(),
-        "pong_timeout_s": m.pong_timeout.map(|d| d.as_secs_f64()),
-        "backoff": m.backoff,
-        "backoff_base_s": m.backoff_base.as_secs_f64(),
-        "backoff_cap_s": m.backoff_cap.as_secs_f64(),
-        "max_retries": m.max_retries,
-        "reconnect_budget": m.reconnect_budget.map(|(k, per)| json!({"count": k, "period_s": per.as_secs_f64()})),
-        "send_buffer": m.send_buffer,
-        "utf8_check": m.utf8_check,
-        "max_message": m.max_message,
-    });
-    // Two halves: one json! call this long exceeds the macro's recursion limit.
-    let counters = json!({
-        "connections_attempted": c.connections_opened,
-        "connections_upgraded": w.upgraded,
-        "connections_failed": c.connections_opened.saturating_sub(w.upgraded),
-        "success_rate": if c.connections_opened > 0 { w.upgraded as f64 / c.connections_opened as f64 } else { 0.0 },
-        "peak_open": run.peak_open,
-        "messages_in": w.messages_in,
-        "messages_out": w.messages_out,
-        "messages_in_per_s": if secs > 0.0 { w.messages_in as f64 / secs } else { 0.0 },
-        "subscriptions_sent": w.subscriptions_sent,
-        "resubscribed": w.resubscribed,
-        "reconnects": reconnects,
-        "reconnects_total": w.total_reconnects(),
-        "retries_exhausted": w.retries_exhausted,
-        "close_codes": close_codes,
-        "pings_answered": w.pings_answered,
-        "pings_sent": w.pings_sent,
-        "pongs_received": w.pongs_received,
-        "seq_gaps": w.seq_gaps,
-        "seq_missing": w.seq_missing,
-        "seq_restarts": w.seq_backwards,
-        "ts_missing": w.ts_missing,
-        "ts_future": w.ts_future,
-        "buffered_sent": w.buffered_sent,
-        "buffer_dropped": w.buffer_dropped,
-    });
-    if let (Value::Object(a), Value::Object(b)) = (&mut settings, counters) {
-        a.extend(b);
+    schema::Ws {
+        mode: m.mode.clone(),
+        subscriptions: m.subscriptions.iter().map(|s| redact::message(s)).collect(),
+        send_rate: m.send_rate,
+        message_size: m.message_size as u64,
+        ping_interval_s: m.ping_interval.as_secs_f64(),
+        ts_field: m.ts_field.clone(),
+        ts_unit: run.recorder.ts_unit.map(str::to_string),
+        ts_unit_inferred: m.ts_unit.is_none(),
+        latency_note: LATENCY_NOTE.to_string(),
+        seq_field: m.seq_field.clone(),
+        stream_field: m.stream_field.clone(),
+        stale_after_s: m.stale_after.map(|d| d.as_secs_f64()),
+        heartbeat: m.heartbeat.clone(),
+        heartbeat_interval_s: m.heartbeat_interval.as_secs_f64(),
+        pong_timeout_s: m.pong_timeout.map(|d| d.as_secs_f64()),
+        backoff: m.backoff.clone(),
+        backoff_base_s: m.backoff_base.as_secs_f64(),
+        backoff_cap_s: m.backoff_cap.as_secs_f64(),
+        max_retries: m.max_retries.map(u64::from),
+        reconnect_budget: m.reconnect_budget.map(|(k, per)| schema::ReconnectBudget {
+            count: u64::from(k),
+            period_s: per.as_secs_f64(),
+        }),
+        send_buffer: m.send_buffer as u64,
+        utf8_check: m.utf8_check,
+        max_message: m.max_message as u64,
+        connections_attempted: c.connections_opened,
+        connections_upgraded: w.upgraded,
+        connections_failed: c.connections_opened.saturating_sub(w.upgraded),
+        success_rate: if c.connections_opened > 0 {
+            w.upgraded as f64 / c.connections_opened as f64
+        } else {
+            0.0
+        },
+        peak_open: run.peak_open,
+        messages_in: w.messages_in,
+        messages_out: w.messages_out,
+        messages_in_per_s: if secs > 0.0 {
+            w.messages_in as f64 / secs
+        } else {
+            0.0
+        },
+        subscriptions_sent: w.subscriptions_sent,
+        resubscribed: w.resubscribed,
+        reconnects,
+        reconnects_total: w.total_reconnects(),
+        retries_exhausted: w.retries_exhausted,
+        close_codes,
+        pings_answered: w.pings_answered,
+        pings_sent: w.pings_sent,
+        pongs_received: w.pongs_received,
+        seq_gaps: w.seq_gaps,
+        seq_missing: w.seq_missing,
+        seq_restarts: w.seq_backwards,
+        ts_missing: w.ts_missing,
+        ts_future: w.ts_future,
+        buffered_sent: w.buffered_sent,
+        buffer_dropped: w.buffer_dropped,
     }
-    settings
 }
 
+/// `ws.latency_note`.
+pub const LATENCY_NOTE: &str = "one-way latency assumes synchronized client and server clocks";
+
 /// One window of a staged run: what it asked, what it got, its phases.
-fn stage(meta: &RunMeta, s: &super::StageResult) -> Value {
+fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
     let c = &s.recorder.counters;
     let secs = s.window.length.as_secs_f64();
-    let phases = phases(&meta.phases(), &s.recorder);
-    json!({
-        "stage": s.window.stage,
-        "window": s.window.kind,
-        "start_s": s.window.start.as_secs_f64(),
-        "duration_s": secs,
-        "connections_from": s.window.from,
-        "connections_to": s.window.to,
-        "open_at_end": s.open_at_end,
-        "connections_opened": c.connections_opened,
-        "requests": c.requests,
-        "responses": c.responses,
-        "responses_per_s": if secs > 0.0 { c.responses as f64 / secs } else { 0.0 },
-        "reuse_rate": c.reuse_rate(),
-        "errors": c.total_errors(),
-        "phases": phases,
-    })
+    schema::Stage {
+        stage: s.window.stage as u64,
+        window: s.window.kind.to_string(),
+        start_s: s.window.start.as_secs_f64(),
+        duration_s: secs,
+        connections_from: s.window.from as u64,
+        connections_to: s.window.to as u64,
+        open_at_end: s.open_at_end,
+        connections_opened: c.connections_opened,
+        requests: c.requests,
+        responses: c.responses,
+        responses_per_s: if secs > 0.0 {
+            c.responses as f64 / secs
+        } else {
+            0.0
+        },
+        reuse_rate: c.reuse_rate(),
+        errors: c.total_errors(),
+        phases: phases(&meta.phases(), &s.recorder),
+    }
 }
 
 /// The `errors.reasons` object: per class whose failures carried a reason, the reasons, most
 /// frequent first, then the failures whose reason was not kept (see
 /// [`crate::metrics::MAX_REASONS`]).
-pub(crate) fn reasons(r: &Reasons) -> Value {
-    let mut out = Map::new();
+pub(crate) fn reasons(r: &Reasons) -> BTreeMap<String, Vec<schema::Reason>> {
+    let mut out = BTreeMap::new();
     for class in ErrorClass::ALL {
         let (list, other) = r.of(class);
         if list.is_empty() && other == 0 {
             continue;
         }
-        let mut entries: Vec<Value> = list
+        let mut entries: Vec<schema::Reason> = list
             .iter()
-            .map(|(reason, count)| json!({ "reason": reason, "count": count }))
+            .map(|(reason, count)| schema::Reason {
+                reason: reason.to_string(),
+                count: *count,
+            })
             .collect();
         if other > 0 {
-            entries.push(json!({ "reason": OTHER_REASONS, "count": other }));
+            entries.push(schema::Reason {
+                reason: OTHER_REASONS.to_string(),
+                count: other,
+            });
         }
-        out.insert(class.name().to_string(), Value::Array(entries));
+        out.insert(class.name().to_string(), entries);
     }
-    Value::Object(out)
+    out
 }
 
 /// The reason standing for failures whose own reason was not kept.
 pub const OTHER_REASONS: &str = "(other reasons)";
 
 /// The `phases` object: each listed phase's statistics and full histogram (also the probe's).
-pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> Map<String, Value> {
+pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> BTreeMap<String, schema::PhaseStats> {
     list.iter()
         .map(|&p| (p.name().to_string(), phase(rec.histogram(p))))
         .collect()
 }
 
 /// The `tls` object of a TLS run, or null (also the probe's).
-pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Value {
+pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
     if !meta.tls {
-        return Value::Null;
+        return None;
     }
     let f = &rec.tls;
-    json!({
-        "version": f.version,
-        "cipher_suite": f.cipher_suite,
-        "kx_group": f.kx_group,
-        "alpn": f.alpn,
-        "handshakes_full": rec.counters.handshakes_full,
-        "handshakes_resumed": rec.counters.handshakes_resumed,
+    Some(schema::Tls {
+        version: f.version.clone(),
+        cipher_suite: f.cipher_suite.clone(),
+        kx_group: f.kx_group.clone(),
+        alpn: f.alpn.clone(),
+        handshakes_full: rec.counters.handshakes_full,
+        handshakes_resumed: rec.counters.handshakes_resumed,
     })
 }
 
 /// One `phases.*` object.
-fn phase(h: &Histogram<u64>) -> Value {
+fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
     let hdr = hdr::encode(h);
-    if h.is_empty() {
-        return json!({
-            "unit": "ns", "count": 0,
-            "min": null, "p50": null, "p90": null, "p99": null, "p999": null, "max": null,
-            "mean": null, "stdev": null,
-            "hdr": hdr,
-        });
+    let full = !h.is_empty();
+    let q = |q: f64| full.then(|| h.value_at_quantile(q));
+    schema::PhaseStats {
+        unit: "ns".to_string(),
+        count: h.len(),
+        min: full.then(|| h.min()),
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: full.then(|| h.max()),
+        mean: full.then(|| mean(h)),
+        stdev: full.then(|| h.stdev()),
+        hdr,
     }
-    json!({
-        "unit": "ns",
-        "count": h.len(),
-        "min": h.min(),
-        "p50": h.value_at_quantile(0.50),
-        "p90": h.value_at_quantile(0.90),
-        "p99": h.value_at_quantile(0.99),
-        "p999": h.value_at_quantile(0.999),
-        "max": h.max(),
-        "mean": mean(h),
-        "stdev": h.stdev(),
-        "hdr": hdr,
-    })
 }
 
 /// The mean of a non-empty histogram, ns, kept inside `[min, max]`: the f64 sum of
@@ -400,32 +469,29 @@ pub(crate) fn mean(h: &Histogram<u64>) -> f64 {
 }
 
 /// The `client` object: the benchmark's own cost.
-fn client(workers: &[WorkerStats], responses: u64, peak_rss_bytes: u64) -> Value {
+fn client(workers: &[WorkerStats], responses: u64, peak_rss_bytes: u64) -> schema::Client {
     let user: u64 = workers.iter().map(|w| w.cpu_user_ns).sum();
     let sys: u64 = workers.iter().map(|w| w.cpu_sys_ns).sum();
     let stall = workers.iter().map(|w| w.max_stall_ns).max().unwrap_or(0);
     let per_request_us =
         (responses > 0).then(|| (user as f64 + sys as f64) / responses as f64 / 1e3);
-    let per_worker: Vec<Value> = workers
-        .iter()
-        .map(|w| {
-            json!({
-                "cpu": w.cpu,
-                "connections": w.connections,
-                "cpu_user_s": w.cpu_user_ns as f64 / 1e9,
-                "cpu_sys_s": w.cpu_sys_ns as f64 / 1e9,
-                "max_loop_stall_us": w.max_stall_ns as f64 / 1e3,
+    schema::Client {
+        cpu_user_s: user as f64 / 1e9,
+        cpu_sys_s: sys as f64 / 1e9,
+        cpu_per_request_us: per_request_us,
+        peak_rss_bytes,
+        max_loop_stall_us: stall as f64 / 1e3,
+        workers: workers
+            .iter()
+            .map(|w| schema::Worker {
+                cpu: w.cpu.map(|c| c as u64),
+                connections: w.connections as u64,
+                cpu_user_s: w.cpu_user_ns as f64 / 1e9,
+                cpu_sys_s: w.cpu_sys_ns as f64 / 1e9,
+                max_loop_stall_us: w.max_stall_ns as f64 / 1e3,
             })
-        })
-        .collect();
-    json!({
-        "cpu_user_s": user as f64 / 1e9,
-        "cpu_sys_s": sys as f64 / 1e9,
-        "cpu_per_request_us": per_request_us,
-        "peak_rss_bytes": peak_rss_bytes,
-        "max_loop_stall_us": stall as f64 / 1e3,
-        "workers": per_worker,
-    })
+            .collect(),
+    }
 }
 
 /// Write the document pretty-printed with a trailing newline: to stdout for `"-"`, else to a
@@ -490,6 +556,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use serde_json::json;
 
     use super::*;
     use crate::metrics::TlsFacts;

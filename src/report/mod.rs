@@ -15,6 +15,7 @@ pub mod json;
 pub mod merge;
 pub mod probe;
 pub mod redact;
+pub mod schema;
 pub mod text;
 
 pub use crate::metrics::run::{RunResult, StageResult, WorkerPanic, WorkerStats};

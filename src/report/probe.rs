@@ -3,7 +3,8 @@
 //!
 //! It formats only; it never touches a socket or a clock. User strings (URL, headers, command
 //! line) go through [`redact`] as in every other report. The JSON keeps the shared envelope of
-//! `connbench.report.v1` (`schema`, `connbench_version`, `mode`, `started_at`, `duration_s`,
+//! `connbench.report.v1` (`schema`, `connbench_version`, `mode`, `started_at`,
+//! `started_at_unix_ms`, `duration_s`,
 //! `interrupted`, `insecure`, `command_line`, `target`, `host`, `tls`, `phases`, `client`) and
 //! puts the probe's findings under `probe` and `confirm`:
 //!
@@ -31,15 +32,16 @@
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::host::HostFacts;
-use super::json::{phases, rfc3339, tls, unix_ms, SCHEMA};
+use super::json::{headers, phases, rfc3339, target, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
-use super::{redact, RunMeta};
+use super::{redact, schema, RunMeta};
 use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
 use crate::plan::Establish;
@@ -228,110 +230,110 @@ fn series_line(series: &[(f64, u64)]) -> String {
 
 /// The JSON document (fields in the module doc).
 pub fn json(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult, host: &HostFacts) -> Value {
+    schema::to_value(&report(meta, p, r, host))
+}
+
+/// The JSON document as its [`schema::ProbeReport`] type.
+pub fn report(
+    meta: &RunMeta,
+    p: &ProbeMeta,
+    r: &ProbeResult,
+    host: &HostFacts,
+) -> schema::ProbeReport {
     let pass = &r.pass;
     let rec = &pass.recorder;
     let started_ms = unix_ms(r.started_at);
-    let phases = phases(&PHASES, rec);
-    let tls = tls(meta, rec);
-    let confirm = r.confirm.as_ref().map(|c| {
-        json!({
-            "result": c.stability.name(),
-            "reason": c.reason,
-            "below": c.below.as_ref().map(pass_summary),
-            "above": c.above.as_ref().map(pass_summary),
-        })
-    });
-    json!({
-        "schema": SCHEMA,
-        "connbench_version": env!("CARGO_PKG_VERSION"),
-        "mode": "probe",
-        "started_at": rfc3339(started_ms.div_euclid(1000)),
-        "started_at_unix_ms": started_ms,
-        "duration_s": r.elapsed.as_secs_f64(),
-        "interrupted": r.interrupted,
-        "insecure": meta.insecure,
-        "command_line": redact::command_line(&meta.command_line),
-        "target": {
-            "url": redact::url(&meta.url),
-            "builtin": meta.builtin_target,
+    schema::ProbeReport {
+        schema: SCHEMA.to_string(),
+        connbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: "probe".to_string(),
+        started_at: rfc3339(started_ms.div_euclid(1000)),
+        started_at_unix_ms: started_ms,
+        duration_s: r.elapsed.as_secs_f64(),
+        interrupted: r.interrupted,
+        insecure: meta.insecure,
+        command_line: redact::command_line(&meta.command_line),
+        target: target(meta),
+        config: schema::ProbeConfig {
+            establish: p.establish.name().to_string(),
+            connect_rate: p.connect_rate,
+            max: p.max as u64,
+            max_from_fd_limit: p.max_from_fd_limit,
+            hold_s: p.hold.as_secs_f64(),
+            settle_s: p.settle.as_secs_f64(),
+            keepalive_s: p.keepalive.map(|d| d.as_secs_f64()),
+            confirm_pause_s: p.confirm_pause.map(|d| d.as_secs_f64()),
+            headers: headers(meta),
+            connect_timeout_s: meta.connect_timeout.as_secs_f64(),
+            tls: meta.tls,
+            resume: meta.resume,
+            sni: meta.sni.clone(),
+            ca_file: meta.ca_file.clone(),
+            fd_limit: meta.fd_limit,
         },
-        "config": {
-            "establish": p.establish.name(),
-            "connect_rate": p.connect_rate,
-            "max": p.max,
-            "max_from_fd_limit": p.max_from_fd_limit,
-            "hold_s": p.hold.as_secs_f64(),
-            "settle_s": p.settle.as_secs_f64(),
-            "keepalive_s": p.keepalive.map(|d| d.as_secs_f64()),
-            "confirm_pause_s": p.confirm_pause.map(|d| d.as_secs_f64()),
-            "headers": meta.headers.iter().map(|(n, v)| redact::header(n, v)).collect::<Vec<_>>(),
-            "connect_timeout_s": meta.connect_timeout.as_secs_f64(),
-            "tls": meta.tls,
-            "resume": meta.resume,
-            "sni": meta.sni,
-            "ca_file": meta.ca_file,
-            "fd_limit": meta.fd_limit,
+        host: host.into(),
+        probe: schema::Probe {
+            limit: pass.limit,
+            reached_max: pass.reached_max,
+            first_failure: pass.first_failure.as_ref().map(first_failure),
+            failures: by_label(&pass.failures),
+            failures_total: pass.failures_total(),
+            drops: by_label(&pass.drops),
+            drops_total: pass.drops_total(),
+            series: pass.series.clone(),
+            survived: schema::Survived {
+                survived: pass.survived,
+                of: pass.held,
+            },
+            attempted: pass.attempted,
+            established: pass.established,
+            unresolved: pass.unresolved,
+            peak_open: pass.peak_open,
         },
-        "host": {
-            "cpus_online": host.cpus_online,
-            "cpus_allowed": host.cpus_allowed,
-            "clocksource": host.clocksource,
-            "kernel": host.kernel,
-            "arch": host.arch,
-            "os": host.os,
+        confirm: r.confirm.as_ref().map(|c| schema::Confirm {
+            result: c.stability.name().to_string(),
+            reason: c.reason.clone(),
+            below: c.below.as_ref().map(pass_summary),
+            above: c.above.as_ref().map(pass_summary),
+        }),
+        tls: tls(meta, rec),
+        phases: phases(&PHASES, rec),
+        client: schema::ProbeClient {
+            cpu_user_s: r.cpu_user_ns as f64 / 1e9,
+            cpu_sys_s: r.cpu_sys_ns as f64 / 1e9,
+            peak_rss_bytes: r.peak_rss_bytes,
         },
-        "probe": {
-            "limit": pass.limit,
-            "reached_max": pass.reached_max,
-            "first_failure": pass.first_failure.as_ref().map(first_failure),
-            "failures": by_label(&pass.failures),
-            "failures_total": pass.failures_total(),
-            "drops": by_label(&pass.drops),
-            "drops_total": pass.drops_total(),
-            "series": pass.series.iter().map(|(t, n)| json!([t, n])).collect::<Vec<_>>(),
-            "survived": { "survived": pass.survived, "of": pass.held },
-            "attempted": pass.attempted,
-            "established": pass.established,
-            "unresolved": pass.unresolved,
-            "peak_open": pass.peak_open,
-        },
-        "confirm": confirm,
-        "tls": tls,
-        "phases": phases,
-        "client": {
-            "cpu_user_s": r.cpu_user_ns as f64 / 1e9,
-            "cpu_sys_s": r.cpu_sys_ns as f64 / 1e9,
-            "peak_rss_bytes": r.peak_rss_bytes,
-        },
-    })
+    }
 }
 
-fn first_failure(f: &FirstFailure) -> Value {
-    json!({
-        "class": f.cause.label(),
-        "local": f.cause.is_local(),
-        "status": f.cause.status(),
-        "close_code": f.cause.close_code(),
-        "at_s": f.at.as_secs_f64(),
-        "connection": f.connection,
-    })
+fn first_failure(f: &FirstFailure) -> schema::FirstFailure {
+    schema::FirstFailure {
+        class: f.cause.label(),
+        local: f.cause.is_local(),
+        status: f.cause.status().map(u64::from),
+        close_code: f.cause.close_code().map(u64::from),
+        at_s: f.at.as_secs_f64(),
+        connection: f.connection,
+    }
 }
 
-fn by_label(v: &[(Cause, u64)]) -> Map<String, Value> {
-    v.iter().map(|(c, n)| (c.label(), json!(n))).collect()
+fn by_label(v: &[(Cause, u64)]) -> BTreeMap<String, u64> {
+    v.iter().map(|(c, n)| (c.label(), *n)).collect()
 }
 
-fn pass_summary(p: &PassResult) -> Value {
-    json!({
-        "max": p.max,
-        "limit": p.limit,
-        "reached_max": p.reached_max,
-        "first_failure": p.first_failure.as_ref().map(first_failure),
-    })
+fn pass_summary(p: &PassResult) -> schema::PassSummary {
+    schema::PassSummary {
+        max: p.max as u64,
+        limit: p.limit,
+        reached_max: p.reached_max,
+        first_failure: p.first_failure.as_ref().map(first_failure),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::metrics::probe::{Confirm, Stability};
     use crate::metrics::{ErrorClass, Recorder};
