@@ -163,6 +163,28 @@ pub enum WsMode {
     Ping,
 }
 
+impl WsMode {
+    /// Stable name used on the command line and in reports: "stream", "echo", "ping".
+    pub fn name(self) -> &'static str {
+        match self {
+            WsMode::Stream => "stream",
+            WsMode::Echo => "echo",
+            WsMode::Ping => "ping",
+        }
+    }
+}
+
+impl Heartbeat {
+    /// How reports show it: "off", "ping", or "text:MSG" (the caller redacts MSG).
+    pub fn describe(&self, redact: impl Fn(&str) -> String) -> String {
+        match self {
+            Heartbeat::Off => "off".to_string(),
+            Heartbeat::Ping => "ping".to_string(),
+            Heartbeat::Text(t) => format!("text:{}", redact(t)),
+        }
+    }
+}
+
 /// A client heartbeat sent every `heartbeat_interval` while a connection is open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Heartbeat {

@@ -122,11 +122,12 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         rate: (plan.mode == WsMode::Echo).then(|| {
             (
                 plan.send_rate * plan.connections as f64,
-                "uniform".to_string(),
+                Arrival::Uniform.name().to_string(),
             )
         }),
         ws: Some(WsMeta {
-            mode: format!("{:?}", a.mode).to_lowercase(),
+            // Rendered from the plan's enums, never from `{:?}` of the flags.
+            mode: plan.mode.name().to_string(),
             subscriptions: plan.subscriptions.clone(),
             send_rate: plan.send_rate,
             message_size: plan.message_size,
@@ -136,14 +137,10 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             seq_field,
             stream_field: a.stream_field.clone(),
             stale_after: plan.stale_after,
-            heartbeat: match &heartbeat {
-                Heartbeat::Off => "off".to_string(),
-                Heartbeat::Ping => "ping".to_string(),
-                Heartbeat::Text(t) => format!("text:{}", report::redact::message(t)),
-            },
+            heartbeat: plan.heartbeat.describe(report::redact::message),
             heartbeat_interval,
             pong_timeout,
-            backoff: format!("{:?}", a.backoff).to_lowercase(),
+            backoff: plan.backoff.jitter.name().to_string(),
             backoff_base: a.backoff_base,
             backoff_cap: a.backoff_cap,
             max_retries: a.max_retries,
