@@ -1,7 +1,8 @@
 //! `connbench merge`: one exact report from the JSON reports of runs made by several processes
 //! or machines at the same time.
 //!
-//! This module owns the merge rules; it reads report documents ([`json`] schema) and builds a
+//! This module owns the merge rules; it reads each report document into the declared schema
+//! ([`schema::Report`], the types the writer fills), folds the typed fields and builds a
 //! merged [`RunMeta`] + [`RunResult`], so the text summary and the merged JSON come from the same
 //! code as a single run's ([`text::render`], [`json::render`]). It must not average anything that
 //! can be added:
@@ -40,7 +41,9 @@
 //!    merge into a p50 of 0 ns.
 //! 8. A counter, error class, status class or phase that a report lacks counts as zero: a
 //!    report written by an older connbench (before a class or counter existed) still merges.
-//!    A field that is present must have the right type.
+//!    A field that is present must have the right type: the schema types refuse it, and the
+//!    message names its path (`client.workers[0].cpu`). Which fields may be missing is the
+//!    schema's `#[serde(default)]`.
 //!
 //! Reports are folded one at a time ([`Merger`]): the merge holds the running sums, the first
 //! report's settings (without its histograms) and a few facts per source, never every report.
@@ -51,11 +54,11 @@ use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::host::HostFacts;
 use super::json::{self, SCHEMA};
-use super::{hdr, text, RunMeta, RunResult, WorkerStats, WsMeta};
+use super::{hdr, schema, text, RunMeta, RunResult, WorkerStats, WsMeta};
 use crate::metrics::{
     new_histogram, Counters, ErrorClass, Phase, ReconnectCause, Recorder, StatusClass, TlsFacts,
     CLOSE_CODES, CLOSE_CODE_FIRST,
@@ -72,16 +75,6 @@ const DAMAGED: &str = "the report is damaged: regenerate it or leave it out of t
 
 /// Largest report file [`load`] reads (64 MiB). A real report is a few KiB to a few hundred KiB.
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
-
-/// Fields that must agree between reports unless `--allow-mixed` (JSON pointers).
-const IDENTITY_FIELDS: [&str; 6] = [
-    "/target/url",
-    "/config/method",
-    "/config/body_len",
-    "/config/pipeline",
-    "/config/tls",
-    "/rate/arrival",
-];
 
 /// Settings keys of the `ws` object, copied verbatim from the first report (the counters next
 /// to them are recomputed).
@@ -342,11 +335,10 @@ pub struct Merger {
 #[derive(Debug)]
 struct First {
     file: String,
-    mode: String,
     kind: String,
-    /// The document without `phases` and `stages` (the bulky parts): settings and strings
-    /// the merged report copies.
-    doc: Value,
+    /// The report without `phases` and `stages` (the bulky parts): settings and strings the
+    /// merged report copies.
+    report: schema::Report,
 }
 
 /// The summed and united settings (rule 4).
@@ -390,69 +382,55 @@ impl Merger {
         }
     }
 
-    /// Check one report (`file` names it in errors) and fold it into the merge.
+    /// Check one report (`file` names it in errors) and fold it into the merge: the document
+    /// is read into the declared schema ([`schema::Report`]) first, so a present field of the
+    /// wrong type is refused naming its path, and a field added after older reports defaults.
     pub fn add(&mut self, file: &str, doc: &Value) -> Result<(), MergeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let r = self.fold(&Field::new(file, doc));
+        let r = typed(file, doc).and_then(|report| self.fold(file, report));
         if let Err(e) = &r {
             self.failed = Some(e.clone());
         }
         r
     }
 
-    fn fold(&mut self, f: &Field<'_>) -> Result<(), MergeError> {
-        let mode = f.str("/mode")?;
-        let k = kind(f)?;
+    fn fold(&mut self, file: &str, mut r: schema::Report) -> Result<(), MergeError> {
+        let f = In(file);
+        let k = kind(&r);
         match &self.first {
             None => {
-                // Everything but the histograms, without copying them first.
-                let doc = match f.doc {
-                    Value::Object(map) => Value::Object(
-                        map.iter()
-                            .filter(|(k, _)| *k != "phases" && *k != "stages")
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                };
-                let mut phases = Phase::for_mode(mode).to_vec();
-                if f.present("/rate") {
+                let mut phases = Phase::for_mode(&r.mode).to_vec();
+                if r.rate.is_some() {
                     phases.extend([Phase::Corrected, Phase::SendLag]);
                 }
                 self.hists = phases.into_iter().map(|p| (p, new_histogram())).collect();
-                self.first = Some(First {
-                    file: f.file.to_string(),
-                    mode: mode.to_string(),
-                    kind: k,
-                    doc,
-                });
             }
             Some(first) => {
                 if k != first.kind {
                     return Err(MergeError::Mode {
                         first: (first.file.clone(), first.kind.clone()),
-                        other: (f.file.to_string(), k),
+                        other: (file.to_string(), k),
                     });
                 }
                 if !self.opts.allow_mixed {
-                    check_identity(first, f)?;
+                    check_identity(first, file, &r)?;
                 }
             }
         }
 
-        let start = f.i64("/started_at_unix_ms")?;
-        let duration_s = f.f64("/duration_s")?;
+        let start = r.started_at_unix_ms;
+        let duration_s = r.duration_s;
         if !(duration_s >= 0.0 && duration_s.is_finite()) {
             return Err(f.bad("duration_s is not a non-negative number of seconds"));
         }
         // Same kind as the first report, so the same mode.
-        self.counters = sum_counters(f, mode == "ws", &self.counters)?;
+        self.counters = sum_counters(f, &r, &self.counters)?;
         for (phase, sum) in &mut self.hists {
-            add_phase(f, *phase, sum)?;
+            add_phase(f, *phase, r.phases.get(phase.name()), sum)?;
         }
-        let workers = read_workers(f)?;
+        let workers = read_workers(f, &r.client.workers)?;
         for w in &workers {
             let add = |sum: u64, ns: u64| {
                 sum.checked_add(ns).ok_or_else(|| {
@@ -470,51 +448,48 @@ impl Merger {
         }
         self.workers.extend(workers);
         if !self.tls.is_known() {
-            self.tls = read_tls(f)?;
+            self.tls = read_tls(r.tls.as_ref());
         }
-        self.peak_rss = checked_sum(f, "/client/peak_rss_bytes", self.peak_rss)?;
-        self.peak_open = checked_sum(f, "/peak_open_connections", self.peak_open)?;
-        self.interrupted |= f.bool("/interrupted")?;
+        self.peak_rss = checked_sum(
+            f,
+            "client.peak_rss_bytes",
+            r.client.peak_rss_bytes,
+            self.peak_rss,
+        )?;
+        self.peak_open = checked_sum(
+            f,
+            "peak_open_connections",
+            r.peak_open_connections,
+            self.peak_open,
+        )?;
+        self.interrupted |= r.interrupted;
         // Reasons: `(other reasons)` stays a reason of its own (the inputs' kept reasons differ).
         // Reports written before `errors.reasons` existed have none.
-        if let Some(by_class) = f.doc.pointer("/errors/reasons").and_then(Value::as_object) {
-            for (name, list) in by_class {
-                let Some(class) = ErrorClass::ALL.iter().find(|e| e.name() == name) else {
-                    return Err(f.bad(format!(
-                        "errors.reasons.{name} is an error class this connbench does not know"
-                    )));
-                };
-                for r in list.as_array().into_iter().flatten() {
-                    let (Some(text), Some(n)) = (r["reason"].as_str(), r["count"].as_u64()) else {
-                        return Err(f.bad(format!(
-                            "errors.reasons.{name} holds an entry without a reason text and a count"
-                        )));
-                    };
-                    self.reasons.add(*class, text, n);
-                }
+        for (name, list) in &r.errors.reasons {
+            let Some(class) = ErrorClass::ALL.iter().find(|e| e.name() == name) else {
+                return Err(f.bad(format!(
+                    "errors.reasons.{name} is an error class this connbench does not know"
+                )));
+            };
+            for reason in list {
+                self.reasons.add(*class, &reason.reason, reason.count);
             }
         }
         // Reports written before `worker_panics` existed have none.
-        if let Some(panics) = f.doc.pointer("/worker_panics").and_then(Value::as_array) {
-            for p in panics {
-                self.worker_panics.push(crate::metrics::run::WorkerPanic {
-                    worker: p["worker"].as_u64().unwrap_or(0) as usize,
-                    message: format!(
-                        "in {}: {}",
-                        f.file,
-                        p["message"].as_str().unwrap_or("(no message)")
-                    ),
-                    responses_lost: p["responses_lost"].as_u64().unwrap_or(0),
-                });
-            }
+        for p in &r.worker_panics {
+            self.worker_panics.push(crate::metrics::run::WorkerPanic {
+                worker: p.worker,
+                message: format!("in {file}: {}", p.message),
+                responses_lost: p.responses_lost,
+            });
         }
-        fold_load(f, &mut self.load)?;
+        fold_load(f, &r, &mut self.load)?;
 
         let info = SourceInfo {
-            file: f.file.to_string(),
+            file: file.to_string(),
             started_at_unix_ms: start,
             duration_s,
-            responses: f.count("/counters/responses")?,
+            responses: r.counters.responses,
         };
         self.source_docs.push(json!({
             "file": info.file,
@@ -522,17 +497,26 @@ impl Merger {
             "started_at_unix_ms": start,
             "duration_s": duration_s,
             "responses": info.responses,
-            "url": f.doc.pointer("/target/url"),
-            "connections": f.doc.pointer("/config/connections"),
-            "threads": f.doc.pointer("/config/threads"),
-            "host": f.doc.pointer("/host"),
+            "url": r.target.url,
+            "connections": r.config.connections,
+            "threads": r.config.threads,
+            "host": schema::to_value(&r.host),
         }));
         self.sources.push(info);
+        if self.first.is_none() {
+            // Everything but the histograms (the bulky parts): settings and strings the merged
+            // report copies.
+            r.phases.clear();
+            r.stages.clear();
+            self.first = Some(First {
+                file: file.to_string(),
+                kind: k,
+                report: r,
+            });
+        }
         Ok(())
     }
 
-    /// The merged run, once every report is added. `command_line` is the merge process's own,
-    /// recorded (redacted) as the merged report's `command_line`.
     pub fn finish(self, command_line: Vec<String>) -> Result<Merged, MergeError> {
         if let Some(e) = self.failed {
             return Err(e);
@@ -562,9 +546,10 @@ impl Merger {
         recorder.reasons = self.reasons;
         recorder.tls = self.tls;
         recorder.ts_unit = first
-            .doc
-            .pointer("/ws/ts_unit")
-            .and_then(Value::as_str)
+            .report
+            .ws
+            .as_ref()
+            .and_then(|w| w.ts_unit.as_deref())
             .and_then(TsUnit::parse)
             .map(TsUnit::name);
 
@@ -581,7 +566,7 @@ impl Merger {
             worker_panics: self.worker_panics,
         };
         let json = merged_json(
-            &first.doc,
+            &schema::to_value(&first.report),
             &meta,
             &run,
             &self.sources,
@@ -599,20 +584,48 @@ impl Merger {
 }
 
 /// The reports must agree on the identity fields (rule 4) unless `--allow-mixed`.
-fn check_identity(first: &First, f: &Field<'_>) -> Result<(), MergeError> {
-    let mut fields: Vec<&str> = IDENTITY_FIELDS.to_vec();
-    if first.mode == "ws" {
-        fields.push("/ws/mode");
+fn check_identity(first: &First, file: &str, r: &schema::Report) -> Result<(), MergeError> {
+    let a = &first.report;
+    let arrival = |r: &schema::Report| r.rate.as_ref().map(|x| json!(x.arrival));
+    let ws_mode = |r: &schema::Report| r.ws.as_ref().map(|x| json!(x.mode));
+    let mut fields: Vec<(&str, Option<Value>, Option<Value>)> = vec![
+        (
+            "target.url",
+            Some(json!(a.target.url)),
+            Some(json!(r.target.url)),
+        ),
+        (
+            "config.method",
+            Some(json!(a.config.method)),
+            Some(json!(r.config.method)),
+        ),
+        (
+            "config.body_len",
+            Some(json!(a.config.body_len)),
+            Some(json!(r.config.body_len)),
+        ),
+        (
+            "config.pipeline",
+            Some(json!(a.config.pipeline)),
+            Some(json!(r.config.pipeline)),
+        ),
+        (
+            "config.tls",
+            Some(json!(a.config.tls)),
+            Some(json!(r.config.tls)),
+        ),
+        ("rate.arrival", arrival(a), arrival(r)),
+    ];
+    if a.mode == "ws" {
+        fields.push(("ws.mode", ws_mode(a), ws_mode(r)));
     }
-    for ptr in fields {
-        let want = first.doc.pointer(ptr);
-        let got = f.doc.pointer(ptr);
+    for (field, want, got) in fields {
         if got != want {
-            let show = |v: Option<&Value>| v.map_or("(missing)".to_string(), Value::to_string);
+            let show = |v: Option<Value>| v.map_or("(missing)".to_string(), |v| v.to_string());
             return Err(MergeError::Mixed {
-                field: dotted(ptr),
+                field: field.to_string(),
                 first: (first.file.clone(), show(want)),
-                other: (f.file.to_string(), show(got)),
+                other: (file.to_string(), show(got)),
             });
         }
     }
@@ -654,179 +667,169 @@ pub fn render_text(m: &Merged) -> String {
     out
 }
 
-/// Reads typed fields of one report, naming the file and the field when one is missing.
-struct Field<'a> {
-    file: &'a str,
-    doc: &'a Value,
-}
+/// The file being folded, to name it in errors.
+#[derive(Clone, Copy)]
+struct In<'a>(&'a str);
 
-impl<'a> Field<'a> {
-    fn new(file: &'a str, doc: &'a Value) -> Field<'a> {
-        Field { file, doc }
-    }
-
-    fn bad(&self, problem: impl Into<String>) -> MergeError {
+impl In<'_> {
+    fn bad(self, problem: impl Into<String>) -> MergeError {
         MergeError::Input {
-            file: self.file.to_string(),
+            file: self.0.to_string(),
             problem: problem.into(),
         }
     }
-
-    fn get(&self, ptr: &str, what: &str) -> Result<&'a Value, MergeError> {
-        self.doc
-            .pointer(ptr)
-            .ok_or_else(|| self.bad(format!("{} missing (expected {what})", dotted(ptr))))
-    }
-
-    fn typed<T>(
-        &self,
-        ptr: &str,
-        what: &str,
-        conv: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<T, MergeError> {
-        let v = self.get(ptr, what)?;
-        conv(v).ok_or_else(|| self.bad(format!("{} is not {what}", dotted(ptr))))
-    }
-
-    fn u64(&self, ptr: &str) -> Result<u64, MergeError> {
-        self.typed(ptr, "a non-negative integer", Value::as_u64)
-    }
-
-    fn i64(&self, ptr: &str) -> Result<i64, MergeError> {
-        self.typed(ptr, "an integer", Value::as_i64)
-    }
-
-    fn f64(&self, ptr: &str) -> Result<f64, MergeError> {
-        self.typed(ptr, "a number", Value::as_f64)
-    }
-
-    fn bool(&self, ptr: &str) -> Result<bool, MergeError> {
-        self.typed(ptr, "true or false", Value::as_bool)
-    }
-
-    fn str(&self, ptr: &str) -> Result<&'a str, MergeError> {
-        self.typed(ptr, "a string", Value::as_str)
-    }
-
-    /// A count that older reports may lack (rule 8): 0 when missing, else a non-negative
-    /// integer.
-    fn count(&self, ptr: &str) -> Result<u64, MergeError> {
-        match self.doc.pointer(ptr) {
-            None => Ok(0),
-            Some(_) => self.u64(ptr),
-        }
-    }
-
-    /// An object that may be missing or null.
-    fn object_opt(&self, ptr: &str) -> Result<Option<&'a Map<String, Value>>, MergeError> {
-        match self.doc.pointer(ptr) {
-            None | Some(Value::Null) => Ok(None),
-            Some(_) => self.typed(ptr, "an object", Value::as_object).map(Some),
-        }
-    }
-
-    /// True when the field is there and not null.
-    fn present(&self, ptr: &str) -> bool {
-        self.doc.pointer(ptr).is_some_and(|v| !v.is_null())
-    }
 }
 
-/// `/counters/responses` → `counters.responses`.
-fn dotted(ptr: &str) -> String {
-    ptr.trim_start_matches('/').replace('/', ".")
+/// Read one report document into the declared schema. A missing field that the schema does
+/// not default, or a present field of the wrong type, is refused on one line naming the field
+/// by its path (`counters.responses`, `client.workers[0]`).
+fn typed(file: &str, doc: &Value) -> Result<schema::Report, MergeError> {
+    serde_path_to_error::deserialize::<_, schema::Report>(doc).map_err(|e| {
+        let mut path = e.path().to_string();
+        let inner = e.inner().to_string();
+        // The error classes are a flattened map, read as a whole: find the class at fault.
+        if path == "errors" {
+            if let Some((class, _)) = doc
+                .pointer("/errors")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .find(|(k, v)| *k != "total" && *k != "reasons" && v.as_u64().is_none())
+            {
+                path = format!("errors.{class}");
+            }
+        }
+        let problem = if path == "." || path.is_empty() {
+            format!("not a connbench report: {inner}")
+        } else if inner.starts_with("missing field") {
+            format!("{path}: {inner}")
+        } else {
+            format!("{path} is not of the right type: {inner}")
+        };
+        In(file).bad(problem.replace('\n', " "))
+    })
 }
 
 /// What decides a report's phases: its mode, and whether it ran at a constant rate (`-R` adds
 /// the corrected and send-lag phases). Reports of different kinds cannot be merged.
-fn kind(f: &Field<'_>) -> Result<String, MergeError> {
-    let mode = f.str("/mode")?;
-    Ok(match f.doc.get("rate") {
-        Some(r) if !r.is_null() => format!("{mode} -R"),
-        _ => mode.to_string(),
-    })
+fn kind(r: &schema::Report) -> String {
+    match r.rate {
+        Some(_) => format!("{} -R", r.mode),
+        None => r.mode.clone(),
+    }
 }
 
 /// `acc` plus the counters of one report (WebSocket counters only for `ws` reports): every
 /// sum checked (rule 6), a missing counter or class counting as zero (rule 8).
-fn sum_counters(f: &Field<'_>, ws: bool, acc: &Counters) -> Result<Counters, MergeError> {
+fn sum_counters(f: In<'_>, r: &schema::Report, acc: &Counters) -> Result<Counters, MergeError> {
     let mut c = acc.clone();
-    let add = |ptr: &str, slot: &mut u64| -> Result<(), MergeError> {
-        *slot = checked_sum(f, ptr, *slot)?;
+    let add = |field: &str, n: u64, slot: &mut u64| -> Result<(), MergeError> {
+        *slot = checked_sum(f, field, n, *slot)?;
         Ok(())
     };
-    add("/counters/requests", &mut c.requests)?;
-    add("/counters/responses", &mut c.responses)?;
-    add("/counters/bytes_in", &mut c.bytes_in)?;
-    add("/counters/bytes_out", &mut c.bytes_out)?;
-    add("/counters/connections_opened", &mut c.connections_opened)?;
+    let rc = &r.counters;
+    add("counters.requests", rc.requests, &mut c.requests)?;
+    add("counters.responses", rc.responses, &mut c.responses)?;
+    add("counters.bytes_in", rc.bytes_in, &mut c.bytes_in)?;
+    add("counters.bytes_out", rc.bytes_out, &mut c.bytes_out)?;
     add(
-        "/counters/connections_established",
+        "counters.connections_opened",
+        rc.connections_opened,
+        &mut c.connections_opened,
+    )?;
+    add(
+        "counters.connections_established",
+        rc.connections_established,
         &mut c.connections_established,
     )?;
-    add("/counters/reused_requests", &mut c.reused_requests)?;
-    add("/counters/server_closes", &mut c.server_closes)?;
+    add(
+        "counters.reused_requests",
+        rc.reused_requests,
+        &mut c.reused_requests,
+    )?;
+    add(
+        "counters.server_closes",
+        rc.server_closes,
+        &mut c.server_closes,
+    )?;
+    let of = |map: &std::collections::BTreeMap<String, u64>, key: &str| {
+        map.get(key).copied().unwrap_or(0)
+    };
     for s in StatusClass::ALL {
         add(
-            &format!("/responses/{}", s.name()),
+            &format!("responses.{}", s.name()),
+            of(&r.responses, s.name()),
             &mut c.status[s.index()],
         )?;
     }
-    let mut own_errors: u128 = 0;
-    for e in ErrorClass::ALL {
-        let ptr = format!("/errors/{}", e.name());
-        own_errors += u128::from(f.count(&ptr)?);
-        add(&ptr, &mut c.errors[e.index()])?;
-    }
-    let errors = f.object_opt("/errors")?;
     // A class this build does not know would be dropped from the sums: refuse it.
-    let known = |key: &str| {
-        key == "total" || key == "reasons" || ErrorClass::ALL.iter().any(|e| e.name() == key)
-    };
-    if let Some(key) = errors
-        .into_iter()
-        .flatten()
-        .map(|(k, _)| k)
-        .find(|k| !known(k))
+    if let Some(key) = r
+        .errors
+        .classes
+        .keys()
+        .find(|k| !ErrorClass::ALL.iter().any(|e| e.name() == k.as_str()))
     {
         return Err(f.bad(format!(
             "errors.{key} is an error class this connbench does not know (the report comes \
              from a newer connbench: merge with that version)"
         )));
     }
-    if f.present("/errors/total") {
-        let total = f.u64("/errors/total")?;
-        if u128::from(total) != own_errors {
-            return Err(f.bad(format!(
-                "errors.total says {total} but the error classes add up to {own_errors}; \
-                 {DAMAGED}"
-            )));
-        }
+    let mut own_errors: u128 = 0;
+    for e in ErrorClass::ALL {
+        let n = of(&r.errors.classes, e.name());
+        own_errors += u128::from(n);
+        add(&format!("errors.{}", e.name()), n, &mut c.errors[e.index()])?;
     }
-    if f.present("/tls") {
-        add("/tls/handshakes_full", &mut c.handshakes_full)?;
-        add("/tls/handshakes_resumed", &mut c.handshakes_resumed)?;
+    let total = r.errors.total;
+    if u128::from(total) != own_errors {
+        return Err(f.bad(format!(
+            "errors.total says {total} but the error classes add up to {own_errors}; \
+             {DAMAGED}"
+        )));
     }
-    if f.present("/rate") {
-        add("/rate/unsent", &mut c.unsent)?;
+    if let Some(tls) = &r.tls {
+        add(
+            "tls.handshakes_full",
+            tls.handshakes_full,
+            &mut c.handshakes_full,
+        )?;
+        add(
+            "tls.handshakes_resumed",
+            tls.handshakes_resumed,
+            &mut c.handshakes_resumed,
+        )?;
     }
-    if ws {
+    if let Some(rate) = &r.rate {
+        add("rate.unsent", rate.unsent, &mut c.unsent)?;
+    }
+    if let (true, Some(rw)) = (r.mode == "ws", &r.ws) {
         let w = &mut c.ws;
-        add("/ws/messages_in", &mut w.messages_in)?;
-        add("/ws/messages_out", &mut w.messages_out)?;
-        add("/ws/connections_upgraded", &mut w.upgraded)?;
-        add("/ws/subscriptions_sent", &mut w.subscriptions_sent)?;
-        add("/ws/resubscribed", &mut w.resubscribed)?;
-        for r in ReconnectCause::ALL {
+        add("ws.messages_in", rw.messages_in, &mut w.messages_in)?;
+        add("ws.messages_out", rw.messages_out, &mut w.messages_out)?;
+        add(
+            "ws.connections_upgraded",
+            rw.connections_upgraded,
+            &mut w.upgraded,
+        )?;
+        add(
+            "ws.subscriptions_sent",
+            rw.subscriptions_sent,
+            &mut w.subscriptions_sent,
+        )?;
+        add("ws.resubscribed", rw.resubscribed, &mut w.resubscribed)?;
+        for cause in ReconnectCause::ALL {
             add(
-                &format!("/ws/reconnects/{}", r.name()),
-                &mut w.reconnects[r.index()],
+                &format!("ws.reconnects.{}", cause.name()),
+                of(&rw.reconnects, cause.name()),
+                &mut w.reconnects[cause.index()],
             )?;
         }
-        add("/ws/retries_exhausted", &mut w.retries_exhausted)?;
-        for (code, n) in f.object_opt("/ws/close_codes")?.into_iter().flatten() {
-            let n = n
-                .as_u64()
-                .ok_or_else(|| f.bad(format!("ws.close_codes.{code} is not an integer")))?;
+        add(
+            "ws.retries_exhausted",
+            rw.retries_exhausted,
+            &mut w.retries_exhausted,
+        )?;
+        for (code, &n) in &rw.close_codes {
             let slot = match code.parse::<u16>() {
                 Ok(c) if (CLOSE_CODE_FIRST..CLOSE_CODE_FIRST + CLOSE_CODES as u16).contains(&c) => {
                     &mut w.close_codes[usize::from(c - CLOSE_CODE_FIRST)]
@@ -834,20 +837,30 @@ fn sum_counters(f: &Field<'_>, ws: bool, acc: &Counters) -> Result<Counters, Mer
                 _ if code == "other" => &mut w.close_codes_other,
                 _ => return Err(f.bad(format!("ws.close_codes has an unknown key {code:?}"))),
             };
-            *slot = slot
-                .checked_add(n)
-                .ok_or_else(|| overflow(f, &format!("ws.close_codes.{code}"), n, *slot))?;
+            add(&format!("ws.close_codes.{code}"), n, slot)?;
         }
-        add("/ws/pings_answered", &mut w.pings_answered)?;
-        add("/ws/pings_sent", &mut w.pings_sent)?;
-        add("/ws/pongs_received", &mut w.pongs_received)?;
-        add("/ws/seq_gaps", &mut w.seq_gaps)?;
-        add("/ws/seq_missing", &mut w.seq_missing)?;
-        add("/ws/seq_restarts", &mut w.seq_backwards)?;
-        add("/ws/ts_missing", &mut w.ts_missing)?;
-        add("/ws/ts_future", &mut w.ts_future)?;
-        add("/ws/buffered_sent", &mut w.buffered_sent)?;
-        add("/ws/buffer_dropped", &mut w.buffer_dropped)?;
+        add(
+            "ws.pings_answered",
+            rw.pings_answered,
+            &mut w.pings_answered,
+        )?;
+        add("ws.pings_sent", rw.pings_sent, &mut w.pings_sent)?;
+        add(
+            "ws.pongs_received",
+            rw.pongs_received,
+            &mut w.pongs_received,
+        )?;
+        add("ws.seq_gaps", rw.seq_gaps, &mut w.seq_gaps)?;
+        add("ws.seq_missing", rw.seq_missing, &mut w.seq_missing)?;
+        add("ws.seq_restarts", rw.seq_restarts, &mut w.seq_backwards)?;
+        add("ws.ts_missing", rw.ts_missing, &mut w.ts_missing)?;
+        add("ws.ts_future", rw.ts_future, &mut w.ts_future)?;
+        add("ws.buffered_sent", rw.buffered_sent, &mut w.buffered_sent)?;
+        add(
+            "ws.buffer_dropped",
+            rw.buffer_dropped,
+            &mut w.buffer_dropped,
+        )?;
     }
     // The totals the output shows must fit as well (rule 6).
     let fits = |xs: &[u64]| xs.iter().try_fold(0u64, |a, &n| a.checked_add(n)).is_some();
@@ -868,32 +881,31 @@ fn sum_counters(f: &Field<'_>, ws: bool, acc: &Counters) -> Result<Counters, Mer
     Ok(c)
 }
 
-/// `acc` plus the count at `ptr` (missing: 0), or an error naming the field when the sum
-/// passes `u64::MAX`.
-fn checked_sum(f: &Field<'_>, ptr: &str, acc: u64) -> Result<u64, MergeError> {
-    let n = f.count(ptr)?;
-    acc.checked_add(n)
-        .ok_or_else(|| overflow(f, &dotted(ptr), n, acc))
-}
-
-/// The error for a sum that passes `u64::MAX`.
-fn overflow(f: &Field<'_>, field: &str, n: u64, acc: u64) -> MergeError {
-    f.bad(format!(
-        "{field}: {n} here and {acc} in the reports before add up to more than {}; {DAMAGED}",
-        u64::MAX
-    ))
+/// `acc` plus `n` (the report's `field`), or an error naming the field when the sum passes
+/// `u64::MAX`.
+fn checked_sum(f: In<'_>, field: &str, n: u64, acc: u64) -> Result<u64, MergeError> {
+    acc.checked_add(n).ok_or_else(|| {
+        f.bad(format!(
+            "{field}: {n} here and {acc} in the reports before add up to more than {}; {DAMAGED}",
+            u64::MAX
+        ))
+    })
 }
 
 /// Decode one report's histogram of `phase`, check it (rule 7) and add it to `sum`. A report
 /// without the phase adds nothing (rule 8).
-fn add_phase(f: &Field<'_>, phase: Phase, sum: &mut Histogram<u64>) -> Result<(), MergeError> {
+fn add_phase(
+    f: In<'_>,
+    phase: Phase,
+    stats: Option<&schema::PhaseStats>,
+    sum: &mut Histogram<u64>,
+) -> Result<(), MergeError> {
     let name = phase.name();
-    if !f.present(&format!("/phases/{name}")) {
+    let Some(stats) = stats else {
         return Ok(());
-    }
-    let encoded = f.str(&format!("/phases/{name}/hdr"))?;
-    let count = f.u64(&format!("/phases/{name}/count"))?;
-    let h = hdr::decode(encoded).map_err(|e| f.bad(format!("phases.{name}: {e}")))?;
+    };
+    let count = stats.count;
+    let h = hdr::decode(&stats.hdr).map_err(|e| f.bad(format!("phases.{name}: {e}")))?;
     // The decoder sums the buckets saturating at u64::MAX, above the limit: a total that
     // saturated (more than u64::MAX samples) is refused here, never taken for exact.
     let held = h.len();
@@ -952,18 +964,13 @@ fn replay(rec: &mut Recorder, phase: Phase, h: &Histogram<u64>) {
 }
 
 /// The workers of one report, as `client.workers` lists them.
-fn read_workers(f: &Field<'_>) -> Result<Vec<WorkerStats>, MergeError> {
-    let list = f.typed("/client/workers", "an array", Value::as_array)?;
-    let ns = |v: &Value, key: &str, scale: f64| -> Result<u64, MergeError> {
-        let x = v
-            .get(key)
-            .and_then(Value::as_f64)
-            .filter(|x| *x >= 0.0 && x.is_finite())
-            .ok_or_else(|| {
-                f.bad(format!(
-                    "client.workers[].{key} is not a non-negative number"
-                ))
-            })?;
+fn read_workers(f: In<'_>, list: &[schema::Worker]) -> Result<Vec<WorkerStats>, MergeError> {
+    let ns = |x: f64, key: &str, scale: f64| -> Result<u64, MergeError> {
+        if !(x >= 0.0 && x.is_finite()) {
+            return Err(f.bad(format!(
+                "client.workers[].{key} is not a non-negative number"
+            )));
+        }
         let ns = (x * scale).round();
         // 2^64 ns is 584 years: refuse rather than let `as` saturate.
         if ns >= 18_446_744_073_709_551_616.0 {
@@ -976,37 +983,25 @@ fn read_workers(f: &Field<'_>) -> Result<Vec<WorkerStats>, MergeError> {
     list.iter()
         .map(|w| {
             Ok(WorkerStats {
-                cpu: w
-                    .get("cpu")
-                    .and_then(Value::as_u64)
-                    .and_then(|c| usize::try_from(c).ok()),
-                connections: w
-                    .get("connections")
-                    .and_then(Value::as_u64)
-                    .and_then(|c| usize::try_from(c).ok())
-                    .ok_or_else(|| f.bad("client.workers[].connections is not an integer"))?,
-                cpu_user_ns: ns(w, "cpu_user_s", 1e9)?,
-                cpu_sys_ns: ns(w, "cpu_sys_s", 1e9)?,
-                max_stall_ns: ns(w, "max_loop_stall_us", 1e3)?,
+                cpu: w.cpu.and_then(|c| usize::try_from(c).ok()),
+                connections: usize::try_from(w.connections)
+                    .map_err(|_| f.bad("client.workers[].connections is too large"))?,
+                cpu_user_ns: ns(w.cpu_user_s, "cpu_user_s", 1e9)?,
+                cpu_sys_ns: ns(w.cpu_sys_s, "cpu_sys_s", 1e9)?,
+                max_stall_ns: ns(w.max_loop_stall_us, "max_loop_stall_us", 1e3)?,
             })
         })
         .collect()
 }
 
 /// The negotiated TLS facts of one report (all unknown for a plain run).
-fn read_tls(f: &Field<'_>) -> Result<TlsFacts, MergeError> {
-    let tls = f.object_opt("/tls")?;
-    let s = |k: &str| {
-        tls.and_then(|t| t.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    Ok(TlsFacts {
-        version: s("version"),
-        cipher_suite: s("cipher_suite"),
-        kx_group: s("kx_group"),
-        alpn: s("alpn"),
-    })
+fn read_tls(tls: Option<&schema::Tls>) -> TlsFacts {
+    TlsFacts {
+        version: tls.and_then(|t| t.version.clone()),
+        cipher_suite: tls.and_then(|t| t.cipher_suite.clone()),
+        kx_group: tls.and_then(|t| t.kx_group.clone()),
+        alpn: tls.and_then(|t| t.alpn.clone()),
+    }
 }
 
 /// Union, overlap and shortest of the windows.
@@ -1058,23 +1053,19 @@ fn system_time(ms: i64) -> SystemTime {
 }
 
 /// Fold one report's load into the summed and united settings (rule 4), every sum checked.
-fn fold_load(f: &Field<'_>, load: &mut Load) -> Result<(), MergeError> {
-    load.connections = checked_sum(f, "/config/connections", load.connections)?;
-    load.threads = checked_sum(f, "/config/threads", load.threads)?;
-    load.requests = match load.requests {
-        Some(acc) if f.present("/config/requests") => {
-            Some(checked_sum(f, "/config/requests", acc)?)
-        }
+fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), MergeError> {
+    let c = &r.config;
+    load.connections = checked_sum(f, "config.connections", c.connections, load.connections)?;
+    load.threads = checked_sum(f, "config.threads", c.threads, load.threads)?;
+    load.requests = match (load.requests, c.requests) {
+        (Some(acc), Some(n)) => Some(checked_sum(f, "config.requests", n, acc)?),
         _ => None,
     };
-    if let Some(rate) = f.object_opt("/rate")? {
-        let asked = match rate.get("asked_per_s") {
-            None => 0.0,
-            Some(v) => v
-                .as_f64()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| f.bad("rate.asked_per_s is not a non-negative number"))?,
-        };
+    if let Some(rate) = &r.rate {
+        let asked = rate.asked_per_s;
+        if !(asked.is_finite() && asked >= 0.0) {
+            return Err(f.bad("rate.asked_per_s is not a non-negative number"));
+        }
         load.asked_per_s += asked;
         if !load.asked_per_s.is_finite() {
             return Err(f.bad(format!(
@@ -1083,22 +1074,16 @@ fn fold_load(f: &Field<'_>, load: &mut Load) -> Result<(), MergeError> {
             )));
         }
     }
-    let cpus = |ptr: &str, into: &mut BTreeSet<u64>| {
-        let list = f.doc.pointer(ptr).and_then(Value::as_array);
-        into.extend(list.into_iter().flatten().filter_map(Value::as_u64));
-    };
-    cpus("/config/worker_cpus", &mut load.worker_cpus);
-    cpus("/config/target_cpus", &mut load.target_cpus);
-    let addresses = f.doc.pointer("/config/sources").and_then(Value::as_array);
+    load.worker_cpus.extend(c.worker_cpus.iter().copied());
+    load.target_cpus.extend(c.target_cpus.iter().copied());
     load.addresses.extend(
-        addresses
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str()?.parse::<std::net::IpAddr>().ok()),
+        c.sources
+            .iter()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
     );
-    load.builtin |= f.doc.pointer("/target/builtin") == Some(&Value::Bool(true));
+    load.builtin |= r.target.builtin;
     // The caveat must survive the merge if any input carried it.
-    load.insecure |= f.doc.pointer("/insecure") == Some(&Value::Bool(true));
+    load.insecure |= r.insecure;
     Ok(())
 }
 
@@ -1106,97 +1091,72 @@ fn fold_load(f: &Field<'_>, load: &mut Load) -> Result<(), MergeError> {
 /// Strings come from reports, so they are already redacted; the reports redact them again,
 /// which leaves redacted text as it is.
 fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta {
-    let doc = &first.doc;
-    let get = |ptr: &str| doc.pointer(ptr);
-    let s = |ptr: &str| get(ptr).and_then(Value::as_str).map(str::to_string);
-    let secs = |ptr: &str| {
-        get(ptr)
-            .and_then(Value::as_f64)
-            .and_then(|x| Duration::try_from_secs_f64(x).ok())
-    };
+    let r = &first.report;
+    let c = &r.config;
+    let secs = |x: f64| Duration::try_from_secs_f64(x).ok();
     let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let cpus = |set: &BTreeSet<u64>| -> Vec<usize> {
         set.iter()
             .filter_map(|&c| usize::try_from(c).ok())
             .collect()
     };
-    let headers = get("/config/headers")
-        .and_then(Value::as_array)
-        .map(|hs| {
-            hs.iter()
-                .filter_map(Value::as_str)
-                .map(|h| match h.split_once(':') {
-                    Some((n, v)) => (n.trim().to_string(), v.trim().to_string()),
-                    None => (h.to_string(), String::new()),
-                })
-                .collect()
+    let headers = c
+        .headers
+        .iter()
+        .map(|h| match h.split_once(':') {
+            Some((n, v)) => (n.trim().to_string(), v.trim().to_string()),
+            None => (h.to_string(), String::new()),
         })
-        .unwrap_or_default();
-    let ws = (first.mode == "ws").then(|| {
-        let ws = |k: &str| doc.pointer(&format!("/ws/{k}"));
-        let ws_s = |k: &str| ws(k).and_then(Value::as_str).map(str::to_string);
-        WsMeta {
-            mode: ws_s("mode").unwrap_or_default(),
-            subscriptions: ws("subscriptions")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            ts_field: ws_s("ts_field"),
-            ts_unit: match ws("ts_unit_inferred").and_then(Value::as_bool) {
-                Some(false) => ws_s("ts_unit"),
-                _ => None,
+        .collect();
+    let ws = (r.mode == "ws").then(|| match &r.ws {
+        Some(w) => WsMeta {
+            mode: w.mode.clone(),
+            subscriptions: w.subscriptions.clone(),
+            ts_field: w.ts_field.clone(),
+            ts_unit: if w.ts_unit_inferred {
+                None
+            } else {
+                w.ts_unit.clone()
             },
-            seq_field: ws_s("seq_field"),
-            stream_field: ws_s("stream_field").unwrap_or_default(),
+            seq_field: w.seq_field.clone(),
+            stream_field: w.stream_field.clone(),
             // The rest are settings the text summary does not show; the merged JSON copies
             // them verbatim from the first report (see `merged_json`).
             ..WsMeta::default()
-        }
+        },
+        None => WsMeta::default(),
     });
     RunMeta {
-        mode: first.mode.clone(),
-        url: s("/target/url").unwrap_or_default(),
+        mode: r.mode.clone(),
+        url: r.target.url.clone(),
         builtin_target: load.builtin,
         command_line,
-        method: s("/config/method").unwrap_or_default(),
+        method: c.method.clone(),
         headers,
-        body_len: get("/config/body_len")
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0),
+        body_len: usize::try_from(c.body_len).unwrap_or(0),
         connections: size(load.connections),
         threads: size(load.threads),
         worker_cpus: cpus(&load.worker_cpus),
         target_cpus: cpus(&load.target_cpus),
-        pipeline: get("/config/pipeline")
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(1),
-        duration: secs("/config/duration_s"),
+        pipeline: usize::try_from(c.pipeline).unwrap_or(1),
+        duration: c.duration_s.and_then(secs),
         requests: load.requests,
-        warmup: secs("/config/warmup_s").unwrap_or_default(),
-        timeout: secs("/config/timeout_s").unwrap_or_default(),
-        connect_timeout: secs("/config/connect_timeout_s").unwrap_or_default(),
-        tls: get("/config/tls").and_then(Value::as_bool).unwrap_or(false),
+        warmup: secs(c.warmup_s).unwrap_or_default(),
+        timeout: secs(c.timeout_s).unwrap_or_default(),
+        connect_timeout: secs(c.connect_timeout_s).unwrap_or_default(),
+        tls: c.tls,
         insecure: load.insecure,
-        resume: get("/config/resume")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
-        sni: s("/config/sni"),
-        ca_file: s("/config/ca_file"),
-        fd_limit: get("/config/fd_limit").and_then(Value::as_u64).unwrap_or(0),
+        resume: c.resume,
+        sni: c.sni.clone(),
+        ca_file: c.ca_file.clone(),
+        fd_limit: c.fd_limit,
         ws,
         // The asked rates add up like the loads; the arrival process must agree (checked
         // with the identity fields).
-        rate: doc.get("rate").filter(|r| !r.is_null()).map(|r| {
-            let arrival = r.get("arrival").and_then(Value::as_str).unwrap_or_default();
-            (load.asked_per_s, arrival.to_string())
-        }),
+        rate: r
+            .rate
+            .as_ref()
+            .map(|x| (load.asked_per_s, x.arrival.clone())),
         // Every process's source addresses, once each.
         sources: load.addresses.iter().copied().collect(),
     }
@@ -1972,5 +1932,46 @@ mod tests {
             .find(|l| l.starts_with("tls"))
             .expect("tls row");
         assert!(row.ends_with("819ns"), "{row}");
+    }
+    #[test]
+    fn merge_refuses_wrong_types_it_used_to_read_as_zero_or_absent() {
+        // The JSON-pointer reader took these as 0, false or "not there" and merged on: a lost
+        // worker's responses as 0, a CPU or a built-in flag dropped. Read through the schema,
+        // each is refused naming the file and the field's path.
+        let panicked = |d: &mut Value| {
+            d["worker_panics"] = json!([{"worker": 0, "message": "boom", "responses_lost": "7"}]);
+        };
+        type Damage = fn(&mut Value);
+        let cases: [(Damage, &str); 5] = [
+            (panicked, "worker_panics[0].responses_lost is not"),
+            (
+                |d| d["config"]["worker_cpus"] = json!([1, "2"]),
+                "config.worker_cpus[1] is not",
+            ),
+            (
+                |d| d["target"]["builtin"] = json!("yes"),
+                "target.builtin is not",
+            ),
+            (
+                |d| d["client"]["workers"][0]["cpu"] = json!("1"),
+                "client.workers[0].cpu is not",
+            ),
+            (|d| d["errors"]["io"] = json!(1.5), "errors.io is not"),
+        ];
+        for (damage, needle) in cases {
+            assert_refused(
+                merge(&good_and_bad(damage), &MergeOptions::default(), vec![]),
+                "bad.json",
+                needle,
+            );
+        }
+        // The same report with the field well typed merges, and the lost responses are kept.
+        let docs = good_and_bad(|d| {
+            d["worker_panics"] = json!([{"worker": 0, "message": "boom", "responses_lost": 7}]);
+        });
+        let m = merge(&docs, &MergeOptions::default(), vec![]).expect("well typed");
+        assert_eq!(m.run.worker_panics.len(), 1);
+        assert_eq!(m.run.worker_panics[0].responses_lost, 7);
+        assert_eq!(m.run.worker_panics[0].message, "in bad.json: boom");
     }
 }

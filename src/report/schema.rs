@@ -185,8 +185,9 @@ pub struct Throughput {
     pub bytes_out_per_s: f64,
 }
 
-/// `counters`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `counters`. A counter that a report lacks (written before it existed) reads as 0.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Requests whose first byte was written.
     pub requests: u64,
@@ -413,52 +414,76 @@ pub struct Ws {
     /// `--max-message`.
     pub max_message: u64,
     /// `connect()` calls.
+    #[serde(default)]
     pub connections_attempted: u64,
     /// Connections upgraded (101).
+    #[serde(default)]
     pub connections_upgraded: u64,
     /// Attempted − upgraded.
+    #[serde(default)]
     pub connections_failed: u64,
     /// Upgraded ÷ attempted.
+    #[serde(default)]
     pub success_rate: f64,
     /// Most connections open at once.
+    #[serde(default)]
     pub peak_open: u64,
     /// Data messages received.
+    #[serde(default)]
     pub messages_in: u64,
     /// Data messages sent.
+    #[serde(default)]
     pub messages_out: u64,
     /// Messages received ÷ duration.
+    #[serde(default)]
     pub messages_in_per_s: f64,
     /// Subscription messages sent.
+    #[serde(default)]
     pub subscriptions_sent: u64,
     /// Reconnections that subscribed again.
+    #[serde(default)]
     pub resubscribed: u64,
     /// Reconnects by cause.
+    #[serde(default)]
     pub reconnects: BTreeMap<String, u64>,
     /// Their sum.
+    #[serde(default)]
     pub reconnects_total: u64,
     /// Connections that gave up after `--max-retries`.
+    #[serde(default)]
     pub retries_exhausted: u64,
     /// Close codes received, by code (and `other`).
+    #[serde(default)]
     pub close_codes: BTreeMap<String, u64>,
     /// Server pings answered.
+    #[serde(default)]
     pub pings_answered: u64,
     /// Pings sent.
+    #[serde(default)]
     pub pings_sent: u64,
     /// Pongs received.
+    #[serde(default)]
     pub pongs_received: u64,
     /// Sequence gaps.
+    #[serde(default)]
     pub seq_gaps: u64,
     /// Messages missing in the gaps.
+    #[serde(default)]
     pub seq_missing: u64,
     /// Sequence restarts (went backwards).
+    #[serde(default)]
     pub seq_restarts: u64,
     /// Messages without a timestamp.
+    #[serde(default)]
     pub ts_missing: u64,
     /// Timestamps in the future.
+    #[serde(default)]
     pub ts_future: u64,
     /// Echo messages sent from the send buffer.
+    #[serde(default)]
     pub buffered_sent: u64,
     /// Echo messages dropped for a full send buffer.
+    #[serde(default)]
     pub buffer_dropped: u64,
 }
 
