@@ -17,6 +17,8 @@ pub struct RecvBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    /// Largest the buffer grows ([`MAX_CAPACITY`] unless [`RecvBuf::set_max`] said more).
+    max: usize,
 }
 
 impl RecvBuf {
@@ -26,7 +28,15 @@ impl RecvBuf {
             data: vec![0; INITIAL_CAPACITY],
             start: 0,
             end: 0,
+            max: MAX_CAPACITY,
         }
+    }
+
+    /// Let the buffer grow to `max` bytes (at least [`MAX_CAPACITY`]): a WebSocket frame is
+    /// decoded only once it is whole, so the buffer must hold the largest message accepted.
+    /// Memory is still only taken when such a message arrives.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max.max(MAX_CAPACITY);
     }
 
     /// Bytes received and not yet consumed.
@@ -62,8 +72,8 @@ impl RecvBuf {
                 self.data.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
-            } else if self.data.len() < MAX_CAPACITY {
-                let grown = (self.data.len() * 2).min(MAX_CAPACITY);
+            } else if self.data.len() < self.max {
+                let grown = (self.data.len() * 2).min(self.max);
                 self.data.resize(grown, 0);
             }
         }
@@ -130,5 +140,30 @@ mod tests {
             b.filled(n);
         }
         assert_eq!(b.pending().len(), MAX_CAPACITY);
+    }
+
+    #[test]
+    fn a_raised_limit_lets_the_buffer_hold_a_whole_large_frame() {
+        let mut b = RecvBuf::new();
+        b.set_max(300 * 1024);
+        loop {
+            let n = b.spare().len();
+            if n == 0 {
+                break;
+            }
+            b.filled(n);
+        }
+        assert_eq!(b.pending().len(), 300 * 1024);
+        // Never below the default.
+        let mut c = RecvBuf::new();
+        c.set_max(10);
+        loop {
+            let n = c.spare().len();
+            if n == 0 {
+                break;
+            }
+            c.filled(n);
+        }
+        assert_eq!(c.pending().len(), MAX_CAPACITY);
     }
 }

@@ -226,7 +226,11 @@ where
         move || {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
-            let net = core::Net::<T>::new(poll, connections, ctx, connector, plan.connect_timeout);
+            let mut net =
+                core::Net::<T>::new(poll, connections, ctx, connector, plan.connect_timeout);
+            // A frame is decoded once whole: the buffer must hold the largest message accepted
+            // plus its header (14 bytes at most).
+            net.set_recv_max(plan.max_message.saturating_add(14));
             let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {

@@ -892,3 +892,34 @@ fn echo_rate_warning_blames_the_client_when_it_cannot_send_fast_enough() {
         r.stdout
     );
 }
+
+/// Messages between the 80 KiB receive buffer and the 1 MiB `--max-message` default failed as
+/// `ws_protocol` ("data outgrew the 80 KiB receive buffer"): a frame is decoded only once whole,
+/// so the buffer must be able to hold the largest message accepted.
+#[test]
+fn websocket_messages_larger_than_80_kib_are_decoded_not_ws_protocol() {
+    let s = serve(|_| {});
+    let url = ws_url(&s, "/echo");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--mode",
+        "echo",
+        "--message-size",
+        "200000",
+        "--send-rate",
+        "5",
+        "-d",
+        "1500ms",
+        "-c",
+        "1",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.u64("/errors/total"), 0, "{}", r.report()["errors"]);
+    assert!(
+        r.u64("/phases/rtt/count") >= 3,
+        "{}",
+        r.report()["phases"]["rtt"]
+    );
+}

@@ -146,6 +146,8 @@ pub struct Net<T: Transport> {
     connector: Connector,
     connect_timeout: Duration,
     open: u64,
+    /// Receive buffer limit of every slot ([`Net::set_recv_max`]).
+    recv_max: usize,
 }
 
 impl<T: Transport> Net<T> {
@@ -167,6 +169,7 @@ impl<T: Transport> Net<T> {
             connector,
             connect_timeout,
             open: 0,
+            recv_max: crate::engine::buf::MAX_CAPACITY,
         };
         net.timers = TimerTable::new(slots);
         for _ in 0..slots {
@@ -175,9 +178,20 @@ impl<T: Transport> Net<T> {
         net
     }
 
+    /// Let every slot's receive buffer grow to `max` bytes (WebSocket: the largest message
+    /// accepted plus its frame header).
+    pub fn set_recv_max(&mut self, max: usize) {
+        self.recv_max = max;
+        for s in &mut self.slots {
+            s.rb.set_max(max);
+        }
+    }
+
     /// One more slot; returns its index.
     pub fn add_slot(&mut self) -> usize {
-        self.slots.push(Slot::new(Instant::now()));
+        let mut slot = Slot::new(Instant::now());
+        slot.rb.set_max(self.recv_max);
+        self.slots.push(slot);
         self.timers.add_slot();
         self.slots.len() - 1
     }
