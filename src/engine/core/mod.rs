@@ -160,22 +160,17 @@ impl<T: Transport> Net<T> {
         connect_timeout: Duration,
     ) -> Net<T> {
         let now = Instant::now();
-        let mut net = Net {
+        Net {
             poll,
-            slots: Vec::with_capacity(slots),
-            timers: TimerTable::new(0),
+            slots: (0..slots).map(|_| Slot::new(now)).collect(),
+            timers: TimerTable::new(slots),
             rec: Recorder::new(),
             ctx,
             connector,
             connect_timeout,
             open: 0,
             recv_max: crate::engine::buf::MAX_CAPACITY,
-        };
-        net.timers = TimerTable::new(slots);
-        for _ in 0..slots {
-            net.slots.push(Slot::new(now));
         }
-        net
     }
 
     /// Let every slot's receive buffer grow to `max` bytes (WebSocket: the largest message

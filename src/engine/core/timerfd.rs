@@ -94,6 +94,20 @@ mod tests {
     use super::*;
     use mio::{Events, Interest, Poll, Token};
 
+    /// A disarmed timer registered in a fresh poll.
+    fn registered() -> (Poll, Timerfd) {
+        let poll = Poll::new().unwrap();
+        let t = Timerfd::new().unwrap();
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&t.raw_fd()),
+                Token(1),
+                Interest::READABLE,
+            )
+            .unwrap();
+        (poll, t)
+    }
+
     fn wait_for_fire(poll: &mut Poll, limit: Duration) -> Option<Instant> {
         let mut events = Events::with_capacity(4);
         poll.poll(&mut events, Some(limit)).expect("poll");
@@ -102,15 +116,7 @@ mod tests {
 
     #[test]
     fn it_fires_at_the_instant_not_before_and_rearms_after_fired() {
-        let mut poll = Poll::new().unwrap();
-        let mut t = Timerfd::new().unwrap();
-        poll.registry()
-            .register(
-                &mut mio::unix::SourceFd(&t.raw_fd()),
-                Token(1),
-                Interest::READABLE,
-            )
-            .unwrap();
+        let (mut poll, mut t) = registered();
         for _ in 0..3 {
             let now = Instant::now();
             let at = now + Duration::from_millis(5);
@@ -126,34 +132,19 @@ mod tests {
 
     #[test]
     fn a_past_instant_fires_at_once_instead_of_disarming() {
-        let mut poll = Poll::new().unwrap();
-        let mut t = Timerfd::new().unwrap();
-        poll.registry()
-            .register(
-                &mut mio::unix::SourceFd(&t.raw_fd()),
-                Token(1),
-                Interest::READABLE,
-            )
-            .unwrap();
+        let (mut poll, mut t) = registered();
         let now = Instant::now();
         t.arm(now - Duration::from_millis(1), now).unwrap();
         assert!(wait_for_fire(&mut poll, Duration::from_secs(30)).is_some());
     }
 
     #[test]
-    fn rearming_the_same_instant_is_a_no_op_and_a_later_one_moves_it() {
-        let mut poll = Poll::new().unwrap();
-        let mut t = Timerfd::new().unwrap();
-        poll.registry()
-            .register(
-                &mut mio::unix::SourceFd(&t.raw_fd()),
-                Token(1),
-                Interest::READABLE,
-            )
-            .unwrap();
+    fn rearming_the_same_instant_keeps_the_deadline_and_a_new_one_moves_it() {
+        let (mut poll, mut t) = registered();
         let now = Instant::now();
         t.arm(now + Duration::from_secs(3600), now).unwrap();
         t.arm(now + Duration::from_secs(3600), now).unwrap();
+        assert_eq!(t.armed(), Some(now + Duration::from_secs(3600)));
         assert!(wait_for_fire(&mut poll, Duration::from_millis(20)).is_none());
         t.arm(now + Duration::from_millis(1), now).unwrap();
         assert!(wait_for_fire(&mut poll, Duration::from_secs(30)).is_some());
@@ -161,15 +152,7 @@ mod tests {
 
     #[test]
     fn it_wakes_within_microseconds_not_millisecond_poll_granularity() {
-        let mut poll = Poll::new().unwrap();
-        let mut t = Timerfd::new().unwrap();
-        poll.registry()
-            .register(
-                &mut mio::unix::SourceFd(&t.raw_fd()),
-                Token(1),
-                Interest::READABLE,
-            )
-            .unwrap();
+        let (mut poll, mut t) = registered();
         let mut best = Duration::MAX;
         for _ in 0..20 {
             let start = Instant::now();
