@@ -294,12 +294,20 @@ pub fn merge_reports<R: Read>(
     opts: &MergeOptions,
     command_line: Vec<String>,
 ) -> Result<Merged, MergeError> {
+    Ok(read_reports(inputs, opts)?.render(command_line))
+}
+
+/// [`merge_reports`] without the rendering: the reports read, summed and checked.
+pub fn read_reports<R: Read>(
+    inputs: impl IntoIterator<Item = (String, R)>,
+    opts: &MergeOptions,
+) -> Result<Combined, MergeError> {
     let mut m = Merger::new(*opts);
     for (file, reader) in inputs {
         let doc = read_report(&file, reader)?;
         m.add(&file, &doc)?;
     }
-    m.finish(command_line)
+    m.combine()
 }
 
 /// The running merge: everything folded from the reports added so far, and nothing else (the
@@ -517,7 +525,15 @@ impl Merger {
         Ok(())
     }
 
+    /// Check the reports as a whole (their windows) and render the merged report;
+    /// `command_line` is the merge process's own, recorded (redacted) as its `command_line`.
     pub fn finish(self, command_line: Vec<String>) -> Result<Merged, MergeError> {
+        Ok(self.combine()?.render(command_line))
+    }
+
+    /// Everything the reports held, summed and checked as a whole (their windows), before
+    /// anything is rendered: the reader's result. [`Combined::render`] makes the report.
+    pub fn combine(self) -> Result<Combined, MergeError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -537,6 +553,53 @@ impl Merger {
             });
         }
 
+        Ok(Combined {
+            counters: self.counters,
+            hists: self.hists,
+            sources: self.sources,
+            window,
+            first,
+            load: self.load,
+            reasons: self.reasons,
+            tls: self.tls,
+            workers: self.workers,
+            interrupted: self.interrupted,
+            peak_rss: self.peak_rss,
+            peak_open: self.peak_open,
+            worker_panics: self.worker_panics,
+            source_docs: self.source_docs,
+        })
+    }
+}
+
+/// The merged measurements as read and checked ([`Merger::combine`]), not yet rendered.
+#[derive(Debug)]
+pub struct Combined {
+    /// The summed counters.
+    pub counters: Counters,
+    /// The summed histogram of each phase the merged report shows.
+    pub hists: Vec<(Phase, Histogram<u64>)>,
+    /// The inputs, in command-line order.
+    pub sources: Vec<SourceInfo>,
+    /// The windows.
+    pub window: WindowSummary,
+    first: First,
+    load: Load,
+    reasons: crate::metrics::Reasons,
+    tls: TlsFacts,
+    workers: Vec<WorkerStats>,
+    interrupted: bool,
+    peak_rss: u64,
+    peak_open: u64,
+    worker_panics: Vec<crate::metrics::run::WorkerPanic>,
+    source_docs: Vec<Value>,
+}
+
+impl Combined {
+    /// The merged report: its settings, its measurements and its JSON document.
+    pub fn render(self, command_line: Vec<String>) -> Merged {
+        let first = self.first;
+        let window = self.window;
         let meta = merged_meta(&first, &self.load, command_line);
         let mut recorder = Recorder::new();
         for (phase, h) in &self.hists {
@@ -573,13 +636,13 @@ impl Merger {
             self.source_docs,
             &window,
         );
-        Ok(Merged {
+        Merged {
             meta,
             run,
             sources: self.sources,
             window,
             json,
-        })
+        }
     }
 }
 
