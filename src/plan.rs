@@ -17,6 +17,41 @@ pub enum Scheme {
     Https,
 }
 
+/// The command that made a run, as reports name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `connbench http`.
+    Http,
+    /// `connbench ws`.
+    Ws,
+    /// `connbench probe`.
+    Probe,
+}
+
+impl Mode {
+    /// Stable name used in reports: "http", "ws", "probe".
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Ws => "ws",
+            Mode::Probe => "probe",
+        }
+    }
+
+    /// Parse what [`Mode::name`] returns.
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Http, Mode::Ws, Mode::Probe]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A resolved target.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -172,6 +207,13 @@ impl WsMode {
             WsMode::Ping => "ping",
         }
     }
+
+    /// Parse what [`WsMode::name`] returns.
+    pub fn parse(s: &str) -> Option<WsMode> {
+        [WsMode::Stream, WsMode::Echo, WsMode::Ping]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
 }
 
 impl Heartbeat {
@@ -181,6 +223,17 @@ impl Heartbeat {
             Heartbeat::Off => "off".to_string(),
             Heartbeat::Ping => "ping".to_string(),
             Heartbeat::Text(t) => format!("text:{}", redact(t)),
+        }
+    }
+
+    /// Parse what [`Heartbeat::describe`] returns.
+    pub fn parse(s: &str) -> Option<Heartbeat> {
+        match s {
+            "off" => Some(Heartbeat::Off),
+            "ping" => Some(Heartbeat::Ping),
+            _ => s
+                .strip_prefix("text:")
+                .map(|t| Heartbeat::Text(t.to_string())),
         }
     }
 }
@@ -221,6 +274,18 @@ pub struct WsPlan {
     pub progress: bool,
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
+    /// What each connection does, and how it recovers (what the report shows of the run).
+    pub session: WsSession,
+    /// Local source addresses, taken round-robin by global connection index (`--source`);
+    /// empty: the kernel picks (no bind). All of the target address family.
+    pub sources: Vec<IpAddr>,
+}
+
+/// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its
+/// report shows, declared once (the plan carries them, the report renders them, `merge` reads
+/// them back).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WsSession {
     /// Subscription messages, in order; `{conn}` is replaced by the connection's index.
     pub subscriptions: Vec<String>,
     /// What the connection does once upgraded.
@@ -259,9 +324,34 @@ pub struct WsPlan {
     pub pong_timeout: Option<Duration>,
     /// Messages kept while a connection is down (echo mode), sent after resubscribing.
     pub send_buffer: usize,
-    /// Local source addresses, taken round-robin by global connection index (`--source`);
-    /// empty: the kernel picks (no bind). All of the target address family.
-    pub sources: Vec<IpAddr>,
+}
+
+#[cfg(test)]
+impl WsSession {
+    /// A session of `mode` for tests: no subscriptions, no timestamps, nothing optional on.
+    pub(crate) fn example(mode: WsMode) -> WsSession {
+        WsSession {
+            subscriptions: Vec::new(),
+            mode,
+            send_rate: 0.0,
+            message_size: 64,
+            ping_interval: Duration::from_secs(1),
+            ts_field: None,
+            ts_unit: None,
+            seq_field: None,
+            stream_field: crate::proto::jsonfield::FieldPath::parse("stream")
+                .expect("a valid path"),
+            utf8_check: true,
+            max_message: 1 << 20,
+            backoff: BackoffPolicy::default(),
+            reconnect_budget: None,
+            stale_after: None,
+            heartbeat: Heartbeat::Off,
+            heartbeat_interval: Duration::from_secs(20),
+            pong_timeout: None,
+            send_buffer: 100,
+        }
+    }
 }
 
 /// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`.
@@ -514,6 +604,13 @@ impl Arrival {
             Arrival::Uniform => "uniform",
             Arrival::Poisson => "poisson",
         }
+    }
+
+    /// Parse what [`Arrival::name`] returns.
+    pub fn parse(s: &str) -> Option<Arrival> {
+        [Arrival::Uniform, Arrival::Poisson]
+            .into_iter()
+            .find(|a| a.name() == s)
     }
 }
 

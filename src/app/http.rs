@@ -72,9 +72,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         sources: p.sources.clone(),
     };
     let meta = RunMeta {
-        rate: plan
-            .rate
-            .map(|(r, arrival)| (r, arrival.name().to_string())),
+        rate: plan.rate,
         method: plan.method.clone(),
         body_len: plan.body.len(),
         pipeline: plan.pipeline,
@@ -87,7 +85,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Duration(_) => None,
         },
         timeout: plan.timeout,
-        ..p.meta("http", &load, argv)
+        ..p.meta(Mode::Http, &load, argv)
     };
     p.execute(&meta, &load, "connections", || engine::run(&plan))
 }

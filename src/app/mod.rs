@@ -26,12 +26,14 @@ use crate::cli::{
     self, Command, Given, HttpArgs, JitterArg, LoadArgs, OverLimitArg, ProbeArgs, ServeArgs,
     TlsArgs, UsageError, WsArgs, WsModeArg,
 };
-use crate::engine::pace::Arrival;
 use crate::engine::reconnect::{BackoffPolicy, Jitter};
 use crate::engine::{self, EngineError};
-use crate::plan::{Heartbeat, HttpPlan, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan};
+use crate::plan::{
+    Arrival, Heartbeat, HttpPlan, Mode, Pinning, Scheme, Stop, Target, TlsPlan, WsMode, WsPlan,
+    WsSession,
+};
 use crate::proto::jsonfield::TsUnit;
-use crate::report::{self, RunMeta, WsMeta};
+use crate::report::{self, RunMeta};
 use crate::serve::{OverLimit, ServeConfig, ServeError, ServerHandle};
 
 /// Exit code of a completed run.

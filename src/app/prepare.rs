@@ -256,9 +256,9 @@ pub(super) fn prepare(
 
 impl Prepared {
     /// The report's description of the run, from what every command shares.
-    pub(super) fn meta(&self, mode: &str, load: &LoadArgs, argv: Vec<String>) -> RunMeta {
+    pub(super) fn meta(&self, mode: Mode, load: &LoadArgs, argv: Vec<String>) -> RunMeta {
         RunMeta {
-            mode: mode.to_string(),
+            mode,
             url: self.target.url.clone(),
             builtin_target: self.builtin,
             command_line: argv,
@@ -282,11 +282,7 @@ impl Prepared {
             warmup: load.warmup,
             timeout: load.connect_timeout,
             connect_timeout: load.connect_timeout,
-            tls: self.target.scheme == Scheme::Https,
-            insecure: self.tls.insecure,
-            resume: self.tls.resume,
-            sni: self.tls.sni.clone(),
-            ca_file: self.tls.ca_file.as_ref().map(|p| p.display().to_string()),
+            tls: (self.target.scheme == Scheme::Https).then(|| self.tls.clone()),
             fd_limit: self.fd_limit,
             ws: None,
             rate: None,

@@ -54,19 +54,13 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
     };
     let meta = RunMeta {
         connections: max,
-        ..p.meta("probe", &load, argv)
+        ..p.meta(Mode::Probe, &load, argv)
     };
     let probe_meta = report::probe::ProbeMeta {
-        establish,
-        connect_rate: a.connect_rate,
-        max,
+        plan: plan.clone(),
         max_from_fd_limit: a.max.is_none(),
-        hold: a.hold,
-        settle: a.settle,
-        keepalive: a.keepalive,
-        confirm_pause: plan.confirm,
     };
-    if p.tls.insecure {
+    if meta.insecure() {
         eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
     }
     if !a.quiet {

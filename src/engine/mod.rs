@@ -217,6 +217,7 @@ where
             core::Connector::new(plan.target.addrs.clone(), plan.sources.clone(), first_conn);
         // Each worker enforces its share of the budget: no lock between workers.
         let budget = plan
+            .session
             .reconnect_budget
             .map(|(k, per)| (share(k as u64, threads, id).max(1) as u32, per));
         let ctx = ctx(id);
@@ -230,7 +231,7 @@ where
                 core::Net::<T>::new(poll, connections, ctx, connector, plan.connect_timeout);
             // A frame is decoded once whole: the buffer must hold the largest message accepted
             // plus its header (14 bytes at most).
-            net.set_recv_max(plan.max_message.saturating_add(14));
+            net.set_recv_max(plan.session.max_message.saturating_add(14));
             let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {

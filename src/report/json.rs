@@ -139,6 +139,7 @@ use serde_json::Value;
 use super::host::HostFacts;
 use super::{hdr, redact, schema, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
+use crate::plan::WsSession;
 
 /// Identifies this document format; bumped only for incompatible changes.
 pub const SCHEMA: &str = "connbench.report.v1";
@@ -171,7 +172,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
     schema::Report {
         schema: SCHEMA.to_string(),
         connbench_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: meta.mode.clone(),
+        mode: meta.mode.name().to_string(),
         started_at: rfc3339(started_ms.div_euclid(1000)),
         started_at_unix_ms: started_ms,
         duration_s: secs,
@@ -185,7 +186,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
                 responses_lost: p.responses_lost,
             })
             .collect(),
-        insecure: meta.insecure,
+        insecure: meta.insecure(),
         command_line: redact::command_line(&meta.command_line),
         target: target(meta),
         config: schema::Config {
@@ -202,10 +203,10 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             warmup_s: meta.warmup.as_secs_f64(),
             timeout_s: meta.timeout.as_secs_f64(),
             connect_timeout_s: meta.connect_timeout.as_secs_f64(),
-            tls: meta.tls,
-            resume: meta.resume,
-            sni: meta.sni.clone(),
-            ca_file: meta.ca_file.clone(),
+            tls: meta.tls.is_some(),
+            resume: meta.tls.as_ref().is_none_or(|t| t.resume),
+            sni: meta.tls.as_ref().and_then(|t| t.sni.clone()),
+            ca_file: ca_file(meta),
             fd_limit: meta.fd_limit,
             sources: meta.sources.iter().map(|s| s.to_string()).collect(),
         },
@@ -248,7 +249,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             let behind = super::behind::verdict(meta, run);
             schema::Rate {
                 asked_per_s: *asked,
-                arrival: arrival.clone(),
+                arrival: arrival.name().to_string(),
                 sent_per_s: per_s(c.requests),
                 unsent: c.unsent,
                 behind: behind.map(|b| b.who.name().to_string()),
@@ -275,8 +276,14 @@ pub(crate) fn headers(meta: &RunMeta) -> Vec<String> {
         .collect()
 }
 
+/// `config.ca_file`: the `--ca` file as given (also the probe's).
+pub(crate) fn ca_file(meta: &RunMeta) -> Option<String> {
+    let tls = meta.tls.as_ref()?;
+    tls.ca_file.as_ref().map(|p| p.display().to_string())
+}
+
 /// The `ws` object of a WebSocket run: its settings (redacted) and its counters.
-fn websocket(m: &super::WsMeta, run: &RunResult) -> schema::Ws {
+fn websocket(m: &WsSession, run: &RunResult) -> schema::Ws {
     use crate::metrics::{ReconnectCause, CLOSE_CODE_FIRST};
     let w = &run.recorder.counters.ws;
     let c = &run.recorder.counters;
@@ -296,25 +303,25 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> schema::Ws {
         close_codes.insert("other".into(), w.close_codes_other);
     }
     schema::Ws {
-        mode: m.mode.clone(),
+        mode: m.mode.name().to_string(),
         subscriptions: m.subscriptions.iter().map(|s| redact::message(s)).collect(),
         send_rate: m.send_rate,
         message_size: m.message_size as u64,
         ping_interval_s: m.ping_interval.as_secs_f64(),
-        ts_field: m.ts_field.clone(),
+        ts_field: m.ts_field.as_ref().map(ToString::to_string),
         ts_unit: run.recorder.ts_unit.map(str::to_string),
         ts_unit_inferred: m.ts_unit.is_none(),
         latency_note: LATENCY_NOTE.to_string(),
-        seq_field: m.seq_field.clone(),
-        stream_field: m.stream_field.clone(),
+        seq_field: m.seq_field.as_ref().map(ToString::to_string),
+        stream_field: m.stream_field.to_string(),
         stale_after_s: m.stale_after.map(|d| d.as_secs_f64()),
-        heartbeat: m.heartbeat.clone(),
+        heartbeat: m.heartbeat.describe(redact::message),
         heartbeat_interval_s: m.heartbeat_interval.as_secs_f64(),
         pong_timeout_s: m.pong_timeout.map(|d| d.as_secs_f64()),
-        backoff: m.backoff.clone(),
-        backoff_base_s: m.backoff_base.as_secs_f64(),
-        backoff_cap_s: m.backoff_cap.as_secs_f64(),
-        max_retries: m.max_retries.map(u64::from),
+        backoff: m.backoff.jitter.name().to_string(),
+        backoff_base_s: m.backoff.base.as_secs_f64(),
+        backoff_cap_s: m.backoff.cap.as_secs_f64(),
+        max_retries: m.backoff.max_retries.map(u64::from),
         reconnect_budget: m.reconnect_budget.map(|(k, per)| schema::ReconnectBudget {
             count: u64::from(k),
             period_s: per.as_secs_f64(),
@@ -426,9 +433,7 @@ pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> BTreeMap<String, schema:
 
 /// The `tls` object of a TLS run, or null (also the probe's).
 pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
-    if !meta.tls {
-        return None;
-    }
+    meta.tls.as_ref()?;
     let f = &rec.tls;
     Some(schema::Tls {
         version: f.version.clone(),
@@ -561,6 +566,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::TlsFacts;
+    use crate::plan::{Mode, TlsPlan};
 
     fn host() -> HostFacts {
         HostFacts {
@@ -575,7 +581,7 @@ mod tests {
 
     fn meta() -> RunMeta {
         RunMeta {
-            mode: "http".into(),
+            mode: Mode::Http,
             url: "https://bob:PW-LEAK-1@api.example.com/trades?symbol=BTC&api_key=KEY-LEAK-2#x"
                 .into(),
             command_line: vec![
@@ -601,11 +607,13 @@ mod tests {
             warmup: Duration::from_millis(500),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
-            tls: true,
-            resume: true,
-            sni: Some("api.example.com".into()),
+            tls: Some(TlsPlan {
+                resume: true,
+                sni: Some("api.example.com".into()),
+                ..TlsPlan::default()
+            }),
             fd_limit: 4096,
-            ..RunMeta::default()
+            ..RunMeta::new(Mode::Http, "")
         }
     }
 
@@ -689,13 +697,15 @@ mod tests {
     #[test]
     fn insecure_and_tls_null_are_explicit() {
         let mut m = meta();
-        m.tls = false;
-        m.insecure = true;
+        if let Some(t) = &mut m.tls {
+            t.insecure = true;
+        }
         let v = render(&m, &run(), &host());
         assert_eq!(v["insecure"], true);
-        assert!(v.as_object().expect("object").contains_key("tls"));
-        assert_eq!(v["tls"], Value::Null);
-        let plain = render(&RunMeta::default(), &run(), &host());
+        m.tls = None;
+        let plain = render(&m, &run(), &host());
+        assert!(plain.as_object().expect("object").contains_key("tls"));
+        assert_eq!(plain["tls"], Value::Null);
         assert_eq!(plain["insecure"], false, "present even when false");
     }
 

@@ -39,32 +39,20 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::host::HostFacts;
-use super::json::{headers, phases, rfc3339, target, tls, unix_ms, SCHEMA};
+use super::json::{ca_file, headers, phases, rfc3339, target, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
 use super::{redact, schema, RunMeta};
 use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
-use crate::plan::Establish;
+use crate::plan::ProbePlan;
 
 /// The probe's own settings, as the reports show them.
 #[derive(Clone, Debug)]
 pub struct ProbeMeta {
-    /// What counts as established.
-    pub establish: Establish,
-    /// Connections opened per second.
-    pub connect_rate: f64,
-    /// Most connections attempted.
-    pub max: usize,
-    /// `max` came from the fd limit (no `--max`).
+    /// The probe's plan: what it reports of its settings comes from here.
+    pub plan: ProbePlan,
+    /// `plan.max` came from the fd limit (no `--max`).
     pub max_from_fd_limit: bool,
-    /// `--hold`.
-    pub hold: Duration,
-    /// `--settle`.
-    pub settle: Duration,
-    /// `--keepalive`.
-    pub keepalive: Option<Duration>,
-    /// Pause between `--confirm` passes (None without `--confirm`).
-    pub confirm_pause: Option<Duration>,
 }
 
 /// The phases a probe reports.
@@ -89,17 +77,18 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
     let _ = writeln!(
         out,
         "  establish: {}, {} conn/s, max {}{}, settle {}, hold {}{}",
-        p.establish.name(),
-        p.connect_rate,
-        p.max,
+        p.plan.establish.name(),
+        p.plan.connect_rate,
+        p.plan.max,
         if p.max_from_fd_limit {
             " (fd limit)"
         } else {
             ""
         },
-        secs(p.settle),
-        secs(p.hold),
-        p.keepalive
+        secs(p.plan.settle),
+        secs(p.plan.hold),
+        p.plan
+            .keepalive
             .map(|k| format!(", keep-alive every {}", secs(k)))
             .unwrap_or_default()
     );
@@ -147,7 +136,7 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
         "  survived       {} of {} after holding {}",
         pass.survived,
         pass.held,
-        secs(p.hold)
+        secs(p.plan.hold)
     );
     let _ = writeln!(
         out,
@@ -184,7 +173,7 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
     if r.interrupted {
         let _ = writeln!(out, "{}", super::text::INTERRUPTED_NOTE);
     }
-    if meta.insecure {
+    if meta.insecure() {
         let _ = writeln!(out, "{}", super::text::INSECURE_WARNING);
     }
     out
@@ -251,24 +240,24 @@ pub fn report(
         started_at_unix_ms: started_ms,
         duration_s: r.elapsed.as_secs_f64(),
         interrupted: r.interrupted,
-        insecure: meta.insecure,
+        insecure: meta.insecure(),
         command_line: redact::command_line(&meta.command_line),
         target: target(meta),
         config: schema::ProbeConfig {
-            establish: p.establish.name().to_string(),
-            connect_rate: p.connect_rate,
-            max: p.max as u64,
+            establish: p.plan.establish.name().to_string(),
+            connect_rate: p.plan.connect_rate,
+            max: p.plan.max as u64,
             max_from_fd_limit: p.max_from_fd_limit,
-            hold_s: p.hold.as_secs_f64(),
-            settle_s: p.settle.as_secs_f64(),
-            keepalive_s: p.keepalive.map(|d| d.as_secs_f64()),
-            confirm_pause_s: p.confirm_pause.map(|d| d.as_secs_f64()),
+            hold_s: p.plan.hold.as_secs_f64(),
+            settle_s: p.plan.settle.as_secs_f64(),
+            keepalive_s: p.plan.keepalive.map(|d| d.as_secs_f64()),
+            confirm_pause_s: p.plan.confirm.map(|d| d.as_secs_f64()),
             headers: headers(meta),
             connect_timeout_s: meta.connect_timeout.as_secs_f64(),
-            tls: meta.tls,
-            resume: meta.resume,
-            sni: meta.sni.clone(),
-            ca_file: meta.ca_file.clone(),
+            tls: meta.tls.is_some(),
+            resume: meta.tls.as_ref().is_none_or(|t| t.resume),
+            sni: meta.tls.as_ref().and_then(|t| t.sni.clone()),
+            ca_file: ca_file(meta),
             fd_limit: meta.fd_limit,
         },
         host: host.into(),
@@ -337,6 +326,7 @@ mod tests {
     use super::*;
     use crate::metrics::probe::{Confirm, Stability};
     use crate::metrics::{ErrorClass, Recorder};
+    use crate::plan::Establish;
     use std::time::SystemTime;
 
     fn result() -> ProbeResult {
@@ -384,22 +374,37 @@ mod tests {
     }
 
     fn meta() -> (RunMeta, ProbeMeta) {
+        let url = "http://user:hunter2@127.0.0.1:1/?api_key=s3cret";
+        let headers = vec![("Authorization".to_string(), "Bearer s3cret".to_string())];
+        let plan = ProbePlan {
+            target: crate::plan::Target {
+                scheme: crate::plan::Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: 1,
+                path: "/?api_key=s3cret".into(),
+                authority: "127.0.0.1:1".into(),
+                addrs: vec!["127.0.0.1:1".parse().unwrap()],
+                url: url.into(),
+            },
+            tls: Default::default(),
+            headers: headers.clone(),
+            connect_rate: 100.0,
+            max: 1000,
+            hold: Duration::from_secs(2),
+            settle: Duration::from_millis(100),
+            establish: Establish::Connect,
+            keepalive: None,
+            connect_timeout: Duration::from_secs(1),
+            confirm: Some(Duration::from_secs(1)),
+        };
         (
             RunMeta {
-                mode: "probe".into(),
-                url: "http://user:hunter2@127.0.0.1:1/?api_key=s3cret".into(),
-                headers: vec![("Authorization".into(), "Bearer s3cret".into())],
-                ..RunMeta::default()
+                headers,
+                ..RunMeta::new(crate::plan::Mode::Probe, url)
             },
             ProbeMeta {
-                establish: Establish::Connect,
-                connect_rate: 100.0,
-                max: 1000,
+                plan,
                 max_from_fd_limit: false,
-                hold: Duration::from_secs(2),
-                settle: Duration::from_millis(100),
-                keepalive: None,
-                confirm_pause: Some(Duration::from_secs(1)),
             },
         )
     }

@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 
 use super::{redact, RunMeta, RunResult};
 use crate::metrics::{Counters, ErrorClass, Phase, Reasons, StatusClass};
+use crate::plan::{TlsPlan, WsMode, WsSession};
 
 /// Width of the phase-name column.
 const NAME_W: usize = 8;
@@ -35,7 +36,7 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         None => {
             throughput(&mut out, c, run.elapsed);
             if let Some((asked, arrival)) = &meta.rate {
-                rate_line(&mut out, meta, *asked, arrival, run);
+                rate_line(&mut out, meta, *asked, arrival.name(), run);
             }
             reuse(&mut out, c);
             responses(&mut out, c);
@@ -46,11 +47,11 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     if !run.stages.is_empty() {
         stages(&mut out, meta, run);
     }
-    if meta.tls {
-        tls(&mut out, meta, run);
+    if let Some(t) = &meta.tls {
+        tls(&mut out, t, run);
     }
     client(&mut out, run);
-    if meta.insecure {
+    if meta.insecure() {
         // Repeated at the end: the part people paste into tickets must carry the caveat too.
         out.push_str(INSECURE_WARNING);
         out.push('\n');
@@ -95,7 +96,7 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
                 out,
                 "  {}, {} mode, {} (warm-up {})",
                 workers,
-                ws.mode,
+                ws.mode.name(),
                 bound(meta),
                 secs_short(meta.warmup)
             );
@@ -130,7 +131,7 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
         }
         out.push('\n');
     }
-    if meta.insecure {
+    if meta.insecure() {
         out.push_str(INSECURE_WARNING);
         out.push('\n');
     }
@@ -432,7 +433,7 @@ pub fn reason_lines(reasons: &Reasons) -> Vec<String> {
     lines
 }
 
-fn tls(out: &mut String, meta: &RunMeta, run: &RunResult) {
+fn tls(out: &mut String, meta: &TlsPlan, run: &RunResult) {
     let f = &run.recorder.tls;
     let c = &run.recorder.counters;
     label(out, "tls");
@@ -461,7 +462,7 @@ fn tls(out: &mut String, meta: &RunMeta, run: &RunResult) {
         let _ = write!(out, "  · sni {sni}");
     }
     if let Some(ca) = &meta.ca_file {
-        let _ = write!(out, "  · ca {ca}");
+        let _ = write!(out, "  · ca {}", ca.display());
     }
     out.push('\n');
 }
@@ -513,7 +514,7 @@ fn client(out: &mut String, run: &RunResult) {
 
 /// The WebSocket lines: messages, connections, reconnects, close codes, sequence, latency
 /// caveat, pings.
-fn websocket(out: &mut String, run_meta: &RunMeta, meta: &super::WsMeta, run: &RunResult) {
+fn websocket(out: &mut String, run_meta: &RunMeta, meta: &WsSession, run: &RunResult) {
     let c = &run.recorder.counters;
     let w = &c.ws;
     let secs = run.elapsed.as_secs_f64();
@@ -543,8 +544,8 @@ fn websocket(out: &mut String, run_meta: &RunMeta, meta: &super::WsMeta, run: &R
             0.0
         }),
     );
-    if meta.mode == "echo" {
-        let asked = meta.send_rate * meta.connections as f64;
+    if meta.mode == WsMode::Echo {
+        let asked = meta.send_rate * run_meta.connections as f64;
         label(out, "echo rate");
         let _ = writeln!(
             out,
@@ -803,11 +804,12 @@ mod tests {
 
     use super::*;
     use crate::metrics::{Recorder, TlsFacts};
+    use crate::plan::Mode;
     use crate::report::WorkerStats;
 
     fn meta() -> RunMeta {
         RunMeta {
-            mode: "http".into(),
+            mode: Mode::Http,
             url: "http://127.0.0.1:41234/".into(),
             builtin_target: true,
             command_line: vec!["connbench".into(), "http".into()],
@@ -819,9 +821,8 @@ mod tests {
             duration: Some(Duration::from_secs(10)),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
-            resume: true,
             fd_limit: 1024,
-            ..RunMeta::default()
+            ..RunMeta::new(Mode::Http, "")
         }
     }
 
@@ -955,9 +956,11 @@ mod tests {
     #[test]
     fn errors_tls_and_warnings() {
         let mut m = meta();
-        m.tls = true;
-        m.insecure = true;
-        m.resume = false;
+        m.tls = Some(TlsPlan {
+            insecure: true,
+            resume: false,
+            ..TlsPlan::default()
+        });
         m.requests = Some(5_000);
         m.duration = None;
         m.worker_cpus = vec![0, 1, 2, 3, 6];
