@@ -37,7 +37,7 @@ const SEEDS: [&str; 4] = [
 ];
 
 /// Fields a program may set to a number (or something that is not one).
-const FIELDS: [&str; 27] = [
+const FIELDS: [&str; 33] = [
     "/counters/requests",
     "/counters/responses",
     "/counters/bytes_in",
@@ -65,6 +65,12 @@ const FIELDS: [&str; 27] = [
     "/ws/close_codes/1001",
     "/ws/close_codes/other",
     "/started_at_unix_ms",
+    "/ws/ping_interval_s",
+    "/ws/max_retries",
+    "/ws/reconnect_budget/count",
+    "/ws/heartbeat",
+    "/ws/mode",
+    "/rate/arrival",
 ];
 
 /// Fields a program may remove (what an older report may lack, and more).
