@@ -28,10 +28,10 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
     let mut p = prepare(&load, &a.tls, checked, websocket)?;
     // The in-process target holds the other end of every connection in this process.
     let fds_per_conn = if p.builtin { 2 } else { 1 };
-    let max = a.max.unwrap_or_else(|| {
-        let spare = p.fd_limit.saturating_sub(engine::FD_RESERVE) / fds_per_conn;
-        usize::try_from(spare).unwrap_or(usize::MAX).max(1)
-    });
+    let room = p.fd_limit.saturating_sub(engine::FD_RESERVE) / fds_per_conn;
+    let max = a
+        .max
+        .unwrap_or_else(|| usize::try_from(room).unwrap_or(usize::MAX).max(1));
     let establish = if websocket {
         Establish::WebSocket
     } else if a.request {
@@ -56,10 +56,20 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         connections: max,
         ..p.meta(Mode::Probe, &load, argv)
     };
+    // A --max the fd limit cuts well short ends with a local failure: said before and after.
+    let most = p.fd_limit / fds_per_conn;
+    let fd_room = (a.max.is_some() && most < (max as u64).saturating_mul(9) / 10).then_some(most);
     let probe_meta = report::probe::ProbeMeta {
         plan: plan.clone(),
         max_from_fd_limit: a.max.is_none(),
+        fd_room,
     };
+    if let Some(room) = fd_room {
+        eprintln!(
+            "warning: {}",
+            report::probe::fd_warning(max, room, p.fd_limit)
+        );
+    }
     if meta.insecure() {
         eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
     }

@@ -31,6 +31,7 @@
 //! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
+//! | `warnings` | array of strings | what may make the finding mislead ([`warnings`]): a `--max` the fd limit cuts short; no limit found by a probe that never asked the server for anything |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -44,7 +45,7 @@ use super::text::dur_compact;
 use super::{redact, schema, RunMeta};
 use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
-use crate::plan::ProbePlan;
+use crate::plan::{Establish, ProbePlan};
 
 /// The probe's own settings, as the reports show them.
 #[derive(Clone, Debug)]
@@ -53,6 +54,53 @@ pub struct ProbeMeta {
     pub plan: ProbePlan,
     /// `plan.max` came from the fd limit (no `--max`).
     pub max_from_fd_limit: bool,
+    /// The most connections the fd limit leaves room for (the in-process target's ends
+    /// counted), when that is well below `plan.max` (see [`fd_warning`]).
+    pub fd_room: Option<u64>,
+}
+
+/// The warning before a probe whose `--max` the fd limit cuts well short (at most `room`
+/// connections fit): it would end with a local `fd_limit` failure, not the server's limit.
+pub fn fd_warning(max: usize, room: u64, fd_limit: u64) -> String {
+    format!(
+        "--max {max} is above what RLIMIT_NOFILE {fd_limit} allows (at most {room} \
+         connections): the probe will stop short of it with a LOCAL fd_limit failure, not the \
+         server's limit; raise the limit (ulimit -n) or lower --max"
+    )
+}
+
+/// What may make the finding mislead, one line each (text, JSON `warnings`, and stderr).
+pub fn warnings(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(room) = p.fd_room {
+        out.push(fd_warning(p.plan.max, room, meta.fd_limit));
+    }
+    let pass = &r.pass;
+    if pass.first_failure.is_none() && pass.reached_max && p.plan.establish == Establish::Connect {
+        let refused: Vec<(u16, u64)> = pass
+            .failures
+            .iter()
+            .chain(&pass.drops)
+            .filter_map(|(c, n)| c.status().map(|s| (s, *n)))
+            .collect();
+        if refused.is_empty() {
+            out.push(
+                "no limit found, but a connect-only probe never asks the server for anything: \
+                 a server that accepts every connection and answers 429 to its requests looks \
+                 unlimited here; add --request to count only the connections it serves"
+                    .to_string(),
+            );
+        } else {
+            let list: Vec<String> = refused.iter().map(|(s, n)| format!("{n}× {s}")).collect();
+            out.push(format!(
+                "no limit found, yet the server answered keep-alive requests with {}: it \
+                 accepts connections it does not serve; add --request so that a refused \
+                 request counts as not established",
+                list.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// The phases a probe reports.
@@ -169,6 +217,9 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
             dur_compact(h.max() as f64),
             h.len()
         );
+    }
+    for w in warnings(meta, p, r) {
+        let _ = writeln!(out, "warning: {w}");
     }
     if r.interrupted {
         let _ = writeln!(out, "{}", super::text::INTERRUPTED_NOTE);
@@ -292,6 +343,7 @@ pub fn report(
             cpu_sys_s: r.cpu_sys_ns as f64 / 1e9,
             peak_rss_bytes: r.peak_rss_bytes,
         },
+        warnings: warnings(meta, p, r),
     }
 }
 
@@ -405,8 +457,82 @@ mod tests {
             ProbeMeta {
                 plan,
                 max_from_fd_limit: false,
+                fd_room: None,
             },
         )
+    }
+
+    /// `result()` with no failure up to `max`, and `drops` as the held connections' losses.
+    fn unlimited(drops: Vec<(Cause, u64)>) -> ProbeResult {
+        let mut r = result();
+        r.pass.first_failure = None;
+        r.pass.failures.clear();
+        r.pass.reached_max = true;
+        r.pass.limit = 1000;
+        r.pass.drops = drops;
+        r
+    }
+
+    #[test]
+    fn a_connect_only_probe_that_found_no_limit_says_it_never_asked_the_server() {
+        let (m, p) = meta();
+        let w = warnings(&m, &p, &unlimited(vec![]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("never asks the server") && w[0].contains("--request"),
+            "{w:?}"
+        );
+        let text = text(&m, &p, &unlimited(vec![]));
+        assert!(text.contains(&format!("warning: {}", w[0])), "{text}");
+        let v = json(&m, &p, &unlimited(vec![]), &HostFacts::collect());
+        assert_eq!(v["warnings"], json!(w));
+    }
+
+    #[test]
+    fn keep_alives_answered_429_while_no_limit_was_found_are_named_in_the_warning() {
+        let (m, p) = meta();
+        let w = warnings(
+            &m,
+            &p,
+            &unlimited(vec![
+                (Cause::Status(429), 7),
+                (Cause::Error(ErrorClass::ReadTimeout), 1),
+            ]),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("7× 429") && w[0].contains("--request"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_limit_found_or_a_probe_that_asks_needs_no_hint() {
+        let (m, mut p) = meta();
+        assert!(warnings(&m, &p, &result()).is_empty(), "a limit was found");
+        assert_eq!(
+            json(&m, &p, &result(), &HostFacts::collect())["warnings"],
+            json!([])
+        );
+        p.plan.establish = Establish::Request;
+        assert!(
+            warnings(&m, &p, &unlimited(vec![])).is_empty(),
+            "--request asks"
+        );
+    }
+
+    #[test]
+    fn a_max_the_fd_limit_cuts_short_is_warned_about() {
+        let (mut m, mut p) = meta();
+        m.fd_limit = 128;
+        p.fd_room = Some(128);
+        let w = warnings(&m, &p, &result());
+        assert_eq!(w, vec![fd_warning(1000, 128, 128)]);
+        assert!(
+            w[0].contains("--max 1000") && w[0].contains("RLIMIT_NOFILE 128"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("LOCAL"), "{w:?}");
     }
 
     #[test]

@@ -533,6 +533,9 @@ pub struct ProbeReport {
     pub phases: BTreeMap<String, PhaseStats>,
     /// The client's own cost.
     pub client: ProbeClient,
+    /// What may make the finding mislead (absent from reports written before it existed).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// `config` of a probe report.
