@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::plan::CloseMode;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
@@ -70,6 +71,18 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             )
         }),
         sources: p.sources.clone(),
+        // Validated in `cli::validate_http`: --no-keepalive is 1, --conn-rate defaults to 1.
+        requests_per_conn: match (a.no_keepalive, a.requests_per_conn, a.conn_rate) {
+            (true, _, _) => Some(1),
+            (false, Some(n), _) => Some(n),
+            (false, None, Some(_)) => Some(1),
+            (false, None, None) => None,
+        },
+        conn_rate: a.conn_rate,
+        close: match a.close {
+            Some(cli::CloseArg::Rst) => CloseMode::Rst,
+            Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
+        },
     };
     let meta = RunMeta {
         rate: plan
@@ -87,6 +100,9 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Duration(_) => None,
         },
         timeout: plan.timeout,
+        requests_per_conn: plan.requests_per_conn,
+        conn_rate: plan.conn_rate,
+        close: Some(plan.close),
         ..p.meta("http", &load, argv)
     };
     p.execute(&meta, &load, "connections", || engine::run(&plan))

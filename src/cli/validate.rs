@@ -1182,6 +1182,72 @@ mod tests {
     }
 
     #[test]
+    fn new_connection_flags_are_checked_against_each_other_and_the_load_shape() {
+        for ok in [
+            &["--no-keepalive"][..],
+            &["--no-keepalive", "--close", "rst", "-n", "100"],
+            &["--requests-per-conn", "5", "--pipeline", "5"],
+            &["--requests-per-conn", "5", "-R", "100"],
+            &["--requests-per-conn", "3", "--stages", "2@1s+1s"],
+            &["--conn-rate", "200", "--close", "fin"],
+            &["--conn-rate", "200", "--no-keepalive", "-n", "50"],
+            &[
+                "--conn-rate",
+                "200",
+                "--requests-per-conn",
+                "4",
+                "--pipeline",
+                "2",
+            ],
+        ] {
+            http(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        refused(
+            http(&["--requests-per-conn", "0"]),
+            &["--requests-per-conn", "at least 1"],
+        );
+        refused(
+            http(&["--no-keepalive", "--requests-per-conn", "2"]),
+            &["--no-keepalive", "--requests-per-conn 1", "not both"],
+        );
+        refused(
+            http(&["--conn-rate", "100", "-R", "100"]),
+            &["--conn-rate", "-R", "give one"],
+        );
+        for shape in [&["--stages", "2@1s+1s"][..], &["--scenario", "light"]] {
+            refused(
+                http(&[&["--conn-rate", "100"], shape].concat()),
+                &["--conn-rate", "--stages", "--scenario"],
+            );
+        }
+        for bad in ["0", "NaN", "inf", "2000000"] {
+            refused(
+                http(&["--conn-rate", bad]),
+                &["--conn-rate must be between"],
+            );
+        }
+        refused(
+            http(&["--no-keepalive", "--pipeline", "2"]),
+            &["--pipeline 2", "1 per connection", "--requests-per-conn"],
+        );
+        refused(
+            http(&["--conn-rate", "10", "--pipeline", "2"]),
+            &["--pipeline 2", "1 per connection"],
+        );
+        refused(
+            http(&["--close", "rst"]),
+            &[
+                "--close",
+                "--no-keepalive",
+                "--requests-per-conn",
+                "--conn-rate",
+            ],
+        );
+        // Typing the default is still typing it.
+        refused(http(&["--close", "fin"]), &["--close only applies"]);
+    }
+
+    #[test]
     fn probe_flags_against_what_it_sends() {
         let u = "http://127.0.0.1:9/";
         refused(
