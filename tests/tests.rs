@@ -4,6 +4,7 @@
 
 mod faults;
 mod merge;
+mod newconn;
 mod probe;
 mod proto;
 mod rate;
