@@ -1105,6 +1105,23 @@ mod tests {
     }
 
     #[test]
+    fn unsent_counts_only_the_requests_due_before_the_end_of_the_window() {
+        // Request k is due at start + k/rate: at 1000/s, requests 0..=4 are due before 5 ms,
+        // request 5 at exactly 5 ms, when the window is over. It was counted as unsent.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.rate = Some((1000.0, Arrival::Uniform));
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        // Nothing was written: the connection is not up (request 0 waits in the backlog).
+        assert_eq!(d.net.rec.counters.requests, 0);
+        let (mut net, mut http) = d.into_parts();
+        http.finish(&mut net, t0 + Duration::from_millis(5));
+        assert_eq!(net.rec.counters.unsent, 5);
+    }
+
+    #[test]
     fn a_connect_that_completes_with_the_servers_fin_in_the_same_event_fails_at_once() {
         // The server accepts and closes before the client has looked at its socket: the first
         // event says writable (connected) and read-closed together. Before, the connect was

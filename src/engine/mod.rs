@@ -199,18 +199,22 @@ where
                 let ctl = core::run::RunCtl { stop, live, warmup };
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
-                // What was due after the measured window ended is not owed by the run (the
-                // stop reaches the worker a little after the deadline).
-                let window_end = match run_for {
-                    Some(d) => end.finished_at.min(end.started + warmup + d),
-                    None => end.finished_at,
-                };
-                let windows = session.finish(&mut net, window_end);
+                let windows = session.finish(&mut net, window_end(&end, warmup, run_for));
                 worker_output(net, cpu, connections, &end, windows)
             };
             std::io::Result::Ok((waker, run))
         }
     })
+}
+
+/// The end of a worker's measured window: the deadline of a time-bounded run (the stop flag
+/// reaches the worker a little after it, and what fell due in between was never owed by the
+/// run), or when the worker finished, whichever came first.
+fn window_end(end: &core::run::RunEnd, warmup: Duration, run_for: Option<Duration>) -> Instant {
+    match run_for {
+        Some(d) => end.finished_at.min(end.started + warmup + d),
+        None => end.finished_at,
+    }
 }
 
 /// Run a WebSocket plan to completion (or until Ctrl-C) and return the merged measurements.
@@ -701,6 +705,28 @@ mod tests {
         // The survivor's measurements are kept.
         assert_eq!(r.workers.len(), 1);
         assert_eq!(r.recorder.counters.responses, 5);
+    }
+
+    #[test]
+    fn the_window_ends_at_the_deadline_not_when_the_stop_reached_the_worker() {
+        // `-R` counted the requests that fell due between the deadline and the worker seeing
+        // the stop flag as unsent (`finish` was given the instant the loop ended).
+        let started = Instant::now();
+        let end = core::run::RunEnd {
+            started,
+            finished_at: started + Duration::from_millis(2_007),
+            warm: true,
+            max_stall: Duration::ZERO,
+        };
+        let warmup = Duration::from_millis(500);
+        let d = Duration::from_millis(1_500);
+        assert_eq!(window_end(&end, warmup, Some(d)), started + warmup + d);
+        // A run that finished before its deadline (or was interrupted) ends when it did.
+        assert_eq!(
+            window_end(&end, warmup, Some(Duration::from_secs(9))),
+            end.finished_at
+        );
+        assert_eq!(window_end(&end, warmup, None), end.finished_at);
     }
 
     #[test]
