@@ -896,61 +896,6 @@ pub fn validate_http(a: &HttpArgs) -> Result<(), UsageError> {
             return usage("-R paces one request per connection at a time: drop --pipeline");
         }
     }
-    validate_new_connections(a)
-}
-
-/// The new-connection flags (`--no-keepalive`, `--requests-per-conn`, `--conn-rate`,
-/// `--close`) against each other and the load shape.
-fn validate_new_connections(a: &HttpArgs) -> Result<(), UsageError> {
-    if a.no_keepalive && a.requests_per_conn.is_some() {
-        return usage("--no-keepalive is --requests-per-conn 1: give one of them, not both");
-    }
-    if a.requests_per_conn == Some(0) {
-        return usage(
-            "--requests-per-conn must be at least 1 (requests a connection carries before it \
-             is closed)",
-        );
-    }
-    if let Some(r) = a.conn_rate {
-        if !(r.is_finite() && (MIN_CONNECT_RATE..=MAX_CONNECT_RATE).contains(&r)) {
-            return usage(format!(
-                "--conn-rate must be between {MIN_CONNECT_RATE} and {MAX_CONNECT_RATE} new \
-                 connections per second"
-            ));
-        }
-        if a.rate.is_some() {
-            return usage(
-                "--conn-rate paces new connections and -R paces requests: give one of them \
-                 (with --conn-rate, requests follow at once on each new connection)",
-            );
-        }
-        if a.stages.is_some() || a.scenario.is_some() {
-            return usage(
-                "--conn-rate decides when connections open, --stages and --scenario how many \
-                 are open: give one of them",
-            );
-        }
-    }
-    let per_conn = match (a.no_keepalive, a.requests_per_conn, a.conn_rate) {
-        (true, _, _) => Some(1),
-        (false, Some(n), _) => Some(n),
-        (false, None, Some(_)) => Some(1),
-        (false, None, None) => None,
-    };
-    if let Some(n) = per_conn {
-        if a.pipeline as u64 > n {
-            return usage(format!(
-                "--pipeline {} puts more requests in flight than a connection carries \
-                 ({n} per connection): lower --pipeline or raise --requests-per-conn",
-                a.pipeline
-            ));
-        }
-    } else if a.close.is_some() {
-        return usage(
-            "--close only applies when connbench closes connections itself: add \
-             --no-keepalive, --requests-per-conn N or --conn-rate R",
-        );
-    }
     Ok(())
 }
 

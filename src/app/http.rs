@@ -26,6 +26,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         })?],
         (None, None) => Vec::new(),
     };
+    let requests_per_conn = validate::requests_per_conn(&a);
     let mut load = a.load;
     if !stages.is_empty() {
         if !load.warmup.is_zero() {
@@ -71,13 +72,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             )
         }),
         sources: p.sources.clone(),
-        // Validated in `cli::validate_http`: --no-keepalive is 1, --conn-rate defaults to 1.
-        requests_per_conn: match (a.no_keepalive, a.requests_per_conn, a.conn_rate) {
-            (true, _, _) => Some(1),
-            (false, Some(n), _) => Some(n),
-            (false, None, Some(_)) => Some(1),
-            (false, None, None) => None,
-        },
+        requests_per_conn,
         conn_rate: a.conn_rate,
         close: match a.close {
             Some(cli::CloseArg::Rst) => CloseMode::Rst,
