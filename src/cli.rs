@@ -425,6 +425,34 @@ pub struct HttpArgs {
     /// A request without a complete response after this long fails as read_timeout.
     #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+
+    /// One request per connection: connbench closes each connection once its response is
+    /// framed and opens a new one in its place (= --requests-per-conn 1).
+    #[arg(long = "no-keepalive")]
+    pub no_keepalive: bool,
+
+    /// Close each connection after N responses and open a new one in its place.
+    #[arg(long = "requests-per-conn", value_name = "N")]
+    pub requests_per_conn: Option<u64>,
+
+    /// Open R new connections per second (h2load -r), on an open-loop schedule; each carries
+    /// --requests-per-conn requests (default 1), then closes. -c caps how many are open at once.
+    #[arg(long = "conn-rate", value_name = "R")]
+    pub conn_rate: Option<f64>,
+
+    /// How connbench closes the connections it is done with: fin (orderly; this host keeps the
+    /// port in TIME_WAIT for 60 s) or rst (SO_LINGER 0: a reset, no TIME_WAIT) [default: fin].
+    #[arg(long = "close", value_enum, value_name = "fin|rst")]
+    pub close: Option<CloseArg>,
+}
+
+/// `--close` of `connbench http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloseArg {
+    /// An orderly close (FIN).
+    Fin,
+    /// A reset (SO_LINGER 0), no TIME_WAIT.
+    Rst,
 }
 
 /// `connbench probe`.

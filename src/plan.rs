@@ -144,6 +144,46 @@ pub struct HttpPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// Requests each connection carries before connbench closes it and opens the next one in
+    /// its place (`--requests-per-conn`; `--no-keepalive` is 1; `--conn-rate` defaults to 1).
+    /// None: keep-alive, a connection carries requests until the run ends or the server closes.
+    pub requests_per_conn: Option<u64>,
+    /// Connection-rate mode (`--conn-rate`): new connections per second across all workers, on
+    /// an open-loop schedule (connection k due at start + k/R); each carries
+    /// `requests_per_conn` requests, then closes. `connections` caps how many are open at once.
+    pub conn_rate: Option<f64>,
+    /// How connbench closes a connection it is done with (`--close`).
+    pub close: CloseMode,
+}
+
+/// How connbench closes a connection it has finished with (`--close`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CloseMode {
+    /// An orderly close (FIN): the side that closes first keeps the 4-tuple in TIME_WAIT for
+    /// 60 s (Linux), here the client.
+    #[default]
+    Fin,
+    /// SO_LINGER 0: the close sends an RST and leaves no TIME_WAIT behind.
+    Rst,
+}
+
+impl CloseMode {
+    /// Stable name used on the command line and in reports: "fin", "rst".
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseMode::Fin => "fin",
+            CloseMode::Rst => "rst",
+        }
+    }
+
+    /// Parse "fin" or "rst".
+    pub fn parse(s: &str) -> Option<CloseMode> {
+        match s {
+            "fin" => Some(CloseMode::Fin),
+            "rst" => Some(CloseMode::Rst),
+            _ => None,
+        }
+    }
 }
 
 impl HttpPlan {

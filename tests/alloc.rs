@@ -64,6 +64,9 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         rate: None,
         stages: vec![],
         sources: vec![],
+        requests_per_conn: None,
+        conn_rate: None,
+        close: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod faults;
 mod merge;
+mod newconn;
 mod probe;
 mod proto;
 mod rate;
@@ -732,6 +733,9 @@ fn interval_histograms_add_up_to_the_run() {
         rate: None,
         stages: vec![],
         sources: vec![],
+        requests_per_conn: None,
+        conn_rate: None,
+        close: Default::default(),
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::plan::CloseMode;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
@@ -25,6 +26,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         })?],
         (None, None) => Vec::new(),
     };
+    let requests_per_conn = validate::requests_per_conn(&a);
     let mut load = a.load;
     if !stages.is_empty() {
         if !load.warmup.is_zero() {
@@ -70,6 +72,12 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             )
         }),
         sources: p.sources.clone(),
+        requests_per_conn,
+        conn_rate: a.conn_rate,
+        close: match a.close {
+            Some(cli::CloseArg::Rst) => CloseMode::Rst,
+            Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
+        },
     };
     let meta = RunMeta {
         rate: plan.rate,
@@ -85,6 +93,9 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Duration(_) => None,
         },
         timeout: plan.timeout,
+        requests_per_conn: plan.requests_per_conn,
+        conn_rate: plan.conn_rate,
+        close: Some(plan.close),
         ..p.meta(Mode::Http, &load, argv)
     };
     p.execute(&meta, &load, "connections", || engine::run(&plan))

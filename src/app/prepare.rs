@@ -287,6 +287,9 @@ impl Prepared {
             ws: None,
             rate: None,
             sources: self.sources.clone(),
+            requests_per_conn: None,
+            conn_rate: None,
+            close: None,
         }
     }
 

@@ -27,7 +27,8 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
+    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg, MAX_CONNECT_RATE,
+    MIN_CONNECT_RATE,
 };
 use crate::plan::Scheme;
 use crate::proto::jsonfield::FieldPath;
@@ -494,7 +495,65 @@ pub fn check_upgrade_headers(target: &LoadTarget) -> Result<(), UsageError> {
 /// checked with [`check_request`] once the body is read.
 pub fn check_http(a: &HttpArgs) -> Result<LoadTarget, UsageError> {
     validate_http(a)?;
+    check_new_connections(a)?;
     load_target(a.url.as_deref(), &a.tls, &a.load.headers, false, "/")
+}
+
+/// Requests a connection carries before connbench closes it: `--requests-per-conn`, 1 with
+/// `--no-keepalive`, 1 by default with `--conn-rate`; None: keep-alive.
+pub fn requests_per_conn(a: &HttpArgs) -> Option<u64> {
+    match (a.no_keepalive, a.requests_per_conn, a.conn_rate) {
+        (true, _, _) => Some(1),
+        (false, Some(n), _) => Some(n),
+        (false, None, Some(_)) => Some(1),
+        (false, None, None) => None,
+    }
+}
+
+/// The new-connection flags (`--no-keepalive`, `--requests-per-conn`, `--conn-rate`,
+/// `--close`) against each other and the load shape.
+pub fn check_new_connections(a: &HttpArgs) -> Result<(), UsageError> {
+    if a.no_keepalive && a.requests_per_conn.is_some() {
+        return usage("--no-keepalive is --requests-per-conn 1: give one of them, not both");
+    }
+    if a.requests_per_conn == Some(0) {
+        return usage(
+            "--requests-per-conn must be at least 1 (requests a connection carries before it \
+             is closed)",
+        );
+    }
+    if let Some(r) = a.conn_rate {
+        if !(r.is_finite() && (MIN_CONNECT_RATE..=MAX_CONNECT_RATE).contains(&r)) {
+            return usage(format!(
+                "--conn-rate must be between {MIN_CONNECT_RATE} and {MAX_CONNECT_RATE} new \
+                 connections per second"
+            ));
+        }
+        if a.rate.is_some() {
+            return usage(
+                "--conn-rate paces new connections and -R paces requests: give one of them \
+                 (with --conn-rate, requests follow at once on each new connection)",
+            );
+        }
+        if a.stages.is_some() || a.scenario.is_some() {
+            return usage(
+                "--conn-rate decides when connections open, --stages and --scenario how many \
+                 are open: give one of them",
+            );
+        }
+    }
+    match requests_per_conn(a) {
+        Some(n) if a.pipeline as u64 > n => usage(format!(
+            "--pipeline {} puts more requests in flight than a connection carries \
+             ({n} per connection): lower --pipeline or raise --requests-per-conn",
+            a.pipeline
+        )),
+        None if a.close.is_some() => usage(
+            "--close only applies when connbench closes connections itself: add \
+             --no-keepalive, --requests-per-conn N or --conn-rate R",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The `--mode` name a message shows.
@@ -1179,6 +1238,72 @@ mod tests {
         let t = http(&["/a b?x=1#f"]).unwrap();
         assert_eq!(t.endpoint.path(), "/a%20b?x=1");
         check_request("GET", &t, b"").unwrap();
+    }
+
+    #[test]
+    fn new_connection_flags_are_checked_against_each_other_and_the_load_shape() {
+        for ok in [
+            &["--no-keepalive"][..],
+            &["--no-keepalive", "--close", "rst", "-n", "100"],
+            &["--requests-per-conn", "5", "--pipeline", "5"],
+            &["--requests-per-conn", "5", "-R", "100"],
+            &["--requests-per-conn", "3", "--stages", "2@1s+1s"],
+            &["--conn-rate", "200", "--close", "fin"],
+            &["--conn-rate", "200", "--no-keepalive", "-n", "50"],
+            &[
+                "--conn-rate",
+                "200",
+                "--requests-per-conn",
+                "4",
+                "--pipeline",
+                "2",
+            ],
+        ] {
+            http(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        refused(
+            http(&["--requests-per-conn", "0"]),
+            &["--requests-per-conn", "at least 1"],
+        );
+        refused(
+            http(&["--no-keepalive", "--requests-per-conn", "2"]),
+            &["--no-keepalive", "--requests-per-conn 1", "not both"],
+        );
+        refused(
+            http(&["--conn-rate", "100", "-R", "100"]),
+            &["--conn-rate", "-R", "give one"],
+        );
+        for shape in [&["--stages", "2@1s+1s"][..], &["--scenario", "light"]] {
+            refused(
+                http(&[&["--conn-rate", "100"], shape].concat()),
+                &["--conn-rate", "--stages", "--scenario"],
+            );
+        }
+        for bad in ["0", "NaN", "inf", "2000000"] {
+            refused(
+                http(&["--conn-rate", bad]),
+                &["--conn-rate must be between"],
+            );
+        }
+        refused(
+            http(&["--no-keepalive", "--pipeline", "2"]),
+            &["--pipeline 2", "1 per connection", "--requests-per-conn"],
+        );
+        refused(
+            http(&["--conn-rate", "10", "--pipeline", "2"]),
+            &["--pipeline 2", "1 per connection"],
+        );
+        refused(
+            http(&["--close", "rst"]),
+            &[
+                "--close",
+                "--no-keepalive",
+                "--requests-per-conn",
+                "--conn-rate",
+            ],
+        );
+        // Typing the default is still typing it.
+        refused(http(&["--close", "fin"]), &["--close only applies"]);
     }
 
     #[test]

@@ -192,6 +192,7 @@ mod tests {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 

@@ -46,6 +46,8 @@
 //! | `config.ca_file` | string \| null | `--ca` |
 //! | `config.fd_limit` | integer | soft RLIMIT_NOFILE in force |
 //! | `config.sources` | array of string | `--source` addresses in round-robin order; empty when not given |
+//! | `config.requests_per_conn` | integer \| null | requests a connection carries before connbench closes it and opens the next (`--requests-per-conn`; `--no-keepalive` is 1; `--conn-rate` defaults to 1); null: keep-alive |
+//! | `config.close` | string \| null | how connbench closes the connections it is done with: `fin` or `rst` (`--close`); null for WebSocket runs |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -71,7 +73,8 @@
 //! | `tls` | object \| null | null when the run was not TLS |
 //! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |
 //! | `tls.handshakes_full`, `tls.handshakes_resumed` | integer | handshakes by kind |
-//! | `phases.{connect,tls,ttfb,total}` | object | one per phase, always all four |
+//! | `phases.{connect,tls,tls_full,tls_resumed,ttfb,total}` | object | one per phase, always all six (WebSocket: `connect`, `tls`, `tls_full`, `tls_resumed` and its own phases); `tls_full` and `tls_resumed` split `tls` by handshake kind |
+//! | `phases.open_lag` | object | `--conn-rate` only: `connect()` called − the connection's due time on the schedule (how far behind the opener fell) |
 //! | `phases.*.unit` | string | always `"ns"` |
 //! | `phases.*.count` | integer | samples |
 //! | `phases.*.{min,p50,p90,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 |
@@ -88,6 +91,12 @@
 //! | `rate.behind` | string \| null | who fell behind the schedule: `client`, `server`, or null when it held ([`super::behind`]) |
 //! | `rate.behind_cause` | string \| null | `send_lag` (client loop late), `connections` (too few for the rate), `late_responses`, `outages` (server) |
 //! | `rate.connections_needed` | integer \| null | HTTP: ⌈rate × median response time⌉ (Little's law); null for echo or with no response |
+//! | `conn_rate` | object \| null | connection-rate mode (`--conn-rate`) only |
+//! | `conn_rate.asked_per_s` | number | new connections per second asked for |
+//! | `conn_rate.opened_per_s` | number | `connect()` calls ÷ duration (`counters.connections_opened`) |
+//! | `conn_rate.unopened` | integer | connections due on the schedule and never opened: every `-c` slot was busy |
+//! | `time_wait` | object \| null | this host's sockets in TIME_WAIT towards the target (`/proc/net/tcp`, `tcp6`; any process's): local ports it cannot reuse towards it for 60 s; null when unreadable, and in merged reports |
+//! | `time_wait.at_start`, `time_wait.at_end` | integer | before the first connection; after the workers closed their last ones |
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 //! | `peak_open_connections` | integer | most connections open at once |
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
@@ -209,6 +218,8 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             ca_file: ca_file(meta),
             fd_limit: meta.fd_limit,
             sources: meta.sources.iter().map(|s| s.to_string()).collect(),
+            requests_per_conn: meta.requests_per_conn,
+            close: meta.close.map(|c| c.name().to_string()),
         },
         host: host.into(),
         throughput: schema::Throughput {
@@ -256,6 +267,15 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
                 behind_cause: behind.map(|b| b.cause.name().to_string()),
                 connections_needed: super::behind::connections_needed(meta, run),
             }
+        }),
+        conn_rate: meta.conn_rate.map(|asked| schema::ConnRate {
+            asked_per_s: asked,
+            opened_per_s: per_s(c.connections_opened),
+            unopened: c.unopened,
+        }),
+        time_wait: run.time_wait.map(|t| schema::TimeWait {
+            at_start: t.at_start,
+            at_end: t.at_end,
         }),
     }
 }
@@ -664,6 +684,7 @@ mod tests {
             intervals: vec![],
             stages: vec![],
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 
@@ -785,6 +806,46 @@ mod tests {
         }
         assert_eq!(v["phases"]["tls"]["count"], 0);
         assert_eq!(v["phases"]["total"]["count"], 200);
+    }
+
+    #[test]
+    fn new_connection_settings_conn_rate_and_time_wait_are_written_typed() {
+        let mut m = meta();
+        m.requests_per_conn = Some(3);
+        m.conn_rate = Some(250.0);
+        m.close = Some(crate::plan::CloseMode::Rst);
+        let mut r = run();
+        r.recorder.counters.connections_opened = 498;
+        r.recorder.counters.unopened = 2;
+        r.recorder.record(Phase::OpenLag, 7_000);
+        r.recorder.record(Phase::TlsResumed, 300_000);
+        r.time_wait = Some(crate::metrics::run::TimeWait {
+            at_start: 1,
+            at_end: 9,
+        });
+        let v = render(&m, &r, &host());
+        assert_eq!(v["config"]["requests_per_conn"], 3);
+        assert_eq!(v["config"]["close"], "rst");
+        assert_eq!(
+            v["conn_rate"],
+            json!({ "asked_per_s": 250.0, "opened_per_s": 249.0, "unopened": 2 })
+        );
+        assert_eq!(v["phases"]["open_lag"]["count"], 1);
+        assert_eq!(v["phases"]["tls_resumed"]["count"], 1);
+        assert_eq!(v["phases"]["tls_full"]["count"], 0);
+        assert_eq!(v["time_wait"], json!({ "at_start": 1, "at_end": 9 }));
+        // Keep-alive: null settings and no conn_rate object or open_lag phase; null time_wait
+        // when it could not be read.
+        let v = render(&meta(), &run(), &host());
+        assert_eq!(v["config"]["requests_per_conn"], Value::Null);
+        assert_eq!(v["config"]["close"], Value::Null);
+        assert_eq!(v["conn_rate"], Value::Null);
+        assert_eq!(v["time_wait"], Value::Null);
+        assert!(v["phases"].get("open_lag").is_none());
+        assert!(
+            v["phases"].get("tls_full").is_some(),
+            "always with the HTTP phases"
+        );
     }
 
     #[test]

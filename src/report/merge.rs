@@ -17,11 +17,13 @@
 //!    of the shortest window unless [`MergeOptions::allow_disjoint`]: runs that did not load the
 //!    target together do not describe one load.
 //! 4. `config.connections`, `config.threads`, `config.requests` and the constant rate asked
-//!    (`rate.asked_per_s`, like `rate.unsent`) are summed, CPU lists united;
-//!    every other setting is the first report's. Reports must share `mode` and constant-rate
-//!    or not (their phases differ); a different URL, method, body length, pipeline depth, TLS
-//!    setting, arrival process or WebSocket mode is refused unless
-//!    [`MergeOptions::allow_mixed`].
+//!    (`rate.asked_per_s`, like `rate.unsent`; `conn_rate.asked_per_s`, like
+//!    `conn_rate.unopened`) are summed, CPU lists united;
+//!    every other setting is the first report's. Reports must share `mode`, constant-rate or
+//!    not and connection-rate or not (their phases differ); a different URL, method, body
+//!    length, pipeline depth, TLS setting, arrival process, requests per connection, close
+//!    mode or WebSocket mode is refused unless [`MergeOptions::allow_mixed`]. `time_wait` is
+//!    one host's reading: the merged report has none (each source report keeps its own).
 //! 5. `host` is the first report's; each report's own host, URL, window and size is kept under
 //!    `sources`, the file names under `merged_from`, the window figures under `merge_window`.
 //!
@@ -339,6 +341,8 @@ struct Load {
     /// The arrival process of a rate merge (the first report's; the others agree unless
     /// `--allow-mixed`). `None`: not a rate run.
     arrival: Option<Arrival>,
+    /// `conn_rate.asked_per_s`, summed.
+    conn_asked_per_s: f64,
     worker_cpus: BTreeSet<u64>,
     target_cpus: BTreeSet<u64>,
     addresses: BTreeSet<std::net::IpAddr>,
@@ -414,6 +418,9 @@ impl Merger {
                 let mut phases = Phase::for_mode(&r.mode).to_vec();
                 if r.rate.is_some() {
                     phases.extend([Phase::Corrected, Phase::SendLag]);
+                }
+                if r.conn_rate.is_some() {
+                    phases.push(Phase::OpenLag);
                 }
                 self.hists = phases.into_iter().map(|p| (p, new_histogram())).collect();
             }
@@ -632,6 +639,8 @@ impl Combined {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: self.worker_panics,
+            // One host's reading: each source's is in its own report.
+            time_wait: None,
         };
         let json = merged_json(
             &schema::to_value(&first.report),
@@ -683,7 +692,20 @@ fn check_identity(first: &First, file: &str, r: &schema::Report) -> Result<(), M
             Some(json!(r.config.tls)),
         ),
         ("rate.arrival", arrival(a), arrival(r)),
+        (
+            "config.requests_per_conn",
+            Some(json!(a.config.requests_per_conn)),
+            Some(json!(r.config.requests_per_conn)),
+        ),
     ];
+    // `--close` only exists with a per-connection quota (older reports lack it: keep-alive).
+    if a.config.requests_per_conn.is_some() || r.config.requests_per_conn.is_some() {
+        fields.push((
+            "config.close",
+            Some(json!(a.config.close)),
+            Some(json!(r.config.close)),
+        ));
+    }
     if a.mode == "ws" {
         fields.push(("ws.mode", ws_mode(a), ws_mode(r)));
     }
@@ -781,10 +803,14 @@ fn typed(file: &str, doc: &Value) -> Result<schema::Report, MergeError> {
 /// What decides a report's phases: its mode, and whether it ran at a constant rate (`-R` adds
 /// the corrected and send-lag phases). Reports of different kinds cannot be merged.
 fn kind(r: &schema::Report) -> String {
-    match r.rate {
-        Some(_) => format!("{} -R", r.mode),
-        None => r.mode.clone(),
+    let mut k = r.mode.clone();
+    if r.rate.is_some() {
+        k.push_str(" -R");
     }
+    if r.conn_rate.is_some() {
+        k.push_str(" --conn-rate");
+    }
+    k
 }
 
 /// `acc` plus the counters of one report (WebSocket counters only for `ws` reports): every
@@ -869,6 +895,9 @@ fn sum_counters(f: In<'_>, r: &schema::Report, acc: &Counters) -> Result<Counter
     }
     if let Some(rate) = &r.rate {
         add("rate.unsent", rate.unsent, &mut c.unsent)?;
+    }
+    if let Some(cr) = &r.conn_rate {
+        add("conn_rate.unopened", cr.unopened, &mut c.unopened)?;
     }
     if let (true, Some(rw)) = (r.mode == "ws", &r.ws) {
         let w = &mut c.ws;
@@ -1149,6 +1178,19 @@ fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), Merge
             )));
         }
     }
+    if let Some(cr) = &r.conn_rate {
+        let asked = cr.asked_per_s;
+        if !(asked.is_finite() && asked >= 0.0) {
+            return Err(f.bad("conn_rate.asked_per_s is not a non-negative number"));
+        }
+        load.conn_asked_per_s += asked;
+        if !load.conn_asked_per_s.is_finite() {
+            return Err(f.bad(format!(
+                "conn_rate.asked_per_s: the rates asked add up to more than {:e}/s; {DAMAGED}",
+                f64::MAX
+            )));
+        }
+    }
     load.worker_cpus.extend(c.worker_cpus.iter().copied());
     load.target_cpus.extend(c.target_cpus.iter().copied());
     load.addresses.extend(
@@ -1315,6 +1357,9 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
         rate: load.arrival.map(|arrival| (load.asked_per_s, arrival)),
         // Every process's source addresses, once each.
         sources: load.addresses.iter().copied().collect(),
+        requests_per_conn: c.requests_per_conn,
+        conn_rate: r.conn_rate.as_ref().map(|_| load.conn_asked_per_s),
+        close: c.close.as_deref().and_then(crate::plan::CloseMode::parse),
     }
 }
 
@@ -1409,6 +1454,7 @@ mod tests {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         };
         let meta = RunMeta {
             connections: 2,
@@ -1791,6 +1837,7 @@ mod tests {
                 intervals: Vec::new(),
                 stages: Vec::new(),
                 worker_panics: Vec::new(),
+                time_wait: None,
             };
             let meta = RunMeta {
                 rate: Some((asked, Arrival::Poisson)),
@@ -1839,6 +1886,92 @@ mod tests {
     }
 
     #[test]
+    fn connection_rate_reports_sum_their_rates_and_keep_their_settings() {
+        let t0 = 1_700_000_000_000;
+        let opened = |asked: f64, per_conn: u64| {
+            let mut r = Recorder::new();
+            for i in 0..100u64 {
+                r.record(Phase::Connect, 40_000 + i);
+                r.record(Phase::OpenLag, 2_000 + i);
+                r.record(Phase::Total, 50_000 + i);
+                r.response(200);
+            }
+            r.counters.requests = 100;
+            r.counters.connections_opened = 100;
+            r.counters.unopened = 2;
+            let run = RunResult {
+                recorder: r,
+                workers: Vec::new(),
+                started_at: UNIX_EPOCH + Duration::from_millis(t0),
+                elapsed: Duration::from_secs(1),
+                interrupted: false,
+                peak_rss_bytes: 0,
+                peak_open: 1,
+                intervals: Vec::new(),
+                stages: Vec::new(),
+                worker_panics: Vec::new(),
+                time_wait: Some(crate::metrics::run::TimeWait {
+                    at_start: 0,
+                    at_end: 100,
+                }),
+            };
+            let meta = RunMeta {
+                requests_per_conn: Some(per_conn),
+                conn_rate: Some(asked),
+                close: Some(crate::plan::CloseMode::Rst),
+                ..RunMeta::new(Mode::Http, "http://127.0.0.1:8080/")
+            };
+            let host = HostFacts {
+                cpus_online: 1,
+                cpus_allowed: 1,
+                clocksource: None,
+                kernel: None,
+                arch: "x86_64",
+                os: "linux",
+            };
+            json::render(&meta, &run, &host)
+        };
+        let m = merge(
+            &named(vec![opened(100.0, 1), opened(150.0, 1)]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect("merges");
+        assert_eq!(m.json["conn_rate"]["asked_per_s"], 250.0);
+        assert_eq!(m.json["conn_rate"]["unopened"], 4);
+        assert_eq!(m.json["conn_rate"]["opened_per_s"], 200.0);
+        assert_eq!(m.json["phases"]["open_lag"]["count"], 200);
+        assert_eq!(m.json["config"]["requests_per_conn"], 1);
+        assert_eq!(m.json["config"]["close"], "rst");
+        assert_eq!(m.json["time_wait"], Value::Null, "one host's reading");
+        // A keep-alive report has other phases: never merged with a connection-rate one.
+        let plain = report(t0, 1.0, 10, 5_000);
+        let opts = MergeOptions {
+            allow_mixed: true,
+            allow_disjoint: true,
+        };
+        let e = merge(&named(vec![opened(100.0, 1), plain]), &opts, vec![]).expect_err("kinds");
+        assert!(e.to_string().contains("http --conn-rate report"), "{e}");
+        // Other requests per connection, or another close, is a mixed merge.
+        let e = merge(
+            &named(vec![opened(100.0, 1), opened(100.0, 5)]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect_err("requests per connection");
+        assert!(e.to_string().contains("config.requests_per_conn"), "{e}");
+        let mut fin = opened(100.0, 1);
+        fin["config"]["close"] = json!("fin");
+        let e = merge(
+            &named(vec![opened(100.0, 1), fin]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect_err("close");
+        assert!(e.to_string().contains("config.close"), "{e}");
+    }
+
+    #[test]
     fn websocket_counters_are_summed() {
         let mut r = Recorder::new();
         r.record(Phase::Latency, 1_000);
@@ -1859,6 +1992,7 @@ mod tests {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         };
         let meta = RunMeta {
             ws: Some(WsSession {

@@ -71,6 +71,12 @@ pub struct RunMeta {
     pub sources: Vec<std::net::IpAddr>,
     /// Constant-rate mode: the asked total rate and the arrival process.
     pub rate: Option<(f64, Arrival)>,
+    /// HTTP: requests each connection carries before connbench closes it (None: keep-alive).
+    pub requests_per_conn: Option<u64>,
+    /// HTTP connection-rate mode: new connections per second asked for, across all workers.
+    pub conn_rate: Option<f64>,
+    /// HTTP: how connbench closes the connections it is done with (None: WebSocket).
+    pub close: Option<crate::plan::CloseMode>,
 }
 
 impl RunMeta {
@@ -100,6 +106,9 @@ impl RunMeta {
             ws: None,
             sources: Vec::new(),
             rate: None,
+            requests_per_conn: None,
+            conn_rate: None,
+            close: None,
         }
     }
 
@@ -109,6 +118,9 @@ impl RunMeta {
         let mut v = Phase::for_mode(self.mode.name()).to_vec();
         if self.rate.is_some() {
             v.extend([Phase::Corrected, Phase::SendLag]);
+        }
+        if self.conn_rate.is_some() {
+            v.push(Phase::OpenLag);
         }
         v
     }

@@ -76,6 +76,12 @@ pub struct Report {
     /// Rate mode only.
     #[serde(default)]
     pub rate: Option<Rate>,
+    /// Connection-rate mode (`--conn-rate`) only.
+    #[serde(default)]
+    pub conn_rate: Option<ConnRate>,
+    /// This host's sockets in TIME_WAIT towards the target; null when unknown or merged.
+    #[serde(default)]
+    pub time_wait: Option<TimeWait>,
 }
 
 /// One worker thread that panicked.
@@ -140,6 +146,12 @@ pub struct Config {
     /// `--source` addresses.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Requests per connection before connbench closes it; null: keep-alive.
+    #[serde(default)]
+    pub requests_per_conn: Option<u64>,
+    /// How connbench closes connections (`fin`, `rst`); null for WebSocket runs.
+    #[serde(default)]
+    pub close: Option<String>,
 }
 
 /// `host`.
@@ -328,6 +340,26 @@ pub struct Rate {
     /// HTTP: ⌈rate × median response time⌉.
     #[serde(default)]
     pub connections_needed: Option<u64>,
+}
+
+/// `conn_rate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnRate {
+    /// New connections per second asked for.
+    pub asked_per_s: f64,
+    /// `connect()` calls ÷ duration.
+    pub opened_per_s: f64,
+    /// Due and never opened.
+    pub unopened: u64,
+}
+
+/// `time_wait`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeWait {
+    /// Before the run.
+    pub at_start: u64,
+    /// After the run.
+    pub at_end: u64,
 }
 
 /// One entry of `stages`.

@@ -38,8 +38,12 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
             if let Some((asked, arrival)) = &meta.rate {
                 rate_line(&mut out, meta, *asked, arrival.name(), run);
             }
+            if let Some(asked) = meta.conn_rate {
+                conn_rate_line(&mut out, meta, asked, run);
+            }
             reuse(&mut out, c);
             responses(&mut out, c);
+            time_wait(&mut out, meta, run);
         }
     }
     errors(&mut out, c);
@@ -113,6 +117,9 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
                 bound(meta),
                 secs_short(meta.warmup)
             );
+            if let Some(line) = connection_shape(meta) {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
 
@@ -144,6 +151,25 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
     }
 }
 
+/// New connections as a workload: how many requests a connection carries, the rate they open
+/// at, how connbench closes them. None for keep-alive runs.
+fn connection_shape(meta: &RunMeta) -> Option<String> {
+    let n = meta.requests_per_conn?;
+    let mut line = match meta.conn_rate {
+        Some(r) => format!(
+            "new connections at {} conn/s (at most {} open), {} each",
+            rate(r),
+            meta.connections,
+            plural(n, "request")
+        ),
+        None => format!("{} per connection", plural(n, "request")),
+    };
+    if let Some(close) = meta.close {
+        let _ = write!(line, ", then closed by connbench ({})", close.name());
+    }
+    Some(line)
+}
+
 /// What bounded the run: `-n`, `-d`, both, or neither.
 fn bound(meta: &RunMeta) -> String {
     match (meta.requests, meta.duration) {
@@ -154,8 +180,18 @@ fn bound(meta: &RunMeta) -> String {
     }
 }
 
+/// The rows of the phase table: the run's phases, without the TLS handshake kinds when the
+/// run was plain TCP (the JSON report still lists them, empty).
+fn table_phases(meta: &RunMeta) -> Vec<Phase> {
+    let mut phases = meta.phases();
+    if meta.tls.is_none() {
+        phases.retain(|p| !matches!(p, Phase::TlsFull | Phase::TlsResumed));
+    }
+    phases
+}
+
 fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
-    let phases = meta.phases();
+    let phases = table_phases(meta);
     // The name column fits the longest phase name of the mode ("first_message" in ws).
     let name_w = phases
         .iter()
@@ -350,6 +386,65 @@ fn behind_warning(out: &mut String, meta: &RunMeta, asked: f64, run: &RunResult)
         rate(asked),
         b.who.name(),
         c.unsent
+    );
+}
+
+/// Connection-rate mode: asked vs opened, how late the opener was, and a warning when due
+/// connections never opened.
+fn conn_rate_line(out: &mut String, meta: &RunMeta, asked: f64, run: &RunResult) {
+    let c = &run.recorder.counters;
+    let secs = run.elapsed.as_secs_f64();
+    let opened = if secs > 0.0 {
+        c.connections_opened as f64 / secs
+    } else {
+        0.0
+    };
+    label(out, "conn rate");
+    let _ = write!(
+        out,
+        "asked {} conn/s   opened {} conn/s   unopened {}",
+        rate(asked),
+        rate(opened),
+        c.unopened
+    );
+    let lag = run.recorder.histogram(Phase::OpenLag);
+    if !lag.is_empty() {
+        let _ = write!(
+            out,
+            "   open lag p50 {} p99 {} max {}",
+            dur_spaced(lag.value_at_quantile(0.5) as f64),
+            dur_spaced(lag.value_at_quantile(0.99) as f64),
+            dur_spaced(lag.max() as f64)
+        );
+    }
+    out.push('\n');
+    if c.unopened > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: fell behind {} conn/s: {} connections were due and never opened because \
+             all {} slots held a connection (raise -c, or ask for fewer requests per connection)",
+            rate(asked),
+            c.unopened,
+            meta.connections
+        );
+    }
+}
+
+/// This host's TIME_WAIT sockets towards the target: shown when connbench closed connections
+/// itself, or when any were there.
+fn time_wait(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let Some(tw) = run.time_wait else {
+        return;
+    };
+    if meta.requests_per_conn.is_none() && tw.at_end == 0 && tw.at_start == 0 {
+        return;
+    }
+    label(out, "time_wait");
+    let _ = writeln!(
+        out,
+        "{} local ports towards the target at the end ({} at the start): each blocks its \
+         4-tuple for 60 s",
+        tw.at_end, tw.at_start
     );
 }
 
@@ -859,6 +954,7 @@ mod tests {
             intervals: vec![],
             stages: vec![],
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 
@@ -866,7 +962,7 @@ mod tests {
     fn every_phase_has_a_row_and_empty_ones_show_dash() {
         let t = render(&meta(), &run());
         let rows: Vec<&str> = t.lines().collect();
-        for p in Phase::HTTP {
+        for p in table_phases(&meta()) {
             let row = rows
                 .iter()
                 .find(|l| l.starts_with(&format!("{:<NAME_W$}", p.name())))
@@ -886,6 +982,93 @@ mod tests {
     }
 
     #[test]
+    fn tls_runs_show_full_and_resumed_handshakes_apart_and_plain_runs_do_not() {
+        let mut r = run();
+        for i in 0..10u64 {
+            r.recorder.record(Phase::Tls, 900_000 + i);
+            let kind = if i < 2 {
+                Phase::TlsFull
+            } else {
+                Phase::TlsResumed
+            };
+            r.recorder.record(kind, 900_000 + i);
+        }
+        let mut m = meta();
+        m.tls = Some(TlsPlan::default());
+        let t = render(&m, &r);
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("no {name} row: {t}"))
+                .split_whitespace()
+                .nth(1)
+                .map(str::to_string)
+        };
+        assert_eq!(row("tls").as_deref(), Some("10"));
+        assert_eq!(row("tls_full").as_deref(), Some("2"));
+        assert_eq!(row("tls_resumed").as_deref(), Some("8"));
+        let plain = render(&meta(), &r);
+        assert!(
+            !plain.contains("tls_full") && !plain.contains("tls_resumed"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn new_connection_runs_say_their_shape_rate_lag_and_time_wait() {
+        let mut m = meta();
+        m.requests_per_conn = Some(1);
+        m.conn_rate = Some(200.0);
+        m.close = Some(crate::plan::CloseMode::Rst);
+        let mut r = run();
+        r.recorder.counters.connections_opened = 1_997;
+        r.recorder.counters.unopened = 3;
+        for _ in 0..1_997 {
+            r.recorder.record(Phase::OpenLag, 20_000);
+        }
+        r.time_wait = Some(crate::metrics::run::TimeWait {
+            at_start: 4,
+            at_end: 7,
+        });
+        let t = render(&m, &r);
+        assert!(
+            t.contains(
+                "  new connections at 200 conn/s (at most 10 open), 1 request each, then closed \
+                 by connbench (rst)\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("\nopen_lag "), "the open lag has a row: {t}");
+        assert!(
+            t.contains("conn rate   asked 200 conn/s   opened 200 conn/s   unopened 3   open lag"),
+            "{t}"
+        );
+        assert!(
+            t.contains("WARNING: fell behind 200 conn/s: 3 connections were due and never opened"),
+            "{t}"
+        );
+        assert!(
+            t.contains("time_wait   7 local ports towards the target at the end (4 at the start)"),
+            "{t}"
+        );
+        // Without a quota: one line for the shape, no conn rate line, no warning.
+        m.conn_rate = None;
+        m.requests_per_conn = Some(5);
+        m.close = Some(crate::plan::CloseMode::Fin);
+        r.recorder.counters.unopened = 0;
+        let t = render(&m, &r);
+        assert!(
+            t.contains("  5 requests per connection, then closed by connbench (fin)\n"),
+            "{t}"
+        );
+        assert!(!t.contains("conn rate") && !t.contains("WARNING"), "{t}");
+        // Keep-alive with nothing in TIME_WAIT says nothing about it.
+        let mut r = run();
+        r.time_wait = Some(crate::metrics::run::TimeWait::default());
+        assert!(!render(&meta(), &r).contains("time_wait"));
+    }
+
+    #[test]
     fn table_columns_line_up() {
         let t = render(&meta(), &run());
         let lines: Vec<&str> = t.lines().collect();
@@ -896,7 +1079,7 @@ mod tests {
         let width = |l: &str| l.chars().count();
         let w = width(lines[head]);
         assert_eq!(w, NAME_W + 8 * COL_W);
-        for l in &lines[head + 1..head + 1 + Phase::HTTP.len()] {
+        for l in &lines[head + 1..head + 1 + table_phases(&meta()).len()] {
             if !l.trim_end().ends_with('-') {
                 assert_eq!(width(l), w, "misaligned: {l:?}");
             }
@@ -1032,7 +1215,7 @@ mod tests {
         assert!(t.contains("reuse       - %"), "{t}");
         assert!(t.contains("client      - CPU/request"), "{t}");
         assert!(t.contains("peak RSS -"), "{t}");
-        for p in Phase::HTTP {
+        for p in table_phases(&meta()) {
             assert!(t.contains(&format!("{:<NAME_W$}{:>COL_W$}\n", p.name(), "-")));
         }
     }

@@ -610,8 +610,15 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         self.net.rec.counters.bytes_in += recv.bytes;
         let now = Instant::now();
         if let Some(done) = recv.handshake_done {
-            let tls = done - self.net.slots[slot].t_established;
-            self.net.rec.record(Phase::Tls, tls.as_nanos() as u64);
+            let s = &self.net.slots[slot];
+            let tls = (done - s.t_established).as_nanos() as u64;
+            self.net.rec.record(Phase::Tls, tls);
+            // Full and resumed handshakes also apart: they cost different things.
+            match s.transport.as_ref().and_then(|t| t.resumed()) {
+                Some(true) => self.net.rec.record(Phase::TlsResumed, tls),
+                Some(false) => self.net.rec.record(Phase::TlsFull, tls),
+                None => {}
+            }
             self.up(slot, done);
             if self.net.slots[slot].gen != gen {
                 return;
