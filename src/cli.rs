@@ -332,6 +332,12 @@ pub struct LoadArgs {
     /// ~28k ephemeral ports per destination.
     #[arg(long = "source", value_name = "LIST", value_parser = parse_source_list)]
     pub source: Option<SourceList>,
+
+    /// Spin instead of sleeping: every worker polls with a zero timeout (one whole CPU each)
+    /// and sets SO_BUSY_POLL on its sockets where the kernel allows it. The lowest latency at
+    /// a few connections (see `connbench floor`).
+    #[arg(long = "busy-poll")]
+    pub busy_poll: bool,
 }
 
 /// TLS flags of the load commands.

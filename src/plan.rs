@@ -109,6 +109,17 @@ pub struct HttpPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// `--busy-poll`: the workers spin instead of sleeping.
+    pub busy_poll: Option<BusyPoll>,
+}
+
+/// `--busy-poll`: the workers spin in `epoll_wait(…, 0)` instead of sleeping (the core's rule
+/// 6), and what the kernel allowed of SO_BUSY_POLL, found out before the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// SO_BUSY_POLL set on every socket, µs; `Err`: why the kernel refused it (the workers
+    /// spin all the same).
+    pub so_busy_poll: Result<u32, String>,
 }
 
 impl HttpPlan {
@@ -262,6 +273,8 @@ pub struct WsPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// `--busy-poll`: the workers spin instead of sleeping.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 /// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`.

@@ -64,6 +64,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         rate: None,
         stages: vec![],
         sources: vec![],
+        busy_poll: None,
     }
 }
 
@@ -157,6 +158,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         pong_timeout: None,
         send_buffer: 100,
         sources: vec![],
+        busy_poll: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! JSON report the run wrote (or the exit code and message of a bad invocation).
 
 mod faults;
+mod floor;
 mod merge;
 mod probe;
 mod proto;
@@ -732,6 +733,7 @@ fn interval_histograms_add_up_to_the_run() {
         rate: None,
         stages: vec![],
         sources: vec![],
+        busy_poll: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

@@ -70,6 +70,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             )
         }),
         sources: p.sources.clone(),
+        busy_poll: p.busy_poll.clone(),
     };
     let meta = RunMeta {
         rate: plan

@@ -46,6 +46,9 @@
 //! | `config.ca_file` | string \| null | `--ca` |
 //! | `config.fd_limit` | integer | soft RLIMIT_NOFILE in force |
 //! | `config.sources` | array of string | `--source` addresses in round-robin order; empty when not given |
+//! | `config.busy_poll` | bool | `--busy-poll`: the workers spun in `epoll_wait(…, 0)` instead of sleeping |
+//! | `config.so_busy_poll_us` | integer \| null | SO_BUSY_POLL set on every socket (µs); null without `--busy-poll` or when the kernel refused it |
+//! | `config.so_busy_poll_error` | string \| null | why the kernel refused SO_BUSY_POLL (e.g. no CAP_NET_ADMIN); null when set or not asked for |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -208,6 +211,17 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             ca_file: meta.ca_file.clone(),
             fd_limit: meta.fd_limit,
             sources: meta.sources.iter().map(|s| s.to_string()).collect(),
+            busy_poll: meta.busy_poll.is_some(),
+            so_busy_poll_us: meta
+                .busy_poll
+                .as_ref()
+                .and_then(|b| b.so_busy_poll.as_ref().ok())
+                .map(|&us| u64::from(us)),
+            so_busy_poll_error: meta
+                .busy_poll
+                .as_ref()
+                .and_then(|b| b.so_busy_poll.as_ref().err())
+                .cloned(),
         },
         host: host.into(),
         throughput: schema::Throughput {

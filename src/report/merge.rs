@@ -1159,6 +1159,13 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
             .map(|x| (load.asked_per_s, x.arrival.clone())),
         // Every process's source addresses, once each.
         sources: load.addresses.iter().copied().collect(),
+        // The first report's, as its other settings.
+        busy_poll: c.busy_poll.then(|| crate::plan::BusyPoll {
+            so_busy_poll: match (c.so_busy_poll_us, &c.so_busy_poll_error) {
+                (Some(us), _) => Ok(u32::try_from(us).unwrap_or(u32::MAX)),
+                (None, why) => Err(why.clone().unwrap_or_default()),
+            },
+        }),
     }
 }
 

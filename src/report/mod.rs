@@ -75,6 +75,8 @@ pub struct RunMeta {
     pub sources: Vec<std::net::IpAddr>,
     /// Constant-rate mode: the asked total rate and the arrival process ("uniform", "poisson").
     pub rate: Option<(f64, String)>,
+    /// `--busy-poll`, with what the kernel allowed of SO_BUSY_POLL.
+    pub busy_poll: Option<crate::plan::BusyPoll>,
 }
 
 impl RunMeta {

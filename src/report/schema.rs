@@ -140,6 +140,15 @@ pub struct Config {
     /// `--source` addresses.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// `--busy-poll`: the workers spun instead of sleeping.
+    #[serde(default)]
+    pub busy_poll: bool,
+    /// SO_BUSY_POLL set on every socket, µs; null without `--busy-poll` or when refused.
+    #[serde(default)]
+    pub so_busy_poll_us: Option<u64>,
+    /// Why the kernel refused SO_BUSY_POLL; null when it was set or not asked for.
+    #[serde(default)]
+    pub so_busy_poll_error: Option<String>,
 }
 
 /// `host`.
