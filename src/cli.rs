@@ -577,6 +577,11 @@ pub struct ServeArgs {
     #[arg(long = "no-https")]
     pub no_https: bool,
 
+    /// Also listen for raw TCP echo on this port (0 = any free port): every byte comes back,
+    /// no HTTP. The raw round trip of `connbench floor --echo HOST:PORT`.
+    #[arg(long = "echo", value_name = "PORT")]
+    pub echo: Option<u16>,
+
     /// Event-loop threads.
     #[arg(long = "threads", default_value_t = 1)]
     pub threads: usize,

@@ -39,6 +39,7 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),
         https_port: (!a.no_https).then_some(a.https),
+        echo_port: a.echo,
         threads: a.threads,
         cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
         max_conns: a.max_conns,
@@ -73,6 +74,9 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
             None => print!("{}", handle.ca_pem()),
         }
     }
+    if let Some(addr) = handle.echo_addr() {
+        println!("echo   {addr}   (raw TCP: every byte comes back)");
+    }
     println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N /headers/N /garbage");
     println!("faults /close/fin/N /close/rst/N /truncate/fin/N /truncate/rst/N (bytes, then the connection ends)");
     println!(
@@ -98,6 +102,9 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         stats.ws_gaps,
         stats.ws_drops
     );
+    if a.echo.is_some() {
+        println!("echo   {} bytes echoed", stats.echo_bytes);
+    }
     if a.stall_at.is_some() {
         println!(
             "stall  {} requests were held by --stall-at/--stall-for",

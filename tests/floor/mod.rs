@@ -141,3 +141,86 @@ fn busy_poll_runs_websocket_echo() {
     assert!(rtt >= 300, "{rtt} echoes of 400 sent");
     assert_eq!(r.u64("/errors/total"), 0);
 }
+
+/// `connbench serve --echo PORT` in a child process: the lines it prints on start, the echo
+/// listener's address parsed from them, and the child to stop.
+struct ServeChild {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    http: String,
+    echo: std::net::SocketAddr,
+}
+
+fn serve_child_with_echo() -> ServeChild {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::util::bin())
+        .args([
+            "serve",
+            "--http",
+            "0",
+            "--no-https",
+            "--echo",
+            "0",
+            "--for",
+            "60s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let (mut http, mut echo) = (None, None);
+    for line in lines.by_ref().take(10) {
+        let line = line.unwrap();
+        let word = line.split_whitespace().nth(1).map(str::to_string);
+        if line.starts_with("http ") {
+            http = word;
+        } else if line.starts_with("echo ") {
+            echo = word.and_then(|a| a.parse().ok());
+        }
+        if http.is_some() && echo.is_some() {
+            break;
+        }
+    }
+    ServeChild {
+        child,
+        lines,
+        http: http.expect("http line"),
+        echo: echo.expect("an `echo ADDR` line"),
+    }
+}
+
+impl ServeChild {
+    /// SIGINT, wait, and the lines printed after the start.
+    fn stop(mut self) -> Vec<String> {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("serve exits");
+        assert!(status.success(), "serve exit {status:?}");
+        self.lines.map_while(Result::ok).collect()
+    }
+}
+
+#[test]
+fn serve_echo_flag_listens_for_raw_tcp_echo() {
+    use std::io::{Read, Write};
+    let srv = serve_child_with_echo();
+    let mut s = std::net::TcpStream::connect(srv.echo).expect("connect to --echo");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut back = [0u8; 11];
+    for _ in 0..3 {
+        s.write_all(b"ping-pong\r\n").unwrap();
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ping-pong\r\n");
+    }
+    drop(s);
+    // The HTTP port is still HTTP.
+    let r = connbench(&["http", &srv.http, "-n", "10", "-c", "1"]);
+    let rest = srv.stop();
+    assert_eq!(r.u64("/responses/2xx"), 10, "{}", r.stderr);
+    assert!(
+        rest.iter().any(|l| l == "echo   33 bytes echoed"),
+        "final stats: {rest:?}"
+    );
+}
