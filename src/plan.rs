@@ -580,3 +580,34 @@ pub struct ProbePlan {
     /// `--confirm`: re-test below and at the limit, pausing this long between passes.
     pub confirm: Option<Duration>,
 }
+
+/// Where `connbench floor` measures each layer, for one pinning (the built-in target runs
+/// twice: pinned apart from the client, and not pinned).
+#[derive(Clone, Debug)]
+pub struct FloorEndpoints {
+    /// TCP connect and HTTP keep-alive TTFB (its path).
+    pub http: Target,
+    /// The TLS handshakes; `Err`: why there are none (a plain http:// URL).
+    pub tls: Result<Target, String>,
+    /// The raw TCP round trip's echo service; `Err`: why there is none.
+    pub echo: Result<SocketAddr, String>,
+    /// The WebSocket echo round trip; `Err`: why there is none.
+    pub ws: Result<Target, String>,
+    /// TLS trust for these endpoints (the built-in target's certificate, or `--ca`, `-k`,
+    /// `--sni`); `resume` is set per layer (full, resumed).
+    pub trust: TlsPlan,
+}
+
+/// A `connbench floor` run.
+#[derive(Clone, Debug)]
+pub struct FloorPlan {
+    /// The pinned rows: the client's CPU and what it measures against; `Err`: why no row is
+    /// pinned (one CPU for client and built-in target).
+    pub pinned: Result<(usize, FloorEndpoints), String>,
+    /// The rows not pinned.
+    pub unpinned: FloorEndpoints,
+    /// How long each measurement runs.
+    pub measure_for: Duration,
+    /// What the busy-poll rows set of SO_BUSY_POLL.
+    pub busy_poll: BusyPoll,
+}

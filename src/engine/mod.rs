@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
 pub mod core;
+pub mod floor;
 pub mod http;
 pub mod pace;
 pub mod probe;

@@ -224,3 +224,290 @@ fn serve_echo_flag_listens_for_raw_tcp_echo() {
         "final stats: {rest:?}"
     );
 }
+
+/// Run `connbench floor ARGS --json - -q`: the report comes on stdout, the table on stderr.
+fn floor(args: &[&str]) -> crate::util::Run {
+    let mut all = vec!["floor"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", "-", "-q"]);
+    let mut r = crate::util::connbench_raw(&all);
+    r.json = serde_json::from_str(&r.stdout).ok();
+    r
+}
+
+const LAYERS: [&str; 8] = [
+    "raw_tcp_rtt",
+    "tcp_connect",
+    "tls_full",
+    "tls_resumed",
+    "http_ttfb",
+    "ws_echo_rtt",
+    "clock_read",
+    "timer_lateness",
+];
+const MODES: [&str; 4] = [
+    "sleep_pinned",
+    "busy_poll_pinned",
+    "sleep_unpinned",
+    "busy_poll_unpinned",
+];
+
+/// Every measured row is a coherent distribution: samples, min ≤ p50 ≤ p99 ≤ max, operations
+/// at least the samples; a row without samples says why. Returns how many rows were measured.
+fn assert_rows_coherent(r: &crate::util::Run, layer: &str) -> usize {
+    let l = &r.report()["layers"][layer];
+    let mut measured = 0;
+    for mode in MODES {
+        let v = &l["variants"][mode];
+        assert!(v.is_object(), "{layer}.{mode} missing: {l}");
+        if v["available"] == true {
+            let s = &v["stats"];
+            let n = s["count"].as_u64().unwrap();
+            let (min, p50, p99, max) = (
+                s["min"].as_u64().unwrap(),
+                s["p50"].as_u64().unwrap(),
+                s["p99"].as_u64().unwrap(),
+                s["max"].as_u64().unwrap(),
+            );
+            assert!(n > 0, "{layer}.{mode}: {v}");
+            assert!(
+                min <= p50 && p50 <= p99 && p99 <= max,
+                "{layer}.{mode}: {min} {p50} {p99} {max}"
+            );
+            assert!(v["ops"].as_u64().unwrap() >= n, "{layer}.{mode}: {v}");
+            assert!(v["cpu_per_op_us"].as_f64().unwrap() >= 0.0);
+            measured += 1;
+        } else {
+            assert!(v["stats"].is_null(), "{layer}.{mode}: {v}");
+            assert!(v["reason"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        }
+    }
+    measured
+}
+
+#[test]
+fn floor_reports_every_layer_in_every_mode_and_the_verdict() {
+    let r = floor(&["-d", "300ms"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.report();
+    assert_eq!(doc["mode"], "floor");
+    assert_eq!(doc["target"]["builtin"], true);
+    assert_eq!(doc["config"]["busy_poll"], false);
+    let two_cpus = doc["host"]["cpus_allowed"].as_u64().unwrap() >= 2;
+    for layer in LAYERS {
+        let l = &doc["layers"][layer];
+        assert_eq!(l["available"], true, "{layer}: {l}");
+        let measured = assert_rows_coherent(&r, layer);
+        assert!(measured >= 1, "{layer}: no row measured: {l}");
+    }
+    // Nothing waits in a clock read: its busy-poll rows say so instead of repeating it.
+    for mode in ["busy_poll_pinned", "busy_poll_unpinned"] {
+        let v = &doc["layers"]["clock_read"]["variants"][mode];
+        assert_eq!(v["available"], false);
+        assert!(
+            v["reason"].as_str().unwrap().contains("nothing waits"),
+            "{v}"
+        );
+    }
+    if two_cpus {
+        // Client and target pinned apart: the pinned rows exist (measured, or failed with a
+        // reason on a machine too busy for the budget, never silently missing).
+        assert!(doc["config"]["client_cpu"].is_u64(), "{}", doc["config"]);
+        assert_eq!(doc["config"]["target_cpus"].as_array().unwrap().len(), 1);
+    }
+    // The verdict: HTTP TTFB minus the raw round trip, in the mode it names.
+    let v = &doc["verdict"];
+    assert_eq!(v["busy_poll"], false, "{v}");
+    let mode = if v["pinned"] == true {
+        "sleep_pinned"
+    } else {
+        "sleep_unpinned"
+    };
+    let p50 = |layer: &str| doc["layers"][layer]["variants"][mode]["stats"]["p50"].as_i64();
+    match (p50("raw_tcp_rtt"), p50("http_ttfb")) {
+        (Some(raw), Some(http)) => {
+            assert_eq!(v["raw_rtt_p50_ns"].as_i64(), Some(raw));
+            assert_eq!(v["http_ttfb_p50_ns"].as_i64(), Some(http));
+            assert_eq!(v["adds_ns"].as_i64(), Some(http - raw), "{v}");
+            assert!(v["missing"].is_null());
+            assert!(v["cpu_per_request_us"].as_f64().unwrap() > 0.0);
+            assert!(
+                r.stderr.contains("verdict   connbench adds ")
+                    && r.stderr
+                        .contains("(p50) over the raw round trip on this machine"),
+                "{}",
+                r.stderr
+            );
+        }
+        _ => assert!(v["missing"].is_string(), "{v}"),
+    }
+    // Which mode is lower, per layer, agrees with the medians it names.
+    let raw = &doc["layers"]["raw_tcp_rtt"];
+    if let Some(d) = raw["busy_poll_minus_sleep_p50_ns"].as_i64() {
+        let want = match d {
+            0 => "equal",
+            d if d < 0 => "busy_poll",
+            _ => "sleep",
+        };
+        assert_eq!(raw["lower_wait"], want);
+    }
+    assert!(r.stderr.contains("raw TCP round trip"), "{}", r.stderr);
+    assert!(r.stderr.contains("timer wake-up lateness"), "{}", r.stderr);
+    // Every key written is documented (src/report/floor.rs, the envelope in json.rs) and
+    // every documented row is written.
+    let table = crate::schema::Table::read("src/report/floor.rs");
+    let load_table = crate::schema::Table::read("src/report/json.rs");
+    let paths = crate::schema::all_key_paths(std::slice::from_ref(doc));
+    let envelope = [
+        "schema",
+        "connbench_version",
+        "mode",
+        "started_at",
+        "started_at_unix_ms",
+        "duration_s",
+        "interrupted",
+        "insecure",
+        "command_line",
+        "target",
+        "host",
+        "client",
+    ];
+    let undocumented: Vec<String> = paths
+        .iter()
+        .filter(|k| !(table.covers(k) || envelope.contains(&k[0].as_str()) && load_table.covers(k)))
+        .map(|k| k.join("."))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "written by floor but not documented: {undocumented:?}"
+    );
+    crate::schema::assert_rows_written(&table, &paths);
+    // It reads back into the schema type.
+    serde_json::from_value::<connbench::report::schema::FloorReport>(doc.clone())
+        .expect("the floor report reads into schema::FloorReport");
+}
+
+#[test]
+fn floor_with_an_unreachable_url_is_one_clear_error() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let t0 = std::time::Instant::now();
+    let r = floor(&[&format!("http://127.0.0.1:{port}/"), "-d", "5s"]);
+    crate::util::assert_usage_error(&r, "cannot connect to");
+    assert!(r.stderr.contains("is the server up?"), "{}", r.stderr);
+    assert!(r.json.is_none(), "no report of nothing: {}", r.stdout);
+    // Before measuring anything: not 30 measurements of 5 s.
+    assert!(t0.elapsed() < std::time::Duration::from_secs(25));
+}
+
+#[test]
+fn floor_with_a_plain_url_says_what_the_host_lacks_instead_of_measuring_it() {
+    let s = serve(|c| c.echo_port = Some(0));
+    let url = http_url(&s, "/");
+    let r = floor(&[&url, "-d", "100ms"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.report();
+    assert_eq!(doc["target"]["builtin"], false);
+    let na = |layer: &str, needle: &str| {
+        let l = &doc["layers"][layer];
+        assert_eq!(l["available"], false, "{layer}: {l}");
+        assert!(l["variants"].as_object().unwrap().is_empty());
+        let why = l["reason"].as_str().unwrap();
+        assert!(why.contains(needle), "{layer}: {why}");
+    };
+    na("raw_tcp_rtt", "--echo HOST:PORT");
+    na("tls_full", "https://");
+    na("tls_resumed", "https://");
+    na("ws_echo_rtt", "--ws");
+    for layer in ["tcp_connect", "http_ttfb", "clock_read", "timer_lateness"] {
+        assert_eq!(doc["layers"][layer]["available"], true, "{layer}");
+        assert!(assert_rows_coherent(&r, layer) >= 1, "{layer}");
+    }
+    let v = &doc["verdict"];
+    assert!(
+        v["adds_ns"].is_null() && v["raw_rtt_p50_ns"].is_null(),
+        "{v}"
+    );
+    assert!(v["missing"].as_str().unwrap().contains("--echo"), "{v}");
+    assert!(
+        r.stderr.contains("raw TCP round trip      n/a: "),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("verdict   n/a"), "{}", r.stderr);
+    s.stop();
+}
+
+#[test]
+fn floor_against_an_https_url_with_echo_and_ws_measures_every_layer_for_busy_poll() {
+    let s = serve(|c| c.echo_port = Some(0));
+    let dir = crate::util::TempDir::new("floor-ca");
+    let ca = crate::util::write_ca(&s, &dir);
+    let url = crate::util::https_url(&s, "/");
+    let echo = s.echo_addr().unwrap().to_string();
+    let ws = format!("wss://{}/echo", s.https_addr().unwrap());
+    let r = floor(&[
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--echo",
+        &echo,
+        "--ws",
+        &ws,
+        "--busy-poll",
+        "-d",
+        "150ms",
+    ]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.report();
+    for layer in LAYERS {
+        assert_eq!(doc["layers"][layer]["available"], true, "{layer}");
+        assert!(assert_rows_coherent(&r, layer) >= 1, "{layer}");
+    }
+    assert_eq!(doc["config"]["echo"], echo.as_str());
+    assert!(doc["config"]["ws_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("wss://"));
+    // --busy-poll: the verdict compares the busy-poll rows.
+    assert_eq!(doc["config"]["busy_poll"], true);
+    let v = &doc["verdict"];
+    assert_eq!(v["busy_poll"], true, "{v}");
+    if let (Some(raw), Some(http)) = (v["raw_rtt_p50_ns"].as_i64(), v["http_ttfb_p50_ns"].as_i64())
+    {
+        let mode = if v["pinned"] == true {
+            "busy_poll_pinned"
+        } else {
+            "busy_poll_unpinned"
+        };
+        let p50 = |l: &str| doc["layers"][l]["variants"][mode]["stats"]["p50"].as_i64();
+        assert_eq!(Some(raw), p50("raw_tcp_rtt"));
+        assert_eq!(Some(http), p50("http_ttfb"));
+    }
+    // Full handshakes are full, resumed ones resumed (the first aside): the target saw both.
+    let full = &doc["layers"]["tls_full"]["variants"];
+    let resumed = &doc["layers"]["tls_resumed"]["variants"];
+    for mode in MODES {
+        for (layer, v) in [("tls_full", &full[mode]), ("tls_resumed", &resumed[mode])] {
+            if v["available"] == true {
+                assert!(v["note"].is_null(), "{layer}.{mode}: {v}");
+            }
+        }
+    }
+    assert!(stats.echo_bytes > 0, "the raw round trips went to --echo");
+    assert!(stats.ws_upgrades >= 1, "the WebSocket echo went to --ws");
+}
+
+#[test]
+fn floor_refuses_an_echo_address_that_does_not_echo() {
+    // The HTTP port waits for the end of a request head that never comes: no echo.
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let http = s.http_addr().unwrap().to_string();
+    let r = floor(&[&url, "--echo", &http, "-d", "100ms"]);
+    s.stop();
+    crate::util::assert_usage_error(&r, "not a raw TCP echo service");
+}

@@ -276,6 +276,11 @@ impl<T: Transport> Net<T> {
         self.slots[slot].t_connect
     }
 
+    /// When the slot's TCP connection was established (where the TLS phase starts).
+    pub fn established_at(&self, slot: usize) -> Instant {
+        self.slots[slot].t_established
+    }
+
     /// The slot's transport, once TCP is established.
     pub fn transport(&self, slot: usize) -> Option<&T> {
         self.slots[slot].transport.as_ref()
