@@ -117,7 +117,7 @@ pub(super) fn floor(a: FloorArgs, argv: Vec<String>) -> Result<i32, AppError> {
     if !a.quiet {
         let n = Layer::ALL.len() * Mode::ALL.len() - 2;
         eprintln!(
-            "connbench: floor, {n} measurements of {:?} (about {:.0} s) against {}{}",
+            "connbench: floor, up to {n} measurements of {:?} (about {:.0} s) against {}{}",
             plan.measure_for,
             (plan.measure_for * n as u32).as_secs_f64().ceil(),
             report::redact::url(&meta.url),
@@ -200,8 +200,17 @@ fn url_endpoints(
         Some((h, port)) => {
             let addrs: Vec<SocketAddr> = match (h.as_str(), port).to_socket_addrs() {
                 Ok(a) => a.collect(),
-                Err(e) => return usage(format!("cannot resolve --echo host {h:?}: {e}")),
+                Err(e) => {
+                    return usage(format!(
+                        "cannot resolve --echo host {h:?}: {e} (check the address)"
+                    ))
+                }
             };
+            if addrs.is_empty() {
+                return usage(format!(
+                    "--echo host {h:?} resolved to no address (check the address)"
+                ));
+            }
             Ok(echoes(&addrs, &format!("{h}:{port}"))?)
         }
         None => Err(format!(

@@ -114,7 +114,9 @@ fn busy_poll_keeps_the_rate_schedule_without_its_timerfd() {
     s.stop();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.report()["config"]["busy_poll"], true);
-    // 300 due in 1 s: sent or counted unsent, and (almost) all of them sent.
+    // 300 due in 1 s: every one sent or counted unsent. A spinning client on a shared CPU
+    // gets only its fair share of it, so it may end with a backlog; a loop that never
+    // checked the schedule without its timerfd would have sent the first request only.
     let sent = r.u64("/counters/requests");
     let unsent = r.u64("/rate/unsent");
     let due = (300.0 * r.f64("/duration_s")).round() as u64;
@@ -122,7 +124,7 @@ fn busy_poll_keeps_the_rate_schedule_without_its_timerfd() {
         (sent + unsent).abs_diff(due) <= 4 + due / 100,
         "{sent} + {unsent} vs {due}"
     );
-    assert!(sent >= 200, "{sent} of {due} sent");
+    assert!(sent >= due / 2, "{sent} of {due} sent");
     assert!(r.u64("/phases/send_lag/count") >= sent);
 }
 
@@ -149,8 +151,10 @@ fn busy_poll_runs_websocket_echo() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.report()["config"]["busy_poll"], true);
     assert_so_busy_poll_reported(&r);
+    // Echoes of 300 due (fewer when the spinning client did not get its CPU all along; none
+    // but the first if the loop never released the schedule without its timerfd).
     let rtt = r.u64("/phases/rtt/count");
-    assert!(rtt >= 200, "{rtt} echoes of 300 sent");
+    assert!(rtt >= 100, "{rtt} echoes of 300 due");
     assert_eq!(r.u64("/errors/total"), 0);
 }
 
