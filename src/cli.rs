@@ -56,6 +56,59 @@ pub enum Command {
     Autobahn(AutobahnArgs),
     /// Merge the JSON reports of simultaneous runs (several processes or machines) exactly.
     Merge(MergeArgs),
+    /// The client-side floor of this machine: raw TCP round trip, TCP connect, TLS handshakes,
+    /// HTTP TTFB and WebSocket echo at one connection, clock and timer costs, each sleeping
+    /// and busy-polling, pinned and not; and what connbench adds over the raw round trip.
+    Floor(Box<FloorArgs>),
+}
+
+/// `connbench floor`.
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// http:// or https:// URL whose host and port to measure against (HTTP TTFB asks for its
+    /// path). Omitted, or a path: the built-in target, started in this process on loopback
+    /// on a CPU apart from the client.
+    pub url: Option<String>,
+
+    /// How long each measurement (one layer in one mode) runs; floor makes 30 of them.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration, default_value = "750ms")]
+    pub duration: Duration,
+
+    /// Give the verdict and the client CPU per request for a busy-polling client (what
+    /// `http --busy-poll` sees) instead of a sleeping one. Every layer is measured both ways
+    /// regardless.
+    #[arg(long = "busy-poll")]
+    pub busy_poll: bool,
+
+    /// With a URL: HOST:PORT of a raw TCP echo service on that host (e.g. `connbench serve
+    /// --echo 7007` there), for the raw round trip.
+    #[arg(long = "echo", value_name = "HOST:PORT")]
+    pub echo: Option<String>,
+
+    /// With a URL: a WebSocket echo endpoint (ws:// or wss://, e.g. the built-in target's
+    /// /echo), for the WebSocket round trip.
+    #[arg(long = "ws", value_name = "URL")]
+    pub ws: Option<String>,
+
+    /// Trust the certificates in this PEM file too (https:// URL, wss:// --ws).
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Do not verify the certificate chain or name (signatures are still checked).
+    #[arg(long = "insecure", short = 'k')]
+    pub insecure: bool,
+
+    /// TLS server name to send and verify instead of the URL host.
+    #[arg(long = "sni", value_name = "NAME")]
+    pub sni: Option<String>,
+
+    /// Write the JSON report here ("-" for stdout; the text summary then goes to stderr).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// No start banner.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
 }
 
 /// `connbench merge`.
@@ -332,6 +385,12 @@ pub struct LoadArgs {
     /// ~28k ephemeral ports per destination.
     #[arg(long = "source", value_name = "LIST", value_parser = parse_source_list)]
     pub source: Option<SourceList>,
+
+    /// Spin instead of sleeping: every worker polls with a zero timeout (one whole CPU each)
+    /// and sets SO_BUSY_POLL on its sockets where the kernel allows it. The lowest latency at
+    /// a few connections (see `connbench floor`).
+    #[arg(long = "busy-poll")]
+    pub busy_poll: bool,
 }
 
 /// TLS flags of the load commands.
@@ -598,6 +657,11 @@ pub struct ServeArgs {
     /// Serve no HTTPS port.
     #[arg(long = "no-https")]
     pub no_https: bool,
+
+    /// Also listen for raw TCP echo on this port (0 = any free port): every byte comes back,
+    /// no HTTP. The raw round trip of `connbench floor --echo HOST:PORT`.
+    #[arg(long = "echo", value_name = "PORT")]
+    pub echo: Option<u16>,
 
     /// Event-loop threads.
     #[arg(long = "threads", default_value_t = 1)]

@@ -154,6 +154,8 @@ pub struct HttpPlan {
     pub conn_rate: Option<f64>,
     /// How connbench closes a connection it is done with (`--close`).
     pub close: CloseMode,
+    /// `--busy-poll`: the workers spin instead of sleeping.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 /// How connbench closes a connection it has finished with (`--close`).
@@ -184,6 +186,15 @@ impl CloseMode {
             _ => None,
         }
     }
+}
+
+/// `--busy-poll`: the workers spin in `epoll_wait(…, 0)` instead of sleeping (the core's rule
+/// 6), and what the kernel allowed of SO_BUSY_POLL, found out before the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// SO_BUSY_POLL set on every socket, µs; `Err`: why the kernel refused it (the workers
+    /// spin all the same).
+    pub so_busy_poll: Result<u32, String>,
 }
 
 impl HttpPlan {
@@ -319,6 +330,8 @@ pub struct WsPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// `--busy-poll`: the workers spin instead of sleeping.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 /// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its
@@ -703,4 +716,35 @@ pub struct ProbePlan {
     pub connect_timeout: Duration,
     /// `--confirm`: re-test below and at the limit, pausing this long between passes.
     pub confirm: Option<Duration>,
+}
+
+/// Where `connbench floor` measures each layer, for one pinning (the built-in target runs
+/// twice: pinned apart from the client, and not pinned).
+#[derive(Clone, Debug)]
+pub struct FloorEndpoints {
+    /// TCP connect and HTTP keep-alive TTFB (its path).
+    pub http: Target,
+    /// The TLS handshakes; `Err`: why there are none (a plain http:// URL).
+    pub tls: Result<Target, String>,
+    /// The raw TCP round trip's echo service; `Err`: why there is none.
+    pub echo: Result<SocketAddr, String>,
+    /// The WebSocket echo round trip; `Err`: why there is none.
+    pub ws: Result<Target, String>,
+    /// TLS trust for these endpoints (the built-in target's certificate, or `--ca`, `-k`,
+    /// `--sni`); `resume` is set per layer (full, resumed).
+    pub trust: TlsPlan,
+}
+
+/// A `connbench floor` run.
+#[derive(Clone, Debug)]
+pub struct FloorPlan {
+    /// The pinned rows: the client's CPU and what it measures against; `Err`: why no row is
+    /// pinned (one CPU for client and built-in target).
+    pub pinned: Result<(usize, FloorEndpoints), String>,
+    /// The rows not pinned.
+    pub unpinned: FloorEndpoints,
+    /// How long each measurement runs.
+    pub measure_for: Duration,
+    /// What the busy-poll rows set of SO_BUSY_POLL.
+    pub busy_poll: BusyPoll,
 }

@@ -67,6 +67,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         requests_per_conn: None,
         conn_rate: None,
         close: Default::default(),
+        busy_poll: None,
     }
 }
 
@@ -162,6 +163,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
             send_buffer: 100,
         },
         sources: vec![],
+        busy_poll: None,
     }
 }
 

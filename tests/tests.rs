@@ -3,6 +3,7 @@
 //! JSON report the run wrote (or the exit code and message of a bad invocation).
 
 mod faults;
+mod floor;
 mod merge;
 mod newconn;
 mod probe;
@@ -736,6 +737,7 @@ fn interval_histograms_add_up_to_the_run() {
         requests_per_conn: None,
         conn_rate: None,
         close: Default::default(),
+        busy_poll: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

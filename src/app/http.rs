@@ -78,6 +78,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Some(cli::CloseArg::Rst) => CloseMode::Rst,
             Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
         },
+        busy_poll: p.busy_poll.clone(),
     };
     let meta = RunMeta {
         rate: plan.rate,

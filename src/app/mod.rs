@@ -5,12 +5,13 @@
 //! Every error that stops a command before it runs is an [`AppError`] whose message names the
 //! problem and the fix; `main` prints it on one line and exits with [`AppError::exit_code`].
 //!
-//! One file per command (`http`, `ws`, `probe`, `serve`, `merge`, `autobahn`); `prepare` is
+//! One file per command (`http`, `ws`, `probe`, `serve`, `merge`, `autobahn`, `floor`); `prepare` is
 //! what the load commands share: CPUs, the URL and its one DNS lookup, the built-in target.
 //! Flag validation is pure and runs first ([`crate::cli::validate`]): no banner, no DNS, no
 //! target start before a usage error.
 
 mod autobahn;
+mod floor;
 mod http;
 mod merge;
 mod prepare;
@@ -57,13 +58,19 @@ pub enum AppError {
     Serve(ServeError),
     /// The report could not be written.
     Report(String),
+    /// The target cannot be reached (refused, timed out): nothing can be measured. The user
+    /// fixes it like a host that does not resolve (exit code 2).
+    Unreachable(String),
 }
 
 impl AppError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AppError::Usage(_) | AppError::Engine(_) | AppError::Serve(_) => EXIT_USAGE,
+            AppError::Usage(_)
+            | AppError::Engine(_)
+            | AppError::Serve(_)
+            | AppError::Unreachable(_) => EXIT_USAGE,
             AppError::Report(_) => 1,
         }
     }
@@ -76,6 +83,7 @@ impl std::fmt::Display for AppError {
             AppError::Engine(e) => write!(f, "{e}"),
             AppError::Serve(e) => write!(f, "{e}"),
             AppError::Report(e) => write!(f, "{e}"),
+            AppError::Unreachable(e) => write!(f, "{e}"),
         }
     }
 }
@@ -109,6 +117,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
         Command::Serve(a) => serve::serve(*a, &given),
         Command::Autobahn(a) => autobahn::autobahn(a),
         Command::Merge(a) => merge::merge(a, argv),
+        Command::Floor(a) => floor::floor(*a, argv),
     }
 }
 

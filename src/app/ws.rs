@@ -115,6 +115,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             send_buffer: a.send_buffer,
         },
         sources: p.sources.clone(),
+        busy_poll: p.busy_poll.clone(),
     };
     let meta = RunMeta {
         duration: Some(plan.duration),

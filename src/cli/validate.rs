@@ -27,8 +27,8 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg, MAX_CONNECT_RATE,
-    MIN_CONNECT_RATE,
+    FloorArgs, HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
+    MAX_CONNECT_RATE, MIN_CONNECT_RATE,
 };
 use crate::plan::Scheme;
 use crate::proto::jsonfield::FieldPath;
@@ -846,6 +846,110 @@ pub fn check_serve(a: &ServeArgs, given: &Given, allowed_cpus: &[usize]) -> Resu
     Ok(())
 }
 
+/// `connbench floor`'s destinations, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloorTarget {
+    /// The HTTP endpoint: the built-in target (with a path), or the URL.
+    pub endpoint: Endpoint,
+    /// `--echo HOST:PORT`, not resolved.
+    pub echo: Option<(String, u16)>,
+    /// `--ws URL`.
+    pub ws: Option<UrlParts>,
+}
+
+impl FloorTarget {
+    /// The host TLS verifies (before `--sni`), when any measurement uses TLS: the https URL's,
+    /// or a wss:// `--ws`'s. The built-in target's TLS trusts its certificate in memory.
+    pub fn tls_host(&self) -> Option<&str> {
+        match (&self.endpoint, &self.ws) {
+            (Endpoint::Url(u), _) if u.scheme == Scheme::Https => Some(&u.host),
+            (_, Some(w)) if w.scheme == Scheme::Https => Some(&w.host),
+            _ => None,
+        }
+    }
+}
+
+/// Parse `--echo HOST:PORT` (`[::1]:7007` for IPv6), without DNS.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid --echo {s:?} (use HOST:PORT, e.g. 10.0.0.5:7007 or [::1]:7007)"
+        ))
+    };
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').ok_or_else(bad)?,
+        None if host.contains(':') => return Err(bad()),
+        None => host,
+    };
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `connbench floor`: the measurement length, the URL, `--echo` and `--ws` (only with a URL:
+/// the built-in target has both), and the TLS flags (only where something speaks TLS that
+/// the built-in target's in-memory trust does not cover).
+pub fn check_floor(a: &FloorArgs) -> Result<FloorTarget, UsageError> {
+    if a.duration.is_zero() {
+        return usage("-d must be longer than 0 (how long each measurement runs, e.g. -d 500ms)");
+    }
+    let builtin = a.url.as_deref().is_none_or(|u| u.starts_with('/'));
+    let endpoint = match a.url.as_deref() {
+        Some(u) if !builtin => Endpoint::Url(parse_url(u, false)?),
+        u => Endpoint::Builtin {
+            path: builtin_path(u.unwrap_or("/"))?,
+            tls: false,
+        },
+    };
+    if builtin {
+        for (given, flag, what) in [
+            (a.echo.is_some(), "--echo", "a raw TCP echo listener"),
+            (a.ws.is_some(), "--ws", "a WebSocket echo endpoint"),
+        ] {
+            if given {
+                return usage(format!(
+                    "{flag} only applies with a URL: the built-in target has {what} of its own \
+                     (give a URL or drop {flag})"
+                ));
+            }
+        }
+        for (given, flag) in [
+            (a.ca.is_some(), "--ca"),
+            (a.insecure, "--insecure"),
+            (a.sni.is_some(), "--sni"),
+        ] {
+            if given {
+                return usage(format!(
+                    "{flag} does not apply to the built-in target, whose certificate floor \
+                     trusts in memory: drop {flag}"
+                ));
+            }
+        }
+    }
+    let echo = a.echo.as_deref().map(parse_host_port).transpose()?;
+    let ws = a.ws.as_deref().map(|u| parse_url(u, true)).transpose()?;
+    let target = FloorTarget { endpoint, echo, ws };
+    if !builtin {
+        // The TLS flags must have something speaking TLS to apply to.
+        let tls_endpoint = match (&target.endpoint, &target.ws) {
+            (Endpoint::Url(u), Some(w)) if u.scheme != Scheme::Https => Endpoint::Url(w.clone()),
+            (e, _) => e.clone(),
+        };
+        let tls = TlsArgs {
+            ca: a.ca.clone(),
+            insecure: a.insecure,
+            sni: a.sni.clone(),
+            no_resume: false,
+            builtin_tls: false,
+        };
+        check_tls_flags(&tls, &tls_endpoint)?;
+    }
+    Ok(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -886,6 +990,96 @@ mod tests {
             panic!("serve")
         };
         check_serve(&a, &cli.given, &[0, 1])
+    }
+
+    fn floor(args: &[&str]) -> Result<FloorTarget, UsageError> {
+        let cli = parse_ok(&[&["floor"], args].concat());
+        let Command::Floor(a) = cli.command else {
+            panic!("floor")
+        };
+        check_floor(&a)
+    }
+
+    #[test]
+    fn floor_takes_the_builtin_target_or_a_url_and_its_echo_and_ws() {
+        let t = floor(&[]).unwrap();
+        assert_eq!(
+            t.endpoint,
+            Endpoint::Builtin {
+                path: "/".into(),
+                tls: false
+            }
+        );
+        assert_eq!(
+            t.tls_host(),
+            None,
+            "the built-in target's trust is in memory"
+        );
+        let t = floor(&["/bytes/64"]).unwrap();
+        assert_eq!(t.endpoint.path(), "/bytes/64");
+        let t = floor(&[
+            "http://10.0.0.5:8080/x",
+            "--echo",
+            "10.0.0.5:7007",
+            "--ws",
+            "wss://10.0.0.5:8443/echo",
+            "--ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(t.echo, Some(("10.0.0.5".into(), 7007)));
+        assert_eq!(t.ws.as_ref().unwrap().port, 8443);
+        assert_eq!(
+            t.tls_host(),
+            Some("10.0.0.5"),
+            "--ca applies to the wss:// --ws"
+        );
+        let t = floor(&["https://example.com/", "--echo", "[::1]:7"]).unwrap();
+        assert_eq!(t.echo, Some(("::1".into(), 7)));
+        assert_eq!(t.tls_host(), Some("example.com"));
+    }
+
+    #[test]
+    fn floor_refuses_what_cannot_apply_before_any_io() {
+        refused(floor(&["-d", "0s"]), &["-d", "longer than 0"]);
+        refused(
+            floor(&["--echo", "127.0.0.1:7"]),
+            &["--echo", "only applies with a URL"],
+        );
+        refused(
+            floor(&["--ws", "ws://127.0.0.1/echo"]),
+            &["--ws", "with a URL"],
+        );
+        for (args, name) in [
+            (&["--ca", "x.pem"][..], "--ca"),
+            (&["-k"], "--insecure"),
+            (&["--sni", "a.example"], "--sni"),
+        ] {
+            refused(floor(args), &[name, "built-in target"]);
+        }
+        refused(
+            floor(&["http://127.0.0.1/", "--ca", "x.pem"]),
+            &["--ca", "only applies to TLS"],
+        );
+        for bad in [
+            "7007",
+            "host:",
+            ":7",
+            "host:0",
+            "host:99999",
+            "::1:7",
+            "[::1]7",
+        ] {
+            refused(
+                floor(&["http://127.0.0.1/", "--echo", bad]),
+                &["invalid --echo", "HOST:PORT"],
+            );
+        }
+        refused(
+            floor(&["http://127.0.0.1/", "--ws", "http://127.0.0.1/echo"]),
+            &["ws://"],
+        );
+        refused(floor(&["ftp://127.0.0.1/"]), &["unsupported URL scheme"]);
     }
 
     /// The error's one line contains every needle.

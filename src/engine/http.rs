@@ -434,7 +434,10 @@ impl Http {
                 }
             }
         }
-        let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
+        if !net.busy_poll() {
+            // A spinning loop checks the schedule on every turn (core rule 6).
+            let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
+        }
         self.pacer = Some(p);
     }
 
@@ -1119,6 +1122,27 @@ mod tests {
         let (mut net, mut http) = d.into_parts();
         http.finish(&mut net, t0 + Duration::from_millis(5));
         assert_eq!(net.rec.counters.unsent, 5);
+    }
+
+    #[test]
+    fn rate_mode_while_busy_polling_releases_from_the_loop_without_arming_the_timerfd() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.rate = Some((1000.0, Arrival::Uniform));
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        d.net.set_busy_poll(None);
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        let _s = accept(&l);
+        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        // The spinning loop turns continuously, so the schedule is checked on every turn; a
+        // timerfd armed per due request would only cost syscalls.
+        assert_eq!(d.session.pacer.as_ref().unwrap().timer.armed(), None);
+        d.turn(t0 + Duration::from_millis(10));
+        let p = d.session.pacer.as_ref().unwrap();
+        assert_eq!(d.net.rec.counters.requests, 1);
+        assert!(p.schedule.taken() >= 10, "{}", p.schedule.taken());
+        assert_eq!(p.timer.armed(), None, "no timerfd while busy polling");
     }
 
     #[test]

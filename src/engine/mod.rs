@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
 pub mod core;
+pub mod floor;
 pub mod http;
 pub mod pace;
 pub mod probe;
@@ -189,10 +190,14 @@ where
             Stop::Duration(d) => Some(d),
             Stop::Requests(_) => None,
         };
+        let busy_poll = plan.busy_poll.clone();
         move || {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
-            let net = core::Net::<T>::new(poll, connections, ctx, connector, connect_timeout);
+            let mut net = core::Net::<T>::new(poll, connections, ctx, connector, connect_timeout);
+            if let Some(bp) = &busy_poll {
+                net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
+            }
             let session = http::Http::new(cfg, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {
@@ -272,6 +277,9 @@ where
             // A frame is decoded once whole: the buffer must hold the largest message accepted
             // plus its header (14 bytes at most).
             net.set_recv_max(plan.session.max_message.saturating_add(14));
+            if let Some(bp) = &plan.busy_poll {
+                net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
+            }
             let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {

@@ -26,7 +26,8 @@
 //! 6. Echo mode is open loop (`engine::pace`): message k of every slot's schedule is due at
 //!    start + k / rate, start being the moment the run starts (so message 0 is due at once and
 //!    waits for the first connection, as an HTTP `-R` request waits for a free one). A timerfd
-//!    armed for the next due time releases them (µs, not the loop's tick); what is due while a
+//!    armed for the next due time releases them (µs, not the loop's tick; with `--busy-poll`
+//!    the spinning loop checks the due time on every turn instead); what is due while a
 //!    slot has no open connection is owed and sent when it opens. Only what was owed across an
 //!    outage of an open connection counts as `buffered_sent`. Each message's send lag is how
 //!    late the loop released it (`pace` rule 5); its wait for a connection is in `corrected`.
@@ -485,7 +486,10 @@ impl Ws {
         } else {
             self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
         };
-        let _ = e.timer.arm(e.next_at, Instant::now());
+        if !net.busy_poll() {
+            // A spinning loop checks `next_at` on every turn (core rule 6).
+            let _ = e.timer.arm(e.next_at, Instant::now());
+        }
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
@@ -1105,6 +1109,7 @@ mod tests {
                 send_buffer: 100,
             },
             sources: vec![],
+            busy_poll: None,
         }
     }
 

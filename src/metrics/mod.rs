@@ -11,6 +11,7 @@ use std::fmt::{self, Write as _};
 
 use hdrhistogram::Histogram;
 
+pub mod floor;
 pub mod probe;
 pub mod run;
 

@@ -48,6 +48,9 @@
 //! | `config.sources` | array of string | `--source` addresses in round-robin order; empty when not given |
 //! | `config.requests_per_conn` | integer \| null | requests a connection carries before connbench closes it and opens the next (`--requests-per-conn`; `--no-keepalive` is 1; `--conn-rate` defaults to 1); null: keep-alive |
 //! | `config.close` | string \| null | how connbench closes the connections it is done with: `fin` or `rst` (`--close`); null for WebSocket runs |
+//! | `config.busy_poll` | bool | `--busy-poll`: the workers spun in `epoll_wait(…, 0)` instead of sleeping |
+//! | `config.so_busy_poll_us` | integer \| null | SO_BUSY_POLL set on every socket (µs); null without `--busy-poll` or when the kernel refused it |
+//! | `config.so_busy_poll_error` | string \| null | why the kernel refused SO_BUSY_POLL (e.g. no CAP_NET_ADMIN); null when set or not asked for |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -220,6 +223,17 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             sources: meta.sources.iter().map(|s| s.to_string()).collect(),
             requests_per_conn: meta.requests_per_conn,
             close: meta.close.map(|c| c.name().to_string()),
+            busy_poll: meta.busy_poll.is_some(),
+            so_busy_poll_us: meta
+                .busy_poll
+                .as_ref()
+                .and_then(|b| b.so_busy_poll.as_ref().ok())
+                .map(|&us| u64::from(us)),
+            so_busy_poll_error: meta
+                .busy_poll
+                .as_ref()
+                .and_then(|b| b.so_busy_poll.as_ref().err())
+                .cloned(),
         },
         host: host.into(),
         throughput: schema::Throughput {
@@ -466,7 +480,7 @@ pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
 }
 
 /// One `phases.*` object.
-fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
+pub(crate) fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
     let hdr = hdr::encode(h);
     let full = !h.is_empty();
     let q = |q: f64| full.then(|| h.value_at_quantile(q));

@@ -1360,6 +1360,13 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
         requests_per_conn: c.requests_per_conn,
         conn_rate: r.conn_rate.as_ref().map(|_| load.conn_asked_per_s),
         close: c.close.as_deref().and_then(crate::plan::CloseMode::parse),
+        // The first report's, as its other settings.
+        busy_poll: c.busy_poll.then(|| crate::plan::BusyPoll {
+            so_busy_poll: match (c.so_busy_poll_us, &c.so_busy_poll_error) {
+                (Some(us), _) => Ok(u32::try_from(us).unwrap_or(u32::MAX)),
+                (None, why) => Err(why.clone().unwrap_or_default()),
+            },
+        }),
     }
 }
 

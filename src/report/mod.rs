@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::plan::{Arrival, Mode, TlsPlan, WsSession};
 
 pub mod behind;
+pub mod floor;
 pub mod hdr;
 pub mod hlog;
 pub mod host;
@@ -77,6 +78,8 @@ pub struct RunMeta {
     pub conn_rate: Option<f64>,
     /// HTTP: how connbench closes the connections it is done with (None: WebSocket).
     pub close: Option<crate::plan::CloseMode>,
+    /// `--busy-poll`, with what the kernel allowed of SO_BUSY_POLL.
+    pub busy_poll: Option<crate::plan::BusyPoll>,
 }
 
 impl RunMeta {
@@ -109,6 +112,7 @@ impl RunMeta {
             requests_per_conn: None,
             conn_rate: None,
             close: None,
+            busy_poll: None,
         }
     }
 

@@ -63,6 +63,15 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     out
 }
 
+/// What `--busy-poll` did: the workers spun, and whether SO_BUSY_POLL took.
+pub fn busy_poll_line(bp: &crate::plan::BusyPoll) -> String {
+    let so = match &bp.so_busy_poll {
+        Ok(us) => format!("SO_BUSY_POLL {us} µs on every socket"),
+        Err(why) => format!("SO_BUSY_POLL refused by the kernel ({why})"),
+    };
+    format!("busy-poll: workers spin in epoll_wait(…, 0) instead of sleeping; {so}")
+}
+
 /// Printed whenever `--insecure` was given.
 pub const INSECURE_WARNING: &str = "WARNING: --insecure: certificates were not verified";
 /// Printed when Ctrl-C ended the run early.
@@ -123,6 +132,9 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
         }
     }
 
+    if let Some(bp) = &meta.busy_poll {
+        let _ = writeln!(out, "  {}", busy_poll_line(bp));
+    }
     if meta.method != "GET" || meta.body_len > 0 || !meta.headers.is_empty() && meta.ws.is_none() {
         let _ = write!(out, "  {}", meta.method);
         if meta.body_len > 0 {

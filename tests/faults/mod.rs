@@ -460,6 +460,32 @@ fn serve_over_limit_close_ends_the_extra_connection_with_a_fin() {
 }
 
 #[test]
+fn serve_interrupted_right_after_printing_its_address_exits_cleanly_not_killed() {
+    // The Ctrl-C handler was installed after the banner: a SIGINT sent as soon as the address
+    // was read (as tests and scripts do) killed the server, with no summary and a signal exit.
+    for _ in 0..20 {
+        let mut child = Command::new(bin())
+            .args(["serve", "--http", "0", "--no-https", "--for", "60s"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().expect("a line").expect("utf-8");
+        assert!(first.starts_with("http "), "{first}");
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().expect("serve exits");
+        assert!(status.success(), "serve exit {status:?}, printed {rest:?}");
+        assert!(
+            rest.iter().any(|l| l.starts_with("served ")),
+            "the summary is printed: {rest:?}"
+        );
+    }
+}
+
+#[test]
 fn serve_ws_drop_mode_rst_resets_and_fin_closes() {
     use tungstenite::error::ProtocolError;
     for mode in ["rst", "fin"] {
