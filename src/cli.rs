@@ -246,6 +246,10 @@ pub struct WsArgs {
     /// Echo messages kept while a connection is down, sent after resubscribing.
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,
+
+    /// What the reports show.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// Expand subscription templates over the lists: each template is repeated for every
@@ -358,6 +362,15 @@ pub struct TlsArgs {
     pub builtin_tls: bool,
 }
 
+/// What the reports of `http`, `ws` and `probe` show (checked in [`validate::check_verdict`]).
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// Percentiles of the text tables and the JSON summaries, e.g. 50,90,95,99,99.9,99.99
+    /// (above 0, at most 100 = the maximum) [default: 50,90,95,99,99.9].
+    #[arg(long = "percentiles", value_name = "LIST")]
+    pub percentiles: Option<String>,
+}
+
 /// `connbench http`.
 #[derive(Debug, Args)]
 pub struct HttpArgs {
@@ -425,6 +438,10 @@ pub struct HttpArgs {
     /// A request without a complete response after this long fails as read_timeout.
     #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+
+    /// What the reports show.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// `connbench probe`.
@@ -499,6 +516,10 @@ pub struct ProbeArgs {
     /// No start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// What the reports show.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// Highest --connect-rate accepted: beyond it one thread spends its time in connect().

@@ -11,6 +11,7 @@ mod schema;
 mod source;
 mod usage;
 mod util;
+mod verdict;
 mod ws;
 
 use util::{assert_usage_error, connbench, connbench_raw, http_url, https_url, serve, write_ca};

@@ -5,6 +5,7 @@ use super::*;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
+    let verdict = validate::check_verdict(&a.verdict)?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {
@@ -87,7 +88,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Duration(_) => None,
         },
         timeout: plan.timeout,
-        ..p.meta("http", &load, argv)
+        ..p.meta("http", &load, argv, verdict)
     };
     p.execute(&meta, &load, "connections", || engine::run(&plan))
 }

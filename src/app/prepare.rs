@@ -256,7 +256,13 @@ pub(super) fn prepare(
 
 impl Prepared {
     /// The report's description of the run, from what every command shares.
-    pub(super) fn meta(&self, mode: &str, load: &LoadArgs, argv: Vec<String>) -> RunMeta {
+    pub(super) fn meta(
+        &self,
+        mode: &str,
+        load: &LoadArgs,
+        argv: Vec<String>,
+        verdict: validate::Verdict,
+    ) -> RunMeta {
         RunMeta {
             mode: mode.to_string(),
             url: self.target.url.clone(),
@@ -291,6 +297,7 @@ impl Prepared {
             ws: None,
             rate: None,
             sources: self.sources.clone(),
+            percentiles: verdict.percentiles,
         }
     }
 

@@ -9,6 +9,7 @@ use super::*;
 pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     use crate::engine::probe::{Establish, ProbePlan};
     let (checked, websocket) = validate::check_probe(&a, given)?;
+    let verdict = validate::check_verdict(&a.verdict)?;
     // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
     // be refused for a --max above the fd limit (finding that limit is its job), so the fd
     // check is asked for a single connection.
@@ -54,7 +55,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
     };
     let meta = RunMeta {
         connections: max,
-        ..p.meta("probe", &load, argv)
+        ..p.meta("probe", &load, argv, verdict)
     };
     let probe_meta = report::probe::ProbeMeta {
         establish,

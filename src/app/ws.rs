@@ -5,6 +5,7 @@ use super::*;
 
 pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
+    let verdict = validate::check_verdict(&a.verdict)?;
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
@@ -150,7 +151,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             max_message: plan.max_message,
             connections: plan.connections,
         }),
-        ..p.meta("ws", &a.load, argv)
+        ..p.meta("ws", &a.load, argv, verdict)
     };
     p.execute(&meta, &a.load, "WebSocket connections", || {
         engine::run_ws(&plan)

@@ -27,10 +27,11 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
+    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, VerdictArgs, WsArgs, WsModeArg,
 };
 use crate::plan::Scheme;
 use crate::proto::jsonfield::FieldPath;
+use crate::report::percentiles::Percentiles;
 
 fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
@@ -705,6 +706,28 @@ pub fn check_probe(a: &ProbeArgs, given: &Given) -> Result<(LoadTarget, bool), U
         check_upgrade_headers(&target)?;
     }
     Ok((target, websocket))
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the reports show (`http`, `ws`, `probe`)
+// ---------------------------------------------------------------------------------------------
+
+/// `--percentiles`, checked: what the reports render from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `--percentiles` (the default list when not given).
+    pub percentiles: Percentiles,
+}
+
+/// Parse `--percentiles`; a bad list is a usage error naming the value and the range.
+pub fn check_verdict(v: &VerdictArgs) -> Result<Verdict, UsageError> {
+    let percentiles = match &v.percentiles {
+        None => Percentiles::default(),
+        Some(list) => {
+            Percentiles::parse(list).map_err(|e| UsageError(format!("--percentiles: {e}")))?
+        }
+    };
+    Ok(Verdict { percentiles })
 }
 
 /// Largest `--ws-*` delay and `--stall-at`/`--stall-for` the built-in target takes (its own

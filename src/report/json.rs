@@ -46,6 +46,7 @@
 //! | `config.ca_file` | string \| null | `--ca` |
 //! | `config.fd_limit` | integer | soft RLIMIT_NOFILE in force |
 //! | `config.sources` | array of string | `--source` addresses in round-robin order; empty when not given |
+//! | `config.percentiles` | array of number | `--percentiles` in increasing order (the phases' `percentiles` and the text columns; `merge` renders with the first report's) |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -74,7 +75,8 @@
 //! | `phases.{connect,tls,ttfb,total}` | object | one per phase, always all four |
 //! | `phases.*.unit` | string | always `"ns"` |
 //! | `phases.*.count` | integer | samples |
-//! | `phases.*.{min,p50,p90,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 |
+//! | `phases.*.{min,p50,p90,p95,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 (`p95` is null in reports written before it existed) |
+//! | `phases.*.percentiles` | array of object | the `--percentiles` (default 50, 90, 95, 99, 99.9), in increasing order: `{"percentile": number, "value": integer \| null}` (ns; null when `count` is 0; percentile 100 is `max`); empty in reports written before it existed |
 //! | `phases.*.{mean,stdev}` | number \| null | ns; null when `count` is 0 |
 //! | `phases.*.hdr` | string | the full histogram, base64 HdrHistogram V2+deflate ([`hdr::encode`]); present even when empty |
 //! | `client.cpu_user_s`, `client.cpu_sys_s` | number | CPU time of all worker threads |
@@ -137,6 +139,7 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use super::host::HostFacts;
+use super::percentiles::Percentiles;
 use super::{hdr, redact, schema, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
 
@@ -208,6 +211,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             ca_file: meta.ca_file.clone(),
             fd_limit: meta.fd_limit,
             sources: meta.sources.iter().map(|s| s.to_string()).collect(),
+            percentiles: meta.percentiles.values(),
         },
         host: host.into(),
         throughput: schema::Throughput {
@@ -230,7 +234,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
         responses,
         errors,
         tls: tls(meta, &run.recorder),
-        phases: phases(&meta.phases(), &run.recorder),
+        phases: phases(&meta.phases(), &run.recorder, &meta.percentiles),
         client: client(
             &run.workers,
             if meta.ws.is_some() {
@@ -382,7 +386,7 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
         },
         reuse_rate: c.reuse_rate(),
         errors: c.total_errors(),
-        phases: phases(&meta.phases(), &s.recorder),
+        phases: phases(&meta.phases(), &s.recorder, &meta.percentiles),
     }
 }
 
@@ -417,10 +421,15 @@ pub(crate) fn reasons(r: &Reasons) -> BTreeMap<String, Vec<schema::Reason>> {
 /// The reason standing for failures whose own reason was not kept.
 pub const OTHER_REASONS: &str = "(other reasons)";
 
-/// The `phases` object: each listed phase's statistics and full histogram (also the probe's).
-pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> BTreeMap<String, schema::PhaseStats> {
+/// The `phases` object: each listed phase's statistics, its `--percentiles` and its full
+/// histogram (also the probe's).
+pub(crate) fn phases(
+    list: &[Phase],
+    rec: &Recorder,
+    percentiles: &Percentiles,
+) -> BTreeMap<String, schema::PhaseStats> {
     list.iter()
-        .map(|&p| (p.name().to_string(), phase(rec.histogram(p))))
+        .map(|&p| (p.name().to_string(), phase(rec.histogram(p), percentiles)))
         .collect()
 }
 
@@ -441,7 +450,7 @@ pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
 }
 
 /// One `phases.*` object.
-fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
+fn phase(h: &Histogram<u64>, percentiles: &Percentiles) -> schema::PhaseStats {
     let hdr = hdr::encode(h);
     let full = !h.is_empty();
     let q = |q: f64| full.then(|| h.value_at_quantile(q));
@@ -451,12 +460,20 @@ fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
         min: full.then(|| h.min()),
         p50: q(0.50),
         p90: q(0.90),
+        p95: q(0.95),
         p99: q(0.99),
         p999: q(0.999),
         max: full.then(|| h.max()),
         mean: full.then(|| mean(h)),
         stdev: full.then(|| h.stdev()),
         hdr,
+        percentiles: percentiles
+            .iter()
+            .map(|p| schema::PercentileValue {
+                percentile: p.value(),
+                value: full.then(|| p.of(h)),
+            })
+            .collect(),
     }
 }
 

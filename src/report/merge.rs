@@ -58,6 +58,7 @@ use serde_json::{json, Value};
 
 use super::host::HostFacts;
 use super::json::{self, SCHEMA};
+use super::percentiles::Percentiles;
 use super::{hdr, schema, text, RunMeta, RunResult, WorkerStats, WsMeta};
 use crate::metrics::{
     new_histogram, Counters, ErrorClass, Phase, ReconnectCause, Recorder, StatusClass, TlsFacts,
@@ -1159,6 +1160,8 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
             .map(|x| (load.asked_per_s, x.arrival.clone())),
         // Every process's source addresses, once each.
         sources: load.addresses.iter().copied().collect(),
+        // The first report's columns (the default for reports written before the flag).
+        percentiles: Percentiles::from_values(&c.percentiles).unwrap_or_default(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod hlog;
 pub mod host;
 pub mod json;
 pub mod merge;
+pub mod percentiles;
 pub mod probe;
 pub mod redact;
 pub mod schema;
@@ -75,6 +76,8 @@ pub struct RunMeta {
     pub sources: Vec<std::net::IpAddr>,
     /// Constant-rate mode: the asked total rate and the arrival process ("uniform", "poisson").
     pub rate: Option<(f64, String)>,
+    /// `--percentiles`: the percentile columns and JSON summaries.
+    pub percentiles: percentiles::Percentiles,
 }
 
 impl RunMeta {

@@ -31,6 +31,7 @@
 //! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
+//! | `config.percentiles` | array of number | `--percentiles`, as in the load reports |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -171,12 +172,13 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
         if h.is_empty() {
             continue;
         }
+        let _ = write!(out, "  {:<8}", phase.name());
+        for p in meta.percentiles.columns() {
+            let _ = write!(out, " {} {:>8} ", p.label(), dur_compact(p.of(h) as f64));
+        }
         let _ = writeln!(
             out,
-            "  {:<8} p50 {:>8}  p99 {:>8}  max {:>8}  ({} samples)",
-            phase.name(),
-            dur_compact(h.value_at_quantile(0.5) as f64),
-            dur_compact(h.value_at_quantile(0.99) as f64),
+            " max {:>8}  ({} samples)",
             dur_compact(h.max() as f64),
             h.len()
         );
@@ -270,6 +272,7 @@ pub fn report(
             sni: meta.sni.clone(),
             ca_file: meta.ca_file.clone(),
             fd_limit: meta.fd_limit,
+            percentiles: meta.percentiles.values(),
         },
         host: host.into(),
         probe: schema::Probe {
@@ -297,7 +300,7 @@ pub fn report(
             above: c.above.as_ref().map(pass_summary),
         }),
         tls: tls(meta, rec),
-        phases: phases(&PHASES, rec),
+        phases: phases(&PHASES, rec, &meta.percentiles),
         client: schema::ProbeClient {
             cpu_user_s: r.cpu_user_ns as f64 / 1e9,
             cpu_sys_s: r.cpu_sys_ns as f64 / 1e9,

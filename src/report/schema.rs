@@ -140,6 +140,9 @@ pub struct Config {
     /// `--source` addresses.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// `--percentiles` (empty in reports written before it existed).
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// `host`.
@@ -263,6 +266,9 @@ pub struct PhaseStats {
     pub p90: Option<u64>,
     /// 99th percentile; null when empty.
     pub p99: Option<u64>,
+    /// 95th percentile; null when empty (and in reports written before it existed).
+    #[serde(default)]
+    pub p95: Option<u64>,
     /// 99.9th percentile; null when empty.
     pub p999: Option<u64>,
     /// Largest sample; null when empty.
@@ -273,6 +279,18 @@ pub struct PhaseStats {
     pub stdev: Option<f64>,
     /// The full histogram, base64 HdrHistogram V2+deflate.
     pub hdr: String,
+    /// The `--percentiles` of the run, in increasing order.
+    #[serde(default)]
+    pub percentiles: Vec<PercentileValue>,
+}
+
+/// One entry of `phases.*.percentiles`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PercentileValue {
+    /// The percentile, e.g. 99.9 (100: the maximum).
+    pub percentile: f64,
+    /// Its value, ns; null when the phase is empty.
+    pub value: Option<u64>,
 }
 
 /// `client` of a run report.
@@ -568,6 +586,9 @@ pub struct ProbeConfig {
     pub ca_file: Option<String>,
     /// Soft RLIMIT_NOFILE.
     pub fd_limit: u64,
+    /// `--percentiles`.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// `probe`.
