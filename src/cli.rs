@@ -247,7 +247,7 @@ pub struct WsArgs {
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,
 
-    /// What the reports show.
+    /// Pass/fail and percentiles.
     #[command(flatten)]
     pub verdict: VerdictArgs,
 }
@@ -362,13 +362,36 @@ pub struct TlsArgs {
     pub builtin_tls: bool,
 }
 
-/// What the reports of `http`, `ws` and `probe` show (checked in [`validate::check_verdict`]).
+/// `--targets`: a named set of pass/fail targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetsArg {
+    /// The seed article's: connection setup < 50 ms, TTFB P95 < 180 ms, reuse > 95 %, error
+    /// rate < 0.1 %, >= 500 connections (probe).
+    Seed,
+}
+
+/// Pass/fail and percentile flags of `http`, `ws` and `probe` (checked in
+/// [`validate::check_verdict`]).
 #[derive(Debug, Args)]
 pub struct VerdictArgs {
+    /// Pass/fail criterion METRIC OP VALUE, k6-style (repeatable), e.g. 'ttfb.p95<180ms',
+    /// 'errors.rate<0.1%', 'reuse>95%', 'status.5xx==0': any failing makes the exit code 1.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+
+    /// Check a named set of targets and print its verdict table.
+    #[arg(long = "targets", value_name = "SET", value_enum)]
+    pub targets: Option<TargetsArg>,
+
     /// Percentiles of the text tables and the JSON summaries, e.g. 50,90,95,99,99.9,99.99
     /// (above 0, at most 100 = the maximum) [default: 50,90,95,99,99.9].
     #[arg(long = "percentiles", value_name = "LIST")]
     pub percentiles: Option<String>,
+
+    /// Exit 0 even when the run measured nothing (every connection refused, every response an
+    /// error, no WebSocket data); the reason is still printed.
+    #[arg(long = "allow-nothing-measured")]
+    pub allow_nothing_measured: bool,
 }
 
 /// `connbench http`.
@@ -439,7 +462,7 @@ pub struct HttpArgs {
     #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
 
-    /// What the reports show.
+    /// Pass/fail and percentiles.
     #[command(flatten)]
     pub verdict: VerdictArgs,
 }
@@ -517,7 +540,7 @@ pub struct ProbeArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
 
-    /// What the reports show.
+    /// Pass/fail and percentiles.
     #[command(flatten)]
     pub verdict: VerdictArgs,
 }

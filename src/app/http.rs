@@ -5,7 +5,7 @@ use super::*;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
-    let verdict = validate::check_verdict(&a.verdict)?;
+    let verdict = validate::check_verdict(&a.verdict, &validate::http_context(&a, &checked))?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {

@@ -298,6 +298,7 @@ impl Prepared {
             rate: None,
             sources: self.sources.clone(),
             percentiles: verdict.percentiles,
+            checks: verdict.checks,
         }
     }
 

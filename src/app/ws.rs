@@ -5,7 +5,8 @@ use super::*;
 
 pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
-    let verdict = validate::check_verdict(&a.verdict)?;
+    let verdict =
+        validate::check_verdict(&a.verdict, &validate::ws_context(&a, &checked, &fields))?;
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }

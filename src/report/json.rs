@@ -126,6 +126,8 @@
 //! | `ws.seq_gaps`, `ws.seq_missing`, `ws.seq_restarts` | integer | sequence gaps, numbers skipped in them, numbers that went backwards |
 //! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
 //! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
+//! | `thresholds` | array of object | every `--threshold`, then every `--targets seed` target the command measures, checked: `threshold` (e.g. `ttfb.p95<180ms`), `metric`, `op`, `limit` and `measured` (number in `unit`; `measured` null when the metric had no sample or only `bounds` are known), `unit` (`ns`, `ratio` 0..1, `count`, `per_s`), `bounds` (`[low, high]` when only bounds are known: `setup` over TLS; else null), `pass` (bool), `origin` (`threshold` or `seed`), `target` (the seed's words, or null); empty when none was asked |
+//! | `nothing_measured` | string \| null | why the run measured nothing (no response below 400; WebSocket: no upgrade, or no data message, echo or pong): the run exits 3 unless `--allow-nothing-measured`; null when it measured something |
 //! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
 //! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
 //! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
@@ -140,7 +142,7 @@ use serde_json::Value;
 
 use super::host::HostFacts;
 use super::percentiles::Percentiles;
-use super::{hdr, redact, schema, RunMeta, RunResult, WorkerStats};
+use super::{hdr, redact, schema, threshold, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
 
 /// Identifies this document format; bumped only for incompatible changes.
@@ -260,6 +262,8 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
                 connections_needed: super::behind::connections_needed(meta, run),
             }
         }),
+        thresholds: thresholds(&threshold::evaluate(&threshold::Source::Run(meta, run))),
+        nothing_measured: threshold::nothing_measured(meta, run),
     }
 }
 
@@ -475,6 +479,36 @@ fn phase(h: &Histogram<u64>, percentiles: &Percentiles) -> schema::PhaseStats {
             })
             .collect(),
     }
+}
+
+/// The `thresholds` array: every `--threshold` and `--targets` outcome (also the probe's).
+pub(crate) fn thresholds(outcomes: &[threshold::Outcome]) -> Vec<schema::ThresholdResult> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let t = o.threshold;
+            let exact = o.measured.filter(|m| m.is_exact());
+            schema::ThresholdResult {
+                threshold: t.to_string(),
+                metric: t.metric.name(),
+                op: t.op.symbol().to_string(),
+                limit: t.limit.base(),
+                unit: t.metric.kind().unit().to_string(),
+                measured: exact.map(|m| m.lo),
+                bounds: o.measured.filter(|m| !m.is_exact()).map(|m| (m.lo, m.hi)),
+                pass: o.pass,
+                origin: match o.origin {
+                    threshold::Origin::Flag => "threshold",
+                    threshold::Origin::Seed(_) => "seed",
+                }
+                .to_string(),
+                target: match o.origin {
+                    threshold::Origin::Flag => None,
+                    threshold::Origin::Seed(s) => Some(s.describe().to_string()),
+                },
+            }
+        })
+        .collect()
 }
 
 /// The mean of a non-empty histogram, ns, kept inside `[min, max]`: the f64 sum of

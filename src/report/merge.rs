@@ -1162,6 +1162,8 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
         sources: load.addresses.iter().copied().collect(),
         // The first report's columns (the default for reports written before the flag).
         percentiles: Percentiles::from_values(&c.percentiles).unwrap_or_default(),
+        // Thresholds belong to a run; a merge checks none.
+        checks: Default::default(),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod redact;
 pub mod schema;
 pub mod text;
+pub mod threshold;
 
 pub use crate::metrics::run::{RunResult, StageResult, WorkerPanic, WorkerStats};
 
@@ -78,6 +79,8 @@ pub struct RunMeta {
     pub rate: Option<(f64, String)>,
     /// `--percentiles`: the percentile columns and JSON summaries.
     pub percentiles: percentiles::Percentiles,
+    /// `--threshold`, `--targets`, `--allow-nothing-measured`: what decides pass or fail.
+    pub checks: threshold::Checks,
 }
 
 impl RunMeta {

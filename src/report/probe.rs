@@ -32,6 +32,8 @@
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
 //! | `config.percentiles` | array of number | `--percentiles`, as in the load reports |
+//! | `thresholds` | array of object | `--threshold` and `--targets seed` checked against the probe, as in the load reports (`connections` is `probe.limit`) |
+//! | `nothing_measured` | string \| null | why the probe measured nothing (it never established a connection): exit 3 unless `--allow-nothing-measured`; null otherwise |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,9 +42,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::host::HostFacts;
-use super::json::{headers, phases, rfc3339, target, tls, unix_ms, SCHEMA};
+use super::json::{headers, phases, rfc3339, target, thresholds, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
-use super::{redact, schema, RunMeta};
+use super::{redact, schema, threshold, RunMeta};
 use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
 use crate::plan::Establish;
@@ -183,6 +185,13 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
             h.len()
         );
     }
+    out.push_str(&threshold::render_text(
+        meta,
+        &threshold::evaluate(&threshold::Source::Probe(meta, pass)),
+    ));
+    if let Some(why) = threshold::probe_nothing_measured(pass) {
+        let _ = writeln!(out, "{}: {why}", super::text::NOTHING_MEASURED);
+    }
     if r.interrupted {
         let _ = writeln!(out, "{}", super::text::INTERRUPTED_NOTE);
     }
@@ -306,6 +315,8 @@ pub fn report(
             cpu_sys_s: r.cpu_sys_ns as f64 / 1e9,
             peak_rss_bytes: r.peak_rss_bytes,
         },
+        thresholds: thresholds(&threshold::evaluate(&threshold::Source::Probe(meta, pass))),
+        nothing_measured: threshold::probe_nothing_measured(pass),
     }
 }
 

@@ -76,6 +76,39 @@ pub struct Report {
     /// Rate mode only.
     #[serde(default)]
     pub rate: Option<Rate>,
+    /// `--threshold` and `--targets` checked against the run; empty when none was asked.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the run measured nothing (`report::threshold` rule 5); null when it measured
+    /// something.
+    #[serde(default)]
+    pub nothing_measured: Option<String>,
+}
+
+/// One entry of `thresholds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The threshold, e.g. `ttfb.p95<180ms`.
+    pub threshold: String,
+    /// Its metric, e.g. `ttfb.p95`.
+    pub metric: String,
+    /// `<`, `<=`, `>`, `>=`, `==` or `!=`.
+    pub op: String,
+    /// The value compared with, in `unit`.
+    pub limit: f64,
+    /// `ns`, `ratio` (0..1), `count` or `per_s`.
+    pub unit: String,
+    /// What was measured, in `unit`; null when the metric had no sample, or when only
+    /// `bounds` are known.
+    pub measured: Option<f64>,
+    /// `[low, high]` when the value is known only within bounds (`setup` over TLS); else null.
+    pub bounds: Option<(f64, f64)>,
+    /// The threshold held.
+    pub pass: bool,
+    /// `threshold` (`--threshold`) or `seed` (`--targets seed`).
+    pub origin: String,
+    /// `--targets seed`: the target in the seed's words; else null.
+    pub target: Option<String>,
 }
 
 /// One worker thread that panicked.
@@ -551,6 +584,12 @@ pub struct ProbeReport {
     pub phases: BTreeMap<String, PhaseStats>,
     /// The client's own cost.
     pub client: ProbeClient,
+    /// `--threshold` and `--targets` checked against the probe; empty when none was asked.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the probe measured nothing; null when it established a connection.
+    #[serde(default)]
+    pub nothing_measured: Option<String>,
 }
 
 /// `config` of a probe report.

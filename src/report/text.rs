@@ -1,7 +1,7 @@
 //! The human summary printed after a run: what ran, one aligned row per phase (count, min, the
 //! `--percentiles` columns — p50/p90/p95/p99/p99.9 by default —, max, mean), then throughput,
-//! connection reuse, status classes, error classes, TLS facts and the client's own cost — the
-//! lines a wrk or k6 user looks for.
+//! connection reuse, status classes, error classes, TLS facts, the client's own cost, and the
+//! PASS/FAIL lines of `--threshold` and `--targets` — the lines a wrk or k6 user looks for.
 //!
 //! Durations are auto-scaled (ns/µs/ms/s, 3 significant digits); byte rates use decimal units
 //! (MB/s), memory binary units (MiB). Every user-supplied string goes through [`redact`] first.
@@ -14,7 +14,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::percentiles::Percentiles;
-use super::{redact, RunMeta, RunResult};
+use super::{redact, threshold, RunMeta, RunResult};
 use crate::metrics::{Counters, ErrorClass, Phase, Reasons, StatusClass};
 
 /// Width of the phase-name column.
@@ -52,6 +52,8 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         tls(&mut out, meta, run);
     }
     client(&mut out, run);
+    let outcomes = threshold::evaluate(&threshold::Source::Run(meta, run));
+    out.push_str(&threshold::render_text(meta, &outcomes));
     if meta.insecure {
         // Repeated at the end: the part people paste into tickets must carry the caveat too.
         out.push_str(INSECURE_WARNING);
@@ -62,6 +64,8 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
 
 /// Printed whenever `--insecure` was given.
 pub const INSECURE_WARNING: &str = "WARNING: --insecure: certificates were not verified";
+/// Starts the line saying why a run measured nothing (`report::threshold` rule 5).
+pub const NOTHING_MEASURED: &str = "NOTHING MEASURED";
 /// Printed when Ctrl-C ended the run early.
 pub const INTERRUPTED_NOTE: &str = "interrupted (Ctrl-C): partial results";
 
@@ -142,6 +146,9 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
     }
     for p in &run.worker_panics {
         let _ = writeln!(out, "ERROR: {}", p.describe());
+    }
+    if let Some(why) = threshold::nothing_measured(meta, run) {
+        let _ = writeln!(out, "{NOTHING_MEASURED}: {why}");
     }
 }
 
@@ -972,6 +979,32 @@ mod tests {
             .expect("stage row");
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[7..10], ["50.0ms", "95.0ms", "99.0ms"], "{row}");
+    }
+
+    #[test]
+    fn thresholds_and_nothing_measured_are_in_the_summary() {
+        use crate::report::threshold::{Checks, Command, Context, Threshold};
+        let mut m = meta();
+        m.checks = Checks {
+            thresholds: vec![
+                Threshold::parse("total.p99<1s", &Context::new(Command::Http)).unwrap(),
+                Threshold::parse("status.4xx==0", &Context::new(Command::Http)).unwrap(),
+            ],
+            ..Checks::default()
+        };
+        let t = render(&m, &run());
+        assert!(t.contains("thresholds  1 passed, 1 failed\n"), "{t}");
+        assert!(t.contains("  PASS  total.p99<1s   measured "), "{t}");
+        assert!(t.contains("  FAIL  status.4xx==0  measured 1\n"), "{t}");
+        assert!(!t.contains(NOTHING_MEASURED), "{t}");
+        let mut r = run();
+        r.recorder = Recorder::new();
+        r.recorder.error(ErrorClass::ConnectRefused);
+        let t = render(&meta(), &r);
+        assert!(
+            t.contains("NOTHING MEASURED: no response: all 1 connections or requests failed (connect_refused 1)\n"),
+            "{t}"
+        );
     }
 
     #[test]
