@@ -299,6 +299,10 @@ pub struct WsArgs {
     /// Echo messages kept while a connection is down, sent after resubscribing.
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,
+
+    /// Pass/fail and percentiles.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// Expand subscription templates over the lists: each template is repeated for every
@@ -417,6 +421,38 @@ pub struct TlsArgs {
     pub builtin_tls: bool,
 }
 
+/// `--targets`: a named set of pass/fail targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetsArg {
+    /// The seed article's: connection setup < 50 ms, TTFB P95 < 180 ms, reuse > 95 %, error
+    /// rate < 0.1 %, >= 500 connections (probe).
+    Seed,
+}
+
+/// Pass/fail and percentile flags of `http`, `ws` and `probe` (checked in
+/// [`validate::check_verdict`]).
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// Pass/fail criterion METRIC OP VALUE, k6-style (repeatable), e.g. 'ttfb.p95<180ms',
+    /// 'errors.rate<0.1%', 'reuse>95%', 'status.5xx==0': any failing makes the exit code 1.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+
+    /// Check a named set of targets and print its verdict table.
+    #[arg(long = "targets", value_name = "SET", value_enum)]
+    pub targets: Option<TargetsArg>,
+
+    /// Percentiles of the text tables and the JSON summaries, e.g. 50,90,95,99,99.9,99.99
+    /// (above 0, at most 100 = the maximum) [default: 50,90,95,99,99.9].
+    #[arg(long = "percentiles", value_name = "LIST")]
+    pub percentiles: Option<String>,
+
+    /// Exit 0 even when the run measured nothing (every connection refused, every response an
+    /// error, no WebSocket data); the reason is still printed.
+    #[arg(long = "allow-nothing-measured")]
+    pub allow_nothing_measured: bool,
+}
+
 /// `connbench http`.
 #[derive(Debug, Args)]
 pub struct HttpArgs {
@@ -503,6 +539,10 @@ pub struct HttpArgs {
     /// port in TIME_WAIT for 60 s) or rst (SO_LINGER 0: a reset, no TIME_WAIT) [default: fin].
     #[arg(long = "close", value_enum, value_name = "fin|rst")]
     pub close: Option<CloseArg>,
+
+    /// Pass/fail and percentiles.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// `--close` of `connbench http`.
@@ -586,6 +626,10 @@ pub struct ProbeArgs {
     /// No start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// Pass/fail and percentiles.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// Highest --connect-rate accepted: beyond it one thread spends its time in connect().

@@ -6,6 +6,7 @@ use crate::plan::CloseMode;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
+    let verdict = validate::check_verdict(&a.verdict, &validate::http_context(&a, &checked))?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {
@@ -97,7 +98,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         requests_per_conn: plan.requests_per_conn,
         conn_rate: plan.conn_rate,
         close: Some(plan.close),
-        ..p.meta(Mode::Http, &load, argv)
+        ..p.meta(Mode::Http, &load, argv, verdict)
     };
     p.execute(&meta, &load, "connections", || engine::run(&plan))
 }

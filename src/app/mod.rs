@@ -34,18 +34,40 @@ use crate::plan::{
     WsSession,
 };
 use crate::proto::jsonfield::TsUnit;
-use crate::report::{self, RunMeta};
+use crate::report::{self, threshold, RunMeta};
 use crate::serve::{OverLimit, ServeConfig, ServeError, ServerHandle};
 
-/// Exit code of a completed run.
+/// Exit code of a completed run that measured something and met every `--threshold` and
+/// `--targets` target.
 pub const EXIT_OK: i32 = 0;
+/// A `--threshold` or a `--targets` target failed (the report is still printed and written,
+/// with a FAIL line for each).
+pub const EXIT_THRESHOLDS_FAILED: i32 = 1;
 /// Exit code of bad input or configuration.
 pub const EXIT_USAGE: i32 = 2;
+/// The run measured nothing (every connection refused, every response an error, no WebSocket
+/// data, a probe that never connected; `report::threshold` rule 5), unless
+/// `--allow-nothing-measured`. The report is still printed and written, saying why.
+pub const EXIT_NOTHING_MEASURED: i32 = 3;
+/// The run completed but its report (`--json`, `--hlog`) could not be written (EX_IOERR).
+pub const EXIT_REPORT_WRITE: i32 = 74;
 /// Exit code of a run ended by Ctrl-C (the report is still written).
 pub const EXIT_INTERRUPTED: i32 = 130;
 /// A worker thread panicked: a defect of connbench. The report is still printed and written,
 /// with the panic in it, but it lacks that worker's measurements (EX_SOFTWARE).
 pub const EXIT_WORKER_PANIC: i32 = 70;
+
+/// Every exit code and the name of its constant: the README's "Exit codes" table has a row for
+/// each (a test checks it).
+pub const EXIT_CODES: [(i32, &str); 7] = [
+    (EXIT_OK, "EXIT_OK"),
+    (EXIT_THRESHOLDS_FAILED, "EXIT_THRESHOLDS_FAILED"),
+    (EXIT_USAGE, "EXIT_USAGE"),
+    (EXIT_NOTHING_MEASURED, "EXIT_NOTHING_MEASURED"),
+    (EXIT_WORKER_PANIC, "EXIT_WORKER_PANIC"),
+    (EXIT_REPORT_WRITE, "EXIT_REPORT_WRITE"),
+    (EXIT_INTERRUPTED, "EXIT_INTERRUPTED"),
+];
 
 /// Why a command could not run.
 #[derive(Debug)]
@@ -71,7 +93,7 @@ impl AppError {
             | AppError::Engine(_)
             | AppError::Serve(_)
             | AppError::Unreachable(_) => EXIT_USAGE,
-            AppError::Report(_) => 1,
+            AppError::Report(_) => EXIT_REPORT_WRITE,
         }
     }
 }
@@ -146,11 +168,46 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
     for p in &result.worker_panics {
         eprintln!("connbench: error: {}", p.describe());
     }
-    Ok(if !result.worker_panics.is_empty() {
-        EXIT_WORKER_PANIC
-    } else if result.interrupted {
-        EXIT_INTERRUPTED
-    } else {
-        EXIT_OK
-    })
+    let outcomes = threshold::evaluate(&threshold::Source::Run(meta, &result));
+    let nothing = threshold::nothing_measured(meta, &result);
+    Ok(exit_code(
+        meta,
+        !result.worker_panics.is_empty(),
+        result.interrupted,
+        nothing.as_deref(),
+        &outcomes,
+    ))
+}
+
+/// The exit code of a finished run (load or probe), and the one line on stderr that says why
+/// it is not 0. A panic or Ctrl-C outranks the verdict; a run that measured nothing outranks
+/// its thresholds (which then fail for want of samples).
+fn exit_code(
+    meta: &RunMeta,
+    panicked: bool,
+    interrupted: bool,
+    nothing_measured: Option<&str>,
+    outcomes: &[threshold::Outcome],
+) -> i32 {
+    if panicked {
+        return EXIT_WORKER_PANIC;
+    }
+    if interrupted {
+        return EXIT_INTERRUPTED;
+    }
+    if let Some(why) = nothing_measured {
+        if meta.checks.allow_nothing_measured {
+            eprintln!("connbench: warning: nothing measured: {why} (exit code 0: --allow-nothing-measured)");
+        } else {
+            eprintln!("connbench: error: nothing measured: {why}");
+            return EXIT_NOTHING_MEASURED;
+        }
+    }
+    match threshold::failure_line(outcomes) {
+        Some(line) => {
+            eprintln!("connbench: {line}");
+            EXIT_THRESHOLDS_FAILED
+        }
+        None => EXIT_OK,
+    }
 }

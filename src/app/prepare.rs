@@ -286,7 +286,13 @@ pub(super) fn prepare(
 
 impl Prepared {
     /// The report's description of the run, from what every command shares.
-    pub(super) fn meta(&self, mode: Mode, load: &LoadArgs, argv: Vec<String>) -> RunMeta {
+    pub(super) fn meta(
+        &self,
+        mode: Mode,
+        load: &LoadArgs,
+        argv: Vec<String>,
+        verdict: validate::Verdict,
+    ) -> RunMeta {
         RunMeta {
             mode,
             url: self.target.url.clone(),
@@ -321,6 +327,8 @@ impl Prepared {
             conn_rate: None,
             close: None,
             busy_poll: self.busy_poll.clone(),
+            percentiles: verdict.percentiles,
+            checks: verdict.checks,
         }
     }
 

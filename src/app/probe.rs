@@ -4,11 +4,16 @@
 use super::*;
 
 /// `connbench probe`: one thread, the built-in target when no URL is given, a text summary and
-/// optionally the JSON report. Exit 0 whatever the probe found (finding a limit is success),
-/// 130 on Ctrl-C.
+/// optionally the JSON report. Exit 0 whatever limit the probe found (finding one is success),
+/// 3 when it never established a connection, 1 when a `--threshold` or `--targets` target
+/// failed, 130 on Ctrl-C.
 pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     use crate::engine::probe::{Establish, ProbePlan};
     let (checked, websocket) = validate::check_probe(&a, given)?;
+    let verdict = validate::check_verdict(
+        &a.verdict,
+        &validate::probe_context(&a, &checked, websocket),
+    )?;
     // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
     // be refused for a --max above the fd limit (finding that limit is its job), so the fd
     // check is asked for a single connection.
@@ -55,7 +60,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
     };
     let meta = RunMeta {
         connections: max,
-        ..p.meta(Mode::Probe, &load, argv)
+        ..p.meta(Mode::Probe, &load, argv, verdict)
     };
     // A --max the fd limit cuts well short ends with a local failure: said before and after.
     let most = p.fd_limit / fds_per_conn;
@@ -102,9 +107,14 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         report::json::write(dest, &v)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
     }
-    Ok(if result.interrupted {
-        EXIT_INTERRUPTED
-    } else {
-        EXIT_OK
-    })
+    let outcomes =
+        report::threshold::evaluate(&report::threshold::Source::Probe(&meta, &result.pass));
+    let nothing = report::threshold::probe_nothing_measured(&result.pass);
+    Ok(exit_code(
+        &meta,
+        false,
+        result.interrupted,
+        nothing.as_deref(),
+        &outcomes,
+    ))
 }

@@ -5,6 +5,8 @@ use super::*;
 
 pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
+    let verdict =
+        validate::check_verdict(&a.verdict, &validate::ws_context(&a, &checked, &fields))?;
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
@@ -125,7 +127,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             Arrival::Uniform,
         )),
         ws: Some(plan.session.clone()),
-        ..p.meta(Mode::Ws, &a.load, argv)
+        ..p.meta(Mode::Ws, &a.load, argv, verdict)
     };
     p.execute(&meta, &a.load, "WebSocket connections", || {
         engine::run_ws(&plan)

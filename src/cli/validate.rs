@@ -27,11 +27,13 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    FloorArgs, HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
-    MAX_CONNECT_RATE, MIN_CONNECT_RATE,
+    FloorArgs, HttpArgs, ProbeArgs, ServeArgs, TargetsArg, TlsArgs, UsageError, VerdictArgs,
+    WsArgs, WsModeArg, MAX_CONNECT_RATE, MIN_CONNECT_RATE,
 };
-use crate::plan::Scheme;
+use crate::plan::{Establish, Scheme, WsMode};
 use crate::proto::jsonfield::FieldPath;
+use crate::report::percentiles::Percentiles;
+use crate::report::threshold::{Checks, Command, Context, Targets, Threshold};
 
 fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
@@ -764,6 +766,86 @@ pub fn check_probe(a: &ProbeArgs, given: &Given) -> Result<(LoadTarget, bool), U
         check_upgrade_headers(&target)?;
     }
     Ok((target, websocket))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pass/fail and percentiles (`http`, `ws`, `probe`)
+// ---------------------------------------------------------------------------------------------
+
+/// `--threshold`, `--targets`, `--percentiles` and `--allow-nothing-measured`, checked: what
+/// the reports render and the exit code is decided from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `--percentiles` (the default list when not given).
+    pub percentiles: Percentiles,
+    /// The thresholds, the named targets and `--allow-nothing-measured`.
+    pub checks: Checks,
+}
+
+/// Parse every `--threshold` against what the run will measure (`ctx`), and `--percentiles`.
+/// A bad one is a usage error naming the flag, the expression and the valid metrics.
+pub fn check_verdict(v: &VerdictArgs, ctx: &Context) -> Result<Verdict, UsageError> {
+    let percentiles = match &v.percentiles {
+        None => Percentiles::default(),
+        Some(list) => {
+            Percentiles::parse(list).map_err(|e| UsageError(format!("--percentiles: {e}")))?
+        }
+    };
+    let thresholds = v
+        .thresholds
+        .iter()
+        .map(|t| {
+            Threshold::parse(t, ctx).map_err(|e| UsageError(format!("--threshold {t:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Verdict {
+        percentiles,
+        checks: Checks {
+            thresholds,
+            targets: v.targets.map(|t| match t {
+                TargetsArg::Seed => Targets::Seed,
+            }),
+            allow_nothing_measured: v.allow_nothing_measured,
+        },
+    })
+}
+
+/// What an `http` run will measure: TLS or not, rate mode or not.
+pub fn http_context(a: &HttpArgs, target: &LoadTarget) -> Context {
+    Context {
+        tls: target.endpoint.is_tls(),
+        rate: a.rate.is_some(),
+        ..Context::new(Command::Http)
+    }
+}
+
+/// What a `ws` run will measure: TLS or not, its mode, a timestamp field or not.
+pub fn ws_context(a: &WsArgs, target: &LoadTarget, fields: &WsFields) -> Context {
+    Context {
+        tls: target.endpoint.is_tls(),
+        ws_mode: Some(match a.mode {
+            WsModeArg::Stream => WsMode::Stream,
+            WsModeArg::Echo => WsMode::Echo,
+            WsModeArg::Ping => WsMode::Ping,
+        }),
+        ts_field: fields.ts_field.is_some(),
+        ..Context::new(Command::Ws)
+    }
+}
+
+/// What a probe will measure: TLS or not, and what counts as established.
+pub fn probe_context(a: &ProbeArgs, target: &LoadTarget, websocket: bool) -> Context {
+    Context {
+        tls: target.endpoint.is_tls(),
+        establish: Some(if websocket {
+            Establish::WebSocket
+        } else if a.request {
+            Establish::Request
+        } else {
+            Establish::Connect
+        }),
+        ..Context::new(Command::Probe)
+    }
 }
 
 /// Largest `--ws-*` delay and `--stall-at`/`--stall-for` the built-in target takes (its own

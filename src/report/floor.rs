@@ -58,6 +58,7 @@ use serde_json::Value;
 
 use super::host::HostFacts;
 use super::json::{phase, rfc3339, unix_ms, SCHEMA};
+use super::percentiles::Percentiles;
 use super::text::{dur_compact, dur_spaced};
 use super::{redact, schema};
 use crate::engine::floor::{CLOCK_BATCH, PING_BYTES, TIMER_AHEAD};
@@ -304,7 +305,7 @@ fn layer(l: &LayerResult) -> schema::FloorLayer {
                         pinned: row.mode.pinned,
                         available: true,
                         reason: None,
-                        stats: Some(phase(&m.hist)),
+                        stats: Some(phase(&m.hist, &Percentiles::default())),
                         ops: m.ops,
                         cpu_per_op_us: m.cpu_per_op_us(),
                         errors: m.errors,

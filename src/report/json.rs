@@ -51,6 +51,7 @@
 //! | `config.busy_poll` | bool | `--busy-poll`: the workers spun in `epoll_wait(…, 0)` instead of sleeping |
 //! | `config.so_busy_poll_us` | integer \| null | SO_BUSY_POLL set on every socket (µs); null without `--busy-poll` or when the kernel refused it |
 //! | `config.so_busy_poll_error` | string \| null | why the kernel refused SO_BUSY_POLL (e.g. no CAP_NET_ADMIN); null when set or not asked for |
+//! | `config.percentiles` | array of number | `--percentiles` in increasing order (the phases' `percentiles` and the text columns; `merge` renders with the first report's) |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -80,7 +81,8 @@
 //! | `phases.open_lag` | object | `--conn-rate` only: `connect()` called − the connection's due time on the schedule (how far behind the opener fell) |
 //! | `phases.*.unit` | string | always `"ns"` |
 //! | `phases.*.count` | integer | samples |
-//! | `phases.*.{min,p50,p90,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 |
+//! | `phases.*.{min,p50,p90,p95,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 (`p95` is null in reports written before it existed) |
+//! | `phases.*.percentiles` | array of object | the `--percentiles` (default 50, 90, 95, 99, 99.9), in increasing order: `{"percentile": number, "value": integer \| null}` (ns; null when `count` is 0; percentile 100 is `max`); empty in reports written before it existed |
 //! | `phases.*.{mean,stdev}` | number \| null | ns; null when `count` is 0 |
 //! | `phases.*.hdr` | string | the full histogram, base64 HdrHistogram V2+deflate ([`hdr::encode`]); present even when empty |
 //! | `client.cpu_user_s`, `client.cpu_sys_s` | number | CPU time of all worker threads |
@@ -136,6 +138,8 @@
 //! | `ws.seq_gaps`, `ws.seq_missing`, `ws.seq_restarts` | integer | sequence gaps, numbers skipped in them, numbers that went backwards |
 //! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
 //! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
+//! | `thresholds` | array of object | every `--threshold`, then every `--targets seed` target the command measures, checked: `threshold` (e.g. `ttfb.p95<180ms`), `metric`, `op`, `limit` and `measured` (number in `unit`; `measured` null when the metric had no sample or only `bounds` are known), `unit` (`ns`, `ratio` 0..1, `count`, `per_s`), `bounds` (`[low, high]` when only bounds are known: `setup` over TLS; else null), `pass` (bool), `origin` (`threshold` or `seed`), `target` (the seed's words, or null); empty when none was asked |
+//! | `nothing_measured` | string \| null | why the run measured nothing (no response below 400; WebSocket: no upgrade, or no data message, echo or pong): the run exits 3 unless `--allow-nothing-measured`; null when it measured something |
 //! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
 //! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
 //! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
@@ -149,7 +153,8 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use super::host::HostFacts;
-use super::{hdr, redact, schema, RunMeta, RunResult, WorkerStats};
+use super::percentiles::Percentiles;
+use super::{hdr, redact, schema, threshold, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
 use crate::plan::WsSession;
 
@@ -234,6 +239,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
                 .as_ref()
                 .and_then(|b| b.so_busy_poll.as_ref().err())
                 .cloned(),
+            percentiles: meta.percentiles.values(),
         },
         host: host.into(),
         throughput: schema::Throughput {
@@ -256,7 +262,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
         responses,
         errors,
         tls: tls(meta, &run.recorder),
-        phases: phases(&meta.phases(), &run.recorder),
+        phases: phases(&meta.phases(), &run.recorder, &meta.percentiles),
         client: client(
             &run.workers,
             if meta.ws.is_some() {
@@ -291,6 +297,8 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             at_start: t.at_start,
             at_end: t.at_end,
         }),
+        thresholds: thresholds(&threshold::evaluate(&threshold::Source::Run(meta, run))),
+        nothing_measured: threshold::nothing_measured(meta, run),
     }
 }
 
@@ -423,7 +431,7 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
         },
         reuse_rate: c.reuse_rate(),
         errors: c.total_errors(),
-        phases: phases(&meta.phases(), &s.recorder),
+        phases: phases(&meta.phases(), &s.recorder, &meta.percentiles),
     }
 }
 
@@ -458,10 +466,15 @@ pub(crate) fn reasons(r: &Reasons) -> BTreeMap<String, Vec<schema::Reason>> {
 /// The reason standing for failures whose own reason was not kept.
 pub const OTHER_REASONS: &str = "(other reasons)";
 
-/// The `phases` object: each listed phase's statistics and full histogram (also the probe's).
-pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> BTreeMap<String, schema::PhaseStats> {
+/// The `phases` object: each listed phase's statistics, its `--percentiles` and its full
+/// histogram (also the probe's).
+pub(crate) fn phases(
+    list: &[Phase],
+    rec: &Recorder,
+    percentiles: &Percentiles,
+) -> BTreeMap<String, schema::PhaseStats> {
     list.iter()
-        .map(|&p| (p.name().to_string(), phase(rec.histogram(p))))
+        .map(|&p| (p.name().to_string(), phase(rec.histogram(p), percentiles)))
         .collect()
 }
 
@@ -480,7 +493,7 @@ pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
 }
 
 /// One `phases.*` object.
-pub(crate) fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
+pub(crate) fn phase(h: &Histogram<u64>, percentiles: &Percentiles) -> schema::PhaseStats {
     let hdr = hdr::encode(h);
     let full = !h.is_empty();
     let q = |q: f64| full.then(|| h.value_at_quantile(q));
@@ -490,13 +503,51 @@ pub(crate) fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
         min: full.then(|| h.min()),
         p50: q(0.50),
         p90: q(0.90),
+        p95: q(0.95),
         p99: q(0.99),
         p999: q(0.999),
         max: full.then(|| h.max()),
         mean: full.then(|| mean(h)),
         stdev: full.then(|| h.stdev()),
         hdr,
+        percentiles: percentiles
+            .iter()
+            .map(|p| schema::PercentileValue {
+                percentile: p.value(),
+                value: full.then(|| p.of(h)),
+            })
+            .collect(),
     }
+}
+
+/// The `thresholds` array: every `--threshold` and `--targets` outcome (also the probe's).
+pub(crate) fn thresholds(outcomes: &[threshold::Outcome]) -> Vec<schema::ThresholdResult> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let t = o.threshold;
+            let exact = o.measured.filter(|m| m.is_exact());
+            schema::ThresholdResult {
+                threshold: t.to_string(),
+                metric: t.metric.name(),
+                op: t.op.symbol().to_string(),
+                limit: t.limit.base(),
+                unit: t.metric.kind().unit().to_string(),
+                measured: exact.map(|m| m.lo),
+                bounds: o.measured.filter(|m| !m.is_exact()).map(|m| (m.lo, m.hi)),
+                pass: o.pass,
+                origin: match o.origin {
+                    threshold::Origin::Flag => "threshold",
+                    threshold::Origin::Seed(_) => "seed",
+                }
+                .to_string(),
+                target: match o.origin {
+                    threshold::Origin::Flag => None,
+                    threshold::Origin::Seed(s) => Some(s.describe().to_string()),
+                },
+            }
+        })
+        .collect()
 }
 
 /// The mean of a non-empty histogram, ns, kept inside `[min, max]`: the f64 sum of

@@ -61,6 +61,7 @@ use serde_json::{json, Value};
 
 use super::host::HostFacts;
 use super::json::{self, SCHEMA};
+use super::percentiles::Percentiles;
 use super::{hdr, schema, text, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{
     new_histogram, Counters, ErrorClass, Phase, ReconnectCause, Recorder, StatusClass, TlsFacts,
@@ -1367,6 +1368,10 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
                 (None, why) => Err(why.clone().unwrap_or_default()),
             },
         }),
+        // The first report's columns (the default for reports written before the flag).
+        percentiles: Percentiles::from_values(&c.percentiles).unwrap_or_default(),
+        // Thresholds belong to a run; a merge checks none.
+        checks: Default::default(),
     }
 }
 

@@ -16,10 +16,12 @@ pub mod hlog;
 pub mod host;
 pub mod json;
 pub mod merge;
+pub mod percentiles;
 pub mod probe;
 pub mod redact;
 pub mod schema;
 pub mod text;
+pub mod threshold;
 
 pub use crate::metrics::run::{RunResult, StageResult, WorkerPanic, WorkerStats};
 
@@ -80,6 +82,10 @@ pub struct RunMeta {
     pub close: Option<crate::plan::CloseMode>,
     /// `--busy-poll`, with what the kernel allowed of SO_BUSY_POLL.
     pub busy_poll: Option<crate::plan::BusyPoll>,
+    /// `--percentiles`: the percentile columns and JSON summaries.
+    pub percentiles: percentiles::Percentiles,
+    /// `--threshold`, `--targets`, `--allow-nothing-measured`: what decides pass or fail.
+    pub checks: threshold::Checks,
 }
 
 impl RunMeta {
@@ -113,6 +119,8 @@ impl RunMeta {
             conn_rate: None,
             close: None,
             busy_poll: None,
+            percentiles: Default::default(),
+            checks: Default::default(),
         }
     }
 

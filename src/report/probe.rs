@@ -32,6 +32,9 @@
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
 //! | `warnings` | array of strings | what may make the finding mislead ([`warnings`]): a `--max` the fd limit cuts short; no limit found by a probe that never asked the server for anything |
+//! | `config.percentiles` | array of number | `--percentiles`, as in the load reports |
+//! | `thresholds` | array of object | `--threshold` and `--targets seed` checked against the probe, as in the load reports (`connections` is `probe.limit`) |
+//! | `nothing_measured` | string \| null | why the probe measured nothing (it never established a connection): exit 3 unless `--allow-nothing-measured`; null otherwise |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,9 +43,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::host::HostFacts;
-use super::json::{ca_file, headers, phases, rfc3339, target, tls, unix_ms, SCHEMA};
+use super::json::{ca_file, headers, phases, rfc3339, target, thresholds, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
-use super::{redact, schema, RunMeta};
+use super::{redact, schema, threshold, RunMeta};
 use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
 use crate::plan::{Establish, ProbePlan};
@@ -208,15 +211,23 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
         if h.is_empty() {
             continue;
         }
+        let _ = write!(out, "  {:<8}", phase.name());
+        for p in meta.percentiles.columns() {
+            let _ = write!(out, " {} {:>8} ", p.label(), dur_compact(p.of(h) as f64));
+        }
         let _ = writeln!(
             out,
-            "  {:<8} p50 {:>8}  p99 {:>8}  max {:>8}  ({} samples)",
-            phase.name(),
-            dur_compact(h.value_at_quantile(0.5) as f64),
-            dur_compact(h.value_at_quantile(0.99) as f64),
+            " max {:>8}  ({} samples)",
             dur_compact(h.max() as f64),
             h.len()
         );
+    }
+    out.push_str(&threshold::render_text(
+        meta,
+        &threshold::evaluate(&threshold::Source::Probe(meta, pass)),
+    ));
+    if let Some(why) = threshold::probe_nothing_measured(pass) {
+        let _ = writeln!(out, "{}: {why}", super::text::NOTHING_MEASURED);
     }
     for w in warnings(meta, p, r) {
         let _ = writeln!(out, "warning: {w}");
@@ -310,6 +321,7 @@ pub fn report(
             sni: meta.tls.as_ref().and_then(|t| t.sni.clone()),
             ca_file: ca_file(meta),
             fd_limit: meta.fd_limit,
+            percentiles: meta.percentiles.values(),
         },
         host: host.into(),
         probe: schema::Probe {
@@ -337,13 +349,15 @@ pub fn report(
             above: c.above.as_ref().map(pass_summary),
         }),
         tls: tls(meta, rec),
-        phases: phases(&PHASES, rec),
+        phases: phases(&PHASES, rec, &meta.percentiles),
         client: schema::ProbeClient {
             cpu_user_s: r.cpu_user_ns as f64 / 1e9,
             cpu_sys_s: r.cpu_sys_ns as f64 / 1e9,
             peak_rss_bytes: r.peak_rss_bytes,
         },
         warnings: warnings(meta, p, r),
+        thresholds: thresholds(&threshold::evaluate(&threshold::Source::Probe(meta, pass))),
+        nothing_measured: threshold::probe_nothing_measured(pass),
     }
 }
 

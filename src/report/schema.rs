@@ -82,6 +82,39 @@ pub struct Report {
     /// This host's sockets in TIME_WAIT towards the target; null when unknown or merged.
     #[serde(default)]
     pub time_wait: Option<TimeWait>,
+    /// `--threshold` and `--targets` checked against the run; empty when none was asked.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the run measured nothing (`report::threshold` rule 5); null when it measured
+    /// something.
+    #[serde(default)]
+    pub nothing_measured: Option<String>,
+}
+
+/// One entry of `thresholds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The threshold, e.g. `ttfb.p95<180ms`.
+    pub threshold: String,
+    /// Its metric, e.g. `ttfb.p95`.
+    pub metric: String,
+    /// `<`, `<=`, `>`, `>=`, `==` or `!=`.
+    pub op: String,
+    /// The value compared with, in `unit`.
+    pub limit: f64,
+    /// `ns`, `ratio` (0..1), `count` or `per_s`.
+    pub unit: String,
+    /// What was measured, in `unit`; null when the metric had no sample, or when only
+    /// `bounds` are known.
+    pub measured: Option<f64>,
+    /// `[low, high]` when the value is known only within bounds (`setup` over TLS); else null.
+    pub bounds: Option<(f64, f64)>,
+    /// The threshold held.
+    pub pass: bool,
+    /// `threshold` (`--threshold`) or `seed` (`--targets seed`).
+    pub origin: String,
+    /// `--targets seed`: the target in the seed's words; else null.
+    pub target: Option<String>,
 }
 
 /// One worker thread that panicked.
@@ -161,6 +194,9 @@ pub struct Config {
     /// Why the kernel refused SO_BUSY_POLL; null when it was set or not asked for.
     #[serde(default)]
     pub so_busy_poll_error: Option<String>,
+    /// `--percentiles` (empty in reports written before it existed).
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// `host`.
@@ -284,6 +320,9 @@ pub struct PhaseStats {
     pub p90: Option<u64>,
     /// 99th percentile; null when empty.
     pub p99: Option<u64>,
+    /// 95th percentile; null when empty (and in reports written before it existed).
+    #[serde(default)]
+    pub p95: Option<u64>,
     /// 99.9th percentile; null when empty.
     pub p999: Option<u64>,
     /// Largest sample; null when empty.
@@ -294,6 +333,18 @@ pub struct PhaseStats {
     pub stdev: Option<f64>,
     /// The full histogram, base64 HdrHistogram V2+deflate.
     pub hdr: String,
+    /// The `--percentiles` of the run, in increasing order.
+    #[serde(default)]
+    pub percentiles: Vec<PercentileValue>,
+}
+
+/// One entry of `phases.*.percentiles`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PercentileValue {
+    /// The percentile, e.g. 99.9 (100: the maximum).
+    pub percentile: f64,
+    /// Its value, ns; null when the phase is empty.
+    pub value: Option<u64>,
 }
 
 /// `client` of a run report.
@@ -577,6 +628,12 @@ pub struct ProbeReport {
     /// What may make the finding mislead (absent from reports written before it existed).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// `--threshold` and `--targets` checked against the probe; empty when none was asked.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the probe measured nothing; null when it established a connection.
+    #[serde(default)]
+    pub nothing_measured: Option<String>,
 }
 
 /// `config` of a probe report.
@@ -612,6 +669,9 @@ pub struct ProbeConfig {
     pub ca_file: Option<String>,
     /// Soft RLIMIT_NOFILE.
     pub fd_limit: u64,
+    /// `--percentiles`.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// `probe`.

@@ -1,6 +1,7 @@
-//! The human summary printed after a run: what ran, one aligned row per phase (count, min,
-//! p50/p90/p99/p99.9, max, mean), then throughput, connection reuse, status classes, error
-//! classes, TLS facts and the client's own cost — the lines a wrk or k6 user looks for.
+//! The human summary printed after a run: what ran, one aligned row per phase (count, min, the
+//! `--percentiles` columns — p50/p90/p95/p99/p99.9 by default —, max, mean), then throughput,
+//! connection reuse, status classes, error classes, TLS facts, the client's own cost, and the
+//! PASS/FAIL lines of `--threshold` and `--targets` — the lines a wrk or k6 user looks for.
 //!
 //! Durations are auto-scaled (ns/µs/ms/s, 3 significant digits); byte rates use decimal units
 //! (MB/s), memory binary units (MiB). Every user-supplied string goes through [`redact`] first.
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::{redact, RunMeta, RunResult};
+use super::percentiles::Percentiles;
+use super::{redact, threshold, RunMeta, RunResult};
 use crate::metrics::{Counters, ErrorClass, Phase, Reasons, StatusClass};
 use crate::plan::{TlsPlan, WsMode, WsSession};
 
@@ -55,6 +57,8 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         tls(&mut out, t, run);
     }
     client(&mut out, run);
+    let outcomes = threshold::evaluate(&threshold::Source::Run(meta, run));
+    out.push_str(&threshold::render_text(meta, &outcomes));
     if meta.insecure() {
         // Repeated at the end: the part people paste into tickets must carry the caveat too.
         out.push_str(INSECURE_WARNING);
@@ -74,6 +78,8 @@ pub fn busy_poll_line(bp: &crate::plan::BusyPoll) -> String {
 
 /// Printed whenever `--insecure` was given.
 pub const INSECURE_WARNING: &str = "WARNING: --insecure: certificates were not verified";
+/// Starts the line saying why a run measured nothing (`report::threshold` rule 5).
+pub const NOTHING_MEASURED: &str = "NOTHING MEASURED";
 /// Printed when Ctrl-C ended the run early.
 pub const INTERRUPTED_NOTE: &str = "interrupted (Ctrl-C): partial results";
 
@@ -161,6 +167,9 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
     for p in &run.worker_panics {
         let _ = writeln!(out, "ERROR: {}", p.describe());
     }
+    if let Some(why) = threshold::nothing_measured(meta, run) {
+        let _ = writeln!(out, "{NOTHING_MEASURED}: {why}");
+    }
 }
 
 /// New connections as a workload: how many requests a connection carries, the rate they open
@@ -211,11 +220,15 @@ fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
         .max()
         .unwrap_or(NAME_W)
         .max(NAME_W);
-    let _ = write!(out, "{:<name_w$}{:>COL_W$}", "phase", "count");
-    for h in ["min", "p50", "p90", "p99", "p99.9", "max", "mean"] {
-        let _ = write!(out, "{h:>COL_W$}");
+    let _ = write!(
+        out,
+        "{:<name_w$}{:>COL_W$}{:>COL_W$}",
+        "phase", "count", "min"
+    );
+    for p in meta.percentiles.columns() {
+        let _ = write!(out, "{:>COL_W$}", p.label());
     }
-    out.push('\n');
+    let _ = writeln!(out, "{:>COL_W$}{:>COL_W$}", "max", "mean");
     for &phase in &phases {
         let h = run.recorder.histogram(phase);
         let _ = write!(out, "{:<name_w$}", phase.name());
@@ -224,24 +237,19 @@ fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
             continue;
         }
         let _ = write!(out, "{:>COL_W$}", h.len());
-        for v in stats(h) {
+        for v in stats(h, &meta.percentiles) {
             let _ = write!(out, "{:>COL_W$}", dur_compact(v));
         }
         out.push('\n');
     }
 }
 
-/// min, p50, p90, p99, p99.9, max, mean of a non-empty histogram, in ns.
-fn stats(h: &Histogram<u64>) -> [f64; 7] {
-    [
-        h.min() as f64,
-        h.value_at_quantile(0.50) as f64,
-        h.value_at_quantile(0.90) as f64,
-        h.value_at_quantile(0.99) as f64,
-        h.value_at_quantile(0.999) as f64,
-        h.max() as f64,
-        super::json::mean(h),
-    ]
+/// min, the chosen percentiles (below 100), max and mean of a non-empty histogram, in ns.
+fn stats(h: &Histogram<u64>, percentiles: &Percentiles) -> Vec<f64> {
+    let mut v = vec![h.min() as f64];
+    v.extend(percentiles.columns().map(|p| p.of(h) as f64));
+    v.extend([h.max() as f64, super::json::mean(h)]);
+    v
 }
 
 fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
@@ -270,7 +278,7 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
 fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
     let _ = writeln!(
         out,
-        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p99     errors"
+        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p95  total p99     errors"
     );
     let timed = if meta.rate.is_some() {
         Phase::Corrected
@@ -290,7 +298,7 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
         let secs = s.window.length.as_secs_f64();
         let _ = writeln!(
             out,
-            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10}",
+            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
             s.window.stage,
             s.window.kind,
             format!("{}→{}", s.window.from, s.window.to),
@@ -303,6 +311,7 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
                 "-".into()
             },
             q(0.5),
+            q(0.95),
             q(0.99),
             c.total_errors()
         );
@@ -1090,12 +1099,108 @@ mod tests {
             .expect("header");
         let width = |l: &str| l.chars().count();
         let w = width(lines[head]);
-        assert_eq!(w, NAME_W + 8 * COL_W);
+        // count, min, p50, p90, p95, p99, p99.9, max, mean
+        assert_eq!(w, NAME_W + 9 * COL_W);
+        assert!(
+            lines[head].ends_with(
+                "min       p50       p90       p95       p99     p99.9       max      mean"
+            ),
+            "{}",
+            lines[head]
+        );
         for l in &lines[head + 1..head + 1 + table_phases(&meta()).len()] {
             if !l.trim_end().ends_with('-') {
                 assert_eq!(width(l), w, "misaligned: {l:?}");
             }
         }
+    }
+
+    #[test]
+    fn percentiles_choose_the_columns() {
+        let mut m = meta();
+        m.percentiles = Percentiles::parse("99.99,50,100").unwrap();
+        let r = run();
+        let t = render(&m, &r);
+        let head = t.lines().find(|l| l.starts_with("phase")).expect("header");
+        assert_eq!(
+            head,
+            format!(
+                "{:<NAME_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}",
+                "phase", "count", "min", "p50", "p99.99", "max", "mean"
+            )
+        );
+        // The row carries the histogram's values in that order.
+        let h = r.recorder.histogram(Phase::Total);
+        let row = t.lines().find(|l| l.starts_with("total")).expect("row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "total".to_string(),
+                h.len().to_string(),
+                dur_compact(h.min() as f64),
+                dur_compact(h.value_at_quantile(0.5) as f64),
+                dur_compact(h.value_at_quantile(0.9999) as f64),
+                dur_compact(h.max() as f64),
+                dur_compact(crate::report::json::mean(h)),
+            ]
+        );
+    }
+
+    #[test]
+    fn stage_rows_carry_p95() {
+        use crate::plan::StageWindow;
+        let mut r = run();
+        let mut rec = Recorder::new();
+        for i in 1..=100u64 {
+            rec.record(Phase::Total, i * 1_000_000);
+        }
+        r.stages = vec![crate::report::StageResult {
+            window: StageWindow {
+                stage: 1,
+                kind: "hold",
+                start: Duration::ZERO,
+                length: Duration::from_secs(1),
+                from: 2,
+                to: 2,
+            },
+            recorder: rec,
+            open_at_end: 2,
+        }];
+        let t = render(&meta(), &r);
+        assert!(t.contains("total p50  total p95  total p99"), "{t}");
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("1      hold"))
+            .expect("stage row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[7..10], ["50.0ms", "95.0ms", "99.0ms"], "{row}");
+    }
+
+    #[test]
+    fn thresholds_and_nothing_measured_are_in_the_summary() {
+        use crate::report::threshold::{Checks, Command, Context, Threshold};
+        let mut m = meta();
+        m.checks = Checks {
+            thresholds: vec![
+                Threshold::parse("total.p99<1s", &Context::new(Command::Http)).unwrap(),
+                Threshold::parse("status.4xx==0", &Context::new(Command::Http)).unwrap(),
+            ],
+            ..Checks::default()
+        };
+        let t = render(&m, &run());
+        assert!(t.contains("thresholds  1 passed, 1 failed\n"), "{t}");
+        assert!(t.contains("  PASS  total.p99<1s   measured "), "{t}");
+        assert!(t.contains("  FAIL  status.4xx==0  measured 1\n"), "{t}");
+        assert!(!t.contains(NOTHING_MEASURED), "{t}");
+        let mut r = run();
+        r.recorder = Recorder::new();
+        r.recorder.error(ErrorClass::ConnectRefused);
+        let t = render(&meta(), &r);
+        assert!(
+            t.contains("NOTHING MEASURED: no response: all 1 connections or requests failed (connect_refused 1)\n"),
+            "{t}"
+        );
     }
 
     #[test]
