@@ -384,6 +384,12 @@ pub struct LoadArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
 
+    /// Show on stderr what the first 3 connections receive (their first 2 reads or messages,
+    /// redacted), every WebSocket reconnection (cause, attempt, delay) and each threshold
+    /// evaluation; at most 200 lines.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+
     /// Local source addresses, taken round-robin by connection: e.g. 127.0.0.1-127.0.0.16,
     /// 127.0.0.5,127.0.0.6 or ::1. Same address family as the target. Each address has its own
     /// ~28k ephemeral ports per destination.

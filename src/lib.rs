@@ -32,6 +32,7 @@ pub mod engine;
 pub mod metrics;
 pub mod plan;
 pub mod proto;
+pub mod redact;
 pub mod report;
 pub mod serve;
 pub mod sys;

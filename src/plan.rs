@@ -156,6 +156,9 @@ pub struct HttpPlan {
     pub close: CloseMode,
     /// `--busy-poll`: the workers spin instead of sleeping.
     pub busy_poll: Option<BusyPoll>,
+    /// `-v`: show what the first connections receive (and, for WebSocket, every
+    /// reconnection) on stderr while the run goes.
+    pub verbose: bool,
 }
 
 /// How connbench closes a connection it has finished with (`--close`).
@@ -332,6 +335,9 @@ pub struct WsPlan {
     pub sources: Vec<IpAddr>,
     /// `--busy-poll`: the workers spin instead of sleeping.
     pub busy_poll: Option<BusyPoll>,
+    /// `-v`: show what the first connections receive (and, for WebSocket, every
+    /// reconnection) on stderr while the run goes.
+    pub verbose: bool,
 }
 
 /// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its

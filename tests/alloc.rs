@@ -68,6 +68,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         conn_rate: None,
         close: Default::default(),
         busy_poll: None,
+        verbose: false,
     }
 }
 
@@ -164,6 +165,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         },
         sources: vec![],
         busy_poll: None,
+        verbose: false,
     }
 }
 

@@ -13,6 +13,7 @@ mod schema;
 mod source;
 mod usage;
 mod util;
+mod verbose;
 mod verdict;
 mod ws;
 
@@ -751,6 +752,7 @@ fn interval_histograms_add_up_to_the_run() {
         conn_rate: None,
         close: Default::default(),
         busy_poll: None,
+        verbose: false,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

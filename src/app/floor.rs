@@ -537,6 +537,7 @@ fn http_row(
         conn_rate: None,
         close: Default::default(),
         busy_poll,
+        verbose: false,
     };
     let r = engine::run(&plan).map_err(|e| e.to_string())?;
     Ok(from_run(&r, Phase::Ttfb))
@@ -585,6 +586,7 @@ fn ws_row(
         },
         sources: Vec::new(),
         busy_poll,
+        verbose: false,
     };
     let r = engine::run_ws(&plan).map_err(|e| e.to_string())?;
     Ok(from_run(&r, Phase::Rtt))

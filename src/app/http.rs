@@ -80,6 +80,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
         },
         busy_poll: p.busy_poll.clone(),
+        verbose: load.verbose,
     };
     let meta = RunMeta {
         rate: plan.rate,

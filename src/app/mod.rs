@@ -148,7 +148,12 @@ use prepare::*;
 pub use prepare::{parse_target, parse_url, plan_cpus, CpuPlan};
 
 /// Print the summary, write the JSON report, choose the exit code.
-fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Result<i32, AppError> {
+fn finish(
+    meta: &RunMeta,
+    result: report::RunResult,
+    json: Option<&str>,
+    verbose: bool,
+) -> Result<i32, AppError> {
     let text = report::text::render(meta, &result);
     if json == Some("-") {
         eprint!("{text}");
@@ -169,6 +174,12 @@ fn finish(meta: &RunMeta, result: report::RunResult, json: Option<&str>) -> Resu
         eprintln!("connbench: error: {}", p.describe());
     }
     let outcomes = threshold::evaluate(&threshold::Source::Run(meta, &result));
+    if verbose {
+        // -v: each evaluation, with what it compared.
+        for o in &outcomes {
+            eprintln!("{}", threshold::describe(o));
+        }
+    }
     let nothing = threshold::nothing_measured(meta, &result);
     Ok(exit_code(
         meta,

@@ -30,6 +30,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         source: None,
         quiet: a.quiet,
         busy_poll: false,
+        verbose: false,
     };
     let mut p = prepare(&load, &a.tls, checked, websocket)?;
     // The in-process target holds the other end of every connection in this process.

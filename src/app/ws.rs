@@ -118,6 +118,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         },
         sources: p.sources.clone(),
         busy_poll: p.busy_poll.clone(),
+        verbose: a.load.verbose,
     };
     let meta = RunMeta {
         duration: Some(plan.duration),

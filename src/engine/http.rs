@@ -39,6 +39,7 @@ use mio::{Interest, Token};
 
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
+use super::core::verbose::{self, Verbose};
 use super::core::{
     Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport, PACER,
 };
@@ -114,6 +115,8 @@ struct Framed {
 }
 
 struct Conn {
+    /// Reads shown by `-v` on this slot.
+    shown: u32,
     state: State,
     decoder: ResponseDecoder,
     inflight: VecDeque<Sent>,
@@ -182,6 +185,8 @@ pub struct Http {
     unclaimed: Option<u64>,
     /// Connection-rate mode.
     opener: Option<Opener>,
+    /// `-v`, and the global index of the first slot's connection.
+    verbose: Option<(Arc<Verbose>, usize)>,
 }
 
 impl Http {
@@ -191,6 +196,7 @@ impl Http {
         let slots = net.slots();
         let conns = (0..slots)
             .map(|_| Conn {
+                shown: 0,
                 state: State::Done,
                 decoder: ResponseDecoder::new(),
                 inflight: VecDeque::with_capacity(pipeline),
@@ -240,7 +246,14 @@ impl Http {
             stopping: false,
             pacer,
             stager: None,
+            verbose: None,
         })
+    }
+
+    /// Show what the first connections receive in `v` (`-v`); `first_conn` is the global index
+    /// of this worker's first slot.
+    pub fn set_verbose(&mut self, v: Arc<Verbose>, first_conn: usize) {
+        self.verbose = Some((v, first_conn));
     }
 
     /// The run is over at `at` (the end of the measured window): count the requests that were
@@ -680,6 +693,12 @@ impl<T: Transport> Session<T> for Http {
         rec: &mut Recorder,
     ) -> Result<(), Failure> {
         let c = &mut self.conns[slot];
+        if let Some((v, first)) = &self.verbose {
+            if c.shown < verbose::FIRST_READS {
+                v.received(now, first + slot, c.shown, rb.pending());
+                c.shown += 1;
+            }
+        }
         frame(
             &mut c.decoder,
             &mut c.inflight,

@@ -148,6 +148,9 @@ where
 {
     let head_request = plan.method.eq_ignore_ascii_case("HEAD");
     let threads = plan.threads.max(1);
+    let verbose = plan
+        .verbose
+        .then(|| Arc::new(core::verbose::Verbose::new(Instant::now())));
     let shape = RunShape {
         threads: plan.threads,
         pinning: plan.pinning.clone(),
@@ -157,7 +160,7 @@ where
         intervals: plan.intervals,
         stages: crate::plan::stage_windows(&plan.stages),
     };
-    run_workers(&shape, |id, cpu, stop, live| {
+    let result = run_workers(&shape, |id, cpu, stop, live| {
         let connections = plan.connections_of(id);
         let connector = core::Connector::new(
             plan.target.addrs.clone(),
@@ -191,6 +194,8 @@ where
             Stop::Requests(_) => None,
         };
         let busy_poll = plan.busy_poll.clone();
+        let verbose = verbose.clone();
+        let first_conn = (0..id).map(|w| plan.connections_of(w)).sum();
         move || {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
@@ -198,7 +203,10 @@ where
             if let Some(bp) = &busy_poll {
                 net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
             }
-            let session = http::Http::new(cfg, &net)?;
+            let mut session = http::Http::new(cfg, &net)?;
+            if let Some(v) = verbose {
+                session.set_verbose(v, first_conn);
+            }
             let mut driver = core::Driver::new(net, session);
             let run = move || {
                 let ctl = core::run::RunCtl { stop, live, warmup };
@@ -209,7 +217,11 @@ where
             };
             std::io::Result::Ok((waker, run))
         }
-    })
+    });
+    if let Some(v) = &verbose {
+        v.finish();
+    }
+    result
 }
 
 /// The end of a worker's measured window: the deadline of a time-bounded run (the stop flag
@@ -255,8 +267,11 @@ where
         stages: Vec::new(),
     };
     let threads = plan.threads.max(1);
+    let verbose = plan
+        .verbose
+        .then(|| Arc::new(core::verbose::Verbose::new(Instant::now())));
     let mut first_conn = 0;
-    run_workers(&shape, |id, cpu, stop, live| {
+    let result = run_workers(&shape, |id, cpu, stop, live| {
         let connections = share(plan.connections as u64, threads, id) as usize;
         let connector =
             core::Connector::new(plan.target.addrs.clone(), plan.sources.clone(), first_conn);
@@ -269,6 +284,7 @@ where
         let plan = plan.clone();
         let first = first_conn;
         first_conn += connections;
+        let verbose = verbose.clone();
         move || {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
@@ -280,7 +296,10 @@ where
             if let Some(bp) = &plan.busy_poll {
                 net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
             }
-            let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
+            let mut session = ws::Ws::new(plan.clone(), first, budget, &net)?;
+            if let Some(v) = verbose {
+                session.set_verbose(v);
+            }
             let mut driver = core::Driver::new(net, session);
             let run = move || {
                 let ctl = core::run::RunCtl {
@@ -295,7 +314,11 @@ where
             };
             std::io::Result::Ok((waker, run))
         }
-    })
+    });
+    if let Some(v) = &verbose {
+        v.finish();
+    }
+    result
 }
 
 /// What a worker hands back: its recorder, stage windows, CPU and worst stall.

@@ -54,6 +54,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
 use super::core::timerfd::Timerfd;
+use super::core::verbose::Verbose;
 use super::core::{Close, Failure, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
 use super::pace;
 use super::reconnect::{Backoff, Budget};
@@ -92,6 +93,8 @@ enum Verdict {
 
 /// The protocol side of a slot: everything the frame handler touches during a read.
 struct Proto {
+    /// Messages (and upgrade answers) shown by `-v` on this slot.
+    shown: u32,
     state: State,
     handshake: Option<Handshake>,
     decoder: Decoder,
@@ -222,6 +225,8 @@ struct Rx<'a> {
     ts_unit: &'a mut Option<TsUnit>,
     echo_path: &'a FieldPath,
     intended_path: &'a FieldPath,
+    /// `-v`, and the global index of the connection the bytes came from.
+    verbose: Option<(&'a Verbose, usize)>,
 }
 
 /// The WebSocket session of one worker.
@@ -240,6 +245,10 @@ pub struct Ws {
     done: usize,
     /// Echo mode's schedule.
     echo: Option<EchoPacer>,
+    /// `-v` (core rule: off and free unless asked).
+    verbose: Option<Arc<Verbose>>,
+    /// Global index of the first slot's connection.
+    first_conn: usize,
 }
 
 impl Ws {
@@ -260,6 +269,7 @@ impl Ws {
                 owed: 0,
                 owed_from: 0,
                 p: Proto {
+                    shown: 0,
                     state: State::Waiting,
                     handshake: None,
                     decoder: Decoder::new(plan.session.max_message, plan.session.utf8_check),
@@ -304,7 +314,14 @@ impl Ws {
             stopping: false,
             done: 0,
             echo,
+            verbose: None,
+            first_conn,
         })
+    }
+
+    /// Show what the first connections receive, and every reconnection, in `v` (`-v`).
+    pub fn set_verbose(&mut self, v: Arc<Verbose>) {
+        self.verbose = Some(v);
     }
 
     /// The run is over at `end`: count the echo messages due and never written, and close every
@@ -430,10 +447,34 @@ impl Ws {
         net.rec.counters.ws.reconnects[cause.index()] += 1;
         match s.backoff.next(&self.plan.session.backoff, &mut self.rng) {
             Some(wait) => {
+                if let Some(v) = &self.verbose {
+                    let why = match class {
+                        Some(c) => format!("lost ({}, {})", cause.name(), c.name()),
+                        None => format!("lost ({})", cause.name()),
+                    };
+                    v.reconnecting(
+                        now,
+                        self.first_conn + slot,
+                        &why,
+                        wait,
+                        s.backoff.attempts(),
+                    );
+                }
                 net.timers.set(slot, TimerKind::Reopen, now + wait);
                 self.set_state(slot, State::Waiting);
             }
             None => {
+                if let Some(v) = &self.verbose {
+                    v.conn(
+                        now,
+                        self.first_conn + slot,
+                        format_args!(
+                            "lost ({}); retries exhausted after {} attempts, not reconnecting",
+                            cause.name(),
+                            s.backoff.attempts()
+                        ),
+                    );
+                }
                 net.rec.counters.ws.retries_exhausted += 1;
                 self.set_state(slot, State::Done);
             }
@@ -678,6 +719,7 @@ impl<T: Transport> Session<T> for Ws {
             ts_unit: &mut self.ts_unit,
             echo_path: &self.echo_path,
             intended_path: &self.intended_path,
+            verbose: self.verbose.as_deref().map(|v| (v, self.first_conn + slot)),
         };
         on_bytes(p, &mut rx, rb, now);
         Ok(())
@@ -829,7 +871,16 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
             .as_ref()
             .map(|h| h.accept.as_str())
             .unwrap_or("");
-        match ws::parse_upgrade_response(rb.pending(), accept) {
+        let parsed = ws::parse_upgrade_response(rb.pending(), accept);
+        if let (Some((v, conn)), false) = (rx.verbose, matches!(parsed, Ok(None))) {
+            let end = match parsed {
+                Ok(Some(n)) => n,
+                _ => rb.pending().len(),
+            };
+            v.received(now, conn, p.shown, &rb.pending()[..end]);
+            p.shown += 1;
+        }
+        match parsed {
             Ok(None) => return,
             Ok(Some(n)) => {
                 rb.consume(n);
@@ -868,6 +919,10 @@ fn on_bytes(p: &mut Proto, rx: &mut Rx<'_>, rb: &mut RecvBuf, now: Instant) {
                 }
             }
             Progress::Frame(frame) => {
+                if let (Some((v, conn)), Frame::Message { text, data }) = (rx.verbose, &frame) {
+                    v.message(now, conn, u64::from(p.shown), data, !*text);
+                    p.shown = p.shown.saturating_add(1);
+                }
                 let verdict = on_frame(
                     &mut p.out,
                     &mut p.seqs,
@@ -1110,6 +1165,7 @@ mod tests {
             },
             sources: vec![],
             busy_poll: None,
+            verbose: false,
         }
     }
 

@@ -18,12 +18,14 @@ pub mod json;
 pub mod merge;
 pub mod percentiles;
 pub mod probe;
-pub mod redact;
+
 pub mod schema;
 pub mod text;
 pub mod threshold;
 
 pub use crate::metrics::run::{RunResult, StageResult, WorkerPanic, WorkerStats};
+/// Redaction lives below `report` so that `-v` output from the engine is redacted the same way.
+pub use crate::redact;
 
 /// The run's configuration as the reports show it: the run's own facts (command line, CPUs,
 /// limits) and the plan's settings as the plan's types ([`TlsPlan`], [`Arrival`],

@@ -1086,6 +1086,21 @@ pub struct Outcome {
     pub origin: Origin,
 }
 
+/// One evaluation as `-v` shows it: the threshold, where it came from, what was measured
+/// against the limit, and the verdict.
+pub fn describe(o: &Outcome) -> String {
+    let origin = match o.origin {
+        Origin::Flag => "--threshold",
+        Origin::Seed(_) => "--targets seed",
+    };
+    format!(
+        "-v: {origin} {}: measured {} → {}",
+        o.threshold,
+        o.shown(),
+        verdict_word(o.pass)
+    )
+}
+
 impl Outcome {
     /// The measurement for people: `61.2µs`, `between 1.10ms and 1.52ms`, `no samples`.
     pub fn shown(&self) -> String {

@@ -37,6 +37,7 @@ pub mod run;
 pub mod timer;
 pub mod timerfd;
 pub mod transport;
+pub mod verbose;
 
 use std::io;
 use std::time::{Duration, Instant};
