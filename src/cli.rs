@@ -648,6 +648,15 @@ pub struct ServeArgs {
     /// every response split at every byte.
     #[arg(long = "drip", value_name = "DURATION", value_parser = parse_duration)]
     pub drip: Option<Duration>,
+
+    /// HTTP fault: answer the first N requests (over the whole target) as usual, then every
+    /// request with --fail-status (keep-alive; upgrades too): a server that starts failing.
+    #[arg(long = "fail-after", value_name = "N")]
+    pub fail_after: Option<u64>,
+
+    /// The status --fail-after answers with (200-599).
+    #[arg(long = "fail-status", value_name = "CODE", default_value_t = 503)]
+    pub fail_status: u16,
 }
 
 /// A parsed `--cpus` list.

@@ -60,6 +60,7 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         ws_greeting: a.ws_greeting.clone(),
         ws_ignore_pings: a.ws_no_pong,
         drip: a.drip,
+        http_fail_after: a.fail_after.map(|n| (n, a.fail_status)),
     };
     crate::sys::raise_fd_limit();
     let handle = crate::serve::start(cfg).map_err(AppError::Serve)?;
@@ -98,6 +99,12 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         stats.ws_gaps,
         stats.ws_drops
     );
+    if let Some(n) = a.fail_after {
+        println!(
+            "fail   {} requests answered {} after the first {n} (--fail-after)",
+            stats.http_failed, a.fail_status
+        );
+    }
     if a.stall_at.is_some() {
         println!(
             "stall  {} requests were held by --stall-at/--stall-for",

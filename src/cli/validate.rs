@@ -734,6 +734,18 @@ pub fn check_serve(a: &ServeArgs, given: &Given, allowed_cpus: &[usize]) -> Resu
              drop one of them",
         );
     }
+    if given.has("fail_status") && a.fail_after.is_none() {
+        return usage(
+            "--fail-status is the status --fail-after answers with: add --fail-after N or drop \
+             --fail-status",
+        );
+    }
+    if !(200..=599).contains(&a.fail_status) {
+        return usage(format!(
+            "--fail-status must be an HTTP status between 200 and 599, not {}",
+            a.fail_status
+        ));
+    }
     if a.ws_pong_timeout.is_some() && a.ws_ping_every.is_none() {
         return usage(
             "--ws-pong-timeout needs --ws-ping-every (no ping, no pong to wait for): add \
@@ -1230,6 +1242,16 @@ mod tests {
             &["--ws-pong-timeout", "--ws-ping-every"],
         );
         serve(&["--ws-ping-every", "1s", "--ws-pong-timeout", "1s"]).unwrap();
+        refused(
+            serve(&["--fail-status", "500"]),
+            &["--fail-status", "--fail-after"],
+        );
+        refused(
+            serve(&["--fail-after", "3", "--fail-status", "99"]),
+            &["--fail-status", "200 and 599"],
+        );
+        serve(&["--fail-after", "3", "--fail-status", "500"]).unwrap();
+        serve(&["--fail-after", "0"]).unwrap();
         refused(
             serve(&["--ws-drop-every", "0s"]),
             &["--ws-drop-every", "longer than 0"],

@@ -91,7 +91,7 @@
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 //! | `peak_open_connections` | integer | most connections open at once |
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
-//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window) |
+//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `responses_by_class` (as `responses` above), `errors_by_class` (every class, as `errors.{class}` above), `error_rate` (0..1; `http`: failures plus responses that are not 2xx/3xx, over responses plus failures; `ws`: failures over connections attempted; 0 with neither), `phases` (as `phases` above, of that window) |
 //! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
 //! | `ws.mode` | string | `stream`, `echo` or `ping` |
 //! | `ws.subscriptions` | array of string | subscription messages, templates expanded, redacted |
@@ -389,6 +389,19 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
         },
         reuse_rate: c.reuse_rate(),
         errors: c.total_errors(),
+        responses_by_class: StatusClass::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), c.status[k.index()]))
+            .collect(),
+        errors_by_class: ErrorClass::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), c.errors[e.index()]))
+            .collect(),
+        error_rate: if meta.ws.is_some() {
+            c.ws_error_rate()
+        } else {
+            c.error_rate()
+        },
         phases: phases(&meta.phases(), &s.recorder),
     }
 }

@@ -359,6 +359,16 @@ pub struct Stage {
     pub reuse_rate: f64,
     /// Failures in the window.
     pub errors: u64,
+    /// Responses in the window by status class (`1xx` … `other`, every key).
+    #[serde(default)]
+    pub responses_by_class: BTreeMap<String, u64>,
+    /// Failures in the window by error class (every class).
+    #[serde(default)]
+    pub errors_by_class: BTreeMap<String, u64>,
+    /// The window's error rate (http: failures and non-2xx/3xx responses over responses and
+    /// failures; ws: failures over connections attempted).
+    #[serde(default)]
+    pub error_rate: f64,
     /// The window's phases.
     pub phases: BTreeMap<String, PhaseStats>,
 }

@@ -218,31 +218,20 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
     );
 }
 
-/// Staged runs: one row per ramp or hold window (the lines above are the whole run).
+/// Staged runs: one row per ramp or hold window (the lines above are the whole run), first what
+/// the window asked and got — connections, requests, responses by status class, failures by
+/// error class and the error rate ([`Counters::error_rate`]) — then its latency percentiles.
 fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
     let _ = writeln!(
         out,
-        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p99     errors"
+        "\nstage  window  connections    opened  open at end    requests      req/s     2xx     3xx     4xx     429     5xx  error rate  errors"
     );
-    let timed = if meta.rate.is_some() {
-        Phase::Corrected
-    } else {
-        Phase::Total
-    };
     for s in &run.stages {
         let c = &s.recorder.counters;
-        let h = s.recorder.histogram(timed);
-        let q = |x: f64| {
-            if h.is_empty() {
-                "-".to_string()
-            } else {
-                dur_compact(h.value_at_quantile(x) as f64)
-            }
-        };
         let secs = s.window.length.as_secs_f64();
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10}",
+            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10}",
             s.window.stage,
             s.window.kind,
             format!("{}→{}", s.window.from, s.window.to),
@@ -254,11 +243,117 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
             } else {
                 "-".into()
             },
-            q(0.5),
-            q(0.99),
-            c.total_errors()
+        );
+        for class in [
+            StatusClass::Success,
+            StatusClass::Redirect,
+            StatusClass::ClientError,
+            StatusClass::TooManyRequests,
+            StatusClass::ServerError,
+        ] {
+            let _ = write!(out, " {:>7}", c.status[class.index()]);
+        }
+        let _ = writeln!(
+            out,
+            " {:>11}  {}",
+            percent(c.error_rate()),
+            error_classes(c)
         );
     }
+    stage_latency(out, meta, run);
+}
+
+/// The percentiles of every stage window's table (one place, so the columns can follow a
+/// `--percentiles` choice later).
+const STAGE_PERCENTILES: [(f64, &str); 3] = [(0.50, "p50"), (0.95, "p95"), (0.99, "p99")];
+
+/// The phases a stage window's latency row shows: TTFB and total (and, in rate mode, the
+/// corrected latency from the intended send times).
+fn stage_phases(meta: &RunMeta) -> Vec<Phase> {
+    let mut v = vec![Phase::Ttfb, Phase::Total];
+    if meta.rate.is_some() {
+        v.push(Phase::Corrected);
+    }
+    v
+}
+
+/// The headers of a phase's percentile columns: `ttfb p50`, `ttfb p95`, ….
+fn percentile_heads(phase: Phase) -> Vec<String> {
+    STAGE_PERCENTILES
+        .iter()
+        .map(|(_, label)| format!("{} {label}", phase.name()))
+        .collect()
+}
+
+/// A phase's percentile cells (`-` when the window had no sample).
+fn percentile_cells(h: &Histogram<u64>) -> Vec<String> {
+    STAGE_PERCENTILES
+        .iter()
+        .map(|&(q, _)| {
+            if h.is_empty() {
+                "-".to_string()
+            } else {
+                dur_compact(h.value_at_quantile(q) as f64)
+            }
+        })
+        .collect()
+}
+
+/// The stage windows' latency table: one row per window, the percentiles of each phase.
+fn stage_latency(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let phases = stage_phases(meta);
+    let w = phases
+        .iter()
+        .map(|p| p.name().len() + 5)
+        .max()
+        .unwrap_or(COL_W)
+        .max(COL_W)
+        + 1;
+    let _ = write!(out, "\n{:<6} {:<6}", "stage", "window");
+    for &p in &phases {
+        for head in percentile_heads(p) {
+            let _ = write!(out, "{head:>w$}");
+        }
+    }
+    out.push('\n');
+    for s in &run.stages {
+        let _ = write!(out, "{:<6} {:<6}", s.window.stage, s.window.kind);
+        for &p in &phases {
+            for cell in percentile_cells(s.recorder.histogram(p)) {
+                let _ = write!(out, "{cell:>w$}");
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// A ratio as a percentage with 3 significant digits: `0 %`, `0.125 %`, `12.5 %`, `100.0 %`.
+fn percent(ratio: f64) -> String {
+    let p = ratio * 100.0;
+    if p == 0.0 {
+        "0 %".to_string()
+    } else if p >= 10.0 {
+        format!("{p:.1} %")
+    } else if p >= 1.0 {
+        format!("{p:.2} %")
+    } else {
+        format!("{p:.3} %")
+    }
+}
+
+/// Failures by class, for a table's last column: `0`, or `5: read_timeout 3, eof_mid_response 2`.
+fn error_classes(c: &Counters) -> String {
+    let total = c.total_errors();
+    if total == 0 {
+        return "0".to_string();
+    }
+    let parts: Vec<String> = ErrorClass::ALL
+        .iter()
+        .filter(|e| c.errors[e.index()] > 0)
+        .map(|e| format!("{} {}", e.name(), c.errors[e.index()]))
+        .collect();
+    format!("{total}: {}", parts.join(", "))
 }
 
 /// Rate mode: asked vs achieved, and a warning saying who fell behind.
@@ -804,8 +899,8 @@ mod tests {
 
     use super::*;
     use crate::metrics::{Recorder, TlsFacts};
-    use crate::plan::Mode;
-    use crate::report::WorkerStats;
+    use crate::plan::{Mode, StageWindow};
+    use crate::report::{StageResult, WorkerStats};
 
     fn meta() -> RunMeta {
         RunMeta {
@@ -1035,6 +1130,110 @@ mod tests {
         for p in Phase::HTTP {
             assert!(t.contains(&format!("{:<NAME_W$}{:>COL_W$}\n", p.name(), "-")));
         }
+    }
+
+    fn window(stage: usize, kind: &'static str, from: usize, to: usize) -> StageWindow {
+        StageWindow {
+            stage,
+            kind,
+            start: Duration::ZERO,
+            length: Duration::from_secs(2),
+            from,
+            to,
+        }
+    }
+
+    #[test]
+    fn stage_rows_give_status_classes_error_classes_and_the_error_rate() {
+        let mut ok = Recorder::new();
+        for i in 0..100u64 {
+            ok.response(200);
+            ok.record(Phase::Ttfb, 40_000 + i * 100);
+            ok.record(Phase::Total, 50_000 + i * 100);
+        }
+        ok.counters.requests = 100;
+        let mut failing = Recorder::new();
+        for _ in 0..30 {
+            failing.response(503);
+        }
+        failing.response(429);
+        failing.error(ErrorClass::ReadTimeout);
+        failing.error(ErrorClass::ReadTimeout);
+        failing.error(ErrorClass::EofMidResponse);
+        failing.counters.requests = 34;
+        let mut r = run();
+        r.stages = vec![
+            StageResult {
+                window: window(1, "ramp", 0, 4),
+                recorder: ok,
+                open_at_end: 4,
+            },
+            StageResult {
+                window: window(1, "hold", 4, 4),
+                recorder: failing,
+                open_at_end: 3,
+            },
+        ];
+        let t = render(&meta(), &r);
+        let row = |head: &str| {
+            t.lines()
+                .find(|l| l.starts_with(head) && l.contains('→'))
+                .unwrap_or_else(|| panic!("no {head:?} row in\n{t}"))
+                .to_string()
+        };
+        let ramp = row("1      ramp");
+        let cells: Vec<&str> = ramp.split_whitespace().collect();
+        // stage window conns opened open-at-end requests req/s 2xx 3xx 4xx 429 5xx rate errors
+        assert_eq!(
+            &cells[5..12],
+            ["100", "50.0", "100", "0", "0", "0", "0"],
+            "{ramp}"
+        );
+        assert!(ramp.ends_with("0 %  0"), "{ramp}");
+        let hold = row("1      hold");
+        let cells: Vec<&str> = hold.split_whitespace().collect();
+        assert_eq!(&cells[7..12], ["0", "0", "0", "1", "30"], "{hold}");
+        // (3 failures + 31 answers that are not 2xx/3xx) / (31 answers + 3 failures)
+        assert!(
+            hold.contains(" 100.0 %  3: read_timeout 2, eof_mid_response 1"),
+            "{hold}"
+        );
+        // The header's columns line up with the rows' (the last column is free text).
+        let head = t
+            .lines()
+            .find(|l| l.starts_with("stage  window  conn"))
+            .unwrap();
+        let end = head.find("error rate").unwrap() + "error rate".len();
+        assert_eq!(ramp.chars().take(end).count(), end);
+        assert!(ramp.chars().nth(end - 1).unwrap() == '%', "{ramp}");
+        // The latency table: p50, p95, p99 of TTFB and total, `-` for an empty window.
+        let lat = t
+            .lines()
+            .skip_while(|l| !l.starts_with("stage  window   ttfb p50"))
+            .take(3)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            lat[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "stage", "window", "ttfb", "p50", "ttfb", "p95", "ttfb", "p99", "total", "p50",
+                "total", "p95", "total", "p99"
+            ]
+        );
+        assert!(
+            lat[1].contains("44.9µs") && lat[1].contains("59.4µs"),
+            "{}",
+            lat[1]
+        );
+        assert_eq!(lat[2].split_whitespace().filter(|c| *c == "-").count(), 6);
+    }
+
+    #[test]
+    fn percentages_keep_three_significant_digits() {
+        assert_eq!(percent(0.0), "0 %");
+        assert_eq!(percent(0.00125), "0.125 %");
+        assert_eq!(percent(0.0125), "1.25 %");
+        assert_eq!(percent(0.125), "12.5 %");
+        assert_eq!(percent(1.0), "100.0 %");
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! Staged runs end to end against the built-in target: what each stage window reports (response
+//! and error classes, error rate, TTFB and total percentiles), per-stage rates, WebSocket stages,
+//! and several runs in one command with their summary.
+
+use serde_json::Value;
+
+use crate::util::{connbench, http_url, serve};
+
+/// The `stages` array of a run's report.
+fn windows(r: &crate::util::Run) -> Vec<Value> {
+    r.report()["stages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stages in {}", r.report()))
+        .clone()
+}
+
+fn int(v: &Value, ptr: &str) -> u64 {
+    v.pointer(ptr)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{ptr} missing or not an integer in {v}"))
+}
+
+fn num(v: &Value, ptr: &str) -> f64 {
+    v.pointer(ptr)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{ptr} missing or not a number in {v}"))
+}
+
+#[test]
+fn a_stage_answered_only_with_503_reports_its_5xx_and_error_rate_1_not_errors_0() {
+    // The target answers the first 40 requests, then 503 to everything: the first stage sees the
+    // 200s (and the first 503s), the second stage nothing but 503. Before, both rows said
+    // `errors 0` and the JSON windows had no status classes at all.
+    let s = serve(|c| c.http_fail_after = Some((40, 503)));
+    let url = http_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--stages",
+        "2@0s+600ms,4@300ms+600ms",
+        "--no-pin",
+        "-t",
+        "1",
+        "--timeout",
+        "30s",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = windows(&r);
+    let kinds: Vec<String> = st
+        .iter()
+        .map(|w| format!("{}{}", w["stage"], w["window"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, ["1hold", "2ramp", "2hold"]);
+    // The 40 answers of the target's first requests, all in the first window (2 connections
+    // do 40 requests in far less than its 600 ms).
+    assert_eq!(int(r.report(), "/responses/2xx"), 40);
+    assert_eq!(int(&st[0], "/responses_by_class/2xx"), 40);
+    for (i, w) in st.iter().enumerate() {
+        let responses = int(w, "/responses");
+        assert!(responses > 0, "window {i}: {w}");
+        let by_class: u64 = ["1xx", "2xx", "3xx", "4xx", "429", "5xx", "other"]
+            .iter()
+            .map(|c| int(w, &format!("/responses_by_class/{c}")))
+            .sum();
+        assert_eq!(by_class, responses, "window {i}");
+        // 503s are answers, not failed requests: no error class counts them ...
+        assert_eq!(int(w, "/errors"), 0, "window {i}");
+        for (class, n) in w["errors_by_class"].as_object().expect("errors_by_class") {
+            assert_eq!(n.as_u64(), Some(0), "window {i}: {class}");
+        }
+        // ... but the error rate does: non-2xx/3xx responses over all answers and failures.
+        let rate = num(w, "/error_rate");
+        let want = int(w, "/responses_by_class/5xx") as f64 / responses as f64;
+        assert!((rate - want).abs() < 1e-9, "window {i}: {rate} vs {want}");
+    }
+    for w in &st[1..] {
+        assert_eq!(
+            int(w, "/responses_by_class/5xx"),
+            int(w, "/responses"),
+            "{w}"
+        );
+        assert_eq!(num(w, "/error_rate"), 1.0, "{w}");
+    }
+    // The text rows say it too: the 5xx count and 100 % on the second stage's rows.
+    for w in &st[1..] {
+        let head = format!("2      {:<6}", w["window"].as_str().unwrap());
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&head) && l.contains('→'))
+            .unwrap_or_else(|| panic!("no row {head:?} in\n{}", r.stdout));
+        assert!(row.contains("100.0 %"), "{row}");
+        assert!(
+            row.split_whitespace()
+                .any(|c| c == int(w, "/responses_by_class/5xx").to_string()),
+            "{row}"
+        );
+    }
+}
+
+#[test]
+fn serve_fail_after_answers_503_once_the_first_n_requests_were_answered() {
+    use std::io::{BufRead, Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::util::bin())
+        // Ended by --for, not a signal: a SIGINT could come before the handler is installed.
+        .args(["serve", "--http", "0", "--no-https", "--for", "4s"])
+        .args(["--fail-after", "2", "--fail-status", "500"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = lines
+        .by_ref()
+        .take(10)
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("http ").map(|u| {
+                u.trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+        })
+        .expect("serve prints its http address");
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        s.write_all(b"GET /status/204 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        // Read one response head (204: no body; 500: a short text body with its length).
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "EOF after {buf:?}");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        statuses.push(head[9..12].to_string());
+    }
+    assert_eq!(statuses, ["204", "204", "500"]);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().expect("serve exits").success());
+    assert!(
+        rest.iter()
+            .any(|l| l == "fail   1 requests answered 500 after the first 2 (--fail-after)"),
+        "{rest:?}"
+    );
+}
