@@ -18,21 +18,18 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     validate::check_request(&a.method, &checked, &body)?;
     let stages = match (&a.stages, &a.scenario) {
         (Some(st), _) => st.0.clone(),
-        (None, Some(name)) => vec![crate::plan::scenario(name).ok_or_else(|| {
-            AppError::Usage(UsageError(format!(
-                "unknown --scenario {name:?} (light, medium or heavy)"
-            )))
-        })?],
+        (None, Some(name)) => crate::plan::scenarios(Mode::Http, name)
+            .and_then(|mut v| v.pop())
+            .map(|sc| sc.stages)
+            .ok_or_else(|| {
+                AppError::Usage(UsageError(format!(
+                    "unknown --scenario {name:?} (light, medium or heavy)"
+                )))
+            })?,
         (None, None) => Vec::new(),
     };
     let mut load = a.load;
     if !stages.is_empty() {
-        if !load.warmup.is_zero() {
-            return usage(
-                "--warmup does not combine with --stages or --scenario: the first ramp is the \
-                 warm-up",
-            );
-        }
         // The slots: as many as the busiest stage.
         load.connections = stages.iter().map(|s| s.connections).max().unwrap_or(1);
     }
@@ -43,6 +40,15 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         (None, Some(d)) => Stop::Duration(d),
         (None, None) => Stop::Duration(Duration::from_secs(10)),
     };
+    // With stage rates, the run's asked rate is their time-weighted mean; the engine paces
+    // each stage at its own.
+    let rate = a.rate.or_else(|| crate::plan::mean_rate(&stages)).map(|r| {
+        let arrival = match a.arrival {
+            Some(cli::ArrivalArg::Poisson) => Arrival::Poisson,
+            Some(cli::ArrivalArg::Uniform) | None => Arrival::Uniform,
+        };
+        (r, arrival)
+    });
     let plan = HttpPlan {
         target: p.target.clone(),
         tls: p.tls.clone(),
@@ -60,15 +66,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         progress: !load.quiet,
         intervals: load.hlog.is_some(),
         stages,
-        rate: a.rate.map(|r| {
-            (
-                r,
-                match a.arrival {
-                    cli::ArrivalArg::Uniform => Arrival::Uniform,
-                    cli::ArrivalArg::Poisson => Arrival::Poisson,
-                },
-            )
-        }),
+        rate,
         sources: p.sources.clone(),
     };
     let meta = RunMeta {

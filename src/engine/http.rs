@@ -467,7 +467,16 @@ impl<T: Transport> Session<T> for Http {
             }
         }
         if let Some(p) = &mut self.pacer {
-            p.schedule = Schedule::new(p.rate, now, p.arrival, self.cfg.id as u64 + 1);
+            let seed = self.cfg.id as u64 + 1;
+            p.schedule = match crate::plan::rate_steps(&self.cfg.stages) {
+                // Stage rates (`pace` rule 6): this worker's share of each stage's rate.
+                Some(steps) => {
+                    let workers = self.cfg.workers.max(1) as f64;
+                    let share: Vec<_> = steps.iter().map(|&(at, r)| (at, r / workers)).collect();
+                    Schedule::stepped(now, &share, p.arrival, seed)
+                }
+                None => Schedule::new(p.rate, now, p.arrival, seed),
+            };
         }
         self.dispatch(net, now);
     }

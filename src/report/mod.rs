@@ -118,3 +118,9 @@ impl RunMeta {
         self.tls.as_ref().is_some_and(|t| t.insecure)
     }
 }
+
+/// The total rate a stage window asked for: its stage's (`--stages …@RATE`), or the run's
+/// `-R`; None in closed loop.
+pub fn stage_asked_rate(meta: &RunMeta, w: &crate::plan::StageWindow) -> Option<f64> {
+    w.rate.or(meta.rate.map(|(r, _)| r))
+}

@@ -369,6 +369,13 @@ pub struct Stage {
     /// failures; ws: failures over connections attempted).
     #[serde(default)]
     pub error_rate: f64,
+    /// Requests in the window ÷ its length.
+    #[serde(default)]
+    pub requests_per_s: f64,
+    /// The total rate the window asked for (its stage's `@RATE`, or the run's `-R`); null in
+    /// closed loop.
+    #[serde(default)]
+    pub asked_per_s: Option<f64>,
     /// The window's phases.
     pub phases: BTreeMap<String, PhaseStats>,
 }

@@ -222,28 +222,37 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
 /// the window asked and got — connections, requests, responses by status class, failures by
 /// error class and the error rate ([`Counters::error_rate`]) — then its latency percentiles.
 fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
-    let _ = writeln!(
-        out,
-        "\nstage  window  connections    opened  open at end    requests      req/s     2xx     3xx     4xx     429     5xx  error rate  errors"
-    );
+    let paced = meta.rate.is_some();
+    out.push_str("\nstage  window  connections    opened  open at end    requests");
+    if paced {
+        out.push_str("    asked/s     sent/s");
+    }
+    out.push_str("      req/s     2xx     3xx     4xx     429     5xx  error rate  errors\n");
     for s in &run.stages {
         let c = &s.recorder.counters;
         let secs = s.window.length.as_secs_f64();
+        let per_s = |n: u64| {
+            if secs > 0.0 {
+                rate(n as f64 / secs)
+            } else {
+                "-".into()
+            }
+        };
         let _ = write!(
             out,
-            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10}",
+            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11}",
             s.window.stage,
-            s.window.kind,
+            s.window.kind.name(),
             format!("{}→{}", s.window.from, s.window.to),
             c.connections_opened,
             s.open_at_end,
             c.requests,
-            if secs > 0.0 {
-                rate(c.responses as f64 / secs)
-            } else {
-                "-".into()
-            },
         );
+        if paced {
+            let asked = super::stage_asked_rate(meta, &s.window).map_or("-".into(), rate);
+            let _ = write!(out, " {asked:>10} {:>10}", per_s(c.requests));
+        }
+        let _ = write!(out, " {:>10}", per_s(c.responses));
         for class in [
             StatusClass::Success,
             StatusClass::Redirect,
@@ -302,23 +311,20 @@ fn percentile_cells(h: &Histogram<u64>) -> Vec<String> {
 /// The stage windows' latency table: one row per window, the percentiles of each phase.
 fn stage_latency(out: &mut String, meta: &RunMeta, run: &RunResult) {
     let phases = stage_phases(meta);
-    let w = phases
-        .iter()
-        .map(|p| p.name().len() + 5)
-        .max()
-        .unwrap_or(COL_W)
-        .max(COL_W)
-        + 1;
+    // Each phase's columns are as wide as its longest header ("corrected p99"), at least COL_W.
+    let width = |p: Phase| (p.name().len() + 5).max(COL_W) + 1;
     let _ = write!(out, "\n{:<6} {:<6}", "stage", "window");
     for &p in &phases {
+        let w = width(p);
         for head in percentile_heads(p) {
             let _ = write!(out, "{head:>w$}");
         }
     }
     out.push('\n');
     for s in &run.stages {
-        let _ = write!(out, "{:<6} {:<6}", s.window.stage, s.window.kind);
+        let _ = write!(out, "{:<6} {:<6}", s.window.stage, s.window.kind.name());
         for &p in &phases {
+            let w = width(p);
             for cell in percentile_cells(s.recorder.histogram(p)) {
                 let _ = write!(out, "{cell:>w$}");
             }
@@ -899,7 +905,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::{Recorder, TlsFacts};
-    use crate::plan::{Mode, StageWindow};
+    use crate::plan::{Mode, StageWindow, WindowKind};
     use crate::report::{StageResult, WorkerStats};
 
     fn meta() -> RunMeta {
@@ -1132,7 +1138,7 @@ mod tests {
         }
     }
 
-    fn window(stage: usize, kind: &'static str, from: usize, to: usize) -> StageWindow {
+    fn window(stage: usize, kind: WindowKind, from: usize, to: usize) -> StageWindow {
         StageWindow {
             stage,
             kind,
@@ -1140,6 +1146,7 @@ mod tests {
             length: Duration::from_secs(2),
             from,
             to,
+            rate: None,
         }
     }
 
@@ -1164,12 +1171,12 @@ mod tests {
         let mut r = run();
         r.stages = vec![
             StageResult {
-                window: window(1, "ramp", 0, 4),
+                window: window(1, WindowKind::Ramp, 0, 4),
                 recorder: ok,
                 open_at_end: 4,
             },
             StageResult {
-                window: window(1, "hold", 4, 4),
+                window: window(1, WindowKind::Hold, 4, 4),
                 recorder: failing,
                 open_at_end: 3,
             },
