@@ -142,6 +142,19 @@ pub struct WsArgs {
     #[arg(short = 'd', long = "duration", value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
 
+    /// Ramp profile CONNS@RAMP+HOLD,… (e.g. 25@0s+60s,100@10s+30s): connections opened
+    /// gradually over each ramp, then held, closed normally when a ramp goes down; each window
+    /// is reported apart. Stream and ping modes.
+    #[arg(long = "stages", value_name = "SPEC", value_parser = parse_stages,
+          conflicts_with_all = ["duration", "connections", "scenario"])]
+    pub stages: Option<Stages>,
+
+    /// One of the seed's WebSocket scenarios, numbered as the seed numbers them: 1 (25
+    /// connections for 60 s), 2 (100 for 90 s), 3 (250 for 60 s), all opened at once.
+    #[arg(long = "scenario", value_name = "N", value_parser = ["1", "2", "3"],
+          conflicts_with_all = ["duration", "connections"])]
+    pub scenario: Option<String>,
+
     /// Message sent after the upgrade (repeatable). {exchange}, {channel} and {symbol} expand
     /// over --exchanges/--channels/--symbols; {conn} is the connection's index.
     #[arg(long = "subscribe", value_name = "TEMPLATE")]

@@ -281,6 +281,10 @@ pub struct WsPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// Ramp profile (`--stages`, `--scenario`): connections opened and closed as the stages
+    /// say (`connections` is then the busiest stage's, `duration` their sum); empty: every
+    /// connection from the start. Stream and ping modes only; no stage rates.
+    pub stages: Vec<Stage>,
 }
 
 /// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its

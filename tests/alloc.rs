@@ -159,6 +159,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
             send_buffer: 100,
         },
         sources: vec![],
+        stages: vec![],
     }
 }
 

@@ -5,13 +5,33 @@ use super::*;
 
 pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
-    if a.duration.is_zero() {
+    let stages = match (&a.stages, &a.scenario) {
+        (Some(st), _) => st.0.clone(),
+        (None, Some(name)) => crate::plan::scenarios(Mode::Ws, name)
+            .and_then(|mut v| v.pop())
+            .map(|sc| sc.stages)
+            .ok_or_else(|| {
+                AppError::Usage(UsageError(format!(
+                    "unknown --scenario {name:?} (1, 2 or 3)"
+                )))
+            })?,
+        (None, None) => Vec::new(),
+    };
+    let mut load = a.load;
+    let duration = if stages.is_empty() {
+        a.duration
+    } else {
+        // The slots: as many as the busiest stage; the run: every stage.
+        load.connections = stages.iter().map(|s| s.connections).max().unwrap_or(1);
+        stages.iter().map(|s| s.length()).sum()
+    };
+    if duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
     // -R is a total over the connections; each connection keeps its share of the schedule.
     let send_rate = a
         .rate
-        .map_or(a.send_rate, |r| r / a.load.connections.max(1) as f64);
+        .map_or(a.send_rate, |r| r / load.connections.max(1) as f64);
     if a.mode == WsModeArg::Echo && !(send_rate > 0.0 && send_rate.is_finite()) {
         return usage("--send-rate / -R must be a positive number of messages per second");
     }
@@ -69,19 +89,19 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
                 .map_err(|e| AppError::Usage(UsageError(format!("--reconnect-budget: {e}"))))?,
         ),
     };
-    let p = prepare(&a.load, &a.tls, checked, true)?;
+    let p = prepare(&load, &a.tls, checked, true)?;
     let plan = WsPlan {
         target: p.target.clone(),
         tls: p.tls.clone(),
         headers: p.headers.clone(),
-        connections: a.load.connections,
+        connections: load.connections,
         threads: p.cpus.threads,
         pinning: p.cpus.pinning.clone(),
-        duration: a.duration,
-        warmup: a.load.warmup,
-        connect_timeout: a.load.connect_timeout,
-        progress: !a.load.quiet,
-        intervals: a.load.hlog.is_some(),
+        duration,
+        warmup: load.warmup,
+        connect_timeout: load.connect_timeout,
+        progress: !load.quiet,
+        intervals: load.hlog.is_some(),
         session: WsSession {
             subscriptions: fields.subscriptions,
             mode: match a.mode {
@@ -115,6 +135,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             send_buffer: a.send_buffer,
         },
         sources: p.sources.clone(),
+        stages,
     };
     let meta = RunMeta {
         duration: Some(plan.duration),
@@ -124,9 +145,9 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             Arrival::Uniform,
         )),
         ws: Some(plan.session.clone()),
-        ..p.meta(Mode::Ws, &a.load, argv)
+        ..p.meta(Mode::Ws, &load, argv)
     };
-    p.execute(&meta, &a.load, "WebSocket connections", || {
+    p.execute(&meta, &load, "WebSocket connections", || {
         engine::run_ws(&plan)
     })
 }

@@ -612,6 +612,39 @@ fn check_http_stages(a: &HttpArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// `ws --stages`/`--scenario`: stream and ping modes (an echo schedule is per connection from
+/// the run's start, so a total asked rate would change with every ramp), no stage rates (a
+/// stage rate paces HTTP requests), and the first ramp is the warm-up.
+fn check_ws_stages(a: &WsArgs) -> Result<(), UsageError> {
+    let flag = match (&a.stages, &a.scenario) {
+        (Some(_), _) => "--stages",
+        (None, Some(_)) => "--scenario",
+        (None, None) => return Ok(()),
+    };
+    if a.mode == WsModeArg::Echo {
+        return usage(format!(
+            "{flag} does not apply to --mode echo (its messages are due per connection from the \
+             start of the run): use --mode stream or ping, or a fixed -c"
+        ));
+    }
+    if let Some(st) = a
+        .stages
+        .as_ref()
+        .and_then(|l| l.0.iter().find(|s| s.rate.is_some()))
+    {
+        return usage(format!(
+            "stage {st} of --stages has a rate, and stage rates pace HTTP requests: drop the \
+             @RATE for ws"
+        ));
+    }
+    if !a.load.warmup.is_zero() {
+        return usage(format!(
+            "--warmup does not combine with {flag}: the first ramp is the warm-up"
+        ));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Per command
 // ---------------------------------------------------------------------------------------------
@@ -654,6 +687,7 @@ pub struct WsFields {
 /// paths, the URL, the TLS flags and the upgrade headers.
 pub fn check_ws(a: &WsArgs, given: &Given) -> Result<(LoadTarget, WsFields), UsageError> {
     validate_load(&a.load)?;
+    check_ws_stages(a)?;
     let mode = mode_name(a.mode);
     let only_in = |flag: &str, wanted: WsModeArg| {
         let want = mode_name(wanted);
@@ -1526,6 +1560,40 @@ mod tests {
             http(&["--scenario", "light", "--warmup", "1s"]),
             &["--warmup", "first ramp"],
         );
+    }
+
+    #[test]
+    fn ws_stages_take_stream_and_ping_modes_without_rates_or_warmup() {
+        ws(&["--stages", "2@0s+1s,4@1s+1s"]).unwrap();
+        ws(&["--scenario", "2"]).unwrap();
+        ws(&["/echo", "--mode", "ping", "--stages", "2@0s+1s"]).unwrap();
+        refused(
+            ws(&["/echo", "--mode", "echo", "--stages", "2@0s+1s"]),
+            &["--stages", "--mode echo", "stream or ping"],
+        );
+        refused(
+            ws(&["/echo", "--mode", "echo", "--scenario", "1"]),
+            &["--scenario", "--mode echo"],
+        );
+        refused(
+            ws(&["--stages", "2@0s+1s@10/s"]),
+            &["stage 2@0s+1s@10/s", "rate", "drop the @RATE"],
+        );
+        refused(
+            ws(&["--scenario", "3", "--warmup", "1s"]),
+            &["--warmup", "--scenario", "first ramp"],
+        );
+        for bad in [
+            vec!["ws", "--scenario", "light"],
+            vec!["ws", "--scenario", "1", "-c", "5"],
+            vec!["ws", "--stages", "1@0s+1s", "-d", "5s"],
+            vec!["ws", "--stages", "1@0s+1s", "--scenario", "1"],
+        ] {
+            assert!(
+                try_parse_from(std::iter::once("connbench").chain(bad.clone())).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use super::core::{
     Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport, PACER,
 };
 use super::pace::{Arrival, Schedule};
+use super::stage::Stager;
 use crate::metrics::{ErrorClass, Phase, Recorder};
 use crate::proto::http1::{Progress, ProtoError, ResponseDecoder};
 
@@ -110,15 +111,6 @@ struct Pacer {
     idle: Vec<(usize, u32)>,
     /// Intended send times of due requests waiting for a free connection.
     backlog: VecDeque<Instant>,
-}
-
-/// A staged run's clock: which window we are in and how many slots should be active.
-struct Stager {
-    windows: Vec<crate::plan::StageWindow>,
-    window: usize,
-    start: Instant,
-    next_check: Instant,
-    done: Vec<(Recorder, u64)>,
 }
 
 /// The HTTP session of one worker.
@@ -415,20 +407,12 @@ impl Http {
         let Some(st) = &mut self.stager else {
             return;
         };
-        if now < st.next_check {
+        let open = net.open_count();
+        let Some(t) = st.check(now, &mut net.rec, open) else {
             return;
-        }
-        // The seed steps its ramps 10 times a second; this does 100.
-        st.next_check = now + Duration::from_millis(10);
-        let t = now - st.start;
-        while st.window + 1 < st.windows.len() && t >= st.windows[st.window + 1].start {
-            st.done
-                .push((std::mem::take(&mut net.rec), net.open_count()));
-            st.window += 1;
-        }
-        let total = crate::plan::stage_target(&self.cfg.stages, t);
-        let want = crate::plan::share(total as u64, self.cfg.workers, self.cfg.id) as usize;
-        let want = want.min(self.conns.len());
+        };
+        let (id, workers) = (self.cfg.id, self.cfg.workers);
+        let want = super::stage::wanted(&self.cfg.stages, t, id, workers, self.conns.len());
         let have = self.active.min(self.conns.len());
         if want > have {
             self.active = want;

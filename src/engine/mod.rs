@@ -19,6 +19,7 @@ pub mod pace;
 pub mod probe;
 pub mod reconnect;
 pub mod socket;
+pub mod stage;
 
 pub mod ws;
 
@@ -207,7 +208,7 @@ where
         warmup: plan.warmup,
         progress: plan.progress,
         intervals: plan.intervals,
-        stages: Vec::new(),
+        stages: crate::plan::stage_windows(&plan.stages),
     };
     let threads = plan.threads.max(1);
     let mut first_conn = 0;
@@ -232,7 +233,7 @@ where
             // A frame is decoded once whole: the buffer must hold the largest message accepted
             // plus its header (14 bytes at most).
             net.set_recv_max(plan.session.max_message.saturating_add(14));
-            let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
+            let session = ws::Ws::new(plan.clone(), id, first, budget, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {
                 let ctl = core::run::RunCtl {
@@ -242,8 +243,8 @@ where
                 };
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
-                session.finish(&mut net, Instant::now());
-                worker_output(net, cpu, connections, &end, Vec::new())
+                let windows = session.finish(&mut net, Instant::now());
+                worker_output(net, cpu, connections, &end, windows)
             };
             std::io::Result::Ok((waker, run))
         }

@@ -222,6 +222,9 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
 /// the window asked and got — connections, requests, responses by status class, failures by
 /// error class and the error rate ([`Counters::error_rate`]) — then its latency percentiles.
 fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    if meta.ws.is_some() {
+        return ws_stages(out, meta, run);
+    }
     let paced = meta.rate.is_some();
     out.push_str("\nstage  window  connections    opened  open at end    requests");
     if paced {
@@ -272,18 +275,79 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
     stage_latency(out, meta, run);
 }
 
+/// WebSocket staged runs: per window, the connections attempted, upgraded and failed, the
+/// messages received, the error rate ([`Counters::ws_error_rate`]) and the reconnects by cause;
+/// then the message latency percentiles.
+fn ws_stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    out.push_str(
+        "\nstage  window  connections  attempted  upgraded    failed  open at end     msgs in      msgs/s  error rate  reconnects\n",
+    );
+    for s in &run.stages {
+        let c = &s.recorder.counters;
+        let w = &c.ws;
+        let secs = s.window.length.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "{:<6} {:<6} {:>12} {:>10} {:>9} {:>9} {:>12} {:>11} {:>11} {:>11}  {}",
+            s.window.stage,
+            s.window.kind.name(),
+            format!("{}→{}", s.window.from, s.window.to),
+            c.connections_opened,
+            w.upgraded,
+            c.connections_opened.saturating_sub(w.upgraded),
+            s.open_at_end,
+            w.messages_in,
+            if secs > 0.0 {
+                rate(w.messages_in as f64 / secs)
+            } else {
+                "-".into()
+            },
+            percent(c.ws_error_rate()),
+            reconnect_causes(&c.ws),
+        );
+    }
+    stage_latency(out, meta, run);
+}
+
+/// Reconnects by cause, for a table's last column: `0`, or `3: server_close 2, stale 1`.
+fn reconnect_causes(w: &crate::metrics::WsCounters) -> String {
+    let total = w.total_reconnects();
+    if total == 0 {
+        return "0".to_string();
+    }
+    let parts: Vec<String> = crate::metrics::ReconnectCause::ALL
+        .iter()
+        .filter(|r| w.reconnects[r.index()] > 0)
+        .map(|r| format!("{} {}", r.name(), w.reconnects[r.index()]))
+        .collect();
+    format!("{total}: {}", parts.join(", "))
+}
+
 /// The percentiles of every stage window's table (one place, so the columns can follow a
 /// `--percentiles` choice later).
 const STAGE_PERCENTILES: [(f64, &str); 3] = [(0.50, "p50"), (0.95, "p95"), (0.99, "p99")];
 
 /// The phases a stage window's latency row shows: TTFB and total (and, in rate mode, the
-/// corrected latency from the intended send times).
+/// corrected latency from the intended send times); for WebSocket the message latency (ping
+/// mode: the pong round trip).
 fn stage_phases(meta: &RunMeta) -> Vec<Phase> {
+    if let Some(ws) = &meta.ws {
+        return vec![message_phase(ws)];
+    }
     let mut v = vec![Phase::Ttfb, Phase::Total];
     if meta.rate.is_some() {
         v.push(Phase::Corrected);
     }
     v
+}
+
+/// The phase a WebSocket run's message latency is in: one-way `latency` from the server's
+/// timestamps (stream), or the round trip `rtt` of echoes and pongs (echo, ping).
+pub fn message_phase(ws: &WsSession) -> Phase {
+    match ws.mode {
+        WsMode::Stream => Phase::Latency,
+        WsMode::Echo | WsMode::Ping => Phase::Rtt,
+    }
 }
 
 /// The headers of a phase's percentile columns: `ttfb p50`, `ttfb p95`, ….

@@ -250,3 +250,136 @@ fn bad_stage_lists_and_stage_rates_against_other_flags_are_usage_errors() {
         assert!(!r.stderr.contains("connbench:  "), "{}", r.stderr);
     }
 }
+
+/// `ws://` URL of the target.
+fn ws_url(s: &connbench::serve::ServerHandle, path: &str) -> String {
+    format!("ws://{}{}", s.http_addr().expect("plain port"), path)
+}
+
+/// A WebSocket staged run against `url`'s `/ws` feed: one subscription, latency and sequence.
+fn ws_staged(url: &str, stages: &str) -> crate::util::Run {
+    connbench(&[
+        "ws",
+        url,
+        "--stages",
+        stages,
+        "--subscribe",
+        r#"{"op":"subscribe","stream":"s{conn}"}"#,
+        "--ts-field",
+        "timestamp",
+        "--seq-field",
+        "seq",
+        "--no-pin",
+        "-t",
+        "1",
+    ])
+}
+
+#[test]
+fn ws_stages_report_each_window_and_ramping_down_is_no_reconnect() {
+    let s = serve(|c| c.ws_rate = 100.0);
+    let r = ws_staged(&ws_url(&s, "/ws"), "2@0s+600ms,4@400ms+600ms,1@0s+600ms");
+    let upgrades = s.stats().ws_upgrades;
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = windows(&r);
+    let got: Vec<(String, u64, u64, u64)> = st
+        .iter()
+        .map(|w| {
+            (
+                format!("{}{}", w["stage"], w["window"].as_str().unwrap()),
+                int(w, "/connections_to"),
+                int(w, "/open_at_end"),
+                int(w, "/ws/connections_attempted"),
+            )
+        })
+        .collect();
+    // Opened where the ramps say (the last of the ramp half-way through it, so its upgrade
+    // may complete in the next window), closed normally where they go down; nothing else.
+    let want: Vec<(String, u64, u64, u64)> = vec![
+        ("1hold".into(), 2, 2, 2),
+        ("2ramp".into(), 4, 4, 2),
+        ("2hold".into(), 4, 4, 0),
+        ("3hold".into(), 1, 1, 0),
+    ];
+    assert_eq!(got, want, "{}", r.report()["stages"]);
+    assert_eq!(upgrades, 4, "the target saw every connection once");
+    let upgraded: u64 = st.iter().map(|w| int(w, "/ws/connections_upgraded")).sum();
+    assert_eq!(upgraded, 4);
+    for w in &st {
+        assert_eq!(int(w, "/ws/reconnects_total"), 0, "{w}");
+        assert_eq!(int(w, "/errors"), 0, "{w}");
+        assert_eq!(num(w, "/error_rate"), 0.0, "{w}");
+        let n = int(w, "/ws/messages_in");
+        assert!(n > 0, "{w}");
+        let per_s = n as f64 / num(w, "/duration_s");
+        assert!((num(w, "/ws/messages_in_per_s") - per_s).abs() < 1e-6);
+        assert!(int(w, "/phases/latency/count") > 0, "{w}");
+    }
+    // The windows add up to the run.
+    let sum = |ptr: &str| st.iter().map(|w| int(w, ptr)).sum::<u64>();
+    assert_eq!(sum("/ws/messages_in"), int(r.report(), "/ws/messages_in"));
+    assert_eq!(
+        sum("/phases/latency/count"),
+        int(r.report(), "/phases/latency/count")
+    );
+    assert_eq!(int(r.report(), "/ws/reconnects_total"), 0);
+    assert_eq!(int(r.report(), "/ws/seq_gaps"), 0);
+    // One text row per window, and the latency table.
+    for (w, head) in st
+        .iter()
+        .zip(["1      hold", "2      ramp", "2      hold", "3      hold"])
+    {
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(head) && l.contains('→'))
+            .unwrap_or_else(|| panic!("no {head:?} row in\n{}", r.stdout));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // stage window conns attempted upgraded failed open-at-end msgs-in msgs/s rate recon
+        assert_eq!(cells[7], int(w, "/ws/messages_in").to_string(), "{row}");
+    }
+    assert!(
+        r.stdout.contains("latency p50  latency p95  latency p99"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn ws_stage_windows_count_reconnects_by_cause() {
+    // The target drops every connection 200 ms after its upgrade, without a close frame: each
+    // window sees its own abnormal closes and reconnects.
+    let s = serve(|c| {
+        c.ws_rate = 100.0;
+        c.ws_drop_every = Some(std::time::Duration::from_millis(200));
+    });
+    let r = ws_staged(&ws_url(&s, "/ws"), "2@0s+700ms,3@0s+700ms");
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let st = windows(&r);
+    assert_eq!(st.len(), 2);
+    for w in &st {
+        let abnormal = int(w, "/ws/reconnects/abnormal_close");
+        assert!(abnormal > 0, "{w}");
+        assert_eq!(int(w, "/ws/reconnects_total"), abnormal, "{w}");
+        assert_eq!(
+            int(w, "/errors_by_class/ws_abnormal_close"),
+            abnormal,
+            "{w}"
+        );
+        assert!(num(w, "/error_rate") > 0.0, "{w}");
+    }
+    let sum: u64 = st
+        .iter()
+        .map(|w| int(w, "/ws/reconnects/abnormal_close"))
+        .sum();
+    assert_eq!(sum, int(r.report(), "/ws/reconnects/abnormal_close"));
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("2      hold") && l.contains(": abnormal_close ")),
+        "{}",
+        r.stdout
+    );
+}
