@@ -144,14 +144,16 @@ pub struct WsArgs {
 
     /// Ramp profile CONNS@RAMP+HOLD,… (e.g. 25@0s+60s,100@10s+30s): connections opened
     /// gradually over each ramp, then held, closed normally when a ramp goes down; each window
-    /// is reported apart. Stream and ping modes.
+    /// is reported apart. Stream and ping modes. Given more than once: one run per list, one
+    /// after the other, then a summary table.
     #[arg(long = "stages", value_name = "SPEC", value_parser = parse_stages,
           conflicts_with_all = ["duration", "connections", "scenario"])]
-    pub stages: Option<Stages>,
+    pub stages: Vec<Stages>,
 
     /// One of the seed's WebSocket scenarios, numbered as the seed numbers them: 1 (25
-    /// connections for 60 s), 2 (100 for 90 s), 3 (250 for 60 s), all opened at once.
-    #[arg(long = "scenario", value_name = "N", value_parser = ["1", "2", "3"],
+    /// connections for 60 s), 2 (100 for 90 s), 3 (250 for 60 s), all opened at once; all: the
+    /// three one after the other, then a summary table.
+    #[arg(long = "scenario", value_name = "N", value_parser = ["1", "2", "3", "all"],
           conflicts_with_all = ["duration", "connections"])]
     pub scenario: Option<String>,
 
@@ -402,12 +404,15 @@ pub struct HttpArgs {
     /// Ramp profile CONNS@RAMP+HOLD[@RATE],… (e.g. 50@10s+30s,200@20s+45s): connections
     /// opened gradually over each ramp, then held; each window is reported apart. @RATE (e.g.
     /// 50@10s+30s@50/s) paces that stage at RATE requests per second in total, as -R does.
+    /// Given more than once: one run per list, one after the other, then a summary table.
     #[arg(long = "stages", value_name = "SPEC", value_parser = parse_stages,
           conflicts_with_all = ["requests", "duration", "connections", "scenario"])]
-    pub stages: Option<Stages>,
+    pub stages: Vec<Stages>,
 
-    /// One of the seed's scenarios: light (50@10s+30s), medium (200@20s+45s), heavy (500@30s+60s).
-    #[arg(long = "scenario", value_name = "NAME", value_parser = ["light", "medium", "heavy"],
+    /// One of the seed's scenarios: light (50@10s+30s), medium (200@20s+45s), heavy
+    /// (500@30s+60s); all: the three one after the other, then a summary table.
+    #[arg(long = "scenario", value_name = "NAME",
+          value_parser = ["light", "medium", "heavy", "all"],
           conflicts_with_all = ["requests", "duration", "connections"])]
     pub scenario: Option<String>,
 

@@ -27,7 +27,7 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
+    HttpArgs, LoadArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
 };
 use crate::plan::{Scheme, Stage};
 use crate::proto::jsonfield::FieldPath;
@@ -584,8 +584,9 @@ fn parse_stage_rate(r: &str) -> Result<f64, String> {
 /// and paces one request per connection; `--arrival` needs a rate to space; the first ramp is
 /// the warm-up.
 fn check_http_stages(a: &HttpArgs) -> Result<(), UsageError> {
-    let staged = a.stages.is_some() || a.scenario.is_some();
-    let paced = a.stages.as_ref().is_some_and(Stages::paced);
+    let staged = !a.stages.is_empty() || a.scenario.is_some();
+    let paced = a.stages.iter().any(Stages::paced);
+    check_several_runs(&a.stages, a.scenario.as_deref(), &a.load)?;
     if staged && !a.load.warmup.is_zero() {
         return usage(
             "--warmup does not combine with --stages or --scenario: the first ramp is the \
@@ -616,11 +617,12 @@ fn check_http_stages(a: &HttpArgs) -> Result<(), UsageError> {
 /// the run's start, so a total asked rate would change with every ramp), no stage rates (a
 /// stage rate paces HTTP requests), and the first ramp is the warm-up.
 fn check_ws_stages(a: &WsArgs) -> Result<(), UsageError> {
-    let flag = match (&a.stages, &a.scenario) {
-        (Some(_), _) => "--stages",
-        (None, Some(_)) => "--scenario",
-        (None, None) => return Ok(()),
+    let flag = match (&a.stages[..], &a.scenario) {
+        ([_, ..], _) => "--stages",
+        ([], Some(_)) => "--scenario",
+        ([], None) => return Ok(()),
     };
+    check_several_runs(&a.stages, a.scenario.as_deref(), &a.load)?;
     if a.mode == WsModeArg::Echo {
         return usage(format!(
             "{flag} does not apply to --mode echo (its messages are due per connection from the \
@@ -629,8 +631,9 @@ fn check_ws_stages(a: &WsArgs) -> Result<(), UsageError> {
     }
     if let Some(st) = a
         .stages
-        .as_ref()
-        .and_then(|l| l.0.iter().find(|s| s.rate.is_some()))
+        .iter()
+        .flat_map(|l| &l.0)
+        .find(|s| s.rate.is_some())
     {
         return usage(format!(
             "stage {st} of --stages has a rate, and stage rates pace HTTP requests: drop the \
@@ -640,6 +643,32 @@ fn check_ws_stages(a: &WsArgs) -> Result<(), UsageError> {
     if !a.load.warmup.is_zero() {
         return usage(format!(
             "--warmup does not combine with {flag}: the first ramp is the warm-up"
+        ));
+    }
+    Ok(())
+}
+
+/// True when the command line asks for several runs one after the other: `--stages` more than
+/// once, or `--scenario all`.
+pub fn several_runs(stages: &[Stages], scenario: Option<&str>) -> bool {
+    stages.len() > 1 || scenario == Some("all")
+}
+
+/// Several runs write one JSON document (holding each run) but cannot share one interval log.
+fn check_several_runs(
+    stages: &[Stages],
+    scenario: Option<&str>,
+    load: &LoadArgs,
+) -> Result<(), UsageError> {
+    if several_runs(stages, scenario) && load.hlog.is_some() {
+        let what = if stages.len() > 1 {
+            "--stages given more than once"
+        } else {
+            "--scenario all"
+        };
+        return usage(format!(
+            "--hlog logs the intervals of one run, and {what} makes several: drop --hlog, or \
+             run them one by one"
         ));
     }
     Ok(())
@@ -1560,6 +1589,35 @@ mod tests {
             http(&["--scenario", "light", "--warmup", "1s"]),
             &["--warmup", "first ramp"],
         );
+    }
+
+    #[test]
+    fn several_runs_take_no_interval_log() {
+        http(&["--stages", "2@0s+1s", "--stages", "4@0s+1s"]).unwrap();
+        http(&["--scenario", "all"]).unwrap();
+        ws(&["--scenario", "all"]).unwrap();
+        http(&["--stages", "2@0s+1s", "--hlog", "a.hlog"]).unwrap();
+        refused(
+            http(&[
+                "--stages", "2@0s+1s", "--stages", "4@0s+1s", "--hlog", "a.hlog",
+            ]),
+            &["--hlog", "--stages given more than once", "one by one"],
+        );
+        refused(
+            http(&["--scenario", "all", "--hlog", "a.hlog"]),
+            &["--hlog", "--scenario all"],
+        );
+        refused(
+            ws(&["--scenario", "all", "--hlog", "a.hlog"]),
+            &["--hlog", "--scenario all"],
+        );
+        // A stage rate in any of the lists refuses -R.
+        refused(
+            http(&["--stages", "2@0s+1s", "--stages", "4@0s+1s@5/s", "-R", "9"]),
+            &["-R"],
+        );
+        assert!(several_runs(&[], Some("all")));
+        assert!(!several_runs(&[], Some("light")));
     }
 
     #[test]

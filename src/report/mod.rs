@@ -18,6 +18,7 @@ pub mod merge;
 pub mod probe;
 pub mod redact;
 pub mod schema;
+pub mod series;
 pub mod text;
 
 pub use crate::metrics::run::{RunResult, StageResult, WorkerPanic, WorkerStats};

@@ -351,7 +351,7 @@ pub fn message_phase(ws: &WsSession) -> Phase {
 }
 
 /// The headers of a phase's percentile columns: `ttfb p50`, `ttfb p95`, ….
-fn percentile_heads(phase: Phase) -> Vec<String> {
+pub(crate) fn percentile_heads(phase: Phase) -> Vec<String> {
     STAGE_PERCENTILES
         .iter()
         .map(|(_, label)| format!("{} {label}", phase.name()))
@@ -359,7 +359,7 @@ fn percentile_heads(phase: Phase) -> Vec<String> {
 }
 
 /// A phase's percentile cells (`-` when the window had no sample).
-fn percentile_cells(h: &Histogram<u64>) -> Vec<String> {
+pub(crate) fn percentile_cells(h: &Histogram<u64>) -> Vec<String> {
     STAGE_PERCENTILES
         .iter()
         .map(|&(q, _)| {
@@ -399,7 +399,7 @@ fn stage_latency(out: &mut String, meta: &RunMeta, run: &RunResult) {
 }
 
 /// A ratio as a percentage with 3 significant digits: `0 %`, `0.125 %`, `12.5 %`, `100.0 %`.
-fn percent(ratio: f64) -> String {
+pub(crate) fn percent(ratio: f64) -> String {
     let p = ratio * 100.0;
     if p == 0.0 {
         "0 %".to_string()
@@ -941,7 +941,7 @@ fn mebibytes(bytes: u64) -> String {
 }
 
 /// Requests per second: whole numbers once they are large enough to be.
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v >= 99.95 {
         format!("{v:.0}")
     } else {

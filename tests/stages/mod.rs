@@ -383,3 +383,198 @@ fn ws_stage_windows_count_reconnects_by_cause() {
         r.stdout
     );
 }
+
+/// The fields documented in the `| field | type | meaning |` table of `src/report/series.rs`:
+/// every backticked name of a row's first cell (`summary[].p50`, …).
+fn series_doc() -> Vec<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/report/series.rs");
+    let text = std::fs::read_to_string(path).expect("read series.rs");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("//! | "))
+        .filter_map(|row| row.split(" | ").next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_string))
+        .filter(|f| f != "field")
+        .collect()
+}
+
+/// The documented fields under `prefix` (`""`: the top level; `"runs[]."`), sorted.
+fn documented_under(doc: &[String], prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = doc
+        .iter()
+        .filter_map(|f| f.strip_prefix(prefix))
+        .filter(|f| !f.contains('.'))
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn several_stage_lists_run_one_after_the_other_with_a_summary_and_one_document() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--stages",
+        "2@200ms+400ms,3@0s+400ms",
+        "--stages",
+        "1@0s+500ms@200/s",
+        "--no-pin",
+        "--timeout",
+        "30s",
+    ]);
+    let accepted = s.stats().accepted;
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.report();
+    assert_eq!(doc["schema"], "connbench.series.v1");
+    assert_eq!(doc["mode"], "http");
+    let runs = doc["runs"].as_array().expect("runs");
+    let names: Vec<&str> = runs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["2@200ms+400ms,3@0s+400ms", "1@0s+500ms@200/s"]);
+    // Each run is a whole report of its own, against the same target, one after the other.
+    let (a, b) = (&runs[0]["report"], &runs[1]["report"]);
+    for rep in [a, b] {
+        assert_eq!(rep["schema"], "connbench.report.v1");
+        assert_eq!(rep["target"]["url"], url.as_str());
+    }
+    assert_eq!(a["stages"].as_array().unwrap().len(), 3);
+    assert_eq!(b["stages"].as_array().unwrap().len(), 1);
+    assert_eq!(a["config"]["connections"], 3);
+    assert_eq!(b["config"]["connections"], 1);
+    assert!(a["rate"].is_null());
+    assert_eq!(b["rate"]["asked_per_s"], 200.0);
+    let ended_a = int(a, "/started_at_unix_ms") as f64 + num(a, "/duration_s") * 1000.0;
+    assert!(int(b, "/started_at_unix_ms") as f64 >= ended_a - 1.0);
+    let opened = int(a, "/counters/connections_opened") + int(b, "/counters/connections_opened");
+    assert_eq!(accepted, opened, "the target saw both runs' connections");
+    // The summary: one row per run, from the run's own numbers.
+    let rows = doc["summary"].as_array().expect("summary");
+    assert_eq!(rows.len(), 2);
+    for (row, (rep, conns)) in rows.iter().zip([(a, 3), (b, 1)]) {
+        assert_eq!(int(row, "/connections"), conns);
+        assert_eq!(row["latency_phase"], "ttfb");
+        assert_eq!(int(row, "/p50"), int(rep, "/phases/ttfb/p50"));
+        assert_eq!(int(row, "/p99"), int(rep, "/phases/ttfb/p99"));
+        assert!(int(row, "/p50") <= int(row, "/p95") && int(row, "/p95") <= int(row, "/p99"));
+        let tput = num(rep, "/throughput/responses_per_s");
+        assert!((num(row, "/throughput_per_s") - tput).abs() < 1e-6 * tput.max(1.0));
+        assert_eq!(num(row, "/error_rate"), 0.0);
+        assert_eq!(row["interrupted"], false);
+    }
+    // Every key written is documented, and every documented key is written.
+    let documented = series_doc();
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(documented_under(&documented, ""), keys(doc), "top level");
+    assert_eq!(documented_under(&documented, "runs[]."), keys(&runs[0]));
+    assert_eq!(documented_under(&documented, "summary[]."), keys(&rows[0]));
+    // The text: each run's report under its title, then the summary table.
+    let first = r
+        .stdout
+        .find("== run 1/2: 2@200ms+400ms,3@0s+400ms ==")
+        .expect("run 1");
+    let second = r
+        .stdout
+        .find("== run 2/2: 1@0s+500ms@200/s ==")
+        .expect("run 2");
+    let summary = r.stdout.find("\nsummary ").expect("summary");
+    assert!(first < second && second < summary, "{}", r.stdout);
+    let table: Vec<&str> = r.stdout[summary..].lines().skip(1).take(3).collect();
+    assert!(table[0].contains("ttfb p95") && table[0].ends_with("error rate"));
+    assert!(
+        table[1].starts_with("2@200ms+400ms,3@0s+400ms "),
+        "{}",
+        table[1]
+    );
+    assert!(table[2].starts_with("1@0s+500ms@200/s "), "{}", table[2]);
+}
+
+#[test]
+fn ws_stage_lists_run_one_after_the_other_with_a_latency_summary() {
+    let s = serve(|c| c.ws_rate = 100.0);
+    let url = ws_url(&s, "/ws");
+    let r = connbench(&[
+        "ws",
+        &url,
+        "--stages",
+        "2@0s+500ms",
+        "--stages",
+        "3@0s+500ms",
+        "--subscribe",
+        r#"{"op":"subscribe","stream":"s{conn}"}"#,
+        "--ts-field",
+        "timestamp",
+        "--no-pin",
+        "-t",
+        "1",
+    ]);
+    let upgrades = s.stats().ws_upgrades;
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = r.report();
+    assert_eq!(doc["mode"], "ws");
+    assert_eq!(upgrades, 5);
+    let rows = doc["summary"].as_array().expect("summary");
+    for (row, (rep, conns)) in rows.iter().zip(
+        doc["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["report"])
+            .zip([2, 3]),
+    ) {
+        assert_eq!(int(row, "/connections"), conns);
+        assert_eq!(int(rep, "/ws/connections_upgraded"), conns);
+        assert_eq!(row["latency_phase"], "latency");
+        assert_eq!(int(row, "/p50"), int(rep, "/phases/latency/p50"));
+        let msgs = num(rep, "/ws/messages_in_per_s");
+        assert!(msgs > 0.0 && (num(row, "/throughput_per_s") - msgs).abs() < 1e-6 * msgs);
+    }
+    assert!(r.stdout.contains("latency p50"), "{}", r.stdout);
+    assert!(r.stdout.contains(" msg/s "), "{}", r.stdout);
+}
+
+#[test]
+fn ctrl_c_ends_the_run_in_progress_and_the_series_with_exit_130() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let dir = crate::util::TempDir::new("series-int");
+    let json = dir.path("series.json");
+    // Two runs of 30 s each: the interrupt must end the first, and the second never starts.
+    let mut child = Command::new(crate::util::bin())
+        .args(["http", &url, "--stages", "1@0s+30s", "--stages", "2@0s+30s"])
+        .args(["--no-pin", "--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // The handler is installed before this line is printed.
+    let started = err
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("connbench: run 1/2:"));
+    assert!(started, "the first run never started");
+    let t = std::time::Instant::now();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = err.map_while(Result::ok).collect();
+    let out = child.wait_with_output().expect("wait");
+    s.stop();
+    assert_eq!(out.status.code(), Some(130), "{rest:?}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "not ended early"
+    );
+    assert!(!rest.iter().any(|l| l.contains("run 2/2")), "{rest:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interrupted (Ctrl-C)"), "{stdout}");
+    assert!(stdout.contains("(interrupted)"), "{stdout}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["summary"][0]["interrupted"], true);
+    assert_eq!(doc["runs"][0]["report"]["interrupted"], true);
+}
