@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub mod validate;
-pub use validate::{parse, try_parse_from, Given};
+pub use validate::{parse, parse_stages, try_parse_from, Given, Stages};
 
 /// A bad command-line value: one line for the user, exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +194,21 @@ pub struct WsArgs {
     /// Run for this long (after --warmup).
     #[arg(short = 'd', long = "duration", value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
+
+    /// Ramp profile CONNS@RAMP+HOLD,… (e.g. 25@0s+60s,100@10s+30s): connections opened
+    /// gradually over each ramp, then held, closed normally when a ramp goes down; each window
+    /// is reported apart. Stream and ping modes. Given more than once: one run per list, one
+    /// after the other, then a summary table.
+    #[arg(long = "stages", value_name = "SPEC", value_parser = parse_stages,
+          conflicts_with_all = ["duration", "connections", "scenario"])]
+    pub stages: Vec<Stages>,
+
+    /// One of the seed's WebSocket scenarios, numbered as the seed numbers them: 1 (25
+    /// connections for 60 s), 2 (100 for 90 s), 3 (250 for 60 s), all opened at once; all: the
+    /// three one after the other, then a summary table.
+    #[arg(long = "scenario", value_name = "N", value_parser = ["1", "2", "3", "all"],
+          conflicts_with_all = ["duration", "connections"])]
+    pub scenario: Option<String>,
 
     /// Message sent after the upgrade (repeatable). {exchange}, {channel} and {symbol} expand
     /// over --exchanges/--channels/--symbols; {conn} is the connection's index.
@@ -487,25 +502,24 @@ pub struct HttpArgs {
     #[arg(short = 'R', long = "rate", conflicts_with = "requests")]
     pub rate: Option<f64>,
 
-    /// Ramp profile CONNS@RAMP+HOLD,… (e.g. 50@10s+30s,200@20s+45s): connections opened
-    /// gradually over each ramp, then held; each window is reported apart.
+    /// Ramp profile CONNS@RAMP+HOLD[@RATE],… (e.g. 50@10s+30s,200@20s+45s): connections
+    /// opened gradually over each ramp, then held; each window is reported apart. @RATE (e.g.
+    /// 50@10s+30s@50/s) paces that stage at RATE requests per second in total, as -R does.
+    /// Given more than once: one run per list, one after the other, then a summary table.
     #[arg(long = "stages", value_name = "SPEC", value_parser = parse_stages,
           conflicts_with_all = ["requests", "duration", "connections", "scenario"])]
-    pub stages: Option<Stages>,
+    pub stages: Vec<Stages>,
 
-    /// One of the seed's scenarios: light (50@10s+30s), medium (200@20s+45s), heavy (500@30s+60s).
-    #[arg(long = "scenario", value_name = "NAME", value_parser = ["light", "medium", "heavy"],
+    /// One of the seed's scenarios: light (50@10s+30s), medium (200@20s+45s), heavy
+    /// (500@30s+60s); all: the three one after the other, then a summary table.
+    #[arg(long = "scenario", value_name = "NAME",
+          value_parser = ["light", "medium", "heavy", "all"],
           conflicts_with_all = ["requests", "duration", "connections"])]
     pub scenario: Option<String>,
 
-    /// Spacing of the requests in rate mode.
-    #[arg(
-        long = "arrival",
-        value_enum,
-        default_value = "uniform",
-        requires = "rate"
-    )]
-    pub arrival: ArrivalArg,
+    /// Spacing of the requests in rate mode (-R or stage rates) [default: uniform].
+    #[arg(long = "arrival", value_enum)]
+    pub arrival: Option<ArrivalArg>,
 
     /// Request method.
     #[arg(short = 'm', long = "method", default_value = "GET")]
@@ -790,6 +804,15 @@ pub struct ServeArgs {
     /// every response split at every byte.
     #[arg(long = "drip", value_name = "DURATION", value_parser = parse_duration)]
     pub drip: Option<Duration>,
+
+    /// HTTP fault: answer the first N requests (over the whole target) as usual, then every
+    /// request with --fail-status (keep-alive; upgrades too): a server that starts failing.
+    #[arg(long = "fail-after", value_name = "N")]
+    pub fail_after: Option<u64>,
+
+    /// The status --fail-after answers with (200-599).
+    #[arg(long = "fail-status", value_name = "CODE", default_value_t = 503)]
+    pub fail_status: u16,
 }
 
 /// A parsed `--cpus` list.
@@ -839,38 +862,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration {s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
-}
-
-/// A parsed `--stages` list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stages(pub Vec<crate::plan::Stage>);
-
-/// Parse "50@10s+30s,200@20s+45s" (connections @ ramp + hold, comma-separated).
-pub fn parse_stages(s: &str) -> Result<Stages, String> {
-    let bad = |part: &str| {
-        format!("invalid stage {part:?} in --stages (use CONNS@RAMP+HOLD, e.g. 50@10s+30s)")
-    };
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (conns, times) = part.split_once('@').ok_or_else(|| bad(part))?;
-        let (ramp, hold) = times.split_once('+').ok_or_else(|| bad(part))?;
-        out.push(crate::plan::Stage {
-            connections: conns.trim().parse().map_err(|_| bad(part))?,
-            ramp: parse_duration(ramp)?,
-            hold: parse_duration(hold)?,
-        });
-    }
-    if out.is_empty() {
-        return Err("empty --stages (use e.g. 50@10s+30s,200@20s+45s)".into());
-    }
-    if out.iter().all(|st| st.connections == 0) {
-        return Err("--stages never opens a connection".into());
-    }
-    let total: Duration = out.iter().map(|st| st.ramp + st.hold).sum();
-    if total.is_zero() {
-        return Err("--stages lasts no time (give a ramp or a hold)".into());
-    }
-    Ok(Stages(out))
 }
 
 /// Parse "0,2,4-7" into CPU ids (sorted, no duplicates).

@@ -137,7 +137,9 @@ pub struct HttpPlan {
     pub progress: bool,
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
-    /// Constant-rate mode: requests per second across all workers, and their spacing.
+    /// Constant-rate mode: requests per second across all workers, and their spacing. With
+    /// per-stage rates ([`Stage::rate`]) this is their time-weighted mean ([`mean_rate`]), what
+    /// the report compares the whole run with; each stage is paced at its own.
     pub rate: Option<(f64, Arrival)>,
     /// Ramp profile (`--stages`, `--scenario`); empty: all connections from the start.
     pub stages: Vec<Stage>,
@@ -338,6 +340,10 @@ pub struct WsPlan {
     /// `-v`: show what the first connections receive (and, for WebSocket, every
     /// reconnection) on stderr while the run goes.
     pub verbose: bool,
+    /// Ramp profile (`--stages`, `--scenario`): connections opened and closed as the stages
+    /// say (`connections` is then the busiest stage's, `duration` their sum); empty: every
+    /// connection from the start. Stream and ping modes only; no stage rates.
+    pub stages: Vec<Stage>,
 }
 
 /// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its
@@ -413,8 +419,9 @@ impl WsSession {
     }
 }
 
-/// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`;
+/// `CONNS@RAMP+HOLD[@RATE]` on the command line.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stage {
     /// Connections at the end of the ramp (and during the hold).
     pub connections: usize,
@@ -422,15 +429,83 @@ pub struct Stage {
     pub ramp: Duration,
     /// Sustained duration.
     pub hold: Duration,
+    /// Requests per second in total during the whole stage (ramp and hold), on an open-loop
+    /// schedule as `-R` paces a run; None: closed loop (or the run's `-R`).
+    pub rate: Option<f64>,
+}
+
+impl Stage {
+    /// Ramp plus hold.
+    pub fn length(&self) -> Duration {
+        self.ramp + self.hold
+    }
+}
+
+impl std::fmt::Display for Stage {
+    /// As the command line writes it: `50@10s+30s`, `4@300ms+1.5s@200/s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}@{}+{}",
+            self.connections,
+            spec_duration(self.ramp),
+            spec_duration(self.hold)
+        )?;
+        match self.rate {
+            Some(r) => write!(f, "@{r}/s"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A stage list as the command line writes it: `50@10s+30s,200@20s+45s`.
+pub fn stages_spec(stages: &[Stage]) -> String {
+    stages
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A duration as `--stages` takes it: `10s`, `300ms`, `1.5s`, `250us`.
+fn spec_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_nanos().is_multiple_of(1_000) {
+        format!("{}us", d.as_micros())
+    } else {
+        format!("{}ns", d.as_nanos())
+    }
+}
+
+/// Whether a stage window ramps the connections or holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// From the previous stage's connections to this one's.
+    Ramp,
+    /// This stage's connections, held.
+    Hold,
+}
+
+impl WindowKind {
+    /// Stable name used in reports: "ramp" or "hold".
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowKind::Ramp => "ramp",
+            WindowKind::Hold => "hold",
+        }
+    }
 }
 
 /// One reported window of a staged run: a stage's ramp or its hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StageWindow {
     /// 1-based stage number.
     pub stage: usize,
-    /// "ramp" or "hold".
-    pub kind: &'static str,
+    /// The stage's ramp or its hold.
+    pub kind: WindowKind,
     /// Offset from the start of the run.
     pub start: Duration,
     /// Length.
@@ -439,21 +514,53 @@ pub struct StageWindow {
     pub from: usize,
     /// Connections at the end of the window.
     pub to: usize,
+    /// The stage's rate ([`Stage::rate`]), requests per second in total.
+    pub rate: Option<f64>,
 }
 
-/// The seed's three scenarios: light 50@10s+30s, medium 200@20s+45s, heavy 500@30s+60s.
-pub fn scenario(name: &str) -> Option<Stage> {
-    let (connections, ramp, hold) = match name {
-        "light" => (50, 10, 30),
-        "medium" => (200, 20, 45),
-        "heavy" => (500, 30, 60),
-        _ => return None,
+/// A named load shape of the seed: its stages, run as one `--stages` list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// The name `--scenario` takes, as the seed names it.
+    pub name: &'static str,
+    /// Its stages.
+    pub stages: Vec<Stage>,
+}
+
+/// The seed's HTTP scenarios ("Light Load", "Medium Load", "Heavy Load"): connections, ramp
+/// and sustained seconds, ramped as its `run_ramp_test` does.
+pub const HTTP_SCENARIOS: [(&str, usize, u64, u64); 3] = [
+    ("light", 50, 10, 30),
+    ("medium", 200, 20, 45),
+    ("heavy", 500, 30, 60),
+];
+
+/// The seed's WebSocket scenarios ("WebSocket Scenario 1: 25 connections", 2, 3): every
+/// connection opened at once (no ramp), then held for the scenario's duration.
+pub const WS_SCENARIOS: [(&str, usize, u64, u64); 3] =
+    [("1", 25, 0, 60), ("2", 100, 0, 90), ("3", 250, 0, 60)];
+
+/// The seed's scenarios of a command (`ws`: [`WS_SCENARIOS`], else [`HTTP_SCENARIOS`]) that
+/// `name` selects, in the seed's order: one, or every one for `all`. None for another name.
+pub fn scenarios(mode: Mode, name: &str) -> Option<Vec<Scenario>> {
+    let table = match mode {
+        Mode::Ws => &WS_SCENARIOS,
+        _ => &HTTP_SCENARIOS,
     };
-    Some(Stage {
-        connections,
-        ramp: Duration::from_secs(ramp),
-        hold: Duration::from_secs(hold),
-    })
+    let picked: Vec<Scenario> = table
+        .iter()
+        .filter(|(n, ..)| name == "all" || *n == name)
+        .map(|&(name, connections, ramp, hold)| Scenario {
+            name,
+            stages: vec![Stage {
+                connections,
+                ramp: Duration::from_secs(ramp),
+                hold: Duration::from_secs(hold),
+                rate: None,
+            }],
+        })
+        .collect();
+    (!picked.is_empty()).then_some(picked)
 }
 
 /// The ramp and hold windows of a stage list, in time order (zero-length windows omitted).
@@ -463,8 +570,8 @@ pub fn stage_windows(stages: &[Stage]) -> Vec<StageWindow> {
     let mut prev = 0;
     for (i, s) in stages.iter().enumerate() {
         for (kind, length, from, to) in [
-            ("ramp", s.ramp, prev, s.connections),
-            ("hold", s.hold, s.connections, s.connections),
+            (WindowKind::Ramp, s.ramp, prev, s.connections),
+            (WindowKind::Hold, s.hold, s.connections, s.connections),
         ] {
             if !length.is_zero() {
                 out.push(StageWindow {
@@ -474,6 +581,7 @@ pub fn stage_windows(stages: &[Stage]) -> Vec<StageWindow> {
                     length,
                     from,
                     to,
+                    rate: s.rate,
                 });
             }
             t += length;
@@ -481,6 +589,36 @@ pub fn stage_windows(stages: &[Stage]) -> Vec<StageWindow> {
         prev = s.connections;
     }
     out
+}
+
+/// Per-stage rates (`…@RATE`): each stage's start offset and total rate, when every stage has
+/// one (validation refuses a list where only some do); None for a list without rates or no
+/// list.
+pub fn rate_steps(stages: &[Stage]) -> Option<Vec<(Duration, f64)>> {
+    if stages.is_empty() {
+        return None;
+    }
+    let mut t = Duration::ZERO;
+    let mut out = Vec::with_capacity(stages.len());
+    for s in stages {
+        out.push((t, s.rate?));
+        t += s.length();
+    }
+    Some(out)
+}
+
+/// The run's asked rate with per-stage rates: requests due over the whole run ÷ its length
+/// (the time-weighted mean of the stages' rates); None without rates or with no length.
+pub fn mean_rate(stages: &[Stage]) -> Option<f64> {
+    let total: Duration = stages.iter().map(Stage::length).sum();
+    if total.is_zero() {
+        return None;
+    }
+    let due: f64 = stages
+        .iter()
+        .map(|s| s.rate.map(|r| r * s.length().as_secs_f64()))
+        .sum::<Option<f64>>()?;
+    Some(due / total.as_secs_f64())
 }
 
 /// Connections a staged run wants open `t` into the run: linear over each ramp, rounded
@@ -524,11 +662,13 @@ mod stage_tests {
                 connections: 50,
                 ramp: secs(10.0),
                 hold: secs(30.0),
+                rate: None,
             },
             Stage {
                 connections: 200,
                 ramp: secs(20.0),
                 hold: secs(45.0),
+                rate: None,
             },
         ];
         assert_eq!(stage_target(&st, secs(0.0)), 0);
@@ -544,11 +684,13 @@ mod stage_tests {
                 connections: 10,
                 ramp: secs(0.0),
                 hold: secs(1.0),
+                rate: None,
             },
             Stage {
                 connections: 0,
                 ramp: secs(1.0),
                 hold: secs(0.0),
+                rate: None,
             },
         ];
         assert_eq!(stage_target(&down, secs(0.5)), 10);
@@ -562,34 +704,135 @@ mod stage_tests {
                 connections: 4,
                 ramp: secs(1.0),
                 hold: secs(2.0),
+                rate: None,
             },
             Stage {
                 connections: 8,
                 ramp: secs(0.0),
                 hold: secs(1.0),
+                rate: None,
             },
         ];
         let w = stage_windows(&st);
         assert_eq!(w.len(), 3);
         assert_eq!(
             (w[0].kind, w[0].from, w[0].to, w[0].start),
-            ("ramp", 0, 4, secs(0.0))
+            (WindowKind::Ramp, 0, 4, secs(0.0))
         );
         assert_eq!(
             (w[1].kind, w[1].start, w[1].length),
-            ("hold", secs(1.0), secs(2.0))
+            (WindowKind::Hold, secs(1.0), secs(2.0))
         );
         assert_eq!(
             (w[2].stage, w[2].kind, w[2].from, w[2].start),
-            (2, "hold", 8, secs(3.0))
+            (2, WindowKind::Hold, 8, secs(3.0))
         );
     }
 
     #[test]
     fn scenarios_are_the_seeds() {
-        assert_eq!(scenario("medium").unwrap().connections, 200);
-        assert_eq!(scenario("heavy").unwrap().hold, secs(60.0));
-        assert!(scenario("extreme").is_none());
+        let one = |mode, name| {
+            let mut v = scenarios(mode, name).unwrap();
+            assert_eq!(v.len(), 1);
+            let sc = v.remove(0);
+            assert_eq!(sc.name, name);
+            assert_eq!(sc.stages.len(), 1);
+            sc.stages[0]
+        };
+        let stage = |connections, ramp, hold| Stage {
+            connections,
+            ramp: secs(ramp),
+            hold: secs(hold),
+            rate: None,
+        };
+        // The seed's HTTP scenarios ramp, then sustain.
+        assert_eq!(one(Mode::Http, "light"), stage(50, 10.0, 30.0));
+        assert_eq!(one(Mode::Http, "medium"), stage(200, 20.0, 45.0));
+        assert_eq!(one(Mode::Http, "heavy"), stage(500, 30.0, 60.0));
+        // Its WebSocket scenarios open every connection at once and hold them.
+        assert_eq!(one(Mode::Ws, "1"), stage(25, 0.0, 60.0));
+        assert_eq!(one(Mode::Ws, "2"), stage(100, 0.0, 90.0));
+        assert_eq!(one(Mode::Ws, "3"), stage(250, 0.0, 60.0));
+        // `all`: every one, in the seed's order, each its own run.
+        let names = |mode| {
+            scenarios(mode, "all")
+                .unwrap()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Mode::Http), ["light", "medium", "heavy"]);
+        assert_eq!(names(Mode::Ws), ["1", "2", "3"]);
+        for (mode, bad) in [
+            (Mode::Http, "extreme"),
+            (Mode::Http, "1"),
+            (Mode::Ws, "light"),
+        ] {
+            assert!(scenarios(mode, bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stage_lists_print_as_the_command_line_writes_them() {
+        let st = [
+            Stage {
+                connections: 50,
+                ramp: secs(10.0),
+                hold: secs(30.0),
+                rate: Some(50.0),
+            },
+            Stage {
+                connections: 4,
+                ramp: secs(0.3),
+                hold: secs(1.5),
+                rate: Some(12.5),
+            },
+            Stage {
+                connections: 0,
+                ramp: Duration::from_micros(250),
+                hold: Duration::ZERO,
+                rate: None,
+            },
+        ];
+        assert_eq!(
+            stages_spec(&st),
+            "50@10s+30s@50/s,4@300ms+1500ms@12.5/s,0@250us+0s"
+        );
+    }
+
+    #[test]
+    fn stage_rates_step_at_each_stage_and_average_over_the_run() {
+        let st = [
+            Stage {
+                connections: 50,
+                ramp: secs(10.0),
+                hold: secs(30.0),
+                rate: Some(50.0),
+            },
+            Stage {
+                connections: 100,
+                ramp: secs(0.0),
+                hold: secs(20.0),
+                rate: Some(200.0),
+            },
+        ];
+        assert_eq!(
+            rate_steps(&st),
+            Some(vec![(secs(0.0), 50.0), (secs(40.0), 200.0)])
+        );
+        // 40 s × 50/s + 20 s × 200/s over 60 s
+        assert_eq!(mean_rate(&st), Some(6000.0 / 60.0));
+        let w = stage_windows(&st);
+        assert_eq!(
+            w.iter().map(|w| w.rate).collect::<Vec<_>>(),
+            [Some(50.0), Some(50.0), Some(200.0)]
+        );
+        let mut unpaced = st;
+        unpaced[1].rate = None;
+        assert_eq!(rate_steps(&unpaced), None);
+        assert_eq!(mean_rate(&unpaced), None);
+        assert_eq!(rate_steps(&[]), None);
+        assert_eq!(mean_rate(&[]), None);
     }
 }
 

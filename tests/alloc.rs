@@ -166,6 +166,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         sources: vec![],
         busy_poll: None,
         verbose: false,
+        stages: vec![],
     }
 }
 

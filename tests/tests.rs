@@ -11,6 +11,7 @@ mod proto;
 mod rate;
 mod schema;
 mod source;
+mod stages;
 mod usage;
 mod util;
 mod verbose;

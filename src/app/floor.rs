@@ -585,6 +585,7 @@ fn ws_row(
             send_buffer: 1000,
         },
         sources: Vec::new(),
+        stages: Vec::new(),
         busy_poll,
         verbose: false,
     };

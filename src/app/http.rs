@@ -18,88 +18,111 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         (None, None) => Vec::new(),
     };
     validate::check_request(&a.method, &checked, &body)?;
-    let stages = match (&a.stages, &a.scenario) {
-        (Some(st), _) => st.0.clone(),
-        (None, Some(name)) => vec![crate::plan::scenario(name).ok_or_else(|| {
-            AppError::Usage(UsageError(format!(
-                "unknown --scenario {name:?} (light, medium or heavy)"
-            )))
-        })?],
-        (None, None) => Vec::new(),
-    };
+    let runs = series::runs(Mode::Http, &a.stages, a.scenario.as_deref())?;
     let requests_per_conn = validate::requests_per_conn(&a);
     let mut load = a.load;
-    if !stages.is_empty() {
-        if !load.warmup.is_zero() {
-            return usage(
-                "--warmup does not combine with --stages or --scenario: the first ramp is the \
-                 warm-up",
-            );
-        }
-        // The slots: as many as the busiest stage.
-        load.connections = stages.iter().map(|s| s.connections).max().unwrap_or(1);
+    if let Some(busiest) = series::busiest(&runs) {
+        // The slots: as many as the busiest stage of any run.
+        load.connections = busiest;
     }
     let p = prepare(&load, &a.tls, checked, false)?;
-    let stop = match (a.requests, a.duration) {
-        _ if !stages.is_empty() => Stop::Duration(stages.iter().map(|s| s.ramp + s.hold).sum()),
-        (Some(n), _) => Stop::Requests(n),
-        (None, Some(d)) => Stop::Duration(d),
-        (None, None) => Stop::Duration(Duration::from_secs(10)),
+    // One plan per run (most command lines: one, unstaged or staged).
+    let build = |stages: Vec<crate::plan::Stage>| -> (HttpPlan, RunMeta) {
+        let connections = stages
+            .iter()
+            .map(|s| s.connections)
+            .max()
+            .unwrap_or(load.connections);
+        let cpus = p.cpus.for_connections(connections);
+        let stop = match (a.requests, a.duration) {
+            _ if !stages.is_empty() => Stop::Duration(stages.iter().map(|s| s.length()).sum()),
+            (Some(n), _) => Stop::Requests(n),
+            (None, Some(d)) => Stop::Duration(d),
+            (None, None) => Stop::Duration(Duration::from_secs(10)),
+        };
+        // With stage rates, the run's asked rate is their time-weighted mean; the engine paces
+        // each stage at its own.
+        let rate = a.rate.or_else(|| crate::plan::mean_rate(&stages)).map(|r| {
+            let arrival = match a.arrival {
+                Some(cli::ArrivalArg::Poisson) => Arrival::Poisson,
+                Some(cli::ArrivalArg::Uniform) | None => Arrival::Uniform,
+            };
+            (r, arrival)
+        });
+        let plan = HttpPlan {
+            target: p.target.clone(),
+            tls: p.tls.clone(),
+            method: a.method.clone(),
+            headers: p.headers.clone(),
+            body: body.clone(),
+            connections,
+            threads: cpus.threads,
+            pinning: cpus.pinning.clone(),
+            pipeline: a.pipeline,
+            stop,
+            warmup: load.warmup,
+            timeout: a.timeout,
+            connect_timeout: load.connect_timeout,
+            progress: !load.quiet,
+            intervals: load.hlog.is_some(),
+            stages,
+            rate,
+            sources: p.sources.clone(),
+            requests_per_conn,
+            conn_rate: a.conn_rate,
+            close: match a.close {
+                Some(cli::CloseArg::Rst) => CloseMode::Rst,
+                Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
+            },
+            busy_poll: p.busy_poll.clone(),
+            verbose: load.verbose,
+        };
+        let meta = RunMeta {
+            rate: plan.rate,
+            method: plan.method.clone(),
+            body_len: plan.body.len(),
+            connections,
+            threads: cpus.threads,
+            worker_cpus: match &cpus.pinning {
+                Pinning::Cpus(c) => c.clone(),
+                Pinning::None => vec![],
+            },
+            pipeline: plan.pipeline,
+            duration: match stop {
+                Stop::Duration(d) => Some(d),
+                Stop::Requests(_) => None,
+            },
+            requests: match stop {
+                Stop::Requests(n) => Some(n),
+                Stop::Duration(_) => None,
+            },
+            timeout: plan.timeout,
+            requests_per_conn: plan.requests_per_conn,
+            conn_rate: plan.conn_rate,
+            close: Some(plan.close),
+            ..p.meta(Mode::Http, &load, argv.clone(), verdict.clone())
+        };
+        (plan, meta)
     };
-    let plan = HttpPlan {
-        target: p.target.clone(),
-        tls: p.tls.clone(),
-        method: a.method.clone(),
-        headers: p.headers.clone(),
-        body,
-        connections: load.connections,
-        threads: p.cpus.threads,
-        pinning: p.cpus.pinning.clone(),
-        pipeline: a.pipeline,
-        stop,
-        warmup: load.warmup,
-        timeout: a.timeout,
-        connect_timeout: load.connect_timeout,
-        progress: !load.quiet,
-        intervals: load.hlog.is_some(),
-        stages,
-        rate: a.rate.map(|r| {
-            (
-                r,
-                match a.arrival {
-                    cli::ArrivalArg::Uniform => Arrival::Uniform,
-                    cli::ArrivalArg::Poisson => Arrival::Poisson,
-                },
-            )
-        }),
-        sources: p.sources.clone(),
-        requests_per_conn,
-        conn_rate: a.conn_rate,
-        close: match a.close {
-            Some(cli::CloseArg::Rst) => CloseMode::Rst,
-            Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
-        },
-        busy_poll: p.busy_poll.clone(),
-        verbose: load.verbose,
-    };
-    let meta = RunMeta {
-        rate: plan.rate,
-        method: plan.method.clone(),
-        body_len: plan.body.len(),
-        pipeline: plan.pipeline,
-        duration: match stop {
-            Stop::Duration(d) => Some(d),
-            Stop::Requests(_) => None,
-        },
-        requests: match stop {
-            Stop::Requests(n) => Some(n),
-            Stop::Duration(_) => None,
-        },
-        timeout: plan.timeout,
-        requests_per_conn: plan.requests_per_conn,
-        conn_rate: plan.conn_rate,
-        close: Some(plan.close),
-        ..p.meta(Mode::Http, &load, argv, verdict)
-    };
+    if runs.len() > 1 {
+        let ready = runs
+            .into_iter()
+            .map(|named| {
+                let (plan, meta) = build(named.stages.clone());
+                series::Ready {
+                    named,
+                    meta,
+                    run: Box::new(move || engine::run(&plan)),
+                }
+            })
+            .collect();
+        return p.execute_series(&load, "connections", ready);
+    }
+    let stages = runs
+        .into_iter()
+        .next()
+        .map(|r| r.stages)
+        .unwrap_or_default();
+    let (plan, meta) = build(stages);
     p.execute(&meta, &load, "connections", || engine::run(&plan))
 }

@@ -16,6 +16,7 @@ mod http;
 mod merge;
 mod prepare;
 mod probe;
+mod series;
 mod serve;
 mod ws;
 

@@ -61,6 +61,7 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         ws_greeting: a.ws_greeting.clone(),
         ws_ignore_pings: a.ws_no_pong,
         drip: a.drip,
+        http_fail_after: a.fail_after.map(|n| (n, a.fail_status)),
     };
     crate::sys::raise_fd_limit();
     // Before anything is printed: whoever reads the address may interrupt at once.
@@ -103,6 +104,12 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         stats.ws_gaps,
         stats.ws_drops
     );
+    if let Some(n) = a.fail_after {
+        println!(
+            "fail   {} requests answered {} after the first {n} (--fail-after)",
+            stats.http_failed, a.fail_status
+        );
+    }
     if a.echo.is_some() {
         println!("echo   {} bytes echoed", stats.echo_bytes);
     }

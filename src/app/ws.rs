@@ -7,13 +7,18 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
     let (checked, fields) = validate::check_ws(&a, given)?;
     let verdict =
         validate::check_verdict(&a.verdict, &validate::ws_context(&a, &checked, &fields))?;
-    if a.duration.is_zero() {
+    let runs = series::runs(Mode::Ws, &a.stages, a.scenario.as_deref())?;
+    let mut load = a.load;
+    if let Some(busiest) = series::busiest(&runs) {
+        // The slots: as many as the busiest stage of any run.
+        load.connections = busiest;
+    } else if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
     // -R is a total over the connections; each connection keeps its share of the schedule.
     let send_rate = a
         .rate
-        .map_or(a.send_rate, |r| r / a.load.connections.max(1) as f64);
+        .map_or(a.send_rate, |r| r / load.connections.max(1) as f64);
     if a.mode == WsModeArg::Echo && !(send_rate > 0.0 && send_rate.is_finite()) {
         return usage("--send-rate / -R must be a positive number of messages per second");
     }
@@ -71,66 +76,109 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
                 .map_err(|e| AppError::Usage(UsageError(format!("--reconnect-budget: {e}"))))?,
         ),
     };
-    let p = prepare(&a.load, &a.tls, checked, true)?;
-    let plan = WsPlan {
-        target: p.target.clone(),
-        tls: p.tls.clone(),
-        headers: p.headers.clone(),
-        connections: a.load.connections,
-        threads: p.cpus.threads,
-        pinning: p.cpus.pinning.clone(),
-        duration: a.duration,
-        warmup: a.load.warmup,
-        connect_timeout: a.load.connect_timeout,
-        progress: !a.load.quiet,
-        intervals: a.load.hlog.is_some(),
-        session: WsSession {
-            subscriptions: fields.subscriptions,
-            mode: match a.mode {
-                WsModeArg::Stream => WsMode::Stream,
-                WsModeArg::Echo => WsMode::Echo,
-                WsModeArg::Ping => WsMode::Ping,
-            },
-            send_rate,
-            message_size: a.message_size,
-            ping_interval: a.ping_interval,
-            ts_field: fields.ts_field.map(|(_, path)| path),
-            ts_unit,
-            seq_field: fields.seq_field.map(|(_, path)| path),
-            stream_field: fields.stream_field,
-            utf8_check: !a.no_utf8_check,
-            max_message: a.max_message.max(125),
-            backoff: BackoffPolicy {
-                jitter: match a.backoff {
-                    JitterArg::Full => Jitter::Full,
-                    JitterArg::Decorrelated => Jitter::Decorrelated,
-                },
-                base: a.backoff_base,
-                cap: a.backoff_cap,
-                max_retries: a.max_retries,
-            },
-            reconnect_budget,
-            stale_after: a.stale_after,
-            heartbeat: heartbeat.clone(),
-            heartbeat_interval,
-            pong_timeout,
-            send_buffer: a.send_buffer,
+    let p = prepare(&load, &a.tls, checked, true)?;
+    let session = WsSession {
+        subscriptions: fields.subscriptions,
+        mode: match a.mode {
+            WsModeArg::Stream => WsMode::Stream,
+            WsModeArg::Echo => WsMode::Echo,
+            WsModeArg::Ping => WsMode::Ping,
         },
-        sources: p.sources.clone(),
-        busy_poll: p.busy_poll.clone(),
-        verbose: a.load.verbose,
+        send_rate,
+        message_size: a.message_size,
+        ping_interval: a.ping_interval,
+        ts_field: fields.ts_field.map(|(_, path)| path),
+        ts_unit,
+        seq_field: fields.seq_field.map(|(_, path)| path),
+        stream_field: fields.stream_field,
+        utf8_check: !a.no_utf8_check,
+        max_message: a.max_message.max(125),
+        backoff: BackoffPolicy {
+            jitter: match a.backoff {
+                JitterArg::Full => Jitter::Full,
+                JitterArg::Decorrelated => Jitter::Decorrelated,
+            },
+            base: a.backoff_base,
+            cap: a.backoff_cap,
+            max_retries: a.max_retries,
+        },
+        reconnect_budget,
+        stale_after: a.stale_after,
+        heartbeat: heartbeat.clone(),
+        heartbeat_interval,
+        pong_timeout,
+        send_buffer: a.send_buffer,
     };
-    let meta = RunMeta {
-        duration: Some(plan.duration),
-        // Echo mode is open-loop: corrected latency and send lag are reported.
-        rate: (plan.session.mode == WsMode::Echo).then_some((
-            plan.session.send_rate * plan.connections as f64,
-            Arrival::Uniform,
-        )),
-        ws: Some(plan.session.clone()),
-        ..p.meta(Mode::Ws, &a.load, argv, verdict)
+    // One plan per run (most command lines: one, unstaged or staged).
+    let build = |stages: Vec<crate::plan::Stage>| -> (WsPlan, RunMeta) {
+        let connections = stages
+            .iter()
+            .map(|s| s.connections)
+            .max()
+            .unwrap_or(load.connections);
+        let cpus = p.cpus.for_connections(connections);
+        let duration = if stages.is_empty() {
+            a.duration
+        } else {
+            stages.iter().map(|s| s.length()).sum()
+        };
+        let plan = WsPlan {
+            target: p.target.clone(),
+            tls: p.tls.clone(),
+            headers: p.headers.clone(),
+            connections,
+            threads: cpus.threads,
+            pinning: cpus.pinning.clone(),
+            duration,
+            warmup: load.warmup,
+            connect_timeout: load.connect_timeout,
+            progress: !load.quiet,
+            intervals: load.hlog.is_some(),
+            session: session.clone(),
+            sources: p.sources.clone(),
+            stages,
+            busy_poll: p.busy_poll.clone(),
+            verbose: load.verbose,
+        };
+        let meta = RunMeta {
+            duration: Some(plan.duration),
+            connections,
+            threads: cpus.threads,
+            worker_cpus: match &cpus.pinning {
+                Pinning::Cpus(c) => c.clone(),
+                Pinning::None => vec![],
+            },
+            // Echo mode is open-loop: corrected latency and send lag are reported.
+            rate: (plan.session.mode == WsMode::Echo).then_some((
+                plan.session.send_rate * plan.connections as f64,
+                Arrival::Uniform,
+            )),
+            ws: Some(plan.session.clone()),
+            ..p.meta(Mode::Ws, &load, argv.clone(), verdict.clone())
+        };
+        (plan, meta)
     };
-    p.execute(&meta, &a.load, "WebSocket connections", || {
+    if runs.len() > 1 {
+        let ready = runs
+            .into_iter()
+            .map(|named| {
+                let (plan, meta) = build(named.stages.clone());
+                series::Ready {
+                    named,
+                    meta,
+                    run: Box::new(move || engine::run_ws(&plan)),
+                }
+            })
+            .collect();
+        return p.execute_series(&load, "WebSocket connections", ready);
+    }
+    let stages = runs
+        .into_iter()
+        .next()
+        .map(|r| r.stages)
+        .unwrap_or_default();
+    let (plan, meta) = build(stages);
+    p.execute(&meta, &load, "WebSocket connections", || {
         engine::run_ws(&plan)
     })
 }

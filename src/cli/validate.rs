@@ -27,10 +27,10 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    FloorArgs, HttpArgs, ProbeArgs, ServeArgs, TargetsArg, TlsArgs, UsageError, VerdictArgs,
-    WsArgs, WsModeArg, MAX_CONNECT_RATE, MIN_CONNECT_RATE,
+    FloorArgs, HttpArgs, LoadArgs, ProbeArgs, ServeArgs, TargetsArg, TlsArgs, UsageError,
+    VerdictArgs, WsArgs, WsModeArg, MAX_CONNECT_RATE, MIN_CONNECT_RATE,
 };
-use crate::plan::{Establish, Scheme, WsMode};
+use crate::plan::{Establish, Scheme, Stage, WsMode};
 use crate::proto::jsonfield::FieldPath;
 use crate::report::percentiles::Percentiles;
 use crate::report::threshold::{Checks, Command, Context, Targets, Threshold};
@@ -490,6 +490,194 @@ pub fn check_upgrade_headers(target: &LoadTarget) -> Result<(), UsageError> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stages
+// ---------------------------------------------------------------------------------------------
+
+/// A parsed `--stages` list: the stages in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages(pub Vec<Stage>);
+
+impl Stages {
+    /// Every stage has its own rate (`…@RATE`).
+    pub fn paced(&self) -> bool {
+        self.0.iter().all(|st| st.rate.is_some())
+    }
+}
+
+/// Highest rate `-R` or a stage may ask for, requests per second in total.
+pub const MAX_RATE: f64 = 10_000_000.0;
+
+/// Parse `CONNS@RAMP+HOLD[@RATE],…` — `50@10s+30s,200@20s+45s`, `50@10s+30s@50/s` — into
+/// stages: connections, ramp, hold, and the stage's rate in requests per second (`50/s` or
+/// `50`). Every stage of a list has a rate or none has. The errors name the stage at fault
+/// and the fix (clap prints them for `--stages`).
+pub fn parse_stages(s: &str) -> Result<Stages, String> {
+    const FORM: &str = "use CONNS@RAMP+HOLD or CONNS@RAMP+HOLD@RATE, e.g. 50@10s+30s or \
+                        50@10s+30s@50/s";
+    let mut out: Vec<Stage> = Vec::new();
+    let mut first_paced: Option<&str> = None;
+    let mut first_unpaced: Option<&str> = None;
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("invalid stage {part:?} in --stages ({FORM})");
+        let (conns, rest) = part.split_once('@').ok_or_else(bad)?;
+        let (times, rate) = match rest.split_once('@') {
+            Some((times, rate)) => (times, Some(rate)),
+            None => (rest, None),
+        };
+        let (ramp, hold) = times.split_once('+').ok_or_else(bad)?;
+        let in_stage = |e: String| format!("stage {part:?} of --stages: {e}");
+        let connections = conns.trim().parse().map_err(|_| {
+            in_stage(format!(
+                "{:?} is not a number of connections (e.g. 50@10s+30s)",
+                conns.trim()
+            ))
+        })?;
+        let rate = match rate {
+            None => {
+                first_unpaced.get_or_insert(part);
+                None
+            }
+            Some(r) => {
+                first_paced.get_or_insert(part);
+                Some(parse_stage_rate(r).map_err(in_stage)?)
+            }
+        };
+        out.push(Stage {
+            connections,
+            ramp: super::parse_duration(ramp).map_err(in_stage)?,
+            hold: super::parse_duration(hold).map_err(in_stage)?,
+            rate,
+        });
+    }
+    if let (Some(paced), Some(unpaced)) = (first_paced, first_unpaced) {
+        return Err(format!(
+            "stage {unpaced:?} of --stages has no rate but {paced:?} has one: give every stage \
+             a rate (…@RATE, e.g. @50/s) or none"
+        ));
+    }
+    if out.is_empty() {
+        return Err("empty --stages (use e.g. 50@10s+30s,200@20s+45s)".into());
+    }
+    if out.iter().all(|st| st.connections == 0) {
+        return Err("--stages never opens a connection".into());
+    }
+    let total: Duration = out.iter().map(Stage::length).sum();
+    if total.is_zero() {
+        return Err("--stages lasts no time (give a ramp or a hold)".into());
+    }
+    Ok(Stages(out))
+}
+
+/// A stage's `@RATE`: requests per second in total, `50/s` or `50`.
+fn parse_stage_rate(r: &str) -> Result<f64, String> {
+    let r = r.trim();
+    let number = r.strip_suffix("/s").unwrap_or(r).trim();
+    let rate: f64 = number
+        .parse()
+        .map_err(|_| format!("rate {r:?} is not a number of requests per second (e.g. @50/s)"))?;
+    if !(rate > 0.0 && rate.is_finite() && rate <= MAX_RATE) {
+        return Err(format!(
+            "rate {r:?} must be between 0 and 10,000,000 requests per second"
+        ));
+    }
+    Ok(rate)
+}
+
+/// `http --stages`/`--scenario` against the other flags of the run: a stage rate replaces `-R`
+/// and paces one request per connection; `--arrival` needs a rate to space; the first ramp is
+/// the warm-up.
+fn check_http_stages(a: &HttpArgs) -> Result<(), UsageError> {
+    let staged = !a.stages.is_empty() || a.scenario.is_some();
+    let paced = a.stages.iter().any(Stages::paced);
+    check_several_runs(&a.stages, a.scenario.as_deref(), &a.load)?;
+    if staged && !a.load.warmup.is_zero() {
+        return usage(
+            "--warmup does not combine with --stages or --scenario: the first ramp is the \
+             warm-up",
+        );
+    }
+    if paced && a.rate.is_some() {
+        return usage(
+            "-R sets one rate for the whole run and --stages gives each stage its own (…@RATE): \
+             drop one of them",
+        );
+    }
+    if paced && a.pipeline != 1 {
+        return usage(
+            "a stage rate (…@RATE) paces one request per connection at a time: drop --pipeline",
+        );
+    }
+    if a.arrival.is_some() && a.rate.is_none() && !paced {
+        return usage(
+            "--arrival spaces the requests of a constant rate: add -R RATE or stage rates \
+             (--stages 50@10s+30s@50/s), or drop --arrival",
+        );
+    }
+    Ok(())
+}
+
+/// `ws --stages`/`--scenario`: stream and ping modes (an echo schedule is per connection from
+/// the run's start, so a total asked rate would change with every ramp), no stage rates (a
+/// stage rate paces HTTP requests), and the first ramp is the warm-up.
+fn check_ws_stages(a: &WsArgs) -> Result<(), UsageError> {
+    let flag = match (&a.stages[..], &a.scenario) {
+        ([_, ..], _) => "--stages",
+        ([], Some(_)) => "--scenario",
+        ([], None) => return Ok(()),
+    };
+    check_several_runs(&a.stages, a.scenario.as_deref(), &a.load)?;
+    if a.mode == WsModeArg::Echo {
+        return usage(format!(
+            "{flag} does not apply to --mode echo (its messages are due per connection from the \
+             start of the run): use --mode stream or ping, or a fixed -c"
+        ));
+    }
+    if let Some(st) = a
+        .stages
+        .iter()
+        .flat_map(|l| &l.0)
+        .find(|s| s.rate.is_some())
+    {
+        return usage(format!(
+            "stage {st} of --stages has a rate, and stage rates pace HTTP requests: drop the \
+             @RATE for ws"
+        ));
+    }
+    if !a.load.warmup.is_zero() {
+        return usage(format!(
+            "--warmup does not combine with {flag}: the first ramp is the warm-up"
+        ));
+    }
+    Ok(())
+}
+
+/// True when the command line asks for several runs one after the other: `--stages` more than
+/// once, or `--scenario all`.
+pub fn several_runs(stages: &[Stages], scenario: Option<&str>) -> bool {
+    stages.len() > 1 || scenario == Some("all")
+}
+
+/// Several runs write one JSON document (holding each run) but cannot share one interval log.
+fn check_several_runs(
+    stages: &[Stages],
+    scenario: Option<&str>,
+    load: &LoadArgs,
+) -> Result<(), UsageError> {
+    if several_runs(stages, scenario) && load.hlog.is_some() {
+        let what = if stages.len() > 1 {
+            "--stages given more than once"
+        } else {
+            "--scenario all"
+        };
+        return usage(format!(
+            "--hlog logs the intervals of one run, and {what} makes several: drop --hlog, or \
+             run them one by one"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Per command
 // ---------------------------------------------------------------------------------------------
 
@@ -498,6 +686,7 @@ pub fn check_upgrade_headers(target: &LoadTarget) -> Result<(), UsageError> {
 pub fn check_http(a: &HttpArgs) -> Result<LoadTarget, UsageError> {
     validate_http(a)?;
     check_new_connections(a)?;
+    check_http_stages(a)?;
     load_target(a.url.as_deref(), &a.tls, &a.load.headers, false, "/")
 }
 
@@ -537,7 +726,7 @@ pub fn check_new_connections(a: &HttpArgs) -> Result<(), UsageError> {
                  (with --conn-rate, requests follow at once on each new connection)",
             );
         }
-        if a.stages.is_some() || a.scenario.is_some() {
+        if !a.stages.is_empty() || a.scenario.is_some() {
             return usage(
                 "--conn-rate decides when connections open, --stages and --scenario how many \
                  are open: give one of them",
@@ -588,6 +777,7 @@ pub struct WsFields {
 /// paths, the URL, the TLS flags and the upgrade headers.
 pub fn check_ws(a: &WsArgs, given: &Given) -> Result<(LoadTarget, WsFields), UsageError> {
     validate_load(&a.load)?;
+    check_ws_stages(a)?;
     let mode = mode_name(a.mode);
     let only_in = |flag: &str, wanted: WsModeArg| {
         let want = mode_name(wanted);
@@ -874,6 +1064,18 @@ pub fn check_serve(a: &ServeArgs, given: &Given, allowed_cpus: &[usize]) -> Resu
             "--cert-out writes the certificate of the TLS port, and --no-https disables it: \
              drop one of them",
         );
+    }
+    if given.has("fail_status") && a.fail_after.is_none() {
+        return usage(
+            "--fail-status is the status --fail-after answers with: add --fail-after N or drop \
+             --fail-status",
+        );
+    }
+    if !(200..=599).contains(&a.fail_status) {
+        return usage(format!(
+            "--fail-status must be an HTTP status between 200 and 599, not {}",
+            a.fail_status
+        ));
     }
     if a.ws_pong_timeout.is_some() && a.ws_ping_every.is_none() {
         return usage(
@@ -1632,6 +1834,16 @@ mod tests {
         );
         serve(&["--ws-ping-every", "1s", "--ws-pong-timeout", "1s"]).unwrap();
         refused(
+            serve(&["--fail-status", "500"]),
+            &["--fail-status", "--fail-after"],
+        );
+        refused(
+            serve(&["--fail-after", "3", "--fail-status", "99"]),
+            &["--fail-status", "200 and 599"],
+        );
+        serve(&["--fail-after", "3", "--fail-status", "500"]).unwrap();
+        serve(&["--fail-after", "0"]).unwrap();
+        refused(
             serve(&["--ws-drop-every", "0s"]),
             &["--ws-drop-every", "longer than 0"],
         );
@@ -1670,6 +1882,177 @@ mod tests {
             start(&|c| c.ws_stall_after = Some(MAX_SERVE_DELAY + Duration::from_secs(1))).is_err()
         );
         assert!(start(&|c| c.ws_rate = MAX_SERVE_WS_RATE * 1.01).is_err());
+    }
+
+    #[test]
+    fn stages_parse_with_and_without_rates() {
+        let ms = Duration::from_millis;
+        let st = parse_stages("50@10s+30s@50/s, 200@20s+45s@120.5").unwrap();
+        assert_eq!(
+            st.0,
+            [
+                Stage {
+                    connections: 50,
+                    ramp: ms(10_000),
+                    hold: ms(30_000),
+                    rate: Some(50.0),
+                },
+                Stage {
+                    connections: 200,
+                    ramp: ms(20_000),
+                    hold: ms(45_000),
+                    rate: Some(120.5),
+                },
+            ]
+        );
+        assert!(st.paced());
+        let st = parse_stages("2@300ms+500ms,4@0s+500ms").unwrap();
+        assert_eq!(st.0.len(), 2);
+        assert!(st.0.iter().all(|s| s.rate.is_none()));
+        assert!(!st.paced());
+        // What it prints back is what it parses.
+        for spec in ["50@10s+30s@50/s", "2@300ms+500ms,4@0s+500ms"] {
+            let st = parse_stages(spec).unwrap();
+            assert_eq!(crate::plan::stages_spec(&st.0), spec);
+        }
+    }
+
+    #[test]
+    fn bad_stages_name_the_part_and_the_fix() {
+        for (spec, needles) in [
+            (
+                "10@1s",
+                &["\"10@1s\"", "CONNS@RAMP+HOLD@RATE", "50@10s+30s@50/s"][..],
+            ),
+            (
+                "x@1s+1s",
+                &["stage \"x@1s+1s\"", "\"x\" is not a number of connections"],
+            ),
+            ("5@1s+2q", &["stage \"5@1s+2q\"", "unit"]),
+            ("5@-1s+1s", &["stage \"5@-1s+1s\"", "negative"]),
+            (
+                "50@10s+30s@fast",
+                &["stage \"50@10s+30s@fast\"", "rate \"fast\"", "e.g. @50/s"],
+            ),
+            ("5@1s+1s@0/s", &["rate \"0/s\"", "between 0 and 10,000,000"]),
+            ("5@1s+1s@-3", &["rate \"-3\"", "between 0"]),
+            ("5@1s+1s@inf", &["between 0"]),
+            ("5@1s+1s@20000000/s", &["between 0 and 10,000,000"]),
+            (
+                "50@10s+30s@50/s,200@20s+45s",
+                &[
+                    "stage \"200@20s+45s\"",
+                    "no rate",
+                    "\"50@10s+30s@50/s\" has one",
+                    "every stage a rate",
+                ],
+            ),
+            (
+                "50@10s+30s,200@20s+45s@9/s",
+                &["stage \"50@10s+30s\"", "no rate", "\"200@20s+45s@9/s\""],
+            ),
+            ("", &["empty --stages"]),
+            ("0@1s+1s", &["never opens a connection"]),
+            ("5@0s+0s", &["lasts no time"]),
+        ] {
+            let e = parse_stages(spec).unwrap_err();
+            assert!(!e.contains('\n'), "{spec}: {e}");
+            for n in needles {
+                assert!(e.contains(n), "{spec}: {n:?} in {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stage_rates_against_the_other_flags_of_http() {
+        let paced = "2@0s+1s@100/s";
+        http(&["--stages", paced]).unwrap();
+        http(&["--stages", paced, "--arrival", "poisson"]).unwrap();
+        http(&["--stages", "2@0s+1s", "-R", "100"]).unwrap();
+        http(&["-R", "100", "--arrival", "uniform"]).unwrap();
+        refused(
+            http(&["--stages", paced, "-R", "100"]),
+            &["-R", "each stage its own", "drop one"],
+        );
+        refused(
+            http(&["--stages", paced, "--pipeline", "2"]),
+            &["stage rate", "--pipeline"],
+        );
+        refused(
+            http(&["--arrival", "poisson"]),
+            &["--arrival", "-R RATE", "50@10s+30s@50/s"],
+        );
+        refused(
+            http(&["--stages", "2@0s+1s", "--arrival", "poisson"]),
+            &["--arrival"],
+        );
+        refused(
+            http(&["--scenario", "light", "--warmup", "1s"]),
+            &["--warmup", "first ramp"],
+        );
+    }
+
+    #[test]
+    fn several_runs_take_no_interval_log() {
+        http(&["--stages", "2@0s+1s", "--stages", "4@0s+1s"]).unwrap();
+        http(&["--scenario", "all"]).unwrap();
+        ws(&["--scenario", "all"]).unwrap();
+        http(&["--stages", "2@0s+1s", "--hlog", "a.hlog"]).unwrap();
+        refused(
+            http(&[
+                "--stages", "2@0s+1s", "--stages", "4@0s+1s", "--hlog", "a.hlog",
+            ]),
+            &["--hlog", "--stages given more than once", "one by one"],
+        );
+        refused(
+            http(&["--scenario", "all", "--hlog", "a.hlog"]),
+            &["--hlog", "--scenario all"],
+        );
+        refused(
+            ws(&["--scenario", "all", "--hlog", "a.hlog"]),
+            &["--hlog", "--scenario all"],
+        );
+        // A stage rate in any of the lists refuses -R.
+        refused(
+            http(&["--stages", "2@0s+1s", "--stages", "4@0s+1s@5/s", "-R", "9"]),
+            &["-R"],
+        );
+        assert!(several_runs(&[], Some("all")));
+        assert!(!several_runs(&[], Some("light")));
+    }
+
+    #[test]
+    fn ws_stages_take_stream_and_ping_modes_without_rates_or_warmup() {
+        ws(&["--stages", "2@0s+1s,4@1s+1s"]).unwrap();
+        ws(&["--scenario", "2"]).unwrap();
+        ws(&["/echo", "--mode", "ping", "--stages", "2@0s+1s"]).unwrap();
+        refused(
+            ws(&["/echo", "--mode", "echo", "--stages", "2@0s+1s"]),
+            &["--stages", "--mode echo", "stream or ping"],
+        );
+        refused(
+            ws(&["/echo", "--mode", "echo", "--scenario", "1"]),
+            &["--scenario", "--mode echo"],
+        );
+        refused(
+            ws(&["--stages", "2@0s+1s@10/s"]),
+            &["stage 2@0s+1s@10/s", "rate", "drop the @RATE"],
+        );
+        refused(
+            ws(&["--scenario", "3", "--warmup", "1s"]),
+            &["--warmup", "--scenario", "first ramp"],
+        );
+        for bad in [
+            vec!["ws", "--scenario", "light"],
+            vec!["ws", "--scenario", "1", "-c", "5"],
+            vec!["ws", "--stages", "1@0s+1s", "-d", "5s"],
+            vec!["ws", "--stages", "1@0s+1s", "--scenario", "1"],
+        ] {
+            assert!(
+                try_parse_from(std::iter::once("connbench").chain(bad.clone())).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

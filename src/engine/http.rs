@@ -44,6 +44,7 @@ use super::core::{
     Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport, PACER,
 };
 use super::pace::{Arrival, Schedule};
+use super::stage::Stager;
 use crate::metrics::{ErrorClass, Phase, Recorder};
 use crate::proto::http1::{Progress, ProtoError, ResponseDecoder};
 
@@ -155,15 +156,6 @@ struct Pacer {
     idle: Vec<(usize, u32)>,
     /// Intended send times of due requests waiting for a free connection.
     backlog: VecDeque<Instant>,
-}
-
-/// A staged run's clock: which window we are in and how many slots should be active.
-struct Stager {
-    windows: Vec<crate::plan::StageWindow>,
-    window: usize,
-    start: Instant,
-    next_check: Instant,
-    done: Vec<(Recorder, u64)>,
 }
 
 /// The HTTP session of one worker.
@@ -604,20 +596,12 @@ impl Http {
         let Some(st) = &mut self.stager else {
             return;
         };
-        if now < st.next_check {
+        let open = net.open_count();
+        let Some(t) = st.check(now, &mut net.rec, open) else {
             return;
-        }
-        // The seed steps its ramps 10 times a second; this does 100.
-        st.next_check = now + Duration::from_millis(10);
-        let t = now - st.start;
-        while st.window + 1 < st.windows.len() && t >= st.windows[st.window + 1].start {
-            st.done
-                .push((std::mem::take(&mut net.rec), net.open_count()));
-            st.window += 1;
-        }
-        let total = crate::plan::stage_target(&self.cfg.stages, t);
-        let want = crate::plan::share(total as u64, self.cfg.workers, self.cfg.id) as usize;
-        let want = want.min(self.conns.len());
+        };
+        let (id, workers) = (self.cfg.id, self.cfg.workers);
+        let want = super::stage::wanted(&self.cfg.stages, t, id, workers, self.conns.len());
         let have = self.active.min(self.conns.len());
         if want > have {
             self.active = want;
@@ -663,7 +647,16 @@ impl<T: Transport> Session<T> for Http {
             }
         }
         if let Some(p) = &mut self.pacer {
-            p.schedule = Schedule::new(p.rate, now, p.arrival, self.cfg.id as u64 + 1);
+            let seed = self.cfg.id as u64 + 1;
+            p.schedule = match crate::plan::rate_steps(&self.cfg.stages) {
+                // Stage rates (`pace` rule 6): this worker's share of each stage's rate.
+                Some(steps) => {
+                    let workers = self.cfg.workers.max(1) as f64;
+                    let share: Vec<_> = steps.iter().map(|&(at, r)| (at, r / workers)).collect();
+                    Schedule::stepped(now, &share, p.arrival, seed)
+                }
+                None => Schedule::new(p.rate, now, p.arrival, seed),
+            };
         }
         self.dispatch(net, now);
     }

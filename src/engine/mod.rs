@@ -20,6 +20,7 @@ pub mod pace;
 pub mod probe;
 pub mod reconnect;
 pub mod socket;
+pub mod stage;
 
 pub mod ws;
 
@@ -264,7 +265,7 @@ where
         warmup: plan.warmup,
         progress: plan.progress,
         intervals: plan.intervals,
-        stages: Vec::new(),
+        stages: crate::plan::stage_windows(&plan.stages),
     };
     let threads = plan.threads.max(1);
     let verbose = plan
@@ -296,7 +297,7 @@ where
             if let Some(bp) = &plan.busy_poll {
                 net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
             }
-            let mut session = ws::Ws::new(plan.clone(), first, budget, &net)?;
+            let mut session = ws::Ws::new(plan.clone(), id, first, budget, &net)?;
             if let Some(v) = verbose {
                 session.set_verbose(v);
             }
@@ -309,8 +310,8 @@ where
                 };
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
-                session.finish(&mut net, Instant::now());
-                worker_output(net, cpu, connections, &end, Vec::new())
+                let windows = session.finish(&mut net, Instant::now());
+                worker_output(net, cpu, connections, &end, windows)
             };
             std::io::Result::Ok((waker, run))
         }

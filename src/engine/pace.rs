@@ -38,7 +38,13 @@
 //!    client's: it shows in corrected latency (corrected − uncorrected = release lag + wait).
 //!    Keeping the two apart is what lets the report say who fell behind
 //!    (`report::behind`).
+//! 6. Stage rates (`--stages 50@10s+30s@50/s,…`): each stage is a schedule of its own rate
+//!    from the stage's start ([`Schedule::stepped`]), its request 0 due at that instant (rule
+//!    1). A request of the previous stage not yet due when the next one starts is never due:
+//!    the new rate takes over at once, whatever the old one's phase. Requests already due and
+//!    still waiting for a connection keep their intended times across the change (rule 3).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -79,6 +85,10 @@ pub struct Schedule {
     /// Offset of t_k from `start`, ns.
     next_ns: f64,
     poisson: Option<StdRng>,
+    /// Rate changes still ahead (rule 6): from each instant, a schedule of its rate.
+    steps: VecDeque<(Instant, f64)>,
+    /// Requests scheduled by the steps already left behind.
+    before: u64,
 }
 
 impl Schedule {
@@ -95,6 +105,40 @@ impl Schedule {
                 Arrival::Uniform => None,
                 Arrival::Poisson => Some(StdRng::seed_from_u64(seed)),
             },
+            steps: VecDeque::new(),
+            before: 0,
+        }
+    }
+
+    /// A schedule whose rate changes (rule 6): `steps` are (offset from `start`, rate) in time
+    /// order, the first at offset 0, every rate > 0; from each offset on, requests are due at
+    /// that step's rate, the first at the offset itself.
+    pub fn stepped(
+        start: Instant,
+        steps: &[(Duration, f64)],
+        arrival: Arrival,
+        seed: u64,
+    ) -> Schedule {
+        let (first, rest) = steps.split_first().expect("at least one step");
+        let mut s = Schedule::new(first.1, start + first.0, arrival, seed);
+        s.steps = rest.iter().map(|&(at, rate)| (start + at, rate)).collect();
+        s.roll();
+        s
+    }
+
+    /// Move on to every step whose start the next request is not due before (rule 6).
+    fn roll(&mut self) {
+        while let Some(&(at, rate)) = self.steps.front() {
+            if self.next_due() < at {
+                return;
+            }
+            self.steps.pop_front();
+            self.before += self.k;
+            self.start = at;
+            self.rate = rate;
+            self.interval_ns = 1e9 / rate;
+            self.k = 0;
+            self.next_ns = 0.0;
         }
     }
 
@@ -122,12 +166,15 @@ impl Schedule {
         } else {
             offset_ns(self.k, self.rate) as f64
         };
+        if !self.steps.is_empty() {
+            self.roll();
+        }
         due
     }
 
     /// Requests scheduled so far.
     pub fn taken(&self) -> u64 {
-        self.k
+        self.before + self.k
     }
 }
 
@@ -202,6 +249,57 @@ mod tests {
         let mean = sum / n as f64;
         // sd of one t_10 is sqrt(10) ms; of the mean of 4000, 0.05 ms.
         assert!((mean - 0.010).abs() < 0.0003, "mean t_10 {mean}");
+    }
+
+    #[test]
+    fn a_stepped_schedule_takes_each_rate_from_its_step_on() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Schedule::stepped(
+            start,
+            &[(ms(0), 1000.0), (ms(1000), 100.0), (ms(1500), 400.0)],
+            Arrival::Uniform,
+            0,
+        );
+        let due_before = |s: &mut Schedule, t: Duration| {
+            let mut n = 0;
+            while s.next_due() < start + t {
+                s.advance();
+                n += 1;
+            }
+            n
+        };
+        // 1000/s over [0, 1 s): requests at 0, 1 ms, …, 999 ms.
+        assert_eq!(due_before(&mut s, ms(1000)), 1000);
+        // The next rate's first request is due at its start, not one old interval later.
+        assert_eq!(s.next_due(), start + ms(1000));
+        assert_eq!(due_before(&mut s, ms(1500)), 50);
+        assert_eq!(s.next_due(), start + ms(1500));
+        assert_eq!(due_before(&mut s, ms(2500)), 400);
+        assert_eq!(s.taken(), 1450);
+        // A step of no length (a stage of 0 s) is skipped; a rate change mid-interval does not
+        // wait for the old interval to end: 1/s then 1000/s from 10 ms.
+        let mut s = Schedule::stepped(
+            start,
+            &[(ms(0), 1.0), (ms(10), 50.0), (ms(10), 1000.0)],
+            Arrival::Uniform,
+            0,
+        );
+        assert_eq!(s.advance(), start);
+        assert_eq!(s.advance(), start + ms(10));
+        assert_eq!(s.advance(), start + ms(11));
+        // Poisson steps keep the mean rate of each step.
+        let mut s = Schedule::stepped(
+            start,
+            &[(ms(0), 2000.0), (ms(1000), 200.0)],
+            Arrival::Poisson,
+            3,
+        );
+        let first = due_before(&mut s, ms(1000)) as f64;
+        let second = due_before(&mut s, ms(3000)) as f64;
+        // sd of a Poisson count is sqrt(mean): 2000 ± 45, 400 ± 20
+        assert!((first - 2000.0).abs() < 200.0, "{first}");
+        assert!((second - 400.0).abs() < 100.0, "{second}");
     }
 
     #[test]

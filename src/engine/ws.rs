@@ -44,6 +44,11 @@
 //!    entries in the core's timer table; staleness and pong deadlines are checked lazily (armed
 //!    once, re-armed from the true deadline when they fire early), so a message costs no timer
 //!    operation.
+//! 9. Stages (`--stages`, `--scenario`; stream and ping modes): the worker holds its share of
+//!    the stage target in slots `0..active` (`engine::stage`); the others are parked. A slot
+//!    the ramp takes back is closed normally (close 1000, as at the end of the run) and parked:
+//!    that is neither a reconnect nor an error, and a slot the ramp gives back starts afresh (a
+//!    new connection, not a resubscription; a new sequence numbering is not a gap).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,6 +63,7 @@ use super::core::verbose::Verbose;
 use super::core::{Close, Failure, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
 use super::pace;
 use super::reconnect::{Backoff, Budget};
+use super::stage::Stager;
 use crate::metrics::{ErrorClass, Phase, ReconnectCause, Recorder, StatusClass};
 use crate::plan::{Heartbeat, WsMode, WsPlan};
 use crate::proto::jsonfield::{self, FieldPath, Raw, TsUnit};
@@ -80,6 +86,8 @@ enum State {
     Open,
     /// Gave up (retries exhausted) or the run is ending.
     Done,
+    /// Not wanted by the current stage (rule 9): no connection until the ramp wants it.
+    Parked,
 }
 
 /// What the frame handler decided during one read.
@@ -249,19 +257,30 @@ pub struct Ws {
     verbose: Option<Arc<Verbose>>,
     /// Global index of the first slot's connection.
     first_conn: usize,
+    /// This worker's index and the number of workers (its share of a stage's connections).
+    worker: (usize, usize),
+    /// Staged runs (rule 9): slots `0..active` should hold a connection.
+    active: usize,
+    stager: Option<Stager>,
 }
 
 impl Ws {
-    /// A session for the net's slots; `first_conn` is the global index of its first connection
-    /// (for `{conn}`), `budget` its share of the reconnect budget. In echo mode its timerfd is
-    /// registered in `net`.
+    /// A session for the net's slots of worker `id`; `first_conn` is the global index of its
+    /// first connection (for `{conn}`), `budget` its share of the reconnect budget. In echo
+    /// mode its timerfd is registered in `net`.
     pub fn new<T: Transport>(
         plan: Arc<WsPlan>,
+        id: usize,
         first_conn: usize,
         budget: Option<(u32, Duration)>,
         net: &Net<T>,
     ) -> std::io::Result<Ws> {
         let now = Instant::now();
+        let plan_threads = plan.threads.max(1);
+        debug_assert!(
+            plan.stages.is_empty() || plan.session.mode != WsMode::Echo,
+            "echo mode paces each connection from the run's start: no stages"
+        );
         let slots = (0..net.slots())
             .map(|i| Slot {
                 backoff: Backoff::default(),
@@ -316,6 +335,9 @@ impl Ws {
             echo,
             verbose: None,
             first_conn,
+            worker: (id, plan_threads),
+            active: usize::MAX,
+            stager: None,
         })
     }
 
@@ -324,9 +346,10 @@ impl Ws {
         self.verbose = Some(v);
     }
 
-    /// The run is over at `end`: count the echo messages due and never written, and close every
-    /// open connection with a normal close (1000; best effort, one write).
-    pub fn finish<T: Transport>(&mut self, net: &mut Net<T>, end: Instant) {
+    /// The run is over at `end`: count the echo messages due and never written, close every
+    /// open connection with a normal close (1000; best effort, one write), and hand back the
+    /// stage windows (the run is then the sum of its windows).
+    pub fn finish<T: Transport>(&mut self, net: &mut Net<T>, end: Instant) -> Vec<(Recorder, u64)> {
         self.stopping = true;
         if let Some(e) = &self.echo {
             // `pace` rule 3: those still owed to a connection that is down, and those the loop
@@ -337,14 +360,69 @@ impl Ws {
             }
         }
         for slot in 0..self.slots.len() {
-            if self.slots[slot].p.state == State::Open {
-                let mask = self.rng.random();
-                let s = &mut self.slots[slot];
-                s.p.out.clear();
-                ws::encode_close(&mut s.p.out, 1000, "", mask);
-                self.write_out(net, slot);
+            self.close_normally(net, slot);
+        }
+        match self.stager.take() {
+            Some(st) => {
+                let open = net.open_count();
+                st.finish(&mut net.rec, open)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Send a normal close (1000) on an open connection (best effort, one write).
+    fn close_normally<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) {
+        if self.slots[slot].p.state == State::Open {
+            let mask = self.rng.random();
+            let s = &mut self.slots[slot];
+            s.p.out.clear();
+            ws::encode_close(&mut s.p.out, 1000, "", mask);
+            self.write_out(net, slot);
+        }
+    }
+
+    /// Staged runs (rule 9): at each check, open or park slots so this worker holds its share
+    /// of the stage target.
+    fn stage_tick<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
+        let Some(st) = &mut self.stager else {
+            return;
+        };
+        let open = net.open_count();
+        let Some(t) = st.check(now, &mut net.rec, open) else {
+            return;
+        };
+        let (id, workers) = self.worker;
+        let want = super::stage::wanted(&self.plan.stages, t, id, workers, self.slots.len());
+        let have = self.active.min(self.slots.len());
+        self.active = want;
+        for slot in have..want {
+            if self.slots[slot].p.state == State::Parked {
+                self.set_state(slot, State::Waiting);
+                self.open(net, slot, now);
             }
         }
+        for slot in want..have {
+            self.park(net, slot);
+        }
+    }
+
+    /// Rule 9: the ramp takes the slot back: a normal close, and a fresh start if it comes back.
+    fn park<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) {
+        self.close_normally(net, slot);
+        net.close(slot, Close::Fin);
+        let s = &mut self.slots[slot];
+        s.backoff.reset();
+        s.p.out.clear();
+        s.p.decoder.reset();
+        s.p.handshake = None;
+        s.p.verdict = Verdict::Continue;
+        s.p.just_opened = false;
+        s.p.reopened = false;
+        s.p.was_open = false;
+        s.p.lost_at = None;
+        s.p.seqs.clear();
+        self.set_state(slot, State::Parked);
     }
 
     fn set_state(&mut self, slot: usize, state: State) {
@@ -655,6 +733,15 @@ impl<T: Transport> Session<T> for Ws {
         if let Some(e) = &mut self.echo {
             e.next_at = self.clock.base;
         }
+        if !self.plan.stages.is_empty() {
+            // Rule 9: every slot waits for the ramp.
+            for slot in 0..self.slots.len() {
+                self.set_state(slot, State::Parked);
+            }
+            self.active = 0;
+            self.stager = Some(Stager::new(&self.plan.stages, now));
+            return self.stage_tick(net, now);
+        }
         for slot in 0..self.slots.len() {
             self.open(net, slot, now);
         }
@@ -836,6 +923,7 @@ impl<T: Transport> Session<T> for Ws {
         if self.echo.as_ref().is_some_and(|e| now >= e.next_at) {
             self.echo_pass(net, now);
         }
+        self.stage_tick(net, now);
     }
 
     fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
@@ -847,7 +935,12 @@ impl<T: Transport> Session<T> for Ws {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        self.echo.as_ref().map(|e| e.next_at)
+        let echo = self.echo.as_ref().map(|e| e.next_at);
+        let stage = self.stager.as_ref().map(Stager::next_check);
+        match (echo, stage) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -1166,6 +1259,7 @@ mod tests {
             sources: vec![],
             busy_poll: None,
             verbose: false,
+            stages: vec![],
         }
     }
 
@@ -1177,7 +1271,7 @@ mod tests {
             Connector::new(plan.target.addrs.clone(), Vec::new(), 0),
             plan.connect_timeout,
         );
-        let ws = Ws::new(Arc::new(plan), 0, None, &net).unwrap();
+        let ws = Ws::new(Arc::new(plan), 0, 0, None, &net).unwrap();
         Driver::new(net, ws)
     }
 

@@ -400,6 +400,37 @@ impl Counters {
         self.errors.iter().sum()
     }
 
+    /// Responses whose status is neither 2xx nor 3xx: 4xx, 429, 5xx, a final 1xx, or outside
+    /// 100..=599.
+    pub fn unsuccessful_responses(&self) -> u64 {
+        self.responses
+            - self.status[StatusClass::Success.index()]
+            - self.status[StatusClass::Redirect.index()]
+    }
+
+    /// The HTTP error rate: failures (every error class: refused or reset connections, timeouts,
+    /// protocol errors, …) plus responses that are not 2xx/3xx, over responses plus failures
+    /// (every request answered or failed, and every connection that failed). 0 with neither.
+    pub fn error_rate(&self) -> f64 {
+        let failures = self.total_errors();
+        let all = self.responses + failures;
+        if all == 0 {
+            0.0
+        } else {
+            (failures + self.unsuccessful_responses()) as f64 / all as f64
+        }
+    }
+
+    /// The WebSocket error rate: failures (every error class) over connections attempted
+    /// (`connect()` calls). 0 with no attempt.
+    pub fn ws_error_rate(&self) -> f64 {
+        if self.connections_opened == 0 {
+            0.0
+        } else {
+            self.total_errors() as f64 / self.connections_opened as f64
+        }
+    }
+
     /// Reused requests ÷ requests (0 when no request was sent).
     pub fn reuse_rate(&self) -> f64 {
         if self.requests == 0 {
@@ -835,6 +866,28 @@ mod tests {
             a.histogram(Phase::Total).max(),
             a.histogram(Phase::Total).highest_equivalent(3_000)
         );
+    }
+
+    #[test]
+    fn the_error_rate_counts_failures_and_every_answer_that_is_not_2xx_or_3xx() {
+        let mut c = Counters::default();
+        assert_eq!(c.error_rate(), 0.0, "nothing answered, nothing failed");
+        assert_eq!(c.ws_error_rate(), 0.0);
+        let mut r = Recorder::new();
+        for status in [200, 204, 301, 304, 101, 404, 429, 503, 999] {
+            r.response(status);
+        }
+        r.error(ErrorClass::ReadTimeout);
+        c = r.counters.clone();
+        assert_eq!(c.unsuccessful_responses(), 5);
+        // (1 failure + 5 answers that are not 2xx/3xx) / (9 answers + 1 failure)
+        assert!((c.error_rate() - 0.6).abs() < 1e-12, "{}", c.error_rate());
+        // Only failures: every one counts.
+        let mut f = Counters::default();
+        f.errors[ErrorClass::ConnectRefused.index()] = 3;
+        assert_eq!(f.error_rate(), 1.0);
+        f.connections_opened = 12;
+        assert_eq!(f.ws_error_rate(), 0.25);
     }
 
     #[test]

@@ -105,7 +105,7 @@
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 //! | `peak_open_connections` | integer | most connections open at once |
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
-//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window) |
+//! | `stages` | array of object | `--stages`/`--scenario` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `responses_by_class` (as `responses` above), `errors_by_class` (every class, as `errors.{class}` above), `error_rate` (0..1; `http`: failures plus responses that are not 2xx/3xx, over responses plus failures; `ws`: failures over connections attempted; 0 with neither), `requests_per_s`, `asked_per_s` (the stage's `@RATE` or the run's `-R`; null in closed loop), `ws` (WebSocket runs, else null: `connections_attempted`, `connections_upgraded`, `connections_failed`, `messages_in`, `messages_in_per_s`, `reconnects` by cause as `ws.reconnects` below, `reconnects_total`), `phases` (as `phases` above, of that window) |
 //! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
 //! | `ws.mode` | string | `stream`, `echo` or `ping` |
 //! | `ws.subscriptions` | array of string | subscription messages, templates expanded, redacted |
@@ -415,7 +415,7 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
     let secs = s.window.length.as_secs_f64();
     schema::Stage {
         stage: s.window.stage as u64,
-        window: s.window.kind.to_string(),
+        window: s.window.kind.name().to_string(),
         start_s: s.window.start.as_secs_f64(),
         duration_s: secs,
         connections_from: s.window.from as u64,
@@ -431,6 +431,45 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
         },
         reuse_rate: c.reuse_rate(),
         errors: c.total_errors(),
+        responses_by_class: StatusClass::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), c.status[k.index()]))
+            .collect(),
+        errors_by_class: ErrorClass::ALL
+            .iter()
+            .map(|e| (e.name().to_string(), c.errors[e.index()]))
+            .collect(),
+        error_rate: if meta.ws.is_some() {
+            c.ws_error_rate()
+        } else {
+            c.error_rate()
+        },
+        requests_per_s: if secs > 0.0 {
+            c.requests as f64 / secs
+        } else {
+            0.0
+        },
+        asked_per_s: super::stage_asked_rate(meta, &s.window),
+        ws: meta.ws.as_ref().map(|_| {
+            use crate::metrics::ReconnectCause;
+            let w = &c.ws;
+            schema::StageWs {
+                connections_attempted: c.connections_opened,
+                connections_upgraded: w.upgraded,
+                connections_failed: c.connections_opened.saturating_sub(w.upgraded),
+                messages_in: w.messages_in,
+                messages_in_per_s: if secs > 0.0 {
+                    w.messages_in as f64 / secs
+                } else {
+                    0.0
+                },
+                reconnects: ReconnectCause::ALL
+                    .iter()
+                    .map(|r| (r.name().to_string(), w.reconnects[r.index()]))
+                    .collect(),
+                reconnects_total: w.total_reconnects(),
+            }
+        }),
         phases: phases(&meta.phases(), &s.recorder, &meta.percentiles),
     }
 }

@@ -20,6 +20,7 @@ pub mod percentiles;
 pub mod probe;
 
 pub mod schema;
+pub mod series;
 pub mod text;
 pub mod threshold;
 
@@ -143,4 +144,10 @@ impl RunMeta {
     pub fn insecure(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.insecure)
     }
+}
+
+/// The total rate a stage window asked for: its stage's (`--stages …@RATE`), or the run's
+/// `-R`; None in closed loop.
+pub fn stage_asked_rate(meta: &RunMeta, w: &crate::plan::StageWindow) -> Option<f64> {
+    w.rate.or(meta.rate.map(|(r, _)| r))
 }

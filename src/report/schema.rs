@@ -451,8 +451,47 @@ pub struct Stage {
     pub reuse_rate: f64,
     /// Failures in the window.
     pub errors: u64,
+    /// Responses in the window by status class (`1xx` … `other`, every key).
+    #[serde(default)]
+    pub responses_by_class: BTreeMap<String, u64>,
+    /// Failures in the window by error class (every class).
+    #[serde(default)]
+    pub errors_by_class: BTreeMap<String, u64>,
+    /// The window's error rate (http: failures and non-2xx/3xx responses over responses and
+    /// failures; ws: failures over connections attempted).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Requests in the window ÷ its length.
+    #[serde(default)]
+    pub requests_per_s: f64,
+    /// The total rate the window asked for (its stage's `@RATE`, or the run's `-R`); null in
+    /// closed loop.
+    #[serde(default)]
+    pub asked_per_s: Option<f64>,
+    /// WebSocket runs: the window's connections, messages and reconnects; null for HTTP.
+    #[serde(default)]
+    pub ws: Option<StageWs>,
     /// The window's phases.
     pub phases: BTreeMap<String, PhaseStats>,
+}
+
+/// `stages[].ws`: what a WebSocket stage window got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageWs {
+    /// `connect()` calls in the window.
+    pub connections_attempted: u64,
+    /// Upgrades validated (101) in the window.
+    pub connections_upgraded: u64,
+    /// Attempted − upgraded (0 when more upgraded than were attempted in the window).
+    pub connections_failed: u64,
+    /// Messages received in the window.
+    pub messages_in: u64,
+    /// `messages_in` ÷ the window's length.
+    pub messages_in_per_s: f64,
+    /// Reconnects by cause (every cause).
+    pub reconnects: BTreeMap<String, u64>,
+    /// Their sum.
+    pub reconnects_total: u64,
 }
 
 /// `ws`: the WebSocket settings (redacted) and counters of a `ws` run.

@@ -274,48 +274,212 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
     );
 }
 
-/// Staged runs: one row per ramp or hold window (the lines above are the whole run).
+/// Staged runs: one row per ramp or hold window (the lines above are the whole run), first what
+/// the window asked and got — connections, requests, responses by status class, failures by
+/// error class and the error rate ([`Counters::error_rate`]) — then its latency percentiles.
 fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
-    let _ = writeln!(
-        out,
-        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p95  total p99     errors"
-    );
-    let timed = if meta.rate.is_some() {
-        Phase::Corrected
-    } else {
-        Phase::Total
-    };
+    if meta.ws.is_some() {
+        return ws_stages(out, meta, run);
+    }
+    let paced = meta.rate.is_some();
+    out.push_str("\nstage  window  connections    opened  open at end    requests");
+    if paced {
+        out.push_str("    asked/s     sent/s");
+    }
+    out.push_str("      req/s     2xx     3xx     4xx     429     5xx  error rate  errors\n");
     for s in &run.stages {
         let c = &s.recorder.counters;
-        let h = s.recorder.histogram(timed);
-        let q = |x: f64| {
-            if h.is_empty() {
-                "-".to_string()
+        let secs = s.window.length.as_secs_f64();
+        let per_s = |n: u64| {
+            if secs > 0.0 {
+                rate(n as f64 / secs)
             } else {
-                dur_compact(h.value_at_quantile(x) as f64)
+                "-".into()
             }
         };
-        let secs = s.window.length.as_secs_f64();
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11}",
             s.window.stage,
-            s.window.kind,
+            s.window.kind.name(),
             format!("{}→{}", s.window.from, s.window.to),
             c.connections_opened,
             s.open_at_end,
             c.requests,
+        );
+        if paced {
+            let asked = super::stage_asked_rate(meta, &s.window).map_or("-".into(), rate);
+            let _ = write!(out, " {asked:>10} {:>10}", per_s(c.requests));
+        }
+        let _ = write!(out, " {:>10}", per_s(c.responses));
+        for class in [
+            StatusClass::Success,
+            StatusClass::Redirect,
+            StatusClass::ClientError,
+            StatusClass::TooManyRequests,
+            StatusClass::ServerError,
+        ] {
+            let _ = write!(out, " {:>7}", c.status[class.index()]);
+        }
+        let _ = writeln!(
+            out,
+            " {:>11}  {}",
+            percent(c.error_rate()),
+            error_classes(c)
+        );
+    }
+    stage_latency(out, meta, run);
+}
+
+/// WebSocket staged runs: per window, the connections attempted, upgraded and failed, the
+/// messages received, the error rate ([`Counters::ws_error_rate`]) and the reconnects by cause;
+/// then the message latency percentiles.
+fn ws_stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    out.push_str(
+        "\nstage  window  connections  attempted  upgraded    failed  open at end     msgs in      msgs/s  error rate  reconnects\n",
+    );
+    for s in &run.stages {
+        let c = &s.recorder.counters;
+        let w = &c.ws;
+        let secs = s.window.length.as_secs_f64();
+        let _ = writeln!(
+            out,
+            "{:<6} {:<6} {:>12} {:>10} {:>9} {:>9} {:>12} {:>11} {:>11} {:>11}  {}",
+            s.window.stage,
+            s.window.kind.name(),
+            format!("{}→{}", s.window.from, s.window.to),
+            c.connections_opened,
+            w.upgraded,
+            c.connections_opened.saturating_sub(w.upgraded),
+            s.open_at_end,
+            w.messages_in,
             if secs > 0.0 {
-                rate(c.responses as f64 / secs)
+                rate(w.messages_in as f64 / secs)
             } else {
                 "-".into()
             },
-            q(0.5),
-            q(0.95),
-            q(0.99),
-            c.total_errors()
+            percent(c.ws_error_rate()),
+            reconnect_causes(&c.ws),
         );
     }
+    stage_latency(out, meta, run);
+}
+
+/// Reconnects by cause, for a table's last column: `0`, or `3: server_close 2, stale 1`.
+fn reconnect_causes(w: &crate::metrics::WsCounters) -> String {
+    let total = w.total_reconnects();
+    if total == 0 {
+        return "0".to_string();
+    }
+    let parts: Vec<String> = crate::metrics::ReconnectCause::ALL
+        .iter()
+        .filter(|r| w.reconnects[r.index()] > 0)
+        .map(|r| format!("{} {}", r.name(), w.reconnects[r.index()]))
+        .collect();
+    format!("{total}: {}", parts.join(", "))
+}
+
+/// The percentiles of every stage window's table (one place, so the columns can follow a
+/// `--percentiles` choice later).
+const STAGE_PERCENTILES: [(f64, &str); 3] = [(0.50, "p50"), (0.95, "p95"), (0.99, "p99")];
+
+/// The phases a stage window's latency row shows: TTFB and total (and, in rate mode, the
+/// corrected latency from the intended send times); for WebSocket the message latency (ping
+/// mode: the pong round trip).
+fn stage_phases(meta: &RunMeta) -> Vec<Phase> {
+    if let Some(ws) = &meta.ws {
+        return vec![message_phase(ws)];
+    }
+    let mut v = vec![Phase::Ttfb, Phase::Total];
+    if meta.rate.is_some() {
+        v.push(Phase::Corrected);
+    }
+    v
+}
+
+/// The phase a WebSocket run's message latency is in: one-way `latency` from the server's
+/// timestamps (stream), or the round trip `rtt` of echoes and pongs (echo, ping).
+pub fn message_phase(ws: &WsSession) -> Phase {
+    match ws.mode {
+        WsMode::Stream => Phase::Latency,
+        WsMode::Echo | WsMode::Ping => Phase::Rtt,
+    }
+}
+
+/// The headers of a phase's percentile columns: `ttfb p50`, `ttfb p95`, ….
+pub(crate) fn percentile_heads(phase: Phase) -> Vec<String> {
+    STAGE_PERCENTILES
+        .iter()
+        .map(|(_, label)| format!("{} {label}", phase.name()))
+        .collect()
+}
+
+/// A phase's percentile cells (`-` when the window had no sample).
+pub(crate) fn percentile_cells(h: &Histogram<u64>) -> Vec<String> {
+    STAGE_PERCENTILES
+        .iter()
+        .map(|&(q, _)| {
+            if h.is_empty() {
+                "-".to_string()
+            } else {
+                dur_compact(h.value_at_quantile(q) as f64)
+            }
+        })
+        .collect()
+}
+
+/// The stage windows' latency table: one row per window, the percentiles of each phase.
+fn stage_latency(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let phases = stage_phases(meta);
+    // Each phase's columns are as wide as its longest header ("corrected p99"), at least COL_W.
+    let width = |p: Phase| (p.name().len() + 5).max(COL_W) + 1;
+    let _ = write!(out, "\n{:<6} {:<6}", "stage", "window");
+    for &p in &phases {
+        let w = width(p);
+        for head in percentile_heads(p) {
+            let _ = write!(out, "{head:>w$}");
+        }
+    }
+    out.push('\n');
+    for s in &run.stages {
+        let _ = write!(out, "{:<6} {:<6}", s.window.stage, s.window.kind.name());
+        for &p in &phases {
+            let w = width(p);
+            for cell in percentile_cells(s.recorder.histogram(p)) {
+                let _ = write!(out, "{cell:>w$}");
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// A ratio as a percentage with 3 significant digits: `0 %`, `0.125 %`, `12.5 %`, `100.0 %`.
+pub(crate) fn percent(ratio: f64) -> String {
+    let p = ratio * 100.0;
+    if p == 0.0 {
+        "0 %".to_string()
+    } else if p >= 10.0 {
+        format!("{p:.1} %")
+    } else if p >= 1.0 {
+        format!("{p:.2} %")
+    } else {
+        format!("{p:.3} %")
+    }
+}
+
+/// Failures by class, for a table's last column: `0`, or `5: read_timeout 3, eof_mid_response 2`.
+fn error_classes(c: &Counters) -> String {
+    let total = c.total_errors();
+    if total == 0 {
+        return "0".to_string();
+    }
+    let parts: Vec<String> = ErrorClass::ALL
+        .iter()
+        .filter(|e| c.errors[e.index()] > 0)
+        .map(|e| format!("{} {}", e.name(), c.errors[e.index()]))
+        .collect();
+    format!("{total}: {}", parts.join(", "))
 }
 
 /// Rate mode: asked vs achieved, and a warning saying who fell behind.
@@ -892,7 +1056,7 @@ fn mebibytes(bytes: u64) -> String {
 }
 
 /// Requests per second: whole numbers once they are large enough to be.
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v >= 99.95 {
         format!("{v:.0}")
     } else {
@@ -920,8 +1084,8 @@ mod tests {
 
     use super::*;
     use crate::metrics::{Recorder, TlsFacts};
-    use crate::plan::Mode;
-    use crate::report::WorkerStats;
+    use crate::plan::{Mode, StageWindow, WindowKind};
+    use crate::report::{StageResult, WorkerStats};
 
     fn meta() -> RunMeta {
         RunMeta {
@@ -1158,23 +1322,29 @@ mod tests {
         r.stages = vec![crate::report::StageResult {
             window: StageWindow {
                 stage: 1,
-                kind: "hold",
+                kind: crate::plan::WindowKind::Hold,
                 start: Duration::ZERO,
                 length: Duration::from_secs(1),
                 from: 2,
                 to: 2,
+                rate: None,
             },
             recorder: rec,
             open_at_end: 2,
         }];
         let t = render(&meta(), &r);
-        assert!(t.contains("total p50  total p95  total p99"), "{t}");
+        assert!(t.contains("total p95"), "{t}");
+        // The percentile table's row of the window: its total p50, p95 and p99 in order.
         let row = t
             .lines()
-            .find(|l| l.starts_with("1      hold"))
-            .expect("stage row");
-        let cells: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cells[7..10], ["50.0ms", "95.0ms", "99.0ms"], "{row}");
+            .filter(|l| l.starts_with("1      hold"))
+            .find(|l| l.contains("95.0ms"))
+            .unwrap_or_else(|| panic!("a stage row with the p95: {t}"));
+        let at = |v: &str| row.find(v).unwrap_or_else(|| panic!("{v} in {row}"));
+        assert!(
+            at("50.0ms") < at("95.0ms") && at("95.0ms") < at("99.0ms"),
+            "{row}"
+        );
     }
 
     #[test]
@@ -1335,6 +1505,111 @@ mod tests {
         for p in table_phases(&meta()) {
             assert!(t.contains(&format!("{:<NAME_W$}{:>COL_W$}\n", p.name(), "-")));
         }
+    }
+
+    fn window(stage: usize, kind: WindowKind, from: usize, to: usize) -> StageWindow {
+        StageWindow {
+            stage,
+            kind,
+            start: Duration::ZERO,
+            length: Duration::from_secs(2),
+            from,
+            to,
+            rate: None,
+        }
+    }
+
+    #[test]
+    fn stage_rows_give_status_classes_error_classes_and_the_error_rate() {
+        let mut ok = Recorder::new();
+        for i in 0..100u64 {
+            ok.response(200);
+            ok.record(Phase::Ttfb, 40_000 + i * 100);
+            ok.record(Phase::Total, 50_000 + i * 100);
+        }
+        ok.counters.requests = 100;
+        let mut failing = Recorder::new();
+        for _ in 0..30 {
+            failing.response(503);
+        }
+        failing.response(429);
+        failing.error(ErrorClass::ReadTimeout);
+        failing.error(ErrorClass::ReadTimeout);
+        failing.error(ErrorClass::EofMidResponse);
+        failing.counters.requests = 34;
+        let mut r = run();
+        r.stages = vec![
+            StageResult {
+                window: window(1, WindowKind::Ramp, 0, 4),
+                recorder: ok,
+                open_at_end: 4,
+            },
+            StageResult {
+                window: window(1, WindowKind::Hold, 4, 4),
+                recorder: failing,
+                open_at_end: 3,
+            },
+        ];
+        let t = render(&meta(), &r);
+        let row = |head: &str| {
+            t.lines()
+                .find(|l| l.starts_with(head) && l.contains('→'))
+                .unwrap_or_else(|| panic!("no {head:?} row in\n{t}"))
+                .to_string()
+        };
+        let ramp = row("1      ramp");
+        let cells: Vec<&str> = ramp.split_whitespace().collect();
+        // stage window conns opened open-at-end requests req/s 2xx 3xx 4xx 429 5xx rate errors
+        assert_eq!(
+            &cells[5..12],
+            ["100", "50.0", "100", "0", "0", "0", "0"],
+            "{ramp}"
+        );
+        assert!(ramp.ends_with("0 %  0"), "{ramp}");
+        let hold = row("1      hold");
+        let cells: Vec<&str> = hold.split_whitespace().collect();
+        assert_eq!(&cells[7..12], ["0", "0", "0", "1", "30"], "{hold}");
+        // (3 failures + 31 answers that are not 2xx/3xx) / (31 answers + 3 failures)
+        assert!(
+            hold.contains(" 100.0 %  3: read_timeout 2, eof_mid_response 1"),
+            "{hold}"
+        );
+        // The header's columns line up with the rows' (the last column is free text).
+        let head = t
+            .lines()
+            .find(|l| l.starts_with("stage  window  conn"))
+            .unwrap();
+        let end = head.find("error rate").unwrap() + "error rate".len();
+        assert_eq!(ramp.chars().take(end).count(), end);
+        assert!(ramp.chars().nth(end - 1).unwrap() == '%', "{ramp}");
+        // The latency table: p50, p95, p99 of TTFB and total, `-` for an empty window.
+        let lat = t
+            .lines()
+            .skip_while(|l| !l.starts_with("stage  window   ttfb p50"))
+            .take(3)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            lat[0].split_whitespace().collect::<Vec<_>>(),
+            [
+                "stage", "window", "ttfb", "p50", "ttfb", "p95", "ttfb", "p99", "total", "p50",
+                "total", "p95", "total", "p99"
+            ]
+        );
+        assert!(
+            lat[1].contains("44.9µs") && lat[1].contains("59.4µs"),
+            "{}",
+            lat[1]
+        );
+        assert_eq!(lat[2].split_whitespace().filter(|c| *c == "-").count(), 6);
+    }
+
+    #[test]
+    fn percentages_keep_three_significant_digits() {
+        assert_eq!(percent(0.0), "0 %");
+        assert_eq!(percent(0.00125), "0.125 %");
+        assert_eq!(percent(0.0125), "1.25 %");
+        assert_eq!(percent(0.125), "12.5 %");
+        assert_eq!(percent(1.0), "100.0 %");
     }
 
     #[test]

@@ -542,6 +542,8 @@ impl Conn {
     fn queue_request(&mut self, req: &Request, ctx: &mut Ctx<'_>) {
         let route = if self.over_limit {
             Route::Status(429)
+        } else if let Some(status) = failing(ctx) {
+            Route::Status(status)
         } else {
             req.route
         };
@@ -1000,4 +1002,16 @@ fn publish(c: &ThreadCounters, t: &mut Tally) {
         }
     }
     *t = Tally::default();
+}
+
+/// `http_fail_after`: the status this request gets instead of its route, once the first `n`
+/// requests of the whole target were routed (one shared counter, touched only with the fault).
+fn failing(ctx: &Ctx<'_>) -> Option<u16> {
+    let (n, status) = ctx.shared.http_fail_after?;
+    let before = ctx.shared.http_routed.fetch_add(1, Ordering::Relaxed);
+    if before < n {
+        return None;
+    }
+    ctx.counters.http_failed.fetch_add(1, Ordering::Relaxed);
+    Some(status)
 }

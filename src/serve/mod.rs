@@ -12,9 +12,11 @@
 //! buffers and transport pump, HTTP then maybe WebSocket) and `event_loop` (one mio loop per
 //! thread: slab, timers, accept).
 //!
-//! HTTP fault: `http_stall` makes the whole target stop answering HTTP for a window (requests
+//! HTTP faults: `http_stall` makes the whole target stop answering HTTP for a window (requests
 //! are still read and queued, then answered in order), for tests of constant-rate clients and
-//! timeouts against a server that hiccups.
+//! timeouts against a server that hiccups; `http_fail_after` answers every request after the
+//! first N of the whole target with one status (503 by default, keep-alive), for tests of how a
+//! client reports a server that starts failing part-way through a run.
 //!
 //! Close faults, where the bytes and the end of the connection leave together (one write, then
 //! at once the FIN or the RST, so a client on loopback usually sees both in one readiness
@@ -153,6 +155,11 @@ pub struct ServeConfig {
     /// goes out in a write of its own, this long after the previous one (TCP_NODELAY is always
     /// on, so each is its own segment): clients see responses split at every byte.
     pub drip: Option<Duration>,
+    /// HTTP fault, `(n, status)`: the first `n` HTTP requests (counted over the whole target,
+    /// every thread and port) are answered as usual, every later one with `status` (200-599,
+    /// keep-alive), WebSocket upgrades included: a server that starts failing under load.
+    /// Counted in [`ServerStats::http_failed`].
+    pub http_fail_after: Option<(u64, u16)>,
 }
 
 impl Default for ServeConfig {
@@ -179,6 +186,7 @@ impl Default for ServeConfig {
             ws_greeting: None,
             ws_ignore_pings: false,
             drip: None,
+            http_fail_after: None,
         }
     }
 }
@@ -215,6 +223,8 @@ pub struct ServerStats {
     pub http_stalled_requests: u64,
     /// Bytes the echo listener's connections read (and wrote back).
     pub echo_bytes: u64,
+    /// Requests answered with the `http_fail_after` status instead of their route.
+    pub http_failed: u64,
 }
 
 /// Why the target could not start. Each variant's `Display` is one line naming the problem and
@@ -296,6 +306,7 @@ struct ThreadCounters {
     ws_messages_dropped: AtomicU64,
     http_stalled_requests: AtomicU64,
     echo_bytes: AtomicU64,
+    http_failed: AtomicU64,
 }
 
 /// State shared by every loop of one server. Read-only except `stop` (set once) and `open`
@@ -320,6 +331,10 @@ struct Shared {
     ws_greeting: Option<Box<[u8]>>,
     /// The `drip` write fault.
     drip: Option<Duration>,
+    /// `http_fail_after`, and the HTTP requests routed so far (touched per request only when
+    /// the fault is on).
+    http_fail_after: Option<(u64, u16)>,
+    http_routed: AtomicU64,
 }
 
 /// A running target. Dropping it stops it, like [`ServerHandle::stop`].
@@ -384,6 +399,7 @@ impl ServerHandle {
             s.ws_messages_dropped += c.ws_messages_dropped.load(Ordering::Relaxed);
             s.http_stalled_requests += c.http_stalled_requests.load(Ordering::Relaxed);
             s.echo_bytes += c.echo_bytes.load(Ordering::Relaxed);
+            s.http_failed += c.http_failed.load(Ordering::Relaxed);
         }
         s
     }
@@ -474,6 +490,8 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
             .http_stall
             .map(|(after, len)| (started + after, started + after + len)),
         drip: cfg.drip,
+        http_fail_after: cfg.http_fail_after,
+        http_routed: AtomicU64::new(0),
     });
 
     let mut handle = ServerHandle {
@@ -610,6 +628,13 @@ fn validate(cfg: &ServeConfig) -> Result<(), ServeError> {
         return Err(ServeError::Config(format!(
             "ws_greeting must be at most {MAX_GREETING} bytes"
         )));
+    }
+    if let Some((_, status)) = cfg.http_fail_after {
+        if !(200..=599).contains(&status) {
+            return Err(ServeError::Config(format!(
+                "http_fail_after status must be between 200 and 599, not {status}"
+            )));
+        }
     }
     if cfg.ws_drop_rst && cfg.ws_drop_every.is_none() {
         return Err(ServeError::Config(

@@ -371,6 +371,34 @@ fn close_after_marks_the_nth_response_and_closes() {
 }
 
 #[test]
+fn fail_after_answers_the_status_once_n_requests_were_routed_over_every_connection() {
+    let s = serve(ServeConfig {
+        http_fail_after: Some((3, 503)),
+        ..plain_only()
+    });
+    let addr = s.http_addr().expect("plain port");
+    let mut a = Client::connect(addr);
+    let mut b = Client::connect(addr);
+    // The count is the target's, not a connection's: 2 on one, then 1 on the other.
+    assert_eq!(a.get("/").code, 200);
+    assert_eq!(a.get("/status/204").code, 204);
+    assert_eq!(b.get("/bytes/10").code, 200);
+    for r in [a.get("/"), b.get("/"), a.get("/")] {
+        assert_eq!(r.code, 503, "{r:?}");
+        // Keep-alive: the connection goes on carrying requests.
+        assert_ne!(r.header("connection"), Some("close"), "{r:?}");
+    }
+    assert_eq!(s.stats().http_failed, 3);
+    assert_eq!(s.stats().requests, 6);
+    s.stop();
+    assert!(start(ServeConfig {
+        http_fail_after: Some((1, 99)),
+        ..plain_only()
+    })
+    .is_err());
+}
+
+#[test]
 fn client_connection_close_and_http10_rules() {
     let h = serve(plain_only());
     let addr = h.http_addr().expect("http");
