@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 pub mod behind;
+pub mod compare;
 pub mod hdr;
 pub mod hlog;
 pub mod host;
