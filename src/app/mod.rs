@@ -5,12 +5,14 @@
 //! Every error that stops a command before it runs is an [`AppError`] whose message names the
 //! problem and the fix; `main` prints it on one line and exits with [`AppError::exit_code`].
 //!
-//! One file per command (`http`, `ws`, `probe`, `serve`, `merge`, `autobahn`); `prepare` is
-//! what the load commands share: CPUs, the URL and its one DNS lookup, the built-in target.
+//! One file per command (`http`, `ws`, `probe`, `serve`, `merge`, `compare`, `autobahn`);
+//! `prepare` is what the load commands share: CPUs, the URL and its one DNS lookup, the
+//! built-in target.
 //! Flag validation is pure and runs first ([`crate::cli::validate`]): no banner, no DNS, no
 //! target start before a usage error.
 
 mod autobahn;
+mod compare;
 mod http;
 mod merge;
 mod prepare;
@@ -36,6 +38,8 @@ use crate::serve::{OverLimit, ServeConfig, ServeError, ServerHandle};
 
 /// Exit code of a completed run.
 pub const EXIT_OK: i32 = 0;
+/// Exit code of a check that failed (`compare --fail-on-regression`).
+pub const EXIT_THRESHOLDS_FAILED: i32 = 1;
 /// Exit code of bad input or configuration.
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code of a run ended by Ctrl-C (the report is still written).
@@ -107,6 +111,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
         Command::Serve(a) => serve::serve(*a, &given),
         Command::Autobahn(a) => autobahn::autobahn(a),
         Command::Merge(a) => merge::merge(a, argv),
+        Command::Compare(a) => compare::compare(a),
     }
 }
 

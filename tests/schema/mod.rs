@@ -240,7 +240,7 @@ fn merge_sums_reports_written_by_26c9108_with_this_builds() {
 /// One documented table: its rows' field patterns, each a list of segments where `*` matches
 /// any key (`phases.*.unit`, `errors.{class}`) and alternatives (`phases.{connect,tls}`) are
 /// expanded into rows of their own, grouped by the row they came from.
-struct Table {
+pub(crate) struct Table {
     /// The source file the table is in (for messages).
     file: &'static str,
     /// Per row: its text and its expanded patterns.
@@ -249,7 +249,7 @@ struct Table {
 
 impl Table {
     /// Read the `| field | type | meaning |` table of a module doc.
-    fn read(file: &'static str) -> Table {
+    pub(crate) fn read(file: &'static str) -> Table {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let text = std::fs::read_to_string(&path).expect("read the module");
         let mut rows = Vec::new();
@@ -288,7 +288,7 @@ impl Table {
 
     /// The key path is a documented row, lies on the way to one, or is inside an object
     /// whose row documents its keys in prose.
-    fn covers(&self, path: &[String]) -> bool {
+    pub(crate) fn covers(&self, path: &[String]) -> bool {
         self.patterns().any(|p| {
             (p.len() >= path.len() && matches(&p[..path.len()], path))
                 || (p.len() < path.len() && matches(p, &path[..p.len()]) && self.opaque(p))
@@ -353,7 +353,7 @@ fn key_paths(v: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
-fn all_key_paths(docs: &[Value]) -> Vec<Vec<String>> {
+pub(crate) fn all_key_paths(docs: &[Value]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for d in docs {
         key_paths(d, &mut Vec::new(), &mut out);
@@ -371,7 +371,7 @@ fn report_of(args: &[&str]) -> Value {
 }
 
 /// Every documented row exists in some report, as every expansion of its pattern.
-fn assert_rows_written(table: &Table, paths: &[Vec<String>]) {
+pub(crate) fn assert_rows_written(table: &Table, paths: &[Vec<String>]) {
     for (row, pats) in &table.rows {
         for p in pats {
             assert!(
