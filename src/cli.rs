@@ -80,6 +80,10 @@ pub enum Command {
     /// Exit codes: 0 compared (and the --fail-on-regression check passed), 1 that check failed,
     /// 2 bad input (not a run report, different modes, missing or damaged histograms).
     Compare(CompareArgs),
+    /// The client-side floor of this machine: raw TCP round trip, TCP connect, TLS handshakes,
+    /// HTTP TTFB and WebSocket echo at one connection, clock and timer costs, each sleeping
+    /// and busy-polling, pinned and not; and what connbench adds over the raw round trip.
+    Floor(Box<FloorArgs>),
 }
 
 /// `connbench compare`.
@@ -126,6 +130,55 @@ pub struct CompareArgs {
     /// dedicated machine to see smaller changes in the tails.
     #[arg(long = "effective-samples", value_name = "N", default_value_t = 300)]
     pub effective_samples: u64,
+}
+
+/// `connbench floor`.
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// http:// or https:// URL whose host and port to measure against (HTTP TTFB asks for its
+    /// path). Omitted, or a path: the built-in target, started in this process on loopback
+    /// on a CPU apart from the client.
+    pub url: Option<String>,
+
+    /// How long each measurement (one layer in one mode) runs; floor makes 30 of them.
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration, default_value = "750ms")]
+    pub duration: Duration,
+
+    /// Give the verdict and the client CPU per request for a busy-polling client (what
+    /// `http --busy-poll` sees) instead of a sleeping one. Every layer is measured both ways
+    /// regardless.
+    #[arg(long = "busy-poll")]
+    pub busy_poll: bool,
+
+    /// With a URL: HOST:PORT of a raw TCP echo service on that host (e.g. `connbench serve
+    /// --echo 7007` there), for the raw round trip.
+    #[arg(long = "echo", value_name = "HOST:PORT")]
+    pub echo: Option<String>,
+
+    /// With a URL: a WebSocket echo endpoint (ws:// or wss://, e.g. the built-in target's
+    /// /echo), for the WebSocket round trip.
+    #[arg(long = "ws", value_name = "URL")]
+    pub ws: Option<String>,
+
+    /// Trust the certificates in this PEM file too (https:// URL, wss:// --ws).
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Do not verify the certificate chain or name (signatures are still checked).
+    #[arg(long = "insecure", short = 'k')]
+    pub insecure: bool,
+
+    /// TLS server name to send and verify instead of the URL host.
+    #[arg(long = "sni", value_name = "NAME")]
+    pub sni: Option<String>,
+
+    /// Write the JSON report here ("-" for stdout; the text summary then goes to stderr).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// No start banner.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
 }
 
 /// `connbench merge`.
@@ -316,6 +369,10 @@ pub struct WsArgs {
     /// Echo messages kept while a connection is down, sent after resubscribing.
     #[arg(long = "send-buffer", default_value_t = 1000)]
     pub send_buffer: usize,
+
+    /// Pass/fail and percentiles.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// Expand subscription templates over the lists: each template is repeated for every
@@ -402,6 +459,12 @@ pub struct LoadArgs {
     /// ~28k ephemeral ports per destination.
     #[arg(long = "source", value_name = "LIST", value_parser = parse_source_list)]
     pub source: Option<SourceList>,
+
+    /// Spin instead of sleeping: every worker polls with a zero timeout (one whole CPU each)
+    /// and sets SO_BUSY_POLL on its sockets where the kernel allows it. The lowest latency at
+    /// a few connections (see `connbench floor`).
+    #[arg(long = "busy-poll")]
+    pub busy_poll: bool,
 }
 
 /// TLS flags of the load commands.
@@ -426,6 +489,38 @@ pub struct TlsArgs {
     /// With the built-in target: use its TLS port instead of the plain one.
     #[arg(long = "tls")]
     pub builtin_tls: bool,
+}
+
+/// `--targets`: a named set of pass/fail targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetsArg {
+    /// The seed article's: connection setup < 50 ms, TTFB P95 < 180 ms, reuse > 95 %, error
+    /// rate < 0.1 %, >= 500 connections (probe).
+    Seed,
+}
+
+/// Pass/fail and percentile flags of `http`, `ws` and `probe` (checked in
+/// [`validate::check_verdict`]).
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// Pass/fail criterion METRIC OP VALUE, k6-style (repeatable), e.g. 'ttfb.p95<180ms',
+    /// 'errors.rate<0.1%', 'reuse>95%', 'status.5xx==0': any failing makes the exit code 1.
+    #[arg(long = "threshold", value_name = "EXPR")]
+    pub thresholds: Vec<String>,
+
+    /// Check a named set of targets and print its verdict table.
+    #[arg(long = "targets", value_name = "SET", value_enum)]
+    pub targets: Option<TargetsArg>,
+
+    /// Percentiles of the text tables and the JSON summaries, e.g. 50,90,95,99,99.9,99.99
+    /// (above 0, at most 100 = the maximum) [default: 50,90,95,99,99.9].
+    #[arg(long = "percentiles", value_name = "LIST")]
+    pub percentiles: Option<String>,
+
+    /// Exit 0 even when the run measured nothing (every connection refused, every response an
+    /// error, no WebSocket data); the reason is still printed.
+    #[arg(long = "allow-nothing-measured")]
+    pub allow_nothing_measured: bool,
 }
 
 /// `connbench http`.
@@ -495,6 +590,38 @@ pub struct HttpArgs {
     /// A request without a complete response after this long fails as read_timeout.
     #[arg(long = "timeout", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+
+    /// One request per connection: connbench closes each connection once its response is
+    /// framed and opens a new one in its place (= --requests-per-conn 1).
+    #[arg(long = "no-keepalive")]
+    pub no_keepalive: bool,
+
+    /// Close each connection after N responses and open a new one in its place.
+    #[arg(long = "requests-per-conn", value_name = "N")]
+    pub requests_per_conn: Option<u64>,
+
+    /// Open R new connections per second (h2load -r), on an open-loop schedule; each carries
+    /// --requests-per-conn requests (default 1), then closes. -c caps how many are open at once.
+    #[arg(long = "conn-rate", value_name = "R")]
+    pub conn_rate: Option<f64>,
+
+    /// How connbench closes the connections it is done with: fin (orderly; this host keeps the
+    /// port in TIME_WAIT for 60 s) or rst (SO_LINGER 0: a reset, no TIME_WAIT) [default: fin].
+    #[arg(long = "close", value_enum, value_name = "fin|rst")]
+    pub close: Option<CloseArg>,
+
+    /// Pass/fail and percentiles.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+}
+
+/// `--close` of `connbench http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloseArg {
+    /// An orderly close (FIN).
+    Fin,
+    /// A reset (SO_LINGER 0), no TIME_WAIT.
+    Rst,
 }
 
 /// `connbench probe`.
@@ -569,6 +696,10 @@ pub struct ProbeArgs {
     /// No start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// Pass/fail and percentiles.
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// Highest --connect-rate accepted: beyond it one thread spends its time in connect().
@@ -640,6 +771,11 @@ pub struct ServeArgs {
     /// Serve no HTTPS port.
     #[arg(long = "no-https")]
     pub no_https: bool,
+
+    /// Also listen for raw TCP echo on this port (0 = any free port): every byte comes back,
+    /// no HTTP. The raw round trip of `connbench floor --echo HOST:PORT`.
+    #[arg(long = "echo", value_name = "PORT")]
+    pub echo: Option<u16>,
 
     /// Event-loop threads.
     #[arg(long = "threads", default_value_t = 1)]

@@ -11,7 +11,8 @@
 //! Protocol code in [`proto`] is sans-IO; [`tls`] builds the rustls configuration. After the
 //! workers join, the recorders are merged and [`report`] renders the summary, the versioned
 //! JSON document and the interval log. [`serve`] is the built-in loopback server
-//! (`connbench serve`) that tests, benches and the first run use.
+//! (`connbench serve`) that tests, benches and the first run use. `connbench floor` measures
+//! the machine's floor with [`engine::floor`] and the engines at one connection.
 //!
 //! ```text
 //!   cli ──► app ──► plan ──► engine::{run, run_ws, probe::run}

@@ -17,6 +17,41 @@ pub enum Scheme {
     Https,
 }
 
+/// The command that made a run, as reports name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `connbench http`.
+    Http,
+    /// `connbench ws`.
+    Ws,
+    /// `connbench probe`.
+    Probe,
+}
+
+impl Mode {
+    /// Stable name used in reports: "http", "ws", "probe".
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Ws => "ws",
+            Mode::Probe => "probe",
+        }
+    }
+
+    /// Parse what [`Mode::name`] returns.
+    pub fn parse(s: &str) -> Option<Mode> {
+        [Mode::Http, Mode::Ws, Mode::Probe]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A resolved target.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -109,6 +144,57 @@ pub struct HttpPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// Requests each connection carries before connbench closes it and opens the next one in
+    /// its place (`--requests-per-conn`; `--no-keepalive` is 1; `--conn-rate` defaults to 1).
+    /// None: keep-alive, a connection carries requests until the run ends or the server closes.
+    pub requests_per_conn: Option<u64>,
+    /// Connection-rate mode (`--conn-rate`): new connections per second across all workers, on
+    /// an open-loop schedule (connection k due at start + k/R); each carries
+    /// `requests_per_conn` requests, then closes. `connections` caps how many are open at once.
+    pub conn_rate: Option<f64>,
+    /// How connbench closes a connection it is done with (`--close`).
+    pub close: CloseMode,
+    /// `--busy-poll`: the workers spin instead of sleeping.
+    pub busy_poll: Option<BusyPoll>,
+}
+
+/// How connbench closes a connection it has finished with (`--close`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CloseMode {
+    /// An orderly close (FIN): the side that closes first keeps the 4-tuple in TIME_WAIT for
+    /// 60 s (Linux), here the client.
+    #[default]
+    Fin,
+    /// SO_LINGER 0: the close sends an RST and leaves no TIME_WAIT behind.
+    Rst,
+}
+
+impl CloseMode {
+    /// Stable name used on the command line and in reports: "fin", "rst".
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseMode::Fin => "fin",
+            CloseMode::Rst => "rst",
+        }
+    }
+
+    /// Parse "fin" or "rst".
+    pub fn parse(s: &str) -> Option<CloseMode> {
+        match s {
+            "fin" => Some(CloseMode::Fin),
+            "rst" => Some(CloseMode::Rst),
+            _ => None,
+        }
+    }
+}
+
+/// `--busy-poll`: the workers spin in `epoll_wait(…, 0)` instead of sleeping (the core's rule
+/// 6), and what the kernel allowed of SO_BUSY_POLL, found out before the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusyPoll {
+    /// SO_BUSY_POLL set on every socket, µs; `Err`: why the kernel refused it (the workers
+    /// spin all the same).
+    pub so_busy_poll: Result<u32, String>,
 }
 
 impl HttpPlan {
@@ -172,6 +258,13 @@ impl WsMode {
             WsMode::Ping => "ping",
         }
     }
+
+    /// Parse what [`WsMode::name`] returns.
+    pub fn parse(s: &str) -> Option<WsMode> {
+        [WsMode::Stream, WsMode::Echo, WsMode::Ping]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
 }
 
 impl Heartbeat {
@@ -181,6 +274,17 @@ impl Heartbeat {
             Heartbeat::Off => "off".to_string(),
             Heartbeat::Ping => "ping".to_string(),
             Heartbeat::Text(t) => format!("text:{}", redact(t)),
+        }
+    }
+
+    /// Parse what [`Heartbeat::describe`] returns.
+    pub fn parse(s: &str) -> Option<Heartbeat> {
+        match s {
+            "off" => Some(Heartbeat::Off),
+            "ping" => Some(Heartbeat::Ping),
+            _ => s
+                .strip_prefix("text:")
+                .map(|t| Heartbeat::Text(t.to_string())),
         }
     }
 }
@@ -221,6 +325,20 @@ pub struct WsPlan {
     pub progress: bool,
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
+    /// What each connection does, and how it recovers (what the report shows of the run).
+    pub session: WsSession,
+    /// Local source addresses, taken round-robin by global connection index (`--source`);
+    /// empty: the kernel picks (no bind). All of the target address family.
+    pub sources: Vec<IpAddr>,
+    /// `--busy-poll`: the workers spin instead of sleeping.
+    pub busy_poll: Option<BusyPoll>,
+}
+
+/// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its
+/// report shows, declared once (the plan carries them, the report renders them, `merge` reads
+/// them back).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WsSession {
     /// Subscription messages, in order; `{conn}` is replaced by the connection's index.
     pub subscriptions: Vec<String>,
     /// What the connection does once upgraded.
@@ -259,9 +377,34 @@ pub struct WsPlan {
     pub pong_timeout: Option<Duration>,
     /// Messages kept while a connection is down (echo mode), sent after resubscribing.
     pub send_buffer: usize,
-    /// Local source addresses, taken round-robin by global connection index (`--source`);
-    /// empty: the kernel picks (no bind). All of the target address family.
-    pub sources: Vec<IpAddr>,
+}
+
+#[cfg(test)]
+impl WsSession {
+    /// A session of `mode` for tests: no subscriptions, no timestamps, nothing optional on.
+    pub(crate) fn example(mode: WsMode) -> WsSession {
+        WsSession {
+            subscriptions: Vec::new(),
+            mode,
+            send_rate: 0.0,
+            message_size: 64,
+            ping_interval: Duration::from_secs(1),
+            ts_field: None,
+            ts_unit: None,
+            seq_field: None,
+            stream_field: crate::proto::jsonfield::FieldPath::parse("stream")
+                .expect("a valid path"),
+            utf8_check: true,
+            max_message: 1 << 20,
+            backoff: BackoffPolicy::default(),
+            reconnect_budget: None,
+            stale_after: None,
+            heartbeat: Heartbeat::Off,
+            heartbeat_interval: Duration::from_secs(20),
+            pong_timeout: None,
+            send_buffer: 100,
+        }
+    }
 }
 
 /// One stage of a ramp profile: ramp to `connections` over `ramp`, then hold for `hold`.
@@ -515,6 +658,13 @@ impl Arrival {
             Arrival::Poisson => "poisson",
         }
     }
+
+    /// Parse what [`Arrival::name`] returns.
+    pub fn parse(s: &str) -> Option<Arrival> {
+        [Arrival::Uniform, Arrival::Poisson]
+            .into_iter()
+            .find(|a| a.name() == s)
+    }
 }
 
 /// What makes a connection count as established (`engine::probe` rule 2).
@@ -566,4 +716,35 @@ pub struct ProbePlan {
     pub connect_timeout: Duration,
     /// `--confirm`: re-test below and at the limit, pausing this long between passes.
     pub confirm: Option<Duration>,
+}
+
+/// Where `connbench floor` measures each layer, for one pinning (the built-in target runs
+/// twice: pinned apart from the client, and not pinned).
+#[derive(Clone, Debug)]
+pub struct FloorEndpoints {
+    /// TCP connect and HTTP keep-alive TTFB (its path).
+    pub http: Target,
+    /// The TLS handshakes; `Err`: why there are none (a plain http:// URL).
+    pub tls: Result<Target, String>,
+    /// The raw TCP round trip's echo service; `Err`: why there is none.
+    pub echo: Result<SocketAddr, String>,
+    /// The WebSocket echo round trip; `Err`: why there is none.
+    pub ws: Result<Target, String>,
+    /// TLS trust for these endpoints (the built-in target's certificate, or `--ca`, `-k`,
+    /// `--sni`); `resume` is set per layer (full, resumed).
+    pub trust: TlsPlan,
+}
+
+/// A `connbench floor` run.
+#[derive(Clone, Debug)]
+pub struct FloorPlan {
+    /// The pinned rows: the client's CPU and what it measures against; `Err`: why no row is
+    /// pinned (one CPU for client and built-in target).
+    pub pinned: Result<(usize, FloorEndpoints), String>,
+    /// The rows not pinned.
+    pub unpinned: FloorEndpoints,
+    /// How long each measurement runs.
+    pub measure_for: Duration,
+    /// What the busy-poll rows set of SO_BUSY_POLL.
+    pub busy_poll: BusyPoll,
 }

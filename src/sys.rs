@@ -1,11 +1,13 @@
 //! Thin wrappers over the few OS facilities connbench needs outside mio: the file-descriptor
-//! limit, per-thread CPU time, peak RSS, Ctrl-C, and whether stderr is a terminal.
+//! limit, per-thread CPU time, peak RSS, Ctrl-C, whether stderr is a terminal, and the TIME_WAIT
+//! sockets towards a target (`/proc/net/tcp`, `/proc/net/tcp6`).
 //!
 //! Rules:
 //! 1. Nothing here is called on the hot path (per request); workers read their CPU time once,
 //!    at the end.
 //! 2. The SIGINT handler only stores to an atomic (async-signal-safe); the coordinator polls it.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -110,9 +112,176 @@ pub fn pin_current_thread(cpu: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
 }
 
+/// The TCP state number of TIME_WAIT in `/proc/net/tcp` (`TCP_TIME_WAIT` in the kernel).
+const TCP_TIME_WAIT: u8 = 6;
+
+/// Sockets of this host (its network namespace) in TIME_WAIT whose remote end is one of
+/// `remotes`: the local ports a client that closed first still holds towards a target, 60 s
+/// each on Linux. Reads `/proc/net/tcp` and `/proc/net/tcp6` (a missing tcp6, IPv6 disabled,
+/// counts as none); every process's sockets count, not only this one's.
+pub fn time_wait_towards(remotes: &[SocketAddr]) -> std::io::Result<u64> {
+    let mut n = 0;
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match std::fs::read_to_string(path) {
+            Ok(table) => n += count_time_wait(&table, remotes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.ends_with('6') => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The rows of a `/proc/net/tcp` or `/proc/net/tcp6` table in state TIME_WAIT (`06`) whose
+/// remote address is one of `remotes` (an IPv4-mapped IPv6 remote matches its IPv4 address).
+/// Rows that do not parse are skipped.
+pub fn count_time_wait(table: &str, remotes: &[SocketAddr]) -> u64 {
+    let mut n = 0;
+    for line in table.lines().skip(1) {
+        let mut fields = line.split_whitespace();
+        let (Some(_sl), Some(_local), Some(remote), Some(state)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if u8::from_str_radix(state, 16) != Ok(TCP_TIME_WAIT) {
+            continue;
+        }
+        if let Some(addr) = parse_proc_addr(remote) {
+            if remotes.iter().any(|r| same_endpoint(*r, addr)) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    let canon = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    a.port() == b.port() && canon(a.ip()) == canon(b.ip())
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits `:PORT` (IPv6): the kernel prints each 32-bit word
+/// of the address as the integer it holds in memory (network byte order read as a host u32),
+/// so its bytes come back with `to_ne_bytes`; the port is plain hex.
+fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes);
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(ip)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(ip.get(i * 8..i * 8 + 8)?)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Taken from this project's (x86_64, little-endian) machine: a listener on
+    /// 127.0.0.1:55185 and a client socket in TIME_WAIT towards it, then the same over ::1
+    /// port 45467, plus an IPv4-mapped TIME_WAIT and one towards another port.
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:D791 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3561941 1 000000001adcb004 100 0 0 10 0
+   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 577 1 00000000f4326cba 100 0 0 10 0
+   2: 0100007F:88A6 0100007F:D791 06 00000000:00000000 03:00001760 00000000     0        0 0 3 0000000041f47053
+   3: 0100007F:88A8 0100007F:D791 01 00000000:00000000 00:00000000 00000000     0        0 3561950 1 000000001adcb010 20 4 30 10 -1
+   4: 0100007F:88AA 0100007F:D792 06 00000000:00000000 03:00001760 00000000     0        0 0 3 0000000041f47054
+   5: 0100007F:D791 0100007F:88AC 06 00000000:00000000 03:00001760 00000000     0        0 0 3 0000000041f47055
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:B19B 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3561944 1 000000002e4b3286 100 0 0 10 0
+   1: 00000000000000000000000001000000:988C 00000000000000000000000001000000:B19B 06 00000000:00000000 03:0000176A 00000000     0        0 0 3 000000001b363213
+   2: 0000000000000000FFFF00000100007F:988E 0000000000000000FFFF00000100007F:D791 06 00000000:00000000 03:0000176A 00000000     0        0 0 3 000000001b363214
+";
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn time_wait_rows_towards_the_target_are_counted_from_a_proc_sample() {
+        let v4: SocketAddr = "127.0.0.1:55185".parse().unwrap();
+        let v6: SocketAddr = "[::1]:45467".parse().unwrap();
+        // Row 2 (TIME_WAIT towards :55185) counts; the listener (0A), the established row (01),
+        // the one towards :55186 and the server side (local :55185, row 5) do not.
+        assert_eq!(count_time_wait(TCP, &[v4]), 1);
+        assert_eq!(count_time_wait(TCP6, &[v6]), 1);
+        // An IPv4-mapped remote is the IPv4 target.
+        assert_eq!(count_time_wait(TCP6, &[v4]), 1);
+        assert_eq!(
+            count_time_wait(TCP, &[v4, "127.0.0.1:55186".parse().unwrap()]),
+            2
+        );
+        assert_eq!(
+            count_time_wait(TCP, &["127.0.0.2:55185".parse().unwrap()]),
+            0
+        );
+        assert_eq!(count_time_wait(TCP, &[]), 0);
+        // Damaged rows are skipped, not miscounted.
+        assert_eq!(
+            count_time_wait("header\n 0: zz:1 0100007F:D791 06\n 1: x\n", &[v4]),
+            1
+        );
+        assert_eq!(
+            count_time_wait("header\n 0: a b 0100007F:D791 06\n", &[v4]),
+            0
+        );
+    }
+
+    #[test]
+    fn proc_addresses_parse_in_host_word_order() {
+        let a = |ip: [u8; 4]| u32::from_ne_bytes(ip);
+        let s = format!("{:08X}:1F90", a([10, 1, 2, 3]));
+        assert_eq!(parse_proc_addr(&s), Some("10.1.2.3:8080".parse().unwrap()));
+        let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let hex: String = v6
+            .octets()
+            .chunks_exact(4)
+            .map(|w| format!("{:08X}", u32::from_ne_bytes(w.try_into().unwrap())))
+            .collect();
+        assert_eq!(
+            parse_proc_addr(&format!("{hex}:0050")),
+            Some(SocketAddr::new(v6.into(), 80))
+        );
+        for bad in [
+            "",
+            "0100007F",
+            "0100007F:",
+            "0100007F:XYZ",
+            "01007F:0050",
+            "G100007F:0050",
+        ] {
+            assert_eq!(parse_proc_addr(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_closes_first_shows_up_in_time_wait_towards_its_server() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = l.local_addr().unwrap();
+        let before = time_wait_towards(&[target]).unwrap();
+        let c = std::net::TcpStream::connect(target).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        drop(c); // the client closes first ...
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(s.read(&mut [0u8; 1]).unwrap(), 0, "the server sees the FIN");
+        drop(s); // ... and its port waits once the server has closed too
+        let limit = std::time::Instant::now() + Duration::from_secs(30);
+        while time_wait_towards(&[target]).unwrap() == before {
+            assert!(std::time::Instant::now() < limit, "no TIME_WAIT appeared");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(time_wait_towards(&[target]).unwrap(), before + 1);
+    }
 
     #[test]
     fn fd_limit_is_raised_to_at_least_the_old_soft_limit() {

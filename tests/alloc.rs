@@ -64,6 +64,10 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         rate: None,
         stages: vec![],
         sources: vec![],
+        requests_per_conn: None,
+        conn_rate: None,
+        close: Default::default(),
+        busy_poll: None,
     }
 }
 
@@ -123,7 +127,7 @@ fn many_header_fields_allocate_nothing_per_request() {
 
 fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
     use connbench::engine::reconnect::BackoffPolicy;
-    use connbench::plan::{Heartbeat, WsMode, WsPlan};
+    use connbench::plan::{Heartbeat, WsMode, WsPlan, WsSession};
     use connbench::proto::jsonfield::FieldPath;
     let (target, _) = connbench::app::parse_url(url, true).expect("url");
     WsPlan {
@@ -138,25 +142,28 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         connect_timeout: Duration::from_secs(5),
         progress: false,
         intervals: false,
-        subscriptions: vec![r#"{"op":"subscribe","symbol":"BTCUSDT"}"#.into()],
-        mode: WsMode::Stream,
-        send_rate: 0.0,
-        message_size: 64,
-        ping_interval: Duration::from_secs(1),
-        ts_field: Some(FieldPath::parse("timestamp").unwrap()),
-        ts_unit: None,
-        seq_field: Some(FieldPath::parse("seq").unwrap()),
-        stream_field: FieldPath::parse("stream").unwrap(),
-        utf8_check: true,
-        max_message: 1 << 20,
-        backoff: BackoffPolicy::default(),
-        reconnect_budget: None,
-        stale_after: None,
-        heartbeat: Heartbeat::Off,
-        heartbeat_interval: Duration::from_secs(20),
-        pong_timeout: None,
-        send_buffer: 100,
+        session: WsSession {
+            subscriptions: vec![r#"{"op":"subscribe","symbol":"BTCUSDT"}"#.into()],
+            mode: WsMode::Stream,
+            send_rate: 0.0,
+            message_size: 64,
+            ping_interval: Duration::from_secs(1),
+            ts_field: Some(FieldPath::parse("timestamp").unwrap()),
+            ts_unit: None,
+            seq_field: Some(FieldPath::parse("seq").unwrap()),
+            stream_field: FieldPath::parse("stream").unwrap(),
+            utf8_check: true,
+            max_message: 1 << 20,
+            backoff: BackoffPolicy::default(),
+            reconnect_budget: None,
+            stale_after: None,
+            heartbeat: Heartbeat::Off,
+            heartbeat_interval: Duration::from_secs(20),
+            pong_timeout: None,
+            send_buffer: 100,
+        },
         sources: vec![],
+        busy_poll: None,
     }
 }
 

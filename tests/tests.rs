@@ -4,7 +4,9 @@
 
 mod compare;
 mod faults;
+mod floor;
 mod merge;
+mod newconn;
 mod probe;
 mod proto;
 mod rate;
@@ -12,6 +14,7 @@ mod schema;
 mod source;
 mod usage;
 mod util;
+mod verdict;
 mod ws;
 
 use util::{assert_usage_error, connbench, connbench_raw, http_url, https_url, serve, write_ca};
@@ -106,7 +109,8 @@ fn status_429_lands_in_its_own_class() {
     let url = http_url(&s, "/status/429");
     let r = connbench(&["http", &url, "-c", "2", "-n", "300", "--no-pin"]);
     s.stop();
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Every response an error status: nothing measured (issue 9, "Pass/fail"), exit 3.
+    assert_eq!(r.code, 3, "{}", r.stderr);
     assert_eq!(r.u64("/responses/429"), 300);
     assert_eq!(r.u64("/responses/4xx"), 0);
     assert_eq!(r.u64("/responses/2xx"), 0);
@@ -153,8 +157,9 @@ fn tls_without_ca_is_a_certificate_error_not_a_crash() {
     let url = https_url(&s, "/");
     let r = connbench(&["http", &url, "-c", "2", "-n", "20", "--no-pin"]);
     s.stop();
+    // The run ends and reports; with every connection failed it measured nothing: exit 3.
     assert_eq!(
-        r.code, 0,
+        r.code, 3,
         "a failing connection never aborts the run: {}",
         r.stderr
     );
@@ -396,7 +401,15 @@ fn refused_connections_are_counted_and_the_run_ends() {
         .port();
     let url = format!("http://127.0.0.1:{port}/");
     let r = connbench(&["http", &url, "-c", "2", "-n", "10", "--no-pin"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Every connection refused used to exit 0; the run measured nothing: exit 3, saying why
+    // (issue 9, "Pass/fail"; tests/verdict).
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("nothing measured: no response: all 10 connections or requests failed"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.u64("/errors/connect_refused"), 10);
     assert_eq!(r.u64("/counters/responses"), 0);
 }
@@ -523,7 +536,8 @@ fn slow_responses_fail_as_read_timeouts() {
     let started = std::time::Instant::now();
     let r = connbench(&["http", &url, "--timeout", "200ms", "-c", "2", "-n", "4"]);
     s.stop();
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Every request timed out: nothing measured (issue 9, "Pass/fail"), exit 3.
+    assert_eq!(r.code, 3, "{}", r.stderr);
     assert_eq!(r.u64("/errors/read_timeout"), 4);
     assert_eq!(r.u64("/counters/responses"), 0);
     assert_eq!(
@@ -562,7 +576,8 @@ fn connects_that_never_complete_fail_as_connect_timeouts() {
         "1s",
     ]);
     drop(sock);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // No connection ever completed: nothing measured (issue 9, "Pass/fail"), exit 3.
+    assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(
         r.u64("/errors/connect_timeout") > 0,
         "{}",
@@ -733,6 +748,10 @@ fn interval_histograms_add_up_to_the_run() {
         rate: None,
         stages: vec![],
         sources: vec![],
+        requests_per_conn: None,
+        conn_rate: None,
+        close: Default::default(),
+        busy_poll: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

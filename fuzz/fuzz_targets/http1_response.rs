@@ -49,7 +49,10 @@ fn feed<'a>(pieces: impl IntoIterator<Item = &'a [u8]>, heads: u8) -> Outcome {
                 }
                 Err(e) => {
                     // A failed decoder repeats its error.
-                    assert_eq!(dec.decode(b"HTTP/1.1 200 OK\r\n\r\n", false), Err(e.clone()));
+                    assert_eq!(
+                        dec.decode(b"HTTP/1.1 200 OK\r\n\r\n", false),
+                        Err(e.clone())
+                    );
                     return Outcome {
                         responses,
                         error: Some(e),
@@ -84,7 +87,10 @@ fn httparse_text(e: httparse::Error) -> &'static str {
 const RANGE: ProtoError = ProtoError::Malformed("status code outside 100-599");
 
 fn is_head_error(e: &Option<ProtoError>) -> bool {
-    matches!(e, Some(ProtoError::Malformed(_) | ProtoError::TooManyHeaders))
+    matches!(
+        e,
+        Some(ProtoError::Malformed(_) | ProtoError::TooManyHeaders)
+    )
 }
 
 fn oracle(wire: &[u8], heads: u8, whole: &Outcome) {

@@ -115,7 +115,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(as_u64, expect_u64);
     if let Some(Raw::Number(n)) = found {
-        if let Some(plain) = std::str::from_utf8(n).ok().and_then(|t| t.parse::<u64>().ok()) {
+        if let Some(plain) = std::str::from_utf8(n)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+        {
             if !n.starts_with(b"+") {
                 assert_eq!(as_u64, Some(plain), "{:?}", String::from_utf8_lossy(n));
             }

@@ -163,7 +163,10 @@ fn oracle(wire: &[u8], ours: &Outcome) {
     }
     // Policy difference: close code 1014 (Bad Gateway, registered with IANA) is one a peer may
     // send; tungstenite 0.30 does not know it and refuses it. Compare up to it.
-    if let Some(i) = events.iter().position(|e| matches!(e, Ev::Close(Some(1014), _))) {
+    if let Some(i) = events
+        .iter()
+        .position(|e| matches!(e, Ev::Close(Some(1014), _)))
+    {
         assert_eq!(theirs, events[..i], "events before a close 1014");
         assert!(their_error);
         return;

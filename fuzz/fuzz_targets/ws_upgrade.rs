@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
     if !matches!(whole, Ok(None)) {
         let mut more = wire.to_vec();
         more.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
-        assert_eq!(parse_upgrade_response(&more, &accept), whole, "with a frame after");
+        assert_eq!(
+            parse_upgrade_response(&more, &accept),
+            whole,
+            "with a frame after"
+        );
     }
 
     // Oracle: the first head as httparse reads it.
@@ -61,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
         Err(httparse::Error::TooManyHeaders) if !out_of_range => {
             assert_eq!(whole, Err(UpgradeError::TooManyHeaders))
         }
-        Err(_) => assert!(matches!(whole, Err(UpgradeError::Malformed(_))), "{whole:?}"),
+        Err(_) => assert!(
+            matches!(whole, Err(UpgradeError::Malformed(_))),
+            "{whole:?}"
+        ),
         Ok(_) if out_of_range => assert!(matches!(whole, Err(UpgradeError::Malformed(_)))),
         Ok(httparse::Status::Partial) => assert_eq!(whole, Ok(None)),
         Ok(httparse::Status::Complete(_)) => {}

@@ -2,9 +2,11 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::plan::CloseMode;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
+    let verdict = validate::check_verdict(&a.verdict, &validate::http_context(&a, &checked))?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {
@@ -25,6 +27,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         })?],
         (None, None) => Vec::new(),
     };
+    let requests_per_conn = validate::requests_per_conn(&a);
     let mut load = a.load;
     if !stages.is_empty() {
         if !load.warmup.is_zero() {
@@ -70,11 +73,16 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             )
         }),
         sources: p.sources.clone(),
+        requests_per_conn,
+        conn_rate: a.conn_rate,
+        close: match a.close {
+            Some(cli::CloseArg::Rst) => CloseMode::Rst,
+            Some(cli::CloseArg::Fin) | None => CloseMode::Fin,
+        },
+        busy_poll: p.busy_poll.clone(),
     };
     let meta = RunMeta {
-        rate: plan
-            .rate
-            .map(|(r, arrival)| (r, arrival.name().to_string())),
+        rate: plan.rate,
         method: plan.method.clone(),
         body_len: plan.body.len(),
         pipeline: plan.pipeline,
@@ -87,7 +95,10 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             Stop::Duration(_) => None,
         },
         timeout: plan.timeout,
-        ..p.meta("http", &load, argv)
+        requests_per_conn: plan.requests_per_conn,
+        conn_rate: plan.conn_rate,
+        close: Some(plan.close),
+        ..p.meta(Mode::Http, &load, argv, verdict)
     };
     p.execute(&meta, &load, "connections", || engine::run(&plan))
 }

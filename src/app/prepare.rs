@@ -123,6 +123,19 @@ pub(super) struct Prepared {
     /// `--source` addresses (empty: none given).
     pub(super) sources: Vec<std::net::IpAddr>,
     pub(super) tls: TlsPlan,
+    /// `--busy-poll`, with what the kernel allowed of SO_BUSY_POLL.
+    pub(super) busy_poll: Option<crate::plan::BusyPoll>,
+}
+
+/// `--busy-poll`: find out once, before the run, whether the kernel lets the workers set
+/// SO_BUSY_POLL; they spin either way.
+pub(super) fn busy_poll_plan() -> crate::plan::BusyPoll {
+    let us = engine::socket::SO_BUSY_POLL_US;
+    crate::plan::BusyPoll {
+        so_busy_poll: engine::socket::busy_poll_allowed(us)
+            .map(|()| us)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// `--source`: every address must be one this host can send from (the kernel says so through a
@@ -210,6 +223,22 @@ pub(super) fn prepare(
         builtin,
     )?;
     let fd_limit = engine::check_fd_limit(load.connections, if builtin { 2 } else { 1 })?;
+    let busy_poll = load.busy_poll.then(busy_poll_plan);
+    let spinning = cpus.threads + usize::from(builtin);
+    let allowed = crate::sys::allowed_cpus().len();
+    if load.busy_poll && spinning > allowed {
+        eprintln!(
+            "warning: --busy-poll: {} spinning worker(s){} on {allowed} CPU(s): they take \
+             CPU time from each other{}, and latency suffers (use fewer -t)",
+            cpus.threads,
+            if builtin {
+                " and the built-in target"
+            } else {
+                ""
+            },
+            if builtin { " and from the target" } else { "" },
+        );
+    }
     let sources = load
         .source
         .as_ref()
@@ -251,14 +280,21 @@ pub(super) fn prepare(
         target,
         sources,
         tls: tls_plan,
+        busy_poll,
     })
 }
 
 impl Prepared {
     /// The report's description of the run, from what every command shares.
-    pub(super) fn meta(&self, mode: &str, load: &LoadArgs, argv: Vec<String>) -> RunMeta {
+    pub(super) fn meta(
+        &self,
+        mode: Mode,
+        load: &LoadArgs,
+        argv: Vec<String>,
+        verdict: validate::Verdict,
+    ) -> RunMeta {
         RunMeta {
-            mode: mode.to_string(),
+            mode,
             url: self.target.url.clone(),
             builtin_target: self.builtin,
             command_line: argv,
@@ -282,15 +318,17 @@ impl Prepared {
             warmup: load.warmup,
             timeout: load.connect_timeout,
             connect_timeout: load.connect_timeout,
-            tls: self.target.scheme == Scheme::Https,
-            insecure: self.tls.insecure,
-            resume: self.tls.resume,
-            sni: self.tls.sni.clone(),
-            ca_file: self.tls.ca_file.as_ref().map(|p| p.display().to_string()),
+            tls: (self.target.scheme == Scheme::Https).then(|| self.tls.clone()),
             fd_limit: self.fd_limit,
             ws: None,
             rate: None,
             sources: self.sources.clone(),
+            requests_per_conn: None,
+            conn_rate: None,
+            close: None,
+            busy_poll: self.busy_poll.clone(),
+            percentiles: verdict.percentiles,
+            checks: verdict.checks,
         }
     }
 

@@ -4,11 +4,16 @@
 use super::*;
 
 /// `connbench probe`: one thread, the built-in target when no URL is given, a text summary and
-/// optionally the JSON report. Exit 0 whatever the probe found (finding a limit is success),
-/// 130 on Ctrl-C.
+/// optionally the JSON report. Exit 0 whatever limit the probe found (finding one is success),
+/// 3 when it never established a connection, 1 when a `--threshold` or `--targets` target
+/// failed, 130 on Ctrl-C.
 pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     use crate::engine::probe::{Establish, ProbePlan};
     let (checked, websocket) = validate::check_probe(&a, given)?;
+    let verdict = validate::check_verdict(
+        &a.verdict,
+        &validate::probe_context(&a, &checked, websocket),
+    )?;
     // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
     // be refused for a --max above the fd limit (finding that limit is its job), so the fd
     // check is asked for a single connection.
@@ -24,14 +29,15 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         hlog: None,
         source: None,
         quiet: a.quiet,
+        busy_poll: false,
     };
     let mut p = prepare(&load, &a.tls, checked, websocket)?;
     // The in-process target holds the other end of every connection in this process.
     let fds_per_conn = if p.builtin { 2 } else { 1 };
-    let max = a.max.unwrap_or_else(|| {
-        let spare = p.fd_limit.saturating_sub(engine::FD_RESERVE) / fds_per_conn;
-        usize::try_from(spare).unwrap_or(usize::MAX).max(1)
-    });
+    let room = p.fd_limit.saturating_sub(engine::FD_RESERVE) / fds_per_conn;
+    let max = a
+        .max
+        .unwrap_or_else(|| usize::try_from(room).unwrap_or(usize::MAX).max(1));
     let establish = if websocket {
         Establish::WebSocket
     } else if a.request {
@@ -54,19 +60,23 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
     };
     let meta = RunMeta {
         connections: max,
-        ..p.meta("probe", &load, argv)
+        ..p.meta(Mode::Probe, &load, argv, verdict)
     };
+    // A --max the fd limit cuts well short ends with a local failure: said before and after.
+    let most = p.fd_limit / fds_per_conn;
+    let fd_room = (a.max.is_some() && most < (max as u64).saturating_mul(9) / 10).then_some(most);
     let probe_meta = report::probe::ProbeMeta {
-        establish,
-        connect_rate: a.connect_rate,
-        max,
+        plan: plan.clone(),
         max_from_fd_limit: a.max.is_none(),
-        hold: a.hold,
-        settle: a.settle,
-        keepalive: a.keepalive,
-        confirm_pause: plan.confirm,
+        fd_room,
     };
-    if p.tls.insecure {
+    if let Some(room) = fd_room {
+        eprintln!(
+            "warning: {}",
+            report::probe::fd_warning(max, room, p.fd_limit)
+        );
+    }
+    if meta.insecure() {
         eprintln!("warning: --insecure: server certificates are NOT verified (chain and name)");
     }
     if !a.quiet {
@@ -97,9 +107,14 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         report::json::write(dest, &v)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
     }
-    Ok(if result.interrupted {
-        EXIT_INTERRUPTED
-    } else {
-        EXIT_OK
-    })
+    let outcomes =
+        report::threshold::evaluate(&report::threshold::Source::Probe(&meta, &result.pass));
+    let nothing = report::threshold::probe_nothing_measured(&result.pass);
+    Ok(exit_code(
+        &meta,
+        false,
+        result.interrupted,
+        nothing.as_deref(),
+        &outcomes,
+    ))
 }

@@ -39,6 +39,7 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         bind: a.bind,
         http_port: (!a.no_http).then_some(a.http),
         https_port: (!a.no_https).then_some(a.https),
+        echo_port: a.echo,
         threads: a.threads,
         cpus: a.cpus.map(|c| c.0).unwrap_or_default(),
         max_conns: a.max_conns,
@@ -62,6 +63,8 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         drip: a.drip,
     };
     crate::sys::raise_fd_limit();
+    // Before anything is printed: whoever reads the address may interrupt at once.
+    crate::sys::install_interrupt_handler();
     let handle = crate::serve::start(cfg).map_err(AppError::Serve)?;
     if let Some(addr) = handle.http_addr() {
         println!("http   http://{addr}/");
@@ -73,6 +76,9 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
             None => print!("{}", handle.ca_pem()),
         }
     }
+    if let Some(addr) = handle.echo_addr() {
+        println!("echo   {addr}   (raw TCP: every byte comes back)");
+    }
     println!("routes / /bytes/N /chunked/N /delay/MICROS /status/CODE /exchanges/EX/trades?symbol=S&limit=N /headers/N /garbage");
     println!("faults /close/fin/N /close/rst/N /truncate/fin/N /truncate/rst/N (bytes, then the connection ends)");
     println!(
@@ -81,7 +87,6 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    crate::sys::install_interrupt_handler();
     let start = Instant::now();
     while !crate::sys::interrupted() && a.run_for.is_none_or(|d| start.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(50));
@@ -98,6 +103,9 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
         stats.ws_gaps,
         stats.ws_drops
     );
+    if a.echo.is_some() {
+        println!("echo   {} bytes echoed", stats.echo_bytes);
+    }
     if a.stall_at.is_some() {
         println!(
             "stall  {} requests were held by --stall-at/--stall-for",

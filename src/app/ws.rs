@@ -5,6 +5,8 @@ use super::*;
 
 pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
+    let verdict =
+        validate::check_verdict(&a.verdict, &validate::ws_context(&a, &checked, &fields))?;
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }
@@ -30,16 +32,16 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         })?),
     };
     let heartbeat = match a.heartbeat.as_deref() {
-        None | Some("off") => Heartbeat::Off,
-        Some("ping") => Heartbeat::Ping,
-        Some(h) => match h.strip_prefix("text:") {
-            Some(t) if !t.is_empty() => Heartbeat::Text(t.to_string()),
-            _ => {
-                return usage(format!(
-                    "invalid --heartbeat {h:?} (use ping, or text:MESSAGE such as text:ping)"
-                ))
-            }
-        },
+        None => Heartbeat::Off,
+        Some(h) => match Heartbeat::parse(h) {
+            Some(Heartbeat::Text(t)) if t.is_empty() => None,
+            parsed => parsed,
+        }
+        .ok_or_else(|| {
+            AppError::Usage(UsageError(format!(
+                "invalid --heartbeat {h:?} (use ping, or text:MESSAGE such as text:ping)"
+            )))
+        })?,
     };
     // Ping mode is a protocol-ping heartbeat at --ping-interval.
     let (heartbeat, heartbeat_interval) = match a.mode {
@@ -70,8 +72,6 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         ),
     };
     let p = prepare(&a.load, &a.tls, checked, true)?;
-    let ts_field = fields.ts_field.as_ref().map(|(name, _)| name.clone());
-    let seq_field = fields.seq_field.as_ref().map(|(name, _)| name.clone());
     let plan = WsPlan {
         target: p.target.clone(),
         tls: p.tls.clone(),
@@ -84,73 +84,50 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
         intervals: a.load.hlog.is_some(),
-        subscriptions: fields.subscriptions,
-        mode: match a.mode {
-            WsModeArg::Stream => WsMode::Stream,
-            WsModeArg::Echo => WsMode::Echo,
-            WsModeArg::Ping => WsMode::Ping,
-        },
-        send_rate,
-        message_size: a.message_size,
-        ping_interval: a.ping_interval,
-        ts_field: fields.ts_field.map(|(_, path)| path),
-        ts_unit,
-        seq_field: fields.seq_field.map(|(_, path)| path),
-        stream_field: fields.stream_field,
-        utf8_check: !a.no_utf8_check,
-        max_message: a.max_message.max(125),
-        backoff: BackoffPolicy {
-            jitter: match a.backoff {
-                JitterArg::Full => Jitter::Full,
-                JitterArg::Decorrelated => Jitter::Decorrelated,
+        session: WsSession {
+            subscriptions: fields.subscriptions,
+            mode: match a.mode {
+                WsModeArg::Stream => WsMode::Stream,
+                WsModeArg::Echo => WsMode::Echo,
+                WsModeArg::Ping => WsMode::Ping,
             },
-            base: a.backoff_base,
-            cap: a.backoff_cap,
-            max_retries: a.max_retries,
+            send_rate,
+            message_size: a.message_size,
+            ping_interval: a.ping_interval,
+            ts_field: fields.ts_field.map(|(_, path)| path),
+            ts_unit,
+            seq_field: fields.seq_field.map(|(_, path)| path),
+            stream_field: fields.stream_field,
+            utf8_check: !a.no_utf8_check,
+            max_message: a.max_message.max(125),
+            backoff: BackoffPolicy {
+                jitter: match a.backoff {
+                    JitterArg::Full => Jitter::Full,
+                    JitterArg::Decorrelated => Jitter::Decorrelated,
+                },
+                base: a.backoff_base,
+                cap: a.backoff_cap,
+                max_retries: a.max_retries,
+            },
+            reconnect_budget,
+            stale_after: a.stale_after,
+            heartbeat: heartbeat.clone(),
+            heartbeat_interval,
+            pong_timeout,
+            send_buffer: a.send_buffer,
         },
-        reconnect_budget,
-        stale_after: a.stale_after,
-        heartbeat: heartbeat.clone(),
-        heartbeat_interval,
-        pong_timeout,
-        send_buffer: a.send_buffer,
         sources: p.sources.clone(),
+        busy_poll: p.busy_poll.clone(),
     };
     let meta = RunMeta {
         duration: Some(plan.duration),
         // Echo mode is open-loop: corrected latency and send lag are reported.
-        rate: (plan.mode == WsMode::Echo).then(|| {
-            (
-                plan.send_rate * plan.connections as f64,
-                Arrival::Uniform.name().to_string(),
-            )
-        }),
-        ws: Some(WsMeta {
-            // Rendered from the plan's enums, never from `{:?}` of the flags.
-            mode: plan.mode.name().to_string(),
-            subscriptions: plan.subscriptions.clone(),
-            send_rate: plan.send_rate,
-            message_size: plan.message_size,
-            ping_interval: plan.ping_interval,
-            ts_field,
-            ts_unit: a.ts_unit.clone(),
-            seq_field,
-            stream_field: a.stream_field.clone(),
-            stale_after: plan.stale_after,
-            heartbeat: plan.heartbeat.describe(report::redact::message),
-            heartbeat_interval,
-            pong_timeout,
-            backoff: plan.backoff.jitter.name().to_string(),
-            backoff_base: a.backoff_base,
-            backoff_cap: a.backoff_cap,
-            max_retries: a.max_retries,
-            reconnect_budget,
-            send_buffer: a.send_buffer,
-            utf8_check: plan.utf8_check,
-            max_message: plan.max_message,
-            connections: plan.connections,
-        }),
-        ..p.meta("ws", &a.load, argv)
+        rate: (plan.session.mode == WsMode::Echo).then_some((
+            plan.session.send_rate * plan.connections as f64,
+            Arrival::Uniform,
+        )),
+        ws: Some(plan.session.clone()),
+        ..p.meta(Mode::Ws, &a.load, argv, verdict)
     };
     p.execute(&meta, &a.load, "WebSocket connections", || {
         engine::run_ws(&plan)

@@ -27,10 +27,13 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    CompareArgs, HttpArgs, ProbeArgs, ServeArgs, TlsArgs, UsageError, WsArgs, WsModeArg,
+    CompareArgs, FloorArgs, HttpArgs, ProbeArgs, ServeArgs, TargetsArg, TlsArgs, UsageError,
+    VerdictArgs, WsArgs, WsModeArg, MAX_CONNECT_RATE, MIN_CONNECT_RATE,
 };
-use crate::plan::Scheme;
+use crate::plan::{Establish, Scheme, WsMode};
 use crate::proto::jsonfield::FieldPath;
+use crate::report::percentiles::Percentiles;
+use crate::report::threshold::{Checks, Command, Context, Targets, Threshold};
 
 fn usage<T>(msg: impl Into<String>) -> Result<T, UsageError> {
     Err(UsageError(msg.into()))
@@ -494,7 +497,65 @@ pub fn check_upgrade_headers(target: &LoadTarget) -> Result<(), UsageError> {
 /// checked with [`check_request`] once the body is read.
 pub fn check_http(a: &HttpArgs) -> Result<LoadTarget, UsageError> {
     validate_http(a)?;
+    check_new_connections(a)?;
     load_target(a.url.as_deref(), &a.tls, &a.load.headers, false, "/")
+}
+
+/// Requests a connection carries before connbench closes it: `--requests-per-conn`, 1 with
+/// `--no-keepalive`, 1 by default with `--conn-rate`; None: keep-alive.
+pub fn requests_per_conn(a: &HttpArgs) -> Option<u64> {
+    match (a.no_keepalive, a.requests_per_conn, a.conn_rate) {
+        (true, _, _) => Some(1),
+        (false, Some(n), _) => Some(n),
+        (false, None, Some(_)) => Some(1),
+        (false, None, None) => None,
+    }
+}
+
+/// The new-connection flags (`--no-keepalive`, `--requests-per-conn`, `--conn-rate`,
+/// `--close`) against each other and the load shape.
+pub fn check_new_connections(a: &HttpArgs) -> Result<(), UsageError> {
+    if a.no_keepalive && a.requests_per_conn.is_some() {
+        return usage("--no-keepalive is --requests-per-conn 1: give one of them, not both");
+    }
+    if a.requests_per_conn == Some(0) {
+        return usage(
+            "--requests-per-conn must be at least 1 (requests a connection carries before it \
+             is closed)",
+        );
+    }
+    if let Some(r) = a.conn_rate {
+        if !(r.is_finite() && (MIN_CONNECT_RATE..=MAX_CONNECT_RATE).contains(&r)) {
+            return usage(format!(
+                "--conn-rate must be between {MIN_CONNECT_RATE} and {MAX_CONNECT_RATE} new \
+                 connections per second"
+            ));
+        }
+        if a.rate.is_some() {
+            return usage(
+                "--conn-rate paces new connections and -R paces requests: give one of them \
+                 (with --conn-rate, requests follow at once on each new connection)",
+            );
+        }
+        if a.stages.is_some() || a.scenario.is_some() {
+            return usage(
+                "--conn-rate decides when connections open, --stages and --scenario how many \
+                 are open: give one of them",
+            );
+        }
+    }
+    match requests_per_conn(a) {
+        Some(n) if a.pipeline as u64 > n => usage(format!(
+            "--pipeline {} puts more requests in flight than a connection carries \
+             ({n} per connection): lower --pipeline or raise --requests-per-conn",
+            a.pipeline
+        )),
+        None if a.close.is_some() => usage(
+            "--close only applies when connbench closes connections itself: add \
+             --no-keepalive, --requests-per-conn N or --conn-rate R",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The `--mode` name a message shows.
@@ -707,6 +768,86 @@ pub fn check_probe(a: &ProbeArgs, given: &Given) -> Result<(LoadTarget, bool), U
     Ok((target, websocket))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pass/fail and percentiles (`http`, `ws`, `probe`)
+// ---------------------------------------------------------------------------------------------
+
+/// `--threshold`, `--targets`, `--percentiles` and `--allow-nothing-measured`, checked: what
+/// the reports render and the exit code is decided from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// `--percentiles` (the default list when not given).
+    pub percentiles: Percentiles,
+    /// The thresholds, the named targets and `--allow-nothing-measured`.
+    pub checks: Checks,
+}
+
+/// Parse every `--threshold` against what the run will measure (`ctx`), and `--percentiles`.
+/// A bad one is a usage error naming the flag, the expression and the valid metrics.
+pub fn check_verdict(v: &VerdictArgs, ctx: &Context) -> Result<Verdict, UsageError> {
+    let percentiles = match &v.percentiles {
+        None => Percentiles::default(),
+        Some(list) => {
+            Percentiles::parse(list).map_err(|e| UsageError(format!("--percentiles: {e}")))?
+        }
+    };
+    let thresholds = v
+        .thresholds
+        .iter()
+        .map(|t| {
+            Threshold::parse(t, ctx).map_err(|e| UsageError(format!("--threshold {t:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Verdict {
+        percentiles,
+        checks: Checks {
+            thresholds,
+            targets: v.targets.map(|t| match t {
+                TargetsArg::Seed => Targets::Seed,
+            }),
+            allow_nothing_measured: v.allow_nothing_measured,
+        },
+    })
+}
+
+/// What an `http` run will measure: TLS or not, rate mode or not.
+pub fn http_context(a: &HttpArgs, target: &LoadTarget) -> Context {
+    Context {
+        tls: target.endpoint.is_tls(),
+        rate: a.rate.is_some(),
+        ..Context::new(Command::Http)
+    }
+}
+
+/// What a `ws` run will measure: TLS or not, its mode, a timestamp field or not.
+pub fn ws_context(a: &WsArgs, target: &LoadTarget, fields: &WsFields) -> Context {
+    Context {
+        tls: target.endpoint.is_tls(),
+        ws_mode: Some(match a.mode {
+            WsModeArg::Stream => WsMode::Stream,
+            WsModeArg::Echo => WsMode::Echo,
+            WsModeArg::Ping => WsMode::Ping,
+        }),
+        ts_field: fields.ts_field.is_some(),
+        ..Context::new(Command::Ws)
+    }
+}
+
+/// What a probe will measure: TLS or not, and what counts as established.
+pub fn probe_context(a: &ProbeArgs, target: &LoadTarget, websocket: bool) -> Context {
+    Context {
+        tls: target.endpoint.is_tls(),
+        establish: Some(if websocket {
+            Establish::WebSocket
+        } else if a.request {
+            Establish::Request
+        } else {
+            Establish::Connect
+        }),
+        ..Context::new(Command::Probe)
+    }
+}
+
 /// Largest `--ws-*` delay and `--stall-at`/`--stall-for` the built-in target takes (its own
 /// bound, which keeps `start + delay` from overflowing an `Instant`): 7 days.
 pub const MAX_SERVE_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -844,6 +985,110 @@ pub fn check_compare(a: &CompareArgs) -> Result<crate::report::compare::Options,
     })
 }
 
+/// `connbench floor`'s destinations, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloorTarget {
+    /// The HTTP endpoint: the built-in target (with a path), or the URL.
+    pub endpoint: Endpoint,
+    /// `--echo HOST:PORT`, not resolved.
+    pub echo: Option<(String, u16)>,
+    /// `--ws URL`.
+    pub ws: Option<UrlParts>,
+}
+
+impl FloorTarget {
+    /// The host TLS verifies (before `--sni`), when any measurement uses TLS: the https URL's,
+    /// or a wss:// `--ws`'s. The built-in target's TLS trusts its certificate in memory.
+    pub fn tls_host(&self) -> Option<&str> {
+        match (&self.endpoint, &self.ws) {
+            (Endpoint::Url(u), _) if u.scheme == Scheme::Https => Some(&u.host),
+            (_, Some(w)) if w.scheme == Scheme::Https => Some(&w.host),
+            _ => None,
+        }
+    }
+}
+
+/// Parse `--echo HOST:PORT` (`[::1]:7007` for IPv6), without DNS.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "invalid --echo {s:?} (use HOST:PORT, e.g. 10.0.0.5:7007 or [::1]:7007)"
+        ))
+    };
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').ok_or_else(bad)?,
+        None if host.contains(':') => return Err(bad()),
+        None => host,
+    };
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `connbench floor`: the measurement length, the URL, `--echo` and `--ws` (only with a URL:
+/// the built-in target has both), and the TLS flags (only where something speaks TLS that
+/// the built-in target's in-memory trust does not cover).
+pub fn check_floor(a: &FloorArgs) -> Result<FloorTarget, UsageError> {
+    if a.duration.is_zero() {
+        return usage("-d must be longer than 0 (how long each measurement runs, e.g. -d 500ms)");
+    }
+    let builtin = a.url.as_deref().is_none_or(|u| u.starts_with('/'));
+    let endpoint = match a.url.as_deref() {
+        Some(u) if !builtin => Endpoint::Url(parse_url(u, false)?),
+        u => Endpoint::Builtin {
+            path: builtin_path(u.unwrap_or("/"))?,
+            tls: false,
+        },
+    };
+    if builtin {
+        for (given, flag, what) in [
+            (a.echo.is_some(), "--echo", "a raw TCP echo listener"),
+            (a.ws.is_some(), "--ws", "a WebSocket echo endpoint"),
+        ] {
+            if given {
+                return usage(format!(
+                    "{flag} only applies with a URL: the built-in target has {what} of its own \
+                     (give a URL or drop {flag})"
+                ));
+            }
+        }
+        for (given, flag) in [
+            (a.ca.is_some(), "--ca"),
+            (a.insecure, "--insecure"),
+            (a.sni.is_some(), "--sni"),
+        ] {
+            if given {
+                return usage(format!(
+                    "{flag} does not apply to the built-in target, whose certificate floor \
+                     trusts in memory: drop {flag}"
+                ));
+            }
+        }
+    }
+    let echo = a.echo.as_deref().map(parse_host_port).transpose()?;
+    let ws = a.ws.as_deref().map(|u| parse_url(u, true)).transpose()?;
+    let target = FloorTarget { endpoint, echo, ws };
+    if !builtin {
+        // The TLS flags must have something speaking TLS to apply to.
+        let tls_endpoint = match (&target.endpoint, &target.ws) {
+            (Endpoint::Url(u), Some(w)) if u.scheme != Scheme::Https => Endpoint::Url(w.clone()),
+            (e, _) => e.clone(),
+        };
+        let tls = TlsArgs {
+            ca: a.ca.clone(),
+            insecure: a.insecure,
+            sni: a.sni.clone(),
+            no_resume: false,
+            builtin_tls: false,
+        };
+        check_tls_flags(&tls, &tls_endpoint)?;
+    }
+    Ok(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,6 +1129,96 @@ mod tests {
             panic!("serve")
         };
         check_serve(&a, &cli.given, &[0, 1])
+    }
+
+    fn floor(args: &[&str]) -> Result<FloorTarget, UsageError> {
+        let cli = parse_ok(&[&["floor"], args].concat());
+        let Command::Floor(a) = cli.command else {
+            panic!("floor")
+        };
+        check_floor(&a)
+    }
+
+    #[test]
+    fn floor_takes_the_builtin_target_or_a_url_and_its_echo_and_ws() {
+        let t = floor(&[]).unwrap();
+        assert_eq!(
+            t.endpoint,
+            Endpoint::Builtin {
+                path: "/".into(),
+                tls: false
+            }
+        );
+        assert_eq!(
+            t.tls_host(),
+            None,
+            "the built-in target's trust is in memory"
+        );
+        let t = floor(&["/bytes/64"]).unwrap();
+        assert_eq!(t.endpoint.path(), "/bytes/64");
+        let t = floor(&[
+            "http://10.0.0.5:8080/x",
+            "--echo",
+            "10.0.0.5:7007",
+            "--ws",
+            "wss://10.0.0.5:8443/echo",
+            "--ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(t.echo, Some(("10.0.0.5".into(), 7007)));
+        assert_eq!(t.ws.as_ref().unwrap().port, 8443);
+        assert_eq!(
+            t.tls_host(),
+            Some("10.0.0.5"),
+            "--ca applies to the wss:// --ws"
+        );
+        let t = floor(&["https://example.com/", "--echo", "[::1]:7"]).unwrap();
+        assert_eq!(t.echo, Some(("::1".into(), 7)));
+        assert_eq!(t.tls_host(), Some("example.com"));
+    }
+
+    #[test]
+    fn floor_refuses_what_cannot_apply_before_any_io() {
+        refused(floor(&["-d", "0s"]), &["-d", "longer than 0"]);
+        refused(
+            floor(&["--echo", "127.0.0.1:7"]),
+            &["--echo", "only applies with a URL"],
+        );
+        refused(
+            floor(&["--ws", "ws://127.0.0.1/echo"]),
+            &["--ws", "with a URL"],
+        );
+        for (args, name) in [
+            (&["--ca", "x.pem"][..], "--ca"),
+            (&["-k"], "--insecure"),
+            (&["--sni", "a.example"], "--sni"),
+        ] {
+            refused(floor(args), &[name, "built-in target"]);
+        }
+        refused(
+            floor(&["http://127.0.0.1/", "--ca", "x.pem"]),
+            &["--ca", "only applies to TLS"],
+        );
+        for bad in [
+            "7007",
+            "host:",
+            ":7",
+            "host:0",
+            "host:99999",
+            "::1:7",
+            "[::1]7",
+        ] {
+            refused(
+                floor(&["http://127.0.0.1/", "--echo", bad]),
+                &["invalid --echo", "HOST:PORT"],
+            );
+        }
+        refused(
+            floor(&["http://127.0.0.1/", "--ws", "http://127.0.0.1/echo"]),
+            &["ws://"],
+        );
+        refused(floor(&["ftp://127.0.0.1/"]), &["unsupported URL scheme"]);
     }
 
     /// The error's one line contains every needle.
@@ -1236,6 +1571,72 @@ mod tests {
         let t = http(&["/a b?x=1#f"]).unwrap();
         assert_eq!(t.endpoint.path(), "/a%20b?x=1");
         check_request("GET", &t, b"").unwrap();
+    }
+
+    #[test]
+    fn new_connection_flags_are_checked_against_each_other_and_the_load_shape() {
+        for ok in [
+            &["--no-keepalive"][..],
+            &["--no-keepalive", "--close", "rst", "-n", "100"],
+            &["--requests-per-conn", "5", "--pipeline", "5"],
+            &["--requests-per-conn", "5", "-R", "100"],
+            &["--requests-per-conn", "3", "--stages", "2@1s+1s"],
+            &["--conn-rate", "200", "--close", "fin"],
+            &["--conn-rate", "200", "--no-keepalive", "-n", "50"],
+            &[
+                "--conn-rate",
+                "200",
+                "--requests-per-conn",
+                "4",
+                "--pipeline",
+                "2",
+            ],
+        ] {
+            http(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        refused(
+            http(&["--requests-per-conn", "0"]),
+            &["--requests-per-conn", "at least 1"],
+        );
+        refused(
+            http(&["--no-keepalive", "--requests-per-conn", "2"]),
+            &["--no-keepalive", "--requests-per-conn 1", "not both"],
+        );
+        refused(
+            http(&["--conn-rate", "100", "-R", "100"]),
+            &["--conn-rate", "-R", "give one"],
+        );
+        for shape in [&["--stages", "2@1s+1s"][..], &["--scenario", "light"]] {
+            refused(
+                http(&[&["--conn-rate", "100"], shape].concat()),
+                &["--conn-rate", "--stages", "--scenario"],
+            );
+        }
+        for bad in ["0", "NaN", "inf", "2000000"] {
+            refused(
+                http(&["--conn-rate", bad]),
+                &["--conn-rate must be between"],
+            );
+        }
+        refused(
+            http(&["--no-keepalive", "--pipeline", "2"]),
+            &["--pipeline 2", "1 per connection", "--requests-per-conn"],
+        );
+        refused(
+            http(&["--conn-rate", "10", "--pipeline", "2"]),
+            &["--pipeline 2", "1 per connection"],
+        );
+        refused(
+            http(&["--close", "rst"]),
+            &[
+                "--close",
+                "--no-keepalive",
+                "--requests-per-conn",
+                "--conn-rate",
+            ],
+        );
+        // Typing the default is still typing it.
+        refused(http(&["--close", "fin"]), &["--close only applies"]);
     }
 
     #[test]

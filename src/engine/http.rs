@@ -1,7 +1,12 @@
 //! The HTTP/1.1 session: keep-alive requests on every slot of a worker, driven by the core
 //! ([`super::core`]). Closed loop by default (the next request goes out the moment a response
 //! completes); with `-R`, an open-loop schedule ([`super::pace`]) hands each due request to an
-//! idle connection; with `--stages`, the number of active slots follows the ramp.
+//! idle connection; with `--stages`, the number of active slots follows the ramp. New
+//! connections as a workload: with `--requests-per-conn N` (`--no-keepalive`: 1) connbench
+//! closes a connection itself once it carried N requests and every response came back, and
+//! opens the next one in its slot; with `--conn-rate R`, an open-loop schedule of new
+//! connections (connection k due at start + k/R, as `pace` rule 1) decides when a free slot
+//! opens its next one.
 //!
 //! Hot-path rules:
 //! 1. The next request is written right after a response completes, in the same event.
@@ -12,7 +17,19 @@
 //!    fires early it is re-armed from the true oldest request).
 //! 4. A failure is counted once, by the step the connection was in, and the slot reopens at once
 //!    if its connection had answered anything, else after a backoff that doubles up to
-//!    [`MAX_BACKOFF`] (a dead server is not hammered).
+//!    [`MAX_BACKOFF`] (a dead server is not hammered). In connection-rate mode there is no
+//!    backoff: the slot is free again and the schedule says when the next connection opens.
+//! 5. A connection with a request quota (`--requests-per-conn`) claims its requests from the
+//!    `-n` budget when it opens, and gives back what it did not send when it closes, so a run of
+//!    `-n R` opens exactly ⌈R / N⌉ connections per worker (it never opens one that then finds
+//!    the budget spent by another). Invariant: budget = unclaimed + Σ (quota − carried).
+//! 6. The connection-rate schedule lives in the core's timer table: the slot that will carry
+//!    the next due connection holds a [`TimerKind::Reopen`] at its due time; every loop turn
+//!    opens whatever is due on free slots. When every slot is busy the due connections wait
+//!    (their open lag grows: `connect()` called − due time, phase `open_lag`) and the backlog
+//!    drains as slots free up; what is still due at the end is counted as `unopened`.
+//! 7. Reuse stays true: a request counts as reused only when the connection it went out on
+//!    had already carried one (a new connection's first request never does).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -54,6 +71,13 @@ pub struct HttpConfig {
     pub rate: Option<(f64, Arrival)>,
     /// Ramp profile of the whole run.
     pub stages: Vec<crate::plan::Stage>,
+    /// Requests each connection carries before connbench closes it and opens the next (None:
+    /// keep-alive for the whole run).
+    pub per_conn: Option<u64>,
+    /// Connection-rate mode: this worker's new connections per second.
+    pub conn_rate: Option<f64>,
+    /// How connbench closes a connection it is done with (quota carried, ramp-down, run end).
+    pub close: Close,
 }
 
 /// Where a slot is, as far as HTTP is concerned.
@@ -65,6 +89,8 @@ enum State {
     Live,
     /// No connection and none will be opened (budget spent, run stopping, parked by a stage).
     Done,
+    /// Connection-rate mode: no connection; the opener's schedule gives the slot its next one.
+    Free,
 }
 
 /// One request on the wire.
@@ -98,6 +124,22 @@ struct Conn {
     /// Consecutive connections of this slot that failed before any response.
     failures: u32,
     framed: Framed,
+    /// Requests this connection may carry (rule 5): `--requests-per-conn`, less when the `-n`
+    /// budget has fewer left; `u64::MAX` with keep-alive; 0 while the slot has no claim.
+    quota: u64,
+    /// Connection-rate mode: the due time of the connection this slot is opening (its open lag
+    /// is recorded when `connect()` is called).
+    due: Option<Instant>,
+}
+
+/// Connection-rate mode: the schedule of new connections and the slots free to carry them
+/// (rule 6).
+struct Opener {
+    /// This worker's new connections per second.
+    rate: f64,
+    schedule: Schedule,
+    /// Slots without a connection, waiting for the schedule.
+    free: Vec<usize>,
 }
 
 /// Constant-rate mode state (the timing model is `engine::pace`).
@@ -135,6 +177,11 @@ pub struct Http {
     /// Slots `0..active` should hold a connection; the rest are parked (staged runs).
     active: usize,
     stager: Option<Stager>,
+    /// Requests of the `-n` budget no connection has claimed yet (rule 5): only with a
+    /// per-connection quota and a budget.
+    unclaimed: Option<u64>,
+    /// Connection-rate mode.
+    opener: Option<Opener>,
 }
 
 impl Http {
@@ -151,6 +198,8 @@ impl Http {
                 answered: false,
                 failures: 0,
                 framed: Framed::default(),
+                quota: 0,
+                due: None,
             })
             .collect();
         let now = Instant::now();
@@ -173,9 +222,16 @@ impl Http {
             }
             None => None,
         };
+        let opener = cfg.conn_rate.map(|rate| Opener {
+            rate,
+            schedule: Schedule::new(rate, now, Arrival::Uniform, 0),
+            free: Vec::with_capacity(slots),
+        });
         Ok(Http {
             batch: cfg.request.repeat(pipeline),
             budget: cfg.budget,
+            unclaimed: cfg.per_conn.and(cfg.budget),
+            opener,
             active: if cfg.stages.is_empty() { usize::MAX } else { 0 },
             cfg,
             conns,
@@ -187,18 +243,32 @@ impl Http {
         })
     }
 
-    /// The run is over at `at`: count the requests that were due and never written (rule 3 of
-    /// `pace`), and hand back the stage windows (the run is then the sum of its windows).
+    /// The run is over at `at` (the end of the measured window): count the requests that were
+    /// due before it and never written (rule 3 of `pace`) and the connections due before it and
+    /// never opened (rule 6), and hand back the stage windows (the run is then the sum of its
+    /// windows). The connections still open are closed the `--close` way.
     pub fn finish<T: Transport>(&mut self, net: &mut Net<T>, at: Instant) -> Vec<(Recorder, u64)> {
         self.stopping = true;
         if let Some(p) = &mut self.pacer {
-            while p.schedule.next_due() <= at {
+            while p.schedule.next_due() < at {
                 p.schedule.advance();
                 net.rec.counters.unsent += 1;
             }
             net.rec.counters.unsent += p.backlog.len() as u64;
         }
-        match self.stager.take() {
+        if let Some(o) = &mut self.opener {
+            // Rule 6: due and never opened; with `-n`, only while requests were left to carry.
+            if self.unclaimed != Some(0) {
+                while o.schedule.next_due() < at {
+                    o.schedule.advance();
+                    net.rec.counters.unopened += 1;
+                }
+            }
+            // Taken from the schedule, but connect pacing had deferred them.
+            net.rec.counters.unopened +=
+                self.conns.iter().filter(|c| c.due.is_some()).count() as u64;
+        }
+        let windows = match self.stager.take() {
             Some(mut st) => {
                 st.done
                     .push((std::mem::take(&mut net.rec), net.open_count()));
@@ -208,22 +278,111 @@ impl Http {
                 st.done
             }
             None => Vec::new(),
+        };
+        for slot in 0..self.conns.len() {
+            if net.link(slot) != super::core::Link::Closed {
+                net.close(slot, self.cfg.close);
+            }
         }
+        windows
     }
 
-    /// Open a connection in `slot` (it has none).
+    /// Open a connection in `slot` (it has none). A new connection claims its quota first
+    /// (rule 5); one deferred by connect pacing keeps the claim it has.
     fn open<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         let c = &mut self.conns[slot];
         if self.stopping || self.budget == Some(0) || slot >= self.active {
             c.state = State::Done;
+            if c.due.take().is_some() {
+                net.rec.counters.unopened += 1;
+            }
             return;
         }
+        if c.quota == 0 {
+            c.quota = match (self.cfg.per_conn, &mut self.unclaimed) {
+                (None, _) => u64::MAX,
+                (Some(n), None) => n,
+                (Some(n), Some(left)) => {
+                    let q = n.min(*left);
+                    *left -= q;
+                    q
+                }
+            };
+            if c.quota == 0 {
+                c.state = State::Done;
+                if c.due.take().is_some() {
+                    net.rec.counters.unopened += 1;
+                }
+                return;
+            }
+        }
         c.state = State::Live;
-        match net.open(slot, now) {
+        let opened = net.open(slot, now);
+        if !matches!(opened, Opened::Deferred(_)) {
+            if let Some(due) = self.conns[slot].due.take() {
+                let lag = net.connect_started(slot).saturating_duration_since(due);
+                net.rec.record(Phase::OpenLag, lag.as_nanos() as u64);
+            }
+        }
+        match opened {
             Opened::Connecting => {}
-            Opened::Deferred(_) => c.state = State::Idle,
+            Opened::Deferred(_) => self.conns[slot].state = State::Idle,
             Opened::Failed(class) => self.fail(net, slot, class, now),
         }
+    }
+
+    /// Connection-rate mode (rule 6): open every connection that is due on a free slot, then
+    /// let a free slot's Reopen deadline hold the next due time.
+    fn open_due<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        loop {
+            let Some(o) = &mut self.opener else {
+                return;
+            };
+            if o.schedule.next_due() > now || self.unclaimed == Some(0) || self.budget == Some(0) {
+                break;
+            }
+            // Every slot busy: the due connections wait, their open lag running.
+            let Some(slot) = o.free.pop() else {
+                return;
+            };
+            let due = o.schedule.advance();
+            self.conns[slot].due = Some(due);
+            // A connect that fails at once frees the slot again (`fail`), for the next one due.
+            self.open(net, slot, now);
+        }
+        if let Some(o) = &self.opener {
+            if let Some(&slot) = o.free.last() {
+                net.timers
+                    .set(slot, TimerKind::Reopen, o.schedule.next_due());
+            }
+        }
+    }
+
+    /// The slot's connection is gone: open the next one at once, or, in connection-rate mode,
+    /// free the slot for the schedule.
+    fn next_connection<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        match &mut self.opener {
+            Some(o) => {
+                self.conns[slot].state = State::Free;
+                o.free.push(slot);
+            }
+            None => self.open(net, slot, now),
+        }
+    }
+
+    /// Rule 5: the connection carried its quota and every response came back.
+    fn spent(&self, slot: usize) -> bool {
+        let c = &self.conns[slot];
+        c.carried >= c.quota && c.inflight.is_empty()
+    }
+
+    /// Close a connection that carried its quota the `--close` way, and start the next one.
+    fn retire<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
+        self.close(net, slot, self.cfg.close);
+        self.next_connection(net, slot, now);
     }
 
     /// Rate mode: a connection can take a request. It takes the oldest waiting one, or waits in
@@ -275,7 +434,10 @@ impl Http {
                 }
             }
         }
-        let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
+        if !net.busy_poll() {
+            // A spinning loop checks the schedule on every turn (core rule 6).
+            let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
+        }
         self.pacer = Some(p);
     }
 
@@ -292,10 +454,11 @@ impl Http {
             Some(b) => (b as usize).min(k),
             None => k,
         };
+        let c = &mut self.conns[slot];
+        let k = k.min(usize::try_from(c.quota.saturating_sub(c.carried)).unwrap_or(usize::MAX));
         if k == 0 || self.stopping {
             return;
         }
-        let c = &mut self.conns[slot];
         let at = Instant::now();
         if c.inflight.is_empty() {
             net.timers
@@ -336,14 +499,20 @@ impl Http {
         let c = &mut self.conns[slot];
         if c.carried == 0 {
             // The request this connection was opened for never went out: under `-n` it counts
-            // as sent and failed, so a run against a dead server still ends.
+            // as sent and failed, so a run against a dead server still ends. It was one of the
+            // connection's claim (rule 5).
             if let Some(b) = &mut self.budget {
                 *b = b.saturating_sub(1);
+                c.quota = c.quota.saturating_sub(1);
             }
         }
         let failures = if c.answered { 0 } else { c.failures + 1 };
-        self.close(net, slot);
+        self.close(net, slot, Close::Fin);
         self.conns[slot].failures = failures;
+        if self.opener.is_some() {
+            // Rule 4: no backoff in connection-rate mode; the schedule opens the next one.
+            return self.next_connection(net, slot, now);
+        }
         if failures == 0 {
             self.open(net, slot, now);
         } else {
@@ -353,17 +522,24 @@ impl Http {
         }
     }
 
-    /// Close the slot's connection and open a new one right away.
+    /// Close the slot's connection (the server ended it) and start the next one.
     fn replace<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         let failures = self.conns[slot].failures;
-        self.close(net, slot);
+        self.close(net, slot, Close::Fin);
         self.conns[slot].failures = failures;
-        self.open(net, slot, now);
+        self.next_connection(net, slot, now);
     }
 
-    fn close<T: Transport>(&mut self, net: &mut Net<T>, slot: usize) {
-        net.close(slot, Close::Fin);
+    /// Close the slot's connection `how`, give back the requests it claimed and did not send
+    /// (rule 5), and forget its state.
+    fn close<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, how: Close) {
+        net.close(slot, how);
         let c = &mut self.conns[slot];
+        if let Some(left) = &mut self.unclaimed {
+            *left += c.quota.saturating_sub(c.carried);
+        }
+        c.quota = 0;
+        c.due = None;
         self.inflight_total -= c.inflight.len() as u64;
         c.inflight.clear();
         c.decoder.reset();
@@ -444,7 +620,7 @@ impl Http {
             // Ramping down: these connections close now (what they had in flight is dropped on
             // purpose, not counted as a failure).
             for slot in want..have {
-                self.close(net, slot);
+                self.close(net, slot, self.cfg.close);
             }
         }
     }
@@ -461,6 +637,13 @@ impl<T: Transport> Session<T> for Http {
                 done: Vec::new(),
             });
             self.stage_tick(net, now);
+        } else if let Some(o) = &mut self.opener {
+            o.schedule = Schedule::new(o.rate, now, Arrival::Uniform, 0);
+            for slot in (0..self.conns.len()).rev() {
+                self.conns[slot].state = State::Free;
+                o.free.push(slot);
+            }
+            self.open_due(net, now);
         } else {
             for slot in 0..self.conns.len() {
                 self.open(net, slot, now);
@@ -529,7 +712,9 @@ impl<T: Transport> Session<T> for Http {
             return;
         }
         if framed.completed > 0 {
-            if self.pacer.is_some() {
+            if self.spent(slot) {
+                self.retire(net, slot, now);
+            } else if self.pacer.is_some() {
                 self.available(net, slot);
             } else {
                 self.send(net, slot, framed.completed, None);
@@ -578,7 +763,11 @@ impl<T: Transport> Session<T> for Http {
 
     fn on_timer(&mut self, net: &mut Net<T>, slot: usize, kind: TimerKind, now: Instant) {
         match kind {
-            TimerKind::Reopen if net.link(slot) == super::core::Link::Closed => {
+            // A free slot's deadline only woke the loop: `on_turn` opens what is due (rule 6).
+            TimerKind::Reopen
+                if net.link(slot) == super::core::Link::Closed
+                    && self.conns[slot].state != State::Free =>
+            {
                 self.open(net, slot, now);
             }
             TimerKind::Request => {
@@ -599,6 +788,7 @@ impl<T: Transport> Session<T> for Http {
 
     fn on_turn(&mut self, net: &mut Net<T>, now: Instant) {
         self.dispatch(net, now);
+        self.open_due(net, now);
         self.stage_tick(net, now);
     }
 
@@ -693,6 +883,9 @@ mod tests {
             timeout: Duration::from_secs(10),
             rate: None,
             stages: Vec::new(),
+            per_conn: None,
+            conn_rate: None,
+            close: Close::Fin,
         }
     }
 
@@ -915,6 +1108,44 @@ mod tests {
     }
 
     #[test]
+    fn unsent_counts_only_the_requests_due_before_the_end_of_the_window() {
+        // Request k is due at start + k/rate: at 1000/s, requests 0..=4 are due before 5 ms,
+        // request 5 at exactly 5 ms, when the window is over. It was counted as unsent.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.rate = Some((1000.0, Arrival::Uniform));
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        // Nothing was written: the connection is not up (request 0 waits in the backlog).
+        assert_eq!(d.net.rec.counters.requests, 0);
+        let (mut net, mut http) = d.into_parts();
+        http.finish(&mut net, t0 + Duration::from_millis(5));
+        assert_eq!(net.rec.counters.unsent, 5);
+    }
+
+    #[test]
+    fn rate_mode_while_busy_polling_releases_from_the_loop_without_arming_the_timerfd() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.rate = Some((1000.0, Arrival::Uniform));
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        d.net.set_busy_poll(None);
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        let _s = accept(&l);
+        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        // The spinning loop turns continuously, so the schedule is checked on every turn; a
+        // timerfd armed per due request would only cost syscalls.
+        assert_eq!(d.session.pacer.as_ref().unwrap().timer.armed(), None);
+        d.turn(t0 + Duration::from_millis(10));
+        let p = d.session.pacer.as_ref().unwrap();
+        assert_eq!(d.net.rec.counters.requests, 1);
+        assert!(p.schedule.taken() >= 10, "{}", p.schedule.taken());
+        assert_eq!(p.timer.armed(), None, "no timerfd while busy polling");
+    }
+
+    #[test]
     fn a_connect_that_completes_with_the_servers_fin_in_the_same_event_fails_at_once() {
         // The server accepts and closes before the client has looked at its socket: the first
         // event says writable (connected) and read-closed together. Before, the connect was
@@ -936,5 +1167,207 @@ mod tests {
             "{:?}",
             d.net.rec.counters.errors
         );
+    }
+
+    /// What the peer's next read sees after connbench closed: `Ok(0)` for a FIN, a reset error
+    /// for an RST.
+    fn read_after_close(s: &mut TcpStream) -> std::io::Result<usize> {
+        s.read(&mut [0u8; 64])
+    }
+
+    #[test]
+    fn requests_per_conn_closes_after_n_responses_and_opens_the_next_in_the_slot() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.per_conn = Some(2);
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s1 = accept(&l);
+        for n in 1..=2 {
+            pump(&mut d, |d| d.net.rec.counters.requests == n);
+            read_request(&mut s1);
+            s1.write_all(OK).unwrap();
+            pump(&mut d, |d| d.net.rec.counters.responses == n);
+        }
+        // Two responses: connbench closed the first connection (a FIN: nothing unread) ...
+        assert_eq!(
+            read_after_close(&mut s1).unwrap(),
+            0,
+            "a FIN after the 2nd response"
+        );
+        // ... and its slot carries the third request on a new one, which is not a reuse.
+        let mut s2 = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 3);
+        read_request(&mut s2);
+        let k = &d.net.rec.counters;
+        assert_eq!(k.connections_opened, 2);
+        assert_eq!(
+            k.reused_requests, 1,
+            "only the 2nd request reused a connection"
+        );
+        assert_eq!(k.server_closes, 0, "connbench closed it, not the server");
+        assert_eq!(k.total_errors(), 0);
+        assert_eq!(d.net.rec.histogram(Phase::Connect).len(), 2);
+    }
+
+    /// A one-request-per-connection run that closes `how`; the peer answers once and reads on.
+    fn closed_after_one_response(how: Close) -> std::io::Result<usize> {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.per_conn = Some(1);
+        c.close = how;
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        s.write_all(OK).unwrap();
+        pump(&mut d, |d| d.net.rec.counters.responses == 1);
+        assert_eq!(
+            d.net.rec.counters.connections_opened, 2,
+            "the next one is on its way"
+        );
+        read_after_close(&mut s)
+    }
+
+    #[test]
+    fn close_rst_ends_a_spent_connection_with_a_reset_and_close_fin_with_a_fin() {
+        assert_eq!(closed_after_one_response(Close::Fin).unwrap(), 0);
+        let e = closed_after_one_response(Close::Rst).expect_err("a reset");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+
+    #[test]
+    fn finish_closes_the_connections_still_open_the_close_way() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.per_conn = Some(5);
+        c.close = Close::Rst;
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        d.session.on_start(&mut d.net, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests == 1);
+        read_request(&mut s);
+        let (mut net, mut http) = d.into_parts();
+        http.finish(&mut net, Instant::now());
+        assert_eq!(net.link(0), Link::Closed);
+        let e = read_after_close(&mut s).expect_err("a reset");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+
+    #[test]
+    fn a_budget_is_claimed_per_connection_so_no_connection_opens_for_nothing() {
+        // -n 7 with 3 requests per connection over 4 slots: claims of 3, 3 and 1; the 4th slot
+        // opens nothing (rule 5), so the run opens exactly ceil(7 / 3) = 3 connections.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.per_conn = Some(3);
+        c.budget = Some(7);
+        let mut d = driver(vec![l.local_addr().unwrap()], 4, c);
+        d.session.on_start(&mut d.net, Instant::now());
+        let quotas: Vec<u64> = d.session.conns.iter().map(|c| c.quota).collect();
+        assert_eq!(quotas, [3, 3, 1, 0]);
+        assert_eq!(d.session.unclaimed, Some(0));
+        assert_eq!(d.net.link(3), Link::Closed);
+        assert_eq!(d.session.conns[3].state, State::Done);
+        assert_eq!(d.net.rec.counters.connections_opened, 3);
+    }
+
+    #[test]
+    fn a_connection_that_fails_before_its_first_request_gives_back_the_rest_of_its_claim() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let mut c = cfg();
+        c.per_conn = Some(3);
+        c.budget = Some(7);
+        let mut d = driver(vec![addr], 1, c);
+        d.session.on_start(&mut d.net, Instant::now());
+        assert_eq!(d.session.unclaimed, Some(4));
+        pump(&mut d, |d| d.net.link(0) == Link::Closed);
+        // The refused connection counts as one failed request (the run still ends), and the
+        // two requests it never sent are free for the next connection: budget = unclaimed.
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectRefused.index()],
+            1
+        );
+        assert_eq!(d.session.budget, Some(6));
+        assert_eq!(d.session.unclaimed, Some(6));
+        let at = d.net.timers.get(0, TimerKind::Reopen).expect("backoff");
+        d.fire_timers(at);
+        assert_eq!(d.session.conns[0].quota, 3);
+        assert_eq!(d.session.unclaimed, Some(3));
+    }
+
+    #[test]
+    fn conn_rate_opens_connection_k_at_start_plus_k_over_r_on_free_slots() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.per_conn = Some(1);
+        c.conn_rate = Some(1000.0);
+        let mut d = driver(vec![l.local_addr().unwrap()], 3, c);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        d.session.on_start(&mut d.net, t0);
+        // Connection 0 is due at the start; a free slot holds the next due time (rule 6).
+        assert_eq!(d.net.rec.counters.connections_opened, 1);
+        let armed: Vec<_> = (0..3)
+            .filter_map(|s| d.net.timers.get(s, TimerKind::Reopen))
+            .collect();
+        assert_eq!(armed, [ms(1)]);
+        d.turn(ms(1) - Duration::from_nanos(1));
+        assert_eq!(
+            d.net.rec.counters.connections_opened, 1,
+            "not before its time"
+        );
+        d.turn(ms(2));
+        assert_eq!(d.net.rec.counters.connections_opened, 3, "1 and 2 were due");
+        // Every slot is busy: connections 3, 4 and 5 fall due and wait.
+        d.turn(ms(5));
+        assert_eq!(d.net.rec.counters.connections_opened, 3);
+        assert_eq!(d.net.rec.histogram(Phase::OpenLag).len(), 3);
+        // A connection carries its request and closes: its slot takes connection 3 at once.
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.rec.counters.requests >= 1);
+        read_request(&mut s);
+        s.write_all(OK).unwrap();
+        pump(&mut d, |d| d.net.rec.counters.responses == 1);
+        d.turn(ms(5));
+        assert_eq!(d.net.rec.counters.connections_opened, 4);
+        assert_eq!(d.net.rec.histogram(Phase::OpenLag).len(), 4);
+        // The run ends at 5.5 ms: 4 and 5 were due and never opened; 6 was not due yet.
+        let (mut net, mut http) = d.into_parts();
+        http.finish(&mut net, ms(5) + Duration::from_micros(500));
+        assert_eq!(net.rec.counters.unopened, 2);
+        assert_eq!(net.open_count(), 0, "finish closed what was open");
+    }
+
+    #[test]
+    fn conn_rate_failures_free_the_slot_without_backoff() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let mut c = cfg();
+        c.per_conn = Some(1);
+        c.conn_rate = Some(100.0);
+        let mut d = driver(vec![addr], 1, c);
+        let t0 = Instant::now();
+        d.session.on_start(&mut d.net, t0);
+        pump(&mut d, |d| d.net.link(0) == Link::Closed);
+        assert_eq!(
+            d.net.rec.counters.errors[ErrorClass::ConnectRefused.index()],
+            1
+        );
+        // No backoff: the free slot waits for the schedule's next due time, 10 ms on (armed
+        // at the end of the loop turn).
+        assert_eq!(d.session.conns[0].state, State::Free);
+        d.turn(t0 + Duration::from_millis(1));
+        assert_eq!(d.net.rec.counters.connections_opened, 1);
+        assert_eq!(
+            d.net.timers.get(0, TimerKind::Reopen),
+            Some(t0 + Duration::from_millis(10))
+        );
+        d.turn(t0 + Duration::from_millis(10));
+        assert_eq!(d.net.rec.counters.connections_opened, 2);
     }
 }

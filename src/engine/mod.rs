@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub mod buf;
 pub mod core;
+pub mod floor;
 pub mod http;
 pub mod pace;
 pub mod probe;
@@ -110,14 +111,30 @@ pub fn run(plan: &HttpPlan) -> Result<RunResult, EngineError> {
     )
     .map_err(EngineError::Request)?
     .into();
-    match plan.target.scheme {
-        Scheme::Http => run_with::<core::Plain>(plan, request, |_| ()),
-        Scheme::Https => run_with::<core::Tls>(
-            plan,
-            request,
-            core::TlsCtx::factory(&plan.tls, &plan.target.host)?,
-        ),
-    }
+    let ctx = match plan.target.scheme {
+        Scheme::Http => None,
+        Scheme::Https => Some(core::TlsCtx::factory(&plan.tls, &plan.target.host)?),
+    };
+    let before = crate::sys::time_wait_towards(&plan.target.addrs).ok();
+    let mut result = match ctx {
+        None => run_with::<core::Plain>(plan, request, |_| ())?,
+        Some(ctx) => run_with::<core::Tls>(plan, request, ctx)?,
+    };
+    result.time_wait = time_wait(before, &plan.target.addrs);
+    Ok(result)
+}
+
+/// The TIME_WAIT reading after a run (the workers have closed their connections), with the one
+/// taken before it; None when `/proc/net/tcp` could not be read.
+fn time_wait(
+    before: Option<u64>,
+    target: &[std::net::SocketAddr],
+) -> Option<crate::metrics::run::TimeWait> {
+    let after = crate::sys::time_wait_towards(target).ok()?;
+    Some(crate::metrics::run::TimeWait {
+        at_start: before?,
+        at_end: after,
+    })
 }
 
 fn run_with<T>(
@@ -158,21 +175,36 @@ where
             // The total rate is split evenly over the workers; each keeps its own schedule.
             rate: plan.rate.map(|(r, arrival)| (r / threads as f64, arrival)),
             stages: plan.stages.clone(),
+            per_conn: plan.requests_per_conn,
+            // Split like the request rate: each worker keeps its own schedule of connections.
+            conn_rate: plan.conn_rate.map(|r| r / threads as f64),
+            close: match plan.close {
+                crate::plan::CloseMode::Fin => core::Close::Fin,
+                crate::plan::CloseMode::Rst => core::Close::Rst,
+            },
         };
         let ctx = ctx(id);
         let connect_timeout = plan.connect_timeout;
         let warmup = plan.warmup;
+        let run_for = match plan.stop {
+            Stop::Duration(d) => Some(d),
+            Stop::Requests(_) => None,
+        };
+        let busy_poll = plan.busy_poll.clone();
         move || {
             let poll = mio::Poll::new()?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), core::WAKER)?);
-            let net = core::Net::<T>::new(poll, connections, ctx, connector, connect_timeout);
+            let mut net = core::Net::<T>::new(poll, connections, ctx, connector, connect_timeout);
+            if let Some(bp) = &busy_poll {
+                net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
+            }
             let session = http::Http::new(cfg, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {
                 let ctl = core::run::RunCtl { stop, live, warmup };
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
-                let windows = session.finish(&mut net, end.finished_at);
+                let windows = session.finish(&mut net, window_end(&end, warmup, run_for));
                 worker_output(net, cpu, connections, &end, windows)
             };
             std::io::Result::Ok((waker, run))
@@ -180,16 +212,29 @@ where
     })
 }
 
+/// The end of a worker's measured window: the deadline of a time-bounded run (the stop flag
+/// reaches the worker a little after it, and what fell due in between was never owed by the
+/// run), or when the worker finished, whichever came first.
+fn window_end(end: &core::run::RunEnd, warmup: Duration, run_for: Option<Duration>) -> Instant {
+    match run_for {
+        Some(d) => end.finished_at.min(end.started + warmup + d),
+        None => end.finished_at,
+    }
+}
+
 /// Run a WebSocket plan to completion (or until Ctrl-C) and return the merged measurements.
 pub fn run_ws(plan: &WsPlan) -> Result<RunResult, EngineError> {
     let plan = Arc::new(plan.clone());
-    match plan.target.scheme {
-        Scheme::Http => run_ws_with::<core::Plain>(plan, |_| ()),
+    let before = crate::sys::time_wait_towards(&plan.target.addrs).ok();
+    let mut result = match plan.target.scheme {
+        Scheme::Http => run_ws_with::<core::Plain>(plan.clone(), |_| ())?,
         Scheme::Https => {
             let ctx = core::TlsCtx::factory(&plan.tls, &plan.target.host)?;
-            run_ws_with::<core::Tls>(plan, ctx)
+            run_ws_with::<core::Tls>(plan.clone(), ctx)?
         }
-    }
+    };
+    result.time_wait = time_wait(before, &plan.target.addrs);
+    Ok(result)
 }
 
 fn run_ws_with<T>(
@@ -217,6 +262,7 @@ where
             core::Connector::new(plan.target.addrs.clone(), plan.sources.clone(), first_conn);
         // Each worker enforces its share of the budget: no lock between workers.
         let budget = plan
+            .session
             .reconnect_budget
             .map(|(k, per)| (share(k as u64, threads, id).max(1) as u32, per));
         let ctx = ctx(id);
@@ -230,7 +276,10 @@ where
                 core::Net::<T>::new(poll, connections, ctx, connector, plan.connect_timeout);
             // A frame is decoded once whole: the buffer must hold the largest message accepted
             // plus its header (14 bytes at most).
-            net.set_recv_max(plan.max_message.saturating_add(14));
+            net.set_recv_max(plan.session.max_message.saturating_add(14));
+            if let Some(bp) = &plan.busy_poll {
+                net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
+            }
             let session = ws::Ws::new(plan.clone(), first, budget, &net)?;
             let mut driver = core::Driver::new(net, session);
             let run = move || {
@@ -454,6 +503,7 @@ where
         intervals: merge_intervals(&lives, elapsed),
         stages,
         worker_panics,
+        time_wait: None,
     })
 }
 
@@ -664,6 +714,28 @@ mod tests {
         // The survivor's measurements are kept.
         assert_eq!(r.workers.len(), 1);
         assert_eq!(r.recorder.counters.responses, 5);
+    }
+
+    #[test]
+    fn the_window_ends_at_the_deadline_not_when_the_stop_reached_the_worker() {
+        // `-R` counted the requests that fell due between the deadline and the worker seeing
+        // the stop flag as unsent (`finish` was given the instant the loop ended).
+        let started = Instant::now();
+        let end = core::run::RunEnd {
+            started,
+            finished_at: started + Duration::from_millis(2_007),
+            warm: true,
+            max_stall: Duration::ZERO,
+        };
+        let warmup = Duration::from_millis(500);
+        let d = Duration::from_millis(1_500);
+        assert_eq!(window_end(&end, warmup, Some(d)), started + warmup + d);
+        // A run that finished before its deadline (or was interrupted) ends when it did.
+        assert_eq!(
+            window_end(&end, warmup, Some(Duration::from_secs(9))),
+            end.finished_at
+        );
+        assert_eq!(window_end(&end, warmup, None), end.finished_at);
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //!    arms a timerfd (`engine::core::timerfd`) (CLOCK_MONOTONIC, the clock `Instant` reads) for the next due time and polls
 //!    on it: microsecond wake-ups without spinning. The cost is one `timerfd_settime` per arming
 //!    and one `read` per expiry, and at high rates one wake-up dispatches every request that is
-//!    due, so the cost per request falls as the rate rises.
+//!    due, so the cost per request falls as the rate rises. With `--busy-poll` the loop never
+//!    sleeps and checks the schedule on every turn, so no timerfd is armed (core rule 6).
 //! 3. Every request due is either sent or counted: due requests wait in a FIFO of intended times
 //!    while no connection is free (bounded; past the bound they are counted as unsent at once),
 //!    and whatever is still waiting when the run ends is counted as unsent.

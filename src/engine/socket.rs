@@ -113,6 +113,24 @@ fn bind_no_port(sock: &Socket, source: IpAddr) -> io::Result<()> {
     sock.bind(&SocketAddr::new(source, 0).into())
 }
 
+/// SO_BUSY_POLL asked for on every socket of a `--busy-poll` run, µs: the kernel's
+/// documented starting value (Documentation/networking/napi.rst, "busy polling").
+pub const SO_BUSY_POLL_US: u32 = 50;
+
+/// Check once, before a run, whether the kernel lets this process set SO_BUSY_POLL to `us` on
+/// a TCP socket (raising it needs CAP_NET_ADMIN): set it on a throwaway socket and read it
+/// back. The error is the OS's (EPERM without the capability).
+pub fn busy_poll_allowed(us: u32) -> io::Result<()> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    sock.set_busy_poll(us)?;
+    match sock.busy_poll()? {
+        got if got == us => Ok(()),
+        got => Err(io::Error::other(format!(
+            "SO_BUSY_POLL reads back {got} µs after setting {us}"
+        ))),
+    }
+}
+
 /// How long a run of back-to-back connects may hold the event loop before it must yield.
 pub const PACE_BUSY: Duration = Duration::from_millis(5);
 /// How long the connects yield to the event loop after [`PACE_BUSY`].
@@ -183,6 +201,26 @@ impl ConnectPacer {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+
+    #[test]
+    fn busy_poll_check_agrees_with_a_socket_of_the_run() {
+        // Whatever the kernel allows here (root or not), the check and a connecting socket of
+        // the run get the same answer.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = connect(l.local_addr().unwrap()).unwrap();
+        let on_socket = socket2::SockRef::from(&sock).set_busy_poll(SO_BUSY_POLL_US);
+        assert_eq!(
+            busy_poll_allowed(SO_BUSY_POLL_US).is_ok(),
+            on_socket.is_ok(),
+            "{on_socket:?}"
+        );
+        if on_socket.is_ok() {
+            assert_eq!(
+                socket2::SockRef::from(&sock).busy_poll().unwrap(),
+                SO_BUSY_POLL_US
+            );
+        }
+    }
 
     #[test]
     fn sources_are_taken_round_robin() {

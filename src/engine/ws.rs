@@ -26,7 +26,8 @@
 //! 6. Echo mode is open loop (`engine::pace`): message k of every slot's schedule is due at
 //!    start + k / rate, start being the moment the run starts (so message 0 is due at once and
 //!    waits for the first connection, as an HTTP `-R` request waits for a free one). A timerfd
-//!    armed for the next due time releases them (µs, not the loop's tick); what is due while a
+//!    armed for the next due time releases them (µs, not the loop's tick; with `--busy-poll`
+//!    the spinning loop checks the due time on every turn instead); what is due while a
 //!    slot has no open connection is owed and sent when it opens. Only what was owed across an
 //!    outage of an open connection counts as `buffered_sent`. Each message's send lag is how
 //!    late the loop released it (`pace` rule 5); its wait for a connection is in `corrected`.
@@ -261,7 +262,7 @@ impl Ws {
                 p: Proto {
                     state: State::Waiting,
                     handshake: None,
-                    decoder: Decoder::new(plan.max_message, plan.utf8_check),
+                    decoder: Decoder::new(plan.session.max_message, plan.session.utf8_check),
                     out: Vec::with_capacity(512),
                     subs: render_subscriptions(&plan, first_conn + i),
                     seqs: Vec::new(),
@@ -275,7 +276,7 @@ impl Ws {
                 },
             })
             .collect();
-        let echo = if plan.mode == WsMode::Echo && plan.send_rate > 0.0 {
+        let echo = if plan.session.mode == WsMode::Echo && plan.session.send_rate > 0.0 {
             let timer = Timerfd::new()?;
             net.poll().registry().register(
                 &mut mio::unix::SourceFd(&timer.raw_fd()),
@@ -283,7 +284,7 @@ impl Ws {
                 Interest::READABLE,
             )?;
             Some(EchoPacer {
-                rate: plan.send_rate,
+                rate: plan.session.send_rate,
                 timer,
                 next_at: now,
             })
@@ -292,8 +293,8 @@ impl Ws {
         };
         Ok(Ws {
             budget: budget.map(|(k, per)| Budget::new(k.max(1), per, now)),
-            ts_unit: plan.ts_unit,
-            msg: Vec::with_capacity(plan.message_size.max(64) + 64),
+            ts_unit: plan.session.ts_unit,
+            msg: Vec::with_capacity(plan.session.message_size.max(64) + 64),
             plan,
             slots,
             rng: StdRng::from_rng(&mut rand::rng()),
@@ -427,7 +428,7 @@ impl Ws {
             return self.set_state(slot, State::Done);
         }
         net.rec.counters.ws.reconnects[cause.index()] += 1;
-        match s.backoff.next(&self.plan.backoff, &mut self.rng) {
+        match s.backoff.next(&self.plan.session.backoff, &mut self.rng) {
             Some(wait) => {
                 net.timers.set(slot, TimerKind::Reopen, now + wait);
                 self.set_state(slot, State::Waiting);
@@ -443,13 +444,16 @@ impl Ws {
     /// what is owed, reset the backoff.
     fn opened<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         let plan = &self.plan;
-        if let Some(st) = plan.stale_after {
+        if let Some(st) = plan.session.stale_after {
             let last = self.slots[slot].p.live.last_data;
             net.timers.set(slot, TimerKind::Stale, last + st);
         }
-        if plan.heartbeat != Heartbeat::Off {
-            net.timers
-                .set(slot, TimerKind::Heartbeat, now + plan.heartbeat_interval);
+        if plan.session.heartbeat != Heartbeat::Off {
+            net.timers.set(
+                slot,
+                TimerKind::Heartbeat,
+                now + plan.session.heartbeat_interval,
+            );
         }
         net.timers.stop(slot, TimerKind::Request);
         let reopened = self.slots[slot].p.reopened;
@@ -482,7 +486,10 @@ impl Ws {
         } else {
             self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
         };
-        let _ = e.timer.arm(e.next_at, Instant::now());
+        if !net.busy_poll() {
+            // A spinning loop checks `next_at` on every turn (core rule 6).
+            let _ = e.timer.arm(e.next_at, Instant::now());
+        }
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
@@ -490,8 +497,8 @@ impl Ws {
     /// (`engine::pace`'s health metric), whether it is written at once or owed to a connection
     /// that is down, whose wait shows in `corrected`.
     fn echo_schedule<T: Transport>(&mut self, net: &mut Net<T>, slot: usize, due: u64, open: bool) {
-        let limit = self.plan.send_buffer as u64;
-        let rate = self.plan.send_rate;
+        let limit = self.plan.session.send_buffer as u64;
+        let rate = self.plan.session.send_rate;
         let s = &mut self.slots[slot];
         let new = due.saturating_sub(s.echo_accounted);
         if new == 0 {
@@ -544,11 +551,11 @@ impl Ws {
     fn encode_echo(&mut self, rec: &mut Recorder, slot: usize, idx: u64) {
         use std::io::Write as _;
         let t = self.clock.mono_ns(Instant::now());
-        let i = pace::offset_ns(idx, self.plan.send_rate);
+        let i = pace::offset_ns(idx, self.plan.session.send_rate);
         let n = rec.counters.ws.messages_out;
         self.msg.clear();
         let _ = write!(self.msg, "{{\"t\":{t},\"i\":{i},\"n\":{n},\"pad\":\"");
-        let size = self.plan.message_size;
+        let size = self.plan.session.message_size;
         while self.msg.len() + 2 < size {
             self.msg.push(b'x');
         }
@@ -572,9 +579,12 @@ impl Ws {
         let mask = self.rng.random();
         let plan = &self.plan;
         let s = &mut self.slots[slot];
-        net.timers
-            .set(slot, TimerKind::Heartbeat, now + plan.heartbeat_interval);
-        match &plan.heartbeat {
+        net.timers.set(
+            slot,
+            TimerKind::Heartbeat,
+            now + plan.session.heartbeat_interval,
+        );
+        match &plan.session.heartbeat {
             Heartbeat::Off => {}
             Heartbeat::Ping => {
                 let t = self.clock.mono_ns(Instant::now());
@@ -582,7 +592,7 @@ impl Ws {
                 net.rec.counters.ws.pings_sent += 1;
                 s.p.live.ping_unanswered.get_or_insert(t);
                 s.p.live.last_ping = t;
-                if let Some(limit) = plan.pong_timeout {
+                if let Some(limit) = plan.session.pong_timeout {
                     net.timers.set_at_most(slot, TimerKind::Pong, now + limit);
                 }
             }
@@ -734,8 +744,10 @@ impl<T: Transport> Session<T> for Ws {
                 now,
             ),
             (TimerKind::Stale, State::Open) => {
-                let (Some(st), last) = (self.plan.stale_after, self.slots[slot].p.live.last_data)
-                else {
+                let (Some(st), last) = (
+                    self.plan.session.stale_after,
+                    self.slots[slot].p.live.last_data,
+                ) else {
                     return;
                 };
                 if now - last >= st {
@@ -752,7 +764,7 @@ impl<T: Transport> Session<T> for Ws {
             }
             (TimerKind::Pong, State::Open) => {
                 let (Some(limit), Some(sent)) = (
-                    self.plan.pong_timeout,
+                    self.plan.session.pong_timeout,
                     self.slots[slot].p.live.ping_unanswered,
                 ) else {
                     return;
@@ -798,7 +810,8 @@ impl<T: Transport> Session<T> for Ws {
 }
 
 fn render_subscriptions(plan: &WsPlan, conn: usize) -> Vec<Vec<u8>> {
-    plan.subscriptions
+    plan.session
+        .subscriptions
         .iter()
         .map(|s| s.replace("{conn}", &conn.to_string()).into_bytes())
         .collect()
@@ -916,7 +929,7 @@ fn on_frame(
     match frame {
         Frame::Message { text, data } => {
             ws.messages_in += 1;
-            if let (true, Heartbeat::Text(sent)) = (text, &rx.plan.heartbeat) {
+            if let (true, Heartbeat::Text(sent)) = (text, &rx.plan.session.heartbeat) {
                 if live.text_unanswered > 0 && is_heartbeat_reply(data, sent) {
                     // Rule 7: proves the connection, not the feed.
                     live.text_unanswered -= 1;
@@ -944,7 +957,7 @@ fn on_frame(
         }
         Frame::Pong(payload) => {
             ws.pongs_received += 1;
-            if rx.plan.mode == WsMode::Ping {
+            if rx.plan.session.mode == WsMode::Ping {
                 // Rule 7: in ping mode the pongs are the data.
                 live.last_data = now;
             }
@@ -968,7 +981,7 @@ fn on_frame(
 /// A text data message: echo round trip, one-way latency, sequence gaps.
 fn on_message(seqs: &mut Vec<(u64, SeqTracker)>, rx: &mut Rx<'_>, data: &[u8], now: Instant) {
     let plan = rx.plan;
-    if plan.mode == WsMode::Echo {
+    if plan.session.mode == WsMode::Echo {
         let now_ns = rx.clock.mono_ns(now);
         if let Some(t) = jsonfield::find_u64(data, rx.echo_path) {
             rx.rec.record(Phase::Rtt, now_ns.saturating_sub(t));
@@ -977,7 +990,7 @@ fn on_message(seqs: &mut Vec<(u64, SeqTracker)>, rx: &mut Rx<'_>, data: &[u8], n
             rx.rec.record(Phase::Corrected, now_ns.saturating_sub(i));
         }
     }
-    if let Some(path) = &plan.ts_field {
+    if let Some(path) = &plan.session.ts_field {
         match jsonfield::find_u64(data, path) {
             Some(v) => {
                 let now_unix = rx.clock.unix_ns(now);
@@ -1007,9 +1020,9 @@ fn on_message(seqs: &mut Vec<(u64, SeqTracker)>, rx: &mut Rx<'_>, data: &[u8], n
             None => rx.rec.counters.ws.ts_missing += 1,
         }
     }
-    if let Some(path) = &plan.seq_field {
+    if let Some(path) = &plan.session.seq_field {
         if let Some(seq) = jsonfield::find_u64(data, path) {
-            let key = match jsonfield::find(data, &plan.stream_field) {
+            let key = match jsonfield::find(data, &plan.session.stream_field) {
                 Some(Raw::Str(s)) | Some(Raw::Number(s)) => fnv1a(s),
                 _ => 0,
             };
@@ -1075,25 +1088,28 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             progress: false,
             intervals: false,
-            subscriptions: vec![r#"{"op":"subscribe"}"#.into()],
-            mode: WsMode::Stream,
-            send_rate: 0.0,
-            message_size: 64,
-            ping_interval: Duration::from_secs(1),
-            ts_field: None,
-            ts_unit: None,
-            seq_field: None,
-            stream_field: FieldPath::parse("stream").unwrap(),
-            utf8_check: true,
-            max_message: 1 << 20,
-            backoff: crate::plan::BackoffPolicy::default(),
-            reconnect_budget: None,
-            stale_after: None,
-            heartbeat: Heartbeat::Off,
-            heartbeat_interval: Duration::from_secs(20),
-            pong_timeout: None,
-            send_buffer: 100,
+            session: crate::plan::WsSession {
+                subscriptions: vec![r#"{"op":"subscribe"}"#.into()],
+                mode: WsMode::Stream,
+                send_rate: 0.0,
+                message_size: 64,
+                ping_interval: Duration::from_secs(1),
+                ts_field: None,
+                ts_unit: None,
+                seq_field: None,
+                stream_field: FieldPath::parse("stream").unwrap(),
+                utf8_check: true,
+                max_message: 1 << 20,
+                backoff: crate::plan::BackoffPolicy::default(),
+                reconnect_budget: None,
+                stale_after: None,
+                heartbeat: Heartbeat::Off,
+                heartbeat_interval: Duration::from_secs(20),
+                pong_timeout: None,
+                send_buffer: 100,
+            },
             sources: vec![],
+            busy_poll: None,
         }
     }
 
@@ -1171,7 +1187,7 @@ mod tests {
     fn staleness_follows_the_last_data_message_lazily() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut p = plan(l.local_addr().unwrap());
-        p.stale_after = Some(Duration::from_secs(30));
+        p.session.stale_after = Some(Duration::from_secs(30));
         let mut d = driver(p);
         d.session.on_start(&mut d.net, Instant::now());
         let mut s = upgrade(&l, &mut d);
@@ -1202,9 +1218,9 @@ mod tests {
     fn a_reply_to_our_text_heartbeat_does_not_keep_a_stalled_feed_alive() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut p = plan(l.local_addr().unwrap());
-        p.stale_after = Some(Duration::from_secs(30));
-        p.heartbeat = Heartbeat::Text(r#"{"op":"ping"}"#.into());
-        p.heartbeat_interval = Duration::from_secs(10);
+        p.session.stale_after = Some(Duration::from_secs(30));
+        p.session.heartbeat = Heartbeat::Text(r#"{"op":"ping"}"#.into());
+        p.session.heartbeat_interval = Duration::from_secs(10);
         let mut d = driver(p);
         d.session.on_start(&mut d.net, Instant::now());
         let mut s = upgrade(&l, &mut d);
@@ -1227,9 +1243,9 @@ mod tests {
     fn an_unanswered_protocol_ping_is_a_pong_timeout_at_its_deadline() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut p = plan(l.local_addr().unwrap());
-        p.heartbeat = Heartbeat::Ping;
-        p.heartbeat_interval = Duration::from_secs(10);
-        p.pong_timeout = Some(Duration::from_secs(10));
+        p.session.heartbeat = Heartbeat::Ping;
+        p.session.heartbeat_interval = Duration::from_secs(10);
+        p.session.pong_timeout = Some(Duration::from_secs(10));
         let mut d = driver(p);
         d.session.on_start(&mut d.net, Instant::now());
         let _s = upgrade(&l, &mut d);
@@ -1303,7 +1319,7 @@ mod tests {
         let addr = dead.local_addr().unwrap();
         drop(dead);
         let mut p = plan(addr);
-        p.backoff.max_retries = Some(3);
+        p.session.backoff.max_retries = Some(3);
         let mut d = driver(p);
         d.session.on_start(&mut d.net, Instant::now());
         for _ in 0..3 {

@@ -11,6 +11,7 @@ use std::fmt::{self, Write as _};
 
 use hdrhistogram::Histogram;
 
+pub mod floor;
 pub mod probe;
 pub mod run;
 
@@ -26,6 +27,10 @@ pub enum Phase {
     Connect,
     /// TCP established → TLS handshake complete.
     Tls,
+    /// The same as `Tls`, for full handshakes only (no session resumed).
+    TlsFull,
+    /// The same as `Tls`, for handshakes that resumed a session (ticket or session id).
+    TlsResumed,
     /// Request first byte written → first response byte (plaintext) available.
     Ttfb,
     /// Request first byte written → response fully framed.
@@ -48,15 +53,19 @@ pub enum Phase {
     Corrected,
     /// Rate mode: actual send time − intended send time (the client's own lag).
     SendLag,
+    /// Connection-rate mode: `connect()` called − the connection's intended open time.
+    OpenLag,
 }
 
 impl Phase {
     /// Number of phases.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 15;
     /// Every phase, in report order.
     pub const ALL: [Phase; Phase::COUNT] = [
         Phase::Connect,
         Phase::Tls,
+        Phase::TlsFull,
+        Phase::TlsResumed,
         Phase::Ttfb,
         Phase::Total,
         Phase::Upgrade,
@@ -67,13 +76,23 @@ impl Phase {
         Phase::Resubscribe,
         Phase::Corrected,
         Phase::SendLag,
+        Phase::OpenLag,
     ];
     /// The phases an HTTP run reports.
-    pub const HTTP: [Phase; 4] = [Phase::Connect, Phase::Tls, Phase::Ttfb, Phase::Total];
-    /// The phases a WebSocket run reports.
-    pub const WS: [Phase; 8] = [
+    pub const HTTP: [Phase; 6] = [
         Phase::Connect,
         Phase::Tls,
+        Phase::TlsFull,
+        Phase::TlsResumed,
+        Phase::Ttfb,
+        Phase::Total,
+    ];
+    /// The phases a WebSocket run reports.
+    pub const WS: [Phase; 10] = [
+        Phase::Connect,
+        Phase::Tls,
+        Phase::TlsFull,
+        Phase::TlsResumed,
         Phase::Upgrade,
         Phase::FirstMessage,
         Phase::Latency,
@@ -95,6 +114,8 @@ impl Phase {
         match self {
             Phase::Connect => "connect",
             Phase::Tls => "tls",
+            Phase::TlsFull => "tls_full",
+            Phase::TlsResumed => "tls_resumed",
             Phase::Ttfb => "ttfb",
             Phase::Total => "total",
             Phase::Upgrade => "upgrade",
@@ -105,6 +126,7 @@ impl Phase {
             Phase::Resubscribe => "resubscribe",
             Phase::Corrected => "corrected",
             Phase::SendLag => "send_lag",
+            Phase::OpenLag => "open_lag",
         }
     }
 
@@ -343,6 +365,8 @@ pub struct Counters {
     pub server_closes: u64,
     /// Rate mode: requests that were due but never written (the client could not keep up).
     pub unsent: u64,
+    /// Connection-rate mode: connections that were due but never opened (every slot busy).
+    pub unopened: u64,
     /// WebSocket counters.
     pub ws: WsCounters,
 }
@@ -367,6 +391,7 @@ impl Counters {
         self.handshakes_resumed += o.handshakes_resumed;
         self.server_closes += o.server_closes;
         self.unsent += o.unsent;
+        self.unopened += o.unopened;
         self.ws.add(&o.ws);
     }
 

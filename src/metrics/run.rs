@@ -43,6 +43,19 @@ pub struct RunResult {
     pub stages: Vec<StageResult>,
     /// Workers that panicked: the run ended early, and what they measured is missing.
     pub worker_panics: Vec<WorkerPanic>,
+    /// This host's sockets in TIME_WAIT towards the target, before and after the run (None when
+    /// `/proc/net/tcp` could not be read, and in merged reports: it is one host's reading).
+    pub time_wait: Option<TimeWait>,
+}
+
+/// Sockets in TIME_WAIT towards the target (`sys::time_wait_towards`): local ports this host
+/// cannot reuse towards it for 60 s. Every process's sockets count, not only this run's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeWait {
+    /// Before the first connection of the run.
+    pub at_start: u64,
+    /// After the workers closed their last connections.
+    pub at_end: u64,
 }
 
 /// A worker thread that panicked during the run. Its recorder died with it, so the report says

@@ -162,25 +162,20 @@ pub fn verdict(meta: &RunMeta, run: &RunResult) -> Option<Behind> {
 mod tests {
     use super::*;
     use crate::metrics::Recorder;
-    use crate::report::WsMeta;
+    use crate::plan::{Arrival, Mode, WsMode, WsSession};
 
     fn http(rate: f64, connections: usize) -> RunMeta {
         RunMeta {
-            mode: "http".into(),
             connections,
-            rate: Some((rate, "uniform".into())),
-            ..RunMeta::default()
+            rate: Some((rate, Arrival::Uniform)),
+            ..RunMeta::new(Mode::Http, "http://127.0.0.1:1/")
         }
     }
 
     fn echo(rate: f64, connections: usize) -> RunMeta {
         RunMeta {
-            mode: "ws".into(),
-            ws: Some(WsMeta {
-                mode: "echo".into(),
-                connections,
-                ..WsMeta::default()
-            }),
+            mode: Mode::Ws,
+            ws: Some(WsSession::example(WsMode::Echo)),
             ..http(rate, connections)
         }
     }
@@ -197,6 +192,7 @@ mod tests {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 

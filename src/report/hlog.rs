@@ -101,6 +101,7 @@ mod tests {
             intervals,
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 

@@ -46,6 +46,12 @@
 //! | `config.ca_file` | string \| null | `--ca` |
 //! | `config.fd_limit` | integer | soft RLIMIT_NOFILE in force |
 //! | `config.sources` | array of string | `--source` addresses in round-robin order; empty when not given |
+//! | `config.requests_per_conn` | integer \| null | requests a connection carries before connbench closes it and opens the next (`--requests-per-conn`; `--no-keepalive` is 1; `--conn-rate` defaults to 1); null: keep-alive |
+//! | `config.close` | string \| null | how connbench closes the connections it is done with: `fin` or `rst` (`--close`); null for WebSocket runs |
+//! | `config.busy_poll` | bool | `--busy-poll`: the workers spun in `epoll_wait(…, 0)` instead of sleeping |
+//! | `config.so_busy_poll_us` | integer \| null | SO_BUSY_POLL set on every socket (µs); null without `--busy-poll` or when the kernel refused it |
+//! | `config.so_busy_poll_error` | string \| null | why the kernel refused SO_BUSY_POLL (e.g. no CAP_NET_ADMIN); null when set or not asked for |
+//! | `config.percentiles` | array of number | `--percentiles` in increasing order (the phases' `percentiles` and the text columns; `merge` renders with the first report's) |
 //! | `host.cpus_online` | integer | logical CPUs online |
 //! | `host.cpus_allowed` | integer | CPUs in the process's affinity mask |
 //! | `host.clocksource` | string \| null | Linux clocksource (`tsc` is the cheap one) |
@@ -71,10 +77,12 @@
 //! | `tls` | object \| null | null when the run was not TLS |
 //! | `tls.version`, `tls.cipher_suite`, `tls.kx_group`, `tls.alpn` | string \| null | negotiated by the first completed handshake (null if none completed / no ALPN) |
 //! | `tls.handshakes_full`, `tls.handshakes_resumed` | integer | handshakes by kind |
-//! | `phases.{connect,tls,ttfb,total}` | object | one per phase, always all four |
+//! | `phases.{connect,tls,tls_full,tls_resumed,ttfb,total}` | object | one per phase, always all six (WebSocket: `connect`, `tls`, `tls_full`, `tls_resumed` and its own phases); `tls_full` and `tls_resumed` split `tls` by handshake kind |
+//! | `phases.open_lag` | object | `--conn-rate` only: `connect()` called − the connection's due time on the schedule (how far behind the opener fell) |
 //! | `phases.*.unit` | string | always `"ns"` |
 //! | `phases.*.count` | integer | samples |
-//! | `phases.*.{min,p50,p90,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 |
+//! | `phases.*.{min,p50,p90,p95,p99,p999,max}` | integer \| null | ns (HdrHistogram equivalents, 3 significant digits); null when `count` is 0 (`p95` is null in reports written before it existed) |
+//! | `phases.*.percentiles` | array of object | the `--percentiles` (default 50, 90, 95, 99, 99.9), in increasing order: `{"percentile": number, "value": integer \| null}` (ns; null when `count` is 0; percentile 100 is `max`); empty in reports written before it existed |
 //! | `phases.*.{mean,stdev}` | number \| null | ns; null when `count` is 0 |
 //! | `phases.*.hdr` | string | the full histogram, base64 HdrHistogram V2+deflate ([`hdr::encode`]); present even when empty |
 //! | `client.cpu_user_s`, `client.cpu_sys_s` | number | CPU time of all worker threads |
@@ -88,6 +96,12 @@
 //! | `rate.behind` | string \| null | who fell behind the schedule: `client`, `server`, or null when it held ([`super::behind`]) |
 //! | `rate.behind_cause` | string \| null | `send_lag` (client loop late), `connections` (too few for the rate), `late_responses`, `outages` (server) |
 //! | `rate.connections_needed` | integer \| null | HTTP: ⌈rate × median response time⌉ (Little's law); null for echo or with no response |
+//! | `conn_rate` | object \| null | connection-rate mode (`--conn-rate`) only |
+//! | `conn_rate.asked_per_s` | number | new connections per second asked for |
+//! | `conn_rate.opened_per_s` | number | `connect()` calls ÷ duration (`counters.connections_opened`) |
+//! | `conn_rate.unopened` | integer | connections due on the schedule and never opened: every `-c` slot was busy |
+//! | `time_wait` | object \| null | this host's sockets in TIME_WAIT towards the target (`/proc/net/tcp`, `tcp6`; any process's): local ports it cannot reuse towards it for 60 s; null when unreadable, and in merged reports |
+//! | `time_wait.at_start`, `time_wait.at_end` | integer | before the first connection; after the workers closed their last ones |
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 //! | `peak_open_connections` | integer | most connections open at once |
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
@@ -124,6 +138,8 @@
 //! | `ws.seq_gaps`, `ws.seq_missing`, `ws.seq_restarts` | integer | sequence gaps, numbers skipped in them, numbers that went backwards |
 //! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
 //! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
+//! | `thresholds` | array of object | every `--threshold`, then every `--targets seed` target the command measures, checked: `threshold` (e.g. `ttfb.p95<180ms`), `metric`, `op`, `limit` and `measured` (number in `unit`; `measured` null when the metric had no sample or only `bounds` are known), `unit` (`ns`, `ratio` 0..1, `count`, `per_s`), `bounds` (`[low, high]` when only bounds are known: `setup` over TLS; else null), `pass` (bool), `origin` (`threshold` or `seed`), `target` (the seed's words, or null); empty when none was asked |
+//! | `nothing_measured` | string \| null | why the run measured nothing (no response below 400; WebSocket: no upgrade, or no data message, echo or pong): the run exits 3 unless `--allow-nothing-measured`; null when it measured something |
 //! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
 //! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
 //! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
@@ -137,8 +153,10 @@ use hdrhistogram::Histogram;
 use serde_json::Value;
 
 use super::host::HostFacts;
-use super::{hdr, redact, schema, RunMeta, RunResult, WorkerStats};
+use super::percentiles::Percentiles;
+use super::{hdr, redact, schema, threshold, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{ErrorClass, Phase, Reasons, Recorder, StatusClass};
+use crate::plan::WsSession;
 
 /// Identifies this document format; bumped only for incompatible changes.
 pub const SCHEMA: &str = "connbench.report.v1";
@@ -171,7 +189,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
     schema::Report {
         schema: SCHEMA.to_string(),
         connbench_version: env!("CARGO_PKG_VERSION").to_string(),
-        mode: meta.mode.clone(),
+        mode: meta.mode.name().to_string(),
         started_at: rfc3339(started_ms.div_euclid(1000)),
         started_at_unix_ms: started_ms,
         duration_s: secs,
@@ -185,7 +203,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
                 responses_lost: p.responses_lost,
             })
             .collect(),
-        insecure: meta.insecure,
+        insecure: meta.insecure(),
         command_line: redact::command_line(&meta.command_line),
         target: target(meta),
         config: schema::Config {
@@ -202,12 +220,26 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             warmup_s: meta.warmup.as_secs_f64(),
             timeout_s: meta.timeout.as_secs_f64(),
             connect_timeout_s: meta.connect_timeout.as_secs_f64(),
-            tls: meta.tls,
-            resume: meta.resume,
-            sni: meta.sni.clone(),
-            ca_file: meta.ca_file.clone(),
+            tls: meta.tls.is_some(),
+            resume: meta.tls.as_ref().is_none_or(|t| t.resume),
+            sni: meta.tls.as_ref().and_then(|t| t.sni.clone()),
+            ca_file: ca_file(meta),
             fd_limit: meta.fd_limit,
             sources: meta.sources.iter().map(|s| s.to_string()).collect(),
+            requests_per_conn: meta.requests_per_conn,
+            close: meta.close.map(|c| c.name().to_string()),
+            busy_poll: meta.busy_poll.is_some(),
+            so_busy_poll_us: meta
+                .busy_poll
+                .as_ref()
+                .and_then(|b| b.so_busy_poll.as_ref().ok())
+                .map(|&us| u64::from(us)),
+            so_busy_poll_error: meta
+                .busy_poll
+                .as_ref()
+                .and_then(|b| b.so_busy_poll.as_ref().err())
+                .cloned(),
+            percentiles: meta.percentiles.values(),
         },
         host: host.into(),
         throughput: schema::Throughput {
@@ -230,7 +262,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
         responses,
         errors,
         tls: tls(meta, &run.recorder),
-        phases: phases(&meta.phases(), &run.recorder),
+        phases: phases(&meta.phases(), &run.recorder, &meta.percentiles),
         client: client(
             &run.workers,
             if meta.ws.is_some() {
@@ -248,7 +280,7 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
             let behind = super::behind::verdict(meta, run);
             schema::Rate {
                 asked_per_s: *asked,
-                arrival: arrival.clone(),
+                arrival: arrival.name().to_string(),
                 sent_per_s: per_s(c.requests),
                 unsent: c.unsent,
                 behind: behind.map(|b| b.who.name().to_string()),
@@ -256,6 +288,17 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
                 connections_needed: super::behind::connections_needed(meta, run),
             }
         }),
+        conn_rate: meta.conn_rate.map(|asked| schema::ConnRate {
+            asked_per_s: asked,
+            opened_per_s: per_s(c.connections_opened),
+            unopened: c.unopened,
+        }),
+        time_wait: run.time_wait.map(|t| schema::TimeWait {
+            at_start: t.at_start,
+            at_end: t.at_end,
+        }),
+        thresholds: thresholds(&threshold::evaluate(&threshold::Source::Run(meta, run))),
+        nothing_measured: threshold::nothing_measured(meta, run),
     }
 }
 
@@ -275,8 +318,14 @@ pub(crate) fn headers(meta: &RunMeta) -> Vec<String> {
         .collect()
 }
 
+/// `config.ca_file`: the `--ca` file as given (also the probe's).
+pub(crate) fn ca_file(meta: &RunMeta) -> Option<String> {
+    let tls = meta.tls.as_ref()?;
+    tls.ca_file.as_ref().map(|p| p.display().to_string())
+}
+
 /// The `ws` object of a WebSocket run: its settings (redacted) and its counters.
-fn websocket(m: &super::WsMeta, run: &RunResult) -> schema::Ws {
+fn websocket(m: &WsSession, run: &RunResult) -> schema::Ws {
     use crate::metrics::{ReconnectCause, CLOSE_CODE_FIRST};
     let w = &run.recorder.counters.ws;
     let c = &run.recorder.counters;
@@ -296,25 +345,25 @@ fn websocket(m: &super::WsMeta, run: &RunResult) -> schema::Ws {
         close_codes.insert("other".into(), w.close_codes_other);
     }
     schema::Ws {
-        mode: m.mode.clone(),
+        mode: m.mode.name().to_string(),
         subscriptions: m.subscriptions.iter().map(|s| redact::message(s)).collect(),
         send_rate: m.send_rate,
         message_size: m.message_size as u64,
         ping_interval_s: m.ping_interval.as_secs_f64(),
-        ts_field: m.ts_field.clone(),
+        ts_field: m.ts_field.as_ref().map(ToString::to_string),
         ts_unit: run.recorder.ts_unit.map(str::to_string),
         ts_unit_inferred: m.ts_unit.is_none(),
         latency_note: LATENCY_NOTE.to_string(),
-        seq_field: m.seq_field.clone(),
-        stream_field: m.stream_field.clone(),
+        seq_field: m.seq_field.as_ref().map(ToString::to_string),
+        stream_field: m.stream_field.to_string(),
         stale_after_s: m.stale_after.map(|d| d.as_secs_f64()),
-        heartbeat: m.heartbeat.clone(),
+        heartbeat: m.heartbeat.describe(redact::message),
         heartbeat_interval_s: m.heartbeat_interval.as_secs_f64(),
         pong_timeout_s: m.pong_timeout.map(|d| d.as_secs_f64()),
-        backoff: m.backoff.clone(),
-        backoff_base_s: m.backoff_base.as_secs_f64(),
-        backoff_cap_s: m.backoff_cap.as_secs_f64(),
-        max_retries: m.max_retries.map(u64::from),
+        backoff: m.backoff.jitter.name().to_string(),
+        backoff_base_s: m.backoff.base.as_secs_f64(),
+        backoff_cap_s: m.backoff.cap.as_secs_f64(),
+        max_retries: m.backoff.max_retries.map(u64::from),
         reconnect_budget: m.reconnect_budget.map(|(k, per)| schema::ReconnectBudget {
             count: u64::from(k),
             period_s: per.as_secs_f64(),
@@ -382,7 +431,7 @@ fn stage(meta: &RunMeta, s: &super::StageResult) -> schema::Stage {
         },
         reuse_rate: c.reuse_rate(),
         errors: c.total_errors(),
-        phases: phases(&meta.phases(), &s.recorder),
+        phases: phases(&meta.phases(), &s.recorder, &meta.percentiles),
     }
 }
 
@@ -417,18 +466,21 @@ pub(crate) fn reasons(r: &Reasons) -> BTreeMap<String, Vec<schema::Reason>> {
 /// The reason standing for failures whose own reason was not kept.
 pub const OTHER_REASONS: &str = "(other reasons)";
 
-/// The `phases` object: each listed phase's statistics and full histogram (also the probe's).
-pub(crate) fn phases(list: &[Phase], rec: &Recorder) -> BTreeMap<String, schema::PhaseStats> {
+/// The `phases` object: each listed phase's statistics, its `--percentiles` and its full
+/// histogram (also the probe's).
+pub(crate) fn phases(
+    list: &[Phase],
+    rec: &Recorder,
+    percentiles: &Percentiles,
+) -> BTreeMap<String, schema::PhaseStats> {
     list.iter()
-        .map(|&p| (p.name().to_string(), phase(rec.histogram(p))))
+        .map(|&p| (p.name().to_string(), phase(rec.histogram(p), percentiles)))
         .collect()
 }
 
 /// The `tls` object of a TLS run, or null (also the probe's).
 pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
-    if !meta.tls {
-        return None;
-    }
+    meta.tls.as_ref()?;
     let f = &rec.tls;
     Some(schema::Tls {
         version: f.version.clone(),
@@ -441,7 +493,7 @@ pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
 }
 
 /// One `phases.*` object.
-fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
+pub(crate) fn phase(h: &Histogram<u64>, percentiles: &Percentiles) -> schema::PhaseStats {
     let hdr = hdr::encode(h);
     let full = !h.is_empty();
     let q = |q: f64| full.then(|| h.value_at_quantile(q));
@@ -451,13 +503,51 @@ fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
         min: full.then(|| h.min()),
         p50: q(0.50),
         p90: q(0.90),
+        p95: q(0.95),
         p99: q(0.99),
         p999: q(0.999),
         max: full.then(|| h.max()),
         mean: full.then(|| mean(h)),
         stdev: full.then(|| h.stdev()),
         hdr,
+        percentiles: percentiles
+            .iter()
+            .map(|p| schema::PercentileValue {
+                percentile: p.value(),
+                value: full.then(|| p.of(h)),
+            })
+            .collect(),
     }
+}
+
+/// The `thresholds` array: every `--threshold` and `--targets` outcome (also the probe's).
+pub(crate) fn thresholds(outcomes: &[threshold::Outcome]) -> Vec<schema::ThresholdResult> {
+    outcomes
+        .iter()
+        .map(|o| {
+            let t = o.threshold;
+            let exact = o.measured.filter(|m| m.is_exact());
+            schema::ThresholdResult {
+                threshold: t.to_string(),
+                metric: t.metric.name(),
+                op: t.op.symbol().to_string(),
+                limit: t.limit.base(),
+                unit: t.metric.kind().unit().to_string(),
+                measured: exact.map(|m| m.lo),
+                bounds: o.measured.filter(|m| !m.is_exact()).map(|m| (m.lo, m.hi)),
+                pass: o.pass,
+                origin: match o.origin {
+                    threshold::Origin::Flag => "threshold",
+                    threshold::Origin::Seed(_) => "seed",
+                }
+                .to_string(),
+                target: match o.origin {
+                    threshold::Origin::Flag => None,
+                    threshold::Origin::Seed(s) => Some(s.describe().to_string()),
+                },
+            }
+        })
+        .collect()
 }
 
 /// The mean of a non-empty histogram, ns, kept inside `[min, max]`: the f64 sum of
@@ -561,6 +651,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::TlsFacts;
+    use crate::plan::{Mode, TlsPlan};
 
     fn host() -> HostFacts {
         HostFacts {
@@ -575,7 +666,7 @@ mod tests {
 
     fn meta() -> RunMeta {
         RunMeta {
-            mode: "http".into(),
+            mode: Mode::Http,
             url: "https://bob:PW-LEAK-1@api.example.com/trades?symbol=BTC&api_key=KEY-LEAK-2#x"
                 .into(),
             command_line: vec![
@@ -601,11 +692,13 @@ mod tests {
             warmup: Duration::from_millis(500),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
-            tls: true,
-            resume: true,
-            sni: Some("api.example.com".into()),
+            tls: Some(TlsPlan {
+                resume: true,
+                sni: Some("api.example.com".into()),
+                ..TlsPlan::default()
+            }),
             fd_limit: 4096,
-            ..RunMeta::default()
+            ..RunMeta::new(Mode::Http, "")
         }
     }
 
@@ -656,6 +749,7 @@ mod tests {
             intervals: vec![],
             stages: vec![],
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 
@@ -689,13 +783,15 @@ mod tests {
     #[test]
     fn insecure_and_tls_null_are_explicit() {
         let mut m = meta();
-        m.tls = false;
-        m.insecure = true;
+        if let Some(t) = &mut m.tls {
+            t.insecure = true;
+        }
         let v = render(&m, &run(), &host());
         assert_eq!(v["insecure"], true);
-        assert!(v.as_object().expect("object").contains_key("tls"));
-        assert_eq!(v["tls"], Value::Null);
-        let plain = render(&RunMeta::default(), &run(), &host());
+        m.tls = None;
+        let plain = render(&m, &run(), &host());
+        assert!(plain.as_object().expect("object").contains_key("tls"));
+        assert_eq!(plain["tls"], Value::Null);
         assert_eq!(plain["insecure"], false, "present even when false");
     }
 
@@ -775,6 +871,46 @@ mod tests {
         }
         assert_eq!(v["phases"]["tls"]["count"], 0);
         assert_eq!(v["phases"]["total"]["count"], 200);
+    }
+
+    #[test]
+    fn new_connection_settings_conn_rate_and_time_wait_are_written_typed() {
+        let mut m = meta();
+        m.requests_per_conn = Some(3);
+        m.conn_rate = Some(250.0);
+        m.close = Some(crate::plan::CloseMode::Rst);
+        let mut r = run();
+        r.recorder.counters.connections_opened = 498;
+        r.recorder.counters.unopened = 2;
+        r.recorder.record(Phase::OpenLag, 7_000);
+        r.recorder.record(Phase::TlsResumed, 300_000);
+        r.time_wait = Some(crate::metrics::run::TimeWait {
+            at_start: 1,
+            at_end: 9,
+        });
+        let v = render(&m, &r, &host());
+        assert_eq!(v["config"]["requests_per_conn"], 3);
+        assert_eq!(v["config"]["close"], "rst");
+        assert_eq!(
+            v["conn_rate"],
+            json!({ "asked_per_s": 250.0, "opened_per_s": 249.0, "unopened": 2 })
+        );
+        assert_eq!(v["phases"]["open_lag"]["count"], 1);
+        assert_eq!(v["phases"]["tls_resumed"]["count"], 1);
+        assert_eq!(v["phases"]["tls_full"]["count"], 0);
+        assert_eq!(v["time_wait"], json!({ "at_start": 1, "at_end": 9 }));
+        // Keep-alive: null settings and no conn_rate object or open_lag phase; null time_wait
+        // when it could not be read.
+        let v = render(&meta(), &run(), &host());
+        assert_eq!(v["config"]["requests_per_conn"], Value::Null);
+        assert_eq!(v["config"]["close"], Value::Null);
+        assert_eq!(v["conn_rate"], Value::Null);
+        assert_eq!(v["time_wait"], Value::Null);
+        assert!(v["phases"].get("open_lag").is_none());
+        assert!(
+            v["phases"].get("tls_full").is_some(),
+            "always with the HTTP phases"
+        );
     }
 
     #[test]

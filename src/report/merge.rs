@@ -17,11 +17,13 @@
 //!    of the shortest window unless [`MergeOptions::allow_disjoint`]: runs that did not load the
 //!    target together do not describe one load.
 //! 4. `config.connections`, `config.threads`, `config.requests` and the constant rate asked
-//!    (`rate.asked_per_s`, like `rate.unsent`) are summed, CPU lists united;
-//!    every other setting is the first report's. Reports must share `mode` and constant-rate
-//!    or not (their phases differ); a different URL, method, body length, pipeline depth, TLS
-//!    setting, arrival process or WebSocket mode is refused unless
-//!    [`MergeOptions::allow_mixed`].
+//!    (`rate.asked_per_s`, like `rate.unsent`; `conn_rate.asked_per_s`, like
+//!    `conn_rate.unopened`) are summed, CPU lists united;
+//!    every other setting is the first report's. Reports must share `mode`, constant-rate or
+//!    not and connection-rate or not (their phases differ); a different URL, method, body
+//!    length, pipeline depth, TLS setting, arrival process, requests per connection, close
+//!    mode or WebSocket mode is refused unless [`MergeOptions::allow_mixed`]. `time_wait` is
+//!    one host's reading: the merged report has none (each source report keeps its own).
 //! 5. `host` is the first report's; each report's own host, URL, window and size is kept under
 //!    `sources`, the file names under `merged_from`, the window figures under `merge_window`.
 //!
@@ -51,6 +53,7 @@
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
 use std::io::Read;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
@@ -58,12 +61,14 @@ use serde_json::{json, Value};
 
 use super::host::HostFacts;
 use super::json::{self, SCHEMA};
-use super::{hdr, schema, text, RunMeta, RunResult, WorkerStats, WsMeta};
+use super::percentiles::Percentiles;
+use super::{hdr, schema, text, RunMeta, RunResult, WorkerStats};
 use crate::metrics::{
     new_histogram, Counters, ErrorClass, Phase, ReconnectCause, Recorder, StatusClass, TlsFacts,
     CLOSE_CODES, CLOSE_CODE_FIRST,
 };
-use crate::proto::jsonfield::TsUnit;
+use crate::plan::{Arrival, BackoffPolicy, Heartbeat, Jitter, Mode, TlsPlan, WsMode, WsSession};
+use crate::proto::jsonfield::{FieldPath, TsUnit};
 
 /// Most samples one phase may hold, in one report and merged (rule 7): 2^53, the largest
 /// count for which the f64 arithmetic of percentiles and means is exact. At 10 million samples
@@ -75,33 +80,6 @@ const DAMAGED: &str = "the report is damaged: regenerate it or leave it out of t
 
 /// Largest report file [`load`] reads (64 MiB). A real report is a few KiB to a few hundred KiB.
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
-
-/// Settings keys of the `ws` object, copied verbatim from the first report (the counters next
-/// to them are recomputed).
-const WS_SETTINGS: [&str; 22] = [
-    "mode",
-    "subscriptions",
-    "send_rate",
-    "message_size",
-    "ping_interval_s",
-    "ts_field",
-    "ts_unit",
-    "ts_unit_inferred",
-    "latency_note",
-    "seq_field",
-    "stream_field",
-    "stale_after_s",
-    "heartbeat",
-    "heartbeat_interval_s",
-    "backoff",
-    "backoff_base_s",
-    "backoff_cap_s",
-    "max_retries",
-    "reconnect_budget",
-    "send_buffer",
-    "utf8_check",
-    "max_message",
-];
 
 /// What the user allowed.
 #[derive(Clone, Copy, Debug, Default)]
@@ -294,12 +272,20 @@ pub fn merge_reports<R: Read>(
     opts: &MergeOptions,
     command_line: Vec<String>,
 ) -> Result<Merged, MergeError> {
+    Ok(read_reports(inputs, opts)?.render(command_line))
+}
+
+/// [`merge_reports`] without the rendering: the reports read, summed and checked.
+pub fn read_reports<R: Read>(
+    inputs: impl IntoIterator<Item = (String, R)>,
+    opts: &MergeOptions,
+) -> Result<Combined, MergeError> {
     let mut m = Merger::new(*opts);
     for (file, reader) in inputs {
         let doc = read_report(&file, reader)?;
         m.add(&file, &doc)?;
     }
-    m.finish(command_line)
+    m.combine()
 }
 
 /// The running merge: everything folded from the reports added so far, and nothing else (the
@@ -336,6 +322,10 @@ pub struct Merger {
 struct First {
     file: String,
     kind: String,
+    /// The command that made the reports.
+    mode: Mode,
+    /// The WebSocket settings of a `ws` merge, read back into the plan's type.
+    ws: Option<WsSession>,
     /// The report without `phases` and `stages` (the bulky parts): settings and strings the
     /// merged report copies.
     report: schema::Report,
@@ -349,6 +339,11 @@ struct Load {
     /// `None` once a report has no `config.requests` (a time-bounded run).
     requests: Option<u64>,
     asked_per_s: f64,
+    /// The arrival process of a rate merge (the first report's; the others agree unless
+    /// `--allow-mixed`). `None`: not a rate run.
+    arrival: Option<Arrival>,
+    /// `conn_rate.asked_per_s`, summed.
+    conn_asked_per_s: f64,
     worker_cpus: BTreeSet<u64>,
     target_cpus: BTreeSet<u64>,
     addresses: BTreeSet<std::net::IpAddr>,
@@ -399,11 +394,34 @@ impl Merger {
     fn fold(&mut self, file: &str, mut r: schema::Report) -> Result<(), MergeError> {
         let f = In(file);
         let k = kind(&r);
+        let mut settings = None;
         match &self.first {
             None => {
+                let mode = Mode::parse(&r.mode)
+                    .filter(|m| *m != Mode::Probe)
+                    .ok_or_else(|| {
+                        f.bad(format!(
+                            "mode {:?} is not a run merge can combine (http or ws; probe reports \
+                         are read by `connbench probe`)",
+                            r.mode
+                        ))
+                    })?;
+                let ws = match (mode, &r.ws) {
+                    (Mode::Ws, Some(w)) => Some(ws_session(f, w)?),
+                    (Mode::Ws, None) => {
+                        return Err(f.bad(format!(
+                            "a ws report without its \"ws\" settings; {DAMAGED}"
+                        )))
+                    }
+                    _ => None,
+                };
+                settings = Some((mode, ws));
                 let mut phases = Phase::for_mode(&r.mode).to_vec();
                 if r.rate.is_some() {
                     phases.extend([Phase::Corrected, Phase::SendLag]);
+                }
+                if r.conn_rate.is_some() {
+                    phases.push(Phase::OpenLag);
                 }
                 self.hists = phases.into_iter().map(|p| (p, new_histogram())).collect();
             }
@@ -508,16 +526,27 @@ impl Merger {
             // report copies.
             r.phases.clear();
             r.stages.clear();
+            let (mode, ws) = settings.expect("read with the first report");
             self.first = Some(First {
                 file: file.to_string(),
                 kind: k,
+                mode,
+                ws,
                 report: r,
             });
         }
         Ok(())
     }
 
+    /// Check the reports as a whole (their windows) and render the merged report;
+    /// `command_line` is the merge process's own, recorded (redacted) as its `command_line`.
     pub fn finish(self, command_line: Vec<String>) -> Result<Merged, MergeError> {
+        Ok(self.combine()?.render(command_line))
+    }
+
+    /// Everything the reports held, summed and checked as a whole (their windows), before
+    /// anything is rendered: the reader's result. [`Combined::render`] makes the report.
+    pub fn combine(self) -> Result<Combined, MergeError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
@@ -537,6 +566,53 @@ impl Merger {
             });
         }
 
+        Ok(Combined {
+            counters: self.counters,
+            hists: self.hists,
+            sources: self.sources,
+            window,
+            first,
+            load: self.load,
+            reasons: self.reasons,
+            tls: self.tls,
+            workers: self.workers,
+            interrupted: self.interrupted,
+            peak_rss: self.peak_rss,
+            peak_open: self.peak_open,
+            worker_panics: self.worker_panics,
+            source_docs: self.source_docs,
+        })
+    }
+}
+
+/// The merged measurements as read and checked ([`Merger::combine`]), not yet rendered.
+#[derive(Debug)]
+pub struct Combined {
+    /// The summed counters.
+    pub counters: Counters,
+    /// The summed histogram of each phase the merged report shows.
+    pub hists: Vec<(Phase, Histogram<u64>)>,
+    /// The inputs, in command-line order.
+    pub sources: Vec<SourceInfo>,
+    /// The windows.
+    pub window: WindowSummary,
+    first: First,
+    load: Load,
+    reasons: crate::metrics::Reasons,
+    tls: TlsFacts,
+    workers: Vec<WorkerStats>,
+    interrupted: bool,
+    peak_rss: u64,
+    peak_open: u64,
+    worker_panics: Vec<crate::metrics::run::WorkerPanic>,
+    source_docs: Vec<Value>,
+}
+
+impl Combined {
+    /// The merged report: its settings, its measurements and its JSON document.
+    pub fn render(self, command_line: Vec<String>) -> Merged {
+        let first = self.first;
+        let window = self.window;
         let meta = merged_meta(&first, &self.load, command_line);
         let mut recorder = Recorder::new();
         for (phase, h) in &self.hists {
@@ -564,6 +640,8 @@ impl Merger {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: self.worker_panics,
+            // One host's reading: each source's is in its own report.
+            time_wait: None,
         };
         let json = merged_json(
             &schema::to_value(&first.report),
@@ -573,13 +651,13 @@ impl Merger {
             self.source_docs,
             &window,
         );
-        Ok(Merged {
+        Merged {
             meta,
             run,
             sources: self.sources,
             window,
             json,
-        })
+        }
     }
 }
 
@@ -615,7 +693,20 @@ fn check_identity(first: &First, file: &str, r: &schema::Report) -> Result<(), M
             Some(json!(r.config.tls)),
         ),
         ("rate.arrival", arrival(a), arrival(r)),
+        (
+            "config.requests_per_conn",
+            Some(json!(a.config.requests_per_conn)),
+            Some(json!(r.config.requests_per_conn)),
+        ),
     ];
+    // `--close` only exists with a per-connection quota (older reports lack it: keep-alive).
+    if a.config.requests_per_conn.is_some() || r.config.requests_per_conn.is_some() {
+        fields.push((
+            "config.close",
+            Some(json!(a.config.close)),
+            Some(json!(r.config.close)),
+        ));
+    }
     if a.mode == "ws" {
         fields.push(("ws.mode", ws_mode(a), ws_mode(r)));
     }
@@ -713,10 +804,14 @@ pub(crate) fn typed(file: &str, doc: &Value) -> Result<schema::Report, MergeErro
 /// What decides a report's phases: its mode, and whether it ran at a constant rate (`-R` adds
 /// the corrected and send-lag phases). Reports of different kinds cannot be merged.
 fn kind(r: &schema::Report) -> String {
-    match r.rate {
-        Some(_) => format!("{} -R", r.mode),
-        None => r.mode.clone(),
+    let mut k = r.mode.clone();
+    if r.rate.is_some() {
+        k.push_str(" -R");
     }
+    if r.conn_rate.is_some() {
+        k.push_str(" --conn-rate");
+    }
+    k
 }
 
 /// `acc` plus the counters of one report (WebSocket counters only for `ws` reports): every
@@ -801,6 +896,9 @@ fn sum_counters(f: In<'_>, r: &schema::Report, acc: &Counters) -> Result<Counter
     }
     if let Some(rate) = &r.rate {
         add("rate.unsent", rate.unsent, &mut c.unsent)?;
+    }
+    if let Some(cr) = &r.conn_rate {
+        add("conn_rate.unopened", cr.unopened, &mut c.unopened)?;
     }
     if let (true, Some(rw)) = (r.mode == "ws", &r.ws) {
         let w = &mut c.ws;
@@ -1062,6 +1160,13 @@ fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), Merge
         _ => None,
     };
     if let Some(rate) = &r.rate {
+        let arrival = Arrival::parse(&rate.arrival).ok_or_else(|| {
+            f.bad(format!(
+                "rate.arrival {:?} is not uniform or poisson; {DAMAGED}",
+                rate.arrival
+            ))
+        })?;
+        load.arrival.get_or_insert(arrival);
         let asked = rate.asked_per_s;
         if !(asked.is_finite() && asked >= 0.0) {
             return Err(f.bad("rate.asked_per_s is not a non-negative number"));
@@ -1070,6 +1175,19 @@ fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), Merge
         if !load.asked_per_s.is_finite() {
             return Err(f.bad(format!(
                 "rate.asked_per_s: the rates asked add up to more than {:e}/s; {DAMAGED}",
+                f64::MAX
+            )));
+        }
+    }
+    if let Some(cr) = &r.conn_rate {
+        let asked = cr.asked_per_s;
+        if !(asked.is_finite() && asked >= 0.0) {
+            return Err(f.bad("conn_rate.asked_per_s is not a non-negative number"));
+        }
+        load.conn_asked_per_s += asked;
+        if !load.conn_asked_per_s.is_finite() {
+            return Err(f.bad(format!(
+                "conn_rate.asked_per_s: the rates asked add up to more than {:e}/s; {DAMAGED}",
                 f64::MAX
             )));
         }
@@ -1085,6 +1203,106 @@ fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), Merge
     // The caveat must survive the merge if any input carried it.
     load.insecure |= r.insecure;
     Ok(())
+}
+
+/// A report's `ws` settings read back into the plan's type; a value no connbench writes is
+/// refused naming its field.
+fn ws_session(f: In<'_>, w: &schema::Ws) -> Result<WsSession, MergeError> {
+    let secs = |key: &str, x: f64| -> Result<Duration, MergeError> {
+        Duration::try_from_secs_f64(x)
+            .map_err(|_| f.bad(format!("ws.{key} is not a non-negative number of seconds")))
+    };
+    let opt_secs = |key: &str, x: Option<f64>| x.map(|x| secs(key, x)).transpose();
+    let size = |key: &str, n: u64| {
+        usize::try_from(n).map_err(|_| {
+            f.bad(format!(
+                "ws.{key} is {n}, more than this machine can address"
+            ))
+        })
+    };
+    let field =
+        |key: &str, path: &str| FieldPath::parse(path).map_err(|e| f.bad(format!("ws.{key}: {e}")));
+    let ts_unit = match (&w.ts_unit, w.ts_unit_inferred) {
+        (Some(u), false) => Some(TsUnit::parse(u).ok_or_else(|| {
+            f.bad(format!(
+                "ws.ts_unit {u:?} is not s, ms, us or ns; {DAMAGED}"
+            ))
+        })?),
+        _ => None,
+    };
+    let max_retries = w
+        .max_retries
+        .map(|n| {
+            u32::try_from(n).map_err(|_| {
+                f.bad(format!(
+                    "ws.max_retries is {n}, more than 2^32 - 1; {DAMAGED}"
+                ))
+            })
+        })
+        .transpose()?;
+    let reconnect_budget = match &w.reconnect_budget {
+        None => None,
+        Some(b) => Some((
+            u32::try_from(b.count).map_err(|_| {
+                f.bad(format!(
+                    "ws.reconnect_budget.count is {}, more than 2^32 - 1; {DAMAGED}",
+                    b.count
+                ))
+            })?,
+            secs("reconnect_budget.period_s", b.period_s)?,
+        )),
+    };
+    if !(w.send_rate >= 0.0 && w.send_rate.is_finite()) {
+        return Err(f.bad("ws.send_rate is not a non-negative number of messages per second"));
+    }
+    Ok(WsSession {
+        subscriptions: w.subscriptions.clone(),
+        mode: WsMode::parse(&w.mode).ok_or_else(|| {
+            f.bad(format!(
+                "ws.mode {:?} is not stream, echo or ping; {DAMAGED}",
+                w.mode
+            ))
+        })?,
+        send_rate: w.send_rate,
+        message_size: size("message_size", w.message_size)?,
+        ping_interval: secs("ping_interval_s", w.ping_interval_s)?,
+        ts_field: w
+            .ts_field
+            .as_deref()
+            .map(|p| field("ts_field", p))
+            .transpose()?,
+        ts_unit,
+        seq_field: w
+            .seq_field
+            .as_deref()
+            .map(|p| field("seq_field", p))
+            .transpose()?,
+        stream_field: field("stream_field", &w.stream_field)?,
+        utf8_check: w.utf8_check,
+        max_message: size("max_message", w.max_message)?,
+        backoff: BackoffPolicy {
+            jitter: Jitter::parse(&w.backoff).ok_or_else(|| {
+                f.bad(format!(
+                    "ws.backoff {:?} is not full or decorrelated; {DAMAGED}",
+                    w.backoff
+                ))
+            })?,
+            base: secs("backoff_base_s", w.backoff_base_s)?,
+            cap: secs("backoff_cap_s", w.backoff_cap_s)?,
+            max_retries,
+        },
+        reconnect_budget,
+        stale_after: opt_secs("stale_after_s", w.stale_after_s)?,
+        heartbeat: Heartbeat::parse(&w.heartbeat).ok_or_else(|| {
+            f.bad(format!(
+                "ws.heartbeat {:?} is not off, ping or text:MESSAGE; {DAMAGED}",
+                w.heartbeat
+            ))
+        })?,
+        heartbeat_interval: secs("heartbeat_interval_s", w.heartbeat_interval_s)?,
+        pong_timeout: opt_secs("pong_timeout_s", w.pong_timeout_s)?,
+        send_buffer: size("send_buffer", w.send_buffer)?,
+    })
 }
 
 /// The merged configuration: the first report's, with the load summed and CPU lists united.
@@ -1108,26 +1326,8 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
             None => (h.to_string(), String::new()),
         })
         .collect();
-    let ws = (r.mode == "ws").then(|| match &r.ws {
-        Some(w) => WsMeta {
-            mode: w.mode.clone(),
-            subscriptions: w.subscriptions.clone(),
-            ts_field: w.ts_field.clone(),
-            ts_unit: if w.ts_unit_inferred {
-                None
-            } else {
-                w.ts_unit.clone()
-            },
-            seq_field: w.seq_field.clone(),
-            stream_field: w.stream_field.clone(),
-            // The rest are settings the text summary does not show; the merged JSON copies
-            // them verbatim from the first report (see `merged_json`).
-            ..WsMeta::default()
-        },
-        None => WsMeta::default(),
-    });
     RunMeta {
-        mode: r.mode.clone(),
+        mode: first.mode,
         url: r.target.url.clone(),
         builtin_target: load.builtin,
         command_line,
@@ -1144,21 +1344,34 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
         warmup: secs(c.warmup_s).unwrap_or_default(),
         timeout: secs(c.timeout_s).unwrap_or_default(),
         connect_timeout: secs(c.connect_timeout_s).unwrap_or_default(),
-        tls: c.tls,
-        insecure: load.insecure,
-        resume: c.resume,
-        sni: c.sni.clone(),
-        ca_file: c.ca_file.clone(),
+        tls: c.tls.then(|| TlsPlan {
+            ca_file: c.ca_file.as_ref().map(PathBuf::from),
+            extra_ca_pem: None,
+            insecure: load.insecure,
+            sni: c.sni.clone(),
+            resume: c.resume,
+        }),
         fd_limit: c.fd_limit,
-        ws,
+        ws: first.ws.clone(),
         // The asked rates add up like the loads; the arrival process must agree (checked
         // with the identity fields).
-        rate: r
-            .rate
-            .as_ref()
-            .map(|x| (load.asked_per_s, x.arrival.clone())),
+        rate: load.arrival.map(|arrival| (load.asked_per_s, arrival)),
         // Every process's source addresses, once each.
         sources: load.addresses.iter().copied().collect(),
+        requests_per_conn: c.requests_per_conn,
+        conn_rate: r.conn_rate.as_ref().map(|_| load.conn_asked_per_s),
+        close: c.close.as_deref().and_then(crate::plan::CloseMode::parse),
+        // The first report's, as its other settings.
+        busy_poll: c.busy_poll.then(|| crate::plan::BusyPoll {
+            so_busy_poll: match (c.so_busy_poll_us, &c.so_busy_poll_error) {
+                (Some(us), _) => Ok(u32::try_from(us).unwrap_or(u32::MAX)),
+                (None, why) => Err(why.clone().unwrap_or_default()),
+            },
+        }),
+        // The first report's columns (the default for reports written before the flag).
+        percentiles: Percentiles::from_values(&c.percentiles).unwrap_or_default(),
+        // Thresholds belong to a run; a merge checks none.
+        checks: Default::default(),
     }
 }
 
@@ -1197,11 +1410,6 @@ fn merged_json(
         "/config/connect_timeout_s",
     ] {
         copy(&mut v, ptr);
-    }
-    if meta.ws.is_some() {
-        for key in WS_SETTINGS {
-            copy(&mut v, &format!("/ws/{key}"));
-        }
     }
     if let Value::Object(map) = &mut v {
         map.insert(
@@ -1258,16 +1466,12 @@ mod tests {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         };
         let meta = RunMeta {
-            mode: "http".into(),
-            url: "http://127.0.0.1:8080/".into(),
-            method: "GET".into(),
             connections: 2,
-            threads: 1,
-            pipeline: 1,
             requests: Some(n),
-            ..RunMeta::default()
+            ..RunMeta::new(Mode::Http, "http://127.0.0.1:8080/")
         };
         let host = HostFacts {
             cpus_online: 2,
@@ -1285,6 +1489,140 @@ mod tests {
             .enumerate()
             .map(|(i, d)| (format!("r{i}.json"), d))
             .collect()
+    }
+
+    /// The settings keys of a report's `ws` object (the counters next to them are summed).
+    const WS_SETTINGS: [&str; 23] = [
+        "mode",
+        "subscriptions",
+        "send_rate",
+        "message_size",
+        "ping_interval_s",
+        "ts_field",
+        "ts_unit",
+        "ts_unit_inferred",
+        "latency_note",
+        "seq_field",
+        "stream_field",
+        "stale_after_s",
+        "heartbeat",
+        "heartbeat_interval_s",
+        "pong_timeout_s",
+        "backoff",
+        "backoff_base_s",
+        "backoff_cap_s",
+        "max_retries",
+        "reconnect_budget",
+        "send_buffer",
+        "utf8_check",
+        "max_message",
+    ];
+
+    /// A ws echo report written by commit 26c9108, with every optional setting made non-default.
+    fn ws_report_with_every_setting() -> Value {
+        let mut doc: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/old-26c9108-ws-echo.json"
+        ))
+        .expect("fixture");
+        let ws = doc["ws"].as_object_mut().expect("ws");
+        for (k, v) in [
+            (
+                "subscriptions",
+                json!(["{\"op\":\"subscribe\",\"args\":[\"trades\"]}"]),
+            ),
+            ("ts_field", json!("data.ts")),
+            ("ts_unit", json!("ms")),
+            ("ts_unit_inferred", json!(false)),
+            ("seq_field", json!("data.seq")),
+            ("stream_field", json!("topic")),
+            ("stale_after_s", json!(30.0)),
+            ("heartbeat", json!("text:{\"op\":\"ping\"}")),
+            ("heartbeat_interval_s", json!(15.0)),
+            ("pong_timeout_s", json!(null)),
+            ("backoff", json!("decorrelated")),
+            ("backoff_base_s", json!(0.25)),
+            ("backoff_cap_s", json!(30.0)),
+            ("max_retries", json!(7)),
+            ("reconnect_budget", json!({"count": 10, "period_s": 60.0})),
+            ("send_buffer", json!(5)),
+            ("utf8_check", json!(false)),
+        ] {
+            ws.insert(k.to_string(), v);
+        }
+        doc
+    }
+
+    #[test]
+    fn merged_ws_settings_are_read_into_the_plan_type_and_rendered_back_unchanged() {
+        let stream: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/old-26c9108-ws-stream.json"
+        ))
+        .expect("fixture");
+        for doc in [ws_report_with_every_setting(), stream] {
+            let m = merge(
+                &named(vec![doc.clone(), doc.clone()]),
+                &MergeOptions::default(),
+                vec![],
+            )
+            .expect("merges");
+            let session = m.meta.ws.as_ref().expect("a ws merge has its session");
+            assert_eq!(session.mode.name(), doc["ws"]["mode"]);
+            for key in WS_SETTINGS {
+                let want = doc["ws"].get(key).cloned().unwrap_or(Value::Null);
+                assert_eq!(m.json["ws"][key], want, "ws.{key}");
+            }
+        }
+        let m = merge(
+            &named(vec![ws_report_with_every_setting(); 2]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect("merges");
+        let s = m.meta.ws.expect("session");
+        assert_eq!(s.heartbeat, Heartbeat::Text(r#"{"op":"ping"}"#.into()));
+        assert_eq!(s.backoff.jitter, Jitter::Decorrelated);
+        assert_eq!(s.backoff.max_retries, Some(7));
+        assert_eq!(s.reconnect_budget, Some((10, Duration::from_secs(60))));
+        assert_eq!(s.ts_unit, Some(TsUnit::Millis));
+        assert_eq!(s.stream_field.to_string(), "topic");
+        // Echo: the summed connections times each one's rate.
+        assert_eq!(m.meta.rate, Some((400.0, Arrival::Uniform)));
+    }
+
+    #[test]
+    fn a_ws_setting_no_connbench_writes_is_refused_naming_its_field() {
+        for (key, bad) in [
+            ("mode", json!("chat")),
+            ("heartbeat", json!("sometimes")),
+            ("backoff", json!("linear")),
+            ("ts_unit", json!("fortnights")),
+            ("ts_field", json!("a..b")),
+            ("stream_field", json!("")),
+            ("backoff_base_s", json!(-1.0)),
+            ("max_retries", json!(1u64 << 40)),
+        ] {
+            let mut doc = ws_report_with_every_setting();
+            doc["ws"][key] = bad.clone();
+            let e = merge(
+                &named(vec![doc.clone(), doc]),
+                &MergeOptions::default(),
+                vec![],
+            )
+            .expect_err(key);
+            assert!(
+                e.to_string().contains(&format!("ws.{key}")),
+                "{key}={bad}: {e}"
+            );
+        }
+        let mut doc = ws_report_with_every_setting();
+        doc["rate"]["arrival"] = json!("bursty");
+        let e = merge(
+            &named(vec![doc.clone(), doc]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect_err("arrival");
+        assert!(e.to_string().contains("rate.arrival"), "{e}");
     }
 
     fn decode(v: &Value, phase: &str) -> Histogram<u64> {
@@ -1511,12 +1849,11 @@ mod tests {
                 intervals: Vec::new(),
                 stages: Vec::new(),
                 worker_panics: Vec::new(),
+                time_wait: None,
             };
             let meta = RunMeta {
-                mode: "http".into(),
-                url: "http://127.0.0.1:8080/".into(),
-                rate: Some((asked, "poisson".into())),
-                ..RunMeta::default()
+                rate: Some((asked, Arrival::Poisson)),
+                ..RunMeta::new(Mode::Http, "http://127.0.0.1:8080/")
             };
             let host = HostFacts {
                 cpus_online: 1,
@@ -1561,6 +1898,92 @@ mod tests {
     }
 
     #[test]
+    fn connection_rate_reports_sum_their_rates_and_keep_their_settings() {
+        let t0 = 1_700_000_000_000;
+        let opened = |asked: f64, per_conn: u64| {
+            let mut r = Recorder::new();
+            for i in 0..100u64 {
+                r.record(Phase::Connect, 40_000 + i);
+                r.record(Phase::OpenLag, 2_000 + i);
+                r.record(Phase::Total, 50_000 + i);
+                r.response(200);
+            }
+            r.counters.requests = 100;
+            r.counters.connections_opened = 100;
+            r.counters.unopened = 2;
+            let run = RunResult {
+                recorder: r,
+                workers: Vec::new(),
+                started_at: UNIX_EPOCH + Duration::from_millis(t0),
+                elapsed: Duration::from_secs(1),
+                interrupted: false,
+                peak_rss_bytes: 0,
+                peak_open: 1,
+                intervals: Vec::new(),
+                stages: Vec::new(),
+                worker_panics: Vec::new(),
+                time_wait: Some(crate::metrics::run::TimeWait {
+                    at_start: 0,
+                    at_end: 100,
+                }),
+            };
+            let meta = RunMeta {
+                requests_per_conn: Some(per_conn),
+                conn_rate: Some(asked),
+                close: Some(crate::plan::CloseMode::Rst),
+                ..RunMeta::new(Mode::Http, "http://127.0.0.1:8080/")
+            };
+            let host = HostFacts {
+                cpus_online: 1,
+                cpus_allowed: 1,
+                clocksource: None,
+                kernel: None,
+                arch: "x86_64",
+                os: "linux",
+            };
+            json::render(&meta, &run, &host)
+        };
+        let m = merge(
+            &named(vec![opened(100.0, 1), opened(150.0, 1)]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect("merges");
+        assert_eq!(m.json["conn_rate"]["asked_per_s"], 250.0);
+        assert_eq!(m.json["conn_rate"]["unopened"], 4);
+        assert_eq!(m.json["conn_rate"]["opened_per_s"], 200.0);
+        assert_eq!(m.json["phases"]["open_lag"]["count"], 200);
+        assert_eq!(m.json["config"]["requests_per_conn"], 1);
+        assert_eq!(m.json["config"]["close"], "rst");
+        assert_eq!(m.json["time_wait"], Value::Null, "one host's reading");
+        // A keep-alive report has other phases: never merged with a connection-rate one.
+        let plain = report(t0, 1.0, 10, 5_000);
+        let opts = MergeOptions {
+            allow_mixed: true,
+            allow_disjoint: true,
+        };
+        let e = merge(&named(vec![opened(100.0, 1), plain]), &opts, vec![]).expect_err("kinds");
+        assert!(e.to_string().contains("http --conn-rate report"), "{e}");
+        // Other requests per connection, or another close, is a mixed merge.
+        let e = merge(
+            &named(vec![opened(100.0, 1), opened(100.0, 5)]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect_err("requests per connection");
+        assert!(e.to_string().contains("config.requests_per_conn"), "{e}");
+        let mut fin = opened(100.0, 1);
+        fin["config"]["close"] = json!("fin");
+        let e = merge(
+            &named(vec![opened(100.0, 1), fin]),
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect_err("close");
+        assert!(e.to_string().contains("config.close"), "{e}");
+    }
+
+    #[test]
     fn websocket_counters_are_summed() {
         let mut r = Recorder::new();
         r.record(Phase::Latency, 1_000);
@@ -1581,16 +2004,14 @@ mod tests {
             intervals: Vec::new(),
             stages: Vec::new(),
             worker_panics: Vec::new(),
+            time_wait: None,
         };
         let meta = RunMeta {
-            mode: "ws".into(),
-            url: "ws://127.0.0.1:1/ws".into(),
-            ws: Some(WsMeta {
-                mode: "stream".into(),
+            ws: Some(WsSession {
                 send_buffer: 77,
-                ..WsMeta::default()
+                ..WsSession::example(WsMode::Stream)
             }),
-            ..RunMeta::default()
+            ..RunMeta::new(Mode::Ws, "ws://127.0.0.1:1/ws")
         };
         let host = HostFacts {
             cpus_online: 1,

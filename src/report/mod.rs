@@ -7,25 +7,32 @@
 
 use std::time::Duration;
 
+use crate::plan::{Arrival, Mode, TlsPlan, WsSession};
+
 pub mod behind;
 pub mod compare;
+pub mod floor;
 pub mod hdr;
 pub mod hlog;
 pub mod host;
 pub mod json;
 pub mod merge;
+pub mod percentiles;
 pub mod probe;
 pub mod redact;
 pub mod schema;
 pub mod text;
+pub mod threshold;
 
 pub use crate::metrics::run::{RunResult, StageResult, WorkerPanic, WorkerStats};
 
-/// The run's configuration as the reports show it. Strings are raw; reports redact them.
-#[derive(Clone, Debug, Default)]
+/// The run's configuration as the reports show it: the run's own facts (command line, CPUs,
+/// limits) and the plan's settings as the plan's types ([`TlsPlan`], [`Arrival`],
+/// [`WsSession`]), never string copies. Strings are raw; reports redact them.
+#[derive(Clone, Debug)]
 pub struct RunMeta {
-    /// "http" for now; "ws" and "probe" later.
-    pub mode: String,
+    /// The command that made the run.
+    pub mode: Mode,
     /// Target URL as given (or the built-in target's URL).
     pub url: String,
     /// True when the run used the in-process built-in target.
@@ -58,83 +65,81 @@ pub struct RunMeta {
     pub timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// True for https.
-    pub tls: bool,
-    /// `--insecure` was given: certificate chain and name were not checked.
-    pub insecure: bool,
-    /// TLS session resumption enabled (no `--no-resume`).
-    pub resume: bool,
-    /// `--sni`, when given.
-    pub sni: Option<String>,
-    /// `--ca`, when given.
-    pub ca_file: Option<String>,
+    /// The TLS settings of an https/wss run; `None` for plain TCP.
+    pub tls: Option<TlsPlan>,
     /// Soft RLIMIT_NOFILE in force for the run.
     pub fd_limit: u64,
-    /// WebSocket settings (`ws` runs only).
-    pub ws: Option<WsMeta>,
+    /// What each WebSocket connection did (`ws` runs only).
+    pub ws: Option<WsSession>,
     /// `--source` addresses, in round-robin order (empty: the kernel picked).
     pub sources: Vec<std::net::IpAddr>,
-    /// Constant-rate mode: the asked total rate and the arrival process ("uniform", "poisson").
-    pub rate: Option<(f64, String)>,
+    /// Constant-rate mode: the asked total rate and the arrival process.
+    pub rate: Option<(f64, Arrival)>,
+    /// HTTP: requests each connection carries before connbench closes it (None: keep-alive).
+    pub requests_per_conn: Option<u64>,
+    /// HTTP connection-rate mode: new connections per second asked for, across all workers.
+    pub conn_rate: Option<f64>,
+    /// HTTP: how connbench closes the connections it is done with (None: WebSocket).
+    pub close: Option<crate::plan::CloseMode>,
+    /// `--busy-poll`, with what the kernel allowed of SO_BUSY_POLL.
+    pub busy_poll: Option<crate::plan::BusyPoll>,
+    /// `--percentiles`: the percentile columns and JSON summaries.
+    pub percentiles: percentiles::Percentiles,
+    /// `--threshold`, `--targets`, `--allow-nothing-measured`: what decides pass or fail.
+    pub checks: threshold::Checks,
 }
 
 impl RunMeta {
+    /// A run of `mode` against `url` with everything else at its neutral value (no TLS, no
+    /// rate, one connection); callers set what their run had.
+    pub fn new(mode: Mode, url: &str) -> RunMeta {
+        RunMeta {
+            mode,
+            url: url.to_string(),
+            builtin_target: false,
+            command_line: Vec::new(),
+            method: "GET".to_string(),
+            headers: Vec::new(),
+            body_len: 0,
+            connections: 1,
+            threads: 1,
+            worker_cpus: Vec::new(),
+            target_cpus: Vec::new(),
+            pipeline: 1,
+            duration: None,
+            requests: None,
+            warmup: Duration::ZERO,
+            timeout: Duration::ZERO,
+            connect_timeout: Duration::ZERO,
+            tls: None,
+            fd_limit: 0,
+            ws: None,
+            sources: Vec::new(),
+            rate: None,
+            requests_per_conn: None,
+            conn_rate: None,
+            close: None,
+            busy_poll: None,
+            percentiles: Default::default(),
+            checks: Default::default(),
+        }
+    }
+
     /// The phases this run reports, in order.
     pub fn phases(&self) -> Vec<crate::metrics::Phase> {
         use crate::metrics::Phase;
-        let mut v = Phase::for_mode(&self.mode).to_vec();
+        let mut v = Phase::for_mode(self.mode.name()).to_vec();
         if self.rate.is_some() {
             v.extend([Phase::Corrected, Phase::SendLag]);
         }
+        if self.conn_rate.is_some() {
+            v.push(Phase::OpenLag);
+        }
         v
     }
-}
 
-/// The WebSocket settings as the reports show them (strings raw; reports redact them).
-#[derive(Clone, Debug, Default)]
-pub struct WsMeta {
-    /// "stream", "echo" or "ping".
-    pub mode: String,
-    /// Subscription messages (templates expanded, `{conn}` not yet filled).
-    pub subscriptions: Vec<String>,
-    /// Echo: messages per second per connection.
-    pub send_rate: f64,
-    /// Echo: bytes per message.
-    pub message_size: usize,
-    /// Ping mode: interval.
-    pub ping_interval: Duration,
-    /// `--ts-field`.
-    pub ts_field: Option<String>,
-    /// `--ts-unit` as given (None: inferred).
-    pub ts_unit: Option<String>,
-    /// `--seq-field`.
-    pub seq_field: Option<String>,
-    /// `--stream-field`.
-    pub stream_field: String,
-    /// `--stale-after`.
-    pub stale_after: Option<Duration>,
-    /// Heartbeat: "off", "ping" or "text:…".
-    pub heartbeat: String,
-    /// Heartbeat interval.
-    pub heartbeat_interval: Duration,
-    /// `--pong-timeout` in force (None: pings never time out).
-    pub pong_timeout: Option<Duration>,
-    /// "full" or "decorrelated".
-    pub backoff: String,
-    /// Backoff base.
-    pub backoff_base: Duration,
-    /// Backoff cap.
-    pub backoff_cap: Duration,
-    /// `--max-retries`.
-    pub max_retries: Option<u32>,
-    /// `--reconnect-budget` as (count, period).
-    pub reconnect_budget: Option<(u32, Duration)>,
-    /// `--send-buffer`.
-    pub send_buffer: usize,
-    /// UTF-8 validation of text messages.
-    pub utf8_check: bool,
-    /// `--max-message`.
-    pub max_message: usize,
-    /// Connections of the run (echo rate = send_rate × connections).
-    pub connections: usize,
+    /// `--insecure` was given: certificate chain and name were not checked.
+    pub fn insecure(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.insecure)
+    }
 }

@@ -31,6 +31,10 @@
 //! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
+//! | `warnings` | array of strings | what may make the finding mislead ([`warnings`]): a `--max` the fd limit cuts short; no limit found by a probe that never asked the server for anything |
+//! | `config.percentiles` | array of number | `--percentiles`, as in the load reports |
+//! | `thresholds` | array of object | `--threshold` and `--targets seed` checked against the probe, as in the load reports (`connections` is `probe.limit`) |
+//! | `nothing_measured` | string \| null | why the probe measured nothing (it never established a connection): exit 3 unless `--allow-nothing-measured`; null otherwise |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,32 +43,67 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::host::HostFacts;
-use super::json::{headers, phases, rfc3339, target, tls, unix_ms, SCHEMA};
+use super::json::{ca_file, headers, phases, rfc3339, target, thresholds, tls, unix_ms, SCHEMA};
 use super::text::dur_compact;
-use super::{redact, schema, RunMeta};
+use super::{redact, schema, threshold, RunMeta};
 use crate::metrics::probe::{Cause, FirstFailure, PassResult, ProbeResult};
 use crate::metrics::Phase;
-use crate::plan::Establish;
+use crate::plan::{Establish, ProbePlan};
 
 /// The probe's own settings, as the reports show them.
 #[derive(Clone, Debug)]
 pub struct ProbeMeta {
-    /// What counts as established.
-    pub establish: Establish,
-    /// Connections opened per second.
-    pub connect_rate: f64,
-    /// Most connections attempted.
-    pub max: usize,
-    /// `max` came from the fd limit (no `--max`).
+    /// The probe's plan: what it reports of its settings comes from here.
+    pub plan: ProbePlan,
+    /// `plan.max` came from the fd limit (no `--max`).
     pub max_from_fd_limit: bool,
-    /// `--hold`.
-    pub hold: Duration,
-    /// `--settle`.
-    pub settle: Duration,
-    /// `--keepalive`.
-    pub keepalive: Option<Duration>,
-    /// Pause between `--confirm` passes (None without `--confirm`).
-    pub confirm_pause: Option<Duration>,
+    /// The most connections the fd limit leaves room for (the in-process target's ends
+    /// counted), when that is well below `plan.max` (see [`fd_warning`]).
+    pub fd_room: Option<u64>,
+}
+
+/// The warning before a probe whose `--max` the fd limit cuts well short (at most `room`
+/// connections fit): it would end with a local `fd_limit` failure, not the server's limit.
+pub fn fd_warning(max: usize, room: u64, fd_limit: u64) -> String {
+    format!(
+        "--max {max} is above what RLIMIT_NOFILE {fd_limit} allows (at most {room} \
+         connections): the probe will stop short of it with a LOCAL fd_limit failure, not the \
+         server's limit; raise the limit (ulimit -n) or lower --max"
+    )
+}
+
+/// What may make the finding mislead, one line each (text, JSON `warnings`, and stderr).
+pub fn warnings(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(room) = p.fd_room {
+        out.push(fd_warning(p.plan.max, room, meta.fd_limit));
+    }
+    let pass = &r.pass;
+    if pass.first_failure.is_none() && pass.reached_max && p.plan.establish == Establish::Connect {
+        let refused: Vec<(u16, u64)> = pass
+            .failures
+            .iter()
+            .chain(&pass.drops)
+            .filter_map(|(c, n)| c.status().map(|s| (s, *n)))
+            .collect();
+        if refused.is_empty() {
+            out.push(
+                "no limit found, but a connect-only probe never asks the server for anything: \
+                 a server that accepts every connection and answers 429 to its requests looks \
+                 unlimited here; add --request to count only the connections it serves"
+                    .to_string(),
+            );
+        } else {
+            let list: Vec<String> = refused.iter().map(|(s, n)| format!("{n}× {s}")).collect();
+            out.push(format!(
+                "no limit found, yet the server answered keep-alive requests with {}: it \
+                 accepts connections it does not serve; add --request so that a refused \
+                 request counts as not established",
+                list.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 /// The phases a probe reports.
@@ -89,17 +128,18 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
     let _ = writeln!(
         out,
         "  establish: {}, {} conn/s, max {}{}, settle {}, hold {}{}",
-        p.establish.name(),
-        p.connect_rate,
-        p.max,
+        p.plan.establish.name(),
+        p.plan.connect_rate,
+        p.plan.max,
         if p.max_from_fd_limit {
             " (fd limit)"
         } else {
             ""
         },
-        secs(p.settle),
-        secs(p.hold),
-        p.keepalive
+        secs(p.plan.settle),
+        secs(p.plan.hold),
+        p.plan
+            .keepalive
             .map(|k| format!(", keep-alive every {}", secs(k)))
             .unwrap_or_default()
     );
@@ -147,7 +187,7 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
         "  survived       {} of {} after holding {}",
         pass.survived,
         pass.held,
-        secs(p.hold)
+        secs(p.plan.hold)
     );
     let _ = writeln!(
         out,
@@ -171,20 +211,31 @@ pub fn text(meta: &RunMeta, p: &ProbeMeta, r: &ProbeResult) -> String {
         if h.is_empty() {
             continue;
         }
+        let _ = write!(out, "  {:<8}", phase.name());
+        for p in meta.percentiles.columns() {
+            let _ = write!(out, " {} {:>8} ", p.label(), dur_compact(p.of(h) as f64));
+        }
         let _ = writeln!(
             out,
-            "  {:<8} p50 {:>8}  p99 {:>8}  max {:>8}  ({} samples)",
-            phase.name(),
-            dur_compact(h.value_at_quantile(0.5) as f64),
-            dur_compact(h.value_at_quantile(0.99) as f64),
+            " max {:>8}  ({} samples)",
             dur_compact(h.max() as f64),
             h.len()
         );
     }
+    out.push_str(&threshold::render_text(
+        meta,
+        &threshold::evaluate(&threshold::Source::Probe(meta, pass)),
+    ));
+    if let Some(why) = threshold::probe_nothing_measured(pass) {
+        let _ = writeln!(out, "{}: {why}", super::text::NOTHING_MEASURED);
+    }
+    for w in warnings(meta, p, r) {
+        let _ = writeln!(out, "warning: {w}");
+    }
     if r.interrupted {
         let _ = writeln!(out, "{}", super::text::INTERRUPTED_NOTE);
     }
-    if meta.insecure {
+    if meta.insecure() {
         let _ = writeln!(out, "{}", super::text::INSECURE_WARNING);
     }
     out
@@ -251,25 +302,26 @@ pub fn report(
         started_at_unix_ms: started_ms,
         duration_s: r.elapsed.as_secs_f64(),
         interrupted: r.interrupted,
-        insecure: meta.insecure,
+        insecure: meta.insecure(),
         command_line: redact::command_line(&meta.command_line),
         target: target(meta),
         config: schema::ProbeConfig {
-            establish: p.establish.name().to_string(),
-            connect_rate: p.connect_rate,
-            max: p.max as u64,
+            establish: p.plan.establish.name().to_string(),
+            connect_rate: p.plan.connect_rate,
+            max: p.plan.max as u64,
             max_from_fd_limit: p.max_from_fd_limit,
-            hold_s: p.hold.as_secs_f64(),
-            settle_s: p.settle.as_secs_f64(),
-            keepalive_s: p.keepalive.map(|d| d.as_secs_f64()),
-            confirm_pause_s: p.confirm_pause.map(|d| d.as_secs_f64()),
+            hold_s: p.plan.hold.as_secs_f64(),
+            settle_s: p.plan.settle.as_secs_f64(),
+            keepalive_s: p.plan.keepalive.map(|d| d.as_secs_f64()),
+            confirm_pause_s: p.plan.confirm.map(|d| d.as_secs_f64()),
             headers: headers(meta),
             connect_timeout_s: meta.connect_timeout.as_secs_f64(),
-            tls: meta.tls,
-            resume: meta.resume,
-            sni: meta.sni.clone(),
-            ca_file: meta.ca_file.clone(),
+            tls: meta.tls.is_some(),
+            resume: meta.tls.as_ref().is_none_or(|t| t.resume),
+            sni: meta.tls.as_ref().and_then(|t| t.sni.clone()),
+            ca_file: ca_file(meta),
             fd_limit: meta.fd_limit,
+            percentiles: meta.percentiles.values(),
         },
         host: host.into(),
         probe: schema::Probe {
@@ -297,12 +349,15 @@ pub fn report(
             above: c.above.as_ref().map(pass_summary),
         }),
         tls: tls(meta, rec),
-        phases: phases(&PHASES, rec),
+        phases: phases(&PHASES, rec, &meta.percentiles),
         client: schema::ProbeClient {
             cpu_user_s: r.cpu_user_ns as f64 / 1e9,
             cpu_sys_s: r.cpu_sys_ns as f64 / 1e9,
             peak_rss_bytes: r.peak_rss_bytes,
         },
+        warnings: warnings(meta, p, r),
+        thresholds: thresholds(&threshold::evaluate(&threshold::Source::Probe(meta, pass))),
+        nothing_measured: threshold::probe_nothing_measured(pass),
     }
 }
 
@@ -337,6 +392,7 @@ mod tests {
     use super::*;
     use crate::metrics::probe::{Confirm, Stability};
     use crate::metrics::{ErrorClass, Recorder};
+    use crate::plan::Establish;
     use std::time::SystemTime;
 
     fn result() -> ProbeResult {
@@ -384,24 +440,113 @@ mod tests {
     }
 
     fn meta() -> (RunMeta, ProbeMeta) {
+        let url = "http://user:hunter2@127.0.0.1:1/?api_key=s3cret";
+        let headers = vec![("Authorization".to_string(), "Bearer s3cret".to_string())];
+        let plan = ProbePlan {
+            target: crate::plan::Target {
+                scheme: crate::plan::Scheme::Http,
+                host: "127.0.0.1".into(),
+                port: 1,
+                path: "/?api_key=s3cret".into(),
+                authority: "127.0.0.1:1".into(),
+                addrs: vec!["127.0.0.1:1".parse().unwrap()],
+                url: url.into(),
+            },
+            tls: Default::default(),
+            headers: headers.clone(),
+            connect_rate: 100.0,
+            max: 1000,
+            hold: Duration::from_secs(2),
+            settle: Duration::from_millis(100),
+            establish: Establish::Connect,
+            keepalive: None,
+            connect_timeout: Duration::from_secs(1),
+            confirm: Some(Duration::from_secs(1)),
+        };
         (
             RunMeta {
-                mode: "probe".into(),
-                url: "http://user:hunter2@127.0.0.1:1/?api_key=s3cret".into(),
-                headers: vec![("Authorization".into(), "Bearer s3cret".into())],
-                ..RunMeta::default()
+                headers,
+                ..RunMeta::new(crate::plan::Mode::Probe, url)
             },
             ProbeMeta {
-                establish: Establish::Connect,
-                connect_rate: 100.0,
-                max: 1000,
+                plan,
                 max_from_fd_limit: false,
-                hold: Duration::from_secs(2),
-                settle: Duration::from_millis(100),
-                keepalive: None,
-                confirm_pause: Some(Duration::from_secs(1)),
+                fd_room: None,
             },
         )
+    }
+
+    /// `result()` with no failure up to `max`, and `drops` as the held connections' losses.
+    fn unlimited(drops: Vec<(Cause, u64)>) -> ProbeResult {
+        let mut r = result();
+        r.pass.first_failure = None;
+        r.pass.failures.clear();
+        r.pass.reached_max = true;
+        r.pass.limit = 1000;
+        r.pass.drops = drops;
+        r
+    }
+
+    #[test]
+    fn a_connect_only_probe_that_found_no_limit_says_it_never_asked_the_server() {
+        let (m, p) = meta();
+        let w = warnings(&m, &p, &unlimited(vec![]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("never asks the server") && w[0].contains("--request"),
+            "{w:?}"
+        );
+        let text = text(&m, &p, &unlimited(vec![]));
+        assert!(text.contains(&format!("warning: {}", w[0])), "{text}");
+        let v = json(&m, &p, &unlimited(vec![]), &HostFacts::collect());
+        assert_eq!(v["warnings"], json!(w));
+    }
+
+    #[test]
+    fn keep_alives_answered_429_while_no_limit_was_found_are_named_in_the_warning() {
+        let (m, p) = meta();
+        let w = warnings(
+            &m,
+            &p,
+            &unlimited(vec![
+                (Cause::Status(429), 7),
+                (Cause::Error(ErrorClass::ReadTimeout), 1),
+            ]),
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("7× 429") && w[0].contains("--request"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_limit_found_or_a_probe_that_asks_needs_no_hint() {
+        let (m, mut p) = meta();
+        assert!(warnings(&m, &p, &result()).is_empty(), "a limit was found");
+        assert_eq!(
+            json(&m, &p, &result(), &HostFacts::collect())["warnings"],
+            json!([])
+        );
+        p.plan.establish = Establish::Request;
+        assert!(
+            warnings(&m, &p, &unlimited(vec![])).is_empty(),
+            "--request asks"
+        );
+    }
+
+    #[test]
+    fn a_max_the_fd_limit_cuts_short_is_warned_about() {
+        let (mut m, mut p) = meta();
+        m.fd_limit = 128;
+        p.fd_room = Some(128);
+        let w = warnings(&m, &p, &result());
+        assert_eq!(w, vec![fd_warning(1000, 128, 128)]);
+        assert!(
+            w[0].contains("--max 1000") && w[0].contains("RLIMIT_NOFILE 128"),
+            "{w:?}"
+        );
+        assert!(w[0].contains("LOCAL"), "{w:?}");
     }
 
     #[test]

@@ -76,6 +76,45 @@ pub struct Report {
     /// Rate mode only.
     #[serde(default)]
     pub rate: Option<Rate>,
+    /// Connection-rate mode (`--conn-rate`) only.
+    #[serde(default)]
+    pub conn_rate: Option<ConnRate>,
+    /// This host's sockets in TIME_WAIT towards the target; null when unknown or merged.
+    #[serde(default)]
+    pub time_wait: Option<TimeWait>,
+    /// `--threshold` and `--targets` checked against the run; empty when none was asked.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the run measured nothing (`report::threshold` rule 5); null when it measured
+    /// something.
+    #[serde(default)]
+    pub nothing_measured: Option<String>,
+}
+
+/// One entry of `thresholds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The threshold, e.g. `ttfb.p95<180ms`.
+    pub threshold: String,
+    /// Its metric, e.g. `ttfb.p95`.
+    pub metric: String,
+    /// `<`, `<=`, `>`, `>=`, `==` or `!=`.
+    pub op: String,
+    /// The value compared with, in `unit`.
+    pub limit: f64,
+    /// `ns`, `ratio` (0..1), `count` or `per_s`.
+    pub unit: String,
+    /// What was measured, in `unit`; null when the metric had no sample, or when only
+    /// `bounds` are known.
+    pub measured: Option<f64>,
+    /// `[low, high]` when the value is known only within bounds (`setup` over TLS); else null.
+    pub bounds: Option<(f64, f64)>,
+    /// The threshold held.
+    pub pass: bool,
+    /// `threshold` (`--threshold`) or `seed` (`--targets seed`).
+    pub origin: String,
+    /// `--targets seed`: the target in the seed's words; else null.
+    pub target: Option<String>,
 }
 
 /// One worker thread that panicked.
@@ -140,6 +179,24 @@ pub struct Config {
     /// `--source` addresses.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Requests per connection before connbench closes it; null: keep-alive.
+    #[serde(default)]
+    pub requests_per_conn: Option<u64>,
+    /// How connbench closes connections (`fin`, `rst`); null for WebSocket runs.
+    #[serde(default)]
+    pub close: Option<String>,
+    /// `--busy-poll`: the workers spun instead of sleeping.
+    #[serde(default)]
+    pub busy_poll: bool,
+    /// SO_BUSY_POLL set on every socket, µs; null without `--busy-poll` or when refused.
+    #[serde(default)]
+    pub so_busy_poll_us: Option<u64>,
+    /// Why the kernel refused SO_BUSY_POLL; null when it was set or not asked for.
+    #[serde(default)]
+    pub so_busy_poll_error: Option<String>,
+    /// `--percentiles` (empty in reports written before it existed).
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// `host`.
@@ -263,6 +320,9 @@ pub struct PhaseStats {
     pub p90: Option<u64>,
     /// 99th percentile; null when empty.
     pub p99: Option<u64>,
+    /// 95th percentile; null when empty (and in reports written before it existed).
+    #[serde(default)]
+    pub p95: Option<u64>,
     /// 99.9th percentile; null when empty.
     pub p999: Option<u64>,
     /// Largest sample; null when empty.
@@ -273,6 +333,18 @@ pub struct PhaseStats {
     pub stdev: Option<f64>,
     /// The full histogram, base64 HdrHistogram V2+deflate.
     pub hdr: String,
+    /// The `--percentiles` of the run, in increasing order.
+    #[serde(default)]
+    pub percentiles: Vec<PercentileValue>,
+}
+
+/// One entry of `phases.*.percentiles`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PercentileValue {
+    /// The percentile, e.g. 99.9 (100: the maximum).
+    pub percentile: f64,
+    /// Its value, ns; null when the phase is empty.
+    pub value: Option<u64>,
 }
 
 /// `client` of a run report.
@@ -328,6 +400,26 @@ pub struct Rate {
     /// HTTP: ⌈rate × median response time⌉.
     #[serde(default)]
     pub connections_needed: Option<u64>,
+}
+
+/// `conn_rate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnRate {
+    /// New connections per second asked for.
+    pub asked_per_s: f64,
+    /// `connect()` calls ÷ duration.
+    pub opened_per_s: f64,
+    /// Due and never opened.
+    pub unopened: u64,
+}
+
+/// `time_wait`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimeWait {
+    /// Before the run.
+    pub at_start: u64,
+    /// After the run.
+    pub at_end: u64,
 }
 
 /// One entry of `stages`.
@@ -533,6 +625,15 @@ pub struct ProbeReport {
     pub phases: BTreeMap<String, PhaseStats>,
     /// The client's own cost.
     pub client: ProbeClient,
+    /// What may make the finding mislead (absent from reports written before it existed).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// `--threshold` and `--targets` checked against the probe; empty when none was asked.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// Why the probe measured nothing; null when it established a connection.
+    #[serde(default)]
+    pub nothing_measured: Option<String>,
 }
 
 /// `config` of a probe report.
@@ -568,6 +669,9 @@ pub struct ProbeConfig {
     pub ca_file: Option<String>,
     /// Soft RLIMIT_NOFILE.
     pub fd_limit: u64,
+    /// `--percentiles`.
+    #[serde(default)]
+    pub percentiles: Vec<f64>,
 }
 
 /// `probe`.
@@ -824,6 +928,146 @@ pub struct RegressionCheck {
     pub failed: Vec<String>,
     /// No row failed.
     pub passed: bool,
+}
+
+/// A floor report (`connbench floor --json`), documented in [`super::floor`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorReport {
+    /// Always [`super::json::SCHEMA`].
+    pub schema: String,
+    /// Version of the binary that ran.
+    pub connbench_version: String,
+    /// Always `"floor"`.
+    pub mode: String,
+    /// When the first measurement started, RFC 3339 UTC.
+    pub started_at: String,
+    /// The same instant, ms since the Unix epoch.
+    pub started_at_unix_ms: i64,
+    /// How long all measurements took, seconds.
+    pub duration_s: f64,
+    /// Ctrl-C ended it early.
+    pub interrupted: bool,
+    /// `--insecure`.
+    pub insecure: bool,
+    /// The process arguments, redacted.
+    pub command_line: Vec<String>,
+    /// What was measured against.
+    pub target: Target,
+    /// The floor's settings.
+    pub config: FloorConfig,
+    /// The machine that ran it.
+    pub host: Host,
+    /// Per layer, by layer name.
+    pub layers: BTreeMap<String, FloorLayer>,
+    /// What connbench adds over the raw round trip.
+    pub verdict: FloorVerdict,
+    /// The process's own cost.
+    pub client: FloorClient,
+}
+
+/// `config` of a floor report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorConfig {
+    /// How long each measurement ran, seconds.
+    pub measurement_s: f64,
+    /// The verdict is for a busy-polling client (`--busy-poll`).
+    pub busy_poll: bool,
+    /// CPU of the pinned rows' client; null when nothing was pinned.
+    pub client_cpu: Option<u64>,
+    /// CPUs of the built-in target of the pinned rows.
+    pub target_cpus: Vec<u64>,
+    /// SO_BUSY_POLL set by the busy-poll rows, µs; null when the kernel refused it.
+    pub so_busy_poll_us: Option<u64>,
+    /// Why the kernel refused SO_BUSY_POLL; null when set.
+    pub so_busy_poll_error: Option<String>,
+    /// Bytes of each raw ping.
+    pub ping_bytes: u64,
+    /// WebSocket echo: messages per second, bytes each.
+    pub ws_send_rate: f64,
+    /// WebSocket echo: bytes per message.
+    pub ws_message_bytes: u64,
+    /// Timer measurement: how far ahead each wake-up is asked for, µs.
+    pub timer_ahead_us: f64,
+    /// Clock measurement: reads per sample.
+    pub clock_batch: u64,
+    /// `--echo` address used; null with the built-in target or without `--echo`.
+    pub echo: Option<String>,
+    /// `--ws` URL used, redacted; null with the built-in target or without `--ws`.
+    pub ws_url: Option<String>,
+}
+
+/// One entry of `layers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorLayer {
+    /// What the text report calls it.
+    pub title: String,
+    /// What one operation is (CPU per operation divides by it).
+    pub op: String,
+    /// The layer was measured.
+    pub available: bool,
+    /// Why not; null when measured.
+    pub reason: Option<String>,
+    /// Per mode, by mode name; empty when not measured.
+    pub variants: BTreeMap<String, FloorVariant>,
+    /// The mode with the lowest median.
+    pub lowest: Option<String>,
+    /// Busy-poll minus sleeping median, ns.
+    pub busy_poll_minus_sleep_p50_ns: Option<i64>,
+    /// `busy_poll`, `sleep` or `equal`.
+    pub lower_wait: Option<String>,
+    /// Pinned minus not pinned median, ns.
+    pub pinned_minus_unpinned_p50_ns: Option<i64>,
+    /// `pinned`, `unpinned` or `equal`.
+    pub lower_pinning: Option<String>,
+}
+
+/// One entry of `layers.*.variants`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorVariant {
+    /// Busy-polling.
+    pub busy_poll: bool,
+    /// Pinned.
+    pub pinned: bool,
+    /// Measured, with samples.
+    pub available: bool,
+    /// Why not; null when measured.
+    pub reason: Option<String>,
+    /// The samples; null when not measured.
+    pub stats: Option<PhaseStats>,
+    /// Operations.
+    pub ops: u64,
+    /// CPU per operation, µs.
+    pub cpu_per_op_us: Option<f64>,
+    /// Operations that failed.
+    pub errors: u64,
+    /// What went wrong, or what else is worth knowing.
+    pub note: Option<String>,
+}
+
+/// `verdict` of a floor report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorVerdict {
+    /// The rows compared were busy-polling.
+    pub busy_poll: bool,
+    /// The rows compared were pinned.
+    pub pinned: bool,
+    /// Raw TCP round trip, p50 ns.
+    pub raw_rtt_p50_ns: Option<u64>,
+    /// HTTP keep-alive TTFB, p50 ns.
+    pub http_ttfb_p50_ns: Option<u64>,
+    /// HTTP minus raw, ns.
+    pub adds_ns: Option<i64>,
+    /// Client CPU per HTTP request, µs.
+    pub cpu_per_request_us: Option<f64>,
+    /// Why there is no comparison.
+    pub missing: Option<String>,
+}
+
+/// `client` of a floor report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloorClient {
+    /// Peak RSS of the process (the built-in target included).
+    pub peak_rss_bytes: u64,
 }
 
 /// The document as a [`serde_json::Value`] (objects with alphabetically ordered keys).

@@ -1,6 +1,7 @@
-//! The human summary printed after a run: what ran, one aligned row per phase (count, min,
-//! p50/p90/p99/p99.9, max, mean), then throughput, connection reuse, status classes, error
-//! classes, TLS facts and the client's own cost — the lines a wrk or k6 user looks for.
+//! The human summary printed after a run: what ran, one aligned row per phase (count, min, the
+//! `--percentiles` columns — p50/p90/p95/p99/p99.9 by default —, max, mean), then throughput,
+//! connection reuse, status classes, error classes, TLS facts, the client's own cost, and the
+//! PASS/FAIL lines of `--threshold` and `--targets` — the lines a wrk or k6 user looks for.
 //!
 //! Durations are auto-scaled (ns/µs/ms/s, 3 significant digits); byte rates use decimal units
 //! (MB/s), memory binary units (MiB). Every user-supplied string goes through [`redact`] first.
@@ -12,8 +13,10 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::{redact, RunMeta, RunResult};
+use super::percentiles::Percentiles;
+use super::{redact, threshold, RunMeta, RunResult};
 use crate::metrics::{Counters, ErrorClass, Phase, Reasons, StatusClass};
+use crate::plan::{TlsPlan, WsMode, WsSession};
 
 /// Width of the phase-name column.
 const NAME_W: usize = 8;
@@ -35,10 +38,14 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
         None => {
             throughput(&mut out, c, run.elapsed);
             if let Some((asked, arrival)) = &meta.rate {
-                rate_line(&mut out, meta, *asked, arrival, run);
+                rate_line(&mut out, meta, *asked, arrival.name(), run);
+            }
+            if let Some(asked) = meta.conn_rate {
+                conn_rate_line(&mut out, meta, asked, run);
             }
             reuse(&mut out, c);
             responses(&mut out, c);
+            time_wait(&mut out, meta, run);
         }
     }
     errors(&mut out, c);
@@ -46,11 +53,13 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     if !run.stages.is_empty() {
         stages(&mut out, meta, run);
     }
-    if meta.tls {
-        tls(&mut out, meta, run);
+    if let Some(t) = &meta.tls {
+        tls(&mut out, t, run);
     }
     client(&mut out, run);
-    if meta.insecure {
+    let outcomes = threshold::evaluate(&threshold::Source::Run(meta, run));
+    out.push_str(&threshold::render_text(meta, &outcomes));
+    if meta.insecure() {
         // Repeated at the end: the part people paste into tickets must carry the caveat too.
         out.push_str(INSECURE_WARNING);
         out.push('\n');
@@ -58,8 +67,19 @@ pub fn render(meta: &RunMeta, run: &RunResult) -> String {
     out
 }
 
+/// What `--busy-poll` did: the workers spun, and whether SO_BUSY_POLL took.
+pub fn busy_poll_line(bp: &crate::plan::BusyPoll) -> String {
+    let so = match &bp.so_busy_poll {
+        Ok(us) => format!("SO_BUSY_POLL {us} µs on every socket"),
+        Err(why) => format!("SO_BUSY_POLL refused by the kernel ({why})"),
+    };
+    format!("busy-poll: workers spin in epoll_wait(…, 0) instead of sleeping; {so}")
+}
+
 /// Printed whenever `--insecure` was given.
 pub const INSECURE_WARNING: &str = "WARNING: --insecure: certificates were not verified";
+/// Starts the line saying why a run measured nothing (`report::threshold` rule 5).
+pub const NOTHING_MEASURED: &str = "NOTHING MEASURED";
 /// Printed when Ctrl-C ended the run early.
 pub const INTERRUPTED_NOTE: &str = "interrupted (Ctrl-C): partial results";
 
@@ -95,7 +115,7 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
                 out,
                 "  {}, {} mode, {} (warm-up {})",
                 workers,
-                ws.mode,
+                ws.mode.name(),
                 bound(meta),
                 secs_short(meta.warmup)
             );
@@ -112,9 +132,15 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
                 bound(meta),
                 secs_short(meta.warmup)
             );
+            if let Some(line) = connection_shape(meta) {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
 
+    if let Some(bp) = &meta.busy_poll {
+        let _ = writeln!(out, "  {}", busy_poll_line(bp));
+    }
     if meta.method != "GET" || meta.body_len > 0 || !meta.headers.is_empty() && meta.ws.is_none() {
         let _ = write!(out, "  {}", meta.method);
         if meta.body_len > 0 {
@@ -130,7 +156,7 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
         }
         out.push('\n');
     }
-    if meta.insecure {
+    if meta.insecure() {
         out.push_str(INSECURE_WARNING);
         out.push('\n');
     }
@@ -141,6 +167,28 @@ fn header(out: &mut String, meta: &RunMeta, run: &RunResult) {
     for p in &run.worker_panics {
         let _ = writeln!(out, "ERROR: {}", p.describe());
     }
+    if let Some(why) = threshold::nothing_measured(meta, run) {
+        let _ = writeln!(out, "{NOTHING_MEASURED}: {why}");
+    }
+}
+
+/// New connections as a workload: how many requests a connection carries, the rate they open
+/// at, how connbench closes them. None for keep-alive runs.
+fn connection_shape(meta: &RunMeta) -> Option<String> {
+    let n = meta.requests_per_conn?;
+    let mut line = match meta.conn_rate {
+        Some(r) => format!(
+            "new connections at {} conn/s (at most {} open), {} each",
+            rate(r),
+            meta.connections,
+            plural(n, "request")
+        ),
+        None => format!("{} per connection", plural(n, "request")),
+    };
+    if let Some(close) = meta.close {
+        let _ = write!(line, ", then closed by connbench ({})", close.name());
+    }
+    Some(line)
 }
 
 /// What bounded the run: `-n`, `-d`, both, or neither.
@@ -153,8 +201,18 @@ fn bound(meta: &RunMeta) -> String {
     }
 }
 
+/// The rows of the phase table: the run's phases, without the TLS handshake kinds when the
+/// run was plain TCP (the JSON report still lists them, empty).
+fn table_phases(meta: &RunMeta) -> Vec<Phase> {
+    let mut phases = meta.phases();
+    if meta.tls.is_none() {
+        phases.retain(|p| !matches!(p, Phase::TlsFull | Phase::TlsResumed));
+    }
+    phases
+}
+
 fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
-    let phases = meta.phases();
+    let phases = table_phases(meta);
     // The name column fits the longest phase name of the mode ("first_message" in ws).
     let name_w = phases
         .iter()
@@ -162,11 +220,15 @@ fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
         .max()
         .unwrap_or(NAME_W)
         .max(NAME_W);
-    let _ = write!(out, "{:<name_w$}{:>COL_W$}", "phase", "count");
-    for h in ["min", "p50", "p90", "p99", "p99.9", "max", "mean"] {
-        let _ = write!(out, "{h:>COL_W$}");
+    let _ = write!(
+        out,
+        "{:<name_w$}{:>COL_W$}{:>COL_W$}",
+        "phase", "count", "min"
+    );
+    for p in meta.percentiles.columns() {
+        let _ = write!(out, "{:>COL_W$}", p.label());
     }
-    out.push('\n');
+    let _ = writeln!(out, "{:>COL_W$}{:>COL_W$}", "max", "mean");
     for &phase in &phases {
         let h = run.recorder.histogram(phase);
         let _ = write!(out, "{:<name_w$}", phase.name());
@@ -175,24 +237,19 @@ fn phase_table(out: &mut String, meta: &RunMeta, run: &RunResult) {
             continue;
         }
         let _ = write!(out, "{:>COL_W$}", h.len());
-        for v in stats(h) {
+        for v in stats(h, &meta.percentiles) {
             let _ = write!(out, "{:>COL_W$}", dur_compact(v));
         }
         out.push('\n');
     }
 }
 
-/// min, p50, p90, p99, p99.9, max, mean of a non-empty histogram, in ns.
-fn stats(h: &Histogram<u64>) -> [f64; 7] {
-    [
-        h.min() as f64,
-        h.value_at_quantile(0.50) as f64,
-        h.value_at_quantile(0.90) as f64,
-        h.value_at_quantile(0.99) as f64,
-        h.value_at_quantile(0.999) as f64,
-        h.max() as f64,
-        super::json::mean(h),
-    ]
+/// min, the chosen percentiles (below 100), max and mean of a non-empty histogram, in ns.
+fn stats(h: &Histogram<u64>, percentiles: &Percentiles) -> Vec<f64> {
+    let mut v = vec![h.min() as f64];
+    v.extend(percentiles.columns().map(|p| p.of(h) as f64));
+    v.extend([h.max() as f64, super::json::mean(h)]);
+    v
 }
 
 fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
@@ -221,7 +278,7 @@ fn throughput(out: &mut String, c: &Counters, elapsed: Duration) {
 fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
     let _ = writeln!(
         out,
-        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p99     errors"
+        "\nstage  window  connections    opened  open at end    requests      req/s  total p50  total p95  total p99     errors"
     );
     let timed = if meta.rate.is_some() {
         Phase::Corrected
@@ -241,7 +298,7 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
         let secs = s.window.length.as_secs_f64();
         let _ = writeln!(
             out,
-            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10}",
+            "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10}",
             s.window.stage,
             s.window.kind,
             format!("{}→{}", s.window.from, s.window.to),
@@ -254,6 +311,7 @@ fn stages(out: &mut String, meta: &RunMeta, run: &RunResult) {
                 "-".into()
             },
             q(0.5),
+            q(0.95),
             q(0.99),
             c.total_errors()
         );
@@ -352,6 +410,65 @@ fn behind_warning(out: &mut String, meta: &RunMeta, asked: f64, run: &RunResult)
     );
 }
 
+/// Connection-rate mode: asked vs opened, how late the opener was, and a warning when due
+/// connections never opened.
+fn conn_rate_line(out: &mut String, meta: &RunMeta, asked: f64, run: &RunResult) {
+    let c = &run.recorder.counters;
+    let secs = run.elapsed.as_secs_f64();
+    let opened = if secs > 0.0 {
+        c.connections_opened as f64 / secs
+    } else {
+        0.0
+    };
+    label(out, "conn rate");
+    let _ = write!(
+        out,
+        "asked {} conn/s   opened {} conn/s   unopened {}",
+        rate(asked),
+        rate(opened),
+        c.unopened
+    );
+    let lag = run.recorder.histogram(Phase::OpenLag);
+    if !lag.is_empty() {
+        let _ = write!(
+            out,
+            "   open lag p50 {} p99 {} max {}",
+            dur_spaced(lag.value_at_quantile(0.5) as f64),
+            dur_spaced(lag.value_at_quantile(0.99) as f64),
+            dur_spaced(lag.max() as f64)
+        );
+    }
+    out.push('\n');
+    if c.unopened > 0 {
+        let _ = writeln!(
+            out,
+            "WARNING: fell behind {} conn/s: {} connections were due and never opened because \
+             all {} slots held a connection (raise -c, or ask for fewer requests per connection)",
+            rate(asked),
+            c.unopened,
+            meta.connections
+        );
+    }
+}
+
+/// This host's TIME_WAIT sockets towards the target: shown when connbench closed connections
+/// itself, or when any were there.
+fn time_wait(out: &mut String, meta: &RunMeta, run: &RunResult) {
+    let Some(tw) = run.time_wait else {
+        return;
+    };
+    if meta.requests_per_conn.is_none() && tw.at_end == 0 && tw.at_start == 0 {
+        return;
+    }
+    label(out, "time_wait");
+    let _ = writeln!(
+        out,
+        "{} local ports towards the target at the end ({} at the start): each blocks its \
+         4-tuple for 60 s",
+        tw.at_end, tw.at_start
+    );
+}
+
 fn reuse(out: &mut String, c: &Counters) {
     label(out, "reuse");
     if c.requests == 0 {
@@ -432,7 +549,7 @@ pub fn reason_lines(reasons: &Reasons) -> Vec<String> {
     lines
 }
 
-fn tls(out: &mut String, meta: &RunMeta, run: &RunResult) {
+fn tls(out: &mut String, meta: &TlsPlan, run: &RunResult) {
     let f = &run.recorder.tls;
     let c = &run.recorder.counters;
     label(out, "tls");
@@ -461,7 +578,7 @@ fn tls(out: &mut String, meta: &RunMeta, run: &RunResult) {
         let _ = write!(out, "  · sni {sni}");
     }
     if let Some(ca) = &meta.ca_file {
-        let _ = write!(out, "  · ca {ca}");
+        let _ = write!(out, "  · ca {}", ca.display());
     }
     out.push('\n');
 }
@@ -513,7 +630,7 @@ fn client(out: &mut String, run: &RunResult) {
 
 /// The WebSocket lines: messages, connections, reconnects, close codes, sequence, latency
 /// caveat, pings.
-fn websocket(out: &mut String, run_meta: &RunMeta, meta: &super::WsMeta, run: &RunResult) {
+fn websocket(out: &mut String, run_meta: &RunMeta, meta: &WsSession, run: &RunResult) {
     let c = &run.recorder.counters;
     let w = &c.ws;
     let secs = run.elapsed.as_secs_f64();
@@ -543,8 +660,8 @@ fn websocket(out: &mut String, run_meta: &RunMeta, meta: &super::WsMeta, run: &R
             0.0
         }),
     );
-    if meta.mode == "echo" {
-        let asked = meta.send_rate * meta.connections as f64;
+    if meta.mode == WsMode::Echo {
+        let asked = meta.send_rate * run_meta.connections as f64;
         label(out, "echo rate");
         let _ = writeln!(
             out,
@@ -803,11 +920,12 @@ mod tests {
 
     use super::*;
     use crate::metrics::{Recorder, TlsFacts};
+    use crate::plan::Mode;
     use crate::report::WorkerStats;
 
     fn meta() -> RunMeta {
         RunMeta {
-            mode: "http".into(),
+            mode: Mode::Http,
             url: "http://127.0.0.1:41234/".into(),
             builtin_target: true,
             command_line: vec!["connbench".into(), "http".into()],
@@ -819,9 +937,8 @@ mod tests {
             duration: Some(Duration::from_secs(10)),
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
-            resume: true,
             fd_limit: 1024,
-            ..RunMeta::default()
+            ..RunMeta::new(Mode::Http, "")
         }
     }
 
@@ -858,6 +975,7 @@ mod tests {
             intervals: vec![],
             stages: vec![],
             worker_panics: Vec::new(),
+            time_wait: None,
         }
     }
 
@@ -865,7 +983,7 @@ mod tests {
     fn every_phase_has_a_row_and_empty_ones_show_dash() {
         let t = render(&meta(), &run());
         let rows: Vec<&str> = t.lines().collect();
-        for p in Phase::HTTP {
+        for p in table_phases(&meta()) {
             let row = rows
                 .iter()
                 .find(|l| l.starts_with(&format!("{:<NAME_W$}", p.name())))
@@ -885,6 +1003,93 @@ mod tests {
     }
 
     #[test]
+    fn tls_runs_show_full_and_resumed_handshakes_apart_and_plain_runs_do_not() {
+        let mut r = run();
+        for i in 0..10u64 {
+            r.recorder.record(Phase::Tls, 900_000 + i);
+            let kind = if i < 2 {
+                Phase::TlsFull
+            } else {
+                Phase::TlsResumed
+            };
+            r.recorder.record(kind, 900_000 + i);
+        }
+        let mut m = meta();
+        m.tls = Some(TlsPlan::default());
+        let t = render(&m, &r);
+        let row = |name: &str| {
+            t.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("no {name} row: {t}"))
+                .split_whitespace()
+                .nth(1)
+                .map(str::to_string)
+        };
+        assert_eq!(row("tls").as_deref(), Some("10"));
+        assert_eq!(row("tls_full").as_deref(), Some("2"));
+        assert_eq!(row("tls_resumed").as_deref(), Some("8"));
+        let plain = render(&meta(), &r);
+        assert!(
+            !plain.contains("tls_full") && !plain.contains("tls_resumed"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn new_connection_runs_say_their_shape_rate_lag_and_time_wait() {
+        let mut m = meta();
+        m.requests_per_conn = Some(1);
+        m.conn_rate = Some(200.0);
+        m.close = Some(crate::plan::CloseMode::Rst);
+        let mut r = run();
+        r.recorder.counters.connections_opened = 1_997;
+        r.recorder.counters.unopened = 3;
+        for _ in 0..1_997 {
+            r.recorder.record(Phase::OpenLag, 20_000);
+        }
+        r.time_wait = Some(crate::metrics::run::TimeWait {
+            at_start: 4,
+            at_end: 7,
+        });
+        let t = render(&m, &r);
+        assert!(
+            t.contains(
+                "  new connections at 200 conn/s (at most 10 open), 1 request each, then closed \
+                 by connbench (rst)\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("\nopen_lag "), "the open lag has a row: {t}");
+        assert!(
+            t.contains("conn rate   asked 200 conn/s   opened 200 conn/s   unopened 3   open lag"),
+            "{t}"
+        );
+        assert!(
+            t.contains("WARNING: fell behind 200 conn/s: 3 connections were due and never opened"),
+            "{t}"
+        );
+        assert!(
+            t.contains("time_wait   7 local ports towards the target at the end (4 at the start)"),
+            "{t}"
+        );
+        // Without a quota: one line for the shape, no conn rate line, no warning.
+        m.conn_rate = None;
+        m.requests_per_conn = Some(5);
+        m.close = Some(crate::plan::CloseMode::Fin);
+        r.recorder.counters.unopened = 0;
+        let t = render(&m, &r);
+        assert!(
+            t.contains("  5 requests per connection, then closed by connbench (fin)\n"),
+            "{t}"
+        );
+        assert!(!t.contains("conn rate") && !t.contains("WARNING"), "{t}");
+        // Keep-alive with nothing in TIME_WAIT says nothing about it.
+        let mut r = run();
+        r.time_wait = Some(crate::metrics::run::TimeWait::default());
+        assert!(!render(&meta(), &r).contains("time_wait"));
+    }
+
+    #[test]
     fn table_columns_line_up() {
         let t = render(&meta(), &run());
         let lines: Vec<&str> = t.lines().collect();
@@ -894,12 +1099,108 @@ mod tests {
             .expect("header");
         let width = |l: &str| l.chars().count();
         let w = width(lines[head]);
-        assert_eq!(w, NAME_W + 8 * COL_W);
-        for l in &lines[head + 1..head + 1 + Phase::HTTP.len()] {
+        // count, min, p50, p90, p95, p99, p99.9, max, mean
+        assert_eq!(w, NAME_W + 9 * COL_W);
+        assert!(
+            lines[head].ends_with(
+                "min       p50       p90       p95       p99     p99.9       max      mean"
+            ),
+            "{}",
+            lines[head]
+        );
+        for l in &lines[head + 1..head + 1 + table_phases(&meta()).len()] {
             if !l.trim_end().ends_with('-') {
                 assert_eq!(width(l), w, "misaligned: {l:?}");
             }
         }
+    }
+
+    #[test]
+    fn percentiles_choose_the_columns() {
+        let mut m = meta();
+        m.percentiles = Percentiles::parse("99.99,50,100").unwrap();
+        let r = run();
+        let t = render(&m, &r);
+        let head = t.lines().find(|l| l.starts_with("phase")).expect("header");
+        assert_eq!(
+            head,
+            format!(
+                "{:<NAME_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}{:>COL_W$}",
+                "phase", "count", "min", "p50", "p99.99", "max", "mean"
+            )
+        );
+        // The row carries the histogram's values in that order.
+        let h = r.recorder.histogram(Phase::Total);
+        let row = t.lines().find(|l| l.starts_with("total")).expect("row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "total".to_string(),
+                h.len().to_string(),
+                dur_compact(h.min() as f64),
+                dur_compact(h.value_at_quantile(0.5) as f64),
+                dur_compact(h.value_at_quantile(0.9999) as f64),
+                dur_compact(h.max() as f64),
+                dur_compact(crate::report::json::mean(h)),
+            ]
+        );
+    }
+
+    #[test]
+    fn stage_rows_carry_p95() {
+        use crate::plan::StageWindow;
+        let mut r = run();
+        let mut rec = Recorder::new();
+        for i in 1..=100u64 {
+            rec.record(Phase::Total, i * 1_000_000);
+        }
+        r.stages = vec![crate::report::StageResult {
+            window: StageWindow {
+                stage: 1,
+                kind: "hold",
+                start: Duration::ZERO,
+                length: Duration::from_secs(1),
+                from: 2,
+                to: 2,
+            },
+            recorder: rec,
+            open_at_end: 2,
+        }];
+        let t = render(&meta(), &r);
+        assert!(t.contains("total p50  total p95  total p99"), "{t}");
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("1      hold"))
+            .expect("stage row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[7..10], ["50.0ms", "95.0ms", "99.0ms"], "{row}");
+    }
+
+    #[test]
+    fn thresholds_and_nothing_measured_are_in_the_summary() {
+        use crate::report::threshold::{Checks, Command, Context, Threshold};
+        let mut m = meta();
+        m.checks = Checks {
+            thresholds: vec![
+                Threshold::parse("total.p99<1s", &Context::new(Command::Http)).unwrap(),
+                Threshold::parse("status.4xx==0", &Context::new(Command::Http)).unwrap(),
+            ],
+            ..Checks::default()
+        };
+        let t = render(&m, &run());
+        assert!(t.contains("thresholds  1 passed, 1 failed\n"), "{t}");
+        assert!(t.contains("  PASS  total.p99<1s   measured "), "{t}");
+        assert!(t.contains("  FAIL  status.4xx==0  measured 1\n"), "{t}");
+        assert!(!t.contains(NOTHING_MEASURED), "{t}");
+        let mut r = run();
+        r.recorder = Recorder::new();
+        r.recorder.error(ErrorClass::ConnectRefused);
+        let t = render(&meta(), &r);
+        assert!(
+            t.contains("NOTHING MEASURED: no response: all 1 connections or requests failed (connect_refused 1)\n"),
+            "{t}"
+        );
     }
 
     #[test]
@@ -955,9 +1256,11 @@ mod tests {
     #[test]
     fn errors_tls_and_warnings() {
         let mut m = meta();
-        m.tls = true;
-        m.insecure = true;
-        m.resume = false;
+        m.tls = Some(TlsPlan {
+            insecure: true,
+            resume: false,
+            ..TlsPlan::default()
+        });
         m.requests = Some(5_000);
         m.duration = None;
         m.worker_cpus = vec![0, 1, 2, 3, 6];
@@ -1029,7 +1332,7 @@ mod tests {
         assert!(t.contains("reuse       - %"), "{t}");
         assert!(t.contains("client      - CPU/request"), "{t}");
         assert!(t.contains("peak RSS -"), "{t}");
-        for p in Phase::HTTP {
+        for p in table_phases(&meta()) {
             assert!(t.contains(&format!("{:<NAME_W$}{:>COL_W$}\n", p.name(), "-")));
         }
     }

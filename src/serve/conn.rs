@@ -98,6 +98,8 @@ enum State {
     Finishing,
     /// Write side shut after the last reply; input is discarded until EOF or the deadline.
     Lingering { until: Instant },
+    /// A raw echo connection (the echo listener's): no protocol, every byte goes back.
+    Echo,
 }
 
 /// The byte stream under HTTP: the loop never branches on TLS, only this enum does.
@@ -305,6 +307,14 @@ impl Conn {
         }
     }
 
+    /// A connection of the raw echo listener (plain TCP, counted in `Shared::open`).
+    pub(super) fn echo(transport: Transport) -> Conn {
+        Conn {
+            state: State::Echo,
+            ..Conn::new(transport, true)
+        }
+    }
+
     /// `OverLimit::Close`: end the connection before any byte with a TCP FIN (no TLS either),
     /// then discard what the client sends until it closes or [`LINGER`] runs out. Returns the
     /// linger deadline, for the loop's timer.
@@ -323,6 +333,9 @@ impl Conn {
             return self.linger(ctx.now, until);
         }
         self.peer_hup |= ctx.rdhup;
+        if self.state == State::Echo {
+            return self.drive_echo(ctx);
+        }
         if self.ws.is_some() {
             return self.drive_ws(ctx);
         }
@@ -379,6 +392,53 @@ impl Conn {
             return self.linger(ctx.now, until);
         }
         Outcome::Keep
+    }
+
+    /// The echo listener's pump: what is still owed goes out first; then every read is written
+    /// straight back from the input buffer, and only what the socket refuses is kept in `out`
+    /// (reading pauses until the writable edge takes it: back-pressure, rule 2). EOF: once
+    /// everything owed is written, the connection closes.
+    fn drive_echo(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        for _ in 0..MAX_ROUNDS {
+            while self.out_pos < self.out.len() {
+                match self.transport.write(&self.out[self.out_pos..]) {
+                    Ok(n) => self.wrote_out(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Outcome::Close,
+                }
+            }
+            if self.read_eof {
+                return Outcome::Close;
+            }
+            let n = match self.transport.read(&mut self.inbuf) {
+                Ok(0) => {
+                    self.read_eof = true;
+                    continue;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Outcome::Close,
+            };
+            ctx.counters
+                .echo_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            let taken = loop {
+                match self.transport.write(&self.inbuf[..n]) {
+                    Ok(m) => break m,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Outcome::Close,
+                }
+            };
+            self.out.extend_from_slice(&self.inbuf[taken..n]);
+            if n < self.inbuf.len() && !self.peer_hup && self.out_pos == self.out.len() {
+                // A short read on a plain socket: drained (rule 1).
+                return Outcome::Keep;
+            }
+        }
+        Outcome::Again
     }
 
     /// Reads and parses until drained, back-pressured, or finished. Returns whether anything

@@ -28,8 +28,8 @@ use super::conn::{Conn, Ctx, Outcome, Transport};
 use super::{OverLimit, ServeError, Shared, ThreadCounters};
 
 const WAKER: usize = usize::MAX;
-/// Listener tokens: `LISTENER_BASE + index` (index 0 plain, 1 TLS).
-const LISTENER_BASE: usize = usize::MAX - 2;
+/// Listener tokens: `LISTENER_BASE + index` (index 0 plain, 1 TLS, 2 raw echo).
+const LISTENER_BASE: usize = usize::MAX - 3;
 const GEN_MASK: u32 = 0x7fff_ffff;
 const MAX_WAIT: Duration = Duration::from_millis(250);
 /// Accept retry delay after a resource error.
@@ -40,10 +40,28 @@ struct Slot {
     conn: Option<Conn>,
 }
 
+/// What the connections of a listener speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// HTTP/1.1 (then maybe WebSocket).
+    Plain,
+    /// The same over TLS.
+    Tls,
+    /// Raw TCP echo: every byte back.
+    Echo,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Plain, Kind::Tls, Kind::Echo];
+
+    fn token(self) -> usize {
+        LISTENER_BASE + self as usize
+    }
+}
+
 struct Listener {
     sock: TcpListener,
-    /// Connections from this listener speak TLS.
-    tls: bool,
+    kind: Kind,
 }
 
 /// One thread's loop, built on the caller's thread (so errors surface from `start`) and then
@@ -67,19 +85,19 @@ impl Loop {
         counters: Arc<ThreadCounters>,
         http: Option<TcpListener>,
         https: Option<TcpListener>,
+        echo: Option<TcpListener>,
     ) -> Result<Loop, ServeError> {
         let err = |what: &str, e: io::Error| ServeError::Thread(format!("{what}: {e}"));
         let poll = Poll::new().map_err(|e| err("cannot create a poll instance", e))?;
         let waker = Waker::new(poll.registry(), Token(WAKER))
             .map_err(|e| err("cannot create a waker", e))?;
-        let mut listeners = Vec::with_capacity(2);
-        for (sock, tls) in [(http, false), (https, true)] {
+        let mut listeners = Vec::with_capacity(3);
+        for (sock, kind) in [http, https, echo].into_iter().zip(Kind::ALL) {
             let Some(mut sock) = sock else { continue };
-            let token = Token(LISTENER_BASE + usize::from(tls));
             poll.registry()
-                .register(&mut sock, token, Interest::READABLE)
+                .register(&mut sock, Token(kind.token()), Interest::READABLE)
                 .map_err(|e| err("cannot register a listener", e))?;
-            listeners.push(Listener { sock, tls });
+            listeners.push(Listener { sock, kind });
         }
         Ok(Loop {
             poll,
@@ -160,10 +178,10 @@ impl Loop {
     }
 
     fn accept(&mut self, token: usize, now: Instant) {
-        let tls = token - LISTENER_BASE == 1;
-        let Some(li) = self.listeners.iter().position(|l| l.tls == tls) else {
+        let Some(li) = self.listeners.iter().position(|l| l.kind.token() == token) else {
             return;
         };
+        let kind = self.listeners[li].kind;
         loop {
             let sock = match self.listeners[li].sock.accept() {
                 Ok((sock, _)) => sock,
@@ -182,11 +200,11 @@ impl Loop {
                     return;
                 }
             };
-            self.admit(sock, tls, now);
+            self.admit(sock, kind, now);
         }
     }
 
-    fn admit(&mut self, mut sock: mio::net::TcpStream, tls: bool, now: Instant) {
+    fn admit(&mut self, mut sock: mio::net::TcpStream, kind: Kind, now: Instant) {
         // Without NODELAY pipelined responses meet Nagle + delayed ACK: ~40 ms TTFB (libs.md §3).
         let _ = sock.set_nodelay(true);
         let admitted = match self.shared.max_conns {
@@ -207,7 +225,8 @@ impl Loop {
             self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         } else {
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            if self.shared.over_limit == OverLimit::Refuse {
+            // An echo connection has no request to answer 429 to: it is reset whatever the mode.
+            if self.shared.over_limit == OverLimit::Refuse || kind == Kind::Echo {
                 // SO_LINGER 0: close sends RST, so the client sees a reset, not a clean EOF.
                 let _ = socket2::SockRef::from(&sock).set_linger(Some(Duration::ZERO));
                 return;
@@ -243,8 +262,13 @@ impl Loop {
             self.free.push(idx);
             return;
         }
-        let cfg = if tls { self.shared.tls.as_ref() } else { None };
+        let cfg = if kind == Kind::Tls {
+            self.shared.tls.as_ref()
+        } else {
+            None
+        };
         match Transport::new(sock, cfg) {
+            Ok(t) if kind == Kind::Echo => self.slots[idx].conn = Some(Conn::echo(t)),
             Ok(t) => {
                 let mut conn = Conn::new(t, admitted);
                 if !admitted && self.shared.over_limit == OverLimit::Close {

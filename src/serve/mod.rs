@@ -50,6 +50,11 @@
 //! client that stops reading costs at most about 2 MiB: past 1 MiB of unsent output, data
 //! messages are dropped (counted, and visible to the client as seq gaps).
 //!
+//! Raw TCP echo (`echo_port`, off by default; `connbench serve --echo PORT`): a third listener
+//! whose connections speak no protocol at all: every byte read is written back at once (no
+//! TLS, no faults; past `max_conns` they are reset). It is the reference round trip of
+//! `connbench floor`, the sockperf-style ping-pong that HTTP and WebSocket are compared with.
+//!
 //! It must never be the bottleneck of a benchmark: no thread per connection, no allocation per
 //! request on `/` or per WebSocket message in steady state, no sleeping, no lock on the request
 //! path. It must never panic on input either: a connection that misbehaves is simply closed.
@@ -92,6 +97,8 @@ pub struct ServeConfig {
     pub http_port: Option<u16>,
     /// HTTPS port: `Some(0)` = ephemeral (default), `None` = no TLS listener.
     pub https_port: Option<u16>,
+    /// Raw TCP echo port: `Some(0)` = ephemeral, `None` = no echo listener (default).
+    pub echo_port: Option<u16>,
     /// Event-loop threads (default 1); with more than one, each has its own SO_REUSEPORT
     /// listener on the same port and the kernel spreads connections.
     pub threads: usize,
@@ -154,6 +161,7 @@ impl Default for ServeConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             http_port: Some(0),
             https_port: Some(0),
+            echo_port: None,
             threads: 1,
             cpus: Vec::new(),
             max_conns: None,
@@ -205,6 +213,8 @@ pub struct ServerStats {
     pub ws_messages_dropped: u64,
     /// Requests that arrived during the `http_stall` window and were answered only after it.
     pub http_stalled_requests: u64,
+    /// Bytes the echo listener's connections read (and wrote back).
+    pub echo_bytes: u64,
 }
 
 /// Why the target could not start. Each variant's `Display` is one line naming the problem and
@@ -285,6 +295,7 @@ struct ThreadCounters {
     ws_subscriptions: AtomicU64,
     ws_messages_dropped: AtomicU64,
     http_stalled_requests: AtomicU64,
+    echo_bytes: AtomicU64,
 }
 
 /// State shared by every loop of one server. Read-only except `stop` (set once) and `open`
@@ -315,6 +326,7 @@ struct Shared {
 pub struct ServerHandle {
     http_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
+    echo_addr: Option<SocketAddr>,
     ca_pem: String,
     shared: Arc<Shared>,
     counters: Vec<Arc<ThreadCounters>>,
@@ -343,6 +355,11 @@ impl ServerHandle {
         self.https_addr
     }
 
+    /// Address of the raw TCP echo listener, if any.
+    pub fn echo_addr(&self) -> Option<SocketAddr> {
+        self.echo_addr
+    }
+
     /// PEM of the self-signed certificate (clients use it as their CA).
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
@@ -366,6 +383,7 @@ impl ServerHandle {
             s.ws_subscriptions += c.ws_subscriptions.load(Ordering::Relaxed);
             s.ws_messages_dropped += c.ws_messages_dropped.load(Ordering::Relaxed);
             s.http_stalled_requests += c.http_stalled_requests.load(Ordering::Relaxed);
+            s.echo_bytes += c.echo_bytes.load(Ordering::Relaxed);
         }
         s
     }
@@ -417,10 +435,16 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
         .https_port
         .map(|port| listener::bind_group(SocketAddr::new(cfg.bind, port), cfg.threads))
         .transpose()?;
+    let echo = cfg
+        .echo_port
+        .map(|port| listener::bind_group(SocketAddr::new(cfg.bind, port), cfg.threads))
+        .transpose()?;
     let http_addr = http.as_ref().map(|g| g.addr);
     let https_addr = https.as_ref().map(|g| g.addr);
+    let echo_addr = echo.as_ref().map(|g| g.addr);
     let mut http_listeners = http.map(|g| g.listeners).unwrap_or_default().into_iter();
     let mut https_listeners = https.map(|g| g.listeners).unwrap_or_default().into_iter();
+    let mut echo_listeners = echo.map(|g| g.listeners).unwrap_or_default().into_iter();
 
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -455,6 +479,7 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
     let mut handle = ServerHandle {
         http_addr,
         https_addr,
+        echo_addr,
         ca_pem: cert,
         shared: Arc::clone(&shared),
         counters: Vec::with_capacity(cfg.threads),
@@ -470,6 +495,7 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
             Arc::clone(&counters),
             http_listeners.next(),
             https_listeners.next(),
+            echo_listeners.next(),
         )?;
         handle.counters.push(counters);
         handle.wakers.push(lp.waker());

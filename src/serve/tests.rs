@@ -993,3 +993,83 @@ fn max_conns_close_ends_the_extra_connection_with_a_fin_before_any_byte() {
     );
     h.stop();
 }
+
+fn with_echo() -> ServeConfig {
+    ServeConfig {
+        echo_port: Some(0),
+        ..plain_only()
+    }
+}
+
+/// Write `data` in pieces of `piece` bytes and read everything back.
+fn echo_round(s: &mut TcpStream, data: &[u8], piece: usize) -> Vec<u8> {
+    let mut back = vec![0u8; data.len()];
+    for chunk in data.chunks(piece) {
+        s.write_all(chunk).expect("write");
+    }
+    s.read_exact(&mut back).expect("read the echo");
+    back
+}
+
+#[test]
+fn the_echo_listener_sends_every_byte_back_whole_byte_by_byte_and_in_bulk() {
+    let h = serve(with_echo());
+    let addr = h.echo_addr().expect("echo listener");
+    assert_ne!(Some(addr), h.http_addr());
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let ping: Vec<u8> = (0..64u8).collect();
+    assert_eq!(echo_round(&mut s, &ping, 64), ping, "whole");
+    // A byte at a time, each waited for: every one comes back on its own.
+    for &b in &ping {
+        assert_eq!(echo_round(&mut s, &[b], 1), [b], "byte {b}");
+    }
+    // Not HTTP: a request line is echoed, not answered.
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(echo_round(&mut s, req, req.len()), req);
+    // 4 MiB written by a thread while this one reads: more than the socket buffers hold, so
+    // the target must keep what the socket refuses and resume on the writable edge.
+    let bulk: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut writer = s.try_clone().unwrap();
+    let sent = bulk.clone();
+    let t = std::thread::spawn(move || writer.write_all(&sent).expect("bulk write"));
+    let mut back = vec![0u8; bulk.len()];
+    s.read_exact(&mut back).expect("bulk echo");
+    t.join().unwrap();
+    assert!(back == bulk, "4 MiB came back intact");
+    // The HTTP port beside it is untouched.
+    assert_eq!(Client::connect(h.http_addr().unwrap()).get("/").code, 200);
+    let echoed = h.stats().echo_bytes;
+    assert_eq!(echoed, (64 + 64 + req.len() + bulk.len()) as u64);
+    // The client's FIN: the target closes its side too.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).expect("EOF"), 0);
+    assert!(wait_for(|| h.stats().open == 0));
+    h.stop();
+}
+
+#[test]
+fn echo_connections_past_max_conns_are_reset() {
+    let h = serve(ServeConfig {
+        max_conns: Some(1),
+        over_limit: OverLimit::TooMany,
+        ..with_echo()
+    });
+    let addr = h.echo_addr().unwrap();
+    let mut first = TcpStream::connect(addr).unwrap();
+    first.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(echo_round(&mut first, b"ok", 2), b"ok");
+    let mut second = TcpStream::connect(addr).unwrap();
+    second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // Nothing written: a write that met the reset first would consume its error, and the
+    // read would then see EOF.
+    let mut byte = [0u8; 1];
+    match second.read(&mut byte) {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset),
+        Ok(n) => panic!("expected a reset, read {n} bytes"),
+    }
+    let s = h.stats();
+    assert_eq!((s.accepted, s.rejected, s.open), (1, 1, 1));
+    h.stop();
+}

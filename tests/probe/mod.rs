@@ -274,6 +274,67 @@ fn a_lowered_fd_limit_is_reported_as_a_local_limit_not_the_servers() {
     );
     assert_eq!(r.u64("/probe/survived/survived"), limit);
     assert!(r.stdout.contains("LOCAL"), "{}", r.stdout);
+    // Said before the probe started, and kept in the report.
+    let warned = "--max 1000 is above what RLIMIT_NOFILE 128 allows";
+    assert!(r.stderr.contains(warned), "{}", r.stderr);
+    let warnings = r.report()["warnings"].as_array().expect("warnings").clone();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains(warned))),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_server_answering_429_to_everyone_looks_unlimited_to_a_connect_probe_which_says_so() {
+    let s = plain(|c| {
+        c.max_conns = Some(5);
+        c.over_limit = OverLimit::TooMany;
+    });
+    let url = http_url(&s, "/");
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "probe",
+            url.as_str(),
+            "--connect-rate",
+            "1000",
+            "--max",
+            "20",
+            "--hold",
+            "1s",
+            "--settle",
+            "100ms",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        connbench(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Connect only: the target accepts all 20, the probe never learns of its 429s.
+    let r = run(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report()["probe"]["reached_max"], true);
+    assert!(r.stdout.contains("warning: no limit found"), "{}", r.stdout);
+    assert!(r.stdout.contains("add --request"), "{}", r.stdout);
+    // With keep-alive requests the 429s are seen (as drops after settling) and named.
+    let r = run(&["--keepalive", "300ms"]);
+    let stats = s.stats();
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report()["probe"]["reached_max"], true, "{}", r.stdout);
+    assert!(r.u64("/probe/drops/http_429") > 0, "{}", r.stdout);
+    let warnings = r.report()["warnings"].as_array().expect("warnings").clone();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = warnings[0].as_str().expect("text");
+    assert!(w.contains("× 429") && w.contains("--request"), "{w}");
+    assert_eq!(
+        (stats.accepted, stats.rejected),
+        (10, 30),
+        "each probe's 20 connections were all accepted, 15 of them to be refused: {stats:?}"
+    );
 }
 
 #[test]

@@ -410,6 +410,17 @@ fn every_key_written_is_in_the_schema_table_and_every_row_is_written() {
             "2",
         ])),
         report_of(&with(&["ws", "-d", "1s", "-c", "2"])),
+        report_of(&with(&[
+            "http",
+            "--conn-rate",
+            "100",
+            "--close",
+            "rst",
+            "-d",
+            "500ms",
+            "-c",
+            "2",
+        ])),
     ];
     let probe = vec![report_of(&["probe", "--max", "20", "--tls"])];
     // A report written by `merge` (of two of the above: not simultaneous, hence the flags).

@@ -238,8 +238,9 @@ fn a_plain_http_answer_is_an_upgrade_error() {
         "50ms",
     ]);
     s.stop();
+    // The run ends and reports; no connection was upgraded, so it measured nothing: exit 3.
     assert_eq!(
-        r.code, 0,
+        r.code, 3,
         "a failing connection never aborts the run: {}",
         r.stderr
     );
@@ -382,7 +383,8 @@ fn retries_run_out_against_a_dead_port() {
         "--backoff-base",
         "10ms",
     ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Nothing listens: nothing measured (issue 9, "Pass/fail"), exit 3.
+    assert_eq!(r.code, 3, "{}", r.stderr);
     assert_eq!(r.u64("/ws/retries_exhausted"), 2);
     assert_eq!(
         r.u64("/errors/connect_refused"),
@@ -412,7 +414,8 @@ fn the_reconnect_budget_limits_reconnects() {
         "2/1m",
     ]);
     s.stop();
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    // A stream from /echo carries no data message: nothing measured (issue 9), exit 3.
+    assert_eq!(r.code, 3, "{}", r.stderr);
     assert_eq!(
         r.u64("/ws/connections_upgraded"),
         3,
@@ -518,7 +521,9 @@ fn client_heartbeats_are_sent_and_answered() {
         "100ms",
     ]);
     s.stop();
-    assert_eq!(text.code, 0, "{}", text.stderr);
+    // Heartbeat replies are not data, and `ws_rate` 0 sends none: nothing measured, exit 3.
+    assert_eq!(text.code, 3, "{}", text.stderr);
+    assert_eq!(ping.code, 3, "{}", ping.stderr);
     let out = text.u64("/ws/messages_out");
     assert!(
         (6..=12).contains(&out),
@@ -562,10 +567,19 @@ fn echo_at_a_constant_rate_corrects_for_outages() {
     assert!((sent - 400.0).abs() < 40.0, "asked 400 msg/s, sent {sent}");
     assert_eq!(r.f64("/rate/asked_per_s"), 400.0);
     assert!(r.u64("/ws/buffered_sent") > 0);
+    // Each message's corrected latency is its round trip plus its wait: the outages show in
+    // corrected, while the typical round trip stays short. (The tail of the round trip is the
+    // machine's: a CI box with 15 runnable threads put rtt p99 at 114 ms, so only p50 is
+    // bounded.)
     let corrected = r.u64("/phases/corrected/p99");
-    let rtt = r.u64("/phases/rtt/p99");
+    let rtt_p50 = r.u64("/phases/rtt/p50");
+    let rtt_p99 = r.u64("/phases/rtt/p99");
     assert!(corrected >= 30_000_000, "corrected p99 {corrected}");
-    assert!(rtt < 30_000_000, "rtt p99 {rtt}");
+    assert!(rtt_p50 < 30_000_000, "rtt p50 {rtt_p50}");
+    assert!(
+        corrected > rtt_p99,
+        "corrected p99 {corrected} must exceed rtt p99 {rtt_p99}"
+    );
     assert!(r.stdout.contains("echo rate"), "{}", r.stdout);
 }
 
