@@ -56,10 +56,80 @@ pub enum Command {
     Autobahn(AutobahnArgs),
     /// Merge the JSON reports of simultaneous runs (several processes or machines) exactly.
     Merge(MergeArgs),
+    /// Compare two run reports: B against A, per phase and percentile, beyond noise or not.
+    ///
+    /// For each phase both reports have samples of: count, p50, p90, p95, p99, p99.9, max and
+    /// mean of A and B, the change (absolute and %), its 99 % interval and a verdict: "slower",
+    /// "faster", "no change (within noise)", or "not judged" (too few samples for that
+    /// statistic: p50 needs 8 per run, p99 528; the max is one sample, never judged); then
+    /// throughput (responses or messages per second) and error rate. A phase only one report
+    /// has samples of is listed, not compared.
+    ///
+    /// Method: a bootstrap of B − A resampled from each run's recorded HdrHistogram (2,000
+    /// replicates, fixed seed: the same reports always give the same output). Each replicate
+    /// draws min(n, --effective-samples) samples per run (exactly, through the order statistic,
+    /// so the work does not grow with n): samples of one run are not independent (a stall
+    /// delays every request in flight, the machine's load drifts between runs), and a plain
+    /// bootstrap calls the difference between two runs of one setup significant. A change is
+    /// beyond noise when its 99 % interval excludes zero AND it is at least --min-change % of
+    /// A. Throughput: Poisson counts (conditional binomial, Wilson interval). Error rate:
+    /// Newcombe's interval of the difference of two proportions, no floor. compare cannot
+    /// tell a busier machine from a slower target: run A and B on a quiet machine, or at the
+    /// same time.
+    ///
+    /// Exit codes: 0 compared (and the --fail-on-regression check passed), 1 that check failed,
+    /// 2 bad input (not a run report, different modes, missing or damaged histograms).
+    Compare(CompareArgs),
     /// The client-side floor of this machine: raw TCP round trip, TCP connect, TLS handshakes,
     /// HTTP TTFB and WebSocket echo at one connection, clock and timer costs, each sleeping
     /// and busy-polling, pinned and not; and what connbench adds over the raw round trip.
     Floor(Box<FloorArgs>),
+}
+
+/// `connbench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a report written with --json by `connbench http` or `connbench ws`.
+    #[arg(value_name = "A.json")]
+    pub a: String,
+
+    /// The run compared with the baseline (same mode).
+    #[arg(value_name = "B.json")]
+    pub b: String,
+
+    /// Write the comparison as JSON here ("-" for stdout; the table then goes to stderr).
+    #[arg(long = "json", value_name = "FILE")]
+    pub json: Option<String>,
+
+    /// Exit 1 when a checked row (see --metric) got slower by more than PCT % of A and beyond
+    /// noise.
+    #[arg(
+        long = "fail-on-regression",
+        value_name = "PCT",
+        allow_negative_numbers = true
+    )]
+    pub fail_on_regression: Option<f64>,
+
+    /// The rows --fail-on-regression checks, comma-separated: a statistic (p50, p90, p95, p99,
+    /// p99.9, mean) of every compared phase that has enough samples to judge it, or PHASE.STAT
+    /// (ttfb.p99), which must have them [default: p50,p95,p99]
+    #[arg(long = "metric", value_name = "LIST", value_delimiter = ',')]
+    pub metric: Vec<String>,
+
+    /// A change smaller than PCT % of A is never beyond noise (the variation between runs of
+    /// the same setup on one machine).
+    #[arg(
+        long = "min-change",
+        value_name = "PCT",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
+    pub min_change: f64,
+
+    /// Most samples of a run the bootstrap counts as independent; raise it on a quiet,
+    /// dedicated machine to see smaller changes in the tails.
+    #[arg(long = "effective-samples", value_name = "N", default_value_t = 300)]
+    pub effective_samples: u64,
 }
 
 /// `connbench floor`.

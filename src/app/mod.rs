@@ -5,12 +5,14 @@
 //! Every error that stops a command before it runs is an [`AppError`] whose message names the
 //! problem and the fix; `main` prints it on one line and exits with [`AppError::exit_code`].
 //!
-//! One file per command (`http`, `ws`, `probe`, `serve`, `merge`, `autobahn`, `floor`); `prepare` is
-//! what the load commands share: CPUs, the URL and its one DNS lookup, the built-in target.
+//! One file per command (`http`, `ws`, `probe`, `serve`, `merge`, `compare`, `autobahn`,
+//! `floor`); `prepare` is what the load commands share: CPUs, the URL and its one DNS lookup,
+//! the built-in target.
 //! Flag validation is pure and runs first ([`crate::cli::validate`]): no banner, no DNS, no
 //! target start before a usage error.
 
 mod autobahn;
+mod compare;
 mod floor;
 mod http;
 mod merge;
@@ -42,7 +44,7 @@ use crate::serve::{OverLimit, ServeConfig, ServeError, ServerHandle};
 /// `--targets` target.
 pub const EXIT_OK: i32 = 0;
 /// A `--threshold` or a `--targets` target failed (the report is still printed and written,
-/// with a FAIL line for each).
+/// with a FAIL line for each), or `compare --fail-on-regression` found a regression.
 pub const EXIT_THRESHOLDS_FAILED: i32 = 1;
 /// Exit code of bad input or configuration.
 pub const EXIT_USAGE: i32 = 2;
@@ -140,6 +142,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
         Command::Serve(a) => serve::serve(*a, &given),
         Command::Autobahn(a) => autobahn::autobahn(a),
         Command::Merge(a) => merge::merge(a, argv),
+        Command::Compare(a) => compare::compare(a),
         Command::Floor(a) => floor::floor(*a, argv),
     }
 }

@@ -27,8 +27,8 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{
     expand_subscriptions, parse_header, validate_http, validate_load, validate_probe, Cli,
-    FloorArgs, HttpArgs, LoadArgs, ProbeArgs, ServeArgs, TargetsArg, TlsArgs, UsageError,
-    VerdictArgs, WsArgs, WsModeArg, MAX_CONNECT_RATE, MIN_CONNECT_RATE,
+    CompareArgs, FloorArgs, HttpArgs, LoadArgs, ProbeArgs, ServeArgs, TargetsArg, TlsArgs,
+    UsageError, VerdictArgs, WsArgs, WsModeArg, MAX_CONNECT_RATE, MIN_CONNECT_RATE,
 };
 use crate::plan::{Establish, Scheme, Stage, WsMode};
 use crate::proto::jsonfield::FieldPath;
@@ -1128,6 +1128,63 @@ pub fn check_serve(a: &ServeArgs, given: &Given, allowed_cpus: &[usize]) -> Resu
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// compare
+// ---------------------------------------------------------------------------------------------
+
+/// Largest `--min-change` and `--fail-on-regression`, %: a latency can grow by any factor, but
+/// a threshold above a million per cent is a typo.
+const MAX_COMPARE_PCT: f64 = 1e6;
+
+/// `connbench compare`'s flags into the comparison's options (rules 1 and 3).
+pub fn check_compare(a: &CompareArgs) -> Result<crate::report::compare::Options, UsageError> {
+    use crate::report::compare::{stats::Noise, Gate, Metric, Options};
+    let pct = |flag: &str, v: f64| {
+        if v.is_finite() && (0.0..=MAX_COMPARE_PCT).contains(&v) {
+            Ok(v)
+        } else {
+            usage(format!(
+                "{flag} {v} is not a percentage from 0 to {MAX_COMPARE_PCT} (e.g. {flag} 10)"
+            ))
+        }
+    };
+    let min_change = pct("--min-change", a.min_change)?;
+    if a.effective_samples == 0 {
+        return usage(
+            "--effective-samples 0: a run has at least one sample (e.g. --effective-samples 300)",
+        );
+    }
+    let gate = match a.fail_on_regression {
+        Some(t) => {
+            let threshold_pct = pct("--fail-on-regression", t)?;
+            let metrics = a
+                .metric
+                .iter()
+                .map(|m| Metric::parse(m.trim()).map_err(|e| UsageError(format!("--metric {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Gate {
+                threshold_pct,
+                metrics,
+            })
+        }
+        None if !a.metric.is_empty() => {
+            return usage(
+                "--metric only chooses what --fail-on-regression checks (add e.g. \
+                 --fail-on-regression 10)",
+            )
+        }
+        None => None,
+    };
+    Ok(Options {
+        noise: Noise {
+            min_change: min_change / 100.0,
+            effective_samples: a.effective_samples,
+            ..Noise::default()
+        },
+        gate,
+    })
 }
 
 /// `connbench floor`'s destinations, checked.

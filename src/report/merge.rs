@@ -774,7 +774,7 @@ impl In<'_> {
 /// Read one report document into the declared schema. A missing field that the schema does
 /// not default, or a present field of the wrong type, is refused on one line naming the field
 /// by its path (`counters.responses`, `client.workers[0]`).
-fn typed(file: &str, doc: &Value) -> Result<schema::Report, MergeError> {
+pub(crate) fn typed(file: &str, doc: &Value) -> Result<schema::Report, MergeError> {
     serde_path_to_error::deserialize::<_, schema::Report>(doc).map_err(|e| {
         let mut path = e.path().to_string();
         let inner = e.inner().to_string();

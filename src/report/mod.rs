@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::plan::{Arrival, Mode, TlsPlan, WsSession};
 
 pub mod behind;
+pub mod compare;
 pub mod floor;
 pub mod hdr;
 pub mod hlog;

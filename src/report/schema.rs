@@ -807,6 +807,168 @@ pub struct ProbeClient {
     pub peak_rss_bytes: u64,
 }
 
+/// The document `connbench compare --json` writes ([`super::compare::SCHEMA`]): B against A,
+/// per phase and statistic. Its fields are documented in [`super::compare`]'s module doc.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareReport {
+    /// Always [`super::compare::SCHEMA`].
+    pub schema: String,
+    /// Version of the binary that compared.
+    pub connbench_version: String,
+    /// `"http"` or `"ws"`: the mode of both reports.
+    pub mode: String,
+    /// The baseline.
+    pub a: CompareInput,
+    /// The run compared with it.
+    pub b: CompareInput,
+    /// Settings of the two runs that differ.
+    pub settings_differ: Vec<SettingDiff>,
+    /// How noise was judged.
+    pub method: CompareMethod,
+    /// Per phase with samples in either report, by phase name.
+    pub phases: BTreeMap<String, PhaseComparison>,
+    /// Responses (http) or messages received (ws) per second; null when a window is empty.
+    pub throughput: Option<CompareRow>,
+    /// Failures ÷ attempts; null when a run made no attempt.
+    pub error_rate: Option<CompareRow>,
+    /// `--fail-on-regression`; null without it.
+    pub regression: Option<RegressionCheck>,
+}
+
+/// `a` / `b` of a comparison: which report, of which run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareInput {
+    /// The file as named on the command line.
+    pub file: String,
+    /// Target URL (already redacted in the report).
+    pub url: String,
+    /// Start of the measured window, RFC 3339.
+    pub started_at: String,
+    /// Length of the measured window, seconds.
+    pub duration_s: f64,
+}
+
+/// One setting in which the two runs differ.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SettingDiff {
+    /// The report field, e.g. `target.url`.
+    pub field: String,
+    /// A's value, as JSON text.
+    pub a: String,
+    /// B's value, as JSON text.
+    pub b: String,
+}
+
+/// `method` of a comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareMethod {
+    /// Always `"bootstrap"` (percentiles and mean; throughput and error rate use the
+    /// intervals named in the module doc).
+    pub statistic: String,
+    /// Share of the replicates the interval covers (0.99).
+    pub confidence: f64,
+    /// Bootstrap replicates per row.
+    pub resamples: u64,
+    /// Smallest change that can be beyond noise, % of A (`--min-change`).
+    pub min_change_pct: f64,
+    /// Most samples of a run counted as independent (`--effective-samples`).
+    pub effective_samples: u64,
+    /// Seed of the generator.
+    pub seed: u64,
+}
+
+/// Which report a phase has samples in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Both: compared.
+    Both,
+    /// Only A.
+    A,
+    /// Only B.
+    B,
+}
+
+/// What a change means once noise is taken into account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Latency up, or throughput down, beyond noise.
+    Slower,
+    /// Latency down, or throughput up, beyond noise.
+    Faster,
+    /// Within noise.
+    NoChange,
+    /// Error rate up beyond noise.
+    MoreErrors,
+    /// Error rate down beyond noise.
+    FewerErrors,
+    /// Too few samples to judge, or the max (one sample).
+    NotJudged,
+}
+
+impl Verdict {
+    /// The words the text output shows.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Verdict::Slower => "slower",
+            Verdict::Faster => "faster",
+            Verdict::NoChange => "no change (within noise)",
+            Verdict::MoreErrors => "more errors",
+            Verdict::FewerErrors => "fewer errors",
+            Verdict::NotJudged => "not judged",
+        }
+    }
+}
+
+/// `phases.{phase}` of a comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseComparison {
+    /// Which report has samples.
+    #[serde(rename = "in")]
+    pub present_in: Presence,
+    /// A's samples.
+    pub count_a: u64,
+    /// B's samples.
+    pub count_b: u64,
+    /// By statistic (`p50` … `p999`, `max`, `mean`); empty unless both have samples.
+    pub stats: BTreeMap<String, CompareRow>,
+}
+
+/// One compared value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompareRow {
+    /// `ns` (latency), `per_s` (throughput) or `fraction` (error rate).
+    pub unit: String,
+    /// A's value.
+    pub a: f64,
+    /// B's value.
+    pub b: f64,
+    /// B − A.
+    pub change: f64,
+    /// (B − A) ÷ A × 100; null when A is 0.
+    pub change_pct: Option<f64>,
+    /// Lower end of the interval of B − A; null when not judged.
+    pub low: Option<f64>,
+    /// Upper end of the interval of B − A; null when not judged.
+    pub high: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// `regression` of a comparison: the `--fail-on-regression` check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegressionCheck {
+    /// `--fail-on-regression PCT`.
+    pub threshold_pct: f64,
+    /// The rows checked, `phase.stat` (`ttfb.p99`).
+    pub checked: Vec<String>,
+    /// Those slower by more than the threshold and beyond noise.
+    pub failed: Vec<String>,
+    /// No row failed.
+    pub passed: bool,
+}
+
 /// A floor report (`connbench floor --json`), documented in [`super::floor`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FloorReport {
