@@ -332,6 +332,12 @@ pub struct LoadArgs {
     /// ~28k ephemeral ports per destination.
     #[arg(long = "source", value_name = "LIST", value_parser = parse_source_list)]
     pub source: Option<SourceList>,
+
+    /// Prepare everything, then open the connections and begin measuring at this instant
+    /// (wall clock): RFC 3339 (2026-11-30T15:40:00Z) or Unix seconds (1795966800.5). Give
+    /// every machine of a multi-machine run the same value.
+    #[arg(long = "start-at", value_name = "TIME", value_parser = validate::parse_start_at)]
+    pub start_at: Option<validate::StartAt>,
 }
 
 /// TLS flags of the load commands.
@@ -499,6 +505,11 @@ pub struct ProbeArgs {
     /// No start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// Prepare everything, then open the first connection at this instant (wall clock):
+    /// RFC 3339 or Unix seconds, as for `http`.
+    #[arg(long = "start-at", value_name = "TIME", value_parser = validate::parse_start_at)]
+    pub start_at: Option<validate::StartAt>,
 }
 
 /// Highest --connect-rate accepted: beyond it one thread spends its time in connect().

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// `http` or `https`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +144,9 @@ pub struct HttpPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// `--start-at`: open the first connection at this wall-clock instant, after everything
+    /// else is prepared (the measured window starts there, after any warm-up).
+    pub start_at: Option<SystemTime>,
 }
 
 impl HttpPlan {
@@ -279,6 +282,9 @@ pub struct WsPlan {
     /// Local source addresses, taken round-robin by global connection index (`--source`);
     /// empty: the kernel picks (no bind). All of the target address family.
     pub sources: Vec<IpAddr>,
+    /// `--start-at`: open the first connection at this wall-clock instant, after everything
+    /// else is prepared (the measured window starts there, after any warm-up).
+    pub start_at: Option<SystemTime>,
 }
 
 /// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its
@@ -663,4 +669,7 @@ pub struct ProbePlan {
     pub connect_timeout: Duration,
     /// `--confirm`: re-test below and at the limit, pausing this long between passes.
     pub confirm: Option<Duration>,
+    /// `--start-at`: open the first connection at this wall-clock instant, after everything
+    /// else is prepared (the measured window starts there, after any warm-up).
+    pub start_at: Option<SystemTime>,
 }

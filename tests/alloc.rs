@@ -64,6 +64,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         rate: None,
         stages: vec![],
         sources: vec![],
+        start_at: None,
     }
 }
 
@@ -159,6 +160,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
             send_buffer: 100,
         },
         sources: vec![],
+        start_at: None,
     }
 }
 

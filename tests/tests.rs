@@ -4,6 +4,7 @@
 
 mod faults;
 mod merge;
+mod multihost;
 mod probe;
 mod proto;
 mod rate;
@@ -732,6 +733,7 @@ fn interval_histograms_add_up_to_the_run() {
         rate: None,
         stages: vec![],
         sources: vec![],
+        start_at: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

@@ -70,6 +70,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             )
         }),
         sources: p.sources.clone(),
+        start_at: load.start_at.map(|s| s.0),
     };
     let meta = RunMeta {
         rate: plan.rate,

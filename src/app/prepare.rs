@@ -184,6 +184,10 @@ pub(super) fn prepare(
     websocket: bool,
 ) -> Result<Prepared, AppError> {
     cli::validate_load(load)?;
+    if let Some(at) = load.start_at {
+        // Pure (the clock is read here, not in validate): before any I/O like the rest.
+        validate::check_start_at(at, std::time::SystemTime::now())?;
+    }
     let LoadTarget { endpoint, headers } = checked;
     let builtin = endpoint.is_builtin();
     let (plain, secure) = if websocket {
@@ -284,6 +288,7 @@ impl Prepared {
             connect_timeout: load.connect_timeout,
             tls: (self.target.scheme == Scheme::Https).then(|| self.tls.clone()),
             fd_limit: self.fd_limit,
+            start_at: load.start_at.map(|s| s.0),
             ws: None,
             rate: None,
             sources: self.sources.clone(),
@@ -320,6 +325,9 @@ impl Prepared {
             );
         }
         crate::sys::install_interrupt_handler();
+        if let (Some(at), false) = (meta.start_at, load.quiet) {
+            announce_start(at);
+        }
         let result = run();
         if let Some(s) = self.server.take() {
             s.stop();
@@ -337,6 +345,18 @@ impl Prepared {
         }
         Ok(code)
     }
+}
+
+/// The line on stderr before waiting for `--start-at`.
+pub(super) fn announce_start(at: std::time::SystemTime) {
+    let now = std::time::SystemTime::now();
+    let left = at.duration_since(now).map_or(0.0, |d| d.as_secs_f64());
+    let ms = report::json::unix_ms(at);
+    eprintln!(
+        "connbench: waiting until {} (+{:03} ms, {left:.3} s from now) to start (--start-at)",
+        report::json::rfc3339(ms.div_euclid(1000)),
+        ms.rem_euclid(1000)
+    );
 }
 
 #[cfg(test)]

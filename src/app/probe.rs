@@ -24,6 +24,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         hlog: None,
         source: None,
         quiet: a.quiet,
+        start_at: a.start_at,
     };
     let mut p = prepare(&load, &a.tls, checked, websocket)?;
     // The in-process target holds the other end of every connection in this process.
@@ -51,6 +52,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         keepalive: a.keepalive,
         connect_timeout: a.connect_timeout,
         confirm: a.confirm.then_some(a.confirm_pause),
+        start_at: a.start_at.map(|s| s.0),
     };
     let meta = RunMeta {
         connections: max,
@@ -84,6 +86,9 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         );
     }
     crate::sys::install_interrupt_handler();
+    if let (Some(at), false) = (plan.start_at, a.quiet) {
+        announce_start(at);
+    }
     let result = engine::probe::run(&plan);
     if let Some(s) = p.server.take() {
         s.stop();

@@ -115,6 +115,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             send_buffer: a.send_buffer,
         },
         sources: p.sources.clone(),
+        start_at: a.load.start_at.map(|s| s.0),
     };
     let meta = RunMeta {
         duration: Some(plan.duration),

@@ -19,6 +19,7 @@ pub mod pace;
 pub mod probe;
 pub mod reconnect;
 pub mod socket;
+pub mod start;
 
 pub mod ws;
 
@@ -55,6 +56,8 @@ pub enum EngineError {
     },
     /// A worker thread or its poller could not be created.
     Spawn(std::io::Error),
+    /// Ctrl-C came while waiting for `--start-at`: nothing was run (exit 130, no report).
+    InterruptedBeforeStart,
 }
 
 impl fmt::Display for EngineError {
@@ -72,6 +75,11 @@ impl fmt::Display for EngineError {
                  (lower -c, or raise the hard limit: ulimit -Hn / LimitNOFILE)"
             ),
             EngineError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
+            EngineError::InterruptedBeforeStart => write!(
+                f,
+                "interrupted while waiting for --start-at: no connection was opened and no \
+                 report was written"
+            ),
         }
     }
 }
@@ -139,6 +147,7 @@ where
         progress: plan.progress,
         intervals: plan.intervals,
         stages: crate::plan::stage_windows(&plan.stages),
+        start_at: plan.start_at,
     };
     run_workers(&shape, |id, cpu, stop, live| {
         let connections = plan.connections_of(id);
@@ -208,6 +217,7 @@ where
         progress: plan.progress,
         intervals: plan.intervals,
         stages: Vec::new(),
+        start_at: plan.start_at,
     };
     let threads = plan.threads.max(1);
     let mut first_conn = 0;
@@ -290,6 +300,8 @@ pub struct RunShape {
     pub intervals: bool,
     /// Staged runs: the windows workers cut their measurements at.
     pub stages: Vec<crate::plan::StageWindow>,
+    /// `--start-at`: the workers are built, then released at this wall-clock instant.
+    pub start_at: Option<SystemTime>,
 }
 
 /// Spawn one pinned thread per worker, start them together, coordinate the run, join and merge.
@@ -346,6 +358,11 @@ where
                 };
                 let _ = ready_tx.send(Ok(waker));
                 barrier.wait();
+                // Released without a run: another worker failed to build, or Ctrl-C came
+                // while waiting for --start-at. Open nothing.
+                if stop_on_panic.load(Ordering::SeqCst) {
+                    return None;
+                }
                 // A panic must not vanish with the thread: stop the run at once (the other
                 // workers' measurements are kept) and hand the message to the join below.
                 let run = move || {
@@ -378,6 +395,14 @@ where
     }
     if spawn_error.is_some() {
         stop.store(true, Ordering::SeqCst);
+    }
+    // Everything is built (threads, polls, TLS contexts): wait for --start-at, then release.
+    let mut interrupted_before_start = false;
+    if let (Some(at), None) = (shape.start_at, &spawn_error) {
+        if start::wait_until(at, crate::sys::interrupted) == start::Waited::Interrupted {
+            interrupted_before_start = true;
+            stop.store(true, Ordering::SeqCst);
+        }
     }
     barrier.wait();
     let start = Instant::now();
@@ -437,6 +462,9 @@ where
     }
     if let Some(e) = spawn_error {
         return Err(EngineError::Spawn(e));
+    }
+    if interrupted_before_start {
+        return Err(EngineError::InterruptedBeforeStart);
     }
     let window_start = start + shape.warmup;
     let end = match shape.stop {
@@ -609,6 +637,7 @@ mod tests {
             progress: false,
             intervals: false,
             stages: Vec::new(),
+            start_at: None,
         }
     }
 

@@ -1105,6 +1105,7 @@ mod tests {
                 send_buffer: 100,
             },
             sources: vec![],
+            start_at: None,
         }
     }
 

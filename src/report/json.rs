@@ -91,6 +91,8 @@
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 //! | `peak_open_connections` | integer | most connections open at once |
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
+//! | `start_at` | string \| null | `--start-at`: the instant asked for, RFC 3339 UTC with the fraction of a second given (`2026-11-30T15:40:00.25Z`); null without it. Merged: the inputs' common value, null when they differ |
+//! | `start_skew_s` | number \| null | actual − asked start, seconds: when the workers were released (connections began to open) minus `start_at`; the measured window (`started_at`) begins a warm-up later. Null without `--start-at`. Merged: the largest of the inputs' (by magnitude) |
 //! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window) |
 //! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
 //! | `ws.mode` | string | `stream`, `echo` or `ping` |
@@ -244,6 +246,8 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
         ws: meta.ws.as_ref().map(|w| websocket(w, run)),
         peak_open_connections: run.peak_open,
         rss_per_open_connection_bytes: run.peak_rss_bytes.checked_div(run.peak_open),
+        start_at: meta.start_at.map(rfc3339_precise),
+        start_skew_s: meta.start_skew_s(run.started_at),
         stages: run.stages.iter().map(|s| stage(meta, s)).collect(),
         rate: meta.rate.as_ref().map(|(asked, arrival)| {
             let behind = super::behind::verdict(meta, run);
@@ -525,6 +529,23 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
+}
+
+/// RFC 3339 UTC timestamp to the nanosecond, trailing zeros of the fraction dropped (none for
+/// a whole second): `"2026-11-30T15:40:00.25Z"`. Instants before 1970 are written as 1970.
+pub fn rfc3339_precise(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let whole = rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        return whole;
+    }
+    let frac = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        whole.trim_end_matches('Z'),
+        frac.trim_end_matches('0')
+    )
 }
 
 /// RFC 3339 UTC timestamp, whole seconds: `1700000000` → `"2023-11-14T22:13:20Z"`.

@@ -344,6 +344,10 @@ struct Load {
     addresses: BTreeSet<std::net::IpAddr>,
     builtin: bool,
     insecure: bool,
+    /// Every input's `start_at` (null included), once each: one value means they agree.
+    start_ats: BTreeSet<Option<String>>,
+    /// The inputs' `start_skew_s` largest by magnitude.
+    worst_skew: Option<f64>,
 }
 
 impl Merger {
@@ -510,6 +514,8 @@ impl Merger {
             "url": r.target.url,
             "connections": r.config.connections,
             "threads": r.config.threads,
+            "start_at": r.start_at,
+            "start_skew_s": r.start_skew_s,
             "host": schema::to_value(&r.host),
         }));
         self.sources.push(info);
@@ -633,7 +639,7 @@ impl Combined {
             stages: Vec::new(),
             worker_panics: self.worker_panics,
         };
-        let json = merged_json(
+        let mut json = merged_json(
             &schema::to_value(&first.report),
             &meta,
             &run,
@@ -641,6 +647,14 @@ impl Combined {
             self.source_docs,
             &window,
         );
+        // --start-at: the inputs' common instant (null when they differ or lack one), and the
+        // worst skew any of them saw.
+        let common = match self.load.start_ats.len() {
+            1 => self.load.start_ats.iter().next().cloned().flatten(),
+            _ => None,
+        };
+        json["start_at"] = json!(common);
+        json["start_skew_s"] = json!(self.load.worst_skew);
         Merged {
             meta,
             run,
@@ -1156,6 +1170,15 @@ fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), Merge
             .iter()
             .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
     );
+    load.start_ats.insert(r.start_at.clone());
+    if let Some(skew) = r.start_skew_s {
+        if !skew.is_finite() {
+            return Err(f.bad("start_skew_s is not a number of seconds"));
+        }
+        if load.worst_skew.is_none_or(|w| skew.abs() > w.abs()) {
+            load.worst_skew = Some(skew);
+        }
+    }
     load.builtin |= r.target.builtin;
     // The caveat must survive the merge if any input carried it.
     load.insecure |= r.insecure;
@@ -1315,6 +1338,8 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
         rate: load.arrival.map(|arrival| (load.asked_per_s, arrival)),
         // Every process's source addresses, once each.
         sources: load.addresses.iter().copied().collect(),
+        // The inputs' common --start-at is copied into the document (`merged_json`).
+        start_at: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! facts are read once, outside the run). Every string that came from the user — URL, headers,
 //! command line — passes through [`redact`] before it is printed or written.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::plan::{Arrival, Mode, TlsPlan, WsSession};
 
@@ -71,6 +71,9 @@ pub struct RunMeta {
     pub sources: Vec<std::net::IpAddr>,
     /// Constant-rate mode: the asked total rate and the arrival process.
     pub rate: Option<(f64, Arrival)>,
+    /// `--start-at`: the instant the run was asked to start (the workers' release; the
+    /// measured window begins a warm-up later).
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunMeta {
@@ -100,6 +103,7 @@ impl RunMeta {
             ws: None,
             sources: Vec::new(),
             rate: None,
+            start_at: None,
         }
     }
 
@@ -111,6 +115,18 @@ impl RunMeta {
             v.extend([Phase::Corrected, Phase::SendLag]);
         }
         v
+    }
+
+    /// `--start-at`'s skew: when the workers were actually released minus when they were
+    /// asked to be, seconds (`started_at` is the measured window's start, a warm-up later).
+    /// `None` without `--start-at`.
+    pub fn start_skew_s(&self, started_at: SystemTime) -> Option<f64> {
+        let asked = self.start_at?;
+        let began = started_at.checked_sub(self.warmup).unwrap_or(started_at);
+        Some(match began.duration_since(asked) {
+            Ok(late) => late.as_secs_f64(),
+            Err(early) => -early.duration().as_secs_f64(),
+        })
     }
 
     /// `--insecure` was given: certificate chain and name were not checked.

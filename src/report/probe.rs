@@ -31,6 +31,8 @@
 //! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
+//! | `start_at` | string \| null | `--start-at`: the instant asked for, RFC 3339 UTC (with the fraction given); null without it |
+//! | `start_skew_s` | number \| null | actual − asked start, seconds (the probe's clock, `started_at`, starts when the wait ends); null without `--start-at` |
 //! | `warnings` | array of strings | what may make the finding mislead ([`warnings`]): a `--max` the fd limit cuts short; no limit found by a probe that never asked the server for anything |
 
 use std::collections::BTreeMap;
@@ -344,6 +346,14 @@ pub fn report(
             peak_rss_bytes: r.peak_rss_bytes,
         },
         warnings: warnings(meta, p, r),
+        start_at: p.plan.start_at.map(super::json::rfc3339_precise),
+        start_skew_s: p
+            .plan
+            .start_at
+            .map(|at| match r.started_at.duration_since(at) {
+                Ok(late) => late.as_secs_f64(),
+                Err(early) => -early.duration().as_secs_f64(),
+            }),
     }
 }
 
@@ -448,6 +458,7 @@ mod tests {
             keepalive: None,
             connect_timeout: Duration::from_secs(1),
             confirm: Some(Duration::from_secs(1)),
+            start_at: None,
         };
         (
             RunMeta {

@@ -70,6 +70,12 @@ pub struct Report {
     /// Peak RSS ÷ peak open connections; null with none open.
     #[serde(default)]
     pub rss_per_open_connection_bytes: Option<u64>,
+    /// `--start-at`, RFC 3339; null without it.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Actual − asked start, seconds; null without `--start-at`.
+    #[serde(default)]
+    pub start_skew_s: Option<f64>,
     /// The windows of a staged run (`--stages`); empty otherwise.
     #[serde(default)]
     pub stages: Vec<Stage>,
@@ -536,6 +542,12 @@ pub struct ProbeReport {
     /// What may make the finding mislead (absent from reports written before it existed).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// `--start-at`, RFC 3339; null without it.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Actual − asked start, seconds; null without `--start-at`.
+    #[serde(default)]
+    pub start_skew_s: Option<f64>,
 }
 
 /// `config` of a probe report.

@@ -1,0 +1,207 @@
+//! Beyond one machine: `--start-at` (every process opens its connections at one wall-clock
+//! instant), and `merge` of what many processes wrote — interval logs and probe reports. The
+//! processes here are several `connbench` runs on loopback against one in-process target;
+//! `scripts/multihost.sh` does the same across network namespaces.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use connbench::report::json::rfc3339_precise;
+
+use crate::util::{assert_usage_error, bin, connbench, connbench_raw, http_url, serve, TempDir};
+
+/// `secs` from now, as the Unix seconds with a fraction that `--start-at` takes, and the
+/// instant they name.
+fn start_in(secs: f64) -> (String, SystemTime) {
+    let at = SystemTime::now() + Duration::from_secs_f64(secs);
+    let d = at.duration_since(UNIX_EPOCH).expect("after 1970");
+    // Millisecond precision, so the instant is exactly what the text says.
+    let text = format!("{}.{:03}", d.as_secs(), d.subsec_millis());
+    let exact = UNIX_EPOCH + Duration::new(d.as_secs(), d.subsec_millis() * 1_000_000);
+    (text, exact)
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+#[test]
+fn start_at_opens_no_connection_before_the_instant_and_records_the_skew() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    // 3 s ahead: ample for the process to start and prepare on a busy machine.
+    let (arg, at) = start_in(3.0);
+    let child = std::thread::spawn({
+        let (url, arg) = (url.clone(), arg.clone());
+        move || {
+            connbench(&[
+                "http",
+                &url,
+                "-c",
+                "2",
+                "-t",
+                "1",
+                "-n",
+                "200",
+                "--no-pin",
+                "--start-at",
+                &arg,
+            ])
+        }
+    });
+    // Until the instant, the target must see no connection at all.
+    let mut polls = 0;
+    while SystemTime::now() + Duration::from_millis(20) < at {
+        assert_eq!(
+            s.stats().accepted,
+            0,
+            "a connection was opened {:?} before --start-at",
+            at.duration_since(SystemTime::now()).unwrap_or_default()
+        );
+        polls += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(polls > 10, "the wait was watched ({polls} polls)");
+    let r = child.join().expect("runner thread");
+    let accepted = s.stats().accepted;
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(accepted, 2);
+    assert_eq!(r.u64("/counters/responses"), 200);
+    assert_eq!(r.report()["start_at"], rfc3339_precise(at));
+    let skew = r.f64("/start_skew_s");
+    // Never early; late by what the machine's scheduling cost (generous: a busy CI box).
+    assert!((0.0..5.0).contains(&skew), "skew {skew}");
+    assert!(r.report()["started_at_unix_ms"].as_i64().unwrap() >= unix_ms(at));
+}
+
+#[test]
+fn without_start_at_the_report_says_null() {
+    let s = serve(|_| {});
+    let r = connbench(&[
+        "http",
+        &http_url(&s, "/"),
+        "-c",
+        "1",
+        "-n",
+        "10",
+        "--no-pin",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.report()["start_at"].is_null());
+    assert!(r.report()["start_skew_s"].is_null());
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_start_at_exits_130_without_a_connection_or_a_report() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let dir = TempDir::new("start-at-int");
+    let json = dir.path("r.json");
+    // A minute ahead: only Ctrl-C can end this wait within the test.
+    let (arg, _) = start_in(60.0);
+    let mut child = Command::new(bin())
+        .args([
+            "http",
+            &url,
+            "-c",
+            "2",
+            "-d",
+            "1s",
+            "--no-pin",
+            "--start-at",
+            &arg,
+        ])
+        .arg("--json")
+        .arg(&json)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn connbench");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    // The announcement comes after the interrupt handler is installed.
+    while !seen.contains("waiting until") {
+        let mut line = String::new();
+        if err.read_line(&mut line).expect("read stderr") == 0 {
+            panic!("connbench ended before waiting: {seen}");
+        }
+        seen.push_str(&line);
+    }
+    let sent_at = Instant::now();
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).expect("read stderr");
+    let status = child.wait().expect("wait");
+    assert!(
+        sent_at.elapsed() < Duration::from_secs(30),
+        "the wait did not end at Ctrl-C"
+    );
+    let accepted = s.stats().accepted;
+    s.stop();
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(
+        rest.contains("interrupted while waiting for --start-at"),
+        "{rest}"
+    );
+    assert_eq!(accepted, 0, "no connection after Ctrl-C during the wait");
+    assert!(!json.exists(), "no report of a run that never ran");
+}
+
+#[test]
+fn a_start_at_in_the_past_or_a_day_ahead_or_garbled_is_a_usage_error() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let past = (now - 30).to_string();
+    let far = (now + 2 * 24 * 3600).to_string();
+    for (cmd, extra) in [
+        ("http", vec![]),
+        ("ws", vec![]),
+        ("probe", vec!["--max", "1"]),
+    ] {
+        let run = |v: &str| {
+            let mut args = vec![cmd, "http://127.0.0.1:9/", "--start-at", v];
+            if cmd == "ws" {
+                args[1] = "ws://127.0.0.1:9/";
+            }
+            args.extend(&extra);
+            connbench_raw(&args)
+        };
+        assert_usage_error(&run(&past), "in the past");
+        assert_usage_error(&run(&far), "more than 24 h ahead");
+        assert_usage_error(&run("tomorrow"), "--start-at \"tomorrow\"");
+    }
+}
+
+#[test]
+fn a_probe_starts_at_the_instant_too() {
+    let s = serve(|_| {});
+    let (arg, at) = start_in(2.0);
+    let r = connbench(&[
+        "probe",
+        &http_url(&s, "/"),
+        "--max",
+        "5",
+        "--connect-rate",
+        "1000",
+        "--hold",
+        "100ms",
+        "--start-at",
+        &arg,
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report()["start_at"], rfc3339_precise(at));
+    let skew = r.f64("/start_skew_s");
+    assert!((0.0..5.0).contains(&skew), "skew {skew}");
+    assert_eq!(r.u64("/probe/established"), 5);
+}
