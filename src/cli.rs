@@ -610,6 +610,11 @@ pub struct ServeArgs {
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub run_for: Option<Duration>,
 
+    /// On exit, write the target's counters here as JSON (accepted and rejected connections,
+    /// requests, WebSocket upgrades, …): what a multi-machine check compares with the clients'.
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+
     /// WebSocket /ws: data messages per second per connection.
     #[arg(long = "ws-rate", default_value_t = 10.0)]
     pub ws_rate: f64,

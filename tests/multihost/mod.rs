@@ -205,3 +205,51 @@ fn a_probe_starts_at_the_instant_too() {
     assert!((0.0..5.0).contains(&skew), "skew {skew}");
     assert_eq!(r.u64("/probe/established"), 5);
 }
+
+#[test]
+fn serve_stats_writes_the_targets_counters_on_exit() {
+    let dir = TempDir::new("serve-stats");
+    let stats = dir.path("stats.json");
+    let mut server = Command::new(bin())
+        .args([
+            "serve",
+            "--http",
+            "0",
+            "--no-https",
+            "--for",
+            "3s",
+            "--stats",
+        ])
+        .arg(&stats)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut out = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("read the address line");
+    let url = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    let r = connbench(&["http", &url, "-c", "3", "-t", "1", "-n", "30", "--no-pin"]);
+    // The rest of stdout, until the target exits after --for.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("read stdout");
+    let status = server.wait().expect("wait serve");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(status.success(), "{rest}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stats).expect("--stats written")).expect("JSON");
+    assert_eq!(v["schema"], "connbench.serve-stats.v1");
+    assert_eq!(v["accepted"], r.u64("/counters/connections_established"));
+    assert_eq!(v["accepted"], 3);
+    assert_eq!(v["requests"], 30);
+    assert_eq!(v["rejected"], 0);
+    // The same numbers as the line it prints.
+    assert!(
+        rest.contains("served 30 requests on 3 connections (0 rejected)"),
+        "{rest}"
+    );
+}
