@@ -76,6 +76,16 @@ pub struct MergeArgs {
     /// Merge even if the runs used different URLs, methods, bodies, pipelines or TLS settings.
     #[arg(long = "allow-mixed")]
     pub allow_mixed: bool,
+
+    /// Also merge the runs' interval logs into this one (needs --hlog-in): one-second windows
+    /// on absolute time, each the exact sum of the inputs' intervals.
+    #[arg(long = "hlog", value_name = "FILE")]
+    pub hlog: Option<String>,
+
+    /// The runs' --hlog files, one per report and in the reports' order (each is checked
+    /// against its report).
+    #[arg(long = "hlog-in", value_name = "FILE", num_args = 1..)]
+    pub hlog_in: Vec<String>,
 }
 
 /// `connbench autobahn`.

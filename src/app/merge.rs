@@ -1,24 +1,70 @@
-//! `connbench merge`: many reports (or interval logs) into one.
+//! `connbench merge`: many reports (and their interval logs) into one.
 
 #[allow(unused_imports)]
 use super::*;
 
-/// `connbench merge`: print the merged summary, write the merged report; bad or incompatible
-/// input is a usage error (exit 2) naming the file and the problem. Reports are read and
-/// folded one at a time, so memory does not grow with their number.
+/// `connbench merge`: print the merged summary, write the merged report (and interval log);
+/// bad or incompatible input is a usage error (exit 2) naming the file and the problem.
+/// Reports are read and folded one at a time, so memory does not grow with their number.
 pub(super) fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppError> {
     use report::merge::{self, MergeOptions, Merger};
+    use report::merge_hlog::{self, HlogMerge};
     let bad = |e: merge::MergeError| AppError::Usage(UsageError(e.to_string()));
+    match (&a.hlog, a.hlog_in.len()) {
+        (None, 0) => {}
+        (None, _) => {
+            return usage(
+                "--hlog-in needs --hlog OUT (the merged interval log to write), or drop --hlog-in",
+            )
+        }
+        (Some(_), 0) => {
+            return usage(
+                "--hlog needs the runs' interval logs: --hlog-in A.hlog B.hlog …, one per \
+                 report, in the reports' order",
+            )
+        }
+        (Some(_), n) if n != a.reports.len() => {
+            return usage(format!(
+                "--hlog-in names {n} interval logs for {} reports: give one per report, in the \
+                 reports' order",
+                a.reports.len()
+            ))
+        }
+        _ => {}
+    }
     let mut merger = Merger::new(MergeOptions {
         allow_disjoint: a.allow_disjoint,
         allow_mixed: a.allow_mixed,
     });
-    for file in &a.reports {
+    let mut hlogs = a.hlog.as_ref().map(|_| HlogMerge::new());
+    for (i, file) in a.reports.iter().enumerate() {
         let doc = merge::load(file).map_err(bad)?;
         merger.add(file, &doc).map_err(bad)?;
+        if let Some(h) = hlogs.as_mut() {
+            let path = &a.hlog_in[i];
+            let bytes = merge_hlog::load(path).map_err(bad)?;
+            h.add(path, &bytes, &doc).map_err(bad)?;
+        }
     }
     let merged = merger.finish(argv).map_err(bad)?;
-    let text = merge::render_text(&merged);
+    let mut text = merge::render_text(&merged);
+    if let (Some(dest), Some(h)) = (&a.hlog, &hlogs) {
+        let written = (|| {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(dest)?);
+            let m = h.write_to(&mut w)?;
+            std::io::Write::flush(&mut w)?;
+            Ok::<_, std::io::Error>(m)
+        })()
+        .map_err(|e| AppError::Report(format!("cannot write --hlog {dest}: {e}")))?;
+        text.push_str(&format!(
+            "hlog        {dest}: {} one-second windows from {} interval logs ({} intervals), \
+             each input interval at most {} ms from its window's start\n",
+            written.windows, written.inputs, written.intervals_in, written.worst_offset_ms
+        ));
+        if let Some(w) = written.warning() {
+            text.push_str(&format!("warning: {w}\n"));
+        }
+    }
     if a.json.as_deref() == Some("-") {
         eprint!("{text}");
     } else {

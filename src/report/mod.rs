@@ -15,6 +15,7 @@ pub mod hlog;
 pub mod host;
 pub mod json;
 pub mod merge;
+pub mod merge_hlog;
 pub mod probe;
 pub mod redact;
 pub mod schema;

@@ -253,3 +253,211 @@ fn serve_stats_writes_the_targets_counters_on_exit() {
         "{rest}"
     );
 }
+
+/// The report at `path`.
+fn read(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read report")).expect("JSON")
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn decode(v: &serde_json::Value, phase: &str) -> hdrhistogram::Histogram<u64> {
+    connbench::report::hdr::decode(v["phases"][phase]["hdr"].as_str().expect("hdr")).expect("hdr")
+}
+
+/// The concatenation of the samples of `parts` (every bucket's value recorded as often as it
+/// was counted): the oracle for an exact merge, built without `Histogram::add`.
+fn concatenated(parts: &[hdrhistogram::Histogram<u64>]) -> hdrhistogram::Histogram<u64> {
+    let mut all = connbench::metrics::new_histogram();
+    for h in parts {
+        for v in h.iter_recorded() {
+            all.record_n(
+                h.highest_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            )
+            .expect("in range");
+        }
+    }
+    all
+}
+
+/// Every interval of an interval log, summed by tag.
+fn hlog_totals(bytes: &[u8]) -> Vec<(String, hdrhistogram::Histogram<u64>)> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let mut out: Vec<(String, hdrhistogram::Histogram<u64>)> = Vec::new();
+    for e in IntervalLogIterator::new(bytes) {
+        if let LogEntry::Interval(i) = e.expect("parses") {
+            let tag = i.tag().expect("tagged").as_str().to_string();
+            let h = connbench::report::hdr::decode(i.encoded_histogram()).expect("hdr");
+            match out.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, sum)) => sum.add(&h).expect("bounds"),
+                None => out.push((tag, h)),
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn three_processes_started_together_merge_exactly_reports_and_interval_logs() {
+    let srv = serve(|_| {});
+    let url = http_url(&srv, "/");
+    let dir = TempDir::new("hlog-merge");
+    let (arg, _) = start_in(2.0);
+    let runs: Vec<_> = (0..3)
+        .map(|i| {
+            let (json, hlog) = (
+                dir.path(&format!("r{i}.json")),
+                dir.path(&format!("r{i}.hlog")),
+            );
+            let mut c = Command::new(bin());
+            c.args([
+                "http", &url, "-c", "2", "-t", "1", "-d", "2500ms", "--no-pin", "-q",
+            ])
+            .args(["--start-at", &arg, "--json", s(&json), "--hlog", s(&hlog)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            (c.spawn().expect("spawn"), json, hlog)
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for (child, json, hlog) in runs {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reports.push((json, hlog));
+    }
+    let accepted = srv.stats().accepted;
+    srv.stop();
+
+    let merged = dir.path("all.json");
+    let merged_hlog = dir.path("all.hlog");
+    let mut args = vec!["merge"];
+    args.extend(reports.iter().map(|(j, _)| s(j)));
+    args.extend(["--json", s(&merged), "--hlog", s(&merged_hlog), "--hlog-in"]);
+    args.extend(reports.iter().map(|(_, h)| s(h)));
+    let r = connbench_raw(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("one-second windows from 3 interval logs"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("warning"),
+        "started together: {}",
+        r.stdout
+    );
+
+    let parts: Vec<serde_json::Value> = reports.iter().map(|(j, _)| read(j)).collect();
+    let m = read(&merged);
+    // Counts: the merged counters are the sum of the parts, and the target's.
+    let sum = |ptr: &str| {
+        parts
+            .iter()
+            .map(|p| p.pointer(ptr).unwrap().as_u64().unwrap())
+            .sum::<u64>()
+    };
+    for ptr in [
+        "/counters/responses",
+        "/counters/requests",
+        "/counters/connections_established",
+    ] {
+        assert_eq!(m.pointer(ptr).unwrap().as_u64().unwrap(), sum(ptr), "{ptr}");
+    }
+    assert_eq!(sum("/counters/connections_established"), accepted);
+    assert!(sum("/counters/responses") > 0);
+    // Percentiles: those of the concatenated samples, exactly.
+    let hlog_sums = hlog_totals(&std::fs::read(&merged_hlog).expect("merged hlog"));
+    for phase in ["connect", "ttfb", "total"] {
+        let all = concatenated(&parts.iter().map(|p| decode(p, phase)).collect::<Vec<_>>());
+        let got = decode(&m, phase);
+        assert!(
+            connbench::report::merge_hlog::same_samples(&got, &all),
+            "{phase}"
+        );
+        for (key, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+            assert_eq!(
+                m["phases"][phase][key],
+                all.value_at_quantile(q),
+                "{phase} {key}"
+            );
+        }
+        assert_eq!(m["phases"][phase]["max"], all.max(), "{phase} max");
+        // The merged interval log holds the same samples as the merged report.
+        let (_, logged) = hlog_sums
+            .iter()
+            .find(|(t, _)| t == phase)
+            .unwrap_or_else(|| panic!("no {phase} in the merged log"));
+        assert!(
+            connbench::report::merge_hlog::same_samples(logged, &all),
+            "hlog {phase}"
+        );
+    }
+    assert_eq!(m["start_at"], parts[0]["start_at"]);
+    assert!(m["start_skew_s"].as_f64().is_some());
+}
+
+#[test]
+fn merge_refuses_an_interval_log_given_for_the_wrong_report() {
+    let srv = serve(|_| {});
+    let url = http_url(&srv, "/");
+    let dir = TempDir::new("hlog-wrong");
+    let mut files = Vec::new();
+    for i in 0..2 {
+        let (json, hlog) = (
+            dir.path(&format!("r{i}.json")),
+            dir.path(&format!("r{i}.hlog")),
+        );
+        let r = connbench_raw(&[
+            "http",
+            &url,
+            "-c",
+            "1",
+            "-n",
+            "300",
+            "--no-pin",
+            "-q",
+            "--json",
+            s(&json),
+            "--hlog",
+            s(&hlog),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        files.push((json, hlog));
+    }
+    srv.stop();
+    let out = dir.path("m.hlog");
+    let swapped = connbench_raw(&[
+        "merge",
+        s(&files[0].0),
+        s(&files[1].0),
+        "--allow-disjoint",
+        "--hlog",
+        s(&out),
+        "--hlog-in",
+        s(&files[1].1),
+        s(&files[0].1),
+    ]);
+    assert_usage_error(&swapped, "in the reports' order");
+    let missing = connbench_raw(&["merge", s(&files[0].0), "--hlog", s(&out)]);
+    assert_usage_error(&missing, "--hlog needs the runs' interval logs");
+    let count = connbench_raw(&[
+        "merge",
+        s(&files[0].0),
+        s(&files[1].0),
+        "--allow-disjoint",
+        "--hlog",
+        s(&out),
+        "--hlog-in",
+        s(&files[0].1),
+    ]);
+    assert_usage_error(&count, "names 1 interval logs for 2 reports");
+    let alone = connbench_raw(&["merge", s(&files[0].0), "--hlog-in", s(&files[0].1)]);
+    assert_usage_error(&alone, "--hlog-in needs --hlog");
+}
