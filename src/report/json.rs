@@ -93,7 +93,7 @@
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
 //! | `start_at` | string \| null | `--start-at`: the instant asked for, RFC 3339 UTC with the fraction of a second given (`2026-11-30T15:40:00.25Z`); null without it. Merged: the inputs' common value, null when they differ |
 //! | `start_skew_s` | number \| null | actual − asked start, seconds: when the workers were released (connections began to open) minus `start_at`; the measured window (`started_at`) begins a warm-up later. Null without `--start-at`. Merged: the largest of the inputs' (by magnitude) |
-//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window) |
+//! | `stages` | array of object | `--stages` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `phases` (as `phases` above, of that window). Merged: each window the sum of the reports' windows at its position (they must match) |
 //! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
 //! | `ws.mode` | string | `stream`, `echo` or `ping` |
 //! | `ws.subscriptions` | array of string | subscription messages, templates expanded, redacted |
@@ -127,7 +127,7 @@
 //! | `ws.ts_missing`, `ws.ts_future` | integer | messages without a timestamp; with one in the future (not recorded as latency) |
 //! | `ws.buffered_sent`, `ws.buffer_dropped` | integer | echo messages queued while disconnected and sent later; dropped for a full `--send-buffer` |
 //! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
-//! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
+//! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host`, `start_at`, `start_skew_s` |
 //! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
 
 use std::io::{self, Write};
