@@ -32,13 +32,31 @@ pub(super) fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppErro
         }
         _ => {}
     }
-    let mut merger = Merger::new(MergeOptions {
+    let opts = MergeOptions {
         allow_disjoint: a.allow_disjoint,
         allow_mixed: a.allow_mixed,
-    });
+    };
+    let mode_of =
+        |doc: &serde_json::Value| doc.get("mode").and_then(|m| m.as_str()) == Some("probe");
+    let first = a
+        .reports
+        .first()
+        .map(|f| merge::load(f))
+        .transpose()
+        .map_err(bad)?;
+    if first.as_ref().is_some_and(mode_of) {
+        return merge_probes(&a, &opts, argv);
+    }
+    let mut merger = Merger::new(opts);
     let mut hlogs = a.hlog.as_ref().map(|_| HlogMerge::new());
     for (i, file) in a.reports.iter().enumerate() {
         let doc = merge::load(file).map_err(bad)?;
+        if mode_of(&doc) {
+            return Err(bad(merge::MergeError::Mode {
+                first: (a.reports[0].clone(), "run".into()),
+                other: (file.clone(), "probe".into()),
+            }));
+        }
         merger.add(file, &doc).map_err(bad)?;
         if let Some(h) = hlogs.as_mut() {
             let path = &a.hlog_in[i];
@@ -65,6 +83,36 @@ pub(super) fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppErro
             text.push_str(&format!("warning: {w}\n"));
         }
     }
+    if a.json.as_deref() == Some("-") {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(dest) = &a.json {
+        report::json::write(dest, &merged.json)
+            .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `connbench merge` of probe reports: the aggregate limit across the machines that probed
+/// together ([`report::merge_probe`]).
+fn merge_probes(
+    a: &cli::MergeArgs,
+    opts: &report::merge::MergeOptions,
+    argv: Vec<String>,
+) -> Result<i32, AppError> {
+    use report::merge;
+    let bad = |e: merge::MergeError| AppError::Usage(UsageError(e.to_string()));
+    if a.hlog.is_some() {
+        return usage("--hlog: probes write no interval logs (merge them without --hlog)");
+    }
+    let mut docs = Vec::with_capacity(a.reports.len());
+    for file in &a.reports {
+        docs.push((file.clone(), merge::load(file).map_err(bad)?));
+    }
+    let merged = report::merge_probe::merge(&docs, opts, argv).map_err(bad)?;
+    let text = report::merge_probe::render_text(&merged);
     if a.json.as_deref() == Some("-") {
         eprint!("{text}");
     } else {

@@ -450,7 +450,7 @@ pub(crate) fn tls(meta: &RunMeta, rec: &Recorder) -> Option<schema::Tls> {
 }
 
 /// One `phases.*` object.
-fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
+pub(crate) fn phase(h: &Histogram<u64>) -> schema::PhaseStats {
     let hdr = hdr::encode(h);
     let full = !h.is_empty();
     let q = |q: f64| full.then(|| h.value_at_quantile(q));

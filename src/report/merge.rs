@@ -427,7 +427,7 @@ impl Merger {
                     .ok_or_else(|| {
                         f.bad(format!(
                             "mode {:?} is not a run merge can combine (http or ws; probe reports \
-                         are read by `connbench probe`)",
+                         merge on their own: report::merge_probe)",
                             r.mode
                         ))
                     })?;

@@ -16,6 +16,7 @@ pub mod host;
 pub mod json;
 pub mod merge;
 pub mod merge_hlog;
+pub mod merge_probe;
 pub mod probe;
 pub mod redact;
 pub mod schema;

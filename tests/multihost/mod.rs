@@ -461,3 +461,95 @@ fn merge_refuses_an_interval_log_given_for_the_wrong_report() {
     let alone = connbench_raw(&["merge", s(&files[0].0), "--hlog-in", s(&files[0].1)]);
     assert_usage_error(&alone, "--hlog-in needs --hlog");
 }
+
+#[test]
+fn probes_started_together_find_the_targets_limit_held_across_them() {
+    const LIMIT: usize = 12;
+    let srv = serve(|c| {
+        c.max_conns = Some(LIMIT);
+        c.over_limit = connbench::serve::OverLimit::Refuse;
+    });
+    let url = http_url(&srv, "/");
+    let dir = TempDir::new("probe-merge");
+    let (arg, _) = start_in(2.0);
+    // Three "machines" at 20 connections/s each, each allowed 20: only the target's limit
+    // (12 in all) can stop them.
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let json = dir.path(&format!("p{i}.json"));
+            let child = Command::new(bin())
+                .args([
+                    "probe",
+                    &url,
+                    "--connect-rate",
+                    "20",
+                    "--max",
+                    "20",
+                    "--hold",
+                    "300ms",
+                ])
+                .args(["-q", "--start-at", &arg, "--json", s(&json)])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn probe");
+            (child, json)
+        })
+        .collect();
+    let mut files = Vec::new();
+    for (child, json) in children {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        files.push(json);
+    }
+    let stats = srv.stats();
+    srv.stop();
+    let merged = dir.path("all.json");
+    let mut args = vec!["merge"];
+    args.extend(files.iter().map(|f| s(f)));
+    args.extend(["--json", s(&merged)]);
+    let r = connbench_raw(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = read(&merged);
+    let parts: Vec<serde_json::Value> = files.iter().map(|f| read(f)).collect();
+    // Every probe failed (the target refused it), and the target admitted exactly its limit.
+    for p in &parts {
+        assert_eq!(
+            p["probe"]["first_failure"]["class"], "connect_reset",
+            "{}",
+            p["probe"]
+        );
+    }
+    assert_eq!(stats.accepted, LIMIT as u64, "{stats:?}");
+    assert_eq!(m["probe"]["limit"], LIMIT, "{}", r.stdout);
+    assert_eq!(m["aggregate"]["limit"], LIMIT);
+    assert_eq!(m["aggregate"]["machines"], 3);
+    // The machine that saw it is the one whose first failure came first.
+    let abs = |p: &serde_json::Value| {
+        p["started_at_unix_ms"].as_f64().unwrap()
+            + p["probe"]["first_failure"]["at_s"].as_f64().unwrap() * 1e3
+    };
+    let earliest = (0..3)
+        .min_by(|&a, &b| abs(&parts[a]).total_cmp(&abs(&parts[b])))
+        .unwrap();
+    assert_eq!(m["aggregate"]["first_failure"]["source"], earliest);
+    assert_eq!(m["aggregate"]["first_failure"]["file"], s(&files[earliest]));
+    assert!(
+        r.stdout.contains(&format!(
+            "aggregate limit  {LIMIT} connections held across 3 machines"
+        )),
+        "{}",
+        r.stdout
+    );
+    // A run report among probe reports is refused.
+    let mixed = connbench_raw(&[
+        "merge",
+        s(&files[0]),
+        "tests/fixtures/old-26c9108-http.json",
+    ]);
+    assert_eq!(mixed.code, 2, "{}", mixed.stderr);
+}
