@@ -12,6 +12,8 @@
 #
 #   scripts/multihost.sh [K]          K load hosts (default 3)
 #   CONNBENCH=path/to/connbench  DURATION=3  KEEP=dir  scripts/multihost.sh
+#   LAUNCHER=pdsh scripts/multihost.sh   the clients launched by pdsh (its exec module, %h = the
+#                                        host's namespace) as deploy/pdsh.md does over ssh
 #
 # Needs root and `ip netns` (iproute2). Where namespaces cannot be made (no root, a container
 # without CAP_SYS_ADMIN) it prints "multihost: SKIPPED — <why>" and exits 0.
@@ -40,6 +42,10 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     for ns in "${NETS[@]}"; do
+        # Anything still running in our own namespaces (a launcher's children): by PID.
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -TERM "$pid" 2>/dev/null || true
+        done
         ip netns del "$ns" 2>/dev/null || true
     done
     if [[ -n "${KEEP:-}" ]]; then
@@ -51,6 +57,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+LAUNCHER=${LAUNCHER:-direct}
+if [[ $LAUNCHER != direct && $LAUNCHER != pdsh ]]; then
+    echo "multihost: LAUNCHER is direct or pdsh, got '$LAUNCHER'" >&2
+    exit 2
+fi
+if [[ $LAUNCHER == pdsh ]] && ! command -v pdsh >/dev/null; then
+    echo "multihost: LAUNCHER=pdsh needs pdsh (apt-get install pdsh)" >&2
+    exit 2
+fi
 if ! command -v ip >/dev/null; then
     echo "multihost: SKIPPED — no 'ip' command (install iproute2)"
     exit 0
@@ -118,13 +133,23 @@ stop_target() { # by PID: it writes --stats on SIGTERM
     wait "$TARGET_PID"
 }
 # Every client of a phase: started, each in its namespace, with the same --start-at; waited for.
-run_clients() { # run_clients NAME ARGS… (ARGS may use {i})
+run_clients() { # run_clients NAME ARGS… (ARGS may use {h}: the host, i.e. its namespace)
     local name=$1
     shift
+    if [[ $LAUNCHER == pdsh ]]; then
+        local hosts
+        hosts=$(for ((i = 1; i <= K; i++)); do printf '%s,' "$TAG-c$i"; done)
+        # pdsh's exec module runs the command here with %h = the host; -S: its exit status is
+        # the worst of the hosts'.
+        pdsh -S -R exec -w "${hosts%,}" ip netns exec %h "$BIN" "${@//\{h\}/%h}" \
+            >"$WORK/$name.out" 2>&1 &
+        PIDS+=($!)
+        wait $! || { echo "multihost: pdsh failed:"; cat "$WORK/$name.out"; exit 1; }
+        return 0
+    fi
     local pids=()
     for ((i = 1; i <= K; i++)); do
-        local args=("${@//\{i\}/$i}")
-        ip netns exec "$TAG-c$i" "$BIN" "${args[@]}" >"$WORK/$name$i.out" 2>&1 &
+        ip netns exec "$TAG-c$i" "$BIN" "${@//\{h\}/$TAG-c$i}" >"$WORK/$name$i.out" 2>&1 &
         pids+=($!)
         PIDS+=($!)
     done
@@ -141,10 +166,10 @@ start_target "$WORK/load-stats.json"
 AT=$(( $(date +%s) + 3 ))
 echo "multihost: load — $K × connbench http -c 4 -d ${DURATION}s --start-at $AT"
 run_clients r http "$URL" -c 4 -t 1 --no-pin -q -d "${DURATION}s" --start-at "$AT" \
-    --json "$WORK/r{i}.json" --hlog "$WORK/r{i}.hlog"
+    --json "$WORK/r.{h}.json" --hlog "$WORK/r.{h}.hlog"
 stop_target
 REPORTS=() HLOGS=()
-for ((i = 1; i <= K; i++)); do REPORTS+=("$WORK/r$i.json"); HLOGS+=("$WORK/r$i.hlog"); done
+for ((i = 1; i <= K; i++)); do REPORTS+=("$WORK/r.$TAG-c$i.json"); HLOGS+=("$WORK/r.$TAG-c$i.hlog"); done
 "$BIN" merge "${REPORTS[@]}" --json "$WORK/all.json" --hlog "$WORK/all.hlog" \
     --hlog-in "${HLOGS[@]}" >"$WORK/merge.out"
 grep -E '^(merged|  window|hlog|warning)' "$WORK/merge.out" || true
@@ -157,12 +182,12 @@ start_target "$WORK/probe-stats.json" --max-conns "$L" --over-limit refuse
 AT=$(( $(date +%s) + 3 ))
 echo "multihost: probe — $K × connbench probe --connect-rate 20 --max $L --start-at $AT against --max-conns $L"
 run_clients p probe "$URL" --connect-rate 20 --max "$L" --hold 300ms -q --start-at "$AT" \
-    --json "$WORK/p{i}.json"
+    --json "$WORK/p.{h}.json"
 stop_target
 PROBES=()
-for ((i = 1; i <= K; i++)); do PROBES+=("$WORK/p$i.json"); done
+for ((i = 1; i <= K; i++)); do PROBES+=("$WORK/p.$TAG-c$i.json"); done
 "$BIN" merge "${PROBES[@]}" --json "$WORK/probes.json" >"$WORK/merge-probe.out"
 grep -E '^(merged|aggregate|first failure)' "$WORK/merge-probe.out" || true
 "$CHECK" probe --target-stats "$WORK/probe-stats.json" --merged "$WORK/probes.json" \
     --limit "$L" "${PROBES[@]}"
-echo "multihost: PASSED ($K hosts)"
+echo "multihost: PASSED ($K hosts, launched by $LAUNCHER)"
