@@ -326,6 +326,9 @@ where
         })
         .collect();
     let barrier = Arc::new(Barrier::new(threads + 1));
+    // Set before the release when there will be no run (a worker failed to build, or Ctrl-C
+    // came while waiting for --start-at): the workers then open nothing.
+    let no_run = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
     for (id, live) in lives.iter().enumerate() {
@@ -341,6 +344,7 @@ where
                 .and_then(|v| v.parse().ok())
                 == Some(id);
         let barrier = barrier.clone();
+        let no_run = no_run.clone();
         let ready_tx = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("connbench-w{id}"))
@@ -360,7 +364,7 @@ where
                 barrier.wait();
                 // Released without a run: another worker failed to build, or Ctrl-C came
                 // while waiting for --start-at. Open nothing.
-                if stop_on_panic.load(Ordering::SeqCst) {
+                if no_run.load(Ordering::SeqCst) {
                     return None;
                 }
                 // A panic must not vanish with the thread: stop the run at once (the other
@@ -395,12 +399,14 @@ where
     }
     if spawn_error.is_some() {
         stop.store(true, Ordering::SeqCst);
+        no_run.store(true, Ordering::SeqCst);
     }
     // Everything is built (threads, polls, TLS contexts): wait for --start-at, then release.
     let mut interrupted_before_start = false;
     if let (Some(at), None) = (shape.start_at, &spawn_error) {
         if start::wait_until(at, crate::sys::interrupted) == start::Waited::Interrupted {
             interrupted_before_start = true;
+            no_run.store(true, Ordering::SeqCst);
             stop.store(true, Ordering::SeqCst);
         }
     }

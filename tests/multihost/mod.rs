@@ -183,6 +183,35 @@ fn a_start_at_in_the_past_or_a_day_ahead_or_garbled_is_a_usage_error() {
 }
 
 #[test]
+fn a_websocket_run_starts_at_the_instant_too() {
+    let srv = serve(|_| {});
+    let url = format!("ws://{}/echo", srv.http_addr().expect("plain port"));
+    let (arg, at) = start_in(2.0);
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        "500ms",
+        "--no-pin",
+        "--start-at",
+        &arg,
+    ]);
+    let accepted = srv.stats().accepted;
+    srv.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.report()["start_at"], rfc3339_precise(at));
+    let skew = r.f64("/start_skew_s");
+    assert!((0.0..5.0).contains(&skew), "skew {skew}");
+    assert!(r.report()["started_at_unix_ms"].as_i64().unwrap() >= unix_ms(at));
+    assert_eq!(r.u64("/ws/connections_upgraded"), 2);
+    assert_eq!(accepted, 2);
+}
+
+#[test]
 fn a_probe_starts_at_the_instant_too() {
     let s = serve(|_| {});
     let (arg, at) = start_in(2.0);
