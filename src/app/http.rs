@@ -5,6 +5,7 @@ use super::*;
 
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
+    check_start_at(a.load.start_at)?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {

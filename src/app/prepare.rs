@@ -184,10 +184,6 @@ pub(super) fn prepare(
     websocket: bool,
 ) -> Result<Prepared, AppError> {
     cli::validate_load(load)?;
-    if let Some(at) = load.start_at {
-        // Pure (the clock is read here, not in validate): before any I/O like the rest.
-        validate::check_start_at(at, std::time::SystemTime::now())?;
-    }
     let LoadTarget { endpoint, headers } = checked;
     let builtin = endpoint.is_builtin();
     let (plain, secure) = if websocket {
@@ -345,6 +341,16 @@ impl Prepared {
         }
         Ok(code)
     }
+}
+
+/// `--start-at` against the wall clock: called by each load command right after its pure
+/// checks, before any file is read or host resolved (validate stays pure: the clock is read
+/// here).
+pub(super) fn check_start_at(at: Option<validate::StartAt>) -> Result<(), AppError> {
+    if let Some(at) = at {
+        validate::check_start_at(at, std::time::SystemTime::now())?;
+    }
+    Ok(())
 }
 
 /// The line on stderr before waiting for `--start-at`.

@@ -9,6 +9,7 @@ use super::*;
 pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     use crate::engine::probe::{Establish, ProbePlan};
     let (checked, websocket) = validate::check_probe(&a, given)?;
+    check_start_at(a.start_at)?;
     // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
     // be refused for a --max above the fd limit (finding that limit is its job), so the fd
     // check is asked for a single connection.

@@ -5,6 +5,7 @@ use super::*;
 
 pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
+    check_start_at(a.load.start_at)?;
     if a.duration.is_zero() {
         return usage("-d must be longer than 0 (e.g. -d 10s)");
     }

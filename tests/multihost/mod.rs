@@ -180,6 +180,16 @@ fn a_start_at_in_the_past_or_a_day_ahead_or_garbled_is_a_usage_error() {
         assert_usage_error(&run(&far), "more than 24 h ahead");
         assert_usage_error(&run("tomorrow"), "--start-at \"tomorrow\"");
     }
+    // Checked before any file is read: the start time is the error, not the missing body.
+    let r = connbench_raw(&[
+        "http",
+        "http://127.0.0.1:9/",
+        "--body-file",
+        "/nonexistent/body",
+        "--start-at",
+        &past,
+    ]);
+    assert_usage_error(&r, "in the past");
 }
 
 #[test]
