@@ -23,3 +23,10 @@ echo "== WebSocket conformance: Autobahn|Testsuite fuzzing server against connbe
 # Needs Python 2.7 (pyenv on these machines); the script says SKIPPED plainly when it is absent.
 cargo build --bin connbench
 CONNBENCH=target/debug/connbench scripts/autobahn.sh
+
+echo "== deploy: the Kubernetes manifests against the Kubernetes schemas (kubernetes-validate --strict)"
+scripts/check-deploy.sh
+
+echo "== multihost: 3 load hosts and a target in network namespaces, started together, merged exactly"
+# Needs root and ip netns; it says SKIPPED plainly where namespaces cannot be made.
+CONNBENCH=target/debug/connbench scripts/multihost.sh 3

@@ -199,6 +199,16 @@ pub struct MergeArgs {
     /// Merge even if the runs used different URLs, methods, bodies, pipelines or TLS settings.
     #[arg(long = "allow-mixed")]
     pub allow_mixed: bool,
+
+    /// Also merge the runs' interval logs into this one (needs --hlog-in): one-second windows
+    /// on absolute time, each the exact sum of the inputs' intervals.
+    #[arg(long = "hlog", value_name = "FILE")]
+    pub hlog: Option<String>,
+
+    /// The runs' --hlog files, one per report and in the reports' order (each is checked
+    /// against its report).
+    #[arg(long = "hlog-in", value_name = "FILE", num_args = 1..)]
+    pub hlog_in: Vec<String>,
 }
 
 /// `connbench autobahn`.
@@ -486,6 +496,12 @@ pub struct LoadArgs {
     /// a few connections (see `connbench floor`).
     #[arg(long = "busy-poll")]
     pub busy_poll: bool,
+
+    /// Prepare everything, then open the connections and begin measuring at this instant
+    /// (wall clock): RFC 3339 (2026-11-30T15:40:00Z) or Unix seconds (1795966800.5). Give
+    /// every machine of a multi-machine run the same value.
+    #[arg(long = "start-at", value_name = "TIME", value_parser = validate::parse_start_at)]
+    pub start_at: Option<validate::StartAt>,
 }
 
 /// TLS flags of the load commands.
@@ -720,6 +736,11 @@ pub struct ProbeArgs {
     /// Pass/fail and percentiles.
     #[command(flatten)]
     pub verdict: VerdictArgs,
+
+    /// Prepare everything, then open the first connection at this instant (wall clock):
+    /// RFC 3339 or Unix seconds, as for `http`.
+    #[arg(long = "start-at", value_name = "TIME", value_parser = validate::parse_start_at)]
+    pub start_at: Option<validate::StartAt>,
 }
 
 /// Highest --connect-rate accepted: beyond it one thread spends its time in connect().
@@ -824,6 +845,11 @@ pub struct ServeArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub run_for: Option<Duration>,
+
+    /// On exit, write the target's counters here as JSON (accepted and rejected connections,
+    /// requests, WebSocket upgrades, …): what a multi-machine check compares with the clients'.
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<PathBuf>,
 
     /// WebSocket /ws: data messages per second per connection.
     #[arg(long = "ws-rate", default_value_t = 10.0)]

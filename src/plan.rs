@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// `http` or `https`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +161,9 @@ pub struct HttpPlan {
     /// `-v`: show what the first connections receive (and, for WebSocket, every
     /// reconnection) on stderr while the run goes.
     pub verbose: bool,
+    /// `--start-at`: open the first connection at this wall-clock instant, after everything
+    /// else is prepared (the measured window starts there, after any warm-up).
+    pub start_at: Option<SystemTime>,
 }
 
 /// How connbench closes a connection it has finished with (`--close`).
@@ -344,6 +347,9 @@ pub struct WsPlan {
     /// say (`connections` is then the busiest stage's, `duration` their sum); empty: every
     /// connection from the start. Stream and ping modes only; no stage rates.
     pub stages: Vec<Stage>,
+    /// `--start-at`: open the first connection at this wall-clock instant, after everything
+    /// else is prepared (the measured window starts there, after any warm-up).
+    pub start_at: Option<SystemTime>,
 }
 
 /// What a WebSocket connection does and how it recovers: the settings of a `ws` run that its
@@ -965,6 +971,9 @@ pub struct ProbePlan {
     pub connect_timeout: Duration,
     /// `--confirm`: re-test below and at the limit, pausing this long between passes.
     pub confirm: Option<Duration>,
+    /// `--start-at`: open the first connection at this wall-clock instant, after everything
+    /// else is prepared (the measured window starts there, after any warm-up).
+    pub start_at: Option<SystemTime>,
 }
 
 /// Where `connbench floor` measures each layer, for one pinning (the built-in target runs

@@ -69,6 +69,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         close: Default::default(),
         busy_poll: None,
         verbose: false,
+        start_at: None,
     }
 }
 
@@ -167,6 +168,7 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
         busy_poll: None,
         verbose: false,
         stages: vec![],
+        start_at: None,
     }
 }
 

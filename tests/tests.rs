@@ -6,6 +6,7 @@ mod compare;
 mod faults;
 mod floor;
 mod merge;
+mod multihost;
 mod newconn;
 mod probe;
 mod proto;
@@ -755,6 +756,7 @@ fn interval_histograms_add_up_to_the_run() {
         close: Default::default(),
         busy_poll: None,
         verbose: false,
+        start_at: None,
     };
     let r = connbench::engine::run(&plan).unwrap();
     s.stop();

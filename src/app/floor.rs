@@ -538,6 +538,7 @@ fn http_row(
         close: Default::default(),
         busy_poll,
         verbose: false,
+        start_at: None,
     };
     let r = engine::run(&plan).map_err(|e| e.to_string())?;
     Ok(from_run(&r, Phase::Ttfb))
@@ -588,6 +589,7 @@ fn ws_row(
         stages: Vec::new(),
         busy_poll,
         verbose: false,
+        start_at: None,
     };
     let r = engine::run_ws(&plan).map_err(|e| e.to_string())?;
     Ok(from_run(&r, Phase::Rtt))

@@ -7,6 +7,7 @@ use crate::plan::CloseMode;
 pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
     let verdict = validate::check_verdict(&a.verdict, &validate::http_context(&a, &checked))?;
+    check_start_at(a.load.start_at)?;
     let body = match (&a.body, &a.body_file) {
         (Some(b), _) => b.clone().into_bytes(),
         (None, Some(path)) => std::fs::read(path).map_err(|e| {
@@ -76,6 +77,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             },
             busy_poll: p.busy_poll.clone(),
             verbose: load.verbose,
+            start_at: load.start_at.map(|s| s.0),
         };
         let meta = RunMeta {
             rate: plan.rate,

@@ -92,6 +92,7 @@ impl AppError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
+            AppError::Engine(EngineError::InterruptedBeforeStart) => EXIT_INTERRUPTED,
             AppError::Usage(_)
             | AppError::Engine(_)
             | AppError::Serve(_)

@@ -320,6 +320,7 @@ impl Prepared {
             connect_timeout: load.connect_timeout,
             tls: (self.target.scheme == Scheme::Https).then(|| self.tls.clone()),
             fd_limit: self.fd_limit,
+            start_at: load.start_at.map(|s| s.0),
             ws: None,
             rate: None,
             sources: self.sources.clone(),
@@ -362,6 +363,9 @@ impl Prepared {
             );
         }
         crate::sys::install_interrupt_handler();
+        if let (Some(at), false) = (meta.start_at, load.quiet) {
+            announce_start(at);
+        }
         let result = run();
         if let Some(s) = self.server.take() {
             s.stop();
@@ -379,6 +383,28 @@ impl Prepared {
         }
         Ok(code)
     }
+}
+
+/// `--start-at` against the wall clock: called by each load command right after its pure
+/// checks, before any file is read or host resolved (validate stays pure: the clock is read
+/// here).
+pub(super) fn check_start_at(at: Option<validate::StartAt>) -> Result<(), AppError> {
+    if let Some(at) = at {
+        validate::check_start_at(at, std::time::SystemTime::now())?;
+    }
+    Ok(())
+}
+
+/// The line on stderr before waiting for `--start-at`.
+pub(super) fn announce_start(at: std::time::SystemTime) {
+    let now = std::time::SystemTime::now();
+    let left = at.duration_since(now).map_or(0.0, |d| d.as_secs_f64());
+    let ms = report::json::unix_ms(at);
+    eprintln!(
+        "connbench: waiting until {} (+{:03} ms, {left:.3} s from now) to start (--start-at)",
+        report::json::rfc3339(ms.div_euclid(1000)),
+        ms.rem_euclid(1000)
+    );
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         &a.verdict,
         &validate::probe_context(&a, &checked, websocket),
     )?;
+    check_start_at(a.start_at)?;
     // The shared preparation wants load flags; a probe is one thread, unpinned, and must not
     // be refused for a --max above the fd limit (finding that limit is its job), so the fd
     // check is asked for a single connection.
@@ -31,6 +32,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         quiet: a.quiet,
         busy_poll: false,
         verbose: false,
+        start_at: a.start_at,
     };
     let mut p = prepare(&load, &a.tls, checked, websocket)?;
     // The in-process target holds the other end of every connection in this process.
@@ -58,6 +60,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         keepalive: a.keepalive,
         connect_timeout: a.connect_timeout,
         confirm: a.confirm.then_some(a.confirm_pause),
+        start_at: a.start_at.map(|s| s.0),
     };
     let meta = RunMeta {
         connections: max,
@@ -91,6 +94,9 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         );
     }
     crate::sys::install_interrupt_handler();
+    if let (Some(at), false) = (plan.start_at, a.quiet) {
+        announce_start(at);
+    }
     let result = engine::probe::run(&plan);
     if let Some(s) = p.server.take() {
         s.stop();

@@ -119,5 +119,31 @@ pub(super) fn serve(a: ServeArgs, given: &Given) -> Result<i32, AppError> {
             stats.http_stalled_requests
         );
     }
+    if let Some(path) = &a.stats {
+        let doc = stats_json(&stats);
+        report::json::write(&path.to_string_lossy(), &doc).map_err(|e| {
+            AppError::Report(format!("cannot write --stats {}: {e}", path.display()))
+        })?;
+    }
     Ok(EXIT_OK)
+}
+
+/// `serve --stats FILE`: the target's counters at exit, one key per [`crate::serve::ServerStats`]
+/// field.
+fn stats_json(s: &crate::serve::ServerStats) -> serde_json::Value {
+    serde_json::json!({
+        "schema": "connbench.serve-stats.v1",
+        "requests": s.requests,
+        "accepted": s.accepted,
+        "rejected": s.rejected,
+        "open": s.open,
+        "ws_upgrades": s.ws_upgrades,
+        "ws_messages_sent": s.ws_messages_sent,
+        "ws_messages_dropped": s.ws_messages_dropped,
+        "ws_gaps": s.ws_gaps,
+        "ws_drops": s.ws_drops,
+        "ws_pong_timeouts": s.ws_pong_timeouts,
+        "ws_subscriptions": s.ws_subscriptions,
+        "http_stalled_requests": s.http_stalled_requests,
+    })
 }

@@ -7,6 +7,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
     let (checked, fields) = validate::check_ws(&a, given)?;
     let verdict =
         validate::check_verdict(&a.verdict, &validate::ws_context(&a, &checked, &fields))?;
+    check_start_at(a.load.start_at)?;
     let runs = series::runs(Mode::Ws, &a.stages, a.scenario.as_deref())?;
     let mut load = a.load;
     if let Some(busiest) = series::busiest(&runs) {
@@ -139,6 +140,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             stages,
             busy_poll: p.busy_poll.clone(),
             verbose: load.verbose,
+            start_at: load.start_at.map(|s| s.0),
         };
         let meta = RunMeta {
             duration: Some(plan.duration),

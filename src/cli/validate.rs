@@ -20,7 +20,7 @@
 use std::any::TypeId;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
@@ -107,6 +107,182 @@ where
 /// `--help` and `--version`).
 pub fn parse() -> Cli {
     try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+// ---------------------------------------------------------------------------------------------
+// --start-at (no clock: the caller passes "now")
+// ---------------------------------------------------------------------------------------------
+
+/// How far in the past a `--start-at` may lie: a launcher that starts every machine a moment
+/// late still starts them together (they all begin at once, the skew is recorded).
+pub const START_AT_PAST: Duration = Duration::from_secs(1);
+/// How far ahead a `--start-at` may lie: a date further out is a typo, not a plan.
+pub const START_AT_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+/// The value of `--start-at`: an instant on the wall clock (CLOCK_REALTIME).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartAt(pub SystemTime);
+
+/// Parse `--start-at`: Unix seconds (`1767225600`, fractional allowed: `1767225600.25`) or an
+/// RFC 3339 date-time (`2026-11-30T15:40:00Z`, `2026-11-30T16:40:00.5+01:00`; `T` or a space,
+/// any case). Exact to the nanosecond: no floating point.
+pub fn parse_start_at(s: &str) -> Result<StartAt, String> {
+    let t = s.trim();
+    let hint = "give Unix seconds (e.g. $(( $(date +%s) + 10 ))) or an RFC 3339 time such as \
+                2026-11-30T15:40:00Z";
+    let parsed = if t.contains('-') || t.contains(':') {
+        parse_rfc3339(t)
+    } else {
+        parse_unix_seconds(t)
+    };
+    parsed
+        .map(StartAt)
+        .map_err(|problem| format!("--start-at {s:?}: {problem}; {hint}"))
+}
+
+/// `SECONDS[.FRACTION]` since the Unix epoch, at most 9 fraction digits.
+fn parse_unix_seconds(t: &str) -> Result<SystemTime, String> {
+    let (whole, frac) = t.split_once('.').unwrap_or((t, "0"));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a number of seconds".into());
+    }
+    let secs: u64 = whole.parse().map_err(|_| "too large".to_string())?;
+    let nanos = fraction_nanos(frac)?;
+    UNIX_EPOCH
+        .checked_add(Duration::new(secs, nanos))
+        .ok_or_else(|| "too large".to_string())
+}
+
+/// Nanoseconds of a decimal fraction's digits (`"25"` is 250,000,000), at most 9 digits.
+fn fraction_nanos(frac: &str) -> Result<u32, String> {
+    if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the fraction of a second must be 1 to 9 digits".into());
+    }
+    let mut n: u32 = 0;
+    for i in 0..9 {
+        let d = frac.as_bytes().get(i).map_or(0, |b| u32::from(b - b'0'));
+        n = n * 10 + d;
+    }
+    Ok(n)
+}
+
+/// RFC 3339 `YYYY-MM-DD(T| )HH:MM:SS[.F…](Z|±HH:MM)` (years 1970..=9999).
+fn parse_rfc3339(t: &str) -> Result<SystemTime, String> {
+    let b = t.as_bytes();
+    let bad = || "not an RFC 3339 time (YYYY-MM-DDTHH:MM:SSZ)".to_string();
+    if b.len() < 20 {
+        return Err(bad());
+    }
+    let num = |from: usize, len: usize| -> Result<i64, String> {
+        let part = &t[from..from + len];
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            Ok(part.parse::<i64>().map_err(|_| bad())?)
+        } else {
+            Err(bad())
+        }
+    };
+    let sep = |i: usize, c: &[u8]| {
+        if c.contains(&b[i]) {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    sep(4, b"-")?;
+    sep(7, b"-")?;
+    sep(10, b"Tt ")?;
+    sep(13, b":")?;
+    sep(16, b":")?;
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_len = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap(year) => 29,
+        2 => 28,
+        _ => return Err(format!("month {month} does not exist")),
+    };
+    if year < 1970 {
+        return Err("before 1970".into());
+    }
+    if !(1..=month_len).contains(&day) {
+        return Err(format!("day {day} does not exist in month {month}"));
+    }
+    // 60 would be a leap second: the kernel's clock never shows one, so neither do we.
+    if hour > 23 || minute > 59 || second > 59 {
+        return Err(format!(
+            "{hour:02}:{minute:02}:{second:02} is not a time of day"
+        ));
+    }
+    let mut rest = &t[19..];
+    let mut nanos = 0;
+    if let Some(after_dot) = rest.strip_prefix('.') {
+        let digits = after_dot.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        nanos = fraction_nanos(&after_dot[..digits])?;
+        rest = &after_dot[digits..];
+    }
+    let offset_s: i64 = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let r = rest.as_bytes();
+            if r[3] != b':' || !r[1..3].iter().chain(&r[4..6]).all(u8::is_ascii_digit) {
+                return Err(bad());
+            }
+            let (h, m) = (num_at(rest, 1)?, num_at(rest, 4)?);
+            if h > 23 || m > 59 {
+                return Err(format!("offset {rest} is out of range"));
+            }
+            let sign = if r[0] == b'-' { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return Err("the time zone must be Z or ±HH:MM".into()),
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (the inverse of the report's
+    // `civil_from_days`; March-based years put the leap day last).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
+    let secs = u64::try_from(secs).map_err(|_| "before 1970".to_string())?;
+    Ok(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// The two digits at `from` of an offset already checked to be digits.
+fn num_at(s: &str, from: usize) -> Result<i64, String> {
+    s[from..from + 2]
+        .parse()
+        .map_err(|_| "not an RFC 3339 time".to_string())
+}
+
+/// `--start-at` against the wall clock `now` (the caller reads it; this stays pure): more than
+/// [`START_AT_PAST`] in the past, or more than [`START_AT_AHEAD`] ahead, is a usage error
+/// naming the fix.
+pub fn check_start_at(at: StartAt, now: SystemTime) -> Result<(), UsageError> {
+    match at.0.duration_since(now) {
+        Ok(ahead) if ahead > START_AT_AHEAD => usage(format!(
+            "--start-at is {:.0} s from now, more than 24 h ahead: give a time within the next \
+             24 hours (check the date and the time zone)",
+            ahead.as_secs_f64()
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.duration() > START_AT_PAST => usage(format!(
+            "--start-at is {:.3} s in the past: give a time a few seconds ahead, the same on \
+             every machine (e.g. --start-at $(( $(date +%s) + 10 )))",
+            e.duration().as_secs_f64()
+        )),
+        Err(_) => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2157,5 +2333,100 @@ mod tests {
             .to_string();
         assert!(!e.contains("negative"), "{e}");
         command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod start_at_tests {
+    use super::*;
+
+    fn at(s: &str) -> SystemTime {
+        parse_start_at(s).unwrap_or_else(|e| panic!("{s}: {e}")).0
+    }
+
+    fn unix(secs: u64, nanos: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, nanos)
+    }
+
+    #[test]
+    fn unix_seconds_whole_and_fractional_are_exact() {
+        assert_eq!(at("1700000000"), unix(1_700_000_000, 0));
+        assert_eq!(at("1700000000.25"), unix(1_700_000_000, 250_000_000));
+        assert_eq!(at("1700000000.000000001"), unix(1_700_000_000, 1));
+        assert_eq!(at(" 0 "), UNIX_EPOCH);
+        for bad in [
+            "",
+            "-5",
+            "1e9",
+            "17000.",
+            "1700000000.1234567891",
+            "now",
+            "99999999999999999999",
+        ] {
+            let e = parse_start_at(bad).expect_err(bad);
+            assert!(
+                e.contains("--start-at") && e.contains("RFC 3339"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_the_report_writer_and_takes_offsets() {
+        // The report's own formatter is the oracle: every instant it writes parses back.
+        for secs in [
+            0u64,
+            951_782_400,
+            951_868_799,
+            1_700_000_000,
+            4_107_542_400,
+            253_402_300_799,
+        ] {
+            let text = crate::report::json::rfc3339(secs as i64);
+            assert_eq!(at(&text), unix(secs, 0), "{text}");
+        }
+        assert_eq!(
+            at("2023-11-14T22:13:20.5Z"),
+            unix(1_700_000_000, 500_000_000)
+        );
+        assert_eq!(at("2023-11-14 22:13:20z"), unix(1_700_000_000, 0));
+        assert_eq!(at("2023-11-14t23:13:20+01:00"), unix(1_700_000_000, 0));
+        assert_eq!(at("2023-11-14T17:43:20-04:30"), unix(1_700_000_000, 0));
+        // The precise writer round-trips too.
+        let t = unix(1_700_000_000, 123_456_789);
+        assert_eq!(at(&crate::report::json::rfc3339_precise(t)), t);
+        for bad in [
+            "2023-11-14T22:13:20",
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13:60Z",
+            "2023-11-14T22:13:20+25:00",
+            "2023-11-14T22:13:20.Z",
+            "1969-12-31T23:59:59Z",
+            "2023/11/14T22:13:20Z",
+            "2023-11-14T22:13:20Zjunk",
+        ] {
+            assert!(parse_start_at(bad).is_err(), "{bad} was accepted");
+        }
+        assert_eq!(at("2024-02-29T00:00:00Z"), unix(1_709_164_800, 0));
+    }
+
+    #[test]
+    fn start_at_in_the_past_or_too_far_ahead_is_a_usage_error_naming_the_fix() {
+        let now = unix(1_700_000_000, 0);
+        let ok = |t: SystemTime| check_start_at(StartAt(t), now);
+        assert!(ok(now).is_ok());
+        assert!(
+            ok(now - Duration::from_millis(999)).is_ok(),
+            "a launcher's lag"
+        );
+        assert!(ok(now + Duration::from_secs(24 * 3600)).is_ok());
+        let past = ok(now - Duration::from_millis(1500)).unwrap_err();
+        assert!(past.0.contains("1.500 s in the past"), "{past}");
+        assert!(past.0.contains("a few seconds ahead"), "{past}");
+        let far = ok(now + Duration::from_secs(24 * 3600 + 1)).unwrap_err();
+        assert!(far.0.contains("more than 24 h ahead"), "{far}");
+        assert!(far.0.contains("time zone"), "{far}");
     }
 }

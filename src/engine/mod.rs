@@ -21,6 +21,7 @@ pub mod probe;
 pub mod reconnect;
 pub mod socket;
 pub mod stage;
+pub mod start;
 
 pub mod ws;
 
@@ -57,6 +58,8 @@ pub enum EngineError {
     },
     /// A worker thread or its poller could not be created.
     Spawn(std::io::Error),
+    /// Ctrl-C came while waiting for `--start-at`: nothing was run (exit 130, no report).
+    InterruptedBeforeStart,
 }
 
 impl fmt::Display for EngineError {
@@ -74,6 +77,11 @@ impl fmt::Display for EngineError {
                  (lower -c, or raise the hard limit: ulimit -Hn / LimitNOFILE)"
             ),
             EngineError::Spawn(e) => write!(f, "cannot start a worker thread: {e}"),
+            EngineError::InterruptedBeforeStart => write!(
+                f,
+                "interrupted while waiting for --start-at: no connection was opened and no \
+                 report was written"
+            ),
         }
     }
 }
@@ -160,6 +168,7 @@ where
         progress: plan.progress,
         intervals: plan.intervals,
         stages: crate::plan::stage_windows(&plan.stages),
+        start_at: plan.start_at,
     };
     let result = run_workers(&shape, |id, cpu, stop, live| {
         let connections = plan.connections_of(id);
@@ -266,6 +275,7 @@ where
         progress: plan.progress,
         intervals: plan.intervals,
         stages: crate::plan::stage_windows(&plan.stages),
+        start_at: plan.start_at,
     };
     let threads = plan.threads.max(1);
     let verbose = plan
@@ -362,6 +372,8 @@ pub struct RunShape {
     pub intervals: bool,
     /// Staged runs: the windows workers cut their measurements at.
     pub stages: Vec<crate::plan::StageWindow>,
+    /// `--start-at`: the workers are built, then released at this wall-clock instant.
+    pub start_at: Option<SystemTime>,
 }
 
 /// Spawn one pinned thread per worker, start them together, coordinate the run, join and merge.
@@ -386,6 +398,9 @@ where
         })
         .collect();
     let barrier = Arc::new(Barrier::new(threads + 1));
+    // Set before the release when there will be no run (a worker failed to build, or Ctrl-C
+    // came while waiting for --start-at): the workers then open nothing.
+    let no_run = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
     for (id, live) in lives.iter().enumerate() {
@@ -401,6 +416,7 @@ where
                 .and_then(|v| v.parse().ok())
                 == Some(id);
         let barrier = barrier.clone();
+        let no_run = no_run.clone();
         let ready_tx = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("connbench-w{id}"))
@@ -418,6 +434,11 @@ where
                 };
                 let _ = ready_tx.send(Ok(waker));
                 barrier.wait();
+                // Released without a run: another worker failed to build, or Ctrl-C came
+                // while waiting for --start-at. Open nothing.
+                if no_run.load(Ordering::SeqCst) {
+                    return None;
+                }
                 // A panic must not vanish with the thread: stop the run at once (the other
                 // workers' measurements are kept) and hand the message to the join below.
                 let run = move || {
@@ -450,6 +471,16 @@ where
     }
     if spawn_error.is_some() {
         stop.store(true, Ordering::SeqCst);
+        no_run.store(true, Ordering::SeqCst);
+    }
+    // Everything is built (threads, polls, TLS contexts): wait for --start-at, then release.
+    let mut interrupted_before_start = false;
+    if let (Some(at), None) = (shape.start_at, &spawn_error) {
+        if start::wait_until(at, crate::sys::interrupted) == start::Waited::Interrupted {
+            interrupted_before_start = true;
+            no_run.store(true, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        }
     }
     barrier.wait();
     let start = Instant::now();
@@ -509,6 +540,9 @@ where
     }
     if let Some(e) = spawn_error {
         return Err(EngineError::Spawn(e));
+    }
+    if interrupted_before_start {
+        return Err(EngineError::InterruptedBeforeStart);
     }
     let window_start = start + shape.warmup;
     let end = match shape.stop {
@@ -682,6 +716,7 @@ mod tests {
             progress: false,
             intervals: false,
             stages: Vec::new(),
+            start_at: None,
         }
     }
 

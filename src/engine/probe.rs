@@ -119,13 +119,28 @@ pub fn run(plan: &ProbePlan) -> Result<ProbeResult, EngineError> {
         )
         .map_err(EngineError::Request)?;
     }
+    // Everything is prepared (the request, the TLS configuration) before waiting for
+    // --start-at; the probe's clock starts when the wait ends.
+    let wait = || match plan.start_at {
+        Some(at)
+            if super::start::wait_until(at, crate::sys::interrupted)
+                == super::start::Waited::Interrupted =>
+        {
+            Err(EngineError::InterruptedBeforeStart)
+        }
+        _ => Ok(()),
+    };
     match plan.target.scheme {
-        Scheme::Http => run_with::<Plain>(plan, || (), &request),
+        Scheme::Http => {
+            wait()?;
+            run_with::<Plain>(plan, || (), &request)
+        }
         Scheme::Https => {
             let base = crate::tls::client_config(&plan.tls)?;
             // One config (and session store) for every pass: the confirm passes resume.
             let config = crate::tls::worker_config(&base, plan.tls.resume);
             let name = crate::tls::server_name(&plan.tls, &plan.target.host)?;
+            wait()?;
             run_with::<Tls>(plan, || TlsCtx::new(config.clone(), name.clone()), &request)
         }
     }
@@ -1457,6 +1472,7 @@ mod tests {
             keepalive: None,
             connect_timeout: Duration::from_secs(300),
             confirm: None,
+            start_at: None,
         }
     }
 

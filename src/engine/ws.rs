@@ -1260,6 +1260,7 @@ mod tests {
             busy_poll: None,
             verbose: false,
             stages: vec![],
+            start_at: None,
         }
     }
 

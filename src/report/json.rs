@@ -105,6 +105,8 @@
 //! | `client.workers` | array of object | per worker, in worker order: `cpu` (integer \| null), `connections`, `cpu_user_s`, `cpu_sys_s`, `max_loop_stall_us` |
 //! | `peak_open_connections` | integer | most connections open at once |
 //! | `rss_per_open_connection_bytes` | integer \| null | `client.peak_rss_bytes ÷ peak_open_connections`; null with none open |
+//! | `start_at` | string \| null | `--start-at`: the instant asked for, RFC 3339 UTC with the fraction of a second given (`2026-11-30T15:40:00.25Z`); null without it. Merged: the inputs' common value, null when they differ |
+//! | `start_skew_s` | number \| null | actual − asked start, seconds: when the workers were released (connections began to open) minus `start_at`; the measured window (`started_at`) begins a warm-up later. Null without `--start-at`. Merged: the largest of the inputs' (by magnitude) |
 //! | `stages` | array of object | `--stages`/`--scenario` only (else empty), one per ramp or hold window in order: `stage` (1-based), `window` (`ramp`, `hold`), `start_s`, `duration_s`, `connections_from`, `connections_to` (asked), `open_at_end`, `connections_opened`, `requests`, `responses`, `responses_per_s`, `reuse_rate`, `errors` (total), `responses_by_class` (as `responses` above), `errors_by_class` (every class, as `errors.{class}` above), `error_rate` (0..1; `http`: failures plus responses that are not 2xx/3xx, over responses plus failures; `ws`: failures over connections attempted; 0 with neither), `requests_per_s`, `asked_per_s` (the stage's `@RATE` or the run's `-R`; null in closed loop), `ws` (WebSocket runs, else null: `connections_attempted`, `connections_upgraded`, `connections_failed`, `messages_in`, `messages_in_per_s`, `reconnects` by cause as `ws.reconnects` below, `reconnects_total`), `phases` (as `phases` above, of that window) |
 //! | `ws` | object \| null | WebSocket runs only: the settings (redacted) and counters below |
 //! | `ws.mode` | string | `stream`, `echo` or `ping` |
@@ -141,7 +143,7 @@
 //! | `thresholds` | array of object | every `--threshold`, then every `--targets seed` target the command measures, checked: `threshold` (e.g. `ttfb.p95<180ms`), `metric`, `op`, `limit` and `measured` (number in `unit`; `measured` null when the metric had no sample or only `bounds` are known), `unit` (`ns`, `ratio` 0..1, `count`, `per_s`), `bounds` (`[low, high]` when only bounds are known: `setup` over TLS; else null), `pass` (bool), `origin` (`threshold` or `seed`), `target` (the seed's words, or null); empty when none was asked |
 //! | `nothing_measured` | string \| null | why the run measured nothing (no response below 400; WebSocket: no upgrade, or no data message, echo or pong): the run exits 3 unless `--allow-nothing-measured`; null when it measured something |
 //! | `merged_from` | array of string | reports written by `merge` only: the input files, in order |
-//! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host` |
+//! | `sources` | array of object | `merge` only: per input, `file`, `started_at`, `started_at_unix_ms`, `duration_s`, `responses`, `url`, `connections`, `threads`, `host`, `start_at`, `start_skew_s` |
 //! | `merge_window` | object | `merge` only: `start_unix_ms` (earliest start), `union_s` (earliest start to latest end), `overlap_s` (time every window covers; 0 when disjoint), `shortest_s` |
 
 use std::io::{self, Write};
@@ -275,6 +277,8 @@ pub fn report(meta: &RunMeta, run: &RunResult, host: &HostFacts) -> schema::Repo
         ws: meta.ws.as_ref().map(|w| websocket(w, run)),
         peak_open_connections: run.peak_open,
         rss_per_open_connection_bytes: run.peak_rss_bytes.checked_div(run.peak_open),
+        start_at: meta.start_at.map(rfc3339_precise),
+        start_skew_s: meta.start_skew_s(run.started_at),
         stages: run.stages.iter().map(|s| stage(meta, s)).collect(),
         rate: meta.rate.as_ref().map(|(asked, arrival)| {
             let behind = super::behind::verdict(meta, run);
@@ -649,6 +653,23 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
+}
+
+/// RFC 3339 UTC timestamp to the nanosecond, trailing zeros of the fraction dropped (none for
+/// a whole second): `"2026-11-30T15:40:00.25Z"`. Instants before 1970 are written as 1970.
+pub fn rfc3339_precise(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let whole = rfc3339(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        return whole;
+    }
+    let frac = format!("{nanos:09}");
+    format!(
+        "{}.{}Z",
+        whole.trim_end_matches('Z'),
+        frac.trim_end_matches('0')
+    )
 }
 
 /// RFC 3339 UTC timestamp, whole seconds: `1700000000` → `"2023-11-14T22:13:20Z"`.

@@ -47,6 +47,12 @@
 //!    message names its path (`client.workers[0].cpu`). Which fields may be missing is the
 //!    schema's `#[serde(default)]`.
 //!
+//! 9. Per-stage windows (`--stages`) are kept: the reports must have the same windows (stage,
+//!    ramp or hold, start, length), and each merged window is the sum of the reports' windows
+//!    of that position — counters and connection counts summed, phase histograms added, the
+//!    reuse rate recomputed from the summed counts. Different windows are refused
+//!    (`--allow-mixed`: the merged report then has no stages).
+//!
 //! Reports are folded one at a time ([`Merger`]): the merge holds the running sums, the first
 //! report's settings (without its histograms) and a few facts per source, never every report.
 
@@ -247,6 +253,8 @@ pub struct Merged {
     /// The merged report document (schema [`SCHEMA`] plus `merged_from`, `sources`,
     /// `merge_window`).
     pub json: Value,
+    /// The per-stage windows, summed over the reports (empty unless `--stages`).
+    pub stages: Vec<schema::Stage>,
 }
 
 /// Merge loaded reports (`(file name, document)`, in command-line order). `command_line` is the
@@ -314,7 +322,28 @@ pub struct Merger {
     /// Every input's worker panics, named by file: a merge never hides one.
     worker_panics: Vec<crate::metrics::run::WorkerPanic>,
     load: Load,
+    /// Per-stage windows, summed window by window (`stages`).
+    stages: Vec<StageSum>,
     failed: Option<MergeError>,
+}
+
+/// One window of a staged run, summed over the reports (rule 9).
+#[derive(Debug)]
+struct StageSum {
+    stage: u64,
+    window: String,
+    start_s: f64,
+    duration_s: f64,
+    connections_from: u64,
+    connections_to: u64,
+    open_at_end: u64,
+    counters: Counters,
+    errors: u64,
+    hists: Vec<(Phase, Histogram<u64>)>,
+    /// The first report's asked rate of the window, times the reports (rates add up).
+    asked_per_s: Option<f64>,
+    /// WebSocket windows: their counters summed.
+    ws: Option<schema::StageWs>,
 }
 
 /// What the first report decides for the whole merge.
@@ -349,6 +378,10 @@ struct Load {
     addresses: BTreeSet<std::net::IpAddr>,
     builtin: bool,
     insecure: bool,
+    /// Every input's `start_at` (null included), once each: one value means they agree.
+    start_ats: BTreeSet<Option<String>>,
+    /// The inputs' `start_skew_s` largest by magnitude.
+    worst_skew: Option<f64>,
 }
 
 impl Merger {
@@ -373,6 +406,7 @@ impl Merger {
                 requests: Some(0),
                 ..Load::default()
             },
+            stages: Vec::new(),
             failed: None,
         }
     }
@@ -402,7 +436,7 @@ impl Merger {
                     .ok_or_else(|| {
                         f.bad(format!(
                             "mode {:?} is not a run merge can combine (http or ws; probe reports \
-                         are read by `connbench probe`)",
+                         merge on their own: report::merge_probe)",
                             r.mode
                         ))
                     })?;
@@ -448,6 +482,15 @@ impl Merger {
         for (phase, sum) in &mut self.hists {
             add_phase(f, *phase, r.phases.get(phase.name()), sum)?;
         }
+        let phases: Vec<Phase> = self.hists.iter().map(|(p, _)| *p).collect();
+        fold_stages(
+            f,
+            &r.stages,
+            &phases,
+            self.first.as_ref().map(|first| first.file.as_str()),
+            self.opts.allow_mixed,
+            &mut self.stages,
+        )?;
         let workers = read_workers(f, &r.client.workers)?;
         for w in &workers {
             let add = |sum: u64, ns: u64| {
@@ -518,6 +561,8 @@ impl Merger {
             "url": r.target.url,
             "connections": r.config.connections,
             "threads": r.config.threads,
+            "start_at": r.start_at,
+            "start_skew_s": r.start_skew_s,
             "host": schema::to_value(&r.host),
         }));
         self.sources.push(info);
@@ -581,6 +626,7 @@ impl Merger {
             peak_open: self.peak_open,
             worker_panics: self.worker_panics,
             source_docs: self.source_docs,
+            stages: self.stages,
         })
     }
 }
@@ -606,6 +652,7 @@ pub struct Combined {
     peak_open: u64,
     worker_panics: Vec<crate::metrics::run::WorkerPanic>,
     source_docs: Vec<Value>,
+    stages: Vec<StageSum>,
 }
 
 impl Combined {
@@ -643,7 +690,7 @@ impl Combined {
             // One host's reading: each source's is in its own report.
             time_wait: None,
         };
-        let json = merged_json(
+        let mut json = merged_json(
             &schema::to_value(&first.report),
             &meta,
             &run,
@@ -651,12 +698,23 @@ impl Combined {
             self.source_docs,
             &window,
         );
+        // --start-at: the inputs' common instant (null when they differ or lack one), and the
+        // worst skew any of them saw.
+        let common = match self.load.start_ats.len() {
+            1 => self.load.start_ats.iter().next().cloned().flatten(),
+            _ => None,
+        };
+        json["start_at"] = json!(common);
+        json["start_skew_s"] = json!(self.load.worst_skew);
+        let stages: Vec<schema::Stage> = self.stages.iter().map(|st| st.render(&meta)).collect();
+        json["stages"] = schema::to_value(&stages);
         Merged {
             meta,
             run,
             sources: self.sources,
             window,
             json,
+            stages,
         }
     }
 }
@@ -755,6 +813,26 @@ pub fn render_text(m: &Merged) -> String {
     );
     out.push('\n');
     out.push_str(&text::render(&m.meta, &m.run));
+    if !m.stages.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nstage  window  connections    opened  open at end    requests      req/s     errors   (summed over the reports)"
+        );
+        for st in &m.stages {
+            let _ = writeln!(
+                out,
+                "{:<6} {:<6} {:>12} {:>9} {:>12} {:>11} {:>10.0} {:>10}",
+                st.stage,
+                st.window,
+                format!("{}→{}", st.connections_from, st.connections_to),
+                st.connections_opened,
+                st.open_at_end,
+                st.requests,
+                st.responses_per_s,
+                st.errors
+            );
+        }
+    }
     out
 }
 
@@ -1199,6 +1277,15 @@ fn fold_load(f: In<'_>, r: &schema::Report, load: &mut Load) -> Result<(), Merge
             .iter()
             .filter_map(|a| a.parse::<std::net::IpAddr>().ok()),
     );
+    load.start_ats.insert(r.start_at.clone());
+    if let Some(skew) = r.start_skew_s {
+        if !skew.is_finite() {
+            return Err(f.bad("start_skew_s is not a number of seconds"));
+        }
+        if load.worst_skew.is_none_or(|w| skew.abs() > w.abs()) {
+            load.worst_skew = Some(skew);
+        }
+    }
     load.builtin |= r.target.builtin;
     // The caveat must survive the merge if any input carried it.
     load.insecure |= r.insecure;
@@ -1305,6 +1392,250 @@ fn ws_session(f: In<'_>, w: &schema::Ws) -> Result<WsSession, MergeError> {
     })
 }
 
+/// Rule 9: fold one report's stage windows into `sums`, window by window. The reports must
+/// have the same windows (stage, ramp or hold, start and length); with `--allow-mixed`,
+/// reports whose windows differ leave the merge without stages rather than misaligned ones.
+fn fold_stages(
+    f: In<'_>,
+    stages: &[schema::Stage],
+    phases: &[Phase],
+    first: Option<&str>,
+    allow_mixed: bool,
+    sums: &mut Vec<StageSum>,
+) -> Result<(), MergeError> {
+    let key = |s: &schema::Stage| {
+        format!(
+            "{} {} at {:.3} s for {:.3} s",
+            s.stage, s.window, s.start_s, s.duration_s
+        )
+    };
+    let show = |list: Vec<String>| {
+        if list.is_empty() {
+            "(no stages)".to_string()
+        } else {
+            list.join(", ")
+        }
+    };
+    match first {
+        None => {
+            *sums = stages
+                .iter()
+                .map(|s| StageSum {
+                    stage: s.stage,
+                    window: s.window.clone(),
+                    start_s: s.start_s,
+                    duration_s: s.duration_s,
+                    connections_from: 0,
+                    connections_to: 0,
+                    open_at_end: 0,
+                    counters: Counters::default(),
+                    errors: 0,
+                    hists: phases.iter().map(|p| (*p, new_histogram())).collect(),
+                    asked_per_s: None,
+                    ws: None,
+                })
+                .collect();
+        }
+        Some(first) => {
+            let same = sums.len() == stages.len()
+                && sums.iter().zip(stages).all(|(a, b)| {
+                    a.stage == b.stage
+                        && a.window == b.window
+                        && a.start_s == b.start_s
+                        && a.duration_s == b.duration_s
+                });
+            if !same {
+                if allow_mixed {
+                    sums.clear();
+                    return Ok(());
+                }
+                let have: Vec<String> = sums
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{} {} at {:.3} s for {:.3} s",
+                            a.stage, a.window, a.start_s, a.duration_s
+                        )
+                    })
+                    .collect();
+                return Err(MergeError::Mixed {
+                    field: "stages".into(),
+                    first: (first.to_string(), show(have)),
+                    other: (f.0.to_string(), show(stages.iter().map(key).collect())),
+                });
+            }
+        }
+    }
+    for (i, (sum, s)) in sums.iter_mut().zip(stages).enumerate() {
+        let field = |name: &str| format!("stages[{i}].{name}");
+        let add = |name: &str, n: u64, acc: &mut u64| -> Result<(), MergeError> {
+            *acc = checked_sum(f, &field(name), n, *acc)?;
+            Ok(())
+        };
+        add(
+            "connections_from",
+            s.connections_from,
+            &mut sum.connections_from,
+        )?;
+        add("connections_to", s.connections_to, &mut sum.connections_to)?;
+        add("open_at_end", s.open_at_end, &mut sum.open_at_end)?;
+        add(
+            "connections_opened",
+            s.connections_opened,
+            &mut sum.counters.connections_opened,
+        )?;
+        add("requests", s.requests, &mut sum.counters.requests)?;
+        add("responses", s.responses, &mut sum.counters.responses)?;
+        add("errors", s.errors, &mut sum.errors)?;
+        for (name, n) in &s.responses_by_class {
+            let Some(k) = StatusClass::ALL.iter().find(|k| k.name() == name) else {
+                return Err(f.bad(format!(
+                    "{} is a status class this connbench does not know",
+                    field(&format!("responses_by_class.{name}"))
+                )));
+            };
+            add(
+                "responses_by_class",
+                *n,
+                &mut sum.counters.status[k.index()],
+            )?;
+        }
+        for (name, n) in &s.errors_by_class {
+            let Some(e) = ErrorClass::ALL.iter().find(|e| e.name() == name) else {
+                return Err(f.bad(format!(
+                    "{} is an error class this connbench does not know",
+                    field(&format!("errors_by_class.{name}"))
+                )));
+            };
+            add("errors_by_class", *n, &mut sum.counters.errors[e.index()])?;
+        }
+        if let Some(r) = s.asked_per_s {
+            if !(r.is_finite() && r >= 0.0) {
+                return Err(f.bad(format!("{} is not a rate", field("asked_per_s"))));
+            }
+            sum.asked_per_s = Some(sum.asked_per_s.unwrap_or(0.0) + r);
+        }
+        if let Some(w) = &s.ws {
+            let acc = sum.ws.get_or_insert_with(|| schema::StageWs {
+                connections_attempted: 0,
+                connections_upgraded: 0,
+                connections_failed: 0,
+                messages_in: 0,
+                messages_in_per_s: 0.0,
+                reconnects: Default::default(),
+                reconnects_total: 0,
+            });
+            add(
+                "ws.connections_attempted",
+                w.connections_attempted,
+                &mut acc.connections_attempted,
+            )?;
+            add(
+                "ws.connections_upgraded",
+                w.connections_upgraded,
+                &mut acc.connections_upgraded,
+            )?;
+            add(
+                "ws.connections_failed",
+                w.connections_failed,
+                &mut acc.connections_failed,
+            )?;
+            add("ws.messages_in", w.messages_in, &mut acc.messages_in)?;
+            add(
+                "ws.reconnects_total",
+                w.reconnects_total,
+                &mut acc.reconnects_total,
+            )?;
+            for (cause, n) in &w.reconnects {
+                let slot = acc.reconnects.entry(cause.clone()).or_insert(0);
+                add("ws.reconnects", *n, slot)?;
+            }
+        }
+        // The schema keeps the window's reuse rate, not its count: the count is the rate
+        // times the requests, exact for any count below 2^52 (a rate is a ratio of integers).
+        if !(0.0..=1.0).contains(&s.reuse_rate) {
+            return Err(f.bad(format!(
+                "{} is {}, not a rate between 0 and 1; {DAMAGED}",
+                field("reuse_rate"),
+                s.reuse_rate
+            )));
+        }
+        let reused = (s.reuse_rate * s.requests as f64).round() as u64;
+        add("reuse_rate", reused, &mut sum.counters.reused_requests)?;
+        for (phase, h) in &mut sum.hists {
+            add_phase(f, *phase, s.phases.get(phase.name()), h).map_err(|e| match e {
+                MergeError::Input { file, problem } => MergeError::Input {
+                    file,
+                    problem: format!("stages[{i}].{problem}"),
+                },
+                other => other,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+impl StageSum {
+    /// The merged window as the report writes it: the sums, rates over the window's length,
+    /// percentiles from the summed histograms.
+    fn render(&self, meta: &RunMeta) -> schema::Stage {
+        let mut rec = Recorder::new();
+        for (phase, h) in &self.hists {
+            replay(&mut rec, *phase, h);
+        }
+        let c = &self.counters;
+        schema::Stage {
+            stage: self.stage,
+            window: self.window.clone(),
+            start_s: self.start_s,
+            duration_s: self.duration_s,
+            connections_from: self.connections_from,
+            connections_to: self.connections_to,
+            open_at_end: self.open_at_end,
+            connections_opened: c.connections_opened,
+            requests: c.requests,
+            responses: c.responses,
+            responses_per_s: if self.duration_s > 0.0 {
+                c.responses as f64 / self.duration_s
+            } else {
+                0.0
+            },
+            reuse_rate: c.reuse_rate(),
+            errors: self.errors,
+            responses_by_class: StatusClass::ALL
+                .iter()
+                .map(|k| (k.name().to_string(), c.status[k.index()]))
+                .collect(),
+            errors_by_class: ErrorClass::ALL
+                .iter()
+                .map(|e| (e.name().to_string(), c.errors[e.index()]))
+                .collect(),
+            error_rate: match &self.ws {
+                Some(w) if w.connections_attempted > 0 => {
+                    self.errors as f64 / w.connections_attempted as f64
+                }
+                Some(_) => 0.0,
+                None => c.error_rate(),
+            },
+            requests_per_s: if self.duration_s > 0.0 {
+                c.requests as f64 / self.duration_s
+            } else {
+                0.0
+            },
+            asked_per_s: self.asked_per_s,
+            ws: self.ws.clone().map(|mut w| {
+                w.messages_in_per_s = if self.duration_s > 0.0 {
+                    w.messages_in as f64 / self.duration_s
+                } else {
+                    0.0
+                };
+                w
+            }),
+            phases: json::phases(&meta.phases(), &rec, &meta.percentiles),
+        }
+    }
+}
+
 /// The merged configuration: the first report's, with the load summed and CPU lists united.
 /// Strings come from reports, so they are already redacted; the reports redact them again,
 /// which leaves redacted text as it is.
@@ -1372,6 +1703,8 @@ fn merged_meta(first: &First, load: &Load, command_line: Vec<String>) -> RunMeta
         percentiles: Percentiles::from_values(&c.percentiles).unwrap_or_default(),
         // Thresholds belong to a run; a merge checks none.
         checks: Default::default(),
+        // The inputs' common --start-at is copied into the document (`merged_json`).
+        start_at: None,
     }
 }
 
@@ -2394,5 +2727,166 @@ mod tests {
         assert_eq!(m.run.worker_panics.len(), 1);
         assert_eq!(m.run.worker_panics[0].responses_lost, 7);
         assert_eq!(m.run.worker_panics[0].message, "in bad.json: boom");
+    }
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+    use crate::metrics::run::StageResult;
+    use crate::plan::StageWindow;
+
+    /// A staged report (a ramp 0→c and a hold at c, 1 s each) whose windows hold `n` and
+    /// `2n` total samples around `base` ns.
+    fn staged(c: usize, n: u64, base: u64, hold_start_s: u64) -> Value {
+        let window = |stage, kind, start: u64, from, to| StageWindow {
+            stage,
+            kind,
+            start: Duration::from_secs(start),
+            length: Duration::from_secs(1),
+            from,
+            to,
+            rate: None,
+        };
+        let mut stages = Vec::new();
+        let mut whole = Recorder::new();
+        for (k, w) in [
+            window(1, crate::plan::WindowKind::Ramp, 0, 0, c),
+            window(1, crate::plan::WindowKind::Hold, hold_start_s, c, c),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut rec = Recorder::new();
+            let m = n * (k as u64 + 1);
+            for i in 0..m {
+                rec.record(Phase::Total, base + i * 17 + k as u64 * 1_000);
+                rec.response(200);
+            }
+            rec.counters.requests = m;
+            rec.counters.reused_requests = m - c as u64;
+            rec.counters.connections_opened = if k == 0 { c as u64 } else { 0 };
+            if k == 1 {
+                rec.error(ErrorClass::ReadTimeout);
+            }
+            whole.merge(&rec);
+            stages.push(StageResult {
+                window: w,
+                recorder: rec,
+                open_at_end: c as u64,
+            });
+        }
+        let run = RunResult {
+            recorder: whole,
+            workers: Vec::new(),
+            started_at: UNIX_EPOCH + Duration::from_millis(1_790_000_000_000),
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+            peak_rss_bytes: 0,
+            peak_open: c as u64,
+            intervals: Vec::new(),
+            stages,
+            worker_panics: Vec::new(),
+            time_wait: None,
+        };
+        let meta = RunMeta {
+            connections: c,
+            ..RunMeta::new(Mode::Http, "http://127.0.0.1:8080/")
+        };
+        json::render(&meta, &run, &HostFacts::collect())
+    }
+
+    fn hist(v: &Value) -> Histogram<u64> {
+        hdr::decode(v["hdr"].as_str().expect("hdr")).expect("decodes")
+    }
+
+    #[test]
+    fn stage_windows_are_summed_window_by_window() {
+        let (a, b) = (staged(4, 100, 50_000, 1), staged(6, 30, 90_000, 1));
+        let m = merge(
+            &[("a.json".into(), a.clone()), ("b.json".into(), b.clone())],
+            &MergeOptions::default(),
+            vec![],
+        )
+        .expect("same windows");
+        let st = m.json["stages"].as_array().expect("stages");
+        assert_eq!(st.len(), 2);
+        assert_eq!(m.stages.len(), 2);
+        for (i, s) in st.iter().enumerate() {
+            let (x, y) = (&a["stages"][i], &b["stages"][i]);
+            for key in [
+                "connections_from",
+                "connections_to",
+                "open_at_end",
+                "connections_opened",
+                "requests",
+                "responses",
+                "errors",
+            ] {
+                assert_eq!(
+                    s[key].as_u64().unwrap(),
+                    x[key].as_u64().unwrap() + y[key].as_u64().unwrap(),
+                    "stages[{i}].{key}"
+                );
+            }
+            assert_eq!(s["window"], x["window"]);
+            assert_eq!(s["start_s"], x["start_s"]);
+            // Reuse from the summed counts: (n-c) + (m-c) over n + m.
+            let reused = |v: &Value| {
+                (v["reuse_rate"].as_f64().unwrap() * v["requests"].as_f64().unwrap()).round()
+            };
+            let want = (reused(x) + reused(y)) / s["requests"].as_f64().unwrap();
+            assert!((s["reuse_rate"].as_f64().unwrap() - want).abs() < 1e-12);
+            let mut sum = hist(&x["phases"]["total"]);
+            sum.add(hist(&y["phases"]["total"])).unwrap();
+            let got = hist(&s["phases"]["total"]);
+            assert_eq!(got, sum, "stages[{i}] total histogram");
+            assert_eq!(s["phases"]["total"]["p99"], sum.value_at_quantile(0.99));
+            assert_eq!(
+                s["responses_per_s"].as_f64().unwrap(),
+                s["responses"].as_f64().unwrap()
+            );
+        }
+        let text = render_text(&m);
+        assert!(text.contains("(summed over the reports)"), "{text}");
+        assert!(text.contains("0→10"), "{text}");
+    }
+
+    #[test]
+    fn different_stage_windows_are_refused_or_dropped_with_allow_mixed() {
+        let a = staged(4, 10, 50_000, 1);
+        let b = staged(4, 10, 50_000, 2);
+        let docs = [("a.json".to_string(), a), ("b.json".to_string(), b)];
+        let e = merge(&docs, &MergeOptions::default(), vec![]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("reports differ in stages:"), "{msg}");
+        assert!(msg.contains("1 hold at 2.000 s"), "{msg}");
+        assert!(msg.contains("--allow-mixed"), "{msg}");
+        let m = merge(
+            &docs,
+            &MergeOptions {
+                allow_mixed: true,
+                allow_disjoint: false,
+            },
+            vec![],
+        )
+        .expect("mixed allowed");
+        assert_eq!(m.json["stages"], json!([]));
+        // A report without stages against one with them: refused too.
+        let plain = {
+            let mut v = docs[0].1.clone();
+            v["stages"] = json!([]);
+            v
+        };
+        let e = merge(
+            &[
+                ("a.json".into(), docs[0].1.clone()),
+                ("p.json".into(), plain),
+            ],
+            &MergeOptions::default(),
+            vec![],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("(no stages) in p.json"), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //! facts are read once, outside the run). Every string that came from the user — URL, headers,
 //! command line — passes through [`redact`] before it is printed or written.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::plan::{Arrival, Mode, TlsPlan, WsSession};
 
@@ -17,6 +17,8 @@ pub mod hlog;
 pub mod host;
 pub mod json;
 pub mod merge;
+pub mod merge_hlog;
+pub mod merge_probe;
 pub mod percentiles;
 pub mod probe;
 
@@ -90,6 +92,9 @@ pub struct RunMeta {
     pub percentiles: percentiles::Percentiles,
     /// `--threshold`, `--targets`, `--allow-nothing-measured`: what decides pass or fail.
     pub checks: threshold::Checks,
+    /// `--start-at`: the instant the run was asked to start (the workers' release; the
+    /// measured window begins a warm-up later).
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunMeta {
@@ -125,6 +130,7 @@ impl RunMeta {
             busy_poll: None,
             percentiles: Default::default(),
             checks: Default::default(),
+            start_at: None,
         }
     }
 
@@ -139,6 +145,18 @@ impl RunMeta {
             v.push(Phase::OpenLag);
         }
         v
+    }
+
+    /// `--start-at`'s skew: when the workers were actually released minus when they were
+    /// asked to be, seconds (`started_at` is the measured window's start, a warm-up later).
+    /// `None` without `--start-at`.
+    pub fn start_skew_s(&self, started_at: SystemTime) -> Option<f64> {
+        let asked = self.start_at?;
+        let began = started_at.checked_sub(self.warmup).unwrap_or(started_at);
+        Some(match began.duration_since(asked) {
+            Ok(late) => late.as_secs_f64(),
+            Err(early) => -early.duration().as_secs_f64(),
+        })
     }
 
     /// `--insecure` was given: certificate chain and name were not checked.

@@ -31,6 +31,14 @@
 //! | `confirm` | object \| null | `result` (`"stable"`, `"unstable"`, `"skipped"`), `reason`, `below` and `above` (each null or `{max, limit, reached_max, first_failure}`) |
 //! | `phases.{connect,tls,total,upgrade}` | object | as in the load reports (`total`: the establishing request; `upgrade`: the 101) |
 //! | `client` | object | `cpu_user_s`, `cpu_sys_s`, `peak_rss_bytes` |
+//! | `merged_from` | array of string | merged probes only (`connbench merge` of probe reports, [`super::merge_probe`]): the input files, in order |
+//! | `sources` | array of object | merged probes only: per input, `file`, `started_at_unix_ms`, `duration_s`, `limit`, `first_failure` (label \| null), `first_failure_at_unix_ms` (number \| null), `held_at_first_failure` (integer \| null: its open connections when the aggregate's first failure came) |
+//! | `aggregate.limit` | integer | merged probes only: connections held across all machines when the first failure came (the failing probe's `limit` plus the others' series at that instant, first sample at or after it, capped by their own limits); the sum of the limits when none failed. Also written as `probe.limit` |
+//! | `aggregate.limit_low` | integer | the same from the others' last samples before the failure (the two differ by what they opened within one 100 ms sample) |
+//! | `aggregate.machines` | integer | probes merged |
+//! | `aggregate.first_failure` | object \| null | which machine saw the first failure: `source` (0-based input), `file`, `class`, `at_unix_ms`. In a merged report `probe.first_failure` is that probe's, its `at_s` from the merged start; `probe.series` is the sum of the probes' series on a 100 ms grid; counts, `config.max` and `config.connect_rate` are summed; `confirm` is null |
+//! | `start_at` | string \| null | `--start-at`: the instant asked for, RFC 3339 UTC (with the fraction given); null without it |
+//! | `start_skew_s` | number \| null | actual − asked start, seconds (the probe's clock, `started_at`, starts when the wait ends); null without `--start-at` |
 //! | `warnings` | array of strings | what may make the finding mislead ([`warnings`]): a `--max` the fd limit cuts short; no limit found by a probe that never asked the server for anything |
 //! | `config.percentiles` | array of number | `--percentiles`, as in the load reports |
 //! | `thresholds` | array of object | `--threshold` and `--targets seed` checked against the probe, as in the load reports (`connections` is `probe.limit`) |
@@ -358,6 +366,14 @@ pub fn report(
         warnings: warnings(meta, p, r),
         thresholds: thresholds(&threshold::evaluate(&threshold::Source::Probe(meta, pass))),
         nothing_measured: threshold::probe_nothing_measured(pass),
+        start_at: p.plan.start_at.map(super::json::rfc3339_precise),
+        start_skew_s: p
+            .plan
+            .start_at
+            .map(|at| match r.started_at.duration_since(at) {
+                Ok(late) => late.as_secs_f64(),
+                Err(early) => -early.duration().as_secs_f64(),
+            }),
     }
 }
 
@@ -462,6 +478,7 @@ mod tests {
             keepalive: None,
             connect_timeout: Duration::from_secs(1),
             confirm: Some(Duration::from_secs(1)),
+            start_at: None,
         };
         (
             RunMeta {

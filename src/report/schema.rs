@@ -70,6 +70,12 @@ pub struct Report {
     /// Peak RSS ÷ peak open connections; null with none open.
     #[serde(default)]
     pub rss_per_open_connection_bytes: Option<u64>,
+    /// `--start-at`, RFC 3339; null without it.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Actual − asked start, seconds; null without `--start-at`.
+    #[serde(default)]
+    pub start_skew_s: Option<f64>,
     /// The windows of a staged run (`--stages`); empty otherwise.
     #[serde(default)]
     pub stages: Vec<Stage>,
@@ -673,6 +679,12 @@ pub struct ProbeReport {
     /// Why the probe measured nothing; null when it established a connection.
     #[serde(default)]
     pub nothing_measured: Option<String>,
+    /// `--start-at`, RFC 3339; null without it.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Actual − asked start, seconds; null without `--start-at`.
+    #[serde(default)]
+    pub start_skew_s: Option<f64>,
 }
 
 /// `config` of a probe report.

@@ -422,7 +422,14 @@ fn every_key_written_is_in_the_schema_table_and_every_row_is_written() {
             "2",
         ])),
     ];
-    let probe = vec![report_of(&["probe", "--max", "20", "--tls"])];
+    let mut probe = vec![report_of(&["probe", "--max", "20", "--tls"])];
+    // A merged probe report (of that one with itself).
+    let probe_dir = TempDir::new("schema-probe-keys");
+    let (p1, pm) = (probe_dir.path("p.json"), probe_dir.path("pm.json"));
+    std::fs::write(&p1, serde_json::to_vec(&probe[0]).unwrap()).unwrap();
+    let r = connbench_raw(&["merge", s(&p1), s(&p1), "--json", s(&pm)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    probe.push(read(&pm));
     // A report written by `merge` (of two of the above: not simultaneous, hence the flags).
     let dir = TempDir::new("schema-keys");
     let (a, merged) = (dir.path("a.json"), dir.path("merged.json"));
