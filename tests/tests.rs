@@ -5,6 +5,7 @@
 mod faults;
 mod merge;
 mod newconn;
+mod plot;
 mod probe;
 mod proto;
 mod rate;

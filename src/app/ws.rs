@@ -81,7 +81,8 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         warmup: a.load.warmup,
         connect_timeout: a.load.connect_timeout,
         progress: !a.load.quiet,
-        intervals: a.load.hlog.is_some(),
+        // An --html page draws latency over time from the intervals too.
+        intervals: a.load.hlog.is_some() || a.load.html.is_some(),
         session: WsSession {
             subscriptions: fields.subscriptions,
             mode: match a.mode {
