@@ -32,8 +32,9 @@ fn caption(chart: Chart) -> &'static str {
              p50 (circles) and p99 (triangles), and the share of failures."
         }
         Chart::Ramp => {
-            "Connections open while the probe ramped up: the dashed line is the limit found, \
-             the red line the first failure."
+            "Connections open while the probe ramped up: the dashed line is the limit found \
+             (none when every connection up to --max was established), the red line the \
+             first failure."
         }
     }
 }

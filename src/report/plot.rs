@@ -1200,8 +1200,8 @@ fn stages(area: &Area, sources: &[Source], phases: &[String]) -> Result<(), Plot
     legend(&mut chart)
 }
 
-/// The ramp chart: each probe's open connections over time, its limit (dashed) and its first
-/// failure (a vertical line).
+/// The ramp chart: each probe's open connections over time, its limit (dashed; none when every
+/// connection up to `--max` was established) and its first failure (a vertical line).
 fn ramp(area: &Area, sources: &[Source]) -> Result<(), PlotError> {
     let probes: Vec<(usize, &Source, &schema::ProbeReport)> = sources
         .iter()
@@ -1255,19 +1255,25 @@ fn ramp(area: &Area, sources: &[Source]) -> Result<(), PlotError> {
                 color.stroke_width(2),
             ))
             .map_err(draw_err)?
-            .label(format!("{}  limit {}", s.label, p.probe.limit))
+            .label(if p.probe.reached_max {
+                format!("{}  no limit up to {}", s.label, p.config.max)
+            } else {
+                format!("{}  limit {}", s.label, p.probe.limit)
+            })
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
-        let limit = p.probe.limit as f64;
-        chart
-            .draw_series(DashedLineSeries::new(
-                vec![(0.0, limit), (end, limit)],
-                6,
-                4,
-                color.stroke_width(1),
-            ))
-            .map_err(draw_err)?;
+        if !p.probe.reached_max {
+            let limit = p.probe.limit as f64;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(0.0, limit), (end, limit)],
+                    6,
+                    4,
+                    color.stroke_width(1),
+                ))
+                .map_err(draw_err)?;
+        }
         if let Some(f) = &p.probe.first_failure {
             chart
                 .draw_series(std::iter::once(PathElement::new(

@@ -253,24 +253,40 @@ fn html_pages_of_http_ws_probe_and_merge_hold_the_summary_and_the_plots() {
         assert!(html.contains(want), "{want:?} not in the ws page");
     }
 
+    // A probe that finds a limit: a second target that resets past 10 connections.
+    let limited = serve(|c| {
+        c.max_conns = Some(10);
+        c.over_limit = connbench::serve::OverLimit::Refuse;
+    });
     let probe_page = page("probe.html");
     let p = connbench(&[
         "probe",
-        &http_url(&srv, "/"),
+        &http_url(&limited, "/"),
         "--max",
         "20",
         "--connect-rate",
         "200",
         "--hold",
         "200ms",
+        "--settle",
+        "500ms",
         "--html",
         s(&probe_page),
     ]);
+    limited.stop();
     assert_eq!(p.code, 0, "{}", p.stderr);
+    assert_eq!(p.u64("/probe/limit"), 10, "{}", p.stdout);
     let html = read_page(&probe_page);
     assert!(html.contains("connect: connect()"), "probe phases");
     assert!(html.contains("open connections"), "the ramp chart");
-    assert!(html.contains("limit 20"), "the limit in the legend");
+    assert!(
+        html.contains("this probe  limit 10"),
+        "the limit in the legend"
+    );
+    assert!(
+        html.contains("first failure: connect_reset"),
+        "the first failure"
+    );
 
     let b = connbench(&["http", &http_url(&srv, "/"), "-c", "2", "-n", "500"]);
     srv.stop();
