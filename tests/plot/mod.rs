@@ -287,6 +287,18 @@ fn html_pages_of_http_ws_probe_and_merge_hold_the_summary_and_the_plots() {
         html.contains("first failure: connect_reset"),
         "the first failure"
     );
+    // The same probe through `plot --chart ramp`.
+    let pj = page("probe.json");
+    std::fs::write(&pj, p.report().to_string()).expect("write");
+    let ramp = connbench_raw(&["plot", s(&pj), "--chart", "ramp", "-o", "-"]);
+    assert_eq!(ramp.code, 0, "{}", ramp.stderr);
+    let texts = svg_texts(&ramp.stdout);
+    assert!(texts.contains(&"open connections".to_string()), "{texts:?}");
+    assert!(
+        texts.contains(&"probe.json  limit 10".to_string()),
+        "{texts:?}"
+    );
+    assert!(!texts.contains(&"percentile".to_string()), "ramp only");
 
     let b = connbench(&["http", &http_url(&srv, "/"), "-c", "2", "-n", "500"]);
     srv.stop();
