@@ -3,7 +3,7 @@
 # Needs the Rust toolchain (stable, plus nightly for the fuzz smoke; scripts/fuzz.sh installs
 # cargo-fuzz when it is missing): every server the tests talk to is started in-process on
 # loopback (port 0) and stopped by handle. The Autobahn step needs Python 2.7 (it says SKIPPED
-# without it).
+# without it). The HTML check needs Debian's chromium (scripts/html-check.sh installs it as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,10 @@ cargo clippy --all-targets -- -D warnings
 
 echo "== cargo test (unit, codec, end-to-end, allocation count, benches in test mode)"
 cargo test --all-targets
+
+echo "== --html pages in headless Chromium: no console message (scripts/html-check.sh; ~45 s, installs Debian's chromium when missing)"
+cargo build --bin connbench
+CONNBENCH=target/debug/connbench scripts/html-check.sh
 
 echo "== fuzz smoke: every decoder target for 20 s (scripts/fuzz.sh; nightly + cargo-fuzz)"
 scripts/fuzz.sh 20

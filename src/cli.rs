@@ -84,6 +84,8 @@ pub enum Command {
     /// HTTP TTFB and WebSocket echo at one connection, clock and timer costs, each sleeping
     /// and busy-polling, pinned and not; and what connbench adds over the raw round trip.
     Floor(Box<FloorArgs>),
+    /// Draw reports as SVG: percentile distributions, latency over time, stages, probe ramps.
+    Plot(PlotArgs),
 }
 
 /// `connbench compare`.
@@ -181,6 +183,49 @@ pub struct FloorArgs {
     pub quiet: bool,
 }
 
+/// `connbench plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Reports written with --json (http, ws, probe or merge); several are overlaid.
+    #[arg(value_name = "REPORT.json", required = true)]
+    pub reports: Vec<String>,
+
+    /// Write the SVG here ("-" for stdout).
+    #[arg(short = 'o', long = "output", value_name = "FILE.svg", required = true)]
+    pub output: String,
+
+    /// Legend name of each report, in order (repeatable) [default: the file name].
+    #[arg(long = "label", value_name = "NAME")]
+    pub labels: Vec<String>,
+
+    /// The interval log (--hlog) of each report, in order (repeatable): latency and throughput
+    /// over time.
+    #[arg(long = "hlog", value_name = "FILE")]
+    pub hlogs: Vec<String>,
+
+    /// Charts, comma-separated [default: each the inputs have data for].
+    #[arg(long = "chart", value_enum, value_name = "LIST", value_delimiter = ',')]
+    pub charts: Vec<ChartArg>,
+
+    /// Phases, comma-separated (e.g. ttfb,total) [default: percentiles every phase with
+    /// samples; time and stages the headline phase: corrected, total, latency or rtt].
+    #[arg(long = "phase", value_name = "LIST", value_delimiter = ',')]
+    pub phases: Vec<String>,
+}
+
+/// `--chart` of `connbench plot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChartArg {
+    /// Each phase's latency by percentile (HdrHistogram, log "nines" axis), reports overlaid.
+    Percentiles,
+    /// p50, p99, max and throughput per interval (needs --hlog), stage windows marked.
+    Time,
+    /// Latency and error rate against connections, one point per stage (staged runs).
+    Stages,
+    /// Open connections over time, limit and first failure (probe reports).
+    Ramp,
+}
+
 /// `connbench merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -209,6 +254,10 @@ pub struct MergeArgs {
     /// against its report).
     #[arg(long = "hlog-in", value_name = "FILE", num_args = 1..)]
     pub hlog_in: Vec<String>,
+
+    /// Also write a self-contained HTML page here: the merged summary and its plots.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<String>,
 }
 
 /// `connbench autobahn`.
@@ -475,6 +524,11 @@ pub struct LoadArgs {
     #[arg(long = "hlog", value_name = "FILE")]
     pub hlog: Option<String>,
 
+    /// Also write a self-contained HTML page here (summary and plots, including latency over
+    /// time; no scripts, nothing fetched).
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<String>,
+
     /// No live progress line and no start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -729,6 +783,10 @@ pub struct ProbeArgs {
     #[arg(long = "json", value_name = "FILE")]
     pub json: Option<String>,
 
+    /// Also write a self-contained HTML page here: the summary and its plots.
+    #[arg(long = "html", value_name = "FILE")]
+    pub html: Option<String>,
+
     /// No start banner.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -766,6 +824,7 @@ pub fn validate_probe(a: &ProbeArgs) -> Result<(), UsageError> {
     if a.keepalive.is_some_and(|d| d.is_zero()) {
         return usage("--keepalive must be longer than 0 (e.g. --keepalive 5s)");
     }
+    validate::check_html(a.html.as_deref())?;
     Ok(())
 }
 
@@ -1071,6 +1130,7 @@ pub fn validate_load(a: &LoadArgs) -> Result<(), UsageError> {
     if a.connect_timeout.is_zero() {
         return usage("--connect-timeout must be longer than 0");
     }
+    validate::check_html(a.html.as_deref())?;
     Ok(())
 }
 

@@ -65,7 +65,8 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
             timeout: a.timeout,
             connect_timeout: load.connect_timeout,
             progress: !load.quiet,
-            intervals: load.hlog.is_some(),
+            // An --html page draws latency over time from the intervals too.
+            intervals: load.hlog.is_some() || load.html.is_some(),
             stages,
             rate,
             sources: p.sources.clone(),

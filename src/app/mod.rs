@@ -16,6 +16,7 @@ mod compare;
 mod floor;
 mod http;
 mod merge;
+mod plot;
 mod prepare;
 mod probe;
 mod series;
@@ -145,6 +146,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
         Command::Merge(a) => merge::merge(a, argv),
         Command::Compare(a) => compare::compare(a),
         Command::Floor(a) => floor::floor(*a, argv),
+        Command::Plot(a) => plot::plot(a),
     }
 }
 
@@ -152,12 +154,13 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
 use prepare::*;
 pub use prepare::{parse_target, parse_url, plan_cpus, CpuPlan};
 
-/// Print the summary, write the JSON report, choose the exit code.
+/// Print the summary, write the JSON report and the HTML page, choose the exit code.
 fn finish(
     meta: &RunMeta,
     result: report::RunResult,
     json: Option<&str>,
     verbose: bool,
+    html: Option<&str>,
 ) -> Result<i32, AppError> {
     let text = report::text::render(meta, &result);
     if json == Some("-") {
@@ -174,6 +177,18 @@ fn finish(
         let v = report::json::render(meta, &result, &host);
         report::json::write(dest, &v)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    if let Some(dest) = html {
+        let host = report::host::HostFacts::collect();
+        let doc = report::json::report(meta, &result, &host);
+        let title = html_title(meta.mode.name(), &meta.url, &doc.started_at);
+        let source = report::plot::Source {
+            label: "this run".to_string(),
+            doc: report::plot::Doc::Run(Box::new(doc)),
+            timeline: Some(report::plot::Timeline::from_intervals(&result.intervals)),
+        };
+        report::html::write(dest, &report::html::run_page(&title, &text, &[source]))
+            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
     }
     for p in &result.worker_panics {
         eprintln!("connbench: error: {}", p.describe());
@@ -226,4 +241,12 @@ fn exit_code(
         }
         None => EXIT_OK,
     }
+}
+
+/// The title of an `--html` page: command, redacted URL, start.
+fn html_title(mode: &str, url: &str, started_at: &str) -> String {
+    format!(
+        "connbench {mode} {} — {started_at}",
+        report::redact::url(url)
+    )
 }

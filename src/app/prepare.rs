@@ -377,7 +377,13 @@ impl Prepared {
             .hlog
             .as_deref()
             .map(|path| (path, report::hlog::write(path, &result, &meta.phases())));
-        let code = finish(meta, result, load.json.as_deref(), load.verbose)?;
+        let code = finish(
+            meta,
+            result,
+            load.json.as_deref(),
+            load.verbose,
+            load.html.as_deref(),
+        )?;
         if let Some((path, Err(e))) = hlog {
             return Err(AppError::Report(format!("cannot write --hlog {path}: {e}")));
         }

@@ -27,6 +27,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         no_pin: true,
         cpus: None,
         json: a.json.clone(),
+        html: None,
         hlog: None,
         source: None,
         quiet: a.quiet,
@@ -113,6 +114,18 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         let v = report::probe::json(&meta, &probe_meta, &result, &host);
         report::json::write(dest, &v)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
+    }
+    if let Some(dest) = a.html.as_deref() {
+        let host = report::host::HostFacts::collect();
+        let doc = report::probe::report(&meta, &probe_meta, &result, &host);
+        let title = html_title("probe", &meta.url, &doc.started_at);
+        let source = report::plot::Source {
+            label: "this probe".to_string(),
+            doc: report::plot::Doc::Probe(Box::new(doc)),
+            timeline: None,
+        };
+        report::html::write(dest, &report::html::run_page(&title, &text, &[source]))
+            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
     }
     let outcomes =
         report::threshold::evaluate(&report::threshold::Source::Probe(&meta, &result.pass));

@@ -134,7 +134,8 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             warmup: load.warmup,
             connect_timeout: load.connect_timeout,
             progress: !load.quiet,
-            intervals: load.hlog.is_some(),
+            // An --html page draws latency over time from the intervals too.
+            intervals: load.hlog.is_some() || load.html.is_some(),
             session: session.clone(),
             sources: p.sources.clone(),
             stages,

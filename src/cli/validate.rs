@@ -839,15 +839,24 @@ fn check_several_runs(
     scenario: Option<&str>,
     load: &LoadArgs,
 ) -> Result<(), UsageError> {
-    if several_runs(stages, scenario) && load.hlog.is_some() {
-        let what = if stages.len() > 1 {
-            "--stages given more than once"
-        } else {
-            "--scenario all"
-        };
+    if !several_runs(stages, scenario) {
+        return Ok(());
+    }
+    let what = if stages.len() > 1 {
+        "--stages given more than once"
+    } else {
+        "--scenario all"
+    };
+    if load.hlog.is_some() {
         return usage(format!(
             "--hlog logs the intervals of one run, and {what} makes several: drop --hlog, or \
              run them one by one"
+        ));
+    }
+    if load.html.is_some() {
+        return usage(format!(
+            "--html draws the page of one run, and {what} makes several: drop --html (the \
+             --json document holds every run; `connbench plot` draws them), or run them one by one"
         ));
     }
     Ok(())
@@ -1465,6 +1474,103 @@ pub fn check_floor(a: &FloorArgs) -> Result<FloorTarget, UsageError> {
         check_tls_flags(&tls, &tls_endpoint)?;
     }
     Ok(target)
+}
+
+// Pictures: `--html` and `connbench plot`
+// ---------------------------------------------------------------------------------------------
+
+/// `--html FILE` (http, ws, probe, merge): the page goes to a file, never to stdout.
+pub fn check_html(html: Option<&str>) -> Result<(), UsageError> {
+    match html {
+        Some("-") => usage(
+            "--html writes a page to a file, not to stdout: give a file name (e.g. --html run.html)",
+        ),
+        Some("") => usage("--html needs a file name (e.g. --html run.html)"),
+        _ => Ok(()),
+    }
+}
+
+/// `connbench plot` as checked: what to draw, the inputs still unread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotChecked {
+    /// (report file, legend label, interval log) per report, in command-line order.
+    pub inputs: Vec<(String, String, Option<String>)>,
+    /// Charts asked for (empty: the defaults), without repeats.
+    pub charts: Vec<crate::report::plot::Chart>,
+    /// Phases asked for (empty: the defaults), without repeats.
+    pub phases: Vec<String>,
+}
+
+/// `connbench plot`: labels and interval logs at most one per report, known phase names, an
+/// output file, and `--chart time` only with an interval log.
+pub fn check_plot(a: &super::PlotArgs) -> Result<PlotChecked, UsageError> {
+    use super::ChartArg;
+    use crate::report::plot::Chart;
+    if a.output.is_empty() {
+        return usage("-o needs a file name (e.g. -o run.svg, or -o - for stdout)");
+    }
+    for (flag, n) in [("--label", a.labels.len()), ("--hlog", a.hlogs.len())] {
+        if n > a.reports.len() {
+            return usage(format!(
+                "{flag} given {n} times for {} report(s): give at most one per report, in the                  reports' order",
+                a.reports.len()
+            ));
+        }
+    }
+    let mut phases: Vec<String> = Vec::new();
+    for p in &a.phases {
+        let p = p.trim();
+        let known = crate::metrics::Phase::ALL.iter().any(|k| k.name() == p);
+        if !known {
+            let names: Vec<&str> = crate::metrics::Phase::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            return usage(format!(
+                "--phase: unknown phase {p:?} (one of {})",
+                names.join(", ")
+            ));
+        }
+        if !phases.iter().any(|x| x == p) {
+            phases.push(p.to_string());
+        }
+    }
+    let mut charts = Vec::new();
+    for c in &a.charts {
+        let c = match c {
+            ChartArg::Percentiles => Chart::Percentiles,
+            ChartArg::Time => Chart::Time,
+            ChartArg::Stages => Chart::Stages,
+            ChartArg::Ramp => Chart::Ramp,
+        };
+        if !charts.contains(&c) {
+            charts.push(c);
+        }
+    }
+    if charts.contains(&Chart::Time) && a.hlogs.is_empty() {
+        return usage(
+            "--chart time needs the run's interval log: add --hlog FILE (written by              `connbench http --hlog FILE`)",
+        );
+    }
+    let inputs = a
+        .reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let label = a.labels.get(i).cloned().unwrap_or_else(|| {
+                std::path::Path::new(r)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| r.clone())
+            });
+            (r.clone(), label, a.hlogs.get(i).cloned())
+        })
+        .collect();
+    Ok(PlotChecked {
+        inputs,
+        charts,
+        phases,
+    })
 }
 
 #[cfg(test)]
@@ -2244,6 +2350,18 @@ mod tests {
         refused(
             ws(&["--scenario", "all", "--hlog", "a.hlog"]),
             &["--hlog", "--scenario all"],
+        );
+        // Nor one HTML page (a flag that would do nothing there is refused).
+        http(&["--stages", "2@0s+1s", "--html", "a.html"]).unwrap();
+        refused(
+            http(&["--scenario", "all", "--html", "a.html"]),
+            &["--html", "--scenario all", "connbench plot"],
+        );
+        refused(
+            ws(&[
+                "--stages", "2@0s+1s", "--stages", "4@0s+1s", "--html", "a.html",
+            ]),
+            &["--html", "--stages given more than once"],
         );
         // A stage rate in any of the lists refuses -R.
         refused(

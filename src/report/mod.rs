@@ -15,11 +15,13 @@ pub mod floor;
 pub mod hdr;
 pub mod hlog;
 pub mod host;
+pub mod html;
 pub mod json;
 pub mod merge;
 pub mod merge_hlog;
 pub mod merge_probe;
 pub mod percentiles;
+pub mod plot;
 pub mod probe;
 
 pub mod schema;
