@@ -93,6 +93,23 @@ pub(super) fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppErro
         report::json::write(dest, &merged.json)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
     }
+    if let Some(dest) = &a.html {
+        // The merged document, read back through the schema like any report.
+        let doc: report::schema::Report = serde_json::from_value(merged.json.clone())
+            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
+        let title = html_title(
+            &format!("merge of {} reports", merged.sources.len()),
+            &doc.target.url,
+            &doc.started_at,
+        );
+        let source = report::plot::Source {
+            label: "merged".to_string(),
+            doc: report::plot::Doc::Run(Box::new(doc)),
+            timeline: None,
+        };
+        report::html::write(dest, &report::html::run_page(&title, &text, &[source]))
+            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
+    }
     Ok(EXIT_OK)
 }
 
@@ -125,16 +142,16 @@ fn merge_probes(
     }
     if let Some(dest) = &a.html {
         // The merged document, read back through the schema like any report.
-        let doc: report::schema::Report = serde_json::from_value(merged.json.clone())
+        let doc: report::schema::ProbeReport = serde_json::from_value(merged.json.clone())
             .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
         let title = html_title(
-            &format!("merge of {} reports", merged.sources.len()),
+            &format!("merge of {} probe reports", a.reports.len()),
             &doc.target.url,
             &doc.started_at,
         );
         let source = report::plot::Source {
             label: "merged".to_string(),
-            doc: report::plot::Doc::Run(Box::new(doc)),
+            doc: report::plot::Doc::Probe(Box::new(doc)),
             timeline: None,
         };
         report::html::write(dest, &report::html::run_page(&title, &text, &[source]))

@@ -200,6 +200,9 @@ fn a_websocket_run_starts_at_the_instant_too() {
     let r = connbench(&[
         "ws",
         &url,
+        // The echo route sends it back: a data message, so the run measured something.
+        "--subscribe",
+        r#"{"op":"subscribe"}"#,
         "-c",
         "2",
         "-t",
