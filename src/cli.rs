@@ -938,8 +938,8 @@ pub struct ServeArgs {
     #[arg(long = "ws-pong-timeout", value_name = "DURATION", value_parser = parse_duration)]
     pub ws_pong_timeout: Option<Duration>,
 
-    /// HTTP fault: this long after start, stop answering HTTP requests for --stall-for (they
-    /// are still read and queued, then all answered in order).
+    /// HTTP fault: this long after the first HTTP request, stop answering HTTP requests for
+    /// --stall-for (they are still read and queued, then all answered in order).
     #[arg(long = "stall-at", value_name = "DURATION", value_parser = parse_duration, requires = "stall_for")]
     pub stall_at: Option<Duration>,
 

@@ -618,7 +618,10 @@ impl Conn {
     /// since replies leave in order, so is everything queued behind it). One wake-up per
     /// connection and window is enough: the loop drives the whole queue when it fires.
     fn stalled_until(&self, ctx: &mut Ctx<'_>) -> Option<Instant> {
-        let (from, until) = ctx.shared.http_stall?;
+        let (after, len) = ctx.shared.http_stall?;
+        // `validate` bounds both durations, so these additions cannot overflow.
+        let first = *ctx.shared.first_request.get_or_init(|| ctx.now);
+        let (from, until) = (first + after, first + after + len);
         if ctx.now < from || ctx.now >= until {
             return None;
         }

@@ -138,8 +138,9 @@ pub struct ServeConfig {
     pub ws_ping_every: Option<Duration>,
     /// Deadline for the pong, counted from its ping (needs `ws_ping_every`).
     pub ws_pong_timeout: Option<Duration>,
-    /// HTTP stall, `(after, for)`: from `after` past [`start`] and for `for`, no HTTP request is
-    /// answered. Requests keep being read and queued (up to the per-connection pipelining
+    /// HTTP stall, `(after, for)`: from `after` past the first HTTP request the target reads
+    /// (not its start: a client that takes a while to start still meets the stall) and for
+    /// `for`, no HTTP request is answered. Requests keep being read and queued (up to the per-connection pipelining
     /// bound, 64, past which reading pauses and TCP holds the rest); when the stall ends every
     /// queued reply goes out, in order. Counted in [`ServerStats::http_stalled_requests`].
     /// Upgrades and error answers (400, 429, …) wait too: the server answers *nothing*.
@@ -325,8 +326,10 @@ struct Shared {
     ws: session::Settings,
     /// `ServeConfig::ws_drop_rst`.
     ws_drop_rst: bool,
-    /// `http_stall` as absolute instants: `[from, until)`.
-    http_stall: Option<(Instant, Instant)>,
+    /// `http_stall` as `(after, for)`, counted from `first_request`.
+    http_stall: Option<(Duration, Duration)>,
+    /// When the first HTTP request was read (set once, by whichever connection reads it).
+    first_request: std::sync::OnceLock<Instant>,
     /// `ws_greeting`, encoded once as a whole text frame.
     ws_greeting: Option<Box<[u8]>>,
     /// The `drip` write fault.
@@ -430,9 +433,6 @@ impl Drop for ServerHandle {
 
 /// Bind, generate the certificate, spawn the event loops, return once listening.
 pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
-    // The stall window is timed from here, before the certificate is generated, so "after"
-    // means after the call the caller made, whatever rcgen costs.
-    let started = Instant::now();
     validate(&cfg)?;
 
     let (cert, tls_config) = tls::build()?;
@@ -486,9 +486,8 @@ pub fn start(cfg: ServeConfig) -> Result<ServerHandle, ServeError> {
         }),
         ws_drop_rst: cfg.ws_drop_rst,
         // `validate` bounds both durations, so these additions cannot overflow.
-        http_stall: cfg
-            .http_stall
-            .map(|(after, len)| (started + after, started + after + len)),
+        http_stall: cfg.http_stall,
+        first_request: std::sync::OnceLock::new(),
         drip: cfg.drip,
         http_fail_after: cfg.http_fail_after,
         http_routed: AtomicU64::new(0),

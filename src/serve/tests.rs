@@ -816,22 +816,22 @@ fn garbage_and_abrupt_clients_never_hurt_the_server() {
 fn http_stall_holds_every_request_in_the_window_then_answers_them_in_order() {
     let after = Duration::from_millis(300);
     let len = Duration::from_millis(700);
-    let t0 = Instant::now();
     let h = serve(ServeConfig {
         http_stall: Some((after, len)),
         ..plain_only()
     });
-    // The window is timed from inside `start`: it begins no earlier than `ready + after` …
-    let ready = Instant::now();
-    // … and ends no earlier than `t0 + after + len`.
-    let window_end = t0 + after + len;
     let addr = h.http_addr().expect("http");
     let mut a = Client::connect(addr);
+    // The window is timed from the first request the target reads: it begins no later than
+    // `answered + after` and ends no earlier than `sent + after + len`.
+    let sent = Instant::now();
     assert_eq!(a.get("/").code, 200, "answered before the stall");
+    let answered = Instant::now();
+    let window_end = sent + after + len;
     assert_eq!(h.stats().http_stalled_requests, 0);
 
     std::thread::sleep(
-        (ready + after + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+        (answered + after + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
     );
     assert!(
         Instant::now() + Duration::from_millis(200) < window_end,
