@@ -923,6 +923,17 @@ mod tests {
         }
     }
 
+    /// Like [`pump`], firing the timer table too: a connection the core's connect pacing
+    /// deferred opens at its Reopen deadline (a loaded machine sees that).
+    fn pump_timers(d: &mut Driver<Plain, Http>, done: impl Fn(&Driver<Plain, Http>) -> bool) {
+        let limit = Instant::now() + Duration::from_secs(30);
+        while !done(d) {
+            assert!(Instant::now() < limit, "condition not reached");
+            d.poll_io(Some(Duration::from_millis(10))).unwrap();
+            d.fire_timers(Instant::now());
+        }
+    }
+
     fn accept(l: &TcpListener) -> TcpStream {
         let (s, _) = l.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -1207,7 +1218,10 @@ mod tests {
             0,
             "a FIN after the 2nd response"
         );
-        // ... and its slot carries the third request on a new one, which is not a reuse.
+        // ... and its slot carries the third request on a new one, which is not a reuse. (Its
+        // connect may wait for its Reopen deadline: accept only once it was issued, or this
+        // thread would block in accept while the driver never fires the deadline.)
+        pump_timers(&mut d, |d| d.net.rec.counters.connections_opened == 2);
         let mut s2 = accept(&l);
         pump(&mut d, |d| d.net.rec.counters.requests == 3);
         read_request(&mut s2);
@@ -1237,12 +1251,7 @@ mod tests {
         pump(&mut d, |d| d.net.rec.counters.responses == 1);
         // The next one is on its way: opened at once, or at its Reopen deadline when the
         // core's connect pacing deferred it (a loaded CI box saw that).
-        let limit = Instant::now() + Duration::from_secs(30);
-        while d.net.rec.counters.connections_opened < 2 {
-            assert!(Instant::now() < limit, "the next connection never opened");
-            d.poll_io(Some(Duration::from_millis(10))).unwrap();
-            d.fire_timers(Instant::now());
-        }
+        pump_timers(&mut d, |d| d.net.rec.counters.connections_opened == 2);
         read_after_close(&mut s)
     }
 
