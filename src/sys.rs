@@ -239,8 +239,8 @@ mod tests {
     #[test]
     fn proc_addresses_parse_in_host_word_order() {
         let a = |ip: [u8; 4]| u32::from_ne_bytes(ip);
-        let s = format!("{:08X}:1F90", a([10, 1, 2, 3]));
-        assert_eq!(parse_proc_addr(&s), Some("10.1.2.3:8080".parse().unwrap()));
+        let s = format!("{:08X}:1F90", a([127, 1, 2, 3]));
+        assert_eq!(parse_proc_addr(&s), Some("127.1.2.3:8080".parse().unwrap()));
         let v6: Ipv6Addr = "2001:db8::7".parse().unwrap();
         let hex: String = v6
             .octets()

@@ -1399,7 +1399,7 @@ impl FloorTarget {
 pub fn parse_host_port(s: &str) -> Result<(String, u16), UsageError> {
     let bad = || {
         UsageError(format!(
-            "invalid --echo {s:?} (use HOST:PORT, e.g. 10.0.0.5:7007 or [::1]:7007)"
+            "invalid --echo {s:?} (use HOST:PORT, e.g. relay.example:7007 or [::1]:7007)"
         ))
     };
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
@@ -1641,20 +1641,20 @@ mod tests {
         let t = floor(&["/bytes/64"]).unwrap();
         assert_eq!(t.endpoint.path(), "/bytes/64");
         let t = floor(&[
-            "http://10.0.0.5:8080/x",
+            "http://127.0.0.5:8080/x",
             "--echo",
-            "10.0.0.5:7007",
+            "127.0.0.5:7007",
             "--ws",
-            "wss://10.0.0.5:8443/echo",
+            "wss://127.0.0.5:8443/echo",
             "--ca",
             "ca.pem",
         ])
         .unwrap();
-        assert_eq!(t.echo, Some(("10.0.0.5".into(), 7007)));
+        assert_eq!(t.echo, Some(("127.0.0.5".into(), 7007)));
         assert_eq!(t.ws.as_ref().unwrap().port, 8443);
         assert_eq!(
             t.tls_host(),
-            Some("10.0.0.5"),
+            Some("127.0.0.5"),
             "--ca applies to the wss:// --ws"
         );
         let t = floor(&["https://example.com/", "--echo", "[::1]:7"]).unwrap();
