@@ -84,32 +84,7 @@ pub(super) fn merge(a: cli::MergeArgs, argv: Vec<String>) -> Result<i32, AppErro
             text.push_str(&format!("warning: {w}\n"));
         }
     }
-    if a.json.as_deref() == Some("-") {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-    if let Some(dest) = &a.json {
-        report::json::write(dest, &merged.json)
-            .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
-    }
-    if let Some(dest) = &a.html {
-        // The merged document, read back through the schema like any report.
-        let doc: report::schema::Report = serde_json::from_value(merged.json.clone())
-            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
-        let title = html_title(
-            &format!("merge of {} reports", merged.sources.len()),
-            &doc.target.url,
-            &doc.started_at,
-        );
-        let source = report::plot::Source {
-            label: "merged".to_string(),
-            doc: report::plot::Doc::Run(Box::new(doc)),
-            timeline: None,
-        };
-        report::html::write(dest, &report::html::run_page(&title, &text, &[source]))
-            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
-    }
+    emit(&a, &text, &merged.json, false)?;
     Ok(EXIT_OK)
 }
 
@@ -131,31 +106,55 @@ fn merge_probes(
     }
     let merged = report::merge_probe::merge(&docs, opts, argv).map_err(bad)?;
     let text = report::merge_probe::render_text(&merged);
+    emit(a, &text, &merged.json, true)?;
+    Ok(EXIT_OK)
+}
+
+/// Print the merged summary (to stderr when the JSON takes stdout), write the merged report and
+/// its `--html` page (the merged document read back through the schema, as any report is).
+fn emit(
+    a: &cli::MergeArgs,
+    text: &str,
+    json: &serde_json::Value,
+    probe: bool,
+) -> Result<(), AppError> {
     if a.json.as_deref() == Some("-") {
         eprint!("{text}");
     } else {
         print!("{text}");
     }
     if let Some(dest) = &a.json {
-        report::json::write(dest, &merged.json)
+        report::json::write(dest, json)
             .map_err(|e| AppError::Report(format!("cannot write --json {dest}: {e}")))?;
     }
-    if let Some(dest) = &a.html {
-        // The merged document, read back through the schema like any report.
-        let doc: report::schema::ProbeReport = serde_json::from_value(merged.json.clone())
-            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
-        let title = html_title(
-            &format!("merge of {} probe reports", a.reports.len()),
-            &doc.target.url,
-            &doc.started_at,
-        );
-        let source = report::plot::Source {
-            label: "merged".to_string(),
-            doc: report::plot::Doc::Probe(Box::new(doc)),
-            timeline: None,
-        };
-        report::html::write(dest, &report::html::run_page(&title, &text, &[source]))
-            .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))?;
-    }
-    Ok(EXIT_OK)
+    let Some(dest) = &a.html else {
+        return Ok(());
+    };
+    let bad = |e: serde_json::Error| AppError::Report(format!("cannot write --html {dest}: {e}"));
+    let (doc, url, started_at, what) = if probe {
+        let d: report::schema::ProbeReport = serde_json::from_value(json.clone()).map_err(bad)?;
+        let (url, at) = (d.target.url.clone(), d.started_at.clone());
+        (
+            report::plot::Doc::Probe(Box::new(d)),
+            url,
+            at,
+            "probe reports",
+        )
+    } else {
+        let d: report::schema::Report = serde_json::from_value(json.clone()).map_err(bad)?;
+        let (url, at) = (d.target.url.clone(), d.started_at.clone());
+        (report::plot::Doc::Run(Box::new(d)), url, at, "reports")
+    };
+    let title = html_title(
+        &format!("merge of {} {what}", a.reports.len()),
+        &url,
+        &started_at,
+    );
+    let source = report::plot::Source {
+        label: "merged".to_string(),
+        doc,
+        timeline: None,
+    };
+    report::html::write(dest, &report::html::run_page(&title, text, &[source]))
+        .map_err(|e| AppError::Report(format!("cannot write --html {dest}: {e}")))
 }
