@@ -28,7 +28,7 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
     }
     let p = prepare(&load, &a.tls, checked, false)?;
     // One plan per run (most command lines: one, unstaged or staged).
-    let build = |stages: Vec<crate::plan::Stage>| -> (HttpPlan, RunMeta) {
+    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>| -> (HttpPlan, RunMeta) {
         let connections = stages
             .iter()
             .map(|s| s.connections)
@@ -107,25 +107,5 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         };
         (plan, meta)
     };
-    if runs.len() > 1 {
-        let ready = runs
-            .into_iter()
-            .map(|named| {
-                let (plan, meta) = build(named.stages.clone());
-                series::Ready {
-                    named,
-                    meta,
-                    run: Box::new(move || engine::run(&plan)),
-                }
-            })
-            .collect();
-        return p.execute_series(&load, "connections", ready);
-    }
-    let stages = runs
-        .into_iter()
-        .next()
-        .map(|r| r.stages)
-        .unwrap_or_default();
-    let (plan, meta) = build(stages);
-    p.execute(&meta, &load, "connections", || engine::run(&plan))
+    p.execute_runs(&load, "connections", runs, build, engine::run)
 }

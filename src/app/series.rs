@@ -95,6 +95,39 @@ pub(super) struct Ready<'a> {
 }
 
 impl Prepared {
+    /// Run what the command line asked: one run (`execute`), or several in turn
+    /// (`execute_series`), each plan made by `build` from its stages and run by `run`.
+    pub(super) fn execute_runs<P: 'static>(
+        self,
+        load: &LoadArgs,
+        what: &str,
+        runs: Vec<Named>,
+        build: impl Fn(&Prepared, Vec<Stage>) -> (P, RunMeta),
+        run: fn(&P) -> Result<report::RunResult, EngineError>,
+    ) -> Result<i32, AppError> {
+        if runs.len() > 1 {
+            let ready = runs
+                .into_iter()
+                .map(|named| {
+                    let (plan, meta) = build(&self, named.stages.clone());
+                    Ready {
+                        named,
+                        meta,
+                        run: Box::new(move || run(&plan)),
+                    }
+                })
+                .collect();
+            return self.execute_series(load, what, ready);
+        }
+        let stages = runs
+            .into_iter()
+            .next()
+            .map(|r| r.stages)
+            .unwrap_or_default();
+        let (plan, meta) = build(&self, stages);
+        self.execute(&meta, load, what, || run(&plan))
+    }
+
     /// Announce, run every run in turn (rule 2), stop the in-process target, print the summary
     /// and write the one JSON document.
     pub(super) fn execute_series(

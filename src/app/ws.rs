@@ -111,7 +111,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         send_buffer: a.send_buffer,
     };
     // One plan per run (most command lines: one, unstaged or staged).
-    let build = |stages: Vec<crate::plan::Stage>| -> (WsPlan, RunMeta) {
+    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>| -> (WsPlan, RunMeta) {
         let connections = stages
             .iter()
             .map(|s| s.connections)
@@ -161,27 +161,5 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         };
         (plan, meta)
     };
-    if runs.len() > 1 {
-        let ready = runs
-            .into_iter()
-            .map(|named| {
-                let (plan, meta) = build(named.stages.clone());
-                series::Ready {
-                    named,
-                    meta,
-                    run: Box::new(move || engine::run_ws(&plan)),
-                }
-            })
-            .collect();
-        return p.execute_series(&load, "WebSocket connections", ready);
-    }
-    let stages = runs
-        .into_iter()
-        .next()
-        .map(|r| r.stages)
-        .unwrap_or_default();
-    let (plan, meta) = build(stages);
-    p.execute(&meta, &load, "WebSocket connections", || {
-        engine::run_ws(&plan)
-    })
+    p.execute_runs(&load, "WebSocket connections", runs, build, engine::run_ws)
 }
