@@ -202,6 +202,7 @@ pub fn churn<T: Transport>(
         stop: Arc::new(AtomicBool::new(false)),
         live: Arc::new(Live::default()),
         warmup: Duration::ZERO,
+        run_for: None,
     });
     let (net, s) = d.into_parts();
     let errors = s.failures.iter().map(|(_, n)| n).sum();

@@ -219,7 +219,12 @@ where
             }
             let mut driver = core::Driver::new(net, session);
             let run = move || {
-                let ctl = core::run::RunCtl { stop, live, warmup };
+                let ctl = core::run::RunCtl {
+                    stop,
+                    live,
+                    warmup,
+                    run_for,
+                };
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
                 let windows = session.finish(&mut net, window_end(&end, warmup, run_for));
@@ -317,6 +322,7 @@ where
                     stop,
                     live,
                     warmup: plan.warmup,
+                    run_for: Some(plan.duration),
                 };
                 let end = driver.run(&ctl);
                 let (mut net, mut session) = driver.into_parts();
@@ -482,9 +488,14 @@ where
             stop.store(true, Ordering::SeqCst);
         }
     }
-    barrier.wait();
+    // One start for every worker (core::run rule 4), taken before the release so no worker
+    // can begin before it.
     let start = Instant::now();
     let wall_start = SystemTime::now();
+    for live in &lives {
+        let _ = live.start.set(start);
+    }
+    barrier.wait();
 
     let ended_at = coordinate(shape, start, &stop, &lives, spawn_error.is_some());
     stop.store(true, Ordering::SeqCst);
@@ -795,6 +806,31 @@ mod tests {
             end.finished_at
         );
         assert_eq!(window_end(&end, warmup, None), end.finished_at);
+    }
+
+    #[test]
+    fn every_worker_is_released_with_the_same_start_already_set() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let before = Instant::now();
+        run_workers(&shape(3, Duration::from_millis(50)), |_, _, stop, live| {
+            let seen = seen.clone();
+            let inner = job(false, 1, stop, live.clone());
+            move || {
+                let (waker, run) = inner()?;
+                let run: Run = Box::new(move || {
+                    // Read first thing after the release, as the worker loop does.
+                    seen.lock().unwrap().push(live.start.get().copied());
+                    run()
+                });
+                Ok((waker, run))
+            }
+        })
+        .expect("run");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        let first = seen[0].expect("set before the release");
+        assert!(first >= before);
+        assert!(seen.iter().all(|s| *s == Some(first)), "{seen:?}");
     }
 
     #[test]

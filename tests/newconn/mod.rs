@@ -123,12 +123,13 @@ fn conn_rate_200_opens_about_200_connections_a_second_and_reports_the_rate() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let opened = r.u64("/counters/connections_opened");
     let unopened = r.u64("/conn_rate/unopened");
-    // 2 s at 200/s: connections 0..=399 are due inside the window. The worker's schedule starts
-    // when its thread gets to run after the start barrier, the window when the coordinator's
-    // does: a worker that starts δ late sees 200·δ fewer due (measured δ up to 15 ms: 397),
-    // and one due exactly at the end may go either way.
+    // 2 s at 200/s: connections 0..=399 are due inside the window, and one due exactly at the
+    // end may go either way. The schedule and the window both count from the run's start, so a
+    // worker thread that got the CPU late owes the same connections (it opens them late, with
+    // open lag): under two CPU hogs and other builds (load 9) a worker-own start had counted
+    // fewer than 360 due.
     assert!(
-        (360..=401).contains(&(opened + unopened)),
+        (399..=401).contains(&(opened + unopened)),
         "opened {opened} + unopened {unopened}"
     );
     assert!(opened >= 300, "opened {opened}");

@@ -21,6 +21,11 @@ pub struct Live {
     pub open: AtomicU64,
     /// The worker has sent its whole `-n` share and seen every answer.
     pub done: AtomicBool,
+    /// The run's start, the same instant for every worker: set by the coordinator before it
+    /// releases the workers. Schedules (`-R`, `--conn-rate`, stages) and the window count from
+    /// it, so a worker whose thread got the CPU late shows that as send or open lag instead of
+    /// owing fewer requests. Unset (a worker run on its own), the loop starts when it starts.
+    pub start: std::sync::OnceLock<Instant>,
     /// One-second interval histograms (`--hlog`), pushed by the worker once a second and read
     /// by the coordinator after the join; None when interval logging is off.
     pub intervals: Option<std::sync::Mutex<Vec<IntervalPart>>>,

@@ -871,6 +871,73 @@ mod tests {
     }
 
     #[test]
+    fn the_loop_starts_at_the_runs_start_not_when_its_thread_got_to_run() {
+        // A worker thread that got the CPU late (a loaded machine) started its schedules at
+        // its own first instant: `--conn-rate 200 -d 2s` counted 200·δ fewer connections due
+        // in the window instead of showing the client's lateness as open lag.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let net = Net::<Plain>::new(
+            Poll::new().unwrap(),
+            1,
+            (),
+            Connector::new(vec![l.local_addr().unwrap()], Vec::new(), 0),
+            Duration::from_secs(30),
+        );
+        let session = OneDeadline {
+            after: Duration::from_millis(300),
+            deadline: None,
+            fired_at: None,
+            turns: 0,
+        };
+        let mut d = Driver::new(net, session);
+        let live = live::Live::default();
+        let start = Instant::now() - Duration::from_millis(200);
+        live.start.set(start).unwrap();
+        let ctl = run::RunCtl {
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            live: std::sync::Arc::new(live),
+            warmup: Duration::ZERO,
+            run_for: None,
+        };
+        let end = d.run(&ctl);
+        assert_eq!(end.started, start);
+        assert_eq!(d.session.deadline, Some(start + Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn a_timed_loop_ends_at_its_deadline_without_waiting_for_the_stop_flag() {
+        // The stop flag reaches a worker some time after the deadline (the coordinator naps,
+        // the thread waits for the CPU): `--conn-rate 200 -d 2s` opened 406 connections, more
+        // than the 401 the window owed.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let net = Net::<Plain>::new(
+            Poll::new().unwrap(),
+            1,
+            (),
+            Connector::new(vec![l.local_addr().unwrap()], Vec::new(), 0),
+            Duration::from_secs(30),
+        );
+        let session = OneDeadline {
+            after: Duration::from_secs(600),
+            deadline: None,
+            fired_at: None,
+            turns: 0,
+        };
+        let mut d = Driver::new(net, session);
+        let ctl = run::RunCtl {
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            live: std::sync::Arc::new(live::Live::default()),
+            warmup: Duration::from_millis(50),
+            run_for: Some(Duration::from_millis(100)),
+        };
+        let end = d.run(&ctl);
+        // Never set, and the session never finishes: only the deadline can end the loop.
+        assert!(end.warm);
+        assert!(end.finished_at >= end.started + Duration::from_millis(150));
+        assert_eq!(d.session.fired_at, None);
+    }
+
+    #[test]
     fn a_busy_polling_loop_fires_its_timers_from_the_table_while_spinning() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let net = Net::<Plain>::new(
@@ -892,6 +959,7 @@ mod tests {
             stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             live: std::sync::Arc::new(live::Live::default()),
             warmup: Duration::ZERO,
+            run_for: None,
         };
         let t0 = Instant::now();
         d.run(&ctl);

@@ -9,6 +9,12 @@
 //!    later but was sent before is not recorded; interval logs restart at that instant.
 //! 3. The worst loop stall (from poll's return to the end of the turn) is the client's own
 //!    health figure, reported beside its CPU.
+//! 4. The loop starts at the run's start ([`Live::start`], one instant for every worker), not
+//!    when its thread got the CPU: schedules and the window count from it, so a late thread
+//!    shows as lag in the measurements instead of shortening its own run.
+//! 5. A time-bounded run ends at its deadline (start + warm-up + duration) in every worker,
+//!    whenever the coordinator's stop flag reaches it: nothing is sent or opened after the
+//!    window the report divides by.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,6 +34,8 @@ pub struct RunCtl {
     pub live: Arc<Live>,
     /// Measured window starts this long after the start.
     pub warmup: Duration,
+    /// A time-bounded run's measured window lasts this long (rule 5); None for `-n` runs.
+    pub run_for: Option<Duration>,
 }
 
 /// How the loop ended.
@@ -46,8 +54,10 @@ pub struct RunEnd {
 impl<T: Transport, S: Session<T>> Driver<T, S> {
     /// Run until stopped or finished (rules 1–3).
     pub fn run(&mut self, ctl: &RunCtl) -> RunEnd {
-        let started = Instant::now();
+        // Rule 4: the run's common start when the coordinator set one.
+        let started = ctl.live.start.get().copied().unwrap_or_else(Instant::now);
         let warm_end = started + ctl.warmup;
+        let deadline = ctl.run_for.map(|d| warm_end + d);
         let mut warm = ctl.warmup.is_zero();
         let mut intervals = IntervalClock::new(&ctl.live, &mut self.net.rec, warm_end);
         let mut max_stall = Duration::ZERO;
@@ -65,6 +75,9 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             if !warm {
                 wake = wake.min(warm_end);
             }
+            if let Some(d) = deadline {
+                wake = wake.min(d);
+            }
             if self
                 .poll_io(Some(wake.saturating_duration_since(now)))
                 .is_err()
@@ -72,7 +85,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
                 break;
             }
             let polled = Instant::now();
-            if ctl.stop.load(Ordering::Relaxed) {
+            if ctl.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| polled >= d) {
                 break;
             }
             if !warm && polled >= warm_end {
