@@ -1,7 +1,7 @@
 //! The one narrow interface between the core and the bytes on a socket: plain TCP or TLS. Each
-//! transport owns its buffers (plain: the bytes the socket refused; TLS: rustls' queues), so the
-//! core hands it nothing but the socket, the receive buffer and, for TLS, the worker's read
-//! scratch in its context.
+//! transport owns its buffers (plain: the bytes the socket refused; TLS: the sealed records the
+//! socket has not taken and the start of a record still arriving), so the core hands it nothing
+//! but the socket, the receive buffer and, for TLS, the worker's read scratch in its context.
 //!
 //! The core is generic over [`Transport`], so TLS is chosen once, when the worker is built, and
 //! the loop never branches on it (wrk `net.h`'s `struct sock`, made static).
