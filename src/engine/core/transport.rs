@@ -1098,4 +1098,31 @@ mod tests {
             .seal(ContentType::ApplicationData, b"request", &mut answer);
         assert_eq!(to_server(&mut p.server, &answer), b"request");
     }
+
+    #[test]
+    fn garbage_records_are_refused_without_a_panic_for_every_suite() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(11);
+        for (suite, version) in suites() {
+            let mut p = pair(suite, version);
+            let mut hs_out = Vec::new();
+            for _ in 0..500 {
+                let len = rng.random_range(0..600usize);
+                let mut rec = vec![0u8; record::HEADER + len];
+                for b in rec.iter_mut() {
+                    *b = rng.random();
+                }
+                rec[0] = [20u8, 21, 22, 23][rng.random_range(0..4usize)];
+                rec[3..5].copy_from_slice(&(len as u16).to_be_bytes());
+                let mut plain = Vec::new();
+                let r = open_front(&mut p.traffic, &mut rec, &mut plain, &mut hs_out);
+                assert!(
+                    matches!(r, Err(Failure::Tls(_))),
+                    "{suite:?}: random bytes were accepted: {r:?}"
+                );
+                assert!(plain.is_empty());
+            }
+        }
+    }
 }
