@@ -3,9 +3,16 @@
 //!
 //! Its own test binary (not part of `tests/tests.rs`) because it installs a counting global
 //! allocator and must be the only thing running in its process: two runs of different lengths
-//! against the in-process target are counted, and the difference divided by the difference in
-//! requests is the allocations per request of client *and* target together. Connection setup,
-//! histograms and threads cost the same in both runs and cancel out.
+//! are counted, and the difference divided by the difference in requests (messages) is the
+//! allocations per request. Connection setup, handshakes, histograms and threads cost the same
+//! in both runs and cancel out.
+//!
+//! What is counted:
+//! - plain HTTP and plain WebSocket: client *and* target together (the target runs in-process).
+//! - TLS (HTTP and WebSocket): the client alone. The target runs out of process (`connbench
+//!   serve`, the built binary), because its TLS side still uses rustls' buffered
+//!   `ServerConnection`, which allocates a record buffer per record in each direction; the
+//!   client's transport opens and seals records in place (`engine::core::record`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,22 +98,100 @@ fn allocs_per_request(url: &str, ca: Option<Vec<u8>>) -> f64 {
 #[test]
 fn plain_keep_alive_allocates_nothing_per_request() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = serve::start(ServeConfig::default()).expect("target");
+    let server = serve::start(ServeConfig {
+        https_port: None,
+        ..ServeConfig::default()
+    })
+    .expect("target");
     let url = format!("http://{}/", server.http_addr().unwrap());
     let per = allocs_per_request(&url, None);
-    let tls_url = format!("https://localhost:{}/", server.https_addr().unwrap().port());
-    let tls_per = allocs_per_request(&tls_url, Some(server.ca_pem().as_bytes().to_vec()));
     server.stop();
-    eprintln!("allocations per request: plain {per:.4}, tls {tls_per:.4} (client + target)");
+    eprintln!("allocations per request: plain {per:.4} (client + target)");
     assert!(
         per < 0.01,
         "plain keep-alive allocates {per} times per request"
     );
-    // TLS: rustls' buffered connections allocate one Vec per record in each direction, on
-    // each side (4 in all). Nothing of connbench's own may add to that.
+}
+
+/// `connbench serve` in a child process, killed when dropped (also when a test fails).
+struct OutOfProcess {
+    child: std::process::Child,
+    https: String,
+    ca: Vec<u8>,
+}
+
+impl OutOfProcess {
+    fn start(extra: &[&str]) -> OutOfProcess {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("connbench-alloc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cert = dir.join("cert.pem");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_connbench"))
+            .args([
+                "serve",
+                "--no-http",
+                "--https",
+                "0",
+                "--for",
+                "300s",
+                "--cert-out",
+            ])
+            .arg(&cert)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn connbench serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut https = None;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        for line in lines.by_ref().take(10) {
+            let line = line.expect("serve output");
+            if line.starts_with("https ") {
+                https = line.split_whitespace().nth(1).map(str::to_string);
+                break;
+            }
+        }
+        // Keep reading what it prints, so it never writes into a closed pipe (it would die).
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let mut server = OutOfProcess {
+            child,
+            https: String::new(),
+            ca: Vec::new(),
+        };
+        server.https = https.expect("serve prints its https URL");
+        server.ca = std::fs::read(&cert).expect("serve wrote its certificate");
+        let _ = std::fs::remove_dir_all(&dir);
+        server
+    }
+
+    /// host:port of the TLS listener.
+    fn authority(&self) -> &str {
+        self.https
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+    }
+}
+
+impl Drop for OutOfProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_keep_alive_allocates_nothing_per_request_in_the_client() {
+    // rustls' buffered ClientConnection allocated a record Vec per request and one per
+    // response; the record layer in the transport now works in the connection's own buffers.
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = OutOfProcess::start(&[]);
+    let url = format!("https://{}/", server.authority());
+    let per = allocs_per_request(&url, Some(server.ca.clone()));
+    drop(server);
+    eprintln!("allocations per TLS request: {per:.4} (client only)");
     assert!(
-        tls_per < 4.5,
-        "TLS keep-alive allocates {tls_per} times per request"
+        per < 0.01,
+        "TLS keep-alive allocates {per} times per request"
     );
 }
 
@@ -127,14 +212,17 @@ fn many_header_fields_allocate_nothing_per_request() {
     assert!(per < 0.01, "{per} allocations per 300-field response");
 }
 
-fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
+fn ws_plan(url: &str, ca: Option<Vec<u8>>, duration: Duration) -> connbench::plan::WsPlan {
     use connbench::engine::reconnect::BackoffPolicy;
     use connbench::plan::{Heartbeat, WsMode, WsPlan, WsSession};
     use connbench::proto::jsonfield::FieldPath;
     let (target, _) = connbench::app::parse_url(url, true).expect("url");
     WsPlan {
         target,
-        tls: TlsPlan::default(),
+        tls: TlsPlan {
+            extra_ca_pem: ca,
+            ..TlsPlan::default()
+        },
         headers: vec![],
         connections: 2,
         threads: 1,
@@ -172,6 +260,24 @@ fn ws_plan(url: &str, duration: Duration) -> connbench::plan::WsPlan {
     }
 }
 
+/// Allocations per WebSocket message received from `url`, counted over two stream runs.
+fn allocs_per_message(url: &str, ca: Option<Vec<u8>>) -> f64 {
+    let count = |d: Duration| {
+        let before = ALLOCS.load(Ordering::Relaxed);
+        let r = connbench::engine::run_ws(&ws_plan(url, ca.clone(), d)).expect("run");
+        let after = ALLOCS.load(Ordering::Relaxed);
+        (after - before, r.recorder.counters.ws.messages_in)
+    };
+    count(Duration::from_millis(300));
+    let (a, ma) = count(Duration::from_millis(300));
+    let (b, mb) = count(Duration::from_millis(1300));
+    assert!(
+        mb > ma + 10_000,
+        "the longer run received more: {ma} vs {mb}"
+    );
+    (b as f64 - a as f64) / (mb - ma) as f64
+}
+
 #[test]
 fn websocket_stream_allocates_nothing_per_message() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,21 +288,20 @@ fn websocket_stream_allocates_nothing_per_message() {
     })
     .expect("target");
     let url = format!("ws://{}/ws", server.http_addr().unwrap());
-    let count = |d: Duration| {
-        let before = ALLOCS.load(Ordering::Relaxed);
-        let r = connbench::engine::run_ws(&ws_plan(&url, d)).expect("run");
-        let after = ALLOCS.load(Ordering::Relaxed);
-        (after - before, r.recorder.counters.ws.messages_in)
-    };
-    count(Duration::from_millis(300));
-    let (a, ma) = count(Duration::from_millis(300));
-    let (b, mb) = count(Duration::from_millis(1300));
+    let per = allocs_per_message(&url, None);
     server.stop();
-    assert!(
-        mb > ma + 10_000,
-        "the longer run received more: {ma} vs {mb}"
-    );
-    let per = (b as f64 - a as f64) / (mb - ma) as f64;
     eprintln!("allocations per WebSocket message: {per:.4} (client + target)");
     assert!(per < 0.01, "{per} allocations per message");
+}
+
+#[test]
+fn websocket_over_tls_allocates_nothing_per_message_in_the_client() {
+    // The same rustls record Vecs as for HTTP, once per received message.
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = OutOfProcess::start(&["--ws-rate", "20000"]);
+    let url = format!("wss://{}/ws", server.authority());
+    let per = allocs_per_message(&url, Some(server.ca.clone()));
+    drop(server);
+    eprintln!("allocations per WebSocket-over-TLS message: {per:.4} (client only)");
+    assert!(per < 0.01, "{per} allocations per message over TLS");
 }

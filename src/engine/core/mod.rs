@@ -33,6 +33,7 @@
 
 pub mod connect;
 pub mod live;
+pub mod record;
 pub mod run;
 pub mod timer;
 pub mod timerfd;
