@@ -148,7 +148,7 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-med() { for r in $(seq "$ROUNDS"); do echo "${US[$1-$r$2]}"; done | median; }
+med() { local suffix=${2-}; for r in $(seq "$ROUNDS"); do echo "${US[$1-$r$suffix]}"; done | median; }
 verdict() { awk -v a="$1" -v b="$2" -v g="$3" 'BEGIN { r = a / b; printf "%.2f %s", r, (r <= g ? "PASS" : "FAIL") }'; }
 
 # Syscalls per connection: one run of each under strace (slower, so only the counts matter).
