@@ -11,6 +11,8 @@
 #
 #   CONNS=19500 DURATION=20 SOURCES=127.0.0.1-127.0.0.16 scripts/many-conns.sh
 #   SOURCES= scripts/many-conns.sh          # no --source: one source address (slow, see below)
+#   MODES=http scripts/many-conns.sh        # the connect storm alone: plain TCP, each connection
+#                                           # holding one /delay request (no upgrade)
 #
 # Only loopback; every client run is bounded by `timeout`; the target is stopped by its PID.
 # Limits: the client needs CONNS + 64 file descriptors (RLIMIT_NOFILE, raised to the hard limit
@@ -30,7 +32,7 @@ for v in CONNS DURATION SERVER_CPU CLIENT_CPU; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "many-conns: $v must be a whole number (got '${!v}')" >&2; exit 2; }
 done
 for m in $MODES; do
-  [[ $m == ws || $m == wss ]] || { echo "many-conns: MODES takes ws and/or wss (got '$m')" >&2; exit 2; }
+  [[ $m == ws || $m == wss || $m == http ]] || { echo "many-conns: MODES takes ws, wss and/or http (got '$m')" >&2; exit 2; }
 done
 command -v jq >/dev/null || { echo "many-conns: needs jq" >&2; exit 2; }
 command -v ss >/dev/null || { echo "many-conns: needs ss (iproute2)" >&2; exit 2; }
@@ -68,12 +70,20 @@ established() { # established client connections to port $1
 run() {
   local mode=$1 n=$2 secs=$3 name=$4 port url
   # --ca only over TLS: connbench refuses TLS flags with a plain ws:// URL.
-  local tls_args=()
-  if [[ $mode == ws ]]; then port=$HP; url="ws://127.0.0.1:$HP/ws"; else port=$SP; url="wss://127.0.0.1:$SP/ws"; tls_args=(--ca "$tmp/cert.pem"); fi
+  # Idle connections measure nothing by design: --allow-nothing-measured.
+  local tls_args=() cmd=ws
+  case $mode in
+    ws) port=$HP; url="ws://127.0.0.1:$HP/ws" ;;
+    wss) port=$SP; url="wss://127.0.0.1:$SP/ws"; tls_args=(--ca "$tmp/cert.pem") ;;
+    # Plain TCP: one request per connection that the target holds for the whole run, so every
+    # connection stays open and carries nothing else (the connect storm without any upgrade).
+    http) cmd=http; port=$HP; url="http://127.0.0.1:$HP/delay/$(((secs + 30) * 1000000))"
+      tls_args=(--timeout "$((secs + 40))s") ;;
+  esac
   local start now reached=""
   start=$(date +%s.%N)
-  timeout $((secs + 60)) "$CB" ws "$url" "${tls_args[@]}" -c "$n" -t 1 --cpus "$CLIENT_CPU" \
-    -d "${secs}s" "${src_args[@]}" --json "$tmp/$name.json" -q >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  timeout $((secs + 60)) "$CB" "$cmd" "$url" "${tls_args[@]}" -c "$n" -t 1 --cpus "$CLIENT_CPU" \
+    -d "${secs}s" "${src_args[@]}" --allow-nothing-measured --json "$tmp/$name.json" -q >"$tmp/$name.out" 2>"$tmp/$name.err" &
   local cpid=$!
   # Sample until the client exits (bounded by its own timeout above).
   while kill -0 "$cpid" 2>/dev/null; do
@@ -94,7 +104,7 @@ for mode in $MODES; do
   t=$(run "$mode" "$CONNS" "$DURATION" "$mode-big")
   j=$tmp/$mode-big.json
   peak=$(jq '.peak_open_connections' "$j")
-  up=$(jq '.ws.connections_upgraded' "$j")
+  up=$(jq '.ws.connections_upgraded // .counters.connections_established' "$j")
   failed=$(jq '.errors.total' "$j")
   rss=$(jq '.client.peak_rss_bytes' "$j")
   cp50=$(jq '.phases.connect.p50 // 0' "$j")

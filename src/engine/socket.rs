@@ -6,7 +6,13 @@
 //!
 //! Rules (mio `TcpStream` docs, libs.md §3):
 //! 1. `connect()` on a non-blocking socket returns EINPROGRESS; completion is confirmed on the
-//!    first writable event by `take_error()` being clean and `peer_addr()` succeeding.
+//!    first writable event by `take_error()` being clean and `peer_addr()` succeeding — except
+//!    where the event alone proves it ([`connect_proved_by_event`]): on Linux, epoll computes
+//!    the readiness it reports by polling the socket when it delivers the event, and a TCP
+//!    socket in SYN_SENT polls as nothing at all, so an event that says writable and neither
+//!    error nor any hang-up is an established connection. That saves the two syscalls of the
+//!    check (`getsockopt(SO_ERROR)`, `getpeername`) on every connection; an event with an error
+//!    or a close still gets the full check, so refusals and resets are classified as before.
 //! 2. TCP_NODELAY is set before connect: a request must never wait for Nagle.
 //! 3. Errors from `socket()` itself (EMFILE/ENFILE) are local limits and are classified as such
 //!    by the caller.
@@ -64,6 +70,43 @@ pub fn is_connected(sock: &TcpStream) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// What a readiness event of a socket still connecting says, in the terms of mio's `Event`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectEvent {
+    /// EPOLLOUT (`is_writable`).
+    pub writable: bool,
+    /// EPOLLERR (`is_error`).
+    pub error: bool,
+    /// EPOLLRDHUP or EPOLLHUP (`is_read_closed`).
+    pub read_closed: bool,
+    /// EPOLLHUP or an error with EPOLLOUT (`is_write_closed`).
+    pub write_closed: bool,
+}
+
+impl From<&mio::event::Event> for ConnectEvent {
+    fn from(ev: &mio::event::Event) -> ConnectEvent {
+        ConnectEvent {
+            writable: ev.is_writable(),
+            error: ev.is_error(),
+            read_closed: ev.is_read_closed(),
+            write_closed: ev.is_write_closed(),
+        }
+    }
+}
+
+/// Rule 1: true when the event alone proves the connect completed, so [`is_connected`] need not
+/// be asked: writable, and no error or hang-up of either direction. Only where the poller is
+/// epoll (Linux), whose events report the socket's readiness at delivery; elsewhere always
+/// false (the full check runs).
+#[inline]
+pub fn connect_proved_by_event(ev: ConnectEvent) -> bool {
+    cfg!(any(target_os = "linux", target_os = "android"))
+        && ev.writable
+        && !ev.error
+        && !ev.read_closed
+        && !ev.write_closed
 }
 
 /// The source address of global connection number `conn`: round-robin over `sources`, so
@@ -144,13 +187,21 @@ pub const PACE_GAP: Duration = Duration::from_micros(100);
 /// until the last `connect()` returned — seconds at ~19k connections (rule 5) — so the first
 /// connections' completions wait unseen, inflate the connect phase and hit the connect timeout
 /// although the kernel had established them. The pacer lets a run of back-to-back connects last
-/// [`PACE_BUSY`], then defers the next ones by [`PACE_PAUSE`] so events are processed in
-/// between. Connects spread out by normal event handling (a replacement here and there) are
-/// never deferred.
+/// [`PACE_BUSY`], then pauses them for [`PACE_PAUSE`] so events are processed in between.
+/// Connects spread out by normal event handling (a replacement here and there) are never
+/// deferred.
 ///
-/// Use: `admit(now)` before a connect (defer it when it answers `Some`), `done(now)` when
-/// `connect()` has returned: a run is measured from connect to connect *return*, since one
-/// `connect()` alone can take milliseconds when the ephemeral-port search is long.
+/// A connect deferred during a pause gets a *turn*, not just the end of the pause: as many
+/// turns per run as the last run held, one run plus its pause ([`PACE_BUSY`] + [`PACE_PAUSE`])
+/// after another. Sending every deferred slot to the end of the pause made each pause fire and
+/// re-defer all the slots still waiting: at 19,500 connections about 80 pauses × thousands of
+/// Reopen timers, a quarter of the client's CPU spent in the timer heap.
+///
+/// Use: `admit(now)` before a connect (defer it when it answers `Some`); then, around the
+/// `connect()` itself, `started(t)` and `done(t)` with instants read from the clock right
+/// then. A run is timed only from those readings — never from `now`, which may be the loop
+/// turn's (older) clock reading, or a test's fake one — and from connect to connect *return*,
+/// since one `connect()` alone can take milliseconds when the ephemeral-port search is long.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectPacer {
     /// Start of the current run of back-to-back connects.
@@ -159,7 +210,17 @@ pub struct ConnectPacer {
     last_done: Instant,
     /// Connects wait until this instant.
     paused_until: Option<Instant>,
+    /// Connects returned in the current run (0: the next `started` begins a run).
+    run_len: u32,
+    /// Connects the last run that ended in a pause held: turns per run.
+    per_run: u32,
+    /// The run the last turn handed out belongs to, and how many turns it has.
+    horizon: Instant,
+    handed: u32,
 }
+
+/// Turns per run before any run was measured: what fits in [`PACE_BUSY`] at ~20 µs a connect.
+const FIRST_PER_RUN: u32 = 256;
 
 impl ConnectPacer {
     /// A pacer with no run in progress.
@@ -168,31 +229,60 @@ impl ConnectPacer {
             busy_since: now,
             last_done: now,
             paused_until: None,
+            run_len: 0,
+            per_run: FIRST_PER_RUN,
+            horizon: now,
+            handed: 0,
         }
     }
 
-    /// May a connect start at `now`? `None`: yes; `Some(at)`: defer it to `at`.
+    /// May a connect start at `now`? `None`: yes; `Some(at)`: defer it to `at`, its turn.
     #[inline]
     pub fn admit(&mut self, now: Instant) -> Option<Instant> {
         if let Some(until) = self.paused_until {
             if now < until {
-                return Some(until);
+                return Some(self.turn(until));
             }
             self.paused_until = None;
-            self.busy_since = now;
-        }
-        if now.saturating_duration_since(self.last_done) > PACE_GAP {
-            self.busy_since = now;
         }
         None
     }
 
-    /// The admitted connect returned at `now` (successfully or not).
+    /// The next turn for a connect deferred during the pause that ends at `until`: the first
+    /// `per_run` turns at `until`, the next `per_run` one run and pause later, and so on.
+    /// Turns already handed out stay valid; a pause after they were all used starts again at
+    /// its own end.
+    fn turn(&mut self, until: Instant) -> Instant {
+        if self.horizon < until {
+            self.horizon = until;
+            self.handed = 0;
+        }
+        if self.handed >= self.per_run {
+            self.horizon += PACE_BUSY + PACE_PAUSE;
+            self.handed = 0;
+        }
+        self.handed += 1;
+        self.horizon
+    }
+
+    /// An admitted `connect()` starts at `t` (read from the clock just before it).
     #[inline]
-    pub fn done(&mut self, now: Instant) {
-        self.last_done = now;
-        if now.saturating_duration_since(self.busy_since) >= PACE_BUSY {
-            self.paused_until = Some(now + PACE_PAUSE);
+    pub fn started(&mut self, t: Instant) {
+        if self.run_len == 0 || t.saturating_duration_since(self.last_done) > PACE_GAP {
+            self.busy_since = t;
+            self.run_len = 0;
+        }
+    }
+
+    /// The admitted connect returned at `t` (successfully or not; read from the clock).
+    #[inline]
+    pub fn done(&mut self, t: Instant) {
+        self.last_done = t;
+        self.run_len += 1;
+        if t.saturating_duration_since(self.busy_since) >= PACE_BUSY {
+            self.paused_until = Some(t + PACE_PAUSE);
+            self.per_run = self.run_len;
+            self.run_len = 0;
         }
     }
 }
@@ -220,6 +310,132 @@ mod tests {
                 SO_BUSY_POLL_US
             );
         }
+    }
+
+    #[test]
+    fn only_a_clean_writable_event_proves_a_connect() {
+        let clean = ConnectEvent {
+            writable: true,
+            ..ConnectEvent::default()
+        };
+        assert!(connect_proved_by_event(clean));
+        let spoiled = [
+            ConnectEvent::default(),
+            ConnectEvent {
+                error: true,
+                ..clean
+            },
+            ConnectEvent {
+                read_closed: true,
+                ..clean
+            },
+            ConnectEvent {
+                write_closed: true,
+                ..clean
+            },
+            ConnectEvent {
+                writable: false,
+                read_closed: true,
+                ..clean
+            },
+        ];
+        for ev in spoiled {
+            assert!(!connect_proved_by_event(ev), "{ev:?}");
+        }
+    }
+
+    /// Poll `sock` (registered as token 0) for up to `wait`; the events it got, as seen by
+    /// the connect rule.
+    fn connect_events(
+        poll: &mut mio::Poll,
+        events: &mut mio::Events,
+        wait: Duration,
+    ) -> Vec<ConnectEvent> {
+        let until = Instant::now() + wait;
+        let mut seen = Vec::new();
+        while seen.is_empty() {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            poll.poll(events, Some(until - now)).unwrap();
+            seen.extend(events.iter().map(ConnectEvent::from));
+        }
+        seen
+    }
+
+    fn register(poll: &mio::Poll, sock: &mut TcpStream) {
+        poll.registry()
+            .register(
+                sock,
+                mio::Token(0),
+                mio::Interest::READABLE | mio::Interest::WRITABLE,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_connect_still_in_syn_sent_raises_no_event_and_its_clean_writable_event_is_a_connection() {
+        // A listener with a full accept queue drops SYNs (Linux: tcp_conn_request), so a
+        // connect to it stays in SYN_SENT until the server accepts and the SYN is retransmitted
+        // (after ~1 s).
+        let l = socket2::Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        l.listen(0).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let l: TcpListener = l.into();
+        let filler = std::net::TcpStream::connect(addr).unwrap();
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        let mut sock = connect(addr).unwrap();
+        register(&poll, &mut sock);
+        let early = connect_events(&mut poll, &mut events, Duration::from_millis(300));
+        if early.is_empty() {
+            // Still connecting: the full check agrees that nothing is settled.
+            assert!(!is_connected(&sock).unwrap());
+        } else {
+            // The kernel queued it after all (the filler may not have counted yet): whatever
+            // came, the rule may only call it a connection when the full check does.
+            for ev in &early {
+                if connect_proved_by_event(*ev) {
+                    assert!(is_connected(&sock).unwrap(), "{ev:?}");
+                }
+            }
+        }
+        // Make room: the retransmitted SYN gets in, and the clean writable edge proves it.
+        let (_a, _) = l.accept().unwrap();
+        drop(filler);
+        let mut proved = false;
+        let until = Instant::now() + Duration::from_secs(30);
+        while !proved && Instant::now() < until {
+            for ev in connect_events(&mut poll, &mut events, Duration::from_secs(1)) {
+                if connect_proved_by_event(ev) {
+                    assert!(is_connected(&sock).unwrap(), "{ev:?}");
+                    proved = true;
+                }
+            }
+        }
+        assert!(proved, "no clean writable event within 30 s");
+        let _ = l.accept().unwrap();
+    }
+
+    #[test]
+    fn a_refused_connect_is_never_proved_by_its_event() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        let mut sock = connect(addr).unwrap();
+        register(&poll, &mut sock);
+        let seen = connect_events(&mut poll, &mut events, Duration::from_secs(30));
+        assert!(!seen.is_empty(), "no event for a refused connect in 30 s");
+        for ev in seen {
+            assert!(!connect_proved_by_event(ev), "{ev:?}");
+        }
+        let e = is_connected(&sock).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
     }
 
     #[test]
@@ -331,11 +547,13 @@ mod tests {
         let mut t = t0;
         while t + step < t0 + PACE_BUSY {
             assert_eq!(p.admit(t), None);
+            p.started(t);
             t += step;
             p.done(t);
         }
         // The one that ends at PACE_BUSY is admitted and starts the pause...
         assert_eq!(p.admit(t), None);
+        p.started(t);
         t += step;
         p.done(t);
         // ...so the next ones wait for it to end.
@@ -344,6 +562,7 @@ mod tests {
         assert_eq!(p.admit(until - step), Some(until));
         // After the pause a new run starts.
         assert_eq!(p.admit(until), None);
+        p.started(until);
         p.done(until + step);
         assert_eq!(p.admit(until + step), None);
     }
@@ -357,10 +576,88 @@ mod tests {
         let mut t = t0;
         for _ in 0..3 {
             assert_eq!(p.admit(t), None);
+            p.started(t);
             t += slow;
             p.done(t);
         }
         assert_eq!(p.admit(t), Some(t + PACE_PAUSE));
+    }
+
+    /// A worker opening `n` slots at once against connects that each take `each`, on a fake
+    /// clock: a deferred slot comes back at the instant the pacer named (as its Reopen timer
+    /// does) and asks again; wakes run in time order. Returns the deferrals it took and when
+    /// the last connect returned.
+    fn storm(n: usize, each: Duration) -> (usize, Duration) {
+        use std::cmp::Reverse;
+        let t0 = Instant::now();
+        let mut p = ConnectPacer::new(t0);
+        let mut t = t0;
+        let mut waiting = std::collections::BinaryHeap::new();
+        let mut deferrals = 0;
+        let mut try_open =
+            |slot: usize, t: &mut Instant, waiting: &mut std::collections::BinaryHeap<_>| match p
+                .admit(*t)
+            {
+                None => {
+                    p.started(*t);
+                    *t += each;
+                    p.done(*t);
+                }
+                Some(at) => {
+                    assert!(at > *t, "deferred to {at:?}, not later than now");
+                    deferrals += 1;
+                    waiting.push(Reverse((at, slot)));
+                }
+            };
+        for slot in 0..n {
+            try_open(slot, &mut t, &mut waiting);
+        }
+        while let Some(Reverse((at, slot))) = waiting.pop() {
+            t = t.max(at);
+            try_open(slot, &mut t, &mut waiting);
+        }
+        (deferrals, t - t0)
+    }
+
+    #[test]
+    fn a_connect_storm_defers_each_slot_about_once_not_once_per_pause() {
+        // 20,000 connects of 20 µs: 250 fit in a busy run, so there are ~80 pauses. Deferring
+        // every waiting slot to the end of the current pause made each pause re-defer all the
+        // rest (~800,000 Reopen timers through the worker's heap, a quarter of the client's CPU
+        // in a 19,500-connection storm); a deferred slot must come back when its turn comes.
+        let n = 20_000;
+        let each = Duration::from_micros(20);
+        let (deferrals, took) = storm(n, each);
+        assert!(deferrals <= 2 * n, "{deferrals} deferrals for {n} connects");
+        // And the pacing still costs only its pauses: busy 5 ms, pause 1 ms.
+        let work = each * n as u32;
+        let bound =
+            work * (PACE_BUSY + PACE_PAUSE).as_micros() as u32 / PACE_BUSY.as_micros() as u32;
+        assert!(
+            took <= bound + PACE_BUSY,
+            "{took:?} for {work:?} of connects"
+        );
+        // Slow connects (a long port search: 2 ms each) too.
+        let (deferrals, _) = storm(2_000, Duration::from_millis(2));
+        assert!(
+            deferrals <= 2 * 2_000,
+            "{deferrals} deferrals for slow connects"
+        );
+    }
+
+    #[test]
+    fn a_stale_loop_clock_does_not_make_one_connect_a_whole_run() {
+        // The loop read its clock 8 ms before the first connect (a long turn, or a slow start
+        // of thousands of slots): timing the run from that reading made a single 20 µs connect
+        // look like a 5 ms run, paused the storm and sized every turn for one connect per run
+        // (a 19,500-connection storm then opened ~100 connections a second).
+        let stale = Instant::now();
+        let mut p = ConnectPacer::new(stale);
+        let t = stale + Duration::from_millis(8);
+        assert_eq!(p.admit(stale), None);
+        p.started(t);
+        p.done(t + Duration::from_micros(20));
+        assert_eq!(p.admit(stale), None, "one connect is not a run of 5 ms");
     }
 
     #[test]
@@ -371,6 +668,7 @@ mod tests {
         for i in 0..5000u32 {
             let t = t0 + Duration::from_micros(200) * i;
             assert_eq!(p.admit(t), None, "connect {i} deferred");
+            p.started(t);
             p.done(t + Duration::from_micros(20));
         }
     }

@@ -61,6 +61,7 @@ impl Connector {
     pub fn connect(&mut self, slot: usize, addr_idx: usize) -> io::Result<TcpStream> {
         let addr = self.addrs[addr_idx % self.addrs.len()];
         let source = socket::source_for(&self.sources, self.first_conn + slot);
+        self.pacer.started(Instant::now());
         let res = socket::connect_from(addr, source);
         self.pacer.done(Instant::now());
         res

@@ -549,7 +549,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         match link {
             Link::Connecting => {
                 if ev.is_writable() || closed || ev.is_write_closed() {
-                    self.on_connect_event(slot);
+                    self.on_connect_event(slot, ev.into());
                 }
                 // Rule 2: the same event may already carry the server's bytes or its close.
                 let s = &self.net.slots[slot];
@@ -575,10 +575,17 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         }
     }
 
-    fn on_connect_event(&mut self, slot: usize) {
+    fn on_connect_event(&mut self, slot: usize, ev: crate::engine::socket::ConnectEvent) {
+        use crate::engine::socket::{connect_proved_by_event, is_connected};
         let s = &mut self.net.slots[slot];
         let sock = s.sock.as_ref().expect("a connecting slot has a socket");
-        match crate::engine::socket::is_connected(sock) {
+        // Socket rule 1: a clean writable event proves the connect without two more syscalls.
+        let connected = if connect_proved_by_event(ev) {
+            Ok(true)
+        } else {
+            is_connected(sock)
+        };
+        match connected {
             Ok(false) => {}
             Ok(true) => {
                 let now = Instant::now();
