@@ -851,3 +851,46 @@ headers = { Authorization = "Bearer ${RELAY_TOKEN}", "X-Client" = "bench" }
         }
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../connbench-bench.example.toml");
+
+    #[test]
+    fn the_example_file_parses_and_documents_every_key() {
+        let env = |n: &str| {
+            ["EXCHANGE_API_KEY", "RELAY_TOKEN"]
+                .contains(&n)
+                .then(|| format!("value-of-{n}"))
+        };
+        let c = parse("connbench-bench.example.toml", EXAMPLE, &env).unwrap();
+        let names: Vec<&str> = c.endpoints.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["relay", "direct", "relay_ws", "direct_ws"]);
+        assert_eq!(
+            c.settings,
+            Settings::default(),
+            "the example shows the defaults"
+        );
+        for key in TOP_KEYS.iter().chain(&ENDPOINT_KEYS) {
+            assert!(
+                EXAMPLE.lines().any(|l| l
+                    .trim_start_matches("# ")
+                    .starts_with(&format!("{key} ="))
+                    || l.starts_with(&format!("[{key}]"))
+                    || l.starts_with(&format!("# {key}:"))
+                    || l.starts_with(&format!("# {key},"))),
+                "{key} is not documented in the example"
+            );
+        }
+        for e in &c.endpoints {
+            crate::cli::try_parse_from(e.argv()).unwrap();
+        }
+        // Not a live target: the example points at placeholder hosts only.
+        assert!(c.endpoints.iter().all(|e| e.url.contains(".example")));
+        // Without its variables, it says which one is missing.
+        let e = parse("x.toml", EXAMPLE, &|_| None).unwrap_err().to_string();
+        assert!(e.contains("EXCHANGE_API_KEY is not set"), "{e}");
+    }
+}

@@ -10,7 +10,7 @@
 //!    target, started in this process on loopback and stopped by its handle: `plain`, `tls`
 //!    (full and resumed handshakes) and `ws`.
 //! 2. Without `--bench` (`cargo test --all-targets` runs bench binaries so) a smoke run: the
-//!    built-in target only (never the configured endpoints), two short rounds, stored in a
+//!    built-in target only (never the configured endpoints), one short round, stored in a
 //!    temporary directory that is removed; it fails (exit 1) unless every phase table is
 //!    produced. It takes a few seconds.
 //! 3. Rounds interleave the endpoints (A B C A B C …, [`schedule`]): machine drift during the
@@ -624,14 +624,14 @@ fn main_with(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<i3
     Ok(result?.code)
 }
 
-/// The smoke run (rule 2): the built-in target, two short rounds, a temporary store; fails
+/// The smoke run (rule 2): the built-in target, one short round, a temporary store; fails
 /// unless every phase table is produced.
 fn smoke(args: &Args) -> Result<i32, BenchError> {
     let dir = std::env::temp_dir().join(format!("connbench-bench-smoke-{}", std::process::id()));
     let store = Store::new(&dir);
     let settings = Settings {
-        rounds: args.rounds.unwrap_or(2),
-        round_duration: args.round_duration.unwrap_or(Duration::from_millis(250)),
+        rounds: args.rounds.unwrap_or(1),
+        round_duration: args.round_duration.unwrap_or(Duration::from_millis(200)),
         connections: 1,
         requests_per_conn: Some(10),
         fail_threshold_pct: 0.0,
