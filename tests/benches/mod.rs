@@ -12,6 +12,9 @@ use connbench::report::schema::Verdict;
 
 use crate::util::{http_url, serve, TempDir};
 
+/// The bearer token `api` sends, from the environment: never printed or saved.
+const SECRET: &str = "tok-e2e-9f8e7d";
+
 /// Two runs of `ref` (always `/`) and `api` (`/` then `/delay/3000`), gate at 0 %.
 #[test]
 fn a_slower_endpoint_between_two_runs_is_flagged_as_a_regression() {
@@ -21,11 +24,13 @@ fn a_slower_endpoint_between_two_runs_is_flagged_as_a_regression() {
     let plan = |api_path: &str| -> Plan {
         let text = format!(
             "rounds = 2\nround_duration = \"300ms\"\nconnections = 1\nrequests_per_conn = 10\n\
-             [endpoints]\nref = \"{}\"\napi = \"{}\"\n",
+             [endpoints]\nref = \"{}\"\n[endpoints.api]\nurl = \"{}\"\n\
+             headers = {{ Authorization = \"Bearer ${{E2E_TOKEN}}\" }}\n",
             http_url(&s, "/"),
             http_url(&s, api_path)
         );
-        let c = config::parse("e2e.toml", &text, &|_| None).expect("config");
+        let env = |k: &str| (k == "E2E_TOKEN").then(|| SECRET.to_string());
+        let c = config::parse("e2e.toml", &text, &env).expect("config");
         Plan {
             endpoints: c.endpoints,
             rounds: c.settings.rounds,
@@ -47,6 +52,7 @@ fn a_slower_endpoint_between_two_runs_is_flagged_as_a_regression() {
             .collect();
         assert_eq!(order, ["ref", "api", "ref", "api"], "{log}");
         assert_eq!(String::from_utf8(out).unwrap(), o.text);
+        assert!(!log.contains(SECRET) && !o.text.contains(SECRET), "{log}");
         o
     };
 
@@ -109,4 +115,15 @@ fn a_slower_endpoint_between_two_runs_is_flagged_as_a_regression() {
     )
     .unwrap();
     assert!(saved.report.target.url.ends_with("/delay/3000"));
+    for id in [&first.run_id, &second.run_id] {
+        for name in ["ref.json", "api.json", "tables.txt"] {
+            let text = std::fs::read_to_string(store.run_dir(id).join(name)).unwrap();
+            assert!(!text.contains(SECRET), "{id}/{name} holds the token");
+        }
+    }
+    let api_json = std::fs::read_to_string(store.run_dir(&second.run_id).join("api.json")).unwrap();
+    assert!(
+        api_json.contains("Authorization: [redacted]"),
+        "the header is there, redacted"
+    );
 }
