@@ -340,18 +340,7 @@ pub fn run(
     log: &mut dyn Write,
 ) -> Result<Outcome, BenchError> {
     if let Some(b) = &plan.baseline {
-        if !store.has_baseline(b) {
-            let saved = store.baselines();
-            return bad(format!(
-                "baseline {b:?} not found in {} (saved: {}; save one with --save-baseline {b})",
-                store.root().join("baselines").display(),
-                if saved.is_empty() {
-                    "none".to_string()
-                } else {
-                    saved.join(", ")
-                }
-            ));
-        }
+        check_baseline(store, b)?;
     }
     let n = plan.endpoints.len();
     let _ = writeln!(
@@ -439,6 +428,23 @@ pub fn run(
         text,
         code,
     })
+}
+
+/// `--baseline NAME` must name a saved baseline.
+fn check_baseline(store: &Store, b: &str) -> Result<(), BenchError> {
+    if store.has_baseline(b) {
+        return Ok(());
+    }
+    let saved = store.baselines();
+    bad(format!(
+        "baseline {b:?} not found in {} (saved: {}; save one with --save-baseline {b})",
+        store.root().join("baselines").display(),
+        if saved.is_empty() {
+            "none".to_string()
+        } else {
+            saved.join(", ")
+        }
+    ))
 }
 
 /// One round of one endpoint, through `connbench http|ws`'s own path.
@@ -544,6 +550,10 @@ fn main_with(argv: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<i3
     }
     if let Some(d) = args.round_duration {
         settings.round_duration = d;
+    }
+    if let Some(b) = &args.baseline {
+        // Before the built-in target starts or anything is measured.
+        check_baseline(&store, b)?;
     }
     let mut builtin = None;
     let endpoints = match &config {
