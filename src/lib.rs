@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod autobahn;
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! process on ephemeral loopback ports and stopped through its handle. Every test checks the
 //! JSON report the run wrote (or the exit code and message of a bad invocation).
 
+mod benches;
 mod compare;
 mod faults;
 mod floor;

@@ -4,7 +4,11 @@
 use super::*;
 use crate::plan::CloseMode;
 
-pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
+pub(super) fn http(
+    a: HttpArgs,
+    argv: Vec<String>,
+    sink: measure::Sink<'_>,
+) -> Result<i32, AppError> {
     let checked = validate::check_http(&a)?;
     let verdict = validate::check_verdict(&a.verdict, &validate::http_context(&a, &checked))?;
     check_start_at(a.load.start_at)?;
@@ -107,5 +111,5 @@ pub(super) fn http(a: HttpArgs, argv: Vec<String>) -> Result<i32, AppError> {
         };
         (plan, meta)
     };
-    p.execute_runs(&load, "connections", runs, build, engine::run)
+    p.execute_to(sink, &load, "connections", runs, build, engine::run)
 }

@@ -15,6 +15,7 @@ mod autobahn;
 mod compare;
 mod floor;
 mod http;
+mod measure;
 mod merge;
 mod plot;
 mod prepare;
@@ -138,8 +139,8 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, AppError> {
 pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
     let given = cli.given;
     match cli.command {
-        Command::Http(a) => http::http(*a, argv),
-        Command::Ws(a) => ws::ws(*a, &given, argv),
+        Command::Http(a) => http::http(*a, argv, measure::Sink::Command),
+        Command::Ws(a) => ws::ws(*a, &given, argv, measure::Sink::Command),
         Command::Probe(a) => probe::probe(*a, &given, argv),
         Command::Serve(a) => serve::serve(*a, &given),
         Command::Autobahn(a) => autobahn::autobahn(a),
@@ -150,6 +151,7 @@ pub fn run(cli: cli::Cli, argv: Vec<String>) -> Result<i32, AppError> {
     }
 }
 
+pub use measure::{measure, Measured};
 #[allow(unused_imports)]
 use prepare::*;
 pub use prepare::{parse_target, parse_url, plan_cpus, CpuPlan};

@@ -3,7 +3,12 @@
 #[allow(unused_imports)]
 use super::*;
 
-pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, AppError> {
+pub(super) fn ws(
+    a: WsArgs,
+    given: &Given,
+    argv: Vec<String>,
+    sink: measure::Sink<'_>,
+) -> Result<i32, AppError> {
     let (checked, fields) = validate::check_ws(&a, given)?;
     let verdict =
         validate::check_verdict(&a.verdict, &validate::ws_context(&a, &checked, &fields))?;
@@ -161,5 +166,12 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         };
         (plan, meta)
     };
-    p.execute_runs(&load, "WebSocket connections", runs, build, engine::run_ws)
+    p.execute_to(
+        sink,
+        &load,
+        "WebSocket connections",
+        runs,
+        build,
+        engine::run_ws,
+    )
 }
