@@ -65,10 +65,11 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             if !warm {
                 wake = wake.min(warm_end);
             }
-            if self
-                .poll_io(Some(wake.saturating_duration_since(now)))
-                .is_err()
-            {
+            let mut timeout = wake.saturating_duration_since(now);
+            if timeout <= crate::engine::pace::SPIN_WINDOW {
+                timeout = Duration::ZERO; // core rule 7: spun, not slept
+            }
+            if self.poll_io(Some(timeout)).is_err() {
                 break;
             }
             let polled = Instant::now();
