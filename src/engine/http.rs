@@ -43,7 +43,7 @@ use super::core::verbose::{self, Verbose};
 use super::core::{
     Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport, PACER,
 };
-use super::pace::{self, Arrival, Schedule, Wait};
+use super::pace::{Arrival, Schedule};
 use super::stage::Stager;
 use crate::metrics::{ErrorClass, Phase, Recorder};
 use crate::proto::http1::{Progress, ProtoError, ResponseDecoder};
@@ -440,15 +440,8 @@ impl Http {
             }
         }
         if !net.busy_poll() {
-            // A busy-polling loop checks the schedule on every turn (core rule 6); otherwise a
-            // send due within the spin window is spun for (`wake_at` says when), and only one
-            // further ahead arms the timerfd (`pace` rule 7).
-            // The latest reading decides (the turn's `now` is older than the clock, except
-            // under a test's fake clock); the timerfd's relative time comes from the clock.
-            let real = Instant::now();
-            if let Wait::Timer(at) = pace::wait_for(p.schedule.next_due(), now.max(real)) {
-                let _ = p.timer.arm(at, real);
-            }
+            // A spinning loop checks the schedule on every turn (core rule 6).
+            let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
         }
         self.pacer = Some(p);
     }
@@ -820,17 +813,7 @@ impl<T: Transport> Session<T> for Http {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        let stage = self.stager.as_ref().map(|st| st.next_check);
-        // The next due send: the loop spins for it when it is near (core rule 7), else the
-        // timerfd wakes it first.
-        let send = match &self.pacer {
-            Some(p) if !self.stopping => Some(p.schedule.next_due()),
-            _ => None,
-        };
-        match (stage, send) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.stager.as_ref().map(|st| st.next_check)
     }
 }
 
@@ -1148,41 +1131,12 @@ mod tests {
     }
 
     #[test]
-    fn rate_mode_spins_for_a_send_due_within_the_spin_window_without_arming_the_timerfd() {
-        // pace rule 7: one request a second; request 0 goes out at the start, request 1 is
-        // due at t0 + 1 s. Far away, it gets the timerfd at its due time; once it is within
-        // the spin window (the timer having fired for something else), no timerfd is armed
-        // and the loop's next wake-up is the due instant itself, which core rule 7 spins for.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = cfg();
-        c.rate = Some((1.0, Arrival::Uniform));
-        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
-        let t0 = Instant::now();
-        let next = t0 + Duration::from_secs(1);
-        d.session.on_start(&mut d.net, t0);
-        assert_eq!(d.session.pacer.as_ref().unwrap().timer.armed(), Some(next));
-        let _s = accept(&l);
-        pump(&mut d, |d| d.net.rec.counters.requests == 1);
-        d.session.on_token(&mut d.net, PACER, Instant::now());
-        assert_eq!(d.session.pacer.as_ref().unwrap().timer.armed(), None);
-        d.turn(next - Duration::from_micros(10));
-        let p = d.session.pacer.as_ref().unwrap();
-        assert_eq!(p.schedule.taken(), 1, "request 1 is not due yet");
-        assert_eq!(p.timer.armed(), None, "no timerfd for a send 10 µs away");
-        assert_eq!(d.next_wake(), Some(next));
-        // Beyond the window the timerfd is armed again, at the due time (never early).
-        d.turn(next);
-        let p = d.session.pacer.as_ref().unwrap();
-        assert_eq!(p.schedule.taken(), 2);
-        assert_eq!(p.timer.armed(), Some(next + Duration::from_secs(1)));
-    }
-
-    #[test]
     fn rate_mode_releases_everything_due_in_one_turn_each_with_its_lag_measured_at_release() {
-        // Coalescing (pace rule 7) must not blur the lag (rule 5): a wake-up that finds three
-        // requests due releases all three, and each lag runs from its own intended time to the
-        // release. The schedule started 3.5 s ago at 1/s: request 0 went out at the start,
-        // 1, 2 and 3 (due 2.5, 1.5 and 0.5 s ago) are released by this turn.
+        // Coalescing (one wake-up releases every request due) must not blur the lag (pace
+        // rule 5): a turn that finds three requests due releases all three, and each lag runs
+        // from its own intended time to the release. The schedule started 3.5 s ago at 1/s:
+        // request 0 went out at the start, 1, 2 and 3 (due 2.5, 1.5 and 0.5 s ago) are
+        // released by this turn.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = cfg();
         c.rate = Some((1.0, Arrival::Uniform));

@@ -43,15 +43,6 @@
 //!    1). A request of the previous stage not yet due when the next one starts is never due:
 //!    the new rate takes over at once, whatever the old one's phase. Requests already due and
 //!    still waiting for a connection keep their intended times across the change (rule 3).
-//! 7. How the loop waits for the next due send ([`wait_for`]): every wake-up, whatever woke
-//!    it (a response, the timer), releases everything due by then in one pass (coalescing).
-//!    When the next send is due within [`SPIN_WINDOW`], the loop does not arm the timerfd and
-//!    sleep: it polls with a zero timeout until then (core rule 7). A sleep and its timer
-//!    wake-up cost ~15-20 µs of CPU on the reference VM (a `timerfd_settime`, an `epoll_wait`
-//!    that blocks, the wake-up, the switch back), so spinning for a shorter while is cheaper,
-//!    and it releases the send at the due microsecond instead of a wake-up latency late.
-//!    Only further ahead is the timerfd armed, at the due instant itself (never early: a send
-//!    released before its intended time would make corrected latency flatter than it is).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -82,36 +73,6 @@ pub fn due_by(elapsed_ns: u64, rate: f64) -> u64 {
         k += 1;
     }
     k + 1
-}
-
-/// Rule 7: a send due within this much of now is waited for by spinning (zero-timeout polls),
-/// not by arming the timerfd and sleeping. Chosen from the cost of a sleep and its timer
-/// wake-up on the reference VM (~15-20 µs of CPU per wake-up: `-R 1000` costs ~39 µs per
-/// response with 1.7 wake-ups per response, against ~5 µs for a keep-alive request that needs
-/// none): spinning up to 20 µs costs at most that, 10 µs on average.
-pub const SPIN_WINDOW: Duration = Duration::from_micros(20);
-
-/// How the loop waits for a send due at `next` (rule 7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wait {
-    /// Due now: release it on this turn.
-    Due,
-    /// Due within [`SPIN_WINDOW`]: turn again without sleeping, no timer armed.
-    Spin,
-    /// Further ahead: arm the timerfd for this instant (the due time itself) and sleep.
-    Timer(Instant),
-}
-
-/// Rule 7: how to wait, at `now`, for the send due at `next`.
-#[inline]
-pub fn wait_for(next: Instant, now: Instant) -> Wait {
-    if next <= now {
-        Wait::Due
-    } else if next - now <= SPIN_WINDOW {
-        Wait::Spin
-    } else {
-        Wait::Timer(next)
-    }
 }
 
 /// One worker's schedule of intended send times.
@@ -339,24 +300,6 @@ mod tests {
         // sd of a Poisson count is sqrt(mean): 2000 ± 45, 400 ± 20
         assert!((first - 2000.0).abs() < 200.0, "{first}");
         assert!((second - 400.0).abs() < 100.0, "{second}");
-    }
-
-    #[test]
-    fn a_send_due_within_the_spin_window_is_spun_for_and_a_later_one_gets_the_timer_at_its_due_time(
-    ) {
-        let now = Instant::now();
-        let us = Duration::from_micros;
-        assert_eq!(wait_for(now, now), Wait::Due);
-        assert_eq!(wait_for(now - us(5), now), Wait::Due);
-        assert_eq!(wait_for(now + us(1), now), Wait::Spin);
-        assert_eq!(wait_for(now + SPIN_WINDOW, now), Wait::Spin);
-        let later = now + SPIN_WINDOW + Duration::from_nanos(1);
-        assert_eq!(
-            wait_for(later, now),
-            Wait::Timer(later),
-            "never armed early"
-        );
-        assert_eq!(wait_for(now + us(1000), now), Wait::Timer(now + us(1000)));
     }
 
     #[test]

@@ -606,15 +606,8 @@ impl Ws {
             self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
         };
         if !net.busy_poll() {
-            // A busy-polling loop checks `next_at` on every turn (core rule 6); otherwise a
-            // message due within the spin window is spun for (`wake_at` gives `next_at`), and
-            // only one further ahead arms the timerfd (`pace` rule 7).
-            // The latest reading decides (the turn's `now` is older than the clock, except
-            // under a test's fake clock); the timerfd's relative time comes from the clock.
-            let real = Instant::now();
-            if let pace::Wait::Timer(at) = pace::wait_for(e.next_at, now.max(real)) {
-                let _ = e.timer.arm(at, real);
-            }
+            // A spinning loop checks `next_at` on every turn (core rule 6).
+            let _ = e.timer.arm(e.next_at, Instant::now());
         }
     }
 
@@ -1320,29 +1313,6 @@ mod tests {
         let mut f = vec![0x81, text.len() as u8];
         f.extend_from_slice(text.as_bytes());
         s.write_all(&f).unwrap();
-    }
-
-    #[test]
-    fn echo_pacing_spins_for_a_message_due_within_the_spin_window_without_arming_the_timerfd() {
-        // pace rule 7 for echo mode: one message a second (message k due at base + k s). With
-        // message 1 due 10 µs ahead, no timerfd is armed and the loop's wake-up is its due
-        // instant (core rule 7 spins for it); a second ahead, the timerfd gets its due time.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut p = plan(l.local_addr().unwrap());
-        p.session.mode = WsMode::Echo;
-        p.session.send_rate = 1.0;
-        let mut d = driver(p);
-        let base = d.session.clock.base;
-        let next = base + Duration::from_secs(1);
-        d.turn(next - Duration::from_micros(10));
-        let e = d.session.echo.as_ref().unwrap();
-        assert_eq!(e.next_at, next);
-        assert_eq!(e.timer.armed(), None, "no timerfd for a message 10 µs away");
-        assert_eq!(d.next_wake(), Some(next));
-        d.turn(next);
-        let e = d.session.echo.as_ref().unwrap();
-        assert_eq!(e.next_at, next + Duration::from_secs(1));
-        assert_eq!(e.timer.armed(), Some(next + Duration::from_secs(1)));
     }
 
     #[test]

@@ -30,11 +30,6 @@
 //!    arming a timerfd ([`Net::busy_poll`]). New sockets also get SO_BUSY_POLL when the kernel
 //!    allows it (it needs CAP_NET_ADMIN to raise; it only acts on devices with NAPI, so not on
 //!    loopback).
-//! 7. Short waits are spun: a wait of at most [`crate::engine::pace::SPIN_WINDOW`] (pacing's
-//!    next send, any deadline) is an `epoll_wait` with a zero timeout, turn after turn, not a
-//!    sleep: mio rounds a poll timeout up to whole milliseconds, and a sleep plus its wake-up
-//!    costs more CPU than spinning that long (`pace` rule 7). Sessions say when they need the
-//!    turn through [`Session::wake_at`]; they arm their timerfd only for waits beyond it.
 
 pub mod connect;
 pub mod live;

@@ -65,11 +65,10 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             if !warm {
                 wake = wake.min(warm_end);
             }
-            let mut timeout = wake.saturating_duration_since(now);
-            if timeout <= crate::engine::pace::SPIN_WINDOW {
-                timeout = Duration::ZERO; // core rule 7: spun, not slept
-            }
-            if self.poll_io(Some(timeout)).is_err() {
+            if self
+                .poll_io(Some(wake.saturating_duration_since(now)))
+                .is_err()
+            {
                 break;
             }
             let polled = Instant::now();
