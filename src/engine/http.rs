@@ -1131,6 +1131,41 @@ mod tests {
     }
 
     #[test]
+    fn rate_mode_releases_everything_due_in_one_turn_each_with_its_lag_measured_at_release() {
+        // Coalescing (one wake-up releases every request due) must not blur the lag (pace
+        // rule 5): a turn that finds three requests due releases all three, and each lag runs
+        // from its own intended time to the release. The schedule started 3.5 s ago at 1/s:
+        // request 0 went out at the start, 1, 2 and 3 (due 2.5, 1.5 and 0.5 s ago) are
+        // released by this turn.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = cfg();
+        c.rate = Some((1.0, Arrival::Uniform));
+        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+        let t0 = Instant::now() - Duration::from_millis(3500);
+        d.session.on_start(&mut d.net, t0);
+        assert_eq!(d.net.rec.histogram(Phase::SendLag).len(), 1);
+        let before = Instant::now();
+        d.turn(before);
+        let after = Instant::now();
+        let p = d.session.pacer.as_ref().unwrap();
+        assert_eq!(p.schedule.taken(), 4, "requests 0..=3 are due");
+        let lag = d.net.rec.histogram(Phase::SendLag);
+        assert_eq!(lag.len(), 4, "one lag sample per released request");
+        // Request k (due at t0 + k s) was released between `before` and `after`: its lag lies
+        // in that window measured from its own due time (± the histogram's 0.1 % precision).
+        for k in 1..=3u64 {
+            let due = t0 + Duration::from_secs(k);
+            let lo = (before - due).as_nanos() as u64;
+            let hi = (after - due).as_nanos() as u64;
+            assert_eq!(
+                lag.count_between(lo - lo / 500, hi + hi / 500),
+                1,
+                "request {k}: lag between {lo} and {hi} ns"
+            );
+        }
+    }
+
+    #[test]
     fn unsent_counts_only_the_requests_due_before_the_end_of_the_window() {
         // Request k is due at start + k/rate: at 1000/s, requests 0..=4 are due before 5 ms,
         // request 5 at exactly 5 ms, when the window is over. It was counted as unsent.
