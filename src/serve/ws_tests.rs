@@ -520,12 +520,33 @@ fn injected_gaps_seen_by_the_client_equal_the_server_count() {
         ..ServeConfig::default()
     }));
     let mut ws = ws_connect(h.http_addr().expect("http"), "/ws");
-    subscribe(&mut ws, r#"{"op":"subscribe","stream":"a"}"#, "a");
-    subscribe(&mut ws, r#"{"op":"subscribe","stream":"b"}"#, "b");
+    // Stream a's feed starts with its ack, so its messages may come before b's ack (on a
+    // loaded machine the test read one where it expected the ack): every message counts.
+    for stream in ["a", "b"] {
+        let sub = format!(r#"{{"op":"subscribe","stream":"{stream}"}}"#);
+        ws.send(Message::text(sub)).expect("send");
+    }
+    let mut got = Vec::new();
+    let mut acked = Vec::new();
+    while acked.len() < 2 {
+        let m = next_data(&mut ws);
+        match parse_data(&m) {
+            Some(d) => got.push(d),
+            None => {
+                let Message::Text(t) = &m else {
+                    panic!("expected an ack, got {m:?}")
+                };
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json ack");
+                assert_eq!(v["event"], "subscribed", "{v}");
+                acked.push(v["stream"].as_str().expect("stream").to_string());
+            }
+        }
+    }
+    assert_eq!(acked, ["a", "b"]);
     ws.get_ref()
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
-    let got = collect_for(&mut ws, Duration::from_millis(700));
+    got.extend(collect_for(&mut ws, Duration::from_millis(700)));
     let mut last = std::collections::HashMap::new();
     let mut gaps = 0;
     for d in &got {
