@@ -66,7 +66,7 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         warmup: Duration::ZERO,
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
-        progress: false,
+        progress: connbench::plan::Progress::new(connbench::plan::ProgressWhen::Never),
         intervals: false,
         rate: None,
         stages: vec![],
@@ -230,7 +230,7 @@ fn ws_plan(url: &str, ca: Option<Vec<u8>>, duration: Duration) -> connbench::pla
         duration,
         warmup: Duration::ZERO,
         connect_timeout: Duration::from_secs(5),
-        progress: false,
+        progress: connbench::plan::Progress::new(connbench::plan::ProgressWhen::Never),
         intervals: false,
         session: WsSession {
             subscriptions: vec![r#"{"op":"subscribe","symbol":"BTCUSDT"}"#.into()],

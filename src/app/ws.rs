@@ -111,7 +111,7 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
         send_buffer: a.send_buffer,
     };
     // One plan per run (most command lines: one, unstaged or staged).
-    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>| -> (WsPlan, RunMeta) {
+    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>, series| -> (WsPlan, RunMeta) {
         let connections = stages
             .iter()
             .map(|s| s.connections)
@@ -133,7 +133,10 @@ pub(super) fn ws(a: WsArgs, given: &Given, argv: Vec<String>) -> Result<i32, App
             duration,
             warmup: load.warmup,
             connect_timeout: load.connect_timeout,
-            progress: !load.quiet,
+            progress: crate::plan::Progress {
+                when: validate::progress_when(load.progress, load.quiet),
+                series,
+            },
             // An --html page draws latency over time from the intervals too.
             intervals: load.hlog.is_some() || load.html.is_some(),
             session: session.clone(),

@@ -110,6 +110,29 @@ pub fn parse() -> Cli {
 }
 
 // ---------------------------------------------------------------------------------------------
+// --progress
+// ---------------------------------------------------------------------------------------------
+
+/// Parse `--progress`: auto, always or never.
+pub fn parse_progress(s: &str) -> Result<crate::plan::ProgressWhen, String> {
+    crate::plan::ProgressWhen::parse(s.trim())
+        .ok_or_else(|| format!("--progress {s:?}: use auto, always or never"))
+}
+
+/// When the progress line is drawn: as `--progress` says; without it, `auto`, or `never` with
+/// `--quiet`.
+pub fn progress_when(
+    flag: Option<crate::plan::ProgressWhen>,
+    quiet: bool,
+) -> crate::plan::ProgressWhen {
+    match flag {
+        Some(w) => w,
+        None if quiet => crate::plan::ProgressWhen::Never,
+        None => crate::plan::ProgressWhen::Auto,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // --start-at (no clock: the caller passes "now")
 // ---------------------------------------------------------------------------------------------
 
