@@ -5,6 +5,7 @@
 mod compare;
 mod faults;
 mod floor;
+mod live;
 mod merge;
 mod multihost;
 mod newconn;

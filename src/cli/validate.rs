@@ -2570,4 +2570,17 @@ mod start_at_tests {
         assert!(far.0.contains("more than 24 h ahead"), "{far}");
         assert!(far.0.contains("time zone"), "{far}");
     }
+
+    #[test]
+    fn progress_takes_auto_always_never_and_quiet_means_never_unless_given() {
+        use crate::plan::ProgressWhen::{Always, Auto, Never};
+        assert_eq!(parse_progress("always"), Ok(Always));
+        assert_eq!(parse_progress(" never "), Ok(Never));
+        let e = parse_progress("sometimes").unwrap_err();
+        assert!(e.contains("--progress \"sometimes\"") && e.contains("auto, always or never"));
+        assert_eq!(progress_when(None, false), Auto);
+        assert_eq!(progress_when(None, true), Never);
+        assert_eq!(progress_when(Some(Always), true), Always);
+        assert_eq!(progress_when(Some(Never), false), Never);
+    }
 }

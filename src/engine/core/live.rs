@@ -282,13 +282,13 @@ pub fn format_load(out: &mut String, s: &LoadSnapshot<'_>) {
         out.push_str("warm-up ");
         secs(out, s.elapsed, false);
         out.push('/');
-        secs(out, s.warmup, false);
+        secs(out, s.warmup, true);
     } else {
         let measured = s.elapsed - s.warmup;
         secs(out, measured, false);
         if let Stop::Duration(d) = s.stop {
             out.push('/');
-            secs(out, d, false);
+            secs(out, d, true);
         }
     }
     match s.stop {
@@ -565,4 +565,291 @@ pub struct Output {
     pub stats: WorkerStats,
     /// When the worker's last request was answered (or the worker stopped).
     pub finished_at: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn http(elapsed: Duration, stop: Stop) -> LoadSnapshot<'static> {
+        LoadSnapshot {
+            elapsed,
+            warmup: Duration::ZERO,
+            stop,
+            done: 0,
+            series: None,
+            stage: None,
+            work: Work::Http { per_sec: 41_203.4 },
+            phase: Phase::Total,
+            recent: Some((212_000, 1_300_000)),
+            errors: 0,
+            open: 100,
+        }
+    }
+
+    fn load(s: &LoadSnapshot<'_>) -> String {
+        let mut out = String::new();
+        format_load(&mut out, s);
+        out
+    }
+
+    #[test]
+    fn a_timed_http_run_shows_elapsed_total_time_left_rate_and_percentiles() {
+        let s = http(Duration::from_millis(12_300), Stop::Duration(secs(30)));
+        assert_eq!(
+            load(&s),
+            "[12s/30s  18s left]  41,203 req/s  total p50 212µs p99 1.3ms  errors 0  open 100"
+        );
+    }
+
+    #[test]
+    fn warm_up_is_said_and_time_left_counts_it() {
+        let s = LoadSnapshot {
+            warmup: secs(5),
+            ..http(Duration::from_millis(2_500), Stop::Duration(secs(30)))
+        };
+        assert_eq!(
+            load(&s),
+            "[warm-up 2s/5s  33s left]  41,203 req/s  total p50 212µs p99 1.3ms  errors 0  \
+             open 100"
+        );
+        // After the warm-up the measured window's clock starts at 0.
+        let s = LoadSnapshot {
+            warmup: secs(5),
+            ..http(Duration::from_millis(7_100), Stop::Duration(secs(30)))
+        };
+        assert!(load(&s).starts_with("[2s/30s  28s left]"), "{}", load(&s));
+    }
+
+    #[test]
+    fn a_request_count_shows_done_of_total_instead_of_time_left() {
+        let s = LoadSnapshot {
+            done: 41_203,
+            errors: 1_234_567,
+            ..http(secs(3), Stop::Requests(100_000))
+        };
+        assert_eq!(
+            load(&s),
+            "[3s  41,203/100,000 req]  41,203 req/s  total p50 212µs p99 1.3ms  \
+             errors 1,234,567  open 100"
+        );
+    }
+
+    #[test]
+    fn a_staged_run_in_a_series_shows_the_run_the_stage_its_target_and_its_time_left() {
+        let pos = SeriesPos {
+            index: 2,
+            of: 3,
+            name: "medium".into(),
+        };
+        let stages = [
+            crate::plan::Stage {
+                connections: 50,
+                ramp: secs(10),
+                hold: secs(30),
+                rate: None,
+            },
+            crate::plan::Stage {
+                connections: 200,
+                ramp: secs(20),
+                hold: secs(45),
+                rate: Some(1500.0),
+            },
+        ];
+        let windows = crate::plan::stage_windows(&stages);
+        let t = secs(52);
+        let s = LoadSnapshot {
+            series: Some(&pos),
+            stage: stage_now(&windows, t),
+            ..http(t, Stop::Duration(secs(105)))
+        };
+        assert_eq!(
+            load(&s),
+            "[run 2/3 medium  52s/1m45s  53s left]  stage 2/2 ramp 50→200 conns @1,500/s, 8s \
+             left  41,203 req/s  total p50 212µs p99 1.3ms  errors 0  open 100"
+        );
+        // In the first stage's hold: its target only.
+        let st = stage_now(&windows, secs(11)).unwrap();
+        assert_eq!(
+            (st.stage, st.kind, st.to, st.left),
+            (1, WindowKind::Hold, 50, secs(29))
+        );
+        assert_eq!(stage_now(&[], secs(1)), None);
+    }
+
+    #[test]
+    fn a_websocket_line_shows_messages_in_and_out_reconnects_and_no_samples_as_dashes() {
+        let ws = |out_per_sec| LoadSnapshot {
+            work: Work::Ws {
+                in_per_sec: 1999.6,
+                out_per_sec,
+                reconnects: 3,
+            },
+            phase: Phase::Latency,
+            recent: None,
+            ..http(secs(1), Stop::Duration(secs(10)))
+        };
+        assert_eq!(
+            load(&ws(None)),
+            "[1s/10s  9s left]  2,000 msgs/s in  latency p50 - p99 -  reconnects 3  errors 0  \
+             open 100"
+        );
+        let s = LoadSnapshot {
+            phase: Phase::Rtt,
+            recent: Some((850, 25_400_000)),
+            ..ws(Some(400.0))
+        };
+        assert_eq!(
+            load(&s),
+            "[1s/10s  9s left]  2,000 msgs/s in  400 msgs/s out  rtt p50 850ns p99 25ms  \
+             reconnects 3  errors 0  open 100"
+        );
+    }
+
+    #[test]
+    fn a_probe_line_shows_the_step_the_connections_the_connect_percentiles_and_time_left() {
+        let s = ProbeSnapshot {
+            elapsed: Duration::from_millis(12_500),
+            step: ProbeStep::Ramp,
+            attempted: 1_200,
+            max: 5_000,
+            established: 1_190,
+            open: 1_180,
+            failures: 2,
+            connect: Some((4_250, 1_250_000_000)),
+            left: Some((Duration::from_millis(17_200), true)),
+        };
+        let mut out = String::new();
+        format_probe(&mut out, &s);
+        assert_eq!(
+            out,
+            "[12s  ~18s left]  ramp 1,200/5,000 attempted  1,190 established  1,180 open  \
+             connect p50 4.2µs p99 1.25s  failures 2"
+        );
+        out.clear();
+        format_probe(
+            &mut out,
+            &ProbeSnapshot {
+                step: ProbeStep::Settling,
+                left: None,
+                connect: None,
+                ..s
+            },
+        );
+        assert!(
+            out.starts_with("[12s]  settling 1,200/5,000") && out.contains("connect p50 - p99 -"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn latencies_carry_their_unit_and_round_to_two_or_three_digits() {
+        let cases = [
+            (1, "1ns"),
+            (999, "999ns"),
+            (1_000, "1.0µs"),
+            (9_940, "9.9µs"),
+            (9_960, "10µs"),
+            (212_400, "212µs"),
+            (999_400, "999µs"),
+            (1_300_000, "1.3ms"),
+            (25_000_000, "25ms"),
+            (1_250_000_000, "1.25s"),
+        ];
+        for (ns, want) in cases {
+            let mut out = String::new();
+            latency(&mut out, ns);
+            assert_eq!(out, want, "{ns} ns");
+        }
+        let mut out = String::new();
+        for (d, up) in [(secs(59), false), (secs(125), false), (secs(3720), false)] {
+            super::secs(&mut out, d, up);
+            out.push(' ');
+        }
+        super::secs(&mut out, Duration::from_millis(200), true);
+        assert_eq!(out, "59s 2m05s 1h02m 1s");
+        for (n, want) in [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_000_001, "1,000,001"),
+        ] {
+            out.clear();
+            group(&mut out, n);
+            assert_eq!(out, want);
+        }
+    }
+
+    fn live_with_recent() -> Live {
+        Live {
+            recent: Some(Recent::new(Phase::Total)),
+            ..Live::default()
+        }
+    }
+
+    #[test]
+    fn recent_samples_reach_the_shared_histogram_at_the_flush_not_before() {
+        let live = live_with_recent();
+        let mut rec = Recorder::new();
+        let t0 = Instant::now();
+        let mut clock = RecentClock::new(&live, &mut rec, t0);
+        assert_eq!(clock.next(), Some(t0 + RECENT_FLUSH));
+        rec.record(Phase::Total, 5_000);
+        rec.record(Phase::Ttfb, 7_000); // not the line's phase
+        clock.tick(t0 + Duration::from_millis(100), false, &mut rec, &live);
+        let shared = &live.recent.as_ref().unwrap().hist;
+        assert!(shared.lock().unwrap().is_empty(), "handed over too early");
+        clock.tick(t0 + RECENT_FLUSH, false, &mut rec, &live);
+        {
+            let h = shared.lock().unwrap();
+            assert_eq!(h.len(), 1, "only the line's phase");
+            assert!(h.equivalent(h.max(), 5_000));
+        }
+        assert!(
+            rec.recent().unwrap().is_empty(),
+            "local reset after the hand-over"
+        );
+        // The full-precision histogram is untouched.
+        assert_eq!(rec.histogram(Phase::Total).len(), 1);
+    }
+
+    #[test]
+    fn a_busy_shared_histogram_is_skipped_and_retried_and_a_lost_recorder_is_re_armed() {
+        let live = live_with_recent();
+        let mut rec = Recorder::new();
+        let t0 = Instant::now();
+        let mut clock = RecentClock::new(&live, &mut rec, t0);
+        rec.record(Phase::Total, 5_000);
+        let shared = &live.recent.as_ref().unwrap().hist;
+        {
+            let _held = shared.lock().unwrap();
+            clock.tick(t0 + RECENT_FLUSH, false, &mut rec, &live);
+        }
+        assert!(shared.lock().unwrap().is_empty());
+        assert_eq!(rec.recent().unwrap().len(), 1, "kept for the next turn");
+        clock.tick(t0 + RECENT_FLUSH, false, &mut rec, &live);
+        assert_eq!(shared.lock().unwrap().len(), 1);
+        // A stage window took the recorder: the next tick arms the new one.
+        rec = Recorder::default();
+        assert!(rec.recent().is_none());
+        clock.tick(t0 + RECENT_FLUSH * 3, false, &mut rec, &live);
+        rec.record(Phase::Total, 9_000);
+        clock.tick(t0 + RECENT_FLUSH * 3, true, &mut rec, &live);
+        assert_eq!(shared.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn no_recent_cell_means_no_recent_histogram() {
+        let live = Live::default();
+        let mut rec = Recorder::new();
+        let mut clock = RecentClock::new(&live, &mut rec, Instant::now());
+        assert_eq!(clock.next(), None);
+        rec.record(Phase::Total, 5_000);
+        clock.tick(Instant::now(), true, &mut rec, &live);
+        assert!(rec.recent().is_none());
+    }
 }

@@ -1,0 +1,241 @@
+//! The live progress line (`--progress`), end to end: the binary runs with its stderr on a pipe
+//! (not a terminal), so `--progress always` prints one newline-ended line a second. Runs are a
+//! few seconds long and the tests check what the lines say and in which order, never how many
+//! there are (a busy machine may draw one fewer).
+
+use super::util::{assert_usage_error, connbench, connbench_raw, http_url, serve};
+
+/// The progress lines of a run's stderr (they start with `[`).
+fn progress_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with('[')).collect()
+}
+
+/// Checks every line is a plain line (no `\r` redraw, no escape sequence) and returns them.
+fn plain_lines(stderr: &str) -> Vec<&str> {
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "a terminal redraw on a pipe: {stderr:?}"
+    );
+    let lines = progress_lines(stderr);
+    assert!(!lines.is_empty(), "no progress line: {stderr}");
+    lines
+}
+
+/// The index of the first line containing `needle`.
+fn first(lines: &[&str], needle: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}: {lines:#?}"))
+}
+
+#[test]
+fn http_progress_always_shows_req_per_s_percentiles_and_time_left() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    // connbench() adds -q: an explicit --progress wins over it.
+    let r = connbench(&[
+        "http",
+        &url,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--no-pin",
+        "-d",
+        "3s",
+        "--progress",
+        "always",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = plain_lines(&r.stderr);
+    let l = lines[first(&lines, "req/s")];
+    assert!(l.contains("/3s  ") && l.contains(" left]"), "{l}");
+    assert!(l.contains("total p50 ") && l.contains(" p99 "), "{l}");
+    assert!(l.contains("errors 0") && l.contains("open "), "{l}");
+    // A line with samples shows them with a unit, not the empty-second dashes.
+    assert!(
+        lines
+            .iter()
+            .any(|l| !l.contains("p50 -") && l.contains("s p99 ")),
+        "{lines:#?}"
+    );
+    // The report is still complete.
+    assert!(r.u64("/counters/responses") > 0);
+}
+
+#[test]
+fn http_with_a_request_count_shows_done_of_total_and_warm_up() {
+    let s = serve(|_| {});
+    // 20 ms a response on 2 connections: at most 100/s, so the 400 requests take 4 s or more
+    // (the 1.5 s warm-up included), however fast the machine.
+    let url = http_url(&s, "/delay/20000");
+    let r = connbench(&[
+        "http",
+        &url,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--no-pin",
+        "-n",
+        "400",
+        "--warmup",
+        "1500ms",
+        "--progress",
+        "always",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = plain_lines(&r.stderr);
+    let warm = first(&lines, "[warm-up 1s/2s");
+    assert!(lines[warm].contains("/400 req]"), "{lines:#?}");
+    let counted = lines
+        .iter()
+        .position(|l| !l.starts_with("[warm-up") && l.contains("/400 req]"))
+        .unwrap_or_else(|| panic!("no line after the warm-up: {lines:#?}"));
+    assert!(warm < counted, "{lines:#?}");
+    assert!(lines[counted].contains("total p50 "), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains(" left]")), "{lines:#?}");
+}
+
+#[test]
+fn stages_show_in_order_with_their_targets() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "-t",
+        "1",
+        "--no-pin",
+        "--stages",
+        "1@0s+2s,3@0s+2s",
+        "--progress",
+        "always",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = plain_lines(&r.stderr);
+    let one = first(&lines, "stage 1/2 hold 1 conns");
+    let two = first(&lines, "stage 2/2 hold 3 conns");
+    assert!(one < two, "{lines:#?}");
+    assert!(lines[one].contains("/4s  "), "the run's length: {lines:#?}");
+}
+
+#[test]
+fn a_series_shows_which_run_of_how_many() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let r = connbench(&[
+        "http",
+        &url,
+        "-t",
+        "1",
+        "--no-pin",
+        "--stages",
+        "1@0s+2s",
+        "--stages",
+        "2@0s+2s",
+        "--progress",
+        "always",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = plain_lines(&r.stderr);
+    let a = first(&lines, "[run 1/2 1@0s+2s  ");
+    let b = first(&lines, "[run 2/2 2@0s+2s  ");
+    assert!(a < b, "{lines:#?}");
+}
+
+#[test]
+fn websocket_echo_shows_msgs_per_s_in_and_out_and_the_rtt() {
+    let s = serve(|_| {});
+    let url = format!("ws://{}/echo", s.http_addr().unwrap());
+    let r = connbench(&[
+        "ws",
+        &url,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--no-pin",
+        "-d",
+        "3s",
+        "--mode",
+        "echo",
+        "--send-rate",
+        "50",
+        "--progress",
+        "always",
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = plain_lines(&r.stderr);
+    let l = lines[first(&lines, "msgs/s in")];
+    assert!(l.contains(" msgs/s out"), "{l}");
+    assert!(l.contains("rtt p50 ") && l.contains("reconnects 0"), "{l}");
+    assert!(!lines.iter().any(|l| l.contains("req/s")), "{lines:#?}");
+}
+
+#[test]
+fn probe_shows_its_step_connections_and_connect_percentiles() {
+    let r = connbench(&[
+        "probe",
+        "--max",
+        "250",
+        "--connect-rate",
+        "100",
+        "--hold",
+        "1s",
+        "--progress",
+        "always",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = plain_lines(&r.stderr);
+    let ramp = first(&lines, "]  ramp ");
+    let l = lines[ramp];
+    assert!(
+        l.contains("/250 attempted") && l.contains(" established  "),
+        "{l}"
+    );
+    assert!(
+        l.contains("connect p50 ") && l.contains("failures 0"),
+        "{l}"
+    );
+    assert!(l.contains(" left]"), "the ramp's estimate: {l}");
+}
+
+#[test]
+fn never_quiet_and_auto_off_a_terminal_print_no_line() {
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let base = [
+        "http", &url, "-c", "2", "-t", "1", "--no-pin", "-d", "1500ms",
+    ];
+    for extra in [&["--progress", "never"][..], &["-q"][..], &[][..]] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let r = connbench_raw(&args);
+        assert_eq!(r.code, 0, "{extra:?}: {}", r.stderr);
+        assert!(
+            progress_lines(&r.stderr).is_empty() && !r.stderr.contains("req/s"),
+            "{extra:?} drew a line: {}",
+            r.stderr
+        );
+    }
+    let probe = connbench_raw(&["probe", "--max", "150", "--hold", "0s", "-q"]);
+    s.stop();
+    assert_eq!(probe.code, 0, "{}", probe.stderr);
+    assert!(progress_lines(&probe.stderr).is_empty(), "{}", probe.stderr);
+}
+
+#[test]
+fn a_bad_progress_value_is_a_usage_error() {
+    for cmd in ["http", "ws", "probe"] {
+        assert_usage_error(
+            &connbench_raw(&[cmd, "--progress", "sometimes"]),
+            "--progress \"sometimes\": use auto, always or never",
+        );
+    }
+}
