@@ -239,3 +239,45 @@ fn a_bad_progress_value_is_a_usage_error() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_with_the_line_on_still_prints_the_report() {
+    let s = serve(|_| {});
+    let dir = super::util::TempDir::new("live-sigint");
+    let json = dir.path("r.json");
+    let child = std::process::Command::new(super::util::bin())
+        .args([
+            "http",
+            &http_url(&s, "/"),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "--no-pin",
+            "-d",
+            "30s",
+            "--progress",
+            "always",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Past the first line (drawn 1 s in), far before the 30 s end.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    s.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let lines = plain_lines(&stderr);
+    assert!(lines.iter().any(|l| l.contains("req/s")), "{lines:#?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report written")).unwrap();
+    assert_eq!(v["interrupted"], true);
+}
