@@ -281,3 +281,85 @@ fn ctrl_c_with_the_line_on_still_prints_the_report() {
         serde_json::from_slice(&std::fs::read(&json).expect("report written")).unwrap();
     assert_eq!(v["interrupted"], true);
 }
+
+/// A pseudo-terminal for a child's stderr: (the master end, read by the test; the slave end,
+/// handed to the child).
+fn pty() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors it opened into the two ints; the rest is NULL.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+#[test]
+fn auto_on_a_terminal_redraws_in_place_and_erases_before_the_report_and_before_v_lines() {
+    use std::io::Read;
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let (mut master, slave) = pty();
+    let child = {
+        // The command (and its copy of the slave end) is dropped once the child runs, so the
+        // master reads EOF (EIO) when the child exits.
+        let mut cmd = std::process::Command::new(super::util::bin());
+        cmd.args([
+            "http", &url, "-c", "2", "-t", "1", "--no-pin", "-d", "2500ms", "-v",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(slave));
+        cmd.spawn().expect("spawn")
+    };
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Linux: EIO once the child (the last holder of the slave end) has exited.
+        while let Ok(n) = master.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let out = child.wait_with_output().expect("wait");
+    s.stop();
+    let tty = reader.join().expect("reader");
+    assert_eq!(out.status.code(), Some(0), "{tty}");
+    const ERASE: &str = "\r\x1b[K";
+    // Redrawn in place: each line begins by erasing the previous one, none ends with a newline.
+    let drawn = tty.matches(&format!("{ERASE}[")).count();
+    assert!(drawn >= 1, "no redrawn line: {tty:?}");
+    assert!(
+        // (A -v line that follows a newline is the next check's.)
+        !tty.split("\n[").skip(1).any(|rest| !rest.starts_with('+')),
+        "a newline-ended progress line: {tty:?}"
+    );
+    // Erased at the end: after the last line's text comes the erase.
+    let last = tty.rfind("req/s").expect("a progress line");
+    assert!(tty[last..].contains(ERASE), "not erased: {tty:?}");
+    // -v lines (`[+0.001 s] conn 0: …`) erase the progress line before they are written.
+    let v_lines = tty.matches("[+").count();
+    assert!(v_lines >= 1, "no -v line: {tty:?}");
+    assert_eq!(
+        tty.matches(&format!("{ERASE}[+")).count(),
+        v_lines,
+        "a -v line written over the progress line: {tty:?}"
+    );
+    // The report (stdout, a pipe) has no escape sequence.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\x1b'));
+}
