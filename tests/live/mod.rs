@@ -68,8 +68,8 @@ fn http_progress_always_shows_req_per_s_percentiles_and_time_left() {
 #[test]
 fn http_with_a_request_count_shows_done_of_total_and_warm_up() {
     let s = serve(|_| {});
-    // 20 ms a response on 2 connections: at most 100/s, so the 400 requests take 4 s or more
-    // (the 1.5 s warm-up included), however fast the machine.
+    // 20 ms a response on 2 connections: at most 100/s, so the 600 requests take 6 s or more
+    // (the 2.5 s warm-up included: two chances at a warm-up line), however fast the machine.
     let url = http_url(&s, "/delay/20000");
     let r = connbench(&[
         "http",
@@ -80,20 +80,24 @@ fn http_with_a_request_count_shows_done_of_total_and_warm_up() {
         "1",
         "--no-pin",
         "-n",
-        "400",
+        "600",
         "--warmup",
-        "1500ms",
+        "2500ms",
         "--progress",
         "always",
     ]);
     s.stop();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines = plain_lines(&r.stderr);
-    let warm = first(&lines, "[warm-up 1s/2s");
-    assert!(lines[warm].contains("/400 req]"), "{lines:#?}");
+    let warm = first(&lines, "[warm-up ");
+    assert!(
+        lines[warm].contains("/3s  "),
+        "the warm-up's length: {lines:#?}"
+    );
+    assert!(lines[warm].contains("/600 req]"), "{lines:#?}");
     let counted = lines
         .iter()
-        .position(|l| !l.starts_with("[warm-up") && l.contains("/400 req]"))
+        .position(|l| !l.starts_with("[warm-up") && l.contains("/600 req]"))
         .unwrap_or_else(|| panic!("no line after the warm-up: {lines:#?}"));
     assert!(warm < counted, "{lines:#?}");
     assert!(lines[counted].contains("total p50 "), "{lines:#?}");
@@ -111,7 +115,7 @@ fn stages_show_in_order_with_their_targets() {
         "1",
         "--no-pin",
         "--stages",
-        "1@0s+2s,3@0s+2s",
+        "1@0s+3s,3@0s+3s",
         "--progress",
         "always",
     ]);
@@ -121,7 +125,7 @@ fn stages_show_in_order_with_their_targets() {
     let one = first(&lines, "stage 1/2 hold 1 conns");
     let two = first(&lines, "stage 2/2 hold 3 conns");
     assert!(one < two, "{lines:#?}");
-    assert!(lines[one].contains("/4s  "), "the run's length: {lines:#?}");
+    assert!(lines[one].contains("/6s  "), "the run's length: {lines:#?}");
 }
 
 #[test]
@@ -135,17 +139,17 @@ fn a_series_shows_which_run_of_how_many() {
         "1",
         "--no-pin",
         "--stages",
-        "1@0s+2s",
+        "1@0s+3s",
         "--stages",
-        "2@0s+2s",
+        "2@0s+3s",
         "--progress",
         "always",
     ]);
     s.stop();
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines = plain_lines(&r.stderr);
-    let a = first(&lines, "[run 1/2 1@0s+2s  ");
-    let b = first(&lines, "[run 2/2 2@0s+2s  ");
+    let a = first(&lines, "[run 1/2 1@0s+3s  ");
+    let b = first(&lines, "[run 2/2 2@0s+3s  ");
     assert!(a < b, "{lines:#?}");
 }
 
@@ -162,7 +166,7 @@ fn websocket_echo_shows_msgs_per_s_in_and_out_and_the_rtt() {
         "1",
         "--no-pin",
         "-d",
-        "3s",
+        "4s",
         "--mode",
         "echo",
         "--send-rate",
@@ -184,7 +188,7 @@ fn probe_shows_its_step_connections_and_connect_percentiles() {
     let r = connbench(&[
         "probe",
         "--max",
-        "250",
+        "300",
         "--connect-rate",
         "100",
         "--hold",
@@ -197,7 +201,7 @@ fn probe_shows_its_step_connections_and_connect_percentiles() {
     let ramp = first(&lines, "]  ramp ");
     let l = lines[ramp];
     assert!(
-        l.contains("/250 attempted") && l.contains(" established  "),
+        l.contains("/300 attempted") && l.contains(" established  "),
         "{l}"
     );
     assert!(
@@ -212,7 +216,7 @@ fn never_quiet_and_auto_off_a_terminal_print_no_line() {
     let s = serve(|_| {});
     let url = http_url(&s, "/");
     let base = [
-        "http", &url, "-c", "2", "-t", "1", "--no-pin", "-d", "1500ms",
+        "http", &url, "-c", "2", "-t", "1", "--no-pin", "-d", "2500ms",
     ];
     for extra in [&["--progress", "never"][..], &["-q"][..], &[][..]] {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
@@ -242,10 +246,11 @@ fn a_bad_progress_value_is_a_usage_error() {
 
 #[test]
 fn ctrl_c_with_the_line_on_still_prints_the_report() {
+    use std::io::BufRead;
     let s = serve(|_| {});
     let dir = super::util::TempDir::new("live-sigint");
     let json = dir.path("r.json");
-    let child = std::process::Command::new(super::util::bin())
+    let mut child = std::process::Command::new(super::util::bin())
         .args([
             "http",
             &http_url(&s, "/"),
@@ -255,7 +260,7 @@ fn ctrl_c_with_the_line_on_still_prints_the_report() {
             "1",
             "--no-pin",
             "-d",
-            "30s",
+            "60s",
             "--progress",
             "always",
             "--json",
@@ -265,13 +270,30 @@ fn ctrl_c_with_the_line_on_still_prints_the_report() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Past the first line (drawn 1 s in), far before the 30 s end.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Interrupt once the first progress line is out (however slow the machine starts it),
+    // far before the 60 s end; the lines are collected as they come.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with('[') {
+                let _ = tx.send(());
+            }
+            all.push(line);
+        }
+        all.join("\n")
+    });
+    let drawn = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
     // SAFETY: signalling our own child by PID.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().expect("wait");
     s.stop();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = reader.join().expect("reader");
+    assert!(drawn, "no progress line within 30 s: {stderr}");
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     let lines = plain_lines(&stderr);
     assert!(lines.iter().any(|l| l.contains("req/s")), "{lines:#?}");
