@@ -533,6 +533,12 @@ pub struct LoadArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
 
+    /// The live progress line on stderr: auto (when stderr is a terminal), always (on a
+    /// terminal redrawn in place, else one line a second), never [default: auto; never with
+    /// --quiet].
+    #[arg(long = "progress", value_name = "WHEN", value_parser = validate::parse_progress)]
+    pub progress: Option<crate::plan::ProgressWhen>,
+
     /// Show on stderr what the first 3 connections receive (their first 2 reads or messages,
     /// redacted), every WebSocket reconnection (cause, attempt, delay) and each threshold
     /// evaluation; at most 200 lines.
@@ -787,9 +793,14 @@ pub struct ProbeArgs {
     #[arg(long = "html", value_name = "FILE")]
     pub html: Option<String>,
 
-    /// No start banner.
+    /// No start banner and no live progress line.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    /// The live progress line on stderr, as for `http` (auto, always or never) [default: auto;
+    /// never with --quiet].
+    #[arg(long = "progress", value_name = "WHEN", value_parser = validate::parse_progress)]
+    pub progress: Option<crate::plan::ProgressWhen>,
 
     /// Pass/fail and percentiles.
     #[command(flatten)]

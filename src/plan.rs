@@ -95,6 +95,68 @@ pub enum Stop {
     Requests(u64),
 }
 
+/// When the live progress line is drawn on stderr (`--progress`, cargo's `auto|always|never`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProgressWhen {
+    /// When stderr is a terminal (redrawn in place).
+    #[default]
+    Auto,
+    /// Always: redrawn in place on a terminal, else one newline-ended line a second (CI logs).
+    Always,
+    /// Never (`--quiet` implies it unless `--progress` is given).
+    Never,
+}
+
+impl ProgressWhen {
+    /// The name `--progress` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProgressWhen::Auto => "auto",
+            ProgressWhen::Always => "always",
+            ProgressWhen::Never => "never",
+        }
+    }
+
+    /// Parse what [`ProgressWhen::name`] returns.
+    pub fn parse(s: &str) -> Option<ProgressWhen> {
+        [
+            ProgressWhen::Auto,
+            ProgressWhen::Always,
+            ProgressWhen::Never,
+        ]
+        .into_iter()
+        .find(|w| w.name() == s)
+    }
+}
+
+/// The live progress line of a load run: when it is drawn, and where the run stands in a
+/// series (`--scenario all`, repeated `--stages`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// When it is drawn.
+    pub when: ProgressWhen,
+    /// In a series: which run this is.
+    pub series: Option<SeriesPos>,
+}
+
+impl Progress {
+    /// Drawn as `when` says, not in a series.
+    pub fn new(when: ProgressWhen) -> Progress {
+        Progress { when, series: None }
+    }
+}
+
+/// One run's place in a series of runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesPos {
+    /// 1-based.
+    pub index: usize,
+    /// Runs in the series.
+    pub of: usize,
+    /// The run's name (the scenario's, or its `--stages` list).
+    pub name: String,
+}
+
 /// Which CPUs the workers run on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pinning {
@@ -133,8 +195,8 @@ pub struct HttpPlan {
     pub timeout: Duration,
     /// A TCP connect not complete after this long fails as a connect timeout.
     pub connect_timeout: Duration,
-    /// Show a live progress line on stderr (only when stderr is a terminal).
-    pub progress: bool,
+    /// The live progress line on stderr (`--progress`).
+    pub progress: Progress,
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
     /// Constant-rate mode: requests per second across all workers, and their spacing. With
@@ -329,8 +391,8 @@ pub struct WsPlan {
     pub warmup: Duration,
     /// TCP connect, TLS handshake and upgrade must each finish within this.
     pub connect_timeout: Duration,
-    /// Live progress line.
-    pub progress: bool,
+    /// The live progress line on stderr (`--progress`).
+    pub progress: Progress,
     /// Collect one-second interval histograms (for `--hlog`).
     pub intervals: bool,
     /// What each connection does, and how it recovers (what the report shows of the run).
@@ -949,6 +1011,8 @@ impl Establish {
 pub struct ProbePlan {
     /// Where to connect (http/https; ws/wss map to the same schemes).
     pub target: Target,
+    /// When the live progress line is drawn (`--progress`).
+    pub progress: ProgressWhen,
     /// TLS settings, used for https/wss.
     pub tls: TlsPlan,
     /// Extra request headers (the GET of `--request`/`--keepalive`, or the upgrade).

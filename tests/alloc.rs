@@ -66,7 +66,8 @@ fn plan(url: &str, ca: Option<Vec<u8>>, requests: u64) -> HttpPlan {
         warmup: Duration::ZERO,
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
-        progress: false,
+        // The live line on (its recent-sample hand-over and its drawing): still 0 per request.
+        progress: connbench::plan::Progress::new(connbench::plan::ProgressWhen::Always),
         intervals: false,
         rate: None,
         stages: vec![],
@@ -230,7 +231,8 @@ fn ws_plan(url: &str, ca: Option<Vec<u8>>, duration: Duration) -> connbench::pla
         duration,
         warmup: Duration::ZERO,
         connect_timeout: Duration::from_secs(5),
-        progress: false,
+        // The live line on (its recent-sample hand-over and its drawing): still 0 per request.
+        progress: connbench::plan::Progress::new(connbench::plan::ProgressWhen::Always),
         intervals: false,
         session: WsSession {
             subscriptions: vec![r#"{"op":"subscribe","symbol":"BTCUSDT"}"#.into()],

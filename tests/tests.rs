@@ -6,6 +6,7 @@ mod benches;
 mod compare;
 mod faults;
 mod floor;
+mod live;
 mod merge;
 mod multihost;
 mod newconn;
@@ -748,7 +749,7 @@ fn interval_histograms_add_up_to_the_run() {
         warmup: std::time::Duration::from_millis(300),
         timeout: std::time::Duration::from_secs(5),
         connect_timeout: std::time::Duration::from_secs(5),
-        progress: false,
+        progress: connbench::plan::Progress::new(connbench::plan::ProgressWhen::Never),
         intervals: true,
         rate: None,
         stages: vec![],

@@ -528,7 +528,7 @@ fn http_row(
         warmup: Duration::ZERO,
         timeout: STEP_TIMEOUT,
         connect_timeout: STEP_TIMEOUT,
-        progress: false,
+        progress: crate::plan::Progress::new(crate::plan::ProgressWhen::Never),
         intervals: false,
         rate: None,
         stages: Vec::new(),
@@ -562,7 +562,7 @@ fn ws_row(
         duration: d,
         warmup: Duration::ZERO,
         connect_timeout: STEP_TIMEOUT,
-        progress: false,
+        progress: crate::plan::Progress::new(crate::plan::ProgressWhen::Never),
         intervals: false,
         session: crate::plan::WsSession {
             subscriptions: Vec::new(),

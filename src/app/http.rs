@@ -32,7 +32,7 @@ pub(super) fn http(
     }
     let p = prepare(&load, &a.tls, checked, false)?;
     // One plan per run (most command lines: one, unstaged or staged).
-    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>| -> (HttpPlan, RunMeta) {
+    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>, series| -> (HttpPlan, RunMeta) {
         let connections = stages
             .iter()
             .map(|s| s.connections)
@@ -68,7 +68,10 @@ pub(super) fn http(
             warmup: load.warmup,
             timeout: a.timeout,
             connect_timeout: load.connect_timeout,
-            progress: !load.quiet,
+            progress: crate::plan::Progress {
+                when: validate::progress_when(load.progress, load.quiet),
+                series,
+            },
             // An --html page draws latency over time from the intervals too.
             intervals: load.hlog.is_some() || load.html.is_some(),
             stages,

@@ -31,6 +31,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
         hlog: None,
         source: None,
         quiet: a.quiet,
+        progress: a.progress,
         busy_poll: false,
         verbose: false,
         start_at: a.start_at,
@@ -51,6 +52,7 @@ pub(super) fn probe(a: ProbeArgs, given: &Given, argv: Vec<String>) -> Result<i3
     };
     let plan = ProbePlan {
         target: p.target.clone(),
+        progress: validate::progress_when(a.progress, a.quiet),
         tls: p.tls.clone(),
         headers: p.headers.clone(),
         connect_rate: a.connect_rate,

@@ -102,14 +102,21 @@ impl Prepared {
         load: &LoadArgs,
         what: &str,
         runs: Vec<Named>,
-        build: impl Fn(&Prepared, Vec<Stage>) -> (P, RunMeta),
+        build: impl Fn(&Prepared, Vec<Stage>, Option<crate::plan::SeriesPos>) -> (P, RunMeta),
         run: fn(&P) -> Result<report::RunResult, EngineError>,
     ) -> Result<i32, AppError> {
         if runs.len() > 1 {
+            let of = runs.len();
             let ready = runs
                 .into_iter()
-                .map(|named| {
-                    let (plan, meta) = build(&self, named.stages.clone());
+                .enumerate()
+                .map(|(i, named)| {
+                    let pos = crate::plan::SeriesPos {
+                        index: i + 1,
+                        of,
+                        name: named.name.clone(),
+                    };
+                    let (plan, meta) = build(&self, named.stages.clone(), Some(pos));
                     Ready {
                         named,
                         meta,
@@ -124,7 +131,7 @@ impl Prepared {
             .next()
             .map(|r| r.stages)
             .unwrap_or_default();
-        let (plan, meta) = build(&self, stages);
+        let (plan, meta) = build(&self, stages, None);
         self.execute(&meta, load, what, || run(&plan))
     }
 

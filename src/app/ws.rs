@@ -116,7 +116,7 @@ pub(super) fn ws(
         send_buffer: a.send_buffer,
     };
     // One plan per run (most command lines: one, unstaged or staged).
-    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>| -> (WsPlan, RunMeta) {
+    let build = |p: &Prepared, stages: Vec<crate::plan::Stage>, series| -> (WsPlan, RunMeta) {
         let connections = stages
             .iter()
             .map(|s| s.connections)
@@ -138,7 +138,10 @@ pub(super) fn ws(
             duration,
             warmup: load.warmup,
             connect_timeout: load.connect_timeout,
-            progress: !load.quiet,
+            progress: crate::plan::Progress {
+                when: validate::progress_when(load.progress, load.quiet),
+                series,
+            },
             // An --html page draws latency over time from the intervals too.
             intervals: load.hlog.is_some() || load.html.is_some(),
             session: session.clone(),

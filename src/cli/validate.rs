@@ -110,6 +110,29 @@ pub fn parse() -> Cli {
 }
 
 // ---------------------------------------------------------------------------------------------
+// --progress
+// ---------------------------------------------------------------------------------------------
+
+/// Parse `--progress`: auto, always or never.
+pub fn parse_progress(s: &str) -> Result<crate::plan::ProgressWhen, String> {
+    crate::plan::ProgressWhen::parse(s.trim())
+        .ok_or_else(|| format!("--progress {s:?}: use auto, always or never"))
+}
+
+/// When the progress line is drawn: as `--progress` says; without it, `auto`, or `never` with
+/// `--quiet`.
+pub fn progress_when(
+    flag: Option<crate::plan::ProgressWhen>,
+    quiet: bool,
+) -> crate::plan::ProgressWhen {
+    match flag {
+        Some(w) => w,
+        None if quiet => crate::plan::ProgressWhen::Never,
+        None => crate::plan::ProgressWhen::Auto,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // --start-at (no clock: the caller passes "now")
 // ---------------------------------------------------------------------------------------------
 
@@ -2546,5 +2569,18 @@ mod start_at_tests {
         let far = ok(now + Duration::from_secs(24 * 3600 + 1)).unwrap_err();
         assert!(far.0.contains("more than 24 h ahead"), "{far}");
         assert!(far.0.contains("time zone"), "{far}");
+    }
+
+    #[test]
+    fn progress_takes_auto_always_never_and_quiet_means_never_unless_given() {
+        use crate::plan::ProgressWhen::{Always, Auto, Never};
+        assert_eq!(parse_progress("always"), Ok(Always));
+        assert_eq!(parse_progress(" never "), Ok(Never));
+        let e = parse_progress("sometimes").unwrap_err();
+        assert!(e.contains("--progress \"sometimes\"") && e.contains("auto, always or never"));
+        assert_eq!(progress_when(None, false), Auto);
+        assert_eq!(progress_when(None, true), Never);
+        assert_eq!(progress_when(Some(Always), true), Always);
+        assert_eq!(progress_when(Some(Never), false), Never);
     }
 }

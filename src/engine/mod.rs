@@ -7,7 +7,6 @@
 //! thread starts; once the run started, failures are only counted.
 
 use std::fmt;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
@@ -165,7 +164,15 @@ where
         pinning: plan.pinning.clone(),
         stop: plan.stop,
         warmup: plan.warmup,
-        progress: plan.progress,
+        progress: plan.progress.clone(),
+        // Paced runs show the latency from the intended send time, as their report leads with.
+        line: LineKind::Http(
+            if plan.rate.is_some() || plan.stages.iter().any(|s| s.rate.is_some()) {
+                crate::metrics::Phase::Corrected
+            } else {
+                crate::metrics::Phase::Total
+            },
+        ),
         intervals: plan.intervals,
         stages: crate::plan::stage_windows(&plan.stages),
         start_at: plan.start_at,
@@ -277,7 +284,15 @@ where
         pinning: plan.pinning.clone(),
         stop: Stop::Duration(plan.duration),
         warmup: plan.warmup,
-        progress: plan.progress,
+        progress: plan.progress.clone(),
+        // Stream: the server-timestamp latency; echo and ping: the round trip.
+        line: LineKind::Ws {
+            phase: match plan.session.mode {
+                crate::plan::WsMode::Stream => crate::metrics::Phase::Latency,
+                crate::plan::WsMode::Echo | crate::plan::WsMode::Ping => crate::metrics::Phase::Rtt,
+            },
+            sends: plan.session.mode == crate::plan::WsMode::Echo,
+        },
         intervals: plan.intervals,
         stages: crate::plan::stage_windows(&plan.stages),
         start_at: plan.start_at,
@@ -372,14 +387,39 @@ pub struct RunShape {
     pub stop: Stop,
     /// Warm-up excluded from the results.
     pub warmup: Duration,
-    /// Live progress line (when stderr is a terminal).
-    pub progress: bool,
+    /// The live progress line.
+    pub progress: crate::plan::Progress,
+    /// What the line shows.
+    pub line: LineKind,
     /// Collect one-second interval histograms (`--hlog`).
     pub intervals: bool,
     /// Staged runs: the windows workers cut their measurements at.
     pub stages: Vec<crate::plan::StageWindow>,
     /// `--start-at`: the workers are built, then released at this wall-clock instant.
     pub start_at: Option<SystemTime>,
+}
+
+/// What a run's live line shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    /// HTTP: responses per second and the percentiles of this phase.
+    Http(crate::metrics::Phase),
+    /// WebSocket: messages per second and the percentiles of `phase`.
+    Ws {
+        /// Latency (stream) or rtt (echo, ping).
+        phase: crate::metrics::Phase,
+        /// The run sends messages of its own (echo): their rate is shown too.
+        sends: bool,
+    },
+}
+
+impl LineKind {
+    /// The phase whose percentiles the line shows.
+    pub fn phase(self) -> crate::metrics::Phase {
+        match self {
+            LineKind::Http(p) | LineKind::Ws { phase: p, .. } => p,
+        }
+    }
 }
 
 /// Spawn one pinned thread per worker, start them together, coordinate the run, join and merge.
@@ -399,6 +439,8 @@ where
         .map(|_| {
             Arc::new(Live {
                 intervals: shape.intervals.then(|| std::sync::Mutex::new(Vec::new())),
+                recent: core::live::Drawer::new(shape.progress.when)
+                    .map(|_| core::live::Recent::new(shape.line.phase())),
                 ..Live::default()
             })
         })
@@ -636,7 +678,8 @@ struct Ended {
     peak_open: u64,
 }
 
-/// Wait for the end of the run, drawing the live progress line when asked.
+/// Wait for the end of the run, drawing the live progress line when asked (once a second: the
+/// rates and the percentiles of the second since the previous line; erased before returning).
 fn coordinate(
     plan: &RunShape,
     start: Instant,
@@ -648,71 +691,131 @@ fn coordinate(
         Stop::Duration(d) => Some(start + plan.warmup + d),
         Stop::Requests(_) => None,
     };
-    let progress = plan.progress && crate::sys::stderr_is_tty();
+    let mut drawer = core::live::Drawer::new(plan.progress.when);
+    let mut line = LineState::new(start);
     let mut next_line = start + Duration::from_secs(1);
-    let mut last_responses = 0u64;
-    let mut drew = false;
     let mut peak_open = 0u64;
-    loop {
+    let ended = loop {
         let now = Instant::now();
         let open: u64 = lives.iter().map(|l| l.open.load(Ordering::Relaxed)).sum();
         peak_open = peak_open.max(open);
         if failed || stop.load(Ordering::Relaxed) {
-            return Ended {
-                at: now,
-                interrupted: false,
-                peak_open,
-            };
+            break (now, false);
         }
         if crate::sys::interrupted() {
-            if drew {
-                eprint!("\r\x1b[K");
-            }
-            return Ended {
-                at: now,
-                interrupted: true,
-                peak_open,
-            };
+            break (now, true);
         }
         if deadline.is_some_and(|d| now >= d)
             || lives.iter().all(|l| l.done.load(Ordering::Acquire))
         {
-            if drew {
-                eprint!("\r\x1b[K");
-            }
-            return Ended {
-                at: now,
-                interrupted: false,
-                peak_open,
-            };
+            break (now, false);
         }
-        if progress && now >= next_line {
-            let responses: u64 = lives
-                .iter()
-                .map(|l| l.responses.load(Ordering::Relaxed))
-                .sum();
-            let errors: u64 = lives.iter().map(|l| l.errors.load(Ordering::Relaxed)).sum();
-            let rate = responses.saturating_sub(last_responses);
-            last_responses = responses;
-            let secs = (now - start).as_secs();
-            let phase = if now < start + plan.warmup {
-                " (warm-up)"
-            } else {
-                ""
-            };
-            eprint!("\r\x1b[K[{secs:>4}s] {rate:>9} req/s  {errors} errors  {open} open{phase}");
-            let _ = std::io::stderr().flush();
-            drew = true;
-            next_line += Duration::from_secs(1);
+        if let Some(d) = &mut drawer {
+            if now >= next_line {
+                line.draw(d, plan, lives, now, open);
+                next_line += Duration::from_secs(1);
+                // A stalled coordinator draws once, not a burst of catch-up lines.
+                if next_line <= now {
+                    next_line = now + Duration::from_secs(1);
+                }
+            }
         }
         let mut nap = Duration::from_millis(5);
         if let Some(d) = deadline {
             nap = nap.min(d.saturating_duration_since(now));
         }
         std::thread::sleep(nap);
+    };
+    if let Some(d) = &mut drawer {
+        d.clear();
+    }
+    Ended {
+        at: ended.0,
+        interrupted: ended.1,
+        peak_open,
     }
 }
 
+/// What the coordinator keeps between two lines: the previous counts (for the rates) and the
+/// histogram the workers' recent samples are gathered into.
+struct LineState {
+    start: Instant,
+    at: Instant,
+    done: u64,
+    sent: u64,
+    recent: hdrhistogram::Histogram<u64>,
+}
+
+impl LineState {
+    fn new(start: Instant) -> LineState {
+        LineState {
+            start,
+            at: start,
+            done: 0,
+            sent: 0,
+            recent: crate::metrics::new_recent_histogram(),
+        }
+    }
+
+    /// Take the workers' counters and recent samples and draw one line.
+    fn draw(
+        &mut self,
+        drawer: &mut core::live::Drawer,
+        plan: &RunShape,
+        lives: &[Arc<Live>],
+        now: Instant,
+        open: u64,
+    ) {
+        let sum = |f: fn(&Live) -> &std::sync::atomic::AtomicU64| -> u64 {
+            lives.iter().map(|l| f(l).load(Ordering::Relaxed)).sum()
+        };
+        let done = sum(|l| &l.responses);
+        let sent = sum(|l| &l.sent);
+        let dt = now
+            .saturating_duration_since(self.at)
+            .as_secs_f64()
+            .max(1e-3);
+        // The counters restart when the warm-up ends: that second's rate is its count.
+        let rate =
+            |now: u64, before: u64| (if now >= before { now - before } else { now }) as f64 / dt;
+        let work = match plan.line {
+            LineKind::Http(_) => core::live::Work::Http {
+                per_sec: rate(done, self.done),
+            },
+            LineKind::Ws { sends, .. } => core::live::Work::Ws {
+                in_per_sec: rate(done, self.done),
+                out_per_sec: sends.then(|| rate(sent, self.sent)),
+                reconnects: sum(|l| &l.reconnects),
+            },
+        };
+        for l in lives {
+            if let Some(r) = &l.recent {
+                let mut h = r.hist.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = self.recent.add(&*h);
+                h.reset();
+            }
+        }
+        let elapsed = now.saturating_duration_since(self.start);
+        let snap = core::live::LoadSnapshot {
+            elapsed,
+            warmup: plan.warmup,
+            stop: plan.stop,
+            done,
+            series: plan.progress.series.as_ref(),
+            stage: core::live::stage_now(&plan.stages, elapsed),
+            work,
+            phase: plan.line.phase(),
+            recent: core::live::p50_p99(&self.recent),
+            errors: sum(|l| &l.errors),
+            open,
+        };
+        drawer.draw(|out| core::live::format_load(out, &snap));
+        self.recent.reset();
+        self.at = now;
+        self.done = done;
+        self.sent = sent;
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,7 +827,8 @@ mod tests {
             pinning: Pinning::None,
             stop: Stop::Duration(run_for),
             warmup: Duration::ZERO,
-            progress: false,
+            progress: crate::plan::Progress::new(crate::plan::ProgressWhen::Never),
+            line: LineKind::Http(crate::metrics::Phase::Total),
             intervals: false,
             stages: Vec::new(),
             start_at: None,

@@ -74,6 +74,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
+use super::core::live::{Drawer, ProbeSnapshot, ProbeStep};
 use super::core::timerfd::Timerfd;
 use super::core::{
     connect, Close, Connector, Driver, Failure, Lost, Net, Opened, Plain, Session, TimerKind, Tls,
@@ -305,7 +306,14 @@ fn run_pass<T: Transport>(
     let net = Net::<T>::new(Poll::new()?, 0, ctx, connector, plan.connect_timeout);
     let probe = Probe::new(plan, request, max, hold, &net)?;
     let mut d = Driver::new(net, probe);
-    d.session.on_start(&mut d.net, Instant::now());
+    // The live line: attempts and connect percentiles of the last second (`--progress`).
+    let mut drawer = Drawer::new(plan.progress);
+    if drawer.is_some() {
+        d.net.rec.enable_recent(Phase::Connect);
+    }
+    let started = Instant::now();
+    let mut next_line = started + Duration::from_secs(1);
+    d.session.on_start(&mut d.net, started);
     loop {
         if crate::sys::interrupted() {
             d.session.interrupted = true;
@@ -316,6 +324,18 @@ fn run_pass<T: Transport>(
             break;
         }
         let now = Instant::now();
+        if let Some(dr) = &mut drawer {
+            if now >= next_line {
+                let connect = d.net.rec.recent().and_then(|h| {
+                    let p = super::core::live::p50_p99(h);
+                    h.reset();
+                    p
+                });
+                let snap = d.session.snapshot(now, connect);
+                dr.draw(|out| super::core::live::format_probe(out, &snap));
+                next_line = (next_line + Duration::from_secs(1)).max(now);
+            }
+        }
         let timeout = if d.session.burst_left {
             Duration::ZERO
         } else {
@@ -326,6 +346,9 @@ fn run_pass<T: Transport>(
             // epoll itself failing cannot be recovered from; report what was found.
             break;
         }
+    }
+    if let Some(dr) = &mut drawer {
+        dr.clear();
     }
     let (mut net, probe) = d.into_parts();
     Ok(probe.finish(&mut net, Instant::now()))
@@ -853,6 +876,36 @@ impl<'a> Probe<'a> {
                 Cause::Status(info.status)
             }
             _ => Cause::Error(class),
+        }
+    }
+
+    /// What the live line shows of the pass at `now`.
+    fn snapshot(&self, now: Instant, connect: Option<(u64, u64)>) -> ProbeSnapshot {
+        let (step, left) = match self.stage {
+            Stage::Ramp => {
+                // At the connect rate, if nothing fails first: the rest of the ramp, then the
+                // hold.
+                let ramp = self.due(self.max).saturating_duration_since(now);
+                (ProbeStep::Ramp, Some((ramp + self.hold, true)))
+            }
+            Stage::Draining => (ProbeStep::Settling, None),
+            Stage::Resolving => (ProbeStep::Resolving, None),
+            Stage::Holding(end) => (
+                ProbeStep::Hold,
+                Some((end.saturating_duration_since(now), false)),
+            ),
+        };
+        let count = |v: &[(Cause, u64)]| v.iter().map(|(_, n)| n).sum::<u64>();
+        ProbeSnapshot {
+            elapsed: now.saturating_duration_since(self.start),
+            step,
+            attempted: self.attempted,
+            max: self.max,
+            established: self.established,
+            open: self.open,
+            failures: count(&self.failures) + count(&self.drops),
+            connect,
+            left,
         }
     }
 
@@ -1462,6 +1515,7 @@ mod tests {
                 addrs,
                 url: "http://x/".into(),
             },
+            progress: crate::plan::ProgressWhen::Never,
             tls: TlsPlan::default(),
             headers: Vec::new(),
             connect_rate: 1000.0,

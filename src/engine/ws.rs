@@ -1234,7 +1234,7 @@ mod tests {
             duration: Duration::from_secs(60),
             warmup: Duration::ZERO,
             connect_timeout: Duration::from_secs(5),
-            progress: false,
+            progress: crate::plan::Progress::new(crate::plan::ProgressWhen::Never),
             intervals: false,
             session: crate::plan::WsSession {
                 subscriptions: vec![r#"{"op":"subscribe"}"#.into()],

@@ -678,6 +678,9 @@ pub struct Recorder {
     hist: [Histogram<u64>; Phase::COUNT],
     /// Samples since the last interval cut, when interval logging is on.
     interval: Option<Box<[Histogram<u64>; Phase::COUNT]>>,
+    /// The live line's phase and its low-precision samples since the worker last handed them
+    /// over ([`Recorder::enable_recent`]).
+    recent: Option<Box<(Phase, Histogram<u64>)>>,
     /// Counters.
     pub counters: Counters,
     /// TLS facts from the first completed handshake.
@@ -696,6 +699,12 @@ pub fn new_histogram() -> Histogram<u64> {
         .expect("static histogram bounds are valid")
 }
 
+/// A histogram for the live line's percentiles: the crate's range at 2 significant digits
+/// (1 %), small enough to add and reset a few times a second.
+pub fn new_recent_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 2).expect("static histogram bounds are valid")
+}
+
 impl Default for Recorder {
     fn default() -> Self {
         Self::new()
@@ -708,6 +717,7 @@ impl Recorder {
         Recorder {
             hist: std::array::from_fn(|_| new_histogram()),
             interval: None,
+            recent: None,
             counters: Counters::default(),
             tls: TlsFacts::default(),
             ts_unit: None,
@@ -724,6 +734,22 @@ impl Recorder {
         if let Some(iv) = &mut self.interval {
             iv[phase.index()].saturating_record(ns.max(1));
         }
+        if let Some(r) = &mut self.recent {
+            if r.0 == phase {
+                r.1.saturating_record(ns.max(1));
+            }
+        }
+    }
+
+    /// Also record `phase` into a small low-precision histogram the live progress line takes
+    /// its percentiles of the last second from ([`Recorder::recent`]). Allocates it once.
+    pub fn enable_recent(&mut self, phase: Phase) {
+        self.recent = Some(Box::new((phase, new_recent_histogram())));
+    }
+
+    /// The live line's histogram (the caller hands it over and resets it); None when off.
+    pub fn recent(&mut self) -> Option<&mut Histogram<u64>> {
+        self.recent.as_mut().map(|r| &mut r.1)
     }
 
     /// Add a whole histogram (same bounds) to a phase: how reports from other processes are

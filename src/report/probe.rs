@@ -468,6 +468,7 @@ mod tests {
                 addrs: vec!["127.0.0.1:1".parse().unwrap()],
                 url: url.into(),
             },
+            progress: crate::plan::ProgressWhen::Never,
             tls: Default::default(),
             headers: headers.clone(),
             connect_rate: 100.0,

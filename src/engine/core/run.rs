@@ -1,6 +1,7 @@
 //! The worker loop of a measured run (HTTP and WebSocket): wait for the earliest of the
 //! events, the deadlines, the warm-up's end and the next interval cut; handle them; publish the
-//! live counters; stop when the coordinator says so or the session is finished.
+//! live counters (and hand the live line its recent samples); stop when the coordinator says so
+//! or the session is finished.
 //!
 //! Rules:
 //! 1. The coordinator ends the run by setting `stop` and waking the worker's `Poll`; the loop
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::live::{IntervalClock, Live};
+use super::live::{IntervalClock, Live, RecentClock};
 use super::{Driver, Session, Transport};
 
 /// Longest single wait (rule 1).
@@ -60,6 +61,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         let deadline = ctl.run_for.map(|d| warm_end + d);
         let mut warm = ctl.warmup.is_zero();
         let mut intervals = IntervalClock::new(&ctl.live, &mut self.net.rec, warm_end);
+        let mut recent = RecentClock::new(&ctl.live, &mut self.net.rec, started);
         let mut max_stall = Duration::ZERO;
         let mut finished_at = None;
         self.session.on_start(&mut self.net, started);
@@ -70,6 +72,9 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
                 wake = wake.min(t);
             }
             if let Some(t) = intervals.next() {
+                wake = wake.min(t);
+            }
+            if let Some(t) = recent.next() {
                 wake = wake.min(t);
             }
             if !warm {
@@ -98,6 +103,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             if warm {
                 intervals.tick(polled, false, &mut self.net.rec, &ctl.live);
             }
+            recent.tick(polled, false, &mut self.net.rec, &ctl.live);
             publish(&ctl.live, &self.net, &self.session);
             if self.session.finished() {
                 finished_at = Some(Instant::now());
@@ -110,6 +116,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         if warm {
             intervals.tick(finished_at, true, &mut self.net.rec, &ctl.live);
         }
+        recent.tick(finished_at, true, &mut self.net.rec, &ctl.live);
         publish(&ctl.live, &self.net, &self.session);
         ctl.live.done.store(true, Ordering::Release);
         RunEnd {
@@ -127,4 +134,7 @@ fn publish<T: Transport, S: Session<T>>(live: &Live, net: &super::Net<T>, sessio
         .store(session.progress(&net.rec), Ordering::Relaxed);
     live.errors.store(c.total_errors(), Ordering::Relaxed);
     live.open.store(net.open_count(), Ordering::Relaxed);
+    live.sent.store(c.ws.messages_out, Ordering::Relaxed);
+    live.reconnects
+        .store(c.ws.total_reconnects(), Ordering::Relaxed);
 }

@@ -42,7 +42,11 @@ pub struct Verbose {
 /// Where the lines go: stderr, or (for tests) memory.
 #[derive(Debug)]
 enum Sink {
-    Stderr,
+    /// stderr; on a terminal each line first erases the live progress line the coordinator
+    /// may have drawn there (redrawn a second later).
+    Stderr {
+        tty: bool,
+    },
     Memory(std::sync::Mutex<Vec<String>>),
 }
 
@@ -53,7 +57,9 @@ impl Verbose {
             start,
             printed: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
-            out: Sink::Stderr,
+            out: Sink::Stderr {
+                tty: crate::sys::stderr_is_tty(),
+            },
         }
     }
 
@@ -69,7 +75,7 @@ impl Verbose {
     pub fn lines(&self) -> Vec<String> {
         match &self.out {
             Sink::Memory(m) => m.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            Sink::Stderr => Vec::new(),
+            Sink::Stderr { .. } => Vec::new(),
         }
     }
 
@@ -146,9 +152,10 @@ impl Verbose {
 
     fn emit(&self, line: String) {
         match &self.out {
-            Sink::Stderr => {
+            Sink::Stderr { tty } => {
+                let erase = if *tty { "\r\x1b[K" } else { "" };
                 let mut err = std::io::stderr().lock();
-                let _ = writeln!(err, "{line}");
+                let _ = writeln!(err, "{erase}{line}");
             }
             Sink::Memory(m) => m.lock().unwrap_or_else(|e| e.into_inner()).push(line),
         }
