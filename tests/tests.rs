@@ -8,6 +8,7 @@ mod floor;
 mod merge;
 mod multihost;
 mod newconn;
+mod nullclient;
 mod plot;
 mod probe;
 mod proto;
