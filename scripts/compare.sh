@@ -290,11 +290,13 @@ start_nginx() {
 # The built-in target in its own process (port 0: the kernel picks; it prints the URL).
 start_serve() {
   local i
+  # Created here, not by the background redirection, so the first read below cannot race it.
+  : >"$WORK/serve.out"
   taskset -c "$SERVER_CPU" "$CONNBENCH" serve --threads 1 --cpus "$SERVER_CPU" --http 0 --no-https \
     --for 2h >"$WORK/serve.out" 2>"$WORK/serve.err" &
   SERVE_PID=$!
   for ((i = 0; i < 100; i++)); do
-    SERVE_PORT=$(sed -n 's#^http   http://127.0.0.1:\([0-9]*\)/.*#\1#p' "$WORK/serve.out")
+    SERVE_PORT=$(sed -n 's#^http   http://127.0.0.1:\([0-9]*\)/.*#\1#p' "$WORK/serve.out" || true)
     [[ -n $SERVE_PORT ]] && { log "built-in target pid $SERVE_PID on cpu $SERVER_CPU: http://127.0.0.1:$SERVE_PORT/"; return 0; }
     kill -0 "$SERVE_PID" 2>/dev/null || break
     sleep 0.1
@@ -738,7 +740,7 @@ storm_round() {
   name=storm-$tool-r$round
   local out=$RAW/$name.out res=$RAW/$name.json tf=$RAW/$name.time
   local args=("$CONNBENCH" http "http://127.0.0.1:$SERVE_PORT/delay/600000000" -c "$STORM_CONNS" -t 1
-    --cpus "$CLIENT_CPU" --connect-timeout 60s --timeout 600s --close rst --allow-nothing-measured -q --json "$res")
+    --cpus "$CLIENT_CPU" --connect-timeout 60s --timeout 600s --allow-nothing-measured -q --json "$res")
   if [[ $tool == connbench-source ]]; then hold=8; args+=(--source "$STORM_SOURCES"); else hold=45; fi
   args+=(-d "${hold}s")
   ((round == 1)) && echo "[storm] /usr/bin/time -f '%e %U %S %w' taskset -c $CLIENT_CPU ${args[*]}" >>"$COMMANDS"
@@ -756,8 +758,22 @@ storm_round() {
     fi
     sleep 0.05
   done
-  wait "$CLIENT_PID" || fail "connbench failed in the storm ($tool, round $round); output in $out.err"
+  local stopped=0 kid
+  if [[ -n $reached ]]; then
+    # All established: end the hold early. SIGINT goes to `timeout` (the child of
+    # /usr/bin/time, which ignores SIGINT), which passes it on to connbench; connbench then
+    # writes its report (interrupted) and exits.
+    sleep 1
+    kid=$(tr -d " \n" <"/proc/$CLIENT_PID/task/$CLIENT_PID/children" 2>/dev/null || true)
+    if [[ $kid =~ ^[0-9]+$ ]]; then
+      kill -INT "$kid" 2>/dev/null && stopped=1
+    fi
+  fi
+  if ! wait "$CLIENT_PID" && ! ((stopped)); then
+    fail "connbench failed in the storm ($tool, round $round); output in $out.err"
+  fi
   CLIENT_PID=""
+  [[ -s $res ]] || fail "connbench wrote no report in the storm ($tool, round $round); output in $out.err"
   [[ -n $reached ]] || reached=-1
   local parsed extra
   extra="{\"established_s\": $reached, \"established\": $count, \"asked\": $STORM_CONNS}"
