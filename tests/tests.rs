@@ -10,6 +10,7 @@ mod live;
 mod merge;
 mod multihost;
 mod newconn;
+mod nullclient;
 mod plot;
 mod probe;
 mod proto;
