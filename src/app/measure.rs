@@ -52,7 +52,11 @@ impl Prepared {
         load: &LoadArgs,
         what: &str,
         runs: Vec<series::Named>,
-        build: impl Fn(&Prepared, Vec<crate::plan::Stage>) -> (P, RunMeta),
+        build: impl Fn(
+            &Prepared,
+            Vec<crate::plan::Stage>,
+            Option<crate::plan::SeriesPos>,
+        ) -> (P, RunMeta),
         run: fn(&P) -> Result<report::RunResult, EngineError>,
     ) -> Result<i32, AppError> {
         let out = match sink {
@@ -70,7 +74,7 @@ impl Prepared {
             .next()
             .map(|r| r.stages)
             .unwrap_or_default();
-        let (plan, meta) = build(&self, stages);
+        let (plan, meta) = build(&self, stages, None);
         let result = run(&plan);
         if let Some(s) = self.server.take() {
             s.stop();
