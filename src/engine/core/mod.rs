@@ -878,11 +878,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_loop_starts_at_the_runs_start_not_when_its_thread_got_to_run() {
-        // A worker thread that got the CPU late (a loaded machine) started its schedules at
-        // its own first instant: `--conn-rate 200 -d 2s` counted 200·δ fewer connections due
-        // in the window instead of showing the client's lateness as open lag.
+    /// A driver whose session sets one deadline `after` its start (and the listener its net
+    /// points at, kept open by the caller).
+    fn one_deadline(after: Duration) -> (TcpListener, Driver<Plain, OneDeadline>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let net = Net::<Plain>::new(
             Poll::new().unwrap(),
@@ -892,21 +890,33 @@ mod tests {
             Duration::from_secs(30),
         );
         let session = OneDeadline {
-            after: Duration::from_millis(300),
+            after,
             deadline: None,
             fired_at: None,
             turns: 0,
         };
-        let mut d = Driver::new(net, session);
+        (l, Driver::new(net, session))
+    }
+
+    fn ctl(live: live::Live, warmup: Duration, run_for: Option<Duration>) -> run::RunCtl {
+        run::RunCtl {
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            live: std::sync::Arc::new(live),
+            warmup,
+            run_for,
+        }
+    }
+
+    #[test]
+    fn the_loop_starts_at_the_runs_start_not_when_its_thread_got_to_run() {
+        // A worker thread that got the CPU late (a loaded machine) started its schedules at
+        // its own first instant: `--conn-rate 200 -d 2s` counted 200·δ fewer connections due
+        // in the window instead of showing the client's lateness as open lag.
+        let (_l, mut d) = one_deadline(Duration::from_millis(300));
         let live = live::Live::default();
         let start = Instant::now() - Duration::from_millis(200);
         live.start.set(start).unwrap();
-        let ctl = run::RunCtl {
-            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            live: std::sync::Arc::new(live),
-            warmup: Duration::ZERO,
-            run_for: None,
-        };
+        let ctl = ctl(live, Duration::ZERO, None);
         let end = d.run(&ctl);
         assert_eq!(end.started, start);
         assert_eq!(d.session.deadline, Some(start + Duration::from_millis(300)));
@@ -917,27 +927,12 @@ mod tests {
         // The stop flag reaches a worker some time after the deadline (the coordinator naps,
         // the thread waits for the CPU): `--conn-rate 200 -d 2s` opened 406 connections, more
         // than the 401 the window owed.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let net = Net::<Plain>::new(
-            Poll::new().unwrap(),
-            1,
-            (),
-            Connector::new(vec![l.local_addr().unwrap()], Vec::new(), 0),
-            Duration::from_secs(30),
+        let (_l, mut d) = one_deadline(Duration::from_secs(600));
+        let ctl = ctl(
+            live::Live::default(),
+            Duration::from_millis(50),
+            Some(Duration::from_millis(100)),
         );
-        let session = OneDeadline {
-            after: Duration::from_secs(600),
-            deadline: None,
-            fired_at: None,
-            turns: 0,
-        };
-        let mut d = Driver::new(net, session);
-        let ctl = run::RunCtl {
-            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            live: std::sync::Arc::new(live::Live::default()),
-            warmup: Duration::from_millis(50),
-            run_for: Some(Duration::from_millis(100)),
-        };
         let end = d.run(&ctl);
         // Never set, and the session never finishes: only the deadline can end the loop.
         assert!(end.warm);
@@ -947,28 +942,9 @@ mod tests {
 
     #[test]
     fn a_busy_polling_loop_fires_its_timers_from_the_table_while_spinning() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let net = Net::<Plain>::new(
-            Poll::new().unwrap(),
-            1,
-            (),
-            Connector::new(vec![l.local_addr().unwrap()], Vec::new(), 0),
-            Duration::from_secs(30),
-        );
-        let session = OneDeadline {
-            after: Duration::from_millis(200),
-            deadline: None,
-            fired_at: None,
-            turns: 0,
-        };
-        let mut d = Driver::new(net, session);
+        let (_l, mut d) = one_deadline(Duration::from_millis(200));
         d.net.set_busy_poll(None);
-        let ctl = run::RunCtl {
-            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            live: std::sync::Arc::new(live::Live::default()),
-            warmup: Duration::ZERO,
-            run_for: None,
-        };
+        let ctl = ctl(live::Live::default(), Duration::ZERO, None);
         let t0 = Instant::now();
         d.run(&ctl);
         let (deadline, fired) = (d.session.deadline.unwrap(), d.session.fired_at.unwrap());
