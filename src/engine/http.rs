@@ -907,7 +907,7 @@ mod tests {
             poll,
             slots,
             (),
-            Connector::new(addrs, Vec::new(), 0),
+            Connector::new(addrs, Vec::new(), 0).unpaced(),
             Duration::from_secs(5),
         );
         let http = Http::new(cfg, &net).unwrap();
@@ -1330,7 +1330,11 @@ mod tests {
         assert_eq!(d.session.unclaimed, Some(0));
         assert_eq!(d.net.link(3), Link::Closed);
         assert_eq!(d.session.conns[3].state, State::Done);
-        assert_eq!(d.net.rec.counters.connections_opened, 3);
+        // Connect pacing may defer a connect when a run of them held the loop too long (a
+        // preempted thread on a loaded CI machine: 1 of 3 had opened in on_start).
+        pump_timers(&mut d, |d| d.net.rec.counters.connections_opened == 3);
+        assert_eq!(d.net.link(3), Link::Closed);
+        assert_eq!(d.session.conns[3].state, State::Done);
     }
 
     #[test]

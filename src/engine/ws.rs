@@ -1269,7 +1269,7 @@ mod tests {
             mio::Poll::new().unwrap(),
             1,
             (),
-            Connector::new(plan.target.addrs.clone(), Vec::new(), 0),
+            Connector::new(plan.target.addrs.clone(), Vec::new(), 0).unpaced(),
             plan.connect_timeout,
         );
         let ws = Ws::new(Arc::new(plan), 0, 0, None, &net).unwrap();

@@ -47,6 +47,13 @@ impl Connector {
         }
     }
 
+    /// Without connect pacing ([`ConnectPacer::unpaced`]): for the sessions' unit tests.
+    #[cfg(test)]
+    pub fn unpaced(mut self) -> Connector {
+        self.pacer = ConnectPacer::unpaced(Instant::now());
+        self
+    }
+
     /// The resolved addresses.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
