@@ -277,9 +277,6 @@ impl Records {
                     return Err(Error::DecryptError);
                 }
                 let plain_len = body.len() - skip - TAG;
-                if plain_len > MAX_FRAGMENT {
-                    return Err(Error::PeerSentOversizedRecord);
-                }
                 let mut nonce = self.rx.nonce();
                 if self.rx.explicit {
                     nonce[4..].copy_from_slice(&body[..EXPLICIT]);
@@ -293,6 +290,11 @@ impl Records {
                         &mut body[skip..],
                     )
                     .map_err(|_| Error::DecryptError)?;
+                // Checked once the record is authentic, as rustls does: a forged long record
+                // is a decrypt error.
+                if plain_len > MAX_FRAGMENT {
+                    return Err(Error::PeerSentOversizedRecord);
+                }
                 self.rx.seq += 1;
                 let from = HEADER + skip;
                 Ok((ContentType::from(outer), from..from + plain_len))
@@ -396,5 +398,17 @@ mod tests {
                 PeerMisbehaved::IllegalMiddleboxChangeCipherSpec
             ))
         );
+    }
+
+    #[test]
+    fn a_forged_oversized_tls12_record_is_a_decrypt_error_as_in_rustls() {
+        let mut r = fresh(Version::Tls12);
+        let mut wire = Vec::new();
+        r.seal_one(23, &[b'x'; MAX_FRAGMENT + 1], &mut wire);
+        let authentic = open(&mut r.clone(), &wire);
+        assert_eq!(authentic, Err(Error::PeerSentOversizedRecord));
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        assert_eq!(open(&mut r, &wire), Err(Error::DecryptError));
     }
 }
