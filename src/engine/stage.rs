@@ -63,7 +63,7 @@ impl Stager {
         self.next_check = now + CHECK_EVERY;
         let t = now.saturating_duration_since(self.start);
         while self.window + 1 < self.windows.len() && t >= self.windows[self.window + 1].start {
-            self.done.push((std::mem::take(rec), open));
+            self.done.push((rec.take_window(), open));
             self.window += 1;
         }
         Some(t)
@@ -72,7 +72,7 @@ impl Stager {
     /// The run is over: the last window takes what `rec` holds, then `rec` becomes the sum of
     /// every window again (the whole run); returns the windows' measurements in order.
     pub fn finish(mut self, rec: &mut Recorder, open: u64) -> Vec<(Recorder, u64)> {
-        self.done.push((std::mem::take(rec), open));
+        self.done.push((rec.take_window(), open));
         for (w, _) in &self.done {
             rec.merge(w);
         }
@@ -99,6 +99,31 @@ mod tests {
             hold: Duration::from_millis(hold_ms),
             rate: None,
         }
+    }
+
+    #[test]
+    fn a_stage_cut_keeps_interval_logging_and_the_live_samples_on() {
+        // The cut swapped the recorder for an empty one, without interval histograms: a
+        // 2-stage 4 s run with --hlog wrote intervals for its first 2 s only.
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut st = Stager::new(&[stage(4, 0, 100), stage(8, 0, 100)], t0);
+        let mut rec = Recorder::new();
+        rec.enable_intervals();
+        rec.enable_recent(Phase::Total);
+        st.check(t0, &mut rec, 0);
+        rec.record(Phase::Total, 1_000);
+        st.check(ms(101), &mut rec, 4);
+        assert_eq!(st.done.len(), 1, "the first window was cut");
+        rec.record(Phase::Total, 2_000);
+        // Both samples are in the interval (cut by time, not by stage), and in the live line's.
+        let cut = rec.cut_interval();
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].1.len(), 2);
+        assert_eq!(rec.recent().expect("still on").len(), 2);
+        // The windows themselves split as before.
+        assert_eq!(st.done[0].0.histogram(Phase::Total).len(), 1);
+        assert_eq!(rec.histogram(Phase::Total).len(), 1);
     }
 
     #[test]

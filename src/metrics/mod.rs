@@ -762,6 +762,17 @@ impl Recorder {
         self.hist[phase.index()].add(h)
     }
 
+    /// Hand over a stage window's measurements (histograms, counters, facts, reasons) and go
+    /// on from empty. Interval logging and the live line's samples stay on with what they
+    /// hold: they are cut by time, not by stage (a recorder replaced by an empty one had
+    /// neither, and a staged run's `--hlog` ended with its first stage).
+    pub fn take_window(&mut self) -> Recorder {
+        let mut next = Recorder::new();
+        next.interval = self.interval.take();
+        next.recent = self.recent.take();
+        std::mem::replace(self, next)
+    }
+
     /// Keep a second set of histograms for interval logs (`--hlog`).
     pub fn enable_intervals(&mut self) {
         self.interval = Some(Box::new(std::array::from_fn(|_| new_histogram())));

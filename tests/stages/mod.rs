@@ -578,3 +578,37 @@ fn ctrl_c_ends_the_run_in_progress_and_the_series_with_exit_130() {
     assert_eq!(doc["summary"][0]["interrupted"], true);
     assert_eq!(doc["runs"][0]["report"]["interrupted"], true);
 }
+
+#[test]
+fn a_staged_run_logs_intervals_for_every_stage_not_only_the_first() {
+    // A stage cut replaced the worker's recorder with one without interval histograms: the
+    // --hlog of a 2-stage run ended with its first stage (and the --html time chart with it).
+    let s = serve(|_| {});
+    let url = http_url(&s, "/");
+    let dir = crate::util::TempDir::new("stages-hlog");
+    let log = dir.path("run.hlog");
+    let r = connbench(&[
+        "http",
+        &url,
+        "--stages",
+        "2@0s+1s,3@0s+2s",
+        "-t",
+        "1",
+        "--hlog",
+        log.to_str().expect("utf-8 path"),
+    ]);
+    s.stop();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(&log).expect("--hlog written");
+    // `Tag=total,START,LENGTH,MAX,HISTOGRAM`: the latest interval with samples starts in the
+    // second stage (at 1 s or later of a 3 s run).
+    let last_start = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Tag=total,"))
+        .filter_map(|l| l.split(',').next()?.parse::<f64>().ok())
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        last_start >= 1.0,
+        "last total interval starts at {last_start}:\n{text}"
+    );
+}
