@@ -112,7 +112,7 @@ fn null_client_fails_instead_of_miscounting_when_the_server_closes() {
 #[test]
 fn null_client_refuses_bad_input_with_one_line() {
     for (args, says) in [
-        (&["10.1.2.3:80"][..], "not a loopback address"),
+        (&["192.0.2.1:80"][..], "not a loopback address"),
         (&["127.0.0.1:80", "-c", "0"][..], "-c"),
         (&["127.0.0.1:80", "-c", "2", "--rtt"][..], "-c 1"),
         (&["127.0.0.1:80", "-d", "5x"][..], "duration"),
