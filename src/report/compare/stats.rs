@@ -468,9 +468,9 @@ fn normal_cdf(x: f64) -> f64 {
     }
 }
 
-/// Wilson score interval of a proportion `k` of `n` (n > 0) at `z`.
-fn wilson(k: u64, n: u64, z: f64) -> (f64, f64) {
-    let (k, n) = (k as f64, n as f64);
+/// Wilson score interval of a proportion `k` of `n` (n > 0) at `z`. Counts as floats, so a
+/// sum of two counts near `u64::MAX` (a saturated merge) cannot overflow.
+fn wilson(k: f64, n: f64, z: f64) -> (f64, f64) {
     let p = k / n;
     let z2 = z * z;
     let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
@@ -495,8 +495,7 @@ pub fn compare_rates(a: Count, b: Count, noise: &Noise) -> Option<Change> {
     let (ra, rb) = (a.events as f64 / a.seconds, b.events as f64 / b.seconds);
     // Given the total N, B's share p of it is binomial; the rate difference it implies,
     // N·(p/T_B − (1−p)/T_A), grows with p, so the ends of p's interval give B − A's.
-    let events = a.events.saturating_add(b.events);
-    let total = events as f64;
+    let total = a.events as f64 + b.events as f64;
     let diff = |p: f64| total * (p / b.seconds - (1.0 - p) / a.seconds);
     let (low, high) = if total == 0.0 {
         (0.0, 0.0)
@@ -505,8 +504,8 @@ pub fn compare_rates(a: Count, b: Count, noise: &Noise) -> Option<Change> {
         let m = noise.effective_samples.max(1) as f64;
         let scale = (m / a.events.max(b.events) as f64).min(1.0);
         let (ea, eb) = (
-            (a.events as f64 * scale).round() as u64,
-            (b.events as f64 * scale).round() as u64,
+            (a.events as f64 * scale).round(),
+            (b.events as f64 * scale).round(),
         );
         let (plo, phi) = wilson(eb, ea + eb, z_for(noise.confidence));
         (diff(plo), diff(phi))
@@ -534,8 +533,8 @@ pub fn compare_error_rates(a: Failures, b: Failures, noise: &Noise) -> Option<Ch
         a.failed.min(a.attempts) as f64 / a.attempts as f64,
         b.failed.min(b.attempts) as f64 / b.attempts as f64,
     );
-    let (la, ua) = wilson(a.failed.min(a.attempts), a.attempts, z);
-    let (lb, ub) = wilson(b.failed.min(b.attempts), b.attempts, z);
+    let (la, ua) = wilson(a.failed.min(a.attempts) as f64, a.attempts as f64, z);
+    let (lb, ub) = wilson(b.failed.min(b.attempts) as f64, b.attempts as f64, z);
     // Newcombe (1998), method 10.
     let d = pb - pa;
     let low = d - ((pb - lb).powi(2) + (ua - pa).powi(2)).sqrt();
@@ -898,6 +897,31 @@ mod tests {
             seconds: 0.0,
         };
         assert!(compare_rates(a, zero, &n).is_none());
+    }
+
+    /// Found by the `compare_reader` fuzz smoke in CI: two reports whose response counts are
+    /// near `u64::MAX` (what a saturated `merge` writes), compared with `--effective-samples`
+    /// above them, overflowed `ea + eb` and panicked.
+    #[test]
+    fn rates_with_counts_near_u64_max_compare_without_overflow() {
+        let n = Noise {
+            effective_samples: u64::MAX,
+            ..Noise::default()
+        };
+        let huge = Count {
+            events: u64::MAX,
+            seconds: 1.0,
+        };
+        let c = compare_rates(huge, huge, &n).unwrap();
+        assert_eq!(c.verdict, Verdict::NoChange, "{c:?}");
+        assert!(c.low() <= 0.0 && 0.0 <= c.high(), "{c:?}");
+        let half = Count {
+            events: u64::MAX / 2,
+            seconds: 1.0,
+        };
+        let c = compare_rates(huge, half, &n).unwrap();
+        assert_eq!(c.verdict, Verdict::Slower, "{c:?}");
+        assert!(c.high() < 0.0, "{c:?}");
     }
 
     #[test]
