@@ -662,7 +662,9 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             }
         };
         self.net.rec.counters.bytes_in += recv.bytes;
-        let now = Instant::now();
+        // The instant of the last read stands for "now" (nothing but framing ran since); a
+        // fresh clock read only when nothing was read.
+        let now = recv.last_read.unwrap_or_else(Instant::now);
         if let Some(done) = recv.handshake_done {
             let s = &self.net.slots[slot];
             let tls = (done - s.t_established).as_nanos() as u64;

@@ -108,6 +108,9 @@ pub struct Recv {
     pub handshake_done: Option<Instant>,
     /// Bytes read from the socket.
     pub bytes: u64,
+    /// When the last bytes were read (the instant `on_data` was handed), if any were: the
+    /// caller's "now" after the read, so it need not read the clock again.
+    pub last_read: Option<Instant>,
 }
 
 /// Plain TCP or TLS, as the core sees it.
@@ -237,6 +240,7 @@ impl Transport for Plain {
                 }
                 Ok(n) => {
                     let now = Instant::now();
+                    out.last_read = Some(now);
                     rb.filled(n);
                     out.bytes += n as u64;
                     on_data(rb, now)?;
@@ -796,6 +800,7 @@ impl Transport for Tls {
                 Err(e) => return Err(Failure::Io(e)),
             };
             let now = Instant::now();
+            out.last_read = Some(now);
             out.bytes += n as u64;
             if let Phase::Handshake(conn) = &mut self.phase {
                 self.carry.extend_from_slice(&scratch[..n]);
