@@ -99,10 +99,15 @@ fn verdicts(doc: &Value) -> Vec<(String, String)> {
     out
 }
 
+/// Two runs against a steady server: each response waits the target's own 20 ms delay, so the
+/// latency is the server's, as when comparing two runs against a real endpoint. Against `/` the
+/// latency is the two processes' own CPU time, and on a 2-core machine shared with three CPU
+/// hogs their shares differ: total.p50 came out 45 % apart in 1 of 8 runs, a real difference
+/// that `compare` rightly reported.
 #[test]
 fn two_runs_of_the_same_settings_are_no_change_in_every_phase() {
     let dir = TempDir::new("compare-same");
-    let (a, b) = run_pair(&dir, "/", "/");
+    let (a, b) = run_pair(&dir, "/delay/20000", "/delay/20000");
     let out = dir.path("cmp.json");
     let (code, stdout, doc) = compare(&a, &b, &out, &["--fail-on-regression", "10"]);
     assert_eq!(code, 0, "{stdout}");
@@ -111,8 +116,10 @@ fn two_runs_of_the_same_settings_are_no_change_in_every_phase() {
     // connect, ttfb and total (no TLS): 7 statistics each.
     assert_eq!(rows.len(), 21, "{rows:?}");
     for (row, verdict) in &rows {
-        // 2 connects per run, and any max, are too little to judge.
-        let want = if row.starts_with("connect.") || row.ends_with(".max") {
+        // 2 connects per run, and any max, are too little to judge; so are p99 and p99.9 of
+        // ~190 responses per run (2 connections × 2 s ÷ 20 ms: p95 needs 104, p99 528).
+        let too_few = [".max", ".p99", ".p999"];
+        let want = if row.starts_with("connect.") || too_few.iter().any(|t| row.ends_with(t)) {
             "not_judged"
         } else {
             "no_change"
@@ -126,14 +133,8 @@ fn two_runs_of_the_same_settings_are_no_change_in_every_phase() {
     assert_eq!(reg["passed"], true, "{reg}");
     assert_eq!(
         reg["checked"],
-        serde_json::json!([
-            "total.p50",
-            "total.p95",
-            "total.p99",
-            "ttfb.p50",
-            "ttfb.p95",
-            "ttfb.p99"
-        ]),
+        // The default rows (p50, p95, p99 of ttfb and total) that were judged.
+        serde_json::json!(["total.p50", "total.p95", "ttfb.p50", "ttfb.p95"]),
         "{reg}"
     );
     assert!(stdout.contains("regression  PASS"), "{stdout}");
