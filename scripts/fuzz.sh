@@ -53,15 +53,20 @@ for t in "${targets[@]}"; do
     [[ $known == *" $t "* ]] || { echo "fuzz: no target $t (have:$known)" >&2; exit 2; }
 done
 
-# Build flags per target. report_reader spends its time summing 216 KiB histograms, where
-# comparison tracing (which guides the byte-level targets to magic values) only costs: without
-# it the target runs twice as many executions, and its inputs are programs whose bytes are read
-# modulo small numbers, which mutation finds without that guidance.
+# Build flags per target. report_reader and compare_reader spend their time on 216 KiB
+# histograms, where comparison tracing (which guides the byte-level targets to magic values)
+# only costs: without it they run twice as many executions, and their inputs are programs whose
+# bytes are read modulo small numbers, which mutation finds without that guidance.
 build_flags() {
     case $1 in
-        report_reader) echo --no-trace-compares ;;
+        report_reader | compare_reader) echo --no-trace-compares ;;
     esac
 }
+
+# A histogram is 216 KiB, above glibc's default mmap threshold (128 KiB), so every one would be
+# a fresh mmap whose pages fault in and are unmapped on free: a fifth of compare_reader's time.
+# Served from the heap instead, the same inputs run 1.4x faster. Only the fuzz processes see it.
+export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=8388608:glibc.malloc.trim_threshold=67108864
 
 echo "== building ${targets[*]}"
 for t in "${targets[@]}"; do
