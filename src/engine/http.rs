@@ -705,6 +705,11 @@ impl<T: Transport> Session<T> for Http {
         )
     }
 
+    fn wants_more(&self, slot: usize) -> bool {
+        // `frame` stops at the response that said `Connection: close`: nothing after it counts.
+        !self.conns[slot].framed.closing
+    }
+
     fn after_read(&mut self, net: &mut Net<T>, slot: usize, now: Instant) {
         let c = &mut self.conns[slot];
         let framed = std::mem::take(&mut c.framed);

@@ -405,6 +405,14 @@ pub trait Session<T: Transport> {
     /// Not called when the read ended the connection (`on_lost` is).
     fn after_read(&mut self, net: &mut Net<T>, slot: usize, now: Instant);
 
+    /// Whether the slot's connection may still carry bytes the session wants. False once the
+    /// server has said the last response is its last (HTTP `Connection: close`): the read then
+    /// stops at the short read instead of reading on to the FIN the event announced, which
+    /// would only prove what the server already said (one `recv()` per new connection).
+    fn wants_more(&self, _slot: usize) -> bool {
+        true
+    }
+
     /// The connection is lost or could not be made (rule 3).
     fn on_lost(&mut self, net: &mut Net<T>, slot: usize, lost: Lost, now: Instant);
 
@@ -652,7 +660,8 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         let session = &mut self.session;
         let rec = &mut net.rec;
         let res = t.recv(&mut net.ctx, sock, &mut s.rb, to_eof, |rb, now| {
-            session.on_data(slot, rb, now, rec)
+            session.on_data(slot, rb, now, rec)?;
+            Ok(session.wants_more(slot))
         });
         let link = s.link;
         let recv = match res {

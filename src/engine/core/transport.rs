@@ -15,7 +15,9 @@
 //! 2. A short read proves the queue was empty, not that the peer is still there. When the event
 //!    said the peer closed or errored (`to_eof`), `recv` reads on until EOF, an error or
 //!    `WouldBlock`: a FIN or RST that came with the last bytes is seen in the same event, not a
-//!    `--timeout` later.
+//!    `--timeout` later. Unless `on_data` said it wants nothing more from this connection (it
+//!    returns whether it does: the server said its last response was its last), when the FIN
+//!    only proves what the server already said ([`Recv::done`]).
 //! 3. Every plaintext chunk goes to `on_data` as soon as it is in the buffer, with the instant
 //!    taken right after the `read()` that delivered it, so TTFB is the first *plaintext* byte
 //!    (TLS 1.3 session tickets carry none).
@@ -111,6 +113,9 @@ pub struct Recv {
     /// When the last bytes were read (the instant `on_data` was handed), if any were: the
     /// caller's "now" after the read, so it need not read the clock again.
     pub last_read: Option<Instant>,
+    /// `on_data` wanted nothing more and the socket was drained, so the read stopped there
+    /// even though the event announced the peer's close (rule 2).
+    pub done: bool,
 }
 
 /// Plain TCP or TLS, as the core sees it.
@@ -146,7 +151,7 @@ pub trait Transport: Sized {
         on_data: F,
     ) -> Result<Recv, Failure>
     where
-        F: FnMut(&mut RecvBuf, Instant) -> Result<(), Failure>;
+        F: FnMut(&mut RecvBuf, Instant) -> Result<bool, Failure>;
 }
 
 /// Plain TCP: the only state is what the socket refused to take.
@@ -224,7 +229,7 @@ impl Transport for Plain {
         mut on_data: F,
     ) -> Result<Recv, Failure>
     where
-        F: FnMut(&mut RecvBuf, Instant) -> Result<(), Failure>,
+        F: FnMut(&mut RecvBuf, Instant) -> Result<bool, Failure>,
     {
         let mut out = Recv::default();
         loop {
@@ -243,8 +248,9 @@ impl Transport for Plain {
                     out.last_read = Some(now);
                     rb.filled(n);
                     out.bytes += n as u64;
-                    on_data(rb, now)?;
-                    if n < want && !to_eof {
+                    let more = on_data(rb, now)?;
+                    if n < want && (!to_eof || !more) {
+                        out.done = !more;
                         return Ok(out);
                     }
                 }
@@ -503,7 +509,7 @@ impl Tls {
         on_data: &mut F,
     ) -> Result<usize, Failure>
     where
-        F: FnMut(&mut RecvBuf, Instant) -> Result<(), Failure>,
+        F: FnMut(&mut RecvBuf, Instant) -> Result<bool, Failure>,
     {
         let Phase::Traffic(t) = &mut self.phase else {
             return Ok(0);
@@ -515,7 +521,11 @@ impl Tls {
             let (typ, range) = t.records.open(rec).map_err(tls_failure)?;
             let plain = &rec[range];
             match typ {
-                ContentType::ApplicationData => deliver(plain, rb, now, on_data)?,
+                ContentType::ApplicationData => {
+                    if !deliver(plain, rb, now, on_data)? {
+                        out.done = true;
+                    }
+                }
                 ContentType::Alert => {
                     if t.on_alert(plain)? {
                         out.eof = true;
@@ -540,10 +550,11 @@ fn deliver<F>(
     rb: &mut RecvBuf,
     now: Instant,
     on_data: &mut F,
-) -> Result<(), Failure>
+) -> Result<bool, Failure>
 where
-    F: FnMut(&mut RecvBuf, Instant) -> Result<(), Failure>,
+    F: FnMut(&mut RecvBuf, Instant) -> Result<bool, Failure>,
 {
+    let mut more = true;
     while !plain.is_empty() {
         let spare = rb.spare();
         if spare.is_empty() {
@@ -553,9 +564,9 @@ where
         spare[..k].copy_from_slice(&plain[..k]);
         rb.filled(k);
         plain = &plain[k..];
-        on_data(rb, now)?;
+        more = on_data(rb, now)?;
     }
-    Ok(())
+    Ok(more)
 }
 
 /// A rustls error after the handshake, classified as rustls' own were.
@@ -774,7 +785,7 @@ impl Transport for Tls {
         mut on_data: F,
     ) -> Result<Recv, Failure>
     where
-        F: FnMut(&mut RecvBuf, Instant) -> Result<(), Failure>,
+        F: FnMut(&mut RecvBuf, Instant) -> Result<bool, Failure>,
     {
         let scratch = &mut ctx.scratch[..];
         let mut out = Recv::default();
@@ -822,7 +833,9 @@ impl Transport for Tls {
                 }
                 if !self.early.is_empty() {
                     let early = std::mem::take(&mut self.early);
-                    deliver(&early, rb, now, &mut on_data)?;
+                    if !deliver(&early, rb, now, &mut on_data)? {
+                        out.done = true;
+                    }
                 }
                 if !self.is_handshaking() && !self.carry.is_empty() {
                     // Records that followed the server's last flight in the same read.
@@ -840,7 +853,7 @@ impl Transport for Tls {
                     self.carry.extend_from_slice(&scratch[used..end]);
                 }
             }
-            if out.eof || (n < want && !to_eof) {
+            if out.eof || (n < want && (!to_eof || out.done)) {
                 return Ok(out);
             }
         }
@@ -1129,5 +1142,76 @@ mod tests {
                 assert!(plain.is_empty());
             }
         }
+    }
+
+    /// A loopback connection whose server sent `data` and its FIN, with both already in the
+    /// client's receive queue (the event announcing the close has been seen).
+    fn queued_with_fin(data: &[u8]) -> (TcpStream, mio::Poll) {
+        use mio::{Events, Interest, Token};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let mut sock = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        server.write_all(data).expect("server writes");
+        server
+            .shutdown(std::net::Shutdown::Write)
+            .expect("server FIN");
+        let mut poll = mio::Poll::new().expect("poll");
+        poll.registry()
+            .register(&mut sock, Token(0), Interest::READABLE)
+            .expect("register");
+        let mut events = Events::with_capacity(4);
+        let limit = Instant::now() + std::time::Duration::from_secs(30);
+        while !events.iter().any(|e| e.is_read_closed()) {
+            assert!(Instant::now() < limit, "the FIN never arrived");
+            poll.poll(&mut events, Some(std::time::Duration::from_millis(100)))
+                .expect("poll");
+        }
+        (sock, poll)
+    }
+
+    #[test]
+    fn a_read_the_session_is_done_with_stops_before_the_announced_fin() {
+        let data = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
+        // The session wants more: the read goes on to the FIN in the same call (rule 2).
+        let (mut sock, _poll) = queued_with_fin(data);
+        let mut rb = RecvBuf::new();
+        let mut seen = 0;
+        let out = Plain::default()
+            .recv(&mut (), &mut sock, &mut rb, true, |rb, _| {
+                seen = rb.pending().len();
+                Ok(true)
+            })
+            .expect("read");
+        assert_eq!(
+            (out.bytes, out.eof, out.done),
+            (data.len() as u64, true, false)
+        );
+        assert_eq!(seen, data.len());
+
+        // The session has all it wants: the read stops at the short read, FIN unread.
+        let (mut sock, _poll) = queued_with_fin(data);
+        let mut rb = RecvBuf::new();
+        let out = Plain::default()
+            .recv(&mut (), &mut sock, &mut rb, true, |_, _| Ok(false))
+            .expect("read");
+        assert_eq!(
+            (out.bytes, out.eof, out.done),
+            (data.len() as u64, false, true)
+        );
+        assert_eq!(rb.pending(), data);
+        // The FIN is still there for whoever reads next.
+        let out = Plain::default()
+            .recv(&mut (), &mut sock, &mut rb, true, |_, _| Ok(true))
+            .expect("read");
+        assert_eq!((out.bytes, out.eof, out.done), (0, true, false));
+
+        // Without the announced close, a session that wants more stops at the short read too.
+        let (mut sock, _poll) = queued_with_fin(data);
+        let out = Plain::default()
+            .recv(&mut (), &mut sock, &mut RecvBuf::new(), false, |_, _| {
+                Ok(true)
+            })
+            .expect("read");
+        assert_eq!((out.eof, out.done), (false, false));
     }
 }
