@@ -259,7 +259,7 @@ fn serve_stats_writes_the_targets_counters_on_exit() {
             "0",
             "--no-https",
             "--for",
-            "3s",
+            "120s",
             "--stats",
         ])
         .arg(&stats)
@@ -276,7 +276,13 @@ fn serve_stats_writes_the_targets_counters_on_exit() {
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_string();
     let r = connbench(&["http", &url, "-c", "3", "-t", "1", "-n", "30", "--no-pin"]);
-    // The rest of stdout, until the target exits after --for.
+    // Ended by Ctrl-C once the client is done: an exit timed by `--for` alone raced the client
+    // on a loaded machine (a 3 s target had exited before the client's last requests).
+    // SAFETY: kill(2) on the pid of our own child, not yet waited for.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGINT);
+    }
+    // The rest of stdout, until the target exits.
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).expect("read stdout");
     let status = server.wait().expect("wait serve");
