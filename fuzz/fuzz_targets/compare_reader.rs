@@ -17,13 +17,10 @@
 
 use std::sync::OnceLock;
 
-use base64::Engine as _;
-
 use connbench::metrics::{new_histogram, HIST_MAX_NS};
 use connbench::report::compare::{self, stats::Noise, Gate, Input, Metric, Options};
 use connbench::report::hdr;
 use connbench::report::schema::{CompareReport, Presence, Verdict};
-use hdrhistogram::serialization::{Serializer as _, V2Serializer};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 
@@ -104,17 +101,13 @@ fn rebuild_phase(doc: &mut Value, b: &mut Bytes<'_>) {
         let _ = h.record_n(v, count(b));
     }
     // Deflated as connbench writes it, or plain V2 (cheaper; the reader takes both).
-    let blob = if b.u8().is_multiple_of(4) {
-        let Ok(blob) = hdr::try_encode(&h) else {
-            return;
-        };
-        blob
+    let encoded = if b.u8().is_multiple_of(4) {
+        hdr::try_encode(&h)
     } else {
-        let mut raw = Vec::new();
-        if V2Serializer::new().serialize(&h, &mut raw).is_err() {
-            return;
-        }
-        base64::engine::general_purpose::STANDARD.encode(&raw)
+        hdr::try_encode_plain(&h)
+    };
+    let Ok(blob) = encoded else {
+        return;
     };
     let n = if b.u8() % 8 == 0 {
         json!(b.u64())
