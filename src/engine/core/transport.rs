@@ -1214,4 +1214,47 @@ mod tests {
             .expect("read");
         assert_eq!((out.eof, out.done), (false, false));
     }
+
+    #[test]
+    fn a_tls_read_the_session_is_done_with_stops_before_the_announced_fin() {
+        let data = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
+        let plan = crate::plan::TlsPlan {
+            insecure: true,
+            ..Default::default()
+        };
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut ctx = TlsCtx::new(crate::tls::client_config(&plan).unwrap(), name);
+        // The server's tickets, then the response in a record, then (TCP) its FIN.
+        let connection = || {
+            let mut p = pair(cs::TLS13_AES_128_GCM_SHA256, &rustls::version::TLS13);
+            p.server.writer().write_all(data).unwrap();
+            from_server(&mut p.server, &mut p.s2c);
+            let tls = Tls {
+                phase: Phase::Traffic(Box::new(p.traffic)),
+                out: Vec::new(),
+                out_at: 0,
+                carry: Vec::new(),
+                early: Vec::new(),
+                negotiated: Negotiated::default(),
+            };
+            let (sock, poll) = queued_with_fin(&p.s2c);
+            (tls, sock, poll)
+        };
+        for wants_more in [true, false] {
+            let (mut tls, mut sock, _poll) = connection();
+            let mut rb = RecvBuf::new();
+            let out = tls
+                .recv(&mut ctx, &mut sock, &mut rb, true, |_, _| Ok(wants_more))
+                .expect("read");
+            assert_eq!(rb.pending(), data);
+            // Wanting more, the read goes on to the FIN; done, it stops with the FIN unread.
+            assert_eq!((out.eof, out.done), (wants_more, !wants_more));
+            if !wants_more {
+                let out = tls
+                    .recv(&mut ctx, &mut sock, &mut rb, true, |_, _| Ok(true))
+                    .expect("read");
+                assert_eq!((out.bytes, out.eof), (0, true), "the FIN is still there");
+            }
+        }
+    }
 }
