@@ -464,7 +464,7 @@ impl Http {
         if k == 0 || self.stopping {
             return;
         }
-        let at = Instant::now();
+        let at = net.now();
         if c.inflight.is_empty() {
             net.timers
                 .set_at_most(slot, TimerKind::Request, at + self.cfg.timeout);

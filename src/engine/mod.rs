@@ -17,6 +17,7 @@ pub mod floor;
 pub mod http;
 pub mod pace;
 pub mod probe;
+pub mod raw;
 pub mod reconnect;
 pub mod socket;
 pub mod stage;

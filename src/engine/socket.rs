@@ -85,8 +85,8 @@ pub struct ConnectEvent {
     pub write_closed: bool,
 }
 
-impl From<&mio::event::Event> for ConnectEvent {
-    fn from(ev: &mio::event::Event) -> ConnectEvent {
+impl From<crate::engine::raw::Event> for ConnectEvent {
+    fn from(ev: crate::engine::raw::Event) -> ConnectEvent {
         ConnectEvent {
             writable: ev.is_writable(),
             error: ev.is_error(),
@@ -364,9 +364,10 @@ mod tests {
     /// the connect rule.
     fn connect_events(
         poll: &mut mio::Poll,
-        events: &mut mio::Events,
+        events: &mut [libc::epoll_event],
         wait: Duration,
     ) -> Vec<ConnectEvent> {
+        use std::os::fd::AsRawFd;
         let until = Instant::now() + wait;
         let mut seen = Vec::new();
         while seen.is_empty() {
@@ -374,8 +375,14 @@ mod tests {
             if now >= until {
                 break;
             }
-            poll.poll(events, Some(until - now)).unwrap();
-            seen.extend(events.iter().map(ConnectEvent::from));
+            // The loop's own wait (the raw call, as the core makes it).
+            let n = crate::engine::raw::epoll_wait(poll.as_raw_fd(), events, Some(until - now))
+                .unwrap();
+            seen.extend(
+                events[..n]
+                    .iter()
+                    .map(|e| ConnectEvent::from(crate::engine::raw::Event::from_epoll(e))),
+            );
         }
         seen
     }
@@ -403,7 +410,7 @@ mod tests {
         let l: TcpListener = l.into();
         let filler = std::net::TcpStream::connect(addr).unwrap();
         let mut poll = mio::Poll::new().unwrap();
-        let mut events = mio::Events::with_capacity(8);
+        let mut events = crate::engine::raw::event_buffer(8);
         let mut sock = connect(addr).unwrap();
         register(&poll, &mut sock);
         let early = connect_events(&mut poll, &mut events, Duration::from_millis(300));
@@ -442,7 +449,7 @@ mod tests {
         let addr = dead.local_addr().unwrap();
         drop(dead);
         let mut poll = mio::Poll::new().unwrap();
-        let mut events = mio::Events::with_capacity(8);
+        let mut events = crate::engine::raw::event_buffer(8);
         let mut sock = connect(addr).unwrap();
         register(&poll, &mut sock);
         let seen = connect_events(&mut poll, &mut events, Duration::from_secs(30));

@@ -9,8 +9,12 @@
 //! comes back, what to measure, and what to do when the connection is lost.
 //!
 //! Rules:
-//! 1. One clock read per loop turn for timers; metric instants are read where they are defined
-//!    (connect completed, handshake flipped, bytes read) and handed to the session.
+//! 1. Metric instants are read where they are defined (connect completed, handshake flipped,
+//!    bytes read, a request sent: [`Net::now`]) and handed to the session. The loop's "now" for
+//!    timers after a wait is the latest of those the wait's events read ([`Net::take_latest`]),
+//!    stale only by the work that followed it (a `send` at most); a turn whose events read no
+//!    clock reads it once. At one response per wait (keep-alive at low concurrency) that is a
+//!    clock read less per response.
 //! 2. Edge-triggered means: act on everything the event says. A connect that completes in an
 //!    event that also says closed or error is read at once, so the close is classified now; an
 //!    event that says read-closed or error makes the transport read on to EOF (transport rule 2).
@@ -41,10 +45,12 @@ pub mod transport;
 pub mod verbose;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use mio::event::Event;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
+
+use crate::engine::raw::{self, Event};
 
 use crate::engine::buf::RecvBuf;
 use crate::metrics::{ErrorClass, Phase, Recorder};
@@ -162,6 +168,8 @@ pub struct Net<T: Transport> {
     spin: bool,
     /// SO_BUSY_POLL in µs, set on every new socket (rule 6).
     so_busy_poll_us: Option<u32>,
+    /// The latest clock reading made while handling the current wait's events (rule 1).
+    latest: Option<Instant>,
 }
 
 impl<T: Transport> Net<T> {
@@ -186,7 +194,24 @@ impl<T: Transport> Net<T> {
             recv_max: crate::engine::buf::MAX_CAPACITY,
             spin: false,
             so_busy_poll_us: None,
+            latest: None,
         }
+    }
+
+    /// Now, read for a measurement (a request's send instant); also the loop's latest reading
+    /// (rule 1).
+    #[inline]
+    pub fn now(&mut self) -> Instant {
+        let t = Instant::now();
+        self.latest = Some(t);
+        t
+    }
+
+    /// The latest clock reading made since the last wait began, if any (rule 1); taking it
+    /// forgets it.
+    #[inline]
+    pub fn take_latest(&mut self) -> Option<Instant> {
+        self.latest.take()
     }
 
     /// Spin instead of sleeping (rule 6): every wait for events is an `epoll_wait` with a zero
@@ -466,7 +491,8 @@ pub struct Driver<T: Transport, S: Session<T>> {
     pub net: Net<T>,
     /// What they carry.
     pub session: S,
-    events: Events,
+    /// The batch `epoll_wait` writes (the raw call, not mio's: [`crate::engine::raw`]).
+    events: Vec<libc::epoll_event>,
 }
 
 impl<T: Transport, S: Session<T>> Driver<T, S> {
@@ -475,7 +501,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         Driver {
             net,
             session,
-            events: Events::with_capacity(1024),
+            events: raw::event_buffer(1024),
         }
     }
 
@@ -496,16 +522,16 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         } else {
             timeout
         };
-        match self.net.poll.poll(&mut self.events, timeout) {
-            Ok(()) => {}
+        self.net.latest = None;
+        let n = match raw::epoll_wait(self.net.poll.as_raw_fd(), &mut self.events, timeout) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
-        }
-        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        for ev in events.iter() {
+        };
+        for i in 0..n {
+            let ev = Event::from_epoll(&self.events[i]);
             self.on_event(ev);
         }
-        self.events = events;
         Ok(())
     }
 
@@ -539,9 +565,9 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         }
     }
 
-    fn on_event(&mut self, ev: &Event) {
-        let Some((slot, gen)) = untoken(ev.token()) else {
-            if ev.token() == PACER {
+    fn on_event(&mut self, ev: Event) {
+        let Some((slot, gen)) = untoken(ev.token) else {
+            if ev.token == PACER {
                 self.session.on_token(&mut self.net, PACER, Instant::now());
             }
             return;
@@ -674,6 +700,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         // The instant of the last read stands for "now" (nothing but framing ran since); a
         // fresh clock read only when nothing was read.
         let now = recv.last_read.unwrap_or_else(Instant::now);
+        self.net.latest = Some(now);
         if let Some(done) = recv.handshake_done {
             let s = &self.net.slots[slot];
             let tls = (done - s.t_established).as_nanos() as u64;
@@ -830,6 +857,33 @@ mod tests {
         assert_eq!(rb.pending(), b"early");
         rb.consume(5);
         assert!(d.net.pending(0).is_empty());
+    }
+
+    #[test]
+    fn the_loops_now_is_the_latest_clock_reading_its_events_made() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut d = net::<Plain>(vec![l.local_addr().unwrap()], ());
+        d.net.open(0, Instant::now());
+        let mut s = accept(&l);
+        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        // A wait whose events read nothing leaves the loop to read the clock itself.
+        d.poll_io(Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(d.net.take_latest(), None);
+        // A read's instant is the loop's now, once.
+        let before = Instant::now();
+        s.write_all(b"abc").unwrap();
+        pump(&mut d, |d| d.session.reads == 1);
+        let after = Instant::now();
+        let latest = d.net.take_latest().expect("the read's instant");
+        assert!(before <= latest && latest <= after);
+        assert_eq!(d.net.take_latest(), None, "taking it forgets it");
+        // So is a measurement read through Net::now (a request's send instant) ...
+        let t = d.net.now();
+        assert_eq!(d.net.take_latest(), Some(t));
+        // ... until the next wait begins.
+        d.net.now();
+        d.poll_io(Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(d.net.take_latest(), None, "a reading from before the wait");
     }
 
     #[test]

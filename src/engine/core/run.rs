@@ -92,7 +92,8 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             {
                 break;
             }
-            let polled = Instant::now();
+            // Core rule 1: the events' latest clock reading, else a fresh one.
+            let polled = self.net.take_latest().unwrap_or_else(Instant::now);
             if ctl.stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| polled >= d) {
                 break;
             }

@@ -36,7 +36,8 @@
 //!    where they were read. `out`, `carry` and the scratch keep their capacity.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,6 +54,7 @@ use rustls::{
 use super::record::{self, record_len, Records, Version};
 
 use crate::engine::buf::RecvBuf;
+use crate::engine::raw;
 use crate::metrics::{ErrorClass, TlsFacts};
 use crate::proto::http1::ProtoError;
 use crate::proto::ws::WsError;
@@ -185,7 +187,7 @@ impl Transport for Plain {
             return self.flush(sock).map(|(_, n)| n);
         }
         loop {
-            return match sock.write(data) {
+            return match raw::send(sock.as_raw_fd(), data) {
                 Ok(n) => {
                     if n < data.len() {
                         self.pending.extend_from_slice(&data[n..]);
@@ -206,7 +208,7 @@ impl Transport for Plain {
     fn flush(&mut self, sock: &mut TcpStream) -> io::Result<(bool, u64)> {
         let mut sent = 0;
         while !self.pending.is_empty() {
-            match sock.write(&self.pending) {
+            match raw::send(sock.as_raw_fd(), &self.pending) {
                 Ok(n) => {
                     sent += n as u64;
                     self.pending.drain(..n);
@@ -238,7 +240,7 @@ impl Transport for Plain {
             if want == 0 {
                 return Err(Failure::Protocol(Refusal::BufferFull));
             }
-            match sock.read(spare) {
+            match raw::recv(sock.as_raw_fd(), spare) {
                 Ok(0) => {
                     out.eof = true;
                     return Ok(out);
@@ -761,7 +763,7 @@ impl Transport for Tls {
     fn flush(&mut self, sock: &mut TcpStream) -> io::Result<(bool, u64)> {
         let mut sent = 0;
         while self.out_at < self.out.len() {
-            match sock.write(&self.out[self.out_at..]) {
+            match raw::send(sock.as_raw_fd(), &self.out[self.out_at..]) {
                 Ok(n) => {
                     sent += n as u64;
                     self.out_at += n;
@@ -800,7 +802,7 @@ impl Transport for Tls {
                 k
             };
             let want = scratch.len() - kept;
-            let n = match sock.read(&mut scratch[kept..]) {
+            let n = match raw::recv(sock.as_raw_fd(), &mut scratch[kept..]) {
                 Ok(0) => {
                     out.eof = true;
                     return Ok(out);
@@ -871,6 +873,7 @@ mod tests {
     use rustls::crypto::CryptoProvider;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     use rustls::{ServerConfig, ServerConnection, SupportedProtocolVersion};
+    use std::io::{Read, Write};
 
     struct Pair {
         traffic: Traffic,
