@@ -30,6 +30,9 @@
 //!    drains as slots free up; what is still due at the end is counted as `unopened`.
 //! 7. Reuse stays true: a request counts as reused only when the connection it went out on
 //!    had already carried one (a new connection's first request never does).
+//! 8. A request's send instant is the clock read right before its `send`; the bookkeeping
+//!    (in-flight entry, timeout, counters) follows the syscall, so none of the client's own
+//!    work between the two counts in the latencies.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -464,7 +467,13 @@ impl Http {
         if k == 0 || self.stopping {
             return;
         }
+        // The send instant is read right before the request goes to the kernel, and the
+        // bookkeeping that needs it follows the send: what sits between the clock read and the
+        // syscall would count in every latency (rule 8). Nothing can be answered before it is done.
+        let len = self.cfg.request.len() * k;
         let at = net.now();
+        let sent = net.send(slot, &self.batch[..len]);
+        let c = &mut self.conns[slot];
         if c.inflight.is_empty() {
             net.timers
                 .set_at_most(slot, TimerKind::Request, at + self.cfg.timeout);
@@ -486,8 +495,7 @@ impl Http {
         if let Some(b) = &mut self.budget {
             *b -= k as u64;
         }
-        let len = self.cfg.request.len() * k;
-        if let Err(e) = net.send(slot, &self.batch[..len]) {
+        if let Err(e) = sent {
             self.fail(net, slot, ErrorClass::from_io_error(&e), at);
         }
     }
