@@ -844,13 +844,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unread_hands_back_the_bytes_a_session_left_in_the_buffer() {
+    /// A plain driver with slot 0 up, and the server's end of its connection.
+    fn connected() -> (Driver<Plain, Record>, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut d = net::<Plain>(vec![l.local_addr().unwrap()], ());
         d.net.open(0, Instant::now());
-        let mut s = accept(&l);
+        let s = accept(&l);
         pump(&mut d, |d| d.net.link(0) == Link::Up);
+        (d, s)
+    }
+
+    #[test]
+    fn unread_hands_back_the_bytes_a_session_left_in_the_buffer() {
+        let (mut d, mut s) = connected();
         s.write_all(b"early").unwrap();
         pump(&mut d, |d| d.net.pending(0).len() == 5);
         let (rb, _rec) = d.net.unread(0);
@@ -861,11 +867,7 @@ mod tests {
 
     #[test]
     fn the_loops_now_is_the_latest_clock_reading_its_events_made() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut d = net::<Plain>(vec![l.local_addr().unwrap()], ());
-        d.net.open(0, Instant::now());
-        let mut s = accept(&l);
-        pump(&mut d, |d| d.net.link(0) == Link::Up);
+        let (mut d, mut s) = connected();
         // A wait whose events read nothing leaves the loop to read the clock itself.
         d.poll_io(Some(Duration::from_millis(1))).unwrap();
         assert_eq!(d.net.take_latest(), None);
