@@ -11,10 +11,11 @@
 //! Rules:
 //! 1. Metric instants are read where they are defined (connect completed, handshake flipped,
 //!    bytes read, a request sent: [`Net::now`]) and handed to the session. The loop's "now" for
-//!    timers after a wait is the latest of those the wait's events read ([`Net::take_latest`]),
-//!    stale only by the work that followed it (a `send` at most); a turn whose events read no
-//!    clock reads it once. At one response per wait (keep-alive at low concurrency) that is a
-//!    clock read less per response.
+//!    timers after a wait is the latest read instant or send instant its events produced
+//!    ([`Net::take_latest`]; connect and handshake instants do not count), stale only by the
+//!    work that followed it (a `send` at most); a turn whose events produced none reads the
+//!    clock once. At one response per wait (keep-alive at low concurrency) that is a clock
+//!    read less per response.
 //! 2. Edge-triggered means: act on everything the event says. A connect that completes in an
 //!    event that also says closed or error is read at once, so the close is classified now; an
 //!    event that says read-closed or error makes the transport read on to EOF (transport rule 2).
