@@ -19,14 +19,15 @@
 //!    due at the start and the gaps after it are exponential with the same mean, so
 //!    E[t_k] = k / rate as well; their sum is kept as f64 nanoseconds since `start`, so Instant
 //!    rounding cannot drift either.
-//! 2. Precision: wrk2 paces with its event loop's millisecond timers (`usec_to_next_send`
-//!    rounded to ms; its README says "accurate to +/- ~1 msec"), and mio's poll timeout is
-//!    milliseconds rounded up (a 100 µs timeout sleeps ~1.06 ms, libs.md). The worker therefore
-//!    arms a timerfd (`engine::core::timerfd`) (CLOCK_MONOTONIC, the clock `Instant` reads) for the next due time and polls
-//!    on it: microsecond wake-ups without spinning. The cost is one `timerfd_settime` per arming
-//!    and one `read` per expiry, and at high rates one wake-up dispatches every request that is
-//!    due, so the cost per request falls as the rate rises. With `--busy-poll` the loop never
-//!    sleeps and checks the schedule on every turn, so no timerfd is armed (core rule 6).
+//! 2. Precision: wrk2 paces with its event loop's millisecond timers (`usec_to_next_send` rounded to
+//!    ms; its README says "accurate to +/- ~1 msec"), and mio's poll timeout is milliseconds rounded
+//!    up (a 100 µs timeout sleeps ~1.06 ms, libs.md). The worker therefore arms a timerfd
+//!    (`engine::core::timerfd`) (CLOCK_MONOTONIC, the clock `Instant` reads) for the next due time
+//!    and polls on it: microsecond wake-ups without spinning. The cost is one `timerfd_settime` per
+//!    arming (the expiry itself is not read: timerfd rule 3), and at high rates one wake-up
+//!    dispatches every request that is due, so the cost per request falls as the rate rises. With
+//!    `--busy-poll` the loop never sleeps and checks the schedule on every turn, so no timerfd is
+//!    armed (core rule 6).
 //! 3. Every request due is either sent or counted: due requests wait in a FIFO of intended times
 //!    while no connection is free (bounded; past the bound they are counted as unsent at once),
 //!    and whatever is still waiting when the run ends is counted as unsent.

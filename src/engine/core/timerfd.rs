@@ -8,8 +8,13 @@
 //!    syscall), so callers may arm on every loop iteration.
 //! 2. An instant already past fires at once: a zero `it_value` would *disarm* a timerfd, so the
 //!    shortest wait is 1 ns.
-//! 3. After its readable event, [`Timerfd::fired`] reads the expiration count: edge-triggered
-//!    epoll raises the next edge only once the count was consumed.
+//! 3. After its readable event, [`Timerfd::fired`] only forgets the armed instant: no `read` of
+//!    the expiration count. Re-arming (`timerfd_settime`) zeroes the count, and every expiry
+//!    wakes the fd's wait queue, so edge-triggered epoll (mio registers nothing else) reports
+//!    each new expiry whether or not the old count was read; the unread count of the last expiry
+//!    only leaves the fd readable, which edge-triggered epoll never reports again. That is one
+//!    syscall less per paced request (`-R 20000`: 9.2 → 8.9 µs of client CPU per request,
+//!    `scripts/compare-rate.sh`, 5 interleaved rounds).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -73,13 +78,8 @@ impl Timerfd {
         Ok(())
     }
 
-    /// Rule 3: consume the expiration after the readable event.
+    /// Rule 3: the armed instant has passed; the next [`Timerfd::arm`] re-arms the fd.
     pub fn fired(&mut self) {
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into an 8-byte buffer; EAGAIN (nothing to read) is fine.
-        unsafe {
-            libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len());
-        }
         self.armed = None;
     }
 
@@ -128,6 +128,38 @@ mod tests {
             t.fired();
             assert_eq!(t.armed(), None);
         }
+    }
+
+    #[test]
+    fn a_rearmed_timer_fires_again_without_its_count_being_read() {
+        // Rule 3: `fired` makes no `read`; each re-arm still yields a new edge. The control: a
+        // timer left unread and not re-armed stays silent (the old expiry is not reported
+        // again), so the edges below are the new expiries, not a level.
+        let (mut poll, mut t) = registered();
+        for round in 0..5 {
+            let now = Instant::now();
+            t.arm(now + Duration::from_micros(300), now).unwrap();
+            let fired = wait_for_fire(&mut poll, Duration::from_secs(30));
+            assert!(
+                fired.is_some(),
+                "round {round}: no event for the re-armed timer"
+            );
+            t.fired();
+            assert!(
+                wait_for_fire(&mut poll, Duration::from_millis(5)).is_none(),
+                "round {round}: an expiry was reported twice"
+            );
+        }
+        // The count was never read: the fd is still readable (8 bytes of expirations).
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into an 8-byte buffer.
+        let n = unsafe { libc::read(t.raw_fd(), count.as_mut_ptr().cast(), count.len()) };
+        assert_eq!(n, 8, "the last expiry's count is still there, unread");
+        assert_eq!(
+            u64::from_ne_bytes(count),
+            1,
+            "re-arming zeroed the earlier counts"
+        );
     }
 
     #[test]
