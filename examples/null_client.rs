@@ -11,9 +11,18 @@
 //! set ends the run. Only at `-c 1` with `--rtt` is the clock read, twice per round trip, to
 //! report the round trip's median and p99 (the reference for connbench's `--busy-poll` goal).
 //!
+//! `--tls` (with `--ca FILE` or `-k`): the same over TLS 1.3, the floor of connbench's TLS goals.
+//! Each connection's handshake and first exchange go through rustls (blocking, before the
+//! measured loop; the response length is learned in plaintext); then its traffic keys are taken
+//! over (`dangerous_extract_secrets`) and every request is sealed into one record and every
+//! response record opened in place with ring, as any TLS client must: one `send`, one `recv`,
+//! one seal and one open per response, nothing else. Post-handshake records (session tickets)
+//! are opened and skipped; a key update or an alert fails the run.
+//!
 //!   cargo build --release --example null_client
 //!   target/release/examples/null_client 127.0.0.1:8080 -c 100 -d 5s            # blocking epoll_wait
 //!   target/release/examples/null_client 127.0.0.1:8080 -c 1 -d 5s --spin --rtt # epoll_wait(…, 0)
+//!   target/release/examples/null_client 127.0.0.1:8443 -c 100 -d 5s --tls --ca ca.pem
 //!
 //! Output: one JSON line on stdout: mode, connections, responses, elapsed_s, CPU (getrusage,
 //! whole process) and, with --rtt, rtt_p50_us / rtt_p99_us. Bad input: one line on stderr,
@@ -24,7 +33,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use connbench::plan::TlsPlan;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+use rustls::{ClientConfig, ClientConnection, ConnectionTrafficSecrets, ProtocolVersion};
 
 /// Most samples kept at `--rtt` (a 5 s run at ~25 µs is 200k; beyond the cap the run goes on
 /// without recording, and the report says how many were kept).
@@ -36,6 +50,11 @@ const BUF: usize = 64 * 1024;
 const EVENTS: usize = 1024;
 /// The timerfd's token; connection tokens are their index.
 const TIMER_TOKEN: u64 = u64::MAX;
+/// TLS record header, and the largest record a TLS 1.3 peer may send (2^14 + 256).
+const RECORD_HEADER: usize = 5;
+const MAX_RECORD: usize = RECORD_HEADER + (1 << 14) + 256;
+/// AEAD tag of every TLS 1.3 suite.
+const TAG: usize = 16;
 
 struct Args {
     addr: SocketAddr,
@@ -45,6 +64,8 @@ struct Args {
     requests: Option<u64>,
     spin: bool,
     rtt: bool,
+    /// `--tls`: trust anchors (`--ca`) or none checked (`-k`).
+    tls: Option<TlsPlan>,
 }
 
 fn usage_error(msg: &str) -> ExitCode {
@@ -72,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
     let mut requests = None;
     let mut spin = false;
     let mut rtt = false;
+    let (mut tls, mut ca, mut insecure) = (false, None, false);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -107,10 +129,13 @@ fn parse_args() -> Result<Args, String> {
             }
             "--spin" => spin = true,
             "--rtt" => rtt = true,
+            "--tls" => tls = true,
+            "--ca" => ca = Some(std::path::PathBuf::from(val("--ca")?)),
+            "-k" | "--insecure" => insecure = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: null_client HOST:PORT [-c N] [-d 5s] [-n N] [--path /] \
-                            [--spin] [--rtt] (loopback HOST only)"
+                            [--spin] [--rtt] [--tls (--ca FILE | -k)] (loopback HOST only)"
                         .into(),
                 )
             }
@@ -140,6 +165,23 @@ fn parse_args() -> Result<Args, String> {
     if duration.is_none() && requests.is_none() {
         duration = Some(Duration::from_secs(5));
     }
+    if !tls && (ca.is_some() || insecure) {
+        return Err("--ca and -k apply to TLS only: add --tls".into());
+    }
+    if tls && ca.is_some() && insecure {
+        return Err("--ca and -k together: give --ca FILE to verify, or -k to skip it".into());
+    }
+    if tls && ca.is_none() && !insecure {
+        return Err(
+            "--tls verifies the server's certificate: give --ca FILE (its CA), or -k to skip it"
+                .into(),
+        );
+    }
+    let tls = tls.then(|| TlsPlan {
+        ca_file: ca,
+        insecure,
+        ..TlsPlan::default()
+    });
     Ok(Args {
         addr,
         path,
@@ -148,12 +190,13 @@ fn parse_args() -> Result<Args, String> {
         requests,
         spin,
         rtt,
+        tls,
     })
 }
 
 /// Sends one request and reads until one whole response is in; returns its length. The only
 /// place that looks inside a response.
-fn learn_response_len(s: &mut TcpStream, req: &[u8]) -> Result<usize, String> {
+fn learn_response_len<S: Read + Write>(s: &mut S, req: &[u8]) -> Result<usize, String> {
     s.write_all(req)
         .map_err(|e| format!("first request: {e}"))?;
     let mut buf = Vec::with_capacity(BUF);
@@ -210,10 +253,165 @@ fn cvt(r: libc::c_int, what: &str) -> Result<libc::c_int, String> {
     }
 }
 
+/// One direction of a TLS 1.3 connection after the handshake: its key, IV and sequence number.
+struct Dir {
+    key: LessSafeKey,
+    iv: [u8; 12],
+    seq: u64,
+}
+
+impl Dir {
+    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Result<Dir, String> {
+        let (alg, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&ring::aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&ring::aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&ring::aead::CHACHA20_POLY1305, key, iv)
+            }
+            _ => return Err("the server chose a cipher suite the null client cannot use".into()),
+        };
+        let key = UnboundKey::new(alg, key.as_ref()).map_err(|_| "a traffic key of bad length")?;
+        let iv: [u8; 12] = iv.as_ref().try_into().map_err(|_| "an IV of bad length")?;
+        Ok(Dir {
+            key: LessSafeKey::new(key),
+            iv,
+            seq,
+        })
+    }
+
+    /// The record's nonce (RFC 8446 5.3): the IV xor the sequence number; the number moves on.
+    #[inline]
+    fn next_nonce(&mut self) -> Nonce {
+        let mut n = self.iv;
+        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        self.seq += 1;
+        Nonce::assume_unique_for_key(n)
+    }
+}
+
+/// A TLS connection's state in the measured loop.
+struct TlsConn {
+    tx: Dir,
+    rx: Dir,
+    /// The request's record: header, then request, content type and tag, sealed per send.
+    out: Vec<u8>,
+    /// Received record bytes not yet opened (at most one partial record stays between reads).
+    rbuf: Vec<u8>,
+    have: usize,
+}
+
+impl TlsConn {
+    /// Seal the request into `out` (the header is fixed: the request's length never changes).
+    #[inline]
+    fn seal(&mut self, req: &[u8]) -> Result<&[u8], String> {
+        let body = RECORD_HEADER + req.len() + 1;
+        self.out[RECORD_HEADER..body - 1].copy_from_slice(req);
+        self.out[body - 1] = 0x17; // inner content type: application data
+        let mut header = [0u8; RECORD_HEADER];
+        header.copy_from_slice(&self.out[..RECORD_HEADER]);
+        let nonce = self.tx.next_nonce();
+        let tag = self
+            .tx
+            .key
+            .seal_in_place_separate_tag(
+                nonce,
+                Aad::from(header),
+                &mut self.out[RECORD_HEADER..body],
+            )
+            .map_err(|_| "sealing a record failed")?;
+        self.out[body..].copy_from_slice(tag.as_ref());
+        Ok(&self.out)
+    }
+
+    /// Open every whole record received, handing each application-data plaintext to `data`.
+    #[inline]
+    fn open(&mut self, mut data: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
+        let mut at = 0;
+        while self.have - at >= RECORD_HEADER {
+            let mut header = [0u8; RECORD_HEADER];
+            header.copy_from_slice(&self.rbuf[at..at + RECORD_HEADER]);
+            let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+            if header[0] != 0x17 || RECORD_HEADER + len > MAX_RECORD || len < TAG + 1 {
+                return Err(format!(
+                    "a record the null client does not expect: {header:02x?}"
+                ));
+            }
+            let end = at + RECORD_HEADER + len;
+            if end > self.have {
+                break;
+            }
+            let nonce = self.rx.next_nonce();
+            let plain = self
+                .rx
+                .key
+                .open_in_place(
+                    nonce,
+                    Aad::from(header),
+                    &mut self.rbuf[at + RECORD_HEADER..end],
+                )
+                .map_err(|_| "a record failed to open (bad tag)")?;
+            // Inner plaintext: content, content type, zero padding (RFC 8446 5.4).
+            let Some(ty_at) = plain.iter().rposition(|&b| b != 0) else {
+                return Err("a record with no content type".into());
+            };
+            match plain[ty_at] {
+                0x17 => data(&plain[..ty_at])?,
+                // NewSessionTicket: a handshake message the loop has no use for. A key update
+                // (type 24) would change the keys under it.
+                0x16 if plain.first() == Some(&4) => {}
+                0x16 => return Err("a post-handshake message other than a ticket".into()),
+                0x15 => return Err("the server sent an alert".into()),
+                t => return Err(format!("a record of content type {t}")),
+            }
+            at = end;
+        }
+        self.rbuf.copy_within(at..self.have, 0);
+        self.have -= at;
+        Ok(())
+    }
+}
+
+/// `--tls`: connect, handshake and make the first exchange through rustls (learning the
+/// response's length), then take the traffic keys over.
+fn tls_connect(
+    a: &Args,
+    config: &Arc<ClientConfig>,
+    req: &[u8],
+) -> Result<(TcpStream, TlsConn, usize), String> {
+    let mut s = TcpStream::connect(a.addr).map_err(|e| format!("connect {}: {e}", a.addr))?;
+    s.set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    let name = rustls::pki_types::ServerName::IpAddress(a.addr.ip().into());
+    let mut conn =
+        ClientConnection::new(config.clone(), name).map_err(|e| format!("TLS client: {e}"))?;
+    let len = learn_response_len(&mut rustls::Stream::new(&mut conn, &mut s), req)?;
+    if conn.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
+        return Err("the server spoke TLS 1.2: the null client's --tls is TLS 1.3 only".into());
+    }
+    let secrets = conn
+        .dangerous_extract_secrets()
+        .map_err(|e| format!("taking the traffic keys over: {e}"))?;
+    let mut out = vec![0u8; RECORD_HEADER + req.len() + 1 + TAG];
+    let len_field = (req.len() + 1 + TAG) as u16;
+    out[..3].copy_from_slice(&[0x17, 0x03, 0x03]);
+    out[3..5].copy_from_slice(&len_field.to_be_bytes());
+    let t = TlsConn {
+        tx: Dir::new(secrets.tx)?,
+        rx: Dir::new(secrets.rx)?,
+        out,
+        rbuf: vec![0u8; MAX_RECORD + BUF],
+        have: 0,
+    };
+    Ok((s, t, len))
+}
+
 struct Conn {
     stream: TcpStream,
-    /// Bytes of the current response received so far.
+    /// Bytes of the current response received so far (plaintext with `--tls`).
     got: usize,
+    tls: Option<TlsConn>,
 }
 
 struct Outcome {
@@ -231,16 +429,43 @@ fn run(a: &Args) -> Result<Outcome, String> {
     .into_bytes();
     let mut conns = Vec::with_capacity(a.connections);
     let mut resp_len = 0;
+    let config = match &a.tls {
+        Some(plan) => Some(connbench::tls::client_config(plan).map_err(|e| e.to_string())?),
+        None => None,
+    };
     for i in 0..a.connections {
-        let mut s = TcpStream::connect(a.addr).map_err(|e| format!("connect {}: {e}", a.addr))?;
-        s.set_nodelay(true)
-            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
-        if i == 0 {
-            resp_len = learn_response_len(&mut s, &req)?;
-        }
+        let (s, tls) = match &config {
+            Some(config) => {
+                // Every connection makes its first exchange through rustls (it also reads the
+                // session tickets that come before it); all must agree on the length.
+                let (s, t, len) = tls_connect(a, config, &req)?;
+                if i > 0 && len != resp_len {
+                    return Err(format!(
+                        "connection {i}'s first response has {len} bytes, the first's {resp_len}: \
+                         the server's responses differ in length"
+                    ));
+                }
+                resp_len = len;
+                (s, Some(t))
+            }
+            None => {
+                let mut s =
+                    TcpStream::connect(a.addr).map_err(|e| format!("connect {}: {e}", a.addr))?;
+                s.set_nodelay(true)
+                    .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+                if i == 0 {
+                    resp_len = learn_response_len(&mut s, &req)?;
+                }
+                (s, None)
+            }
+        };
         s.set_nonblocking(true)
             .map_err(|e| format!("O_NONBLOCK: {e}"))?;
-        conns.push(Conn { stream: s, got: 0 });
+        conns.push(Conn {
+            stream: s,
+            got: 0,
+            tls,
+        });
     }
 
     // SAFETY (all libc calls below): plain syscalls on fds this function owns, with pointers
@@ -301,22 +526,26 @@ fn run(a: &Args) -> Result<Outcome, String> {
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let timeout = if a.spin { 0 } else { -1 };
 
-    let send = |c: &Conn| -> Result<(), String> {
-        // SAFETY: req is a live buffer of req.len() bytes.
+    let send = |c: &mut Conn| -> Result<(), String> {
+        let bytes = match &mut c.tls {
+            Some(t) => t.seal(&req)?,
+            None => &req[..],
+        };
+        // SAFETY: bytes is a live buffer of bytes.len() bytes.
         let n = unsafe {
             libc::send(
                 c.stream.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
                 libc::MSG_NOSIGNAL,
             )
         };
-        if n == req.len() as isize {
+        if n == bytes.len() as isize {
             Ok(())
         } else {
             Err(format!(
                 "send returned {n} of {} bytes: {}",
-                req.len(),
+                bytes.len(),
                 std::io::Error::last_os_error()
             ))
         }
@@ -327,7 +556,7 @@ fn run(a: &Args) -> Result<Outcome, String> {
         "timerfd_settime",
     )?;
     let start = Instant::now();
-    for c in &conns {
+    for c in &mut conns {
         if in_flight < limit {
             send(c)?;
             in_flight += 1;
@@ -355,8 +584,11 @@ fn run(a: &Args) -> Result<Outcome, String> {
             // Edge-triggered: act on everything the event says. A short read drained the
             // socket (more data later is a new edge); a full buffer means read again.
             loop {
-                let r =
-                    unsafe { libc::recv(c.stream.as_raw_fd(), buf.as_mut_ptr().cast(), BUF, 0) };
+                let (into, space) = match &mut c.tls {
+                    Some(t) => (t.rbuf[t.have..].as_mut_ptr(), t.rbuf.len() - t.have),
+                    None => (buf.as_mut_ptr(), BUF),
+                };
+                let r = unsafe { libc::recv(c.stream.as_raw_fd(), into.cast(), space, 0) };
                 if r < 0 {
                     let e = std::io::Error::last_os_error();
                     match e.kind() {
@@ -371,10 +603,29 @@ fn run(a: &Args) -> Result<Outcome, String> {
                     ));
                 }
                 let r = r as usize;
-                if c.got == 0 && r >= 10 && &buf[..10] != b"HTTP/1.1 2" {
-                    return Err(format!("connection {tok}: a response that is not a 2xx"));
+                let not_2xx =
+                    |got: usize, p: &[u8]| got == 0 && p.len() >= 10 && &p[..10] != b"HTTP/1.1 2";
+                match &mut c.tls {
+                    None => {
+                        if not_2xx(c.got, &buf[..r]) {
+                            return Err(format!("connection {tok}: a response that is not a 2xx"));
+                        }
+                        c.got += r;
+                    }
+                    Some(t) => {
+                        t.have += r;
+                        let got = &mut c.got;
+                        t.open(|p| {
+                            if not_2xx(*got, p) {
+                                return Err(format!(
+                                    "connection {tok}: a response that is not a 2xx"
+                                ));
+                            }
+                            *got += p.len();
+                            Ok(())
+                        })?;
+                    }
                 }
-                c.got += r;
                 if c.got > resp_len {
                     return Err(format!(
                         "connection {tok}: {} bytes where one response of {resp_len} was due: \
@@ -404,7 +655,7 @@ fn run(a: &Args) -> Result<Outcome, String> {
                         in_flight += 1;
                     }
                 }
-                if r < BUF {
+                if r < space {
                     break;
                 }
             }
@@ -455,6 +706,7 @@ fn main() -> ExitCode {
     let (user, sys) = rusage_s();
     let mut v = serde_json::json!({
         "mode": if args.spin { "spin" } else { "blocking" },
+        "tls": args.tls.is_some(),
         "connections": args.connections,
         "responses": out.responses,
         "elapsed_s": out.elapsed.as_secs_f64(),

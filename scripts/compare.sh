@@ -538,6 +538,11 @@ def goals(med):
         g = f"tls c={c}"
         judge(f"TLS keep-alive c={c}: connbench CPU/req ÷ wrk's", get(g, "connbench", "cpu_us"),
               get(g, "wrk", "cpu_us"), 0.75, us)
+        floor, cb, wrk = get(g, "null", "cpu_us"), get(g, "connbench", "cpu_us"), get(g, "wrk", "cpu_us")
+        out.append((f"TLS keep-alive c={c}: TLS null client CPU/req ÷ wrk's (the floor of the goal above, said)",
+                    "not run" if floor is None or not wrk else f"{floor / wrk:.2f} ({us(floor, wrk)})", "—", "info"))
+        out.append((f"TLS keep-alive c={c}: connbench CPU/req ÷ TLS null client's (said)",
+                    "not run" if floor is None or cb is None else f"{cb / floor:.2f} ({us(cb, floor)})", "—", "info"))
     g = f"newconn plain"
     judge("new connections plain: connbench CPU/conn ÷ wrk's (both send Connection: close)",
           get(g, "connbench", "cpu_us"), get(g, "wrk", "cpu_us"), 0.9, us)
@@ -662,7 +667,11 @@ client_cmd() {
     wrk) CMD=(wrk -t1 "-c$conns" "-d$dur" "$url") KIND=wrk ;;
     h2load) CMD=(h2load --h1 -t1 -c "$conns" -D "${dur%s}" "$url") KIND=h2load ;;
     oha) CMD=("$OHA" --no-tui --output-format json -c "$conns" -z "$dur" --insecure "$url") KIND=oha ;;
-    null) CMD=("$NULL_CLIENT" "127.0.0.1:$PLAIN_PORT" -c "$conns" -d "$dur") KIND=null ;;
+    null)
+      CMD=("$NULL_CLIENT" "127.0.0.1:$PLAIN_PORT" -c "$conns" -d "$dur") KIND=null
+      # The TLS floor: the same loop sealing and opening one record per request and response.
+      [[ $group == tls* ]] && CMD=("$NULL_CLIENT" "127.0.0.1:$TLS_PORT" -c "$conns" -d "$dur" --tls --ca "$WORK/ca.pem")
+      ;;
     connbench)
       CMD=("${cb[@]}" "$url" -c "$conns") KIND=cb
       [[ $group == tls* ]] && CMD+=(--ca "$WORK/ca.pem")
@@ -827,7 +836,7 @@ if want busypoll; then
 fi
 if want rate; then rounds "rate c=100" connbench-R20000 oha-q20000 connbench-R1000; fi
 if want tls; then
-  for c in 10 100; do rounds "tls c=$c" connbench wrk h2load "${OHA_CTX[@]}"; done
+  for c in 10 100; do rounds "tls c=$c" connbench null wrk h2load "${OHA_CTX[@]}"; done
 fi
 if want newconn; then
   rounds "newconn plain" connbench wrk connbench-fin
@@ -851,7 +860,7 @@ if command -v perf >/dev/null 2>&1 &&
 fi
 if want syscalls; then
   for scen in plain tls; do
-    if [[ $scen == plain ]]; then tools=(null connbench wrk); group="keepalive c=100"; else tools=(connbench wrk); group="tls c=100"; fi
+    if [[ $scen == plain ]]; then tools=(null connbench wrk); group="keepalive c=100"; else tools=(null connbench wrk); group="tls c=100"; fi
     for tool in "${tools[@]}"; do
       name=syscalls-$tool-$scen
       client_cmd "$tool" "$group" "$STRACE_DURATION" "$RAW/$name.json"

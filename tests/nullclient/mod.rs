@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::util::serve;
+use crate::util::{serve, write_ca, TempDir};
 
 /// The example's binary in this test build's profile, built (or found fresh) by cargo itself;
 /// its path comes from cargo's own artifact message, so a custom target dir still works.
@@ -116,10 +116,85 @@ fn null_client_refuses_bad_input_with_one_line() {
         (&["127.0.0.1:80", "-c", "0"][..], "-c"),
         (&["127.0.0.1:80", "-c", "2", "--rtt"][..], "-c 1"),
         (&["127.0.0.1:80", "-d", "5x"][..], "duration"),
+        (&["127.0.0.1:80", "--tls"][..], "--ca FILE"),
+        (&["127.0.0.1:80", "-k"][..], "add --tls"),
+        (&["127.0.0.1:80", "--ca", "ca.pem"][..], "add --tls"),
+        (
+            &["127.0.0.1:80", "--tls", "-k", "--ca", "ca.pem"][..],
+            "together",
+        ),
     ] {
         let o = run(args);
         assert_eq!(o.code, 2, "{args:?}: {}", o.stderr);
         assert_eq!(o.stderr.lines().count(), 1, "{args:?}: {}", o.stderr);
         assert!(o.stderr.contains(says), "{args:?}: {}", o.stderr);
     }
+}
+
+#[test]
+fn null_client_over_tls_counts_every_response_of_the_builtin_target() {
+    // --tls: rustls makes each connection's handshake and first exchange, then the client
+    // seals and opens the records itself. The target's own count must agree: one first
+    // exchange per connection, then exactly the counted responses.
+    let s = serve(|_| {});
+    let dir = TempDir::new("nullclient-tls");
+    let ca = write_ca(&s, &dir);
+    let addr = s.https_addr().expect("tls port").to_string();
+    let o = run(&[
+        &addr,
+        "-c",
+        "3",
+        "-n",
+        "1500",
+        "-d",
+        "60s",
+        "--tls",
+        "--ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let j = o.json.expect("a JSON line");
+    assert_eq!(j["responses"], 1500, "{j}");
+    assert_eq!(j["tls"], true, "{j}");
+    assert_eq!(s.stats().requests, 1503, "target's count vs the client's");
+    s.stop();
+}
+
+#[test]
+fn null_client_over_tls_verifies_the_certificate_unless_told_not_to() {
+    // Another target's CA does not vouch for this one: the handshake fails and the run says so.
+    // -k skips the chain (the run goes through); the control shows the refusal is the CA's.
+    let s = serve(|_| {});
+    let other = serve(|_| {});
+    let dir = TempDir::new("nullclient-tls-ca");
+    let wrong = write_ca(&other, &dir);
+    other.stop();
+    let addr = s.https_addr().expect("tls port").to_string();
+    let o = run(&[&addr, "-n", "10", "--tls", "--ca", wrong.to_str().unwrap()]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("certificate"), "{}", o.stderr);
+    assert!(o.json.is_none(), "no report from a failed run");
+    let o = run(&[&addr, "-n", "10", "--tls", "-k"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.json.expect("a JSON line")["responses"], 10);
+    s.stop();
+}
+
+#[test]
+fn null_client_over_tls_fails_instead_of_miscounting_when_the_server_closes() {
+    // Over TLS the close comes as a close_notify alert (or the response carrying
+    // Connection: close is longer than the learned one): a named failure either way.
+    let s = serve(|c| c.close_after = Some(3));
+    let addr = s.https_addr().expect("tls port").to_string();
+    let o = run(&[&addr, "-c", "2", "-n", "100", "-d", "30s", "--tls", "-k"]);
+    assert_eq!(o.code, 1, "stderr: {}", o.stderr);
+    assert!(
+        ["alert", "closed connection", "differ in length"]
+            .iter()
+            .any(|w| o.stderr.contains(w)),
+        "{}",
+        o.stderr
+    );
+    assert!(o.json.is_none(), "no report from a failed run");
+    s.stop();
 }
