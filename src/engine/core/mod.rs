@@ -35,6 +35,14 @@
 //!    arming a timerfd ([`Net::busy_poll`]). New sockets also get SO_BUSY_POLL when the kernel
 //!    allows it (it needs CAP_NET_ADMIN to raise; it only acts on devices with NAPI, so not on
 //!    loopback).
+//! 7. The loop's own deadline is one timerfd, the alarm ([`Driver::poll_until`]), and the wait
+//!    itself has no timeout. An `epoll_wait` timeout arms a kernel timer on every wait that
+//!    sleeps and cancels it when an event comes first, which is nearly always; the alarm is
+//!    armed only when the loop must wake *earlier* than it is armed for. A wake instant that moves
+//!    later (the usual case: deadlines are pushed forward by every response) keeps the earlier
+//!    alarm, which then wakes the loop once for nothing, and the loop re-arms it. Measured at
+//!    TLS keep-alive `-c 10` against nginx (0.4 sleeps per response): 0.15 µs of kernel time per
+//!    response. The alarm is as precise as the timerfd (no millisecond rounding).
 
 pub mod connect;
 pub mod live;
@@ -64,6 +72,8 @@ pub use transport::{Failure, Plain, Recv, Refusal, Tls, TlsCtx, Transport};
 pub const WAKER: Token = Token(usize::MAX);
 /// Token of a session's own timerfd (pacing).
 pub const PACER: Token = Token(usize::MAX - 1);
+/// Token of the loop's alarm (rule 7).
+pub const ALARM: Token = Token(usize::MAX - 2);
 
 /// The token of a slot's current connection.
 #[inline]
@@ -74,7 +84,7 @@ pub fn token(slot: usize, gen: u32) -> Token {
 /// The slot and generation a token names, or None for the reserved tokens.
 #[inline]
 pub fn untoken(t: Token) -> Option<(usize, u32)> {
-    if t == WAKER || t == PACER {
+    if t == WAKER || t == PACER || t == ALARM {
         return None;
     }
     Some((t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32))
@@ -494,6 +504,8 @@ pub struct Driver<T: Transport, S: Session<T>> {
     pub session: S,
     /// The batch `epoll_wait` writes (the raw call, not mio's: [`crate::engine::raw`]).
     events: Vec<libc::epoll_event>,
+    /// The loop's deadline (rule 7), made and registered on first use.
+    alarm: Option<timerfd::Timerfd>,
 }
 
 impl<T: Transport, S: Session<T>> Driver<T, S> {
@@ -503,6 +515,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             net,
             session,
             events: raw::event_buffer(1024),
+            alarm: None,
         }
     }
 
@@ -534,6 +547,46 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             self.on_event(ev);
         }
         Ok(())
+    }
+
+    /// Wait for socket events until `wake` at the latest (rule 7): a wait with no timeout and
+    /// the alarm armed no later than `wake`; `now` is the loop's clock. Busy polling and a wake
+    /// instant already reached do not sleep. Should the timerfd fail, the wait takes the
+    /// timeout instead.
+    pub fn poll_until(&mut self, wake: Instant, now: Instant) -> io::Result<()> {
+        if self.net.spin || wake <= now {
+            return self.poll_io(Some(Duration::ZERO));
+        }
+        match self.alarm_at_most(wake, now) {
+            Ok(()) => self.poll_io(None),
+            Err(_) => self.poll_io(Some(wake - now)),
+        }
+    }
+
+    /// The instant the alarm is armed for, if it has not fired yet (rule 7).
+    pub fn alarm(&self) -> Option<Instant> {
+        self.alarm.as_ref().and_then(|a| a.armed())
+    }
+
+    fn alarm_at_most(&mut self, wake: Instant, now: Instant) -> io::Result<()> {
+        let alarm = match &mut self.alarm {
+            Some(a) => a,
+            None => {
+                let a = timerfd::Timerfd::new()?;
+                self.net.poll.registry().register(
+                    &mut mio::unix::SourceFd(&a.raw_fd()),
+                    ALARM,
+                    Interest::READABLE,
+                )?;
+                self.alarm.insert(a)
+            }
+        };
+        match alarm.armed() {
+            // Armed for an instant still ahead and no later than needed: it wakes the loop in
+            // time (early, at worst).
+            Some(at) if now < at && at <= wake => Ok(()),
+            _ => alarm.arm(wake, now),
+        }
     }
 
     /// Fire every deadline due at `now`.
@@ -570,6 +623,10 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
         let Some((slot, gen)) = untoken(ev.token) else {
             if ev.token == PACER {
                 self.session.on_token(&mut self.net, PACER, Instant::now());
+            } else if ev.token == ALARM {
+                if let Some(a) = &mut self.alarm {
+                    a.fired();
+                }
             }
             return;
         };
@@ -890,6 +947,59 @@ mod tests {
     }
 
     #[test]
+    fn the_alarm_is_armed_only_when_the_loop_must_wake_earlier_and_wakes_it() {
+        // Rule 7. Each wait below has a byte to read, so it returns at once with the alarm
+        // armed as the rule says.
+        let (mut d, mut s) = connected();
+        let now = Instant::now();
+        let wait = |d: &mut Driver<Plain, Record>, s: &mut TcpStream, wake: Instant| {
+            let reads = d.session.reads;
+            s.write_all(b"x").unwrap();
+            let limit = Instant::now() + Duration::from_secs(30);
+            while d.session.reads == reads {
+                assert!(Instant::now() < limit, "the byte was never read");
+                d.poll_until(wake, now).unwrap();
+            }
+        };
+        wait(&mut d, &mut s, now + Duration::from_secs(10));
+        assert_eq!(
+            d.alarm(),
+            Some(now + Duration::from_secs(10)),
+            "first arming"
+        );
+        wait(&mut d, &mut s, now + Duration::from_secs(20));
+        assert_eq!(
+            d.alarm(),
+            Some(now + Duration::from_secs(10)),
+            "a later wake keeps the earlier alarm"
+        );
+        wait(&mut d, &mut s, now + Duration::from_secs(5));
+        assert_eq!(
+            d.alarm(),
+            Some(now + Duration::from_secs(5)),
+            "an earlier wake re-arms"
+        );
+        // Nothing to read: the wait (no timeout of its own) ends when the alarm fires, never
+        // before, and the alarm's event is consumed.
+        let t = Instant::now();
+        let wake = t + Duration::from_millis(30);
+        let limit = t + Duration::from_secs(30);
+        while d.alarm().is_some() {
+            assert!(Instant::now() < limit, "the alarm never fired");
+            d.poll_until(wake, t).unwrap();
+        }
+        assert!(
+            Instant::now() >= wake,
+            "woke {:?} early",
+            wake - Instant::now()
+        );
+        // A wake instant already reached does not sleep and arms nothing.
+        let t = Instant::now();
+        d.poll_until(t, t).unwrap();
+        assert_eq!(d.alarm(), None);
+    }
+
+    #[test]
     fn a_busy_polling_driver_never_sleeps_in_poll_io() {
         // Nothing will ever happen on this net: a sleeping poll_io waits the whole 30 s it is
         // given; a spinning one returns at once, every time.
@@ -900,7 +1010,10 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..3 {
             d.poll_io(Some(Duration::from_secs(30))).unwrap();
+            let now = Instant::now();
+            d.poll_until(now + Duration::from_secs(30), now).unwrap();
         }
+        assert_eq!(d.alarm(), None, "a spinning loop arms no alarm");
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "poll_io slept {:?}",

@@ -86,10 +86,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
-            if self
-                .poll_io(Some(wake.saturating_duration_since(now)))
-                .is_err()
-            {
+            if self.poll_until(wake, now).is_err() {
                 break;
             }
             // Core rule 1: the events' latest clock reading, else a fresh one.
