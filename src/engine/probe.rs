@@ -336,13 +336,14 @@ fn run_pass<T: Transport>(
                 next_line = (next_line + Duration::from_secs(1)).max(now);
             }
         }
-        let timeout = if d.session.burst_left {
-            Duration::ZERO
+        // Core rule 7: the wait has no timeout of its own; the alarm ends it.
+        let wake = if d.session.burst_left {
+            now
         } else {
             d.next_wake()
-                .map_or(MAX_WAIT, |t| t.saturating_duration_since(now).min(MAX_WAIT))
+                .map_or(now + MAX_WAIT, |t| t.min(now + MAX_WAIT))
         };
-        if d.poll_io(Some(timeout)).is_err() {
+        if d.poll_until(wake, now).is_err() {
             // epoll itself failing cannot be recovered from; report what was found.
             break;
         }
