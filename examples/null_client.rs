@@ -303,25 +303,21 @@ struct TlsConn {
 }
 
 impl TlsConn {
+    /// A connection whose requests are `req_len` bytes.
+    fn new(tx: Dir, rx: Dir, req_len: usize) -> TlsConn {
+        TlsConn {
+            tx,
+            rx,
+            out: record_buf(req_len),
+            rbuf: vec![0u8; MAX_RECORD + BUF],
+            have: 0,
+        }
+    }
+
     /// Seal the request into `out` (the header is fixed: the request's length never changes).
     #[inline]
     fn seal(&mut self, req: &[u8]) -> Result<&[u8], String> {
-        let body = RECORD_HEADER + req.len() + 1;
-        self.out[RECORD_HEADER..body - 1].copy_from_slice(req);
-        self.out[body - 1] = 0x17; // inner content type: application data
-        let mut header = [0u8; RECORD_HEADER];
-        header.copy_from_slice(&self.out[..RECORD_HEADER]);
-        let nonce = self.tx.next_nonce();
-        let tag = self
-            .tx
-            .key
-            .seal_in_place_separate_tag(
-                nonce,
-                Aad::from(header),
-                &mut self.out[RECORD_HEADER..body],
-            )
-            .map_err(|_| "sealing a record failed")?;
-        self.out[body..].copy_from_slice(tag.as_ref());
+        seal_into(&mut self.tx, &mut self.out, req, 0x17)?;
         Ok(&self.out)
     }
 
@@ -373,6 +369,33 @@ impl TlsConn {
     }
 }
 
+/// A record buffer for `content_len` bytes of content: header (application data, TLS 1.2 on
+/// the wire as TLS 1.3 says, the length of content + content type + tag), room for the rest.
+fn record_buf(content_len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; RECORD_HEADER + content_len + 1 + TAG];
+    let len = (content_len + 1 + TAG) as u16;
+    out[..3].copy_from_slice(&[0x17, 0x03, 0x03]);
+    out[3..5].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// Seal `content` of inner type `ty` into `out` (a [`record_buf`] of its length) with `dir`.
+#[inline]
+fn seal_into(dir: &mut Dir, out: &mut [u8], content: &[u8], ty: u8) -> Result<(), String> {
+    let body = RECORD_HEADER + content.len() + 1;
+    out[RECORD_HEADER..body - 1].copy_from_slice(content);
+    out[body - 1] = ty;
+    let mut header = [0u8; RECORD_HEADER];
+    header.copy_from_slice(&out[..RECORD_HEADER]);
+    let nonce = dir.next_nonce();
+    let tag = dir
+        .key
+        .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[RECORD_HEADER..body])
+        .map_err(|_| "sealing a record failed")?;
+    out[body..].copy_from_slice(tag.as_ref());
+    Ok(())
+}
+
 /// `--tls`: connect, handshake and make the first exchange through rustls (learning the
 /// response's length), then take the traffic keys over.
 fn tls_connect(
@@ -393,17 +416,7 @@ fn tls_connect(
     let secrets = conn
         .dangerous_extract_secrets()
         .map_err(|e| format!("taking the traffic keys over: {e}"))?;
-    let mut out = vec![0u8; RECORD_HEADER + req.len() + 1 + TAG];
-    let len_field = (req.len() + 1 + TAG) as u16;
-    out[..3].copy_from_slice(&[0x17, 0x03, 0x03]);
-    out[3..5].copy_from_slice(&len_field.to_be_bytes());
-    let t = TlsConn {
-        tx: Dir::new(secrets.tx)?,
-        rx: Dir::new(secrets.rx)?,
-        out,
-        rbuf: vec![0u8; MAX_RECORD + BUF],
-        have: 0,
-    };
+    let t = TlsConn::new(Dir::new(secrets.tx)?, Dir::new(secrets.rx)?, req.len());
     Ok((s, t, len))
 }
 
@@ -729,4 +742,92 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 16] = [7; 16];
+    const IV: [u8; 12] = [9; 12];
+
+    fn dir() -> Dir {
+        let key = UnboundKey::new(&ring::aead::AES_128_GCM, &KEY).unwrap();
+        Dir {
+            key: LessSafeKey::new(key),
+            iv: IV,
+            seq: 0,
+        }
+    }
+
+    /// What a server would send: records of (inner type, content), sealed in order.
+    fn wire(records: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut tx = dir();
+        let mut out = Vec::new();
+        for (ty, content) in records {
+            let mut r = record_buf(content.len());
+            seal_into(&mut tx, &mut r, content, *ty).unwrap();
+            out.extend_from_slice(&r);
+        }
+        out
+    }
+
+    /// Feed `bytes` to a receiving connection in `chunk`-byte reads; the plaintext it handed on.
+    fn feed(bytes: &[u8], chunk: usize) -> (Result<Vec<u8>, String>, usize) {
+        let mut c = TlsConn::new(dir(), dir(), 1);
+        let mut got = Vec::new();
+        for part in bytes.chunks(chunk) {
+            c.rbuf[c.have..c.have + part.len()].copy_from_slice(part);
+            c.have += part.len();
+            if let Err(e) = c.open(|p| {
+                got.extend_from_slice(p);
+                Ok(())
+            }) {
+                return (Err(e), c.have);
+            }
+        }
+        (Ok(got), c.have)
+    }
+
+    const TICKET: &[u8] = &[4, 0, 0, 1, 0];
+
+    #[test]
+    fn records_open_the_same_whole_byte_by_byte_and_with_a_partial_one_after() {
+        let bytes = wire(&[
+            (0x17, b"HTTP/1.1 200 OK\r\n"),
+            (0x16, TICKET),
+            (0x17, b"\r\nbody"),
+        ]);
+        let want = b"HTTP/1.1 200 OK\r\n\r\nbody".to_vec();
+        assert_eq!(feed(&bytes, bytes.len()), (Ok(want.clone()), 0), "whole");
+        assert_eq!(feed(&bytes, 1), (Ok(want.clone()), 0), "byte by byte");
+        // Trailing bytes: the start of a next record waits for the rest.
+        let mut more = bytes.clone();
+        more.extend_from_slice(&wire(&[(0x17, b"x"), (0x17, b"next")])[..RECORD_HEADER + 3]);
+        assert_eq!(
+            feed(&more, more.len()),
+            (Ok(want), RECORD_HEADER + 3),
+            "trailing"
+        );
+    }
+
+    #[test]
+    fn a_record_whose_seal_or_content_is_wrong_fails_the_run() {
+        let mut bad = wire(&[(0x17, b"HTTP/1.1 200 OK\r\n")]);
+        bad[RECORD_HEADER + 2] ^= 1;
+        assert!(feed(&bad, bad.len()).0.unwrap_err().contains("bad tag"));
+        let alert = wire(&[(0x15, &[1, 0])]);
+        assert!(feed(&alert, alert.len()).0.unwrap_err().contains("alert"));
+        let key_update = wire(&[(0x16, &[24, 0, 0, 1, 0])]);
+        assert!(feed(&key_update, key_update.len())
+            .0
+            .unwrap_err()
+            .contains("other than a ticket"));
+        let mut plaintext = wire(&[(0x17, b"x")]);
+        plaintext[0] = 0x15;
+        assert!(feed(&plaintext, plaintext.len())
+            .0
+            .unwrap_err()
+            .contains("does not expect"));
+    }
 }
