@@ -38,14 +38,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Token};
-
 use super::buf::RecvBuf;
-use super::core::timerfd::Timerfd;
 use super::core::verbose::{self, Verbose};
-use super::core::{
-    Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport, PACER,
-};
+use super::core::{Close, Failure, Lost, Net, Opened, Refusal, Session, TimerKind, Transport};
 use super::pace::{Arrival, Schedule};
 use super::stage::Stager;
 use crate::metrics::{ErrorClass, Phase, Recorder};
@@ -154,7 +149,6 @@ struct Pacer {
     rate: f64,
     arrival: Arrival,
     schedule: Schedule,
-    timer: Timerfd,
     /// Up connections with nothing in flight, as (slot, generation): checked when popped.
     idle: Vec<(usize, u32)>,
     /// Intended send times of due requests waiting for a free connection.
@@ -185,8 +179,8 @@ pub struct Http {
 }
 
 impl Http {
-    /// A session for `slots` connections; in rate mode its timerfd is registered in `net`.
-    pub fn new<T: Transport>(cfg: HttpConfig, net: &Net<T>) -> std::io::Result<Http> {
+    /// A session for `net`'s slots.
+    pub fn new<T: Transport>(cfg: HttpConfig, net: &Net<T>) -> Http {
         let pipeline = cfg.pipeline.max(1);
         let slots = net.slots();
         let conns = (0..slots)
@@ -205,22 +199,13 @@ impl Http {
             .collect();
         let now = Instant::now();
         let pacer = match cfg.rate {
-            Some((rate, arrival)) => {
-                let timer = Timerfd::new()?;
-                net.poll().registry().register(
-                    &mut mio::unix::SourceFd(&timer.raw_fd()),
-                    PACER,
-                    Interest::READABLE,
-                )?;
-                Some(Pacer {
-                    rate,
-                    arrival,
-                    schedule: Schedule::new(rate, now, arrival, cfg.id as u64 + 1),
-                    timer,
-                    idle: Vec::with_capacity(slots),
-                    backlog: VecDeque::with_capacity(4096),
-                })
-            }
+            Some((rate, arrival)) => Some(Pacer {
+                rate,
+                arrival,
+                schedule: Schedule::new(rate, now, arrival, cfg.id as u64 + 1),
+                idle: Vec::with_capacity(slots),
+                backlog: VecDeque::with_capacity(4096),
+            }),
             None => None,
         };
         let opener = cfg.conn_rate.map(|rate| Opener {
@@ -228,7 +213,7 @@ impl Http {
             schedule: Schedule::new(rate, now, Arrival::Uniform, 0),
             free: Vec::with_capacity(slots),
         });
-        Ok(Http {
+        Http {
             batch: cfg.request.repeat(pipeline),
             budget: cfg.budget,
             unclaimed: cfg.per_conn.and(cfg.budget),
@@ -242,7 +227,7 @@ impl Http {
             pacer,
             stager: None,
             verbose: None,
-        })
+        }
     }
 
     /// Show what the first connections receive in `v` (`-v`); `first_conn` is the global index
@@ -405,8 +390,8 @@ impl Http {
         }
     }
 
-    /// Rate mode: hand every request that is due to an idle connection (or the backlog), then
-    /// arm the timer for the next one.
+    /// Rate mode: hand every request that is due to an idle connection (or the backlog); the
+    /// next one's instant is `wake_at`'s.
     fn dispatch<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
         if self.stopping {
             return;
@@ -441,10 +426,6 @@ impl Http {
                     net.rec.counters.unsent += 1;
                 }
             }
-        }
-        if !net.busy_poll() {
-            // A spinning loop checks the schedule on every turn (core rule 6).
-            let _ = p.timer.arm(p.schedule.next_due(), Instant::now());
         }
         self.pacer = Some(p);
     }
@@ -817,16 +798,16 @@ impl<T: Transport> Session<T> for Http {
         self.stage_tick(net, now);
     }
 
-    fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
-        if token == PACER {
-            if let Some(p) = &mut self.pacer {
-                p.timer.fired();
-            }
-        }
-    }
-
     fn wake_at(&self) -> Option<Instant> {
-        self.stager.as_ref().map(|st| st.next_check)
+        // The next request due (the loop's alarm wakes it then, core rule 7); none once
+        // stopping, when nothing more is released.
+        let due = self.pacer.as_ref().filter(|_| !self.stopping);
+        let due = due.map(|p| p.schedule.next_due());
+        let stage = self.stager.as_ref().map(|st| st.next_check);
+        match (due, stage) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -923,7 +904,7 @@ mod tests {
             Connector::new(addrs, Vec::new(), 0).unpaced(),
             Duration::from_secs(5),
         );
-        let http = Http::new(cfg, &net).unwrap();
+        let http = Http::new(cfg, &net);
         Driver::new(net, http)
     }
 
@@ -1196,24 +1177,46 @@ mod tests {
     }
 
     #[test]
-    fn rate_mode_while_busy_polling_releases_from_the_loop_without_arming_the_timerfd() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = cfg();
-        c.rate = Some((1000.0, Arrival::Uniform));
-        let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
-        d.net.set_busy_poll(None);
-        let t0 = Instant::now();
-        d.session.on_start(&mut d.net, t0);
-        let _s = accept(&l);
-        pump(&mut d, |d| d.net.link(0) == Link::Up);
-        // The spinning loop turns continuously, so the schedule is checked on every turn; a
-        // timerfd armed per due request would only cost syscalls.
-        assert_eq!(d.session.pacer.as_ref().unwrap().timer.armed(), None);
-        d.turn(t0 + Duration::from_millis(10));
-        let p = d.session.pacer.as_ref().unwrap();
-        assert_eq!(d.net.rec.counters.requests, 1);
-        assert!(p.schedule.taken() >= 10, "{}", p.schedule.taken());
-        assert_eq!(p.timer.armed(), None, "no timerfd while busy polling");
+    fn rate_mode_asks_the_loop_to_wake_at_the_next_due_request() {
+        // No timer of its own: the session's wake_at is the next due send, and the loop's
+        // alarm (core rule 7) is armed for it to the nanosecond; a spinning loop checks the
+        // schedule on every turn and arms nothing.
+        for spin in [false, true] {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut c = cfg();
+            c.rate = Some((1000.0, Arrival::Uniform));
+            let mut d = driver(vec![l.local_addr().unwrap()], 1, c);
+            if spin {
+                d.net.set_busy_poll(None);
+            }
+            let t0 = Instant::now();
+            d.session.on_start(&mut d.net, t0);
+            let _s = accept(&l);
+            pump(&mut d, |d| d.net.link(0) == Link::Up);
+            d.turn(t0 + Duration::from_millis(10));
+            let p = d.session.pacer.as_ref().unwrap();
+            assert_eq!(d.net.rec.counters.requests, 1);
+            assert!(p.schedule.taken() >= 10, "{}", p.schedule.taken());
+            let due = p.schedule.next_due();
+            assert!(due > t0 + Duration::from_millis(10));
+            assert_eq!(Session::<Plain>::wake_at(&d.session), Some(due));
+            assert_eq!(
+                d.next_wake(),
+                Some(due),
+                "nothing in the timer table comes first"
+            );
+            // Sleeping, only the alarm can end this wait (no timeout, no peer bytes): it ends at
+            // the due instant, never before, its event consumed. Spinning, it ends at once.
+            d.poll_until(due, Instant::now()).unwrap();
+            assert_eq!(d.alarm(), None, "spin {spin}");
+            if !spin {
+                assert!(
+                    Instant::now() >= due,
+                    "woke {:?} early",
+                    due - Instant::now()
+                );
+            }
+        }
     }
 
     #[test]

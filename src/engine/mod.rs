@@ -221,7 +221,7 @@ where
             if let Some(bp) = &busy_poll {
                 net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
             }
-            let mut session = http::Http::new(cfg, &net)?;
+            let mut session = http::Http::new(cfg, &net);
             if let Some(v) = verbose {
                 session.set_verbose(v, first_conn);
             }
@@ -328,7 +328,7 @@ where
             if let Some(bp) = &plan.busy_poll {
                 net.set_busy_poll(bp.so_busy_poll.as_ref().ok().copied());
             }
-            let mut session = ws::Ws::new(plan.clone(), id, first, budget, &net)?;
+            let mut session = ws::Ws::new(plan.clone(), id, first, budget, &net);
             if let Some(v) = verbose {
                 session.set_verbose(v);
             }

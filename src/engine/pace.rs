@@ -21,12 +21,12 @@
 //!    rounding cannot drift either.
 //! 2. Precision: wrk2 paces with its event loop's millisecond timers (`usec_to_next_send` rounded to
 //!    ms; its README says "accurate to +/- ~1 msec"), and mio's poll timeout is milliseconds rounded
-//!    up (a 100 µs timeout sleeps ~1.06 ms, libs.md). The worker therefore arms a timerfd
-//!    (`engine::core::timerfd`) (CLOCK_MONOTONIC, the clock `Instant` reads) for the next due time
-//!    and polls on it: microsecond wake-ups without spinning. The cost is one `timerfd_settime` per
+//!    up (a 100 µs timeout sleeps ~1.06 ms, libs.md). The session therefore gives the next due time
+//!    as its `wake_at`, and the loop's alarm (a CLOCK_MONOTONIC timerfd, the clock `Instant`
+//!    reads; core rule 7) wakes it then: microsecond wake-ups without spinning. The cost is one `timerfd_settime` per
 //!    arming (the expiry itself is not read: timerfd rule 3), and at high rates one wake-up
 //!    dispatches every request that is due, so the cost per request falls as the rate rises. With
-//!    `--busy-poll` the loop never sleeps and checks the schedule on every turn, so no timerfd is
+//!    `--busy-poll` the loop never sleeps and checks the schedule on every turn, so no alarm is
 //!    armed (core rule 6).
 //! 3. Every request due is either sent or counted: due requests wait in a FIFO of intended times
 //!    while no connection is free (bounded; past the bound they are counted as unsent at once),

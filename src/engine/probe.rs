@@ -16,9 +16,9 @@
 //! reported as local) is part of its job.
 //!
 //! Rules:
-//! 1. Pacing: connection k (0-based) is due at `start + k / rate`. The core's [`Timerfd`]
-//!    (registered as [`PACER`]) wakes the loop at the due instant with sub-millisecond
-//!    precision, which epoll's millisecond timeout cannot; when the loop is late, every due
+//! 1. Pacing: connection k (0-based) is due at `start + k / rate`. The session's `wake_at`
+//!    says so and the loop's alarm (core rule 7) wakes it at the due instant with
+//!    sub-millisecond precision, which epoll's millisecond timeout cannot; when the loop is late, every due
 //!    connection is opened at once (at most [`MAX_BURST`] per turn, and the core's connect
 //!    pacing may defer a long run of connects by a millisecond), so lateness never accumulates.
 //! 2. A connection is *established* when its last step completes: TCP (and the TLS handshake
@@ -68,17 +68,15 @@
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Poll, Token};
+use mio::Poll;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
 use super::core::live::{Drawer, ProbeSnapshot, ProbeStep};
-use super::core::timerfd::Timerfd;
 use super::core::{
     connect, Close, Connector, Driver, Failure, Lost, Net, Opened, Plain, Session, TimerKind, Tls,
-    TlsCtx, Transport, PACER,
+    TlsCtx, Transport,
 };
 use super::EngineError;
 use crate::metrics::{ErrorClass, Phase, Recorder, StatusClass};
@@ -304,7 +302,7 @@ fn run_pass<T: Transport>(
 ) -> io::Result<PassResult> {
     let connector = Connector::new(plan.target.addrs.clone(), Vec::new(), 0);
     let net = Net::<T>::new(Poll::new()?, 0, ctx, connector, plan.connect_timeout);
-    let probe = Probe::new(plan, request, max, hold, &net)?;
+    let probe = Probe::new(plan, request, max, hold);
     let mut d = Driver::new(net, probe);
     // The live line: attempts and connect percentiles of the last second (`--progress`).
     let mut drawer = Drawer::new(plan.progress);
@@ -454,8 +452,6 @@ struct Probe<'a> {
     request: &'a [u8],
     max: u64,
     hold: Duration,
-    /// Wakes the loop when the next connection is due (rule 1).
-    pacer: Timerfd,
     /// One per slot of the net.
     conns: Vec<Conn>,
     free: Vec<usize>,
@@ -496,26 +492,13 @@ struct Probe<'a> {
 }
 
 impl<'a> Probe<'a> {
-    fn new<T: Transport>(
-        plan: &'a ProbePlan,
-        request: &'a [u8],
-        max: usize,
-        hold: Duration,
-        net: &Net<T>,
-    ) -> io::Result<Probe<'a>> {
-        let pacer = Timerfd::new()?;
-        net.poll().registry().register(
-            &mut SourceFd(&pacer.raw_fd()),
-            PACER,
-            Interest::READABLE,
-        )?;
+    fn new(plan: &'a ProbePlan, request: &'a [u8], max: usize, hold: Duration) -> Probe<'a> {
         let now = Instant::now();
-        Ok(Probe {
+        Probe {
             plan,
             request,
             max: max as u64,
             hold,
-            pacer,
             conns: Vec::new(),
             free: Vec::new(),
             rng: StdRng::from_rng(&mut rand::rng()),
@@ -543,7 +526,7 @@ impl<'a> Probe<'a> {
             burst_left: false,
             over: false,
             interrupted: false,
-        })
+        }
     }
 
     /// When connection `k` (0-based) is due (rule 1).
@@ -1152,17 +1135,6 @@ impl<T: Transport> Session<T> for Probe<'_> {
         self.burst_left = self.stage == Stage::Ramp && self.open_due(net, now);
         self.sample(now);
         self.advance(now);
-        if self.stage == Stage::Ramp && self.attempted < self.max && self.deferred.is_none() {
-            // Should timerfd_settime fail, the loop still wakes at the due instant, only with
-            // epoll's millisecond resolution (`wake_at`).
-            let _ = self.pacer.arm(self.due(self.attempted), now);
-        }
-    }
-
-    fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
-        if token == PACER {
-            self.pacer.fired();
-        }
     }
 
     fn wake_at(&self) -> Option<Instant> {
@@ -1536,7 +1508,7 @@ mod tests {
     fn driver<'a>(plan: &'a ProbePlan) -> D<'a> {
         let connector = Connector::new(plan.target.addrs.clone(), Vec::new(), 0);
         let net = Net::<Plain>::new(Poll::new().unwrap(), 0, (), connector, plan.connect_timeout);
-        let probe = Probe::new(plan, GET, plan.max, plan.hold, &net).unwrap();
+        let probe = Probe::new(plan, GET, plan.max, plan.hold);
         Driver::new(net, probe)
     }
 
@@ -1640,9 +1612,9 @@ mod tests {
         assert_eq!(d.session.attempted, 10);
         d.turn(ms(t0, 10));
         assert_eq!(d.session.attempted, 11);
-        // The pacer is armed for the next one, to the microsecond.
-        assert_eq!(d.session.pacer.armed(), Some(ms(t0, 11)));
-        assert_eq!(d.next_wake().map(|w| w <= ms(t0, 11)), Some(true));
+        // The loop is asked to wake for the next one, to the microsecond (its alarm, core
+        // rule 7).
+        assert_eq!(d.next_wake(), Some(ms(t0, 11)));
         // 90 ms late: 90 connections are due; one turn opens MAX_BURST of them and asks for
         // another turn at once; the next turn opens the rest that are due, and no more.
         d.turn(ms(t0, 100));
@@ -1966,7 +1938,7 @@ mod tests {
             connector,
             p.connect_timeout,
         );
-        let probe = Probe::new(&p, GET, p.max, p.hold, &net).unwrap();
+        let probe = Probe::new(&p, GET, p.max, p.hold);
         let mut d = Driver::new(net, probe);
         let t0 = Instant::now() + Duration::from_secs(10);
         d.session.on_start(&mut d.net, t0);
@@ -2041,7 +2013,7 @@ mod tests {
             connector,
             p.connect_timeout,
         );
-        let probe = Probe::new(&p, GET, p.max, p.hold, &net).unwrap();
+        let probe = Probe::new(&p, GET, p.max, p.hold);
         let mut d = Driver::new(net, probe);
         let t0 = Instant::now() + Duration::from_secs(10);
         d.session.on_start(&mut d.net, t0);

@@ -53,14 +53,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::{Interest, Token};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::buf::RecvBuf;
-use super::core::timerfd::Timerfd;
 use super::core::verbose::Verbose;
-use super::core::{Close, Failure, Link, Lost, Net, Opened, Session, TimerKind, Transport, PACER};
+use super::core::{Close, Failure, Link, Lost, Net, Opened, Session, TimerKind, Transport};
 use super::pace;
 use super::reconnect::{Backoff, Budget};
 use super::stage::Stager;
@@ -143,7 +141,6 @@ struct Slot {
 /// Echo mode's open-loop schedule (module rule 6), shared by the worker's slots.
 struct EchoPacer {
     rate: f64,
-    timer: Timerfd,
     /// When the next pass is due: the first message not yet due (or at once, when a slot is
     /// still behind after its burst).
     next_at: Instant,
@@ -266,15 +263,14 @@ pub struct Ws {
 
 impl Ws {
     /// A session for the net's slots of worker `id`; `first_conn` is the global index of its
-    /// first connection (for `{conn}`), `budget` its share of the reconnect budget. In echo
-    /// mode its timerfd is registered in `net`.
+    /// first connection (for `{conn}`), `budget` its share of the reconnect budget.
     pub fn new<T: Transport>(
         plan: Arc<WsPlan>,
         id: usize,
         first_conn: usize,
         budget: Option<(u32, Duration)>,
         net: &Net<T>,
-    ) -> std::io::Result<Ws> {
+    ) -> Ws {
         let now = Instant::now();
         let plan_threads = plan.threads.max(1);
         debug_assert!(
@@ -306,21 +302,14 @@ impl Ws {
             })
             .collect();
         let echo = if plan.session.mode == WsMode::Echo && plan.session.send_rate > 0.0 {
-            let timer = Timerfd::new()?;
-            net.poll().registry().register(
-                &mut mio::unix::SourceFd(&timer.raw_fd()),
-                PACER,
-                Interest::READABLE,
-            )?;
             Some(EchoPacer {
                 rate: plan.session.send_rate,
-                timer,
                 next_at: now,
             })
         } else {
             None
         };
-        Ok(Ws {
+        Ws {
             budget: budget.map(|(k, per)| Budget::new(k.max(1), per, now)),
             ts_unit: plan.session.ts_unit,
             msg: Vec::with_capacity(plan.session.message_size.max(64) + 64),
@@ -338,7 +327,7 @@ impl Ws {
             worker: (id, plan_threads),
             active: usize::MAX,
             stager: None,
-        })
+        }
     }
 
     /// Show what the first connections receive, and every reconnection, in `v` (`-v`).
@@ -581,8 +570,8 @@ impl Ws {
     }
 
     /// Echo mode (rule 6): release every message due by `now` on every slot, write what open
-    /// connections got, and arm the timer for the next due time (or for at once, when a slot
-    /// is still behind after its burst).
+    /// connections got, and set the next due time `wake_at` gives the loop (or at once, when a
+    /// slot is still behind after its burst).
     fn echo_pass<T: Transport>(&mut self, net: &mut Net<T>, now: Instant) {
         let Some(e) = &self.echo else {
             return;
@@ -605,10 +594,6 @@ impl Ws {
         } else {
             self.clock.base + Duration::from_nanos(pace::offset_ns(due, e.rate))
         };
-        if !net.busy_poll() {
-            // A spinning loop checks `next_at` on every turn (core rule 6).
-            let _ = e.timer.arm(e.next_at, Instant::now());
-        }
     }
 
     /// Echo mode: send what the schedule says is due, or owe it while disconnected (rule 3).
@@ -924,14 +909,6 @@ impl<T: Transport> Session<T> for Ws {
             self.echo_pass(net, now);
         }
         self.stage_tick(net, now);
-    }
-
-    fn on_token(&mut self, _net: &mut Net<T>, token: Token, _now: Instant) {
-        if token == PACER {
-            if let Some(e) = &mut self.echo {
-                e.timer.fired();
-            }
-        }
     }
 
     fn wake_at(&self) -> Option<Instant> {
@@ -1272,7 +1249,7 @@ mod tests {
             Connector::new(plan.target.addrs.clone(), Vec::new(), 0).unpaced(),
             plan.connect_timeout,
         );
-        let ws = Ws::new(Arc::new(plan), 0, 0, None, &net).unwrap();
+        let ws = Ws::new(Arc::new(plan), 0, 0, None, &net);
         Driver::new(net, ws)
     }
 

@@ -31,12 +31,13 @@
 //!    calls `epoll_wait` with a zero timeout whatever it is given, so the wake-up the kernel
 //!    would otherwise spend on every response (~50 µs on the reference VM) is gone. The loop
 //!    then turns continuously: deadlines fire from the timer table on the first turn that
-//!    sees them due, and sessions check their own due times (pacing) on every turn instead of
-//!    arming a timerfd ([`Net::busy_poll`]). New sockets also get SO_BUSY_POLL when the kernel
+//!    sees them due, sessions check their own due times (pacing) on every turn, and no alarm
+//!    (rule 7) is armed. New sockets also get SO_BUSY_POLL when the kernel
 //!    allows it (it needs CAP_NET_ADMIN to raise; it only acts on devices with NAPI, so not on
 //!    loopback).
 //! 7. The loop's own deadline is one timerfd, the alarm ([`Driver::poll_until`]), and the wait
-//!    itself has no timeout. An `epoll_wait` timeout arms a kernel timer on every wait that
+//!    itself has no timeout. It is the loop's only timer: the slots' deadlines and the session's
+//!    due instants (pacing: [`Session::wake_at`]) all come to it, to the microsecond. An `epoll_wait` timeout arms a kernel timer on every wait that
 //!    sleeps and cancels it when an event comes first, which is nearly always; the alarm is
 //!    armed only when the loop must wake *earlier* than it is armed for. A wake instant that moves
 //!    later (the usual case: deadlines are pushed forward by every response) keeps the earlier
@@ -70,10 +71,8 @@ pub use transport::{Failure, Plain, Recv, Refusal, Tls, TlsCtx, Transport};
 /// Token of a worker's waker. Slot tokens are `slot | generation << 32` with slot < 2^32, so no
 /// slot token is ever this high.
 pub const WAKER: Token = Token(usize::MAX);
-/// Token of a session's own timerfd (pacing).
-pub const PACER: Token = Token(usize::MAX - 1);
 /// Token of the loop's alarm (rule 7).
-pub const ALARM: Token = Token(usize::MAX - 2);
+pub const ALARM: Token = Token(usize::MAX - 1);
 
 /// The token of a slot's current connection.
 #[inline]
@@ -84,7 +83,7 @@ pub fn token(slot: usize, gen: u32) -> Token {
 /// The slot and generation a token names, or None for the reserved tokens.
 #[inline]
 pub fn untoken(t: Token) -> Option<(usize, u32)> {
-    if t == WAKER || t == PACER || t == ALARM {
+    if t == WAKER || t == ALARM {
         return None;
     }
     Some((t.0 & 0xFFFF_FFFF, (t.0 >> 32) as u32))
@@ -231,13 +230,6 @@ impl<T: Transport> Net<T> {
     pub fn set_busy_poll(&mut self, so_busy_poll_us: Option<u32>) {
         self.spin = true;
         self.so_busy_poll_us = so_busy_poll_us;
-    }
-
-    /// True when the worker spins (rule 6): sessions need not arm a timerfd for their due
-    /// times, since the loop turns continuously and checks them on every turn.
-    #[inline]
-    pub fn busy_poll(&self) -> bool {
-        self.spin
     }
 
     /// Let every slot's receive buffer grow to `max` bytes (WebSocket: the largest message
@@ -476,10 +468,8 @@ pub trait Session<T: Transport> {
     /// Once per loop turn, after the events and the timers.
     fn on_turn(&mut self, _net: &mut Net<T>, _now: Instant) {}
 
-    /// An event for a token that is not a slot's ([`PACER`]).
-    fn on_token(&mut self, _net: &mut Net<T>, _token: Token, _now: Instant) {}
-
-    /// The earliest instant the session needs a turn, beyond its slots' timers.
+    /// The earliest instant the session needs a turn, beyond its slots' timers: the loop's
+    /// alarm wakes it then, to the microsecond (rule 7), so pacing needs no timer of its own.
     fn wake_at(&self) -> Option<Instant> {
         None
     }
@@ -621,9 +611,7 @@ impl<T: Transport, S: Session<T>> Driver<T, S> {
 
     fn on_event(&mut self, ev: Event) {
         let Some((slot, gen)) = untoken(ev.token) else {
-            if ev.token == PACER {
-                self.session.on_token(&mut self.net, PACER, Instant::now());
-            } else if ev.token == ALARM {
+            if ev.token == ALARM {
                 if let Some(a) = &mut self.alarm {
                     a.fired();
                 }
@@ -1006,7 +994,6 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut d = net::<Plain>(vec![l.local_addr().unwrap()], ());
         d.net.set_busy_poll(None);
-        assert!(d.net.busy_poll());
         let t0 = Instant::now();
         for _ in 0..3 {
             d.poll_io(Some(Duration::from_secs(30))).unwrap();
