@@ -104,16 +104,20 @@ fn parse_data(m: &Message) -> Option<Data> {
     })
 }
 
+/// The stream a subscription acknowledgement names; anything else fails the test.
+fn ack_stream(m: &Message) -> String {
+    let Message::Text(t) = m else {
+        panic!("expected an ack, got {m:?}")
+    };
+    let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json ack");
+    assert_eq!(v["event"], "subscribed", "{v}");
+    v["stream"].as_str().expect("stream").to_string()
+}
+
 /// Subscribes and checks the acknowledgement.
 fn subscribe<S: Read + Write>(ws: &mut WebSocket<S>, request: &str, stream: &str) {
     ws.send(Message::text(request)).expect("send");
-    let ack = next_data(ws);
-    let Message::Text(t) = &ack else {
-        panic!("expected the ack, got {ack:?}")
-    };
-    let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json ack");
-    assert_eq!(v["event"], "subscribed");
-    assert_eq!(v["stream"], stream);
+    assert_eq!(ack_stream(&next_data(ws)), stream);
 }
 
 /// Collects data messages for `window` (reading with a short timeout so the window is kept).
@@ -496,13 +500,8 @@ fn two_subscriptions_interleave_each_with_its_own_seq() {
     while order.len() < 40 {
         let m = next_data(&mut ws);
         let Some(d) = parse_data(&m) else {
-            let Message::Text(t) = &m else {
-                panic!("expected the ack, got {m:?}")
-            };
-            let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json ack");
-            assert_eq!(v["event"], "subscribed", "{v}");
-            assert_eq!(v["stream"], "ethusdt@trade", "{v}");
-            assert!(!acked, "a second ack: {v}");
+            assert_eq!(ack_stream(&m), "ethusdt@trade");
+            assert!(!acked, "a second ack: {m:?}");
             acked = true;
             continue;
         };
@@ -550,14 +549,7 @@ fn injected_gaps_seen_by_the_client_equal_the_server_count() {
         let m = next_data(&mut ws);
         match parse_data(&m) {
             Some(d) => got.push(d),
-            None => {
-                let Message::Text(t) = &m else {
-                    panic!("expected an ack, got {m:?}")
-                };
-                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json ack");
-                assert_eq!(v["event"], "subscribed", "{v}");
-                acked.push(v["stream"].as_str().expect("stream").to_string());
-            }
+            None => acked.push(ack_stream(&m)),
         }
     }
     assert_eq!(acked, ["a", "b"]);
