@@ -15,9 +15,10 @@
 //! Each connection's handshake and first exchange go through rustls (blocking, before the
 //! measured loop; the response length is learned in plaintext); then its traffic keys are taken
 //! over (`dangerous_extract_secrets`) and every request is sealed into one record and every
-//! response record opened in place with ring, as any TLS client must: one `send`, one `recv`,
-//! one seal and one open per response, nothing else. Post-handshake records (session tickets)
-//! are opened and skipped; a key update or an alert fails the run.
+//! response record opened in place (connbench's record layer, `engine::core::record`: ring's
+//! AEAD), as any TLS client must: one `send`, one `recv`, one seal and one open per response,
+//! nothing else. Post-handshake records (session tickets) are opened and skipped; a key update
+//! or an alert fails the run.
 //!
 //!   cargo build --release --example null_client
 //!   target/release/examples/null_client 127.0.0.1:8080 -c 100 -d 5s            # blocking epoll_wait
@@ -36,9 +37,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use connbench::engine::core::record::{record_len, Records, Version};
 use connbench::plan::TlsPlan;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
-use rustls::{ClientConfig, ClientConnection, ConnectionTrafficSecrets, ProtocolVersion};
+use rustls::{ClientConfig, ClientConnection, ContentType, ProtocolVersion};
 
 /// Most samples kept at `--rtt` (a 5 s run at ~25 µs is 200k; beyond the cap the run goes on
 /// without recording, and the report says how many were kept).
@@ -50,11 +51,8 @@ const BUF: usize = 64 * 1024;
 const EVENTS: usize = 1024;
 /// The timerfd's token; connection tokens are their index.
 const TIMER_TOKEN: u64 = u64::MAX;
-/// TLS record header, and the largest record a TLS 1.3 peer may send (2^14 + 256).
-const RECORD_HEADER: usize = 5;
-const MAX_RECORD: usize = RECORD_HEADER + (1 << 14) + 256;
-/// AEAD tag of every TLS 1.3 suite.
-const TAG: usize = 16;
+/// The largest record `record_len` lets through: header and 2^14 + 2048 bytes.
+const MAX_RECORD: usize = 5 + (1 << 14) + 2048;
 
 struct Args {
     addr: SocketAddr,
@@ -253,49 +251,11 @@ fn cvt(r: libc::c_int, what: &str) -> Result<libc::c_int, String> {
     }
 }
 
-/// One direction of a TLS 1.3 connection after the handshake: its key, IV and sequence number.
-struct Dir {
-    key: LessSafeKey,
-    iv: [u8; 12],
-    seq: u64,
-}
-
-impl Dir {
-    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Result<Dir, String> {
-        let (alg, key, iv) = match &secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&ring::aead::AES_128_GCM, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&ring::aead::AES_256_GCM, key, iv),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&ring::aead::CHACHA20_POLY1305, key, iv)
-            }
-            _ => return Err("the server chose a cipher suite the null client cannot use".into()),
-        };
-        let key = UnboundKey::new(alg, key.as_ref()).map_err(|_| "a traffic key of bad length")?;
-        let iv: [u8; 12] = iv.as_ref().try_into().map_err(|_| "an IV of bad length")?;
-        Ok(Dir {
-            key: LessSafeKey::new(key),
-            iv,
-            seq,
-        })
-    }
-
-    /// The record's nonce (RFC 8446 5.3): the IV xor the sequence number; the number moves on.
-    #[inline]
-    fn next_nonce(&mut self) -> Nonce {
-        let mut n = self.iv;
-        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
-            *b ^= s;
-        }
-        self.seq += 1;
-        Nonce::assume_unique_for_key(n)
-    }
-}
-
-/// A TLS connection's state in the measured loop.
+/// A TLS connection's state in the measured loop: connbench's record layer
+/// (`engine::core::record`: ring's AEAD, checked against rustls) over the extracted keys.
 struct TlsConn {
-    tx: Dir,
-    rx: Dir,
-    /// The request's record: header, then request, content type and tag, sealed per send.
+    records: Records,
+    /// The request's record, sealed per send into this reused buffer.
     out: Vec<u8>,
     /// Received record bytes not yet opened (at most one partial record stays between reads).
     rbuf: Vec<u8>,
@@ -303,97 +263,54 @@ struct TlsConn {
 }
 
 impl TlsConn {
-    /// A connection whose requests are `req_len` bytes.
-    fn new(tx: Dir, rx: Dir, req_len: usize) -> TlsConn {
+    fn new(records: Records) -> TlsConn {
         TlsConn {
-            tx,
-            rx,
-            out: record_buf(req_len),
+            records,
+            out: Vec::new(),
             rbuf: vec![0u8; MAX_RECORD + BUF],
             have: 0,
         }
     }
 
-    /// Seal the request into `out` (the header is fixed: the request's length never changes).
+    /// Seal the request into one record.
     #[inline]
-    fn seal(&mut self, req: &[u8]) -> Result<&[u8], String> {
-        seal_into(&mut self.tx, &mut self.out, req, 0x17)?;
-        Ok(&self.out)
+    fn seal(&mut self, req: &[u8]) -> &[u8] {
+        self.out.clear();
+        self.records
+            .seal(ContentType::ApplicationData, req, &mut self.out);
+        &self.out
     }
 
     /// Open every whole record received, handing each application-data plaintext to `data`.
     #[inline]
     fn open(&mut self, mut data: impl FnMut(&[u8]) -> Result<(), String>) -> Result<(), String> {
         let mut at = 0;
-        while self.have - at >= RECORD_HEADER {
-            let mut header = [0u8; RECORD_HEADER];
-            header.copy_from_slice(&self.rbuf[at..at + RECORD_HEADER]);
-            let len = u16::from_be_bytes([header[3], header[4]]) as usize;
-            if header[0] != 0x17 || RECORD_HEADER + len > MAX_RECORD || len < TAG + 1 {
-                return Err(format!(
-                    "a record the null client does not expect: {header:02x?}"
-                ));
-            }
-            let end = at + RECORD_HEADER + len;
-            if end > self.have {
-                break;
-            }
-            let nonce = self.rx.next_nonce();
-            let plain = self
-                .rx
-                .key
-                .open_in_place(
-                    nonce,
-                    Aad::from(header),
-                    &mut self.rbuf[at + RECORD_HEADER..end],
-                )
-                .map_err(|_| "a record failed to open (bad tag)")?;
-            // Inner plaintext: content, content type, zero padding (RFC 8446 5.4).
-            let Some(ty_at) = plain.iter().rposition(|&b| b != 0) else {
-                return Err("a record with no content type".into());
-            };
-            match plain[ty_at] {
-                0x17 => data(&plain[..ty_at])?,
+        while let Some(len) = record_len(&self.rbuf[at..self.have])
+            .map_err(|e| format!("a record the null client does not expect: {e}"))?
+        {
+            let rec = &mut self.rbuf[at..at + len];
+            let (typ, plain) = self
+                .records
+                .open(rec)
+                .map_err(|e| format!("a record failed to open: {e}"))?;
+            let plain = &rec[plain];
+            match typ {
+                ContentType::ApplicationData => data(plain)?,
                 // NewSessionTicket: a handshake message the loop has no use for. A key update
                 // (type 24) would change the keys under it.
-                0x16 if plain.first() == Some(&4) => {}
-                0x16 => return Err("a post-handshake message other than a ticket".into()),
-                0x15 => return Err("the server sent an alert".into()),
-                t => return Err(format!("a record of content type {t}")),
+                ContentType::Handshake if plain.first() == Some(&4) => {}
+                ContentType::Handshake => {
+                    return Err("a post-handshake message other than a ticket".into())
+                }
+                ContentType::Alert => return Err("the server sent an alert".into()),
+                t => return Err(format!("a record of content type {t:?}")),
             }
-            at = end;
+            at += len;
         }
         self.rbuf.copy_within(at..self.have, 0);
         self.have -= at;
         Ok(())
     }
-}
-
-/// A record buffer for `content_len` bytes of content: header (application data, TLS 1.2 on
-/// the wire as TLS 1.3 says, the length of content + content type + tag), room for the rest.
-fn record_buf(content_len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; RECORD_HEADER + content_len + 1 + TAG];
-    let len = (content_len + 1 + TAG) as u16;
-    out[..3].copy_from_slice(&[0x17, 0x03, 0x03]);
-    out[3..5].copy_from_slice(&len.to_be_bytes());
-    out
-}
-
-/// Seal `content` of inner type `ty` into `out` (a [`record_buf`] of its length) with `dir`.
-#[inline]
-fn seal_into(dir: &mut Dir, out: &mut [u8], content: &[u8], ty: u8) -> Result<(), String> {
-    let body = RECORD_HEADER + content.len() + 1;
-    out[RECORD_HEADER..body - 1].copy_from_slice(content);
-    out[body - 1] = ty;
-    let mut header = [0u8; RECORD_HEADER];
-    header.copy_from_slice(&out[..RECORD_HEADER]);
-    let nonce = dir.next_nonce();
-    let tag = dir
-        .key
-        .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[RECORD_HEADER..body])
-        .map_err(|_| "sealing a record failed")?;
-    out[body..].copy_from_slice(tag.as_ref());
-    Ok(())
 }
 
 /// `--tls`: connect, handshake and make the first exchange through rustls (learning the
@@ -416,7 +333,10 @@ fn tls_connect(
     let secrets = conn
         .dangerous_extract_secrets()
         .map_err(|e| format!("taking the traffic keys over: {e}"))?;
-    let t = TlsConn::new(Dir::new(secrets.tx)?, Dir::new(secrets.rx)?, req.len());
+    let (tx, rx) = (&secrets.tx, &secrets.rx);
+    let records = Records::new(Version::Tls13, (tx.0, &tx.1), (rx.0, &rx.1))
+        .map_err(|e| format!("the traffic keys: {e}"))?;
+    let t = TlsConn::new(records);
     Ok((s, t, len))
 }
 
@@ -541,7 +461,7 @@ fn run(a: &Args) -> Result<Outcome, String> {
 
     let send = |c: &mut Conn| -> Result<(), String> {
         let bytes = match &mut c.tls {
-            Some(t) => t.seal(&req)?,
+            Some(t) => t.seal(&req),
             None => &req[..],
         };
         // SAFETY: bytes is a live buffer of bytes.len() bytes.
@@ -747,34 +667,32 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::crypto::cipher::{AeadKey, Iv};
+    use rustls::ConnectionTrafficSecrets;
 
-    const KEY: [u8; 16] = [7; 16];
-    const IV: [u8; 12] = [9; 12];
-
-    fn dir() -> Dir {
-        let key = UnboundKey::new(&ring::aead::AES_128_GCM, &KEY).unwrap();
-        Dir {
-            key: LessSafeKey::new(key),
-            iv: IV,
-            seq: 0,
-        }
+    /// Both directions share made-up keys, so what one seals the other opens.
+    fn records() -> Records {
+        let s = ConnectionTrafficSecrets::Aes256Gcm {
+            key: AeadKey::from([7u8; 32]),
+            iv: Iv::new([9u8; 12]),
+        };
+        Records::new(Version::Tls13, (0, &s), (0, &s)).unwrap()
     }
 
-    /// What a server would send: records of (inner type, content), sealed in order.
-    fn wire(records: &[(u8, &[u8])]) -> Vec<u8> {
-        let mut tx = dir();
+    /// What a server would send: records of (type, content), sealed in order.
+    fn wire(msgs: &[(ContentType, &[u8])]) -> Vec<u8> {
+        let mut r = records();
         let mut out = Vec::new();
-        for (ty, content) in records {
-            let mut r = record_buf(content.len());
-            seal_into(&mut tx, &mut r, content, *ty).unwrap();
-            out.extend_from_slice(&r);
+        for (ty, content) in msgs {
+            r.seal(*ty, content, &mut out);
         }
         out
     }
 
-    /// Feed `bytes` to a receiving connection in `chunk`-byte reads; the plaintext it handed on.
+    /// Feed `bytes` to a receiving connection in `chunk`-byte reads: the plaintext it handed
+    /// on (or its error), and the bytes it still holds.
     fn feed(bytes: &[u8], chunk: usize) -> (Result<Vec<u8>, String>, usize) {
-        let mut c = TlsConn::new(dir(), dir(), 1);
+        let mut c = TlsConn::new(records());
         let mut got = Vec::new();
         for part in bytes.chunks(chunk) {
             c.rbuf[c.have..c.have + part.len()].copy_from_slice(part);
@@ -789,45 +707,41 @@ mod tests {
         (Ok(got), c.have)
     }
 
+    const APP: ContentType = ContentType::ApplicationData;
     const TICKET: &[u8] = &[4, 0, 0, 1, 0];
 
     #[test]
     fn records_open_the_same_whole_byte_by_byte_and_with_a_partial_one_after() {
         let bytes = wire(&[
-            (0x17, b"HTTP/1.1 200 OK\r\n"),
-            (0x16, TICKET),
-            (0x17, b"\r\nbody"),
+            (APP, b"HTTP/1.1 200 OK\r\n"),
+            (ContentType::Handshake, TICKET),
+            (APP, b"\r\nbody"),
         ]);
         let want = b"HTTP/1.1 200 OK\r\n\r\nbody".to_vec();
         assert_eq!(feed(&bytes, bytes.len()), (Ok(want.clone()), 0), "whole");
         assert_eq!(feed(&bytes, 1), (Ok(want.clone()), 0), "byte by byte");
         // Trailing bytes: the start of a next record waits for the rest.
         let mut more = bytes.clone();
-        more.extend_from_slice(&wire(&[(0x17, b"x"), (0x17, b"next")])[..RECORD_HEADER + 3]);
-        assert_eq!(
-            feed(&more, more.len()),
-            (Ok(want), RECORD_HEADER + 3),
-            "trailing"
-        );
+        more.extend_from_slice(&wire(&[(APP, b"x"), (APP, b"next")])[..8]);
+        assert_eq!(feed(&more, more.len()), (Ok(want), 8), "trailing");
     }
 
     #[test]
     fn a_record_whose_seal_or_content_is_wrong_fails_the_run() {
-        let mut bad = wire(&[(0x17, b"HTTP/1.1 200 OK\r\n")]);
-        bad[RECORD_HEADER + 2] ^= 1;
-        assert!(feed(&bad, bad.len()).0.unwrap_err().contains("bad tag"));
-        let alert = wire(&[(0x15, &[1, 0])]);
+        let mut bad = wire(&[(APP, b"HTTP/1.1 200 OK\r\n")]);
+        bad[7] ^= 1;
+        assert!(feed(&bad, bad.len())
+            .0
+            .unwrap_err()
+            .contains("failed to open"));
+        let alert = wire(&[(ContentType::Alert, &[1, 0])]);
         assert!(feed(&alert, alert.len()).0.unwrap_err().contains("alert"));
-        let key_update = wire(&[(0x16, &[24, 0, 0, 1, 0])]);
-        assert!(feed(&key_update, key_update.len())
-            .0
-            .unwrap_err()
-            .contains("other than a ticket"));
-        let mut plaintext = wire(&[(0x17, b"x")]);
-        plaintext[0] = 0x15;
-        assert!(feed(&plaintext, plaintext.len())
-            .0
-            .unwrap_err()
-            .contains("does not expect"));
+        let key_update = wire(&[(ContentType::Handshake, &[24, 0, 0, 1, 0])]);
+        let e = feed(&key_update, key_update.len()).0.unwrap_err();
+        assert!(e.contains("other than a ticket"), "{e}");
+        let mut not_tls = wire(&[(APP, b"x")]);
+        not_tls[0] = 0x63;
+        let e = feed(&not_tls, not_tls.len()).0.unwrap_err();
+        assert!(e.contains("does not expect"), "{e}");
     }
 }
